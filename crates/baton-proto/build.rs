@@ -10,6 +10,12 @@ const PROTO_ROOT: &str = "../../proto";
 const PROTO_FILES: &[&str] = &[
     "google/pubsub/v1/pubsub.proto",
     "google/pubsub/v1/schema.proto",
+    "google/iam/v1/iam_policy.proto",
+    "google/iam/v1/options.proto",
+    "google/iam/v1/policy.proto",
+    "google/rpc/status.proto",
+    "google/rpc/error_details.proto",
+    "google/type/expr.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,6 +44,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
-        .build(&[".google.pubsub"])?;
+        .build(&[
+            ".google.pubsub",
+            ".google.iam",
+            ".google.rpc",
+            ".google.type",
+        ])?;
     Ok(())
 }

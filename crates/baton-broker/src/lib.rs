@@ -1,1 +1,19 @@
-//! placeholder
+//! Baton's Pub/Sub engine.
+//!
+//! The broker owns the catalog (topics, subscriptions, snapshots) and the
+//! delivery state of every subscription: the backlog of ready messages, the
+//! leases of outstanding ones, per-stream flow control and the timers that
+//! bring expired leases back. It knows nothing about gRPC or HTTP: the server
+//! calls these functions from both transports and maps [`BrokerError`] to a
+//! status through one table.
+
+mod broker;
+mod delivery;
+mod error;
+pub mod names;
+pub mod validate;
+
+pub use broker::{
+    AckFailure, Broker, ListPage, PullWait, StreamRegistration, DELETED_TOPIC,
+};
+pub use error::{BrokerError, BrokerResult, ErrorCode};

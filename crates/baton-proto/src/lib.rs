@@ -8,10 +8,65 @@
 
 /// `google.pubsub.v1`: topics, subscriptions, messages and their services.
 pub mod pubsub {
-    #![allow(missing_docs, clippy::all, clippy::pedantic, missing_debug_implementations)]
+    #![allow(
+        missing_docs,
+        clippy::all,
+        clippy::pedantic,
+        missing_debug_implementations
+    )]
     include!(concat!(env!("OUT_DIR"), "/google.pubsub.v1.rs"));
     include!(concat!(env!("OUT_DIR"), "/google.pubsub.v1.serde.rs"));
 }
+
+/// The generated code of packages that refer to one another (`google.iam.v1`
+/// uses `google.type.Expr`) names those types by relative paths such as
+/// `super::super::r#type::Expr`, so they live in a tree shaped like their
+/// package names and are re-exported below under short names.
+mod google {
+    pub mod iam {
+        /// `google.iam.v1`: the IAM policy mixin (`SetIamPolicy`,
+        /// `GetIamPolicy`, `TestIamPermissions`) and its policy types.
+        pub mod v1 {
+            #![allow(
+                missing_docs,
+                clippy::all,
+                clippy::pedantic,
+                missing_debug_implementations
+            )]
+            include!(concat!(env!("OUT_DIR"), "/google.iam.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/google.iam.v1.serde.rs"));
+        }
+    }
+
+    /// `google.rpc`: the `Status` error model and the standard error details
+    /// (`ErrorInfo`, `BadRequest`, `RetryInfo`, ...).
+    pub mod rpc {
+        #![allow(
+            missing_docs,
+            clippy::all,
+            clippy::pedantic,
+            missing_debug_implementations
+        )]
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.serde.rs"));
+    }
+
+    /// `google.type`: common types (`Expr`, used by IAM binding conditions).
+    pub mod r#type {
+        #![allow(
+            missing_docs,
+            clippy::all,
+            clippy::pedantic,
+            missing_debug_implementations
+        )]
+        include!(concat!(env!("OUT_DIR"), "/google.r#type.rs"));
+        include!(concat!(env!("OUT_DIR"), "/google.r#type.serde.rs"));
+    }
+}
+
+pub use google::iam::v1 as iam;
+pub use google::rpc;
+pub use google::r#type as gtype;
 
 /// Well-known protobuf types (Duration, Timestamp, FieldMask, Empty) with
 /// proto3 JSON support.

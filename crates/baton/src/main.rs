@@ -1,1 +1,94 @@
-fn main() {}
+//! The `baton` command line.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// Baton: a Pub/Sub-API server (and soon client tools) that keeps traces
+/// whole across asynchronous hops.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Pub/Sub-API server (gRPC and REST on one port).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BATON_HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on; 0 picks a free one and prints it.
+    #[arg(long, env = "BATON_PORT", default_value_t = 8085)]
+    port: u16,
+    /// Keep everything in memory (the only store for now; a durable disk
+    /// store will become the default).
+    #[arg(long, default_value_t = true)]
+    in_memory: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let addr = SocketAddr::new(args.host, args.port);
+    let server = baton_server::start(baton_server::ServerConfig::new(addr))
+        .await
+        .with_context(|| format!("starting the server on {addr}"))?;
+    let local = server.local_addr();
+    println!("Baton Pub/Sub server listening on {local} (gRPC and REST, in-memory store)");
+    println!("Point Google's client libraries at it with:");
+    println!("  export PUBSUB_EMULATOR_HOST={local}");
+    tracing::info!(%local, "ready; press Ctrl-C to stop");
+    shutdown_signal().await;
+    tracing::info!("shutting down: closing streams with UNAVAILABLE");
+    server.shutdown().await.context("shutting down")?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,1463 @@
+//! The broker: catalog plus delivery, behind one lock.
+//!
+//! One mutex guards everything. Every operation is short and never awaits
+//! while holding it, and a single lock makes fan-out, acks and seeks atomic
+//! without lock-ordering puzzles. Waiting (pull, streams) happens outside the
+//! lock on per-subscription `Notify`s that publishes, nacks, expiries and
+//! freed flow-control windows signal.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use baton_proto::pubsub::{
+    PubsubMessage, PushConfig, ReceivedMessage, Snapshot, Subscription, Topic,
+};
+use baton_proto::wkt;
+use tokio::sync::{watch, Notify};
+
+use crate::delivery::{StreamFlow, SubState};
+use crate::error::{BrokerError, BrokerResult};
+use crate::names::{self, Collection};
+use crate::validate;
+
+/// The topic a subscription reports once its topic has been deleted.
+pub const DELETED_TOPIC: &str = "_deleted-topic_";
+
+/// How long a snapshot lives (the service's maximum: 7 days).
+const SNAPSHOT_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// One page of a list call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPage<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Token of the next page; empty on the last page.
+    pub next_page_token: String,
+}
+
+/// How long a unary Pull may wait for messages.
+#[derive(Debug, Clone, Copy)]
+pub enum PullWait {
+    /// Answer at once, possibly empty (`return_immediately`).
+    Immediate,
+    /// Wait for messages until this instant, then answer empty.
+    Until(Instant),
+}
+
+/// An ack or modack that could not be applied, for exactly-once reporting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckFailure {
+    /// The ack id as the client sent it.
+    pub ack_id: String,
+    /// The reason code clients understand (`PERMANENT_FAILURE_INVALID_ACK_ID`).
+    pub reason: &'static str,
+}
+
+#[derive(Debug)]
+struct TopicState {
+    topic: Topic,
+    subscriptions: BTreeSet<String>,
+    /// Messages kept for the topic's own retention (seek back in time).
+    log: std::collections::VecDeque<LoggedMessage>,
+}
+
+#[derive(Debug, Clone)]
+struct LoggedMessage {
+    seq: u64,
+    message: Arc<PubsubMessage>,
+    published: SystemTime,
+}
+
+#[derive(Debug)]
+struct SnapshotState {
+    snapshot: Snapshot,
+    /// Unacked messages at creation plus everything published since.
+    messages: BTreeMap<u64, Arc<PubsubMessage>>,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    LeaseExpiry { ack: u64 },
+    BackoffOver { seq: u64 },
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Instant,
+    sub_uid: u64,
+    kind: TimerKind,
+    sub_name: Arc<str>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    topics: BTreeMap<String, TopicState>,
+    subscriptions: BTreeMap<String, SubState>,
+    snapshots: BTreeMap<String, SnapshotState>,
+    /// Acked messages kept by `retain_acked_messages`, per subscription uid.
+    retained: HashMap<u64, BTreeMap<u64, (Arc<PubsubMessage>, SystemTime)>>,
+    next_seq: u64,
+    next_ack: u64,
+    next_uid: u64,
+    next_stream: u64,
+    timers: BinaryHeap<Reverse<Timer>>,
+}
+
+/// The Pub/Sub engine. Cheap to share: hand out `Arc<Broker>`.
+#[derive(Debug)]
+pub struct Broker {
+    inner: Mutex<Inner>,
+    /// Wakes the timer task when an earlier deadline is armed.
+    timer_wake: Arc<Notify>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// A registered StreamingPull stream: its flow-control window lives in the
+/// broker until this is dropped. Leases it took outlive it.
+#[derive(Debug)]
+pub struct StreamRegistration {
+    broker: Weak<Broker>,
+    subscription: String,
+    sub_uid: u64,
+    id: u64,
+    deadline: Duration,
+    notify: Arc<Notify>,
+    /// Whether the subscription delivers exactly once.
+    pub exactly_once: bool,
+    /// Whether the subscription delivers in ordering-key order.
+    pub ordered: bool,
+}
+
+impl StreamRegistration {
+    /// The notifier signalled when this stream may have work.
+    pub fn notify(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    /// The subscription's full name.
+    pub fn subscription(&self) -> &str {
+        &self.subscription
+    }
+
+    /// Changes the deadline given to messages this stream leases from now on.
+    pub fn set_deadline(&mut self, seconds: i32) {
+        self.deadline = Duration::from_secs(u64::try_from(seconds.clamp(10, 600)).unwrap_or(10));
+    }
+}
+
+impl Drop for StreamRegistration {
+    fn drop(&mut self) {
+        if let Some(broker) = self.broker.upgrade() {
+            let mut inner = broker.lock();
+            if let Some(sub) = inner.subscriptions.get_mut(&self.subscription) {
+                if sub.uid == self.sub_uid {
+                    sub.streams.remove(&self.id);
+                }
+            }
+        }
+    }
+}
+
+fn timestamp(time: SystemTime) -> wkt::Timestamp {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    wkt::Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn system_time(ts: &wkt::Timestamp) -> SystemTime {
+    let secs = u64::try_from(ts.seconds).unwrap_or(0);
+    let nanos = u32::try_from(ts.nanos).unwrap_or(0);
+    UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
+/// Pages over names in a sorted map, the way the service pages: the token is
+/// the name of the first item of the next page; an unknown token restarts.
+fn page<'a, V, T>(
+    map: &'a BTreeMap<String, V>,
+    prefix: &str,
+    page_size: i32,
+    page_token: &str,
+    filter: impl Fn(&'a V) -> bool,
+    project: impl Fn(&'a String, &'a V) -> T,
+) -> ListPage<T> {
+    let start = if page_token.starts_with(prefix) {
+        page_token.to_string()
+    } else {
+        prefix.to_string()
+    };
+    let limit = usize::try_from(page_size).ok().filter(|n| *n > 0);
+    let mut items = Vec::new();
+    let mut next_page_token = String::new();
+    for (name, value) in map.range(start..) {
+        if !name.starts_with(prefix) {
+            break;
+        }
+        if !filter(value) {
+            continue;
+        }
+        if limit.is_some_and(|n| items.len() >= n) {
+            next_page_token = name.clone();
+            break;
+        }
+        items.push(project(name, value));
+    }
+    ListPage {
+        items,
+        next_page_token,
+    }
+}
+
+/// Parses `sub:N` ack ids; the error text is what the service answers.
+fn parse_ack_id(subscription: &str, ack_id: &str) -> BrokerResult<Option<u64>> {
+    let Some((owner, number)) = ack_id.rsplit_once(':') else {
+        return Err(BrokerError::invalid(format!(
+            "Invalid ack id (ack_id={ack_id})"
+        )));
+    };
+    let Ok(number) = number.parse::<u64>() else {
+        return Err(BrokerError::invalid(format!(
+            "Invalid ack id (ack_id={ack_id})"
+        )));
+    };
+    if owner != subscription {
+        if names::parse(owner, Collection::Subscriptions).is_ok() {
+            return Err(BrokerError::invalid(format!(
+                "Subscription {subscription} received an invalid ack ID {ack_id}, meant for subscription: {owner}"
+            )));
+        }
+        return Err(BrokerError::invalid(format!(
+            "Invalid ack id (ack_id={ack_id})"
+        )));
+    }
+    Ok(Some(number))
+}
+
+impl Broker {
+    /// Creates an empty broker and starts its timer task on the current
+    /// tokio runtime. The task ends when the broker is dropped.
+    pub fn start() -> Arc<Self> {
+        let (shutdown, _) = watch::channel(false);
+        let broker = Arc::new(Self {
+            inner: Mutex::new(Inner {
+                next_seq: 1,
+                next_ack: 1,
+                next_uid: 1,
+                next_stream: 1,
+                ..Default::default()
+            }),
+            timer_wake: Arc::new(Notify::new()),
+            shutdown,
+        });
+        tokio::spawn(run_timers(Arc::downgrade(&broker)));
+        broker
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take every later request down with it.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells every waiting pull and stream that the broker is going away.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+        let inner = self.lock();
+        for sub in inner.subscriptions.values() {
+            sub.notify.notify_waiters();
+        }
+    }
+
+    /// A receiver that turns `true` when shutdown begins.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    // ----- topics -------------------------------------------------------
+
+    /// CreateTopic.
+    pub fn create_topic(&self, mut topic: Topic) -> BrokerResult<Topic> {
+        names::parse(&topic.name, Collection::Topics)?;
+        validate::topic_settings(&topic)?;
+        if let Some(settings) = &topic.schema_settings {
+            if !settings.schema.is_empty() {
+                return Err(BrokerError::not_found("Schema could not be found"));
+            }
+        }
+        let mut inner = self.lock();
+        if inner.topics.contains_key(&topic.name) {
+            return Err(BrokerError::already_exists("Topic already exists"));
+        }
+        topic.state = 0;
+        inner.topics.insert(
+            topic.name.clone(),
+            TopicState {
+                topic: topic.clone(),
+                subscriptions: BTreeSet::new(),
+                log: Default::default(),
+            },
+        );
+        tracing::debug!(topic = %topic.name, "topic created");
+        Ok(topic)
+    }
+
+    /// GetTopic.
+    pub fn get_topic(&self, name: &str) -> BrokerResult<Topic> {
+        names::parse(name, Collection::Topics)?;
+        let inner = self.lock();
+        inner
+            .topics
+            .get(name)
+            .map(|t| t.topic.clone())
+            .ok_or_else(BrokerError::topic_not_found)
+    }
+
+    /// UpdateTopic: applies the fields named in `paths` (snake_case).
+    pub fn update_topic(&self, update: Topic, paths: &[String]) -> BrokerResult<Topic> {
+        if paths.is_empty() {
+            return Err(BrokerError::invalid(
+                "The update_mask in the UpdateTopicRequest must be set, and must contain a non-empty paths list.",
+            ));
+        }
+        names::parse(&update.name, Collection::Topics)?;
+        for path in paths {
+            match path.as_str() {
+                "labels" | "message_storage_policy" | "kms_key_name" | "schema_settings"
+                | "message_retention_duration" | "ingestion_data_source_settings"
+                | "message_transforms" => {}
+                other => {
+                    return Err(BrokerError::invalid(format!(
+                        "Invalid update_mask provided in the UpdateTopicRequest: {other} is not a known Topic field. Note that field paths must be of the form 'schema_settings' rather than 'schemaSetings'."
+                    )))
+                }
+            }
+        }
+        validate::topic_settings(&update)?;
+        let mut inner = self.lock();
+        let state = inner
+            .topics
+            .get_mut(&update.name)
+            .ok_or_else(|| BrokerError::not_found("Topic not found."))?;
+        let topic = &mut state.topic;
+        for path in paths {
+            match path.as_str() {
+                "labels" => topic.labels = update.labels.clone(),
+                "message_storage_policy" => {
+                    topic.message_storage_policy = update.message_storage_policy.clone()
+                }
+                "kms_key_name" => topic.kms_key_name = update.kms_key_name.clone(),
+                "schema_settings" => topic.schema_settings = update.schema_settings.clone(),
+                "message_retention_duration" => {
+                    topic.message_retention_duration = update.message_retention_duration
+                }
+                "ingestion_data_source_settings" => {
+                    topic.ingestion_data_source_settings =
+                        update.ingestion_data_source_settings.clone()
+                }
+                "message_transforms" => {
+                    topic.message_transforms = update.message_transforms.clone()
+                }
+                _ => {}
+            }
+        }
+        Ok(topic.clone())
+    }
+
+    /// ListTopics of `project` (`projects/{id}`).
+    pub fn list_topics(
+        &self,
+        project: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> BrokerResult<ListPage<Topic>> {
+        let project = names::parse_project(project)?;
+        let prefix = format!("projects/{project}/topics/");
+        let inner = self.lock();
+        Ok(page(
+            &inner.topics,
+            &prefix,
+            page_size,
+            page_token,
+            |_| true,
+            |_, t| t.topic.clone(),
+        ))
+    }
+
+    /// ListTopicSubscriptions: names of the topic's attached subscriptions.
+    pub fn list_topic_subscriptions(
+        &self,
+        topic: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> BrokerResult<ListPage<String>> {
+        names::parse(topic, Collection::Topics)?;
+        let inner = self.lock();
+        let state = inner
+            .topics
+            .get(topic)
+            .ok_or_else(BrokerError::topic_not_found)?;
+        let map: BTreeMap<String, ()> = state
+            .subscriptions
+            .iter()
+            .map(|s| (s.clone(), ()))
+            .collect();
+        Ok(page(&map, "projects/", page_size, page_token, |_| true, |n, _| n.clone()))
+    }
+
+    /// ListTopicSnapshots: names of the snapshots taken from the topic.
+    pub fn list_topic_snapshots(
+        &self,
+        topic: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> BrokerResult<ListPage<String>> {
+        names::parse(topic, Collection::Topics)?;
+        let inner = self.lock();
+        if !inner.topics.contains_key(topic) {
+            return Err(BrokerError::topic_not_found());
+        }
+        Ok(page(
+            &inner.snapshots,
+            "projects/",
+            page_size,
+            page_token,
+            |s| s.snapshot.topic == topic,
+            |n, _| n.clone(),
+        ))
+    }
+
+    /// DeleteTopic: its subscriptions stay, reporting [`DELETED_TOPIC`].
+    pub fn delete_topic(&self, name: &str) -> BrokerResult<()> {
+        names::parse(name, Collection::Topics)?;
+        let mut inner = self.lock();
+        let state = inner
+            .topics
+            .remove(name)
+            .ok_or_else(BrokerError::topic_not_found)?;
+        for sub_name in state.subscriptions {
+            if let Some(sub) = inner.subscriptions.get_mut(&sub_name) {
+                sub.config.topic = DELETED_TOPIC.to_string();
+            }
+        }
+        tracing::debug!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
+    /// Publish: validates, assigns ids and publish times, fans out to every
+    /// attached subscription and wakes their waiters.
+    pub fn publish(&self, topic: &str, messages: Vec<PubsubMessage>) -> BrokerResult<Vec<String>> {
+        names::parse(topic, Collection::Topics)?;
+        {
+            let inner = self.lock();
+            if !inner.topics.contains_key(topic) {
+                return Err(BrokerError::topic_not_found());
+            }
+        }
+        validate::publish_messages(&messages)?;
+        let mut inner = self.lock();
+        let ids = publish_locked(&mut inner, topic, messages)?;
+        Ok(ids)
+    }
+
+    // ----- subscriptions --------------------------------------------------
+
+    /// CreateSubscription.
+    pub fn create_subscription(&self, mut sub: Subscription) -> BrokerResult<Subscription> {
+        names::parse(&sub.name, Collection::Subscriptions)?;
+        names::parse(&sub.topic, Collection::Topics)?;
+        validate::subscription_settings(&mut sub)?;
+        let mut inner = self.lock();
+        if inner.subscriptions.contains_key(&sub.name) {
+            return Err(BrokerError::already_exists("Subscription already exists"));
+        }
+        if !inner.topics.contains_key(&sub.topic) {
+            return Err(BrokerError::not_found("Subscription topic does not exist"));
+        }
+        if let Some(policy) = &mut sub.dead_letter_policy {
+            policy.max_delivery_attempts =
+                validate::max_delivery_attempts(policy.max_delivery_attempts)?;
+            if !inner.topics.contains_key(&policy.dead_letter_topic) {
+                return Err(BrokerError::not_found("Dead letter topic not found"));
+            }
+        }
+        sub.state = 0;
+        let uid = inner.next_uid;
+        inner.next_uid += 1;
+        if let Some(topic) = inner.topics.get_mut(&sub.topic) {
+            topic.subscriptions.insert(sub.name.clone());
+        }
+        inner
+            .subscriptions
+            .insert(sub.name.clone(), SubState::new(uid, sub.clone()));
+        tracing::debug!(subscription = %sub.name, topic = %sub.topic, "subscription created");
+        Ok(sub)
+    }
+
+    fn with_sub<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Inner) -> BrokerResult<T>,
+    ) -> BrokerResult<T> {
+        names::parse(name, Collection::Subscriptions)?;
+        let mut inner = self.lock();
+        if !inner.subscriptions.contains_key(name) {
+            return Err(BrokerError::subscription_not_found());
+        }
+        f(&mut inner)
+    }
+
+    /// GetSubscription.
+    pub fn get_subscription(&self, name: &str) -> BrokerResult<Subscription> {
+        self.with_sub(name, |inner| {
+            inner
+                .subscriptions
+                .get(name)
+                .map(|s| s.config.clone())
+                .ok_or_else(BrokerError::subscription_not_found)
+        })
+    }
+
+    /// UpdateSubscription: applies the mutable fields named in `paths`.
+    pub fn update_subscription(
+        &self,
+        update: Subscription,
+        paths: &[String],
+    ) -> BrokerResult<Subscription> {
+        if paths.is_empty() {
+            return Err(BrokerError::invalid(
+                "The update_mask in the UpdateSubscriptionRequest must be set, and must contain a non-empty paths list.",
+            ));
+        }
+        names::parse(&update.name, Collection::Subscriptions)?;
+        for path in paths {
+            match path.as_str() {
+                "ack_deadline_seconds" | "push_config" | "bigquery_config"
+                | "cloud_storage_config" | "retain_acked_messages"
+                | "message_retention_duration" | "labels" | "expiration_policy"
+                | "dead_letter_policy" | "retry_policy" | "enable_exactly_once_delivery"
+                | "message_transforms" => {}
+                "topic" | "enable_message_ordering" | "detached" | "filter" | "name" => {
+                    return Err(BrokerError::invalid(format!(
+                        "Invalid update_mask provided in the UpdateSubscriptionRequest: the {path} field in the Subscription is not mutable."
+                    )))
+                }
+                other => {
+                    return Err(BrokerError::invalid(format!(
+                        "Invalid update_mask provided in the UpdateSubscriptionRequest: {other} is not a known Subscription field. Note that field paths must be of the form 'push_config' rather than 'pushConfig'."
+                    )))
+                }
+            }
+        }
+        let mut inner = self.lock();
+        let Some(current) = inner.subscriptions.get(&update.name).map(|s| s.config.clone()) else {
+            return Err(BrokerError::not_found("Subscription not found."));
+        };
+        let mut next = current;
+        for path in paths {
+            match path.as_str() {
+                "ack_deadline_seconds" => {
+                    next.ack_deadline_seconds = validate::ack_deadline(update.ack_deadline_seconds)?
+                }
+                "push_config" => {
+                    let push = update.push_config.clone().unwrap_or_default();
+                    validate::push_endpoint(&push.push_endpoint)?;
+                    next.push_config = Some(push);
+                }
+                "bigquery_config" => next.bigquery_config = update.bigquery_config.clone(),
+                "cloud_storage_config" => {
+                    next.cloud_storage_config = update.cloud_storage_config.clone()
+                }
+                "retain_acked_messages" => next.retain_acked_messages = update.retain_acked_messages,
+                "message_retention_duration" => {
+                    let retention = update.message_retention_duration.unwrap_or(wkt::Duration {
+                        seconds: validate::DEFAULT_RETENTION_SECS,
+                        nanos: 0,
+                    });
+                    let mut probe = next.clone();
+                    probe.message_retention_duration = Some(retention);
+                    validate::subscription_settings(&mut probe)?;
+                    next.message_retention_duration = Some(retention);
+                }
+                "labels" => next.labels = update.labels.clone(),
+                "expiration_policy" => next.expiration_policy = update.expiration_policy,
+                "dead_letter_policy" => {
+                    let mut policy = update.dead_letter_policy.clone();
+                    if let Some(policy) = &mut policy {
+                        policy.max_delivery_attempts =
+                            validate::max_delivery_attempts(policy.max_delivery_attempts)?;
+                        if !inner.topics.contains_key(&policy.dead_letter_topic) {
+                            return Err(BrokerError::not_found("Dead letter topic not found"));
+                        }
+                    }
+                    next.dead_letter_policy = policy;
+                }
+                "retry_policy" => {
+                    let mut policy = update.retry_policy;
+                    if let Some(policy) = &mut policy {
+                        validate::retry_policy(policy)?;
+                    }
+                    next.retry_policy = policy;
+                }
+                "enable_exactly_once_delivery" => {
+                    next.enable_exactly_once_delivery = update.enable_exactly_once_delivery
+                }
+                "message_transforms" => next.message_transforms = update.message_transforms.clone(),
+                _ => {}
+            }
+        }
+        if let Some(sub) = inner.subscriptions.get_mut(&update.name) {
+            sub.config = next.clone();
+            sub.notify.notify_waiters();
+        }
+        Ok(next)
+    }
+
+    /// ListSubscriptions of `project`.
+    pub fn list_subscriptions(
+        &self,
+        project: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> BrokerResult<ListPage<Subscription>> {
+        let project = names::parse_project(project)?;
+        let prefix = format!("projects/{project}/subscriptions/");
+        let inner = self.lock();
+        Ok(page(
+            &inner.subscriptions,
+            &prefix,
+            page_size,
+            page_token,
+            |_| true,
+            |_, s| s.config.clone(),
+        ))
+    }
+
+    /// DeleteSubscription: its backlog and leases go with it; open streams
+    /// end with NOT_FOUND.
+    pub fn delete_subscription(&self, name: &str) -> BrokerResult<()> {
+        self.with_sub(name, |inner| {
+            if let Some(sub) = inner.subscriptions.remove(name) {
+                if let Some(topic) = inner.topics.get_mut(&sub.config.topic) {
+                    topic.subscriptions.remove(name);
+                }
+                inner.retained.remove(&sub.uid);
+                sub.notify.notify_waiters();
+            }
+            Ok(())
+        })
+    }
+
+    /// ModifyPushConfig.
+    pub fn modify_push_config(&self, name: &str, push: Option<PushConfig>) -> BrokerResult<()> {
+        let push = push.unwrap_or_default();
+        validate::push_endpoint(&push.push_endpoint)?;
+        self.with_sub(name, |inner| {
+            if let Some(sub) = inner.subscriptions.get_mut(name) {
+                sub.config.push_config = Some(push);
+            }
+            Ok(())
+        })
+    }
+
+    // ----- delivery -------------------------------------------------------
+
+    fn parse_ack_ids(subscription: &str, ack_ids: &[String]) -> BrokerResult<Vec<(u64, usize)>> {
+        let mut parsed = Vec::with_capacity(ack_ids.len());
+        for (index, ack_id) in ack_ids.iter().enumerate() {
+            if let Some(number) = parse_ack_id(subscription, ack_id)? {
+                parsed.push((number, index));
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Acknowledge. Unknown or stale ids are ignored, as the service does;
+    /// with exactly-once delivery only the current lease settles a message,
+    /// and the others come back as failures.
+    pub fn acknowledge(&self, name: &str, ack_ids: &[String]) -> BrokerResult<Vec<AckFailure>> {
+        if ack_ids.is_empty() {
+            names::parse(name, Collection::Subscriptions)?;
+            return Err(BrokerError::invalid("No ack ids specified."));
+        }
+        self.with_sub(name, |inner| {
+            let parsed = Self::parse_ack_ids(name, ack_ids)?;
+            let Some(sub) = inner.subscriptions.get_mut(name) else {
+                return Err(BrokerError::subscription_not_found());
+            };
+            let exactly_once = sub.config.enable_exactly_once_delivery;
+            let mut failures = Vec::new();
+            let mut retained = Vec::new();
+            for (number, index) in parsed {
+                let seq = if exactly_once {
+                    sub.current_lease(number)
+                } else {
+                    sub.acks.get(&number).copied()
+                };
+                match seq {
+                    Some(seq) => {
+                        if sub.config.retain_acked_messages {
+                            if let Some(entry) = sub.messages.get(&seq) {
+                                let published = entry
+                                    .message
+                                    .publish_time
+                                    .as_ref()
+                                    .map(system_time)
+                                    .unwrap_or(UNIX_EPOCH);
+                                retained.push((seq, entry.message.clone(), published));
+                            }
+                        }
+                        sub.acknowledge(seq);
+                    }
+                    None if exactly_once => failures.push(AckFailure {
+                        ack_id: ack_ids[index].clone(),
+                        reason: "PERMANENT_FAILURE_INVALID_ACK_ID",
+                    }),
+                    None => {}
+                }
+            }
+            sub.notify.notify_waiters();
+            if !retained.is_empty() {
+                let uid = sub.uid;
+                let store = inner.retained.entry(uid).or_default();
+                for (seq, message, published) in retained {
+                    store.insert(seq, (message, published));
+                }
+            }
+            Ok(failures)
+        })
+    }
+
+    /// ModifyAckDeadline: extends (or, with 0, ends) current leases.
+    pub fn modify_ack_deadline(
+        &self,
+        name: &str,
+        ack_ids: &[String],
+        seconds: i32,
+    ) -> BrokerResult<Vec<AckFailure>> {
+        names::parse(name, Collection::Subscriptions)?;
+        if seconds < 0 {
+            return Err(BrokerError::invalid("Ack deadline cannot be negative"));
+        }
+        if ack_ids.is_empty() {
+            return Err(BrokerError::invalid("No ack ids specified"));
+        }
+        let seconds = seconds.min(validate::MAX_ACK_DEADLINE_SECS);
+        self.with_sub(name, |inner| {
+            let parsed = Self::parse_ack_ids(name, ack_ids)?;
+            let now = Instant::now();
+            let mut failures = Vec::new();
+            let mut dead_letters = Vec::new();
+            let mut backoffs = Vec::new();
+            let Some(sub) = inner.subscriptions.get_mut(name) else {
+                return Err(BrokerError::subscription_not_found());
+            };
+            let exactly_once = sub.config.enable_exactly_once_delivery;
+            let uid = sub.uid;
+            let mut timers = Vec::new();
+            for (number, index) in parsed {
+                let Some(seq) = sub.current_lease(number) else {
+                    if exactly_once {
+                        failures.push(AckFailure {
+                            ack_id: ack_ids[index].clone(),
+                            reason: "PERMANENT_FAILURE_INVALID_ACK_ID",
+                        });
+                    }
+                    continue;
+                };
+                if seconds == 0 {
+                    let outcome = sub.requeue(seq, now);
+                    dead_letters.extend(outcome.dead_letters);
+                    backoffs.extend(outcome.backoff_timers);
+                } else {
+                    let until = now + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+                    if sub.extend(number, until).is_some() {
+                        timers.push((until, number));
+                    }
+                }
+            }
+            sub.notify.notify_waiters();
+            let sub_name: Arc<str> = Arc::from(name);
+            let dead_letter_topic = sub
+                .config
+                .dead_letter_policy
+                .as_ref()
+                .map(|p| p.dead_letter_topic.clone());
+            let source_topic = sub.config.topic.clone();
+            for (at, ack) in timers {
+                inner.timers.push(Reverse(Timer {
+                    at,
+                    sub_uid: uid,
+                    kind: TimerKind::LeaseExpiry { ack },
+                    sub_name: sub_name.clone(),
+                }));
+            }
+            for (at, seq) in backoffs {
+                inner.timers.push(Reverse(Timer {
+                    at,
+                    sub_uid: uid,
+                    kind: TimerKind::BackoffOver { seq },
+                    sub_name: sub_name.clone(),
+                }));
+            }
+            forward_dead_letters(inner, name, &source_topic, dead_letter_topic, dead_letters);
+            self.timer_wake.notify_one();
+            Ok(failures)
+        })
+    }
+
+    fn take(
+        &self,
+        name: &str,
+        max: usize,
+        stream: Option<(u64, u64, Duration)>,
+    ) -> BrokerResult<(Vec<ReceivedMessage>, Arc<Notify>)> {
+        if self.is_shutting_down() {
+            return Err(BrokerError::shutting_down());
+        }
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(sub) = inner.subscriptions.get_mut(name) else {
+            return Err(BrokerError::subscription_not_found());
+        };
+        if let Some((_, uid, _)) = stream {
+            if sub.uid != uid {
+                return Err(BrokerError::subscription_not_found());
+            }
+        }
+        if sub.config.detached {
+            return Err(BrokerError::new(
+                crate::ErrorCode::FailedPrecondition,
+                "Subscription is detached.",
+            ));
+        }
+        let deadline = match stream {
+            Some((_, _, deadline)) => deadline,
+            None => Duration::from_secs(u64::try_from(sub.config.ack_deadline_seconds).unwrap_or(10)),
+        };
+        let now = Instant::now();
+        let (messages, timers) = sub.take(
+            max,
+            deadline,
+            stream.map(|(id, _, _)| id),
+            &mut inner.next_ack,
+            now,
+        );
+        let notify = sub.notify.clone();
+        if !timers.is_empty() {
+            let sub_name: Arc<str> = Arc::from(name);
+            let uid = sub.uid;
+            for (at, ack) in timers {
+                inner.timers.push(Reverse(Timer {
+                    at,
+                    sub_uid: uid,
+                    kind: TimerKind::LeaseExpiry { ack },
+                    sub_name: sub_name.clone(),
+                }));
+            }
+            self.timer_wake.notify_one();
+        }
+        Ok((messages, notify))
+    }
+
+    /// Pull: up to `max_messages`, waiting per `wait` when none is ready.
+    pub async fn pull(
+        &self,
+        name: &str,
+        max_messages: i32,
+        wait: PullWait,
+    ) -> BrokerResult<Vec<ReceivedMessage>> {
+        names::parse(name, Collection::Subscriptions)?;
+        if max_messages == 0 {
+            return Err(BrokerError::invalid("No max_messages specified"));
+        }
+        {
+            let inner = self.lock();
+            if !inner.subscriptions.contains_key(name) {
+                return Err(BrokerError::subscription_not_found());
+            }
+        }
+        // A negative count is answered empty, as the emulator does.
+        let Ok(max) = usize::try_from(max_messages) else {
+            return Ok(Vec::new());
+        };
+        let max = max.min(1000);
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            let (messages, notify) = self.take(name, max, None)?;
+            if !messages.is_empty() {
+                return Ok(messages);
+            }
+            let PullWait::Until(deadline) = wait else {
+                return Ok(messages);
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Re-check after registering so a publish in between is not lost.
+            let (messages, _) = self.take(name, max, None)?;
+            if !messages.is_empty() {
+                return Ok(messages);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline.into()) => return Ok(Vec::new()),
+                _ = async { let _ = shutdown.wait_for(|down| *down).await; } => return Err(BrokerError::shutting_down()),
+            }
+        }
+    }
+
+    /// Registers a StreamingPull stream with its flow-control window.
+    pub fn register_stream(
+        self: &Arc<Self>,
+        name: &str,
+        stream_ack_deadline_seconds: i32,
+        max_outstanding_messages: i64,
+        max_outstanding_bytes: i64,
+    ) -> BrokerResult<StreamRegistration> {
+        names::parse(name, Collection::Subscriptions)?;
+        let mut inner = self.lock();
+        let id = inner.next_stream;
+        inner.next_stream += 1;
+        let Some(sub) = inner.subscriptions.get_mut(name) else {
+            let id = names::parse(name, Collection::Subscriptions)
+                .map(|n| n.id.to_string())
+                .unwrap_or_default();
+            return Err(BrokerError::not_found(format!(
+                "Subscription does not exist (resource={id})"
+            )));
+        };
+        sub.streams.insert(
+            id,
+            StreamFlow {
+                max_messages: max_outstanding_messages,
+                max_bytes: max_outstanding_bytes,
+                ..Default::default()
+            },
+        );
+        let mut registration = StreamRegistration {
+            broker: Arc::downgrade(self),
+            subscription: name.to_string(),
+            sub_uid: sub.uid,
+            id,
+            deadline: Duration::from_secs(10),
+            notify: sub.notify.clone(),
+            exactly_once: sub.config.enable_exactly_once_delivery,
+            ordered: sub.config.enable_message_ordering,
+        };
+        registration.set_deadline(stream_ack_deadline_seconds);
+        Ok(registration)
+    }
+
+    /// Leases up to `max` messages to a stream, within its window.
+    pub fn stream_take(
+        &self,
+        stream: &StreamRegistration,
+        max: usize,
+    ) -> BrokerResult<Vec<ReceivedMessage>> {
+        self.take(
+            &stream.subscription,
+            max,
+            Some((stream.id, stream.sub_uid, stream.deadline)),
+        )
+        .map(|(messages, _)| messages)
+    }
+
+    /// Current exactly-once and ordering flags of a subscription.
+    pub fn subscription_flags(&self, name: &str) -> BrokerResult<(bool, bool)> {
+        let inner = self.lock();
+        inner
+            .subscriptions
+            .get(name)
+            .map(|s| {
+                (
+                    s.config.enable_exactly_once_delivery,
+                    s.config.enable_message_ordering,
+                )
+            })
+            .ok_or_else(BrokerError::subscription_not_found)
+    }
+
+    /// Messages neither acked nor dead-lettered on a subscription.
+    pub fn backlog_len(&self, name: &str) -> BrokerResult<usize> {
+        let inner = self.lock();
+        inner
+            .subscriptions
+            .get(name)
+            .map(SubState::backlog_len)
+            .ok_or_else(BrokerError::subscription_not_found)
+    }
+
+    // ----- snapshots and seek --------------------------------------------
+
+    /// CreateSnapshot: captures the subscription's unacked messages; the
+    /// snapshot also keeps everything the topic receives afterwards.
+    pub fn create_snapshot(
+        &self,
+        name: &str,
+        subscription: &str,
+        labels: std::collections::HashMap<String, String>,
+    ) -> BrokerResult<Snapshot> {
+        names::parse(name, Collection::Snapshots)?;
+        names::parse(subscription, Collection::Subscriptions)?;
+        let mut inner = self.lock();
+        if inner.snapshots.contains_key(name) {
+            return Err(BrokerError::already_exists("Snapshot already exists"));
+        }
+        let Some(sub) = inner.subscriptions.get(subscription) else {
+            return Err(BrokerError::subscription_not_found());
+        };
+        if sub.config.topic == DELETED_TOPIC {
+            return Err(BrokerError::new(
+                crate::ErrorCode::FailedPrecondition,
+                "The subscription's topic has been deleted.",
+            ));
+        }
+        let messages = sub
+            .messages
+            .iter()
+            .map(|(seq, entry)| (*seq, entry.message.clone()))
+            .collect();
+        let snapshot = Snapshot {
+            name: name.to_string(),
+            topic: sub.config.topic.clone(),
+            expire_time: Some(timestamp(SystemTime::now() + SNAPSHOT_LIFETIME)),
+            labels,
+        };
+        inner.snapshots.insert(
+            name.to_string(),
+            SnapshotState {
+                snapshot: snapshot.clone(),
+                messages,
+            },
+        );
+        Ok(snapshot)
+    }
+
+    /// GetSnapshot.
+    pub fn get_snapshot(&self, name: &str) -> BrokerResult<Snapshot> {
+        names::parse(name, Collection::Snapshots)?;
+        let inner = self.lock();
+        inner
+            .snapshots
+            .get(name)
+            .map(|s| s.snapshot.clone())
+            .ok_or_else(|| BrokerError::not_found("Snapshot does not exist"))
+    }
+
+    /// UpdateSnapshot: labels and expire time.
+    pub fn update_snapshot(&self, update: Snapshot, paths: &[String]) -> BrokerResult<Snapshot> {
+        if paths.is_empty() {
+            return Err(BrokerError::invalid(
+                "The update_mask in the UpdateSnapshotRequest must be set, and must contain a non-empty paths list.",
+            ));
+        }
+        names::parse(&update.name, Collection::Snapshots)?;
+        let mut inner = self.lock();
+        let state = inner
+            .snapshots
+            .get_mut(&update.name)
+            .ok_or_else(|| BrokerError::not_found("Snapshot does not exist"))?;
+        for path in paths {
+            match path.as_str() {
+                "labels" => state.snapshot.labels = update.labels.clone(),
+                "expire_time" => state.snapshot.expire_time = update.expire_time,
+                other => {
+                    return Err(BrokerError::invalid(format!(
+                        "Invalid update_mask provided in the UpdateSnapshotRequest: {other} is not a known Snapshot field."
+                    )))
+                }
+            }
+        }
+        Ok(state.snapshot.clone())
+    }
+
+    /// ListSnapshots of `project`.
+    pub fn list_snapshots(
+        &self,
+        project: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> BrokerResult<ListPage<Snapshot>> {
+        let project = names::parse_project(project)?;
+        let prefix = format!("projects/{project}/snapshots/");
+        let inner = self.lock();
+        Ok(page(
+            &inner.snapshots,
+            &prefix,
+            page_size,
+            page_token,
+            |_| true,
+            |_, s| s.snapshot.clone(),
+        ))
+    }
+
+    /// DeleteSnapshot.
+    pub fn delete_snapshot(&self, name: &str) -> BrokerResult<()> {
+        names::parse(name, Collection::Snapshots)?;
+        let mut inner = self.lock();
+        inner
+            .snapshots
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| BrokerError::not_found("Snapshot does not exist"))
+    }
+
+    /// Seek to a snapshot: the subscription's backlog becomes the snapshot's.
+    pub fn seek_to_snapshot(&self, subscription: &str, snapshot: &str) -> BrokerResult<()> {
+        names::parse(subscription, Collection::Subscriptions)?;
+        names::parse(snapshot, Collection::Snapshots)?;
+        let mut inner = self.lock();
+        let Some(snap) = inner.snapshots.get(snapshot) else {
+            return Err(BrokerError::not_found("Snapshot does not exist"));
+        };
+        let messages: Vec<(u64, Arc<PubsubMessage>)> =
+            snap.messages.iter().map(|(s, m)| (*s, m.clone())).collect();
+        let snap_topic = snap.snapshot.topic.clone();
+        let Some(sub) = inner.subscriptions.get_mut(subscription) else {
+            return Err(BrokerError::subscription_not_found());
+        };
+        if sub.config.topic != snap_topic {
+            return Err(BrokerError::invalid(
+                "The subscription's topic is not the snapshot's topic.",
+            ));
+        }
+        reset_backlog(sub, messages);
+        Ok(())
+    }
+
+    /// Seek to a time: messages published before it count as acked, later
+    /// ones (still held, retained or in the topic's log) as unacked.
+    pub fn seek_to_time(&self, subscription: &str, time: &wkt::Timestamp) -> BrokerResult<()> {
+        names::parse(subscription, Collection::Subscriptions)?;
+        let target = system_time(time);
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(sub) = inner.subscriptions.get_mut(subscription) else {
+            return Err(BrokerError::subscription_not_found());
+        };
+        let published = |m: &PubsubMessage| {
+            m.publish_time
+                .as_ref()
+                .map(system_time)
+                .unwrap_or(UNIX_EPOCH)
+        };
+        let mut candidates: BTreeMap<u64, Arc<PubsubMessage>> = sub
+            .messages
+            .iter()
+            .map(|(seq, entry)| (*seq, entry.message.clone()))
+            .collect();
+        let retained = inner.retained.entry(sub.uid).or_default();
+        for (seq, (message, _)) in retained.iter() {
+            candidates.insert(*seq, message.clone());
+        }
+        if let Some(topic) = inner.topics.get(&sub.config.topic) {
+            for logged in &topic.log {
+                candidates.insert(logged.seq, logged.message.clone());
+            }
+        }
+        let keep_acked = sub.config.retain_acked_messages;
+        let mut unacked = Vec::new();
+        let mut acked = BTreeMap::new();
+        for (seq, message) in candidates {
+            let when = published(&message);
+            if when >= target {
+                unacked.push((seq, message));
+            } else if keep_acked {
+                acked.insert(seq, (message, when));
+            }
+        }
+        *retained = acked;
+        reset_backlog(sub, unacked);
+        Ok(())
+    }
+
+    /// DetachSubscription: the subscription stops receiving and its backlog
+    /// is dropped; pulls answer FAILED_PRECONDITION.
+    pub fn detach_subscription(&self, name: &str) -> BrokerResult<()> {
+        self.with_sub(name, |inner| {
+            let Some(sub) = inner.subscriptions.get_mut(name) else {
+                return Err(BrokerError::subscription_not_found());
+            };
+            sub.config.detached = true;
+            reset_backlog(sub, Vec::new());
+            let topic = sub.config.topic.clone();
+            if let Some(topic) = inner.topics.get_mut(&topic) {
+                topic.subscriptions.remove(name);
+            }
+            Ok(())
+        })
+    }
+
+    /// Fires due timers and returns when the next one is due.
+    fn fire_timers(&self, now: Instant) -> Option<Instant> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let mut woken: Vec<Arc<Notify>> = Vec::new();
+        let mut dead: Vec<(String, String, Option<String>, Vec<(Arc<PubsubMessage>, i32)>)> =
+            Vec::new();
+        let mut new_timers = Vec::new();
+        while let Some(Reverse(timer)) = inner.timers.peek() {
+            if timer.at > now {
+                break;
+            }
+            let Some(Reverse(timer)) = inner.timers.pop() else {
+                break;
+            };
+            let Some(sub) = inner.subscriptions.get_mut(&*timer.sub_name) else {
+                continue;
+            };
+            if sub.uid != timer.sub_uid {
+                continue;
+            }
+            match timer.kind {
+                TimerKind::LeaseExpiry { ack } => {
+                    if let Some(seq) = sub.lease_expired(ack, now) {
+                        let outcome = sub.requeue(seq, now);
+                        for (at, seq) in outcome.backoff_timers {
+                            new_timers.push(Timer {
+                                at,
+                                sub_uid: sub.uid,
+                                kind: TimerKind::BackoffOver { seq },
+                                sub_name: timer.sub_name.clone(),
+                            });
+                        }
+                        if !outcome.dead_letters.is_empty() {
+                            dead.push((
+                                timer.sub_name.to_string(),
+                                sub.config.topic.clone(),
+                                sub.config
+                                    .dead_letter_policy
+                                    .as_ref()
+                                    .map(|p| p.dead_letter_topic.clone()),
+                                outcome.dead_letters,
+                            ));
+                        }
+                        woken.push(sub.notify.clone());
+                    }
+                }
+                TimerKind::BackoffOver { seq } => {
+                    if sub.backoff_elapsed(seq, now) {
+                        woken.push(sub.notify.clone());
+                    }
+                }
+            }
+        }
+        for timer in new_timers {
+            inner.timers.push(Reverse(timer));
+        }
+        for (sub_name, source_topic, dlq, letters) in dead {
+            forward_dead_letters(inner, &sub_name, &source_topic, dlq, letters);
+        }
+        for notify in woken {
+            notify.notify_waiters();
+        }
+        inner.timers.peek().map(|Reverse(t)| t.at)
+    }
+}
+
+/// Replaces a subscription's backlog with `messages`, all unacked and ready,
+/// and forgets every outstanding lease.
+fn reset_backlog(sub: &mut SubState, messages: Vec<(u64, Arc<PubsubMessage>)>) {
+    sub.messages.clear();
+    sub.ready.clear();
+    sub.acks.clear();
+    sub.held_keys.clear();
+    for flow in sub.streams.values_mut() {
+        flow.outstanding_messages = 0;
+        flow.outstanding_bytes = 0;
+    }
+    let mut messages = messages;
+    messages.sort_by_key(|(seq, _)| *seq);
+    for (seq, message) in messages {
+        sub.enqueue(seq, message);
+    }
+    sub.notify.notify_waiters();
+}
+
+/// Appends messages to a topic and fans them out. The caller validated them.
+fn publish_locked(
+    inner: &mut Inner,
+    topic: &str,
+    messages: Vec<PubsubMessage>,
+) -> BrokerResult<Vec<String>> {
+    let now = SystemTime::now();
+    let publish_time = timestamp(now);
+    let Some(state) = inner.topics.get_mut(topic) else {
+        return Err(BrokerError::topic_not_found());
+    };
+    let retention = state
+        .topic
+        .message_retention_duration
+        .as_ref()
+        .and_then(validate::to_std);
+    let mut ids = Vec::with_capacity(messages.len());
+    let mut stored = Vec::with_capacity(messages.len());
+    for mut message in messages {
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        message.message_id = seq.to_string();
+        message.publish_time = Some(publish_time);
+        ids.push(message.message_id.clone());
+        stored.push((seq, Arc::new(message)));
+    }
+    if let Some(retention) = retention {
+        for (seq, message) in &stored {
+            state.log.push_back(LoggedMessage {
+                seq: *seq,
+                message: message.clone(),
+                published: now,
+            });
+        }
+        while state
+            .log
+            .front()
+            .is_some_and(|m| now.duration_since(m.published).unwrap_or_default() > retention)
+        {
+            state.log.pop_front();
+        }
+    }
+    for snapshot in inner.snapshots.values_mut() {
+        if snapshot.snapshot.topic == topic {
+            for (seq, message) in &stored {
+                snapshot.messages.insert(*seq, message.clone());
+            }
+        }
+    }
+    for sub_name in &state.subscriptions {
+        if let Some(sub) = inner.subscriptions.get_mut(sub_name) {
+            if sub.config.detached {
+                continue;
+            }
+            for (seq, message) in &stored {
+                sub.enqueue(*seq, message.clone());
+            }
+            sub.notify.notify_waiters();
+        }
+    }
+    Ok(ids)
+}
+
+/// Republishes messages whose delivery attempts ran out to the dead-letter
+/// topic, with the service's source attributes. A missing topic drops them
+/// (the service does the same, logging a permission error).
+fn forward_dead_letters(
+    inner: &mut Inner,
+    subscription: &str,
+    source_topic: &str,
+    dead_letter_topic: Option<String>,
+    letters: Vec<(Arc<PubsubMessage>, i32)>,
+) {
+    let Some(dead_letter_topic) = dead_letter_topic else {
+        return;
+    };
+    if letters.is_empty() {
+        return;
+    }
+    let (project, short) = names::parse(subscription, Collection::Subscriptions)
+        .map(|n| (n.project.to_string(), n.id.to_string()))
+        .unwrap_or_default();
+    let copies: Vec<PubsubMessage> = letters
+        .into_iter()
+        .map(|(original, attempts)| {
+            let mut copy = (*original).clone();
+            let publish_time = copy.publish_time.take();
+            copy.message_id.clear();
+            copy.attributes.insert(
+                "CloudPubSubDeadLetterSourceDeliveryCount".into(),
+                attempts.to_string(),
+            );
+            copy.attributes
+                .insert("CloudPubSubDeadLetterSourceSubscription".into(), short.clone());
+            copy.attributes.insert(
+                "CloudPubSubDeadLetterSourceSubscriptionProject".into(),
+                project.clone(),
+            );
+            if let Some(ts) = publish_time {
+                copy.attributes.insert(
+                    "CloudPubSubDeadLetterSourceTopicPublishTime".into(),
+                    format_rfc3339(&ts),
+                );
+            }
+            copy
+        })
+        .collect();
+    if let Err(error) = publish_locked(inner, &dead_letter_topic, copies) {
+        tracing::warn!(%subscription, %source_topic, %dead_letter_topic, %error, "dead-lettering failed");
+    }
+}
+
+/// RFC 3339 in UTC with millisecond precision, as the service writes
+/// publish times into dead-letter attributes.
+fn format_rfc3339(ts: &wkt::Timestamp) -> String {
+    let secs = ts.seconds;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil-from-days (proleptic Gregorian), after H. Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let millis = ts.nanos / 1_000_000;
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
+}
+
+async fn run_timers(broker: Weak<Broker>) {
+    loop {
+        let Some(strong) = broker.upgrade() else {
+            return;
+        };
+        let wake_handle = strong.timer_wake.clone();
+        let wake = wake_handle.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let next = strong.fire_timers(Instant::now());
+        drop(strong);
+        // Sleep at most a second so a dropped broker ends this task soon.
+        let cap = Instant::now() + Duration::from_secs(1);
+        let until = next.map_or(cap, |n| n.min(cap));
+        tokio::select! {
+            _ = tokio::time::sleep_until(until.into()) => {}
+            _ = &mut wake => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formatting() {
+        let ts = wkt::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 123_000_000,
+        };
+        assert_eq!(format_rfc3339(&ts), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn ack_id_parsing() {
+        let sub = "projects/p/subscriptions/sub-a";
+        assert_eq!(parse_ack_id(sub, "projects/p/subscriptions/sub-a:7").unwrap(), Some(7));
+        assert_eq!(
+            parse_ack_id(sub, "garbage").unwrap_err().message,
+            "Invalid ack id (ack_id=garbage)"
+        );
+        assert!(parse_ack_id(sub, "projects/p/subscriptions/other:1")
+            .unwrap_err()
+            .message
+            .contains("meant for subscription: projects/p/subscriptions/other"));
+    }
+}

@@ -1,0 +1,288 @@
+//! Checks of client-supplied settings and messages against the documented
+//! limits (`pubsub-api.md` section 3). The messages are the ones clients see.
+
+use std::time::Duration;
+
+use baton_proto::pubsub::{PubsubMessage, RetryPolicy, Subscription, Topic};
+use baton_proto::wkt;
+
+use crate::error::{BrokerError, BrokerResult, ErrorCode};
+
+/// Largest Publish request, in bytes of message payload.
+pub const MAX_PUBLISH_REQUEST_BYTES: usize = 10_000_000;
+/// Most messages in one Publish request.
+pub const MAX_PUBLISH_REQUEST_MESSAGES: usize = 1_000;
+/// Largest single message (data + attributes + ordering key).
+pub const MAX_MESSAGE_BYTES: usize = 10_000_000;
+/// Most attributes on one message.
+pub const MAX_ATTRIBUTES: usize = 100;
+/// Longest attribute key, in bytes.
+pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 256;
+/// Longest attribute value, in bytes.
+pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
+/// Longest ordering key, in bytes.
+pub const MAX_ORDERING_KEY_BYTES: usize = 1024;
+/// Shortest and longest message retention (topic and subscription).
+pub const MIN_RETENTION: Duration = Duration::from_secs(600);
+/// See [`MIN_RETENTION`].
+pub const MAX_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
+/// Default subscription retention: 7 days.
+pub const DEFAULT_RETENTION_SECS: i64 = 7 * 24 * 3600;
+/// Default ack deadline of a subscription.
+pub const DEFAULT_ACK_DEADLINE_SECS: i32 = 10;
+/// Longest ack deadline.
+pub const MAX_ACK_DEADLINE_SECS: i32 = 600;
+
+/// Size of a message as the service counts it against the limits.
+pub fn message_size(message: &PubsubMessage) -> usize {
+    message.data.len()
+        + message.ordering_key.len()
+        + message
+            .attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
+fn too_large(field: &str, passed: impl std::fmt::Display, max: impl std::fmt::Display) -> BrokerError {
+    BrokerError::invalid(format!(
+        "The value for {field} is too large. You passed {passed} in the request, but the maximum value is {max}."
+    ))
+}
+
+/// Validates a Publish request's messages; the first failure wins.
+pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
+    if messages.is_empty() {
+        return Err(BrokerError::invalid("No messages to publish"));
+    }
+    if messages.len() > MAX_PUBLISH_REQUEST_MESSAGES {
+        return Err(too_large("message_count", messages.len(), MAX_PUBLISH_REQUEST_MESSAGES));
+    }
+    let mut total = 0usize;
+    for message in messages {
+        if message.data.is_empty() && message.attributes.is_empty() {
+            return Err(BrokerError::invalid("Some messages are empty"));
+        }
+        let size = message_size(message);
+        if size > MAX_MESSAGE_BYTES {
+            return Err(too_large("message_size", size, MAX_MESSAGE_BYTES));
+        }
+        total += size;
+        if message.attributes.len() > MAX_ATTRIBUTES {
+            return Err(too_large("attributes", message.attributes.len(), MAX_ATTRIBUTES));
+        }
+        for (key, value) in &message.attributes {
+            if key.len() > MAX_ATTRIBUTE_KEY_BYTES {
+                return Err(too_large("attribute_key_size", key.len(), MAX_ATTRIBUTE_KEY_BYTES));
+            }
+            if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
+                return Err(too_large(
+                    "attribute_value_size",
+                    value.len(),
+                    MAX_ATTRIBUTE_VALUE_BYTES,
+                ));
+            }
+        }
+        if message.ordering_key.len() > MAX_ORDERING_KEY_BYTES {
+            return Err(too_large(
+                "ordering_key_size",
+                message.ordering_key.len(),
+                MAX_ORDERING_KEY_BYTES,
+            ));
+        }
+    }
+    if total > MAX_PUBLISH_REQUEST_BYTES {
+        return Err(BrokerError::invalid(format!(
+            "Request payload size exceeds the limit: {MAX_PUBLISH_REQUEST_BYTES} bytes."
+        )));
+    }
+    Ok(())
+}
+
+/// Converts a protobuf duration to std, treating negatives as out of range.
+pub fn to_std(duration: &wkt::Duration) -> Option<Duration> {
+    let secs = u64::try_from(duration.seconds).ok()?;
+    let nanos = u32::try_from(duration.nanos).ok()?;
+    Some(Duration::new(secs, nanos))
+}
+
+fn retention_in_bounds(duration: &wkt::Duration) -> BrokerResult<()> {
+    match to_std(duration) {
+        Some(d) if (MIN_RETENTION..=MAX_RETENTION).contains(&d) => Ok(()),
+        _ => Err(BrokerError::invalid("message_retention_duration out of bounds")),
+    }
+}
+
+/// Validates the settable fields of a topic.
+pub fn topic_settings(topic: &Topic) -> BrokerResult<()> {
+    if let Some(retention) = &topic.message_retention_duration {
+        retention_in_bounds(retention)?;
+    }
+    Ok(())
+}
+
+/// Validates a subscription's ack deadline and normalises 0 to the default.
+pub fn ack_deadline(seconds: i32) -> BrokerResult<i32> {
+    match seconds {
+        0 => Ok(DEFAULT_ACK_DEADLINE_SECS),
+        1..=MAX_ACK_DEADLINE_SECS => Ok(seconds),
+        _ => Err(BrokerError::invalid("ack_deadline_secs out of bounds")),
+    }
+}
+
+fn duration_secs_text(duration: &wkt::Duration) -> String {
+    if duration.nanos == 0 {
+        format!("{}s", duration.seconds)
+    } else {
+        let secs = duration.seconds as f64 + f64::from(duration.nanos) / 1e9;
+        format!("{secs}s")
+    }
+}
+
+/// Validates and completes a retry policy (defaults 10 s and 600 s).
+pub fn retry_policy(policy: &mut RetryPolicy) -> BrokerResult<()> {
+    let min = policy
+        .minimum_backoff
+        .get_or_insert(wkt::Duration { seconds: 10, nanos: 0 });
+    let min_std = to_std(min);
+    let min_copy = *min;
+    let max = policy
+        .maximum_backoff
+        .get_or_insert(wkt::Duration { seconds: 600, nanos: 0 });
+    let max_std = to_std(max);
+    let bound = Duration::from_secs(600);
+    let (Some(min_std), Some(max_std)) = (min_std, max_std) else {
+        return Err(BrokerError::invalid("retry_policy backoff must not be negative"));
+    };
+    if min_std > bound {
+        return Err(too_large("minimum_backoff", duration_secs_text(&min_copy), "600s"));
+    }
+    if max_std > bound {
+        return Err(too_large("maximum_backoff", duration_secs_text(max), "600s"));
+    }
+    if max_std < min_std {
+        return Err(BrokerError::invalid(format!(
+            "The value for maximum_backoff is too small. You passed {} in the request, but the minimum value is {}.",
+            duration_secs_text(max),
+            duration_secs_text(&min_copy)
+        )));
+    }
+    Ok(())
+}
+
+/// Validates `max_delivery_attempts` (5-100, 0 means 5).
+pub fn max_delivery_attempts(attempts: i32) -> BrokerResult<i32> {
+    match attempts {
+        0 => Ok(5),
+        5..=100 => Ok(attempts),
+        n if n < 5 => Err(BrokerError::new(
+            ErrorCode::OutOfRange,
+            format!("The value for max_delivery_attempts is too small. You passed {n} in the request, but the minimum value is 5."),
+        )),
+        n => Err(BrokerError::new(
+            ErrorCode::OutOfRange,
+            format!("The value for max_delivery_attempts is too large. You passed {n} in the request, but the maximum value is 100."),
+        )),
+    }
+}
+
+/// Validates a push endpoint: empty (pull) or an absolute http(s) URL.
+pub fn push_endpoint(endpoint: &str) -> BrokerResult<()> {
+    let ok = endpoint.is_empty()
+        || ["http://", "https://"].iter().any(|scheme| {
+            endpoint
+                .strip_prefix(scheme)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(BrokerError::invalid("Unsupported push_endpoint"))
+    }
+}
+
+/// Validates the settings of a subscription (everything but its names) and
+/// fills in the defaults the service reports back.
+pub fn subscription_settings(sub: &mut Subscription) -> BrokerResult<()> {
+    sub.ack_deadline_seconds = ack_deadline(sub.ack_deadline_seconds)?;
+    match &sub.message_retention_duration {
+        Some(retention) => retention_in_bounds(retention)?,
+        None => {
+            sub.message_retention_duration = Some(wkt::Duration {
+                seconds: DEFAULT_RETENTION_SECS,
+                nanos: 0,
+            })
+        }
+    }
+    if let Some(policy) = &mut sub.retry_policy {
+        retry_policy(policy)?;
+    }
+    let push = sub.push_config.get_or_insert_with(Default::default);
+    push_endpoint(&push.push_endpoint)?;
+    if sub.filter.len() > 256 {
+        return Err(BrokerError::invalid("The filter is too long: at most 256 bytes."));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(data: &[u8]) -> PubsubMessage {
+        PubsubMessage {
+            data: data.to_vec().into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn empty_and_missing_messages() {
+        assert_eq!(publish_messages(&[]).unwrap_err().message, "No messages to publish");
+        let mut only_key = msg(b"");
+        only_key.ordering_key = "k".into();
+        assert_eq!(
+            publish_messages(&[only_key]).unwrap_err().message,
+            "Some messages are empty"
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let mut many = msg(b"x");
+        for i in 0..101 {
+            many.attributes.insert(format!("k{i}"), "v".into());
+        }
+        assert!(publish_messages(&[many]).is_err());
+        let big = msg(&vec![b'd'; MAX_MESSAGE_BYTES + 1]);
+        assert!(publish_messages(&[big]).is_err());
+        let ok = msg(&vec![b'd'; 1_000_000]);
+        assert!(publish_messages(&[ok]).is_ok());
+        let msgs: Vec<_> = (0..1001).map(|_| msg(b"x")).collect();
+        assert!(publish_messages(&msgs).is_err());
+    }
+
+    #[test]
+    fn ack_deadline_bounds() {
+        assert_eq!(ack_deadline(0).unwrap(), 10);
+        assert_eq!(ack_deadline(9).unwrap(), 9);
+        assert!(ack_deadline(601).is_err());
+        assert!(ack_deadline(-1).is_err());
+    }
+
+    #[test]
+    fn retry_policy_defaults_and_inversion() {
+        let mut empty = RetryPolicy::default();
+        retry_policy(&mut empty).unwrap();
+        assert_eq!(empty.minimum_backoff.unwrap().seconds, 10);
+        assert_eq!(empty.maximum_backoff.unwrap().seconds, 600);
+        let mut inverted = RetryPolicy {
+            minimum_backoff: Some(wkt::Duration { seconds: 60, nanos: 0 }),
+            maximum_backoff: Some(wkt::Duration { seconds: 1, nanos: 0 }),
+        };
+        assert_eq!(
+            retry_policy(&mut inverted).unwrap_err().message,
+            "The value for maximum_backoff is too small. You passed 1s in the request, but the minimum value is 60s."
+        );
+    }
+}

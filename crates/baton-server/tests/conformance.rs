@@ -1,0 +1,164 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Conformance replay: runs the recorded corpus of the official Pub/Sub emulator's
+//! behaviour (`tests/fixtures/pubsub-v1/`, 42 programs, 916 steps) against Baton.
+//!
+//! Each program gets a fresh server (`baton_server::start` on 127.0.0.1:0), a fresh
+//! template registry and a recording push endpoint; its steps run in order exactly as
+//! `tests/fixtures/pubsub-v1/STEP_SEMANTICS.md` describes. Our answers are normalised
+//! like the recorded ones and compared canonically. Steps listed in
+//! `conformance/deviations.rs` are compared with our own expected answer instead.
+//!
+//! The test fails only when a step of a program in [`REQUIRED`] fails; every other
+//! program runs and is reported. Run it with the report on the terminal:
+//!
+//! ```text
+//! cargo test -p baton-server --test conformance -- --nocapture
+//! ```
+//!
+//! `BATON_CONFORMANCE_PROGRAMS=pull-ack,fan-out` runs only those programs. The report is
+//! also written to `target/tmp/conformance-report.txt`.
+
+#[path = "conformance/corpus.rs"]
+mod corpus;
+#[path = "conformance/deviations.rs"]
+mod deviations;
+#[path = "conformance/grpc.rs"]
+mod grpc;
+#[path = "conformance/normalize.rs"]
+mod normalize;
+#[path = "conformance/push.rs"]
+mod push;
+#[path = "conformance/runner.rs"]
+mod runner;
+#[path = "conformance/templates.rs"]
+mod templates;
+#[path = "conformance/wire.rs"]
+mod wire;
+
+use std::fmt::Write as _;
+
+/// Programs whose failing steps fail the test.
+const REQUIRED: &[&str] = &[
+    "topic-names",
+    "topic-crud",
+    "topic-crud-http",
+    "publish-validation",
+    "publish-http",
+    "subscription-crud-http",
+    "pull-ack",
+    "pull-ack-http",
+    "pull-batches",
+    "ack-deadline-expiry",
+    "blocking-pull",
+    "modify-ack-deadline-semantics",
+    "fan-out",
+    "streaming-pull",
+    "streaming-pull-redelivery",
+    "streaming-pull-two-streams",
+    "http-surface",
+    "http-list-paging",
+    "projects",
+];
+
+/// Longest JSON printed for one side of a failing step.
+const MAX_PRINTED: usize = 4000;
+
+fn clip(text: &str) -> String {
+    if text.len() <= MAX_PRINTED {
+        return text.to_owned();
+    }
+    let mut end = MAX_PRINTED;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...({} chars)", &text[..end], text.len())
+}
+
+#[test]
+fn required_programs_exist() {
+    let corpus = corpus::load();
+    for id in REQUIRED {
+        assert!(
+            corpus.programs.iter().any(|p| p.id == *id),
+            "required program {id} is not in the corpus"
+        );
+    }
+    for deviation in deviations::DEVIATIONS {
+        let program = corpus
+            .programs
+            .iter()
+            .find(|p| p.id == deviation.program)
+            .unwrap_or_else(|| panic!("deviation for unknown program {}", deviation.program));
+        assert!(
+            program.steps.iter().any(|s| s.id == deviation.step),
+            "deviation for unknown step {}/{}",
+            deviation.program,
+            deviation.step
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_emulator_corpus() {
+    let corpus = corpus::load();
+    let only: Option<Vec<String>> = std::env::var("BATON_CONFORMANCE_PROGRAMS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
+
+    let mut report = String::new();
+    let mut required_failures = Vec::new();
+    let (mut passed_total, mut steps_total) = (0, 0);
+    for program in &corpus.programs {
+        if only.as_ref().is_some_and(|ids| !ids.contains(&program.id)) {
+            continue;
+        }
+        let result = runner::run_program(program).await;
+        let passed = result.passed();
+        let total = result.steps.len();
+        passed_total += passed;
+        steps_total += total;
+        let mut text = format!("program {}: {passed}/{total} steps\n", result.id);
+        for step in result.steps.iter().filter(|s| !s.passed) {
+            let marker = step
+                .deviation
+                .map(|reason| format!(" (deviation: {reason})"))
+                .unwrap_or_default();
+            let _ = writeln!(text, "  step {} FAILED{marker}", step.id);
+            let _ = writeln!(
+                text,
+                "    expected: {}",
+                clip(&normalize::canonical(&step.expected))
+            );
+            let _ = writeln!(
+                text,
+                "    actual:   {}",
+                clip(&normalize::canonical(&step.actual))
+            );
+        }
+        print!("{text}");
+        report.push_str(&text);
+        if passed < total && REQUIRED.contains(&result.id.as_str()) {
+            required_failures.push(format!("{} ({passed}/{total})", result.id));
+        }
+    }
+    let summary = format!(
+        "conformance: {passed_total}/{steps_total} steps passed; required programs failing: {}\n",
+        if required_failures.is_empty() {
+            "none".to_owned()
+        } else {
+            required_failures.join(", ")
+        }
+    );
+    print!("{summary}");
+    report.push_str(&summary);
+    let report_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-report.txt");
+    if let Err(e) = std::fs::write(&report_path, &report) {
+        println!("could not write {}: {e}", report_path.display());
+    }
+    assert!(
+        required_failures.is_empty(),
+        "required conformance programs failed: {}",
+        required_failures.join(", ")
+    );
+}
