@@ -18,7 +18,7 @@ use baton_proto::wkt;
 use tokio::sync::{watch, Notify};
 
 use crate::delivery::{StreamFlow, SubState};
-use crate::error::{BrokerError, BrokerResult};
+use crate::error::{AckFailure, BrokerError, BrokerResult};
 use crate::names::{self, Collection};
 use crate::validate;
 
@@ -46,21 +46,34 @@ pub enum PullWait {
     Until(Instant),
 }
 
-/// An ack or modack that could not be applied, for exactly-once reporting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AckFailure {
-    /// The ack id as the client sent it.
-    pub ack_id: String,
-    /// The reason code clients understand (`PERMANENT_FAILURE_INVALID_ACK_ID`).
-    pub reason: &'static str,
-}
-
 #[derive(Debug)]
 struct TopicState {
     topic: Topic,
     subscriptions: BTreeSet<String>,
     /// Messages kept for the topic's own retention (seek back in time).
     log: std::collections::VecDeque<LoggedMessage>,
+}
+
+impl TopicState {
+    /// The topic's own message retention, if it keeps messages.
+    fn retention(&self) -> Option<Duration> {
+        self.topic
+            .message_retention_duration
+            .as_ref()
+            .and_then(validate::to_std)
+    }
+
+    /// Drops logged messages older than the retention (all, if none).
+    fn prune_log(&mut self, now: SystemTime) {
+        let retention = self.retention().unwrap_or_default();
+        while self
+            .log
+            .front()
+            .is_some_and(|m| now.duration_since(m.published).unwrap_or_default() > retention)
+        {
+            self.log.pop_front();
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -398,15 +411,12 @@ impl Broker {
     ) -> BrokerResult<ListPage<String>> {
         names::parse(topic, Collection::Topics)?;
         let inner = self.lock();
-        let state = inner
+        // The emulator lists nothing (rather than NOT_FOUND) for a missing topic.
+        let map: BTreeMap<String, ()> = inner
             .topics
             .get(topic)
-            .ok_or_else(BrokerError::topic_not_found)?;
-        let map: BTreeMap<String, ()> = state
-            .subscriptions
-            .iter()
-            .map(|s| (s.clone(), ()))
-            .collect();
+            .map(|state| state.subscriptions.iter().map(|s| (s.clone(), ())).collect())
+            .unwrap_or_default();
         Ok(page(&map, "projects/", page_size, page_token, |_| true, |n, _| n.clone()))
     }
 
@@ -419,9 +429,6 @@ impl Broker {
     ) -> BrokerResult<ListPage<String>> {
         names::parse(topic, Collection::Topics)?;
         let inner = self.lock();
-        if !inner.topics.contains_key(topic) {
-            return Err(BrokerError::topic_not_found());
-        }
         Ok(page(
             &inner.snapshots,
             "projects/",
@@ -489,12 +496,19 @@ impl Broker {
         sub.state = 0;
         let uid = inner.next_uid;
         inner.next_uid += 1;
+        let mut state = SubState::new(uid, sub.clone());
         if let Some(topic) = inner.topics.get_mut(&sub.topic) {
-            topic.subscriptions.insert(sub.name.clone());
+            if !sub.detached {
+                topic.subscriptions.insert(sub.name.clone());
+                // A topic that retains messages hands its retained backlog
+                // to subscriptions created later.
+                topic.prune_log(SystemTime::now());
+                for logged in &topic.log {
+                    state.enqueue(logged.seq, logged.message.clone());
+                }
+            }
         }
-        inner
-            .subscriptions
-            .insert(sub.name.clone(), SubState::new(uid, sub.clone()));
+        inner.subscriptions.insert(sub.name.clone(), state);
         tracing::debug!(subscription = %sub.name, topic = %sub.topic, "subscription created");
         Ok(sub)
     }
@@ -679,8 +693,9 @@ impl Broker {
 
     /// Acknowledge. Unknown or stale ids are ignored, as the service does;
     /// with exactly-once delivery only the current lease settles a message,
-    /// and the others come back as failures.
-    pub fn acknowledge(&self, name: &str, ack_ids: &[String]) -> BrokerResult<Vec<AckFailure>> {
+    /// and the others make the call fail with their ids listed (the valid
+    /// ones are applied all the same).
+    pub fn acknowledge(&self, name: &str, ack_ids: &[String]) -> BrokerResult<()> {
         if ack_ids.is_empty() {
             names::parse(name, Collection::Subscriptions)?;
             return Err(BrokerError::invalid("No ack ids specified."));
@@ -729,17 +744,22 @@ impl Broker {
                     store.insert(seq, (message, published));
                 }
             }
-            Ok(failures)
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(BrokerError::ack_failures(failures))
+            }
         })
     }
 
-    /// ModifyAckDeadline: extends (or, with 0, ends) current leases.
+    /// ModifyAckDeadline: extends (or, with 0, ends) current leases. Failures
+    /// on exactly-once subscriptions are reported like [`Self::acknowledge`].
     pub fn modify_ack_deadline(
         &self,
         name: &str,
         ack_ids: &[String],
         seconds: i32,
-    ) -> BrokerResult<Vec<AckFailure>> {
+    ) -> BrokerResult<()> {
         names::parse(name, Collection::Subscriptions)?;
         if seconds < 0 {
             return Err(BrokerError::invalid("Ack deadline cannot be negative"));
@@ -807,7 +827,11 @@ impl Broker {
             }
             forward_dead_letters(inner, name, &source_topic, dead_letter_topic, dead_letters);
             self.timer_wake.notify_one();
-            Ok(failures)
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(BrokerError::ack_failures(failures))
+            }
         })
     }
 
@@ -1004,7 +1028,6 @@ impl Broker {
         labels: std::collections::HashMap<String, String>,
     ) -> BrokerResult<Snapshot> {
         names::parse(name, Collection::Snapshots)?;
-        names::parse(subscription, Collection::Subscriptions)?;
         let mut inner = self.lock();
         if inner.snapshots.contains_key(name) {
             return Err(BrokerError::already_exists("Snapshot already exists"));
@@ -1108,6 +1131,22 @@ impl Broker {
             .ok_or_else(|| BrokerError::not_found("Snapshot does not exist"))
     }
 
+    /// Seek, to a snapshot or a time (the two targets of a SeekRequest).
+    pub fn seek(
+        &self,
+        subscription: &str,
+        target: Option<baton_proto::pubsub::seek_request::Target>,
+    ) -> BrokerResult<()> {
+        use baton_proto::pubsub::seek_request::Target;
+        match target {
+            Some(Target::Snapshot(snapshot)) => self.seek_to_snapshot(subscription, &snapshot),
+            Some(Target::Time(time)) => self.seek_to_time(subscription, &time),
+            None => Err(BrokerError::invalid(
+                "No target was specified in the SeekRequest. Must specify either a time or a snapshot",
+            )),
+        }
+    }
+
     /// Seek to a snapshot: the subscription's backlog becomes the snapshot's.
     pub fn seek_to_snapshot(&self, subscription: &str, snapshot: &str) -> BrokerResult<()> {
         names::parse(subscription, Collection::Subscriptions)?;
@@ -1123,8 +1162,12 @@ impl Broker {
             return Err(BrokerError::subscription_not_found());
         };
         if sub.config.topic != snap_topic {
-            return Err(BrokerError::invalid(
-                "The subscription's topic is not the snapshot's topic.",
+            return Err(BrokerError::new(
+                crate::ErrorCode::FailedPrecondition,
+                format!(
+                    "The subscription's topic {} is different from that of the snapshot {snap_topic}; they must match in order for Seek work. Note that if a topic is deleted and then re-created with the same name, it is considered a distinct topic for these purposes.",
+                    sub.config.topic
+                ),
             ));
         }
         reset_backlog(sub, messages);
@@ -1291,11 +1334,7 @@ fn publish_locked(
     let Some(state) = inner.topics.get_mut(topic) else {
         return Err(BrokerError::topic_not_found());
     };
-    let retention = state
-        .topic
-        .message_retention_duration
-        .as_ref()
-        .and_then(validate::to_std);
+    let retention = state.retention();
     let mut ids = Vec::with_capacity(messages.len());
     let mut stored = Vec::with_capacity(messages.len());
     for mut message in messages {
@@ -1306,7 +1345,7 @@ fn publish_locked(
         ids.push(message.message_id.clone());
         stored.push((seq, Arc::new(message)));
     }
-    if let Some(retention) = retention {
+    if retention.is_some() {
         for (seq, message) in &stored {
             state.log.push_back(LoggedMessage {
                 seq: *seq,
@@ -1314,14 +1353,8 @@ fn publish_locked(
                 published: now,
             });
         }
-        while state
-            .log
-            .front()
-            .is_some_and(|m| now.duration_since(m.published).unwrap_or_default() > retention)
-        {
-            state.log.pop_front();
-        }
     }
+    state.prune_log(now);
     for snapshot in inner.snapshots.values_mut() {
         if snapshot.snapshot.topic == topic {
             for (seq, message) in &stored {

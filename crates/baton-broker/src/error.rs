@@ -25,6 +25,16 @@ pub enum ErrorCode {
     Internal,
 }
 
+/// An ack or modack that could not be applied on an exactly-once
+/// subscription; clients read these from the error's `ErrorInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckFailure {
+    /// The ack id as the client sent it.
+    pub ack_id: String,
+    /// The reason code clients understand (`PERMANENT_FAILURE_INVALID_ACK_ID`).
+    pub reason: &'static str,
+}
+
 /// A failed broker operation: the status plus the message clients see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code:?}: {message}")]
@@ -33,6 +43,9 @@ pub struct BrokerError {
     pub code: ErrorCode,
     /// Human-readable message, exactly as sent on the wire.
     pub message: String,
+    /// Per-ack-id failures of an exactly-once acknowledge or modack; the
+    /// ids not listed here were applied.
+    pub ack_failures: Vec<AckFailure>,
 }
 
 impl BrokerError {
@@ -41,6 +54,7 @@ impl BrokerError {
         Self {
             code,
             message: message.into(),
+            ack_failures: Vec::new(),
         }
     }
 
@@ -63,6 +77,15 @@ impl BrokerError {
     /// project name, for one).
     pub fn application_error() -> Self {
         Self::new(ErrorCode::Unknown, "Application error processing RPC")
+    }
+
+    /// INVALID_ARGUMENT carrying exactly-once ack failures.
+    pub fn ack_failures(failures: Vec<AckFailure>) -> Self {
+        Self {
+            code: ErrorCode::InvalidArgument,
+            message: String::new(),
+            ack_failures: failures,
+        }
     }
 
     /// UNAVAILABLE: the broker is shutting down.

@@ -13,7 +13,5 @@ mod error;
 pub mod names;
 pub mod validate;
 
-pub use broker::{
-    AckFailure, Broker, ListPage, PullWait, StreamRegistration, DELETED_TOPIC,
-};
-pub use error::{BrokerError, BrokerResult, ErrorCode};
+pub use broker::{Broker, ListPage, PullWait, StreamRegistration, DELETED_TOPIC};
+pub use error::{AckFailure, BrokerError, BrokerResult, ErrorCode};

@@ -26,6 +26,8 @@ pub const MAX_ORDERING_KEY_BYTES: usize = 1024;
 pub const MIN_RETENTION: Duration = Duration::from_secs(600);
 /// See [`MIN_RETENTION`].
 pub const MAX_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
+/// Longest subscription retention: 7 days (topics may keep 31).
+pub const MAX_SUBSCRIPTION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default subscription retention: 7 days.
 pub const DEFAULT_RETENTION_SECS: i64 = 7 * 24 * 3600;
 /// Default ack deadline of a subscription.
@@ -73,14 +75,16 @@ pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
         }
         for (key, value) in &message.attributes {
             if key.len() > MAX_ATTRIBUTE_KEY_BYTES {
-                return Err(too_large("attribute_key_size", key.len(), MAX_ATTRIBUTE_KEY_BYTES));
+                return Err(BrokerError::invalid(format!(
+                    "The attribute \"{key}\" in the request has a key that is too long. The length is {} characters, but the maximum allowed is {MAX_ATTRIBUTE_KEY_BYTES}. Refer to https://cloud.google.com/pubsub/quotas for more information.",
+                    key.len()
+                )));
             }
             if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
-                return Err(too_large(
-                    "attribute_value_size",
-                    value.len(),
-                    MAX_ATTRIBUTE_VALUE_BYTES,
-                ));
+                return Err(BrokerError::invalid(format!(
+                    "The attribute \"{key}\" in the request has a value that is too long. The length is {} characters, but the maximum allowed is {MAX_ATTRIBUTE_VALUE_BYTES}. Refer to https://cloud.google.com/pubsub/quotas for more information.",
+                    value.len()
+                )));
             }
         }
         if message.ordering_key.len() > MAX_ORDERING_KEY_BYTES {
@@ -106,9 +110,9 @@ pub fn to_std(duration: &wkt::Duration) -> Option<Duration> {
     Some(Duration::new(secs, nanos))
 }
 
-fn retention_in_bounds(duration: &wkt::Duration) -> BrokerResult<()> {
+fn retention_in_bounds(duration: &wkt::Duration, max: Duration) -> BrokerResult<()> {
     match to_std(duration) {
-        Some(d) if (MIN_RETENTION..=MAX_RETENTION).contains(&d) => Ok(()),
+        Some(d) if (MIN_RETENTION..=max).contains(&d) => Ok(()),
         _ => Err(BrokerError::invalid("message_retention_duration out of bounds")),
     }
 }
@@ -116,7 +120,7 @@ fn retention_in_bounds(duration: &wkt::Duration) -> BrokerResult<()> {
 /// Validates the settable fields of a topic.
 pub fn topic_settings(topic: &Topic) -> BrokerResult<()> {
     if let Some(retention) = &topic.message_retention_duration {
-        retention_in_bounds(retention)?;
+        retention_in_bounds(retention, MAX_RETENTION)?;
     }
     Ok(())
 }
@@ -206,7 +210,7 @@ pub fn push_endpoint(endpoint: &str) -> BrokerResult<()> {
 pub fn subscription_settings(sub: &mut Subscription) -> BrokerResult<()> {
     sub.ack_deadline_seconds = ack_deadline(sub.ack_deadline_seconds)?;
     match &sub.message_retention_duration {
-        Some(retention) => retention_in_bounds(retention)?,
+        Some(retention) => retention_in_bounds(retention, MAX_SUBSCRIPTION_RETENTION)?,
         None => {
             sub.message_retention_duration = Some(wkt::Duration {
                 seconds: DEFAULT_RETENTION_SECS,

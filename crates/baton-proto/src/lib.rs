@@ -71,3 +71,8 @@ pub use google::r#type as gtype;
 /// Well-known protobuf types (Duration, Timestamp, FieldMask, Empty) with
 /// proto3 JSON support.
 pub use pbjson_types as wkt;
+
+/// The encoded `FileDescriptorSet` of every `.proto` file above, for code
+/// that needs the schema at run time (reflection, JSON field lookups).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/baton_descriptor.bin"));

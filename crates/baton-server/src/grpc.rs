@@ -350,16 +350,53 @@ impl Subscriber for PubSubService {
     }
 
     async fn seek(&self, request: Request<SeekRequest>) -> Reply<SeekResponse> {
-        use baton_proto::pubsub::seek_request::Target;
         let r = request.into_inner();
-        let result = match r.target {
-            Some(Target::Snapshot(snapshot)) => {
-                self.broker.seek_to_snapshot(&r.subscription, &snapshot)
+        ok(self
+            .broker
+            .seek(&r.subscription, r.target)
+            .map(|()| SeekResponse {}))
+    }
+}
+
+/// Per-id outcome of in-stream acks and modacks, for exactly-once streams.
+#[derive(Default)]
+struct Confirmation {
+    ack: streaming_pull_response::AcknowledgeConfirmation,
+    modack: streaming_pull_response::ModifyAckDeadlineConfirmation,
+}
+
+impl Confirmation {
+    fn is_empty(&self) -> bool {
+        self.ack.ack_ids.is_empty()
+            && self.ack.invalid_ack_ids.is_empty()
+            && self.modack.ack_ids.is_empty()
+            && self.modack.invalid_ack_ids.is_empty()
+    }
+
+    /// Records the result of settling `ids`; errors other than per-id
+    /// exactly-once failures end the stream.
+    fn record(
+        &mut self,
+        ids: &[String],
+        result: Result<(), BrokerError>,
+        is_ack: bool,
+    ) -> Result<(), Status> {
+        let failed: Vec<String> = match result {
+            Ok(()) => Vec::new(),
+            Err(error) if !error.ack_failures.is_empty() => {
+                error.ack_failures.into_iter().map(|f| f.ack_id).collect()
             }
-            Some(Target::Time(time)) => self.broker.seek_to_time(&r.subscription, &time),
-            None => Err(BrokerError::invalid("Seek target must be a time or a snapshot.")),
+            Err(error) => return Err(to_status(error)),
         };
-        ok(result.map(|()| SeekResponse {}))
+        let succeeded = ids.iter().filter(|id| !failed.contains(id)).cloned();
+        if is_ack {
+            self.ack.ack_ids.extend(succeeded);
+            self.ack.invalid_ack_ids.extend(failed);
+        } else {
+            self.modack.ack_ids.extend(succeeded);
+            self.modack.invalid_ack_ids.extend(failed);
+        }
+        Ok(())
     }
 }
 
@@ -503,10 +540,10 @@ impl StreamSession {
                 .set_deadline(request.stream_ack_deadline_seconds);
         }
         let subscription = self.registration.subscription().to_string();
+        let mut confirmation = Confirmation::default();
         if !request.ack_ids.is_empty() {
-            self.broker
-                .acknowledge(&subscription, &request.ack_ids)
-                .map_err(to_status)?;
+            let result = self.broker.acknowledge(&subscription, &request.ack_ids);
+            confirmation.record(&request.ack_ids, result, true)?;
         }
         let mut by_deadline: BTreeMap<i32, Vec<String>> = BTreeMap::new();
         for (ack_id, seconds) in request
@@ -517,9 +554,22 @@ impl StreamSession {
             by_deadline.entry(*seconds).or_default().push(ack_id.clone());
         }
         for (seconds, ack_ids) in by_deadline {
-            self.broker
-                .modify_ack_deadline(&subscription, &ack_ids, seconds)
-                .map_err(to_status)?;
+            let result = self
+                .broker
+                .modify_ack_deadline(&subscription, &ack_ids, seconds);
+            confirmation.record(&ack_ids, result, false)?;
+        }
+        let exactly_once = self
+            .broker
+            .subscription_flags(&subscription)
+            .map(|(eod, _)| eod)
+            .unwrap_or(false);
+        if exactly_once && !confirmation.is_empty() {
+            // Exactly-once clients wait for these confirmations.
+            let mut response = self.response(Vec::new());
+            response.acknowledge_confirmation = Some(confirmation.ack);
+            response.modify_ack_deadline_confirmation = Some(confirmation.modack);
+            let _ = self.tx.send(Ok(response)).await;
         }
         let keepalive = !first
             && request.ack_ids.is_empty()

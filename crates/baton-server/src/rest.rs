@@ -3,7 +3,8 @@
 //! carry a `:verb` suffix and the service answers odd paths in specific ways
 //! (an unknown verb is 404, a GET on `topic:publish` is a bad topic name).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -85,13 +86,73 @@ fn invalid_payload() -> BrokerError {
     BrokerError::invalid("Payload isn't valid for request.")
 }
 
+/// JSON names (camelCase and snake_case) of every bool field in our protos.
+/// Google's JSON parser accepts `"true"`/`"false"` strings for them, and
+/// clients rely on it; the generated serde code alone would not.
+static BOOL_FIELDS: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    use prost::Message;
+    use prost_types::field_descriptor_proto::Type;
+    let mut names = HashSet::new();
+    let Ok(set) = prost_types::FileDescriptorSet::decode(baton_proto::FILE_DESCRIPTOR_SET) else {
+        return names;
+    };
+    fn walk(message: &prost_types::DescriptorProto, names: &mut HashSet<String>) {
+        for field in &message.field {
+            if field.r#type() == Type::Bool {
+                names.insert(field.name().to_string());
+                names.insert(field.json_name().to_string());
+            }
+        }
+        for nested in &message.nested_type {
+            walk(nested, names);
+        }
+    }
+    for file in &set.file {
+        for message in &file.message_type {
+            walk(message, &mut names);
+        }
+    }
+    names
+});
+
+/// Fields whose JSON objects are string maps: their keys are user data.
+const MAP_FIELDS: &[&str] = &["labels", "attributes", "tags"];
+
+/// Brings lenient-but-valid proto3 JSON into the shape the generated serde
+/// code reads: `null` means "not set", and bool fields may be strings.
+fn normalize_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            for (key, v) in map.iter_mut() {
+                if let serde_json::Value::String(text) = v {
+                    if BOOL_FIELDS.contains(key.as_str()) {
+                        match text.as_str() {
+                            "true" => *v = serde_json::Value::Bool(true),
+                            "false" => *v = serde_json::Value::Bool(false),
+                            _ => {}
+                        }
+                    }
+                } else if !MAP_FIELDS.contains(&key.as_str()) {
+                    normalize_json(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(normalize_json),
+        _ => {}
+    }
+}
+
 /// Parses a JSON body into `T`; an empty body or `null` is the empty message.
 fn parse_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, BrokerError> {
     let trimmed = body.trim_ascii();
     if trimmed.is_empty() || trimmed == b"null" {
         return Ok(T::default());
     }
-    serde_json::from_slice(trimmed).map_err(|_| invalid_payload())
+    let mut value: serde_json::Value =
+        serde_json::from_slice(trimmed).map_err(|_| invalid_payload())?;
+    normalize_json(&mut value);
+    serde_json::from_value(value).map_err(|_| invalid_payload())
 }
 
 /// Parses a body that may carry a proto3-JSON `updateMask` string (which the
@@ -107,6 +168,7 @@ fn parse_with_mask<T: DeserializeOwned + Default>(
     } else {
         serde_json::from_slice(trimmed).map_err(|_| invalid_payload())?
     };
+    normalize_json(&mut value);
     let serde_json::Value::Object(map) = &mut value else {
         return Err(invalid_payload());
     };
@@ -427,15 +489,9 @@ async fn action(
             }))
         }
         ("subscriptions", "seek") => reply(parse_body::<SeekRequest>(body).and_then(|request| {
-            use baton_proto::pubsub::seek_request::Target;
-            match request.target {
-                Some(Target::Snapshot(snapshot)) => broker.seek_to_snapshot(name, &snapshot),
-                Some(Target::Time(time)) => broker.seek_to_time(name, &time),
-                None => Err(BrokerError::invalid(
-                    "Seek target must be a time or a snapshot.",
-                )),
-            }
-            .map(|()| SeekResponse {})
+            broker
+                .seek(name, request.target)
+                .map(|()| SeekResponse {})
         })),
         ("subscriptions", "detach") => reply(
             broker

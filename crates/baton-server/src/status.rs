@@ -46,22 +46,62 @@ pub fn mapping(code: ErrorCode) -> (tonic::Code, StatusCode, &'static str) {
     }
 }
 
-/// The gRPC status of a broker error.
+/// Reason and domain of exactly-once ack failures, as clients parse them.
+const EXACTLY_ONCE_REASON: &str = "EXACTLY_ONCE_ACKID_FAILURE";
+const PUBSUB_DOMAIN: &str = "pubsub.googleapis.com";
+const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+
+/// The gRPC status of a broker error. Exactly-once ack failures travel as a
+/// `google.rpc.Status` whose first detail is an `ErrorInfo` naming each id.
 pub fn to_status(error: BrokerError) -> tonic::Status {
+    use prost::Message;
     let (code, _, _) = mapping(error.code);
-    tonic::Status::new(code, error.message)
+    if error.ack_failures.is_empty() {
+        return tonic::Status::new(code, error.message);
+    }
+    let info = baton_proto::rpc::ErrorInfo {
+        reason: EXACTLY_ONCE_REASON.to_string(),
+        domain: PUBSUB_DOMAIN.to_string(),
+        metadata: error
+            .ack_failures
+            .iter()
+            .map(|f| (f.ack_id.clone(), f.reason.to_string()))
+            .collect(),
+    };
+    let details = baton_proto::rpc::Status {
+        code: code as i32,
+        message: error.message.clone(),
+        details: vec![baton_proto::wkt::Any {
+            type_url: ERROR_INFO_TYPE.to_string(),
+            value: info.encode_to_vec().into(),
+        }],
+    };
+    tonic::Status::with_details(code, error.message, details.encode_to_vec().into())
 }
 
 /// The HTTP status and the Google JSON error body of a broker error.
 pub fn to_http(error: &BrokerError) -> (StatusCode, serde_json::Value) {
     let (_, status, name) = mapping(error.code);
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "error": {
             "code": status.as_u16(),
             "message": error.message,
             "status": name,
         }
     });
+    if !error.ack_failures.is_empty() {
+        let metadata: serde_json::Map<String, serde_json::Value> = error
+            .ack_failures
+            .iter()
+            .map(|f| (f.ack_id.clone(), serde_json::Value::from(f.reason)))
+            .collect();
+        body["error"]["details"] = serde_json::json!([{
+            "@type": ERROR_INFO_TYPE,
+            "reason": EXACTLY_ONCE_REASON,
+            "domain": PUBSUB_DOMAIN,
+            "metadata": metadata,
+        }]);
+    }
     (status, body)
 }
 
@@ -78,5 +118,26 @@ mod tests {
         assert_eq!(http, StatusCode::NOT_FOUND);
         assert_eq!(body["error"]["status"], "NOT_FOUND");
         assert_eq!(body["error"]["message"], "Topic not found");
+    }
+
+    #[test]
+    fn exactly_once_failures_carry_error_info() {
+        use prost::Message;
+        let error = BrokerError::ack_failures(vec![baton_broker::AckFailure {
+            ack_id: "projects/p/subscriptions/s:1".into(),
+            reason: "PERMANENT_FAILURE_INVALID_ACK_ID",
+        }]);
+        let status = to_status(error.clone());
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let decoded = baton_proto::rpc::Status::decode(status.details()).unwrap();
+        let info = baton_proto::rpc::ErrorInfo::decode(decoded.details[0].value.clone()).unwrap();
+        assert_eq!(info.reason, "EXACTLY_ONCE_ACKID_FAILURE");
+        assert_eq!(info.domain, "pubsub.googleapis.com");
+        assert_eq!(
+            info.metadata["projects/p/subscriptions/s:1"],
+            "PERMANENT_FAILURE_INVALID_ACK_ID"
+        );
+        let (_, body) = to_http(&error);
+        assert_eq!(body["error"]["details"][0]["reason"], "EXACTLY_ONCE_ACKID_FAILURE");
     }
 }

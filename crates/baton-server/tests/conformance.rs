@@ -152,7 +152,8 @@ async fn replay_emulator_corpus() {
     );
     print!("{summary}");
     report.push_str(&summary);
-    let report_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-report.txt");
+    let report_path =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-report.txt");
     if let Err(e) = std::fs::write(&report_path, &report) {
         println!("could not write {}: {e}", report_path.display());
     }

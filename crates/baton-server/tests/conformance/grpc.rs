@@ -21,12 +21,8 @@ pub type UnaryOutcome = Result<Value, tonic::Status>;
 
 macro_rules! unary {
     ($client:expr, $method:ident, $request:ty, $body:expr, $deadline:expr) => {{
-        let message: $request = serde_json::from_value($body).map_err(|e| {
-            format!(
-                "request body does not fit {}: {e}",
-                stringify!($request)
-            )
-        })?;
+        let message: $request = serde_json::from_value($body)
+            .map_err(|e| format!("request body does not fit {}: {e}", stringify!($request)))?;
         let mut request = tonic::Request::new(message);
         request.set_timeout($deadline);
         let mut client = $client
@@ -52,12 +48,18 @@ pub async fn call_unary(
     body: Value,
     deadline: Duration,
 ) -> Result<UnaryOutcome, String> {
-    use baton_proto::iam as iam;
+    use baton_proto::iam;
     use baton_proto::pubsub as ps;
     let channel = channel.clone();
     match (service, method) {
         ("Publisher", "createTopic") => {
-            unary!(PublisherClient::new(channel), create_topic, ps::Topic, body, deadline)
+            unary!(
+                PublisherClient::new(channel),
+                create_topic,
+                ps::Topic,
+                body,
+                deadline
+            )
         }
         ("Publisher", "updateTopic") => unary!(
             PublisherClient::new(channel),
@@ -340,10 +342,7 @@ impl StreamSession {
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(usize::MAX);
         let reader = tokio::spawn(async move {
-            match client
-                .streaming_pull(ReceiverStream::new(request_rx))
-                .await
-            {
+            match client.streaming_pull(ReceiverStream::new(request_rx)).await {
                 Err(status) => {
                     let _ = event_tx.send(StreamEvent::Status(status));
                 }
@@ -355,8 +354,10 @@ impl StreamSession {
                                 let _ = event_tx.send(StreamEvent::Response(Box::new(message)));
                             }
                             Ok(None) => {
-                                let _ = event_tx
-                                    .send(StreamEvent::Status(tonic::Status::new(tonic::Code::Ok, "")));
+                                let _ = event_tx.send(StreamEvent::Status(tonic::Status::new(
+                                    tonic::Code::Ok,
+                                    "",
+                                )));
                                 break;
                             }
                             Err(status) => {

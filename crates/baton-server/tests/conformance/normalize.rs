@@ -10,17 +10,17 @@ use serde_json::Value;
 /// The three kinds of server-made ids that the corpus templates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdKind {
-    MessageId,
-    AckId,
-    RevisionId,
+    Message,
+    Ack,
+    Revision,
 }
 
 impl IdKind {
     fn name(self) -> &'static str {
         match self {
-            Self::MessageId => "messageId",
-            Self::AckId => "ackId",
-            Self::RevisionId => "revisionId",
+            Self::Message => "messageId",
+            Self::Ack => "ackId",
+            Self::Revision => "revisionId",
         }
     }
 }
@@ -91,8 +91,7 @@ impl Registry {
         } else {
             format!("{{{{{}:{step}#{count}}}}}", kind.name())
         };
-        self.by_raw
-            .insert((kind, raw.to_owned()), template.clone());
+        self.by_raw.insert((kind, raw.to_owned()), template.clone());
         self.by_template.insert(template.clone(), raw.to_owned());
         template
     }
@@ -114,10 +113,10 @@ fn collect_literals(value: &Value, key: Option<&str>, out: &mut HashSet<String>)
             if key.is_some_and(|k| REQUEST_ID_KEYS.contains(&k)) {
                 out.insert(s.clone());
             }
-            if key == Some("name") {
-                if let Some((_, revision)) = s.split_once('@') {
-                    out.insert(revision.to_owned());
-                }
+            if key == Some("name")
+                && let Some((_, revision)) = s.split_once('@')
+            {
+                out.insert(revision.to_owned());
             }
         }
         _ => {}
@@ -156,37 +155,37 @@ fn normalize_field(key: &str, value: &mut Value, registry: &mut Registry, step: 
         return;
     }
     let kind = match key {
-        "messageId" | "message_id" => Some(IdKind::MessageId),
-        "ackId" => Some(IdKind::AckId),
+        "messageId" | "message_id" => Some(IdKind::Message),
+        "ackId" => Some(IdKind::Ack),
         "revisionId" | "firstRevisionId" | "lastRevisionId" | "googclient_schemarevisionid" => {
-            Some(IdKind::RevisionId)
+            Some(IdKind::Revision)
         }
         _ => None,
     };
-    if let Some(kind) = kind {
-        if let Value::String(raw) = value {
-            *raw = registry.template(kind, raw, step);
-            return;
-        }
+    if let Some(kind) = kind
+        && let Value::String(raw) = value
+    {
+        *raw = registry.template(kind, raw, step);
+        return;
     }
-    if key == "messageIds" {
-        if let Value::Array(items) = value {
-            for item in items {
-                if let Value::String(raw) = item {
-                    *raw = registry.template(IdKind::MessageId, raw, step);
-                }
+    if key == "messageIds"
+        && let Value::Array(items) = value
+    {
+        for item in items {
+            if let Value::String(raw) = item {
+                *raw = registry.template(IdKind::Message, raw, step);
             }
-            return;
         }
+        return;
     }
-    if key == "name" {
-        if let Value::String(name) = value {
-            if let Some((base, revision)) = name.split_once('@') {
-                let template = registry.template(IdKind::RevisionId, revision, step);
-                *name = format!("{base}@{template}");
-            }
-            return;
+    if key == "name"
+        && let Value::String(name) = value
+    {
+        if let Some((base, revision)) = name.split_once('@') {
+            let template = registry.template(IdKind::Revision, revision, step);
+            *name = format!("{base}@{template}");
         }
+        return;
     }
     normalize(value, registry, step);
 }
@@ -244,10 +243,8 @@ pub fn is_rfc3339(s: &str) -> bool {
 /// Replaces every occurrence of `origin` inside any string by `{{pushOrigin}}`.
 pub fn replace_origin(value: &mut Value, origin: &str) {
     match value {
-        Value::String(s) => {
-            if s.contains(origin) {
-                *s = s.replace(origin, "{{pushOrigin}}");
-            }
+        Value::String(s) if s.contains(origin) => {
+            *s = s.replace(origin, "{{pushOrigin}}");
         }
         Value::Array(items) => items.iter_mut().for_each(|v| replace_origin(v, origin)),
         Value::Object(map) => map.values_mut().for_each(|v| replace_origin(v, origin)),

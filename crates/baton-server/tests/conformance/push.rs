@@ -99,9 +99,12 @@ async fn record(
     let kept = KEPT_HEADERS
         .iter()
         .filter_map(|name| {
-            headers
-                .get(*name)
-                .map(|v| ((*name).to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            headers.get(*name).map(|v| {
+                (
+                    (*name).to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
         })
         .collect();
     let path = uri
@@ -135,5 +138,40 @@ impl RecordedPush {
         map.insert("headers".to_owned(), Value::Object(headers));
         map.insert("body".to_owned(), body);
         Value::Object(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_pushes_and_answers_the_set_status() {
+        let endpoint = PushEndpoint::start().await.unwrap();
+        let client = reqwest::Client::new();
+        let url = format!("{}/hook?x=1", endpoint.origin());
+        let first = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-goog-version", "v1")
+            .header("traceparent", "00-0-0-01")
+            .body(r#"{"message":{"data":"eA=="}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(first.status().as_u16(), 200);
+        endpoint.set_status(500);
+        let second = client.post(&url).body("raw").send().await.unwrap();
+        assert_eq!(second.status().as_u16(), 500);
+        assert_eq!(endpoint.len(), 2);
+        let pushes = endpoint.drain();
+        assert_eq!(endpoint.len(), 0);
+        assert_eq!(
+            pushes[0].to_json(),
+            serde_json::json!({"method": "POST", "path": "/hook?x=1",
+                "headers": {"content-type": "application/json", "x-goog-version": "v1"},
+                "body": {"message": {"data": "eA=="}}})
+        );
+        assert_eq!(pushes[1].to_json()["body"], "raw");
     }
 }

@@ -305,10 +305,7 @@ impl Ctx<'_> {
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|e| format!("bad HTTP method {method:?}: {e}"))?;
         let url = format!("http://{}{path}", self.addr);
-        let mut builder = self
-            .http
-            .request(method, &url)
-            .timeout(DEFAULT_DEADLINE);
+        let mut builder = self.http.request(method, &url).timeout(DEFAULT_DEADLINE);
         match body {
             None => {}
             // A string body is sent as raw text (how malformed JSON is sent), with the

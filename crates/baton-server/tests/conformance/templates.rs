@@ -29,7 +29,11 @@ pub enum TimeShape {
 
 /// Resolves every template inside a JSON value (registry templates first, then
 /// `timeBetween` and `$b64repeat`).
-pub fn resolve_value(value: &Value, bindings: &Bindings<'_>, shape: TimeShape) -> Result<Value, String> {
+pub fn resolve_value(
+    value: &Value,
+    bindings: &Bindings<'_>,
+    shape: TimeShape,
+) -> Result<Value, String> {
     match value {
         Value::String(s) => {
             let s = resolve_str(s, bindings)?;
@@ -133,4 +137,38 @@ fn b64repeat(spec: &Value) -> Result<Value, String> {
     Ok(Value::String(
         base64::engine::general_purpose::STANDARD.encode(text.repeat(count)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resolves_every_kind_of_template() {
+        let registry = Registry::default();
+        let mut finish_times = HashMap::new();
+        finish_times.insert("a".to_owned(), 1_000_i64);
+        finish_times.insert("b".to_owned(), 2_101_i64);
+        let bindings = Bindings {
+            registry: &registry,
+            push_origin: "http://127.0.0.1:9",
+            finish_times: &finish_times,
+        };
+        let body = json!({
+            "endpoint": "{{pushOrigin}}/hook",
+            "time": "{{timeBetween:a:b}}",
+            "data": {"$b64repeat": {"text": "d", "count": 3}},
+        });
+        assert_eq!(
+            resolve_value(&body, &bindings, TimeShape::Object).unwrap(),
+            json!({
+                "endpoint": "http://127.0.0.1:9/hook",
+                "time": {"seconds": "1", "nanos": 550_000_000},
+                "data": "ZGRk",
+            })
+        );
+        let missing = resolve_str("{{ackId:nowhere}}", &bindings);
+        assert!(missing.is_err(), "{missing:?}");
+    }
 }

@@ -51,10 +51,27 @@ const ONEOF_MEMBERS: &[(&str, &str)] = &[
     ("javascriptUdf", "transform"),
 ];
 
+/// Members of request oneofs, in field-number order. grpc-js encodes every member the
+/// body sets and the server keeps the last one on the wire; pbjson refuses two members,
+/// so all but the last are dropped here (SeekRequest `time` = 2, `snapshot` = 3).
+const REQUEST_ONEOFS: &[&[&str]] = &[&["time", "snapshot"]];
+
 /// Recorded (grpc-js) shape -> proto3 JSON shape, for request bodies.
 pub fn to_proto_json(value: &mut Value) -> Result<(), String> {
     match value {
         Value::Object(map) => {
+            for members in REQUEST_ONEOFS {
+                let set: Vec<&str> = members
+                    .iter()
+                    .copied()
+                    .filter(|m| map.contains_key(*m))
+                    .collect();
+                if let Some((_last, earlier)) = set.split_last() {
+                    for member in earlier {
+                        map.remove(*member);
+                    }
+                }
+            }
             for (key, child) in map.iter_mut() {
                 if MAP_KEYS.contains(&key.as_str()) {
                     continue;
@@ -208,11 +225,17 @@ mod tests {
             "retryPolicy": {"minimumBackoff": {"seconds": "1"}, "maximumBackoff": {}}},
             "time": {"seconds": "0"}});
         to_proto_json(&mut request).unwrap();
+        let time = request["time"].take();
+        assert!(
+            time.as_str()
+                .is_some_and(|t| t.starts_with("1970-01-01T00:00:00")),
+            "{time}"
+        );
         assert_eq!(
             request,
             json!({"subscription": {"messageRetentionDuration": "600s",
                 "retryPolicy": {"minimumBackoff": "1s", "maximumBackoff": "0s"}},
-                "time": "1970-01-01T00:00:00Z"})
+                "time": null})
         );
         let mut response = json!({"messageRetentionDuration": "600.500s",
             "pushConfig": {"oidcToken": {"audience": "a"}},
