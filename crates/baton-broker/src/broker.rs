@@ -14,12 +14,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use baton_proto::pubsub::{
     PubsubMessage, PushConfig, ReceivedMessage, Snapshot, Subscription, Topic,
 };
+use baton_proto::pubsub::Schema;
 use baton_proto::wkt;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{Notify, watch};
 
 use crate::delivery::{StreamFlow, SubState};
 use crate::error::{AckFailure, BrokerError, BrokerResult};
 use crate::names::{self, Collection};
+use crate::schema::{self, SchemaRegistry, SchemaSource, TopicBinding};
 use crate::validate;
 
 /// The topic a subscription reports once its topic has been deleted.
@@ -116,6 +118,8 @@ struct Inner {
     next_uid: u64,
     next_stream: u64,
     timers: BinaryHeap<Reverse<Timer>>,
+    /// The SchemaService's catalog; topics' `schema_settings` refer to it.
+    schemas: SchemaRegistry,
 }
 
 /// The Pub/Sub engine. Cheap to share: hand out `Arc<Broker>`.
@@ -298,12 +302,10 @@ impl Broker {
     pub fn create_topic(&self, mut topic: Topic) -> BrokerResult<Topic> {
         names::parse(&topic.name, Collection::Topics)?;
         validate::topic_settings(&topic)?;
-        if let Some(settings) = &topic.schema_settings {
-            if !settings.schema.is_empty() {
-                return Err(BrokerError::not_found("Schema could not be found"));
-            }
-        }
         let mut inner = self.lock();
+        if let Some(settings) = &topic.schema_settings {
+            inner.schemas.check_settings(settings)?;
+        }
         if inner.topics.contains_key(&topic.name) {
             return Err(BrokerError::already_exists("Topic already exists"));
         }
@@ -341,18 +343,27 @@ impl Broker {
         names::parse(&update.name, Collection::Topics)?;
         for path in paths {
             match path.as_str() {
-                "labels" | "message_storage_policy" | "kms_key_name" | "schema_settings"
-                | "message_retention_duration" | "ingestion_data_source_settings"
+                "labels"
+                | "message_storage_policy"
+                | "kms_key_name"
+                | "schema_settings"
+                | "message_retention_duration"
+                | "ingestion_data_source_settings"
                 | "message_transforms" => {}
                 other => {
                     return Err(BrokerError::invalid(format!(
                         "Invalid update_mask provided in the UpdateTopicRequest: {other} is not a known Topic field. Note that field paths must be of the form 'schema_settings' rather than 'schemaSetings'."
-                    )))
+                    )));
                 }
             }
         }
         validate::topic_settings(&update)?;
         let mut inner = self.lock();
+        if let Some(settings) = &update.schema_settings {
+            if paths.iter().any(|p| p == "schema_settings") {
+                inner.schemas.check_settings(settings)?;
+            }
+        }
         let state = inner
             .topics
             .get_mut(&update.name)
@@ -415,9 +426,22 @@ impl Broker {
         let map: BTreeMap<String, ()> = inner
             .topics
             .get(topic)
-            .map(|state| state.subscriptions.iter().map(|s| (s.clone(), ())).collect())
+            .map(|state| {
+                state
+                    .subscriptions
+                    .iter()
+                    .map(|s| (s.clone(), ()))
+                    .collect()
+            })
             .unwrap_or_default();
-        Ok(page(&map, "projects/", page_size, page_token, |_| true, |n, _| n.clone()))
+        Ok(page(
+            &map,
+            "projects/",
+            page_size,
+            page_token,
+            |_| true,
+            |n, _| n.clone(),
+        ))
     }
 
     /// ListTopicSnapshots: names of the snapshots taken from the topic.
@@ -458,15 +482,27 @@ impl Broker {
 
     /// Publish: validates, assigns ids and publish times, fans out to every
     /// attached subscription and wakes their waiters.
-    pub fn publish(&self, topic: &str, messages: Vec<PubsubMessage>) -> BrokerResult<Vec<String>> {
+    pub fn publish(
+        &self,
+        topic: &str,
+        mut messages: Vec<PubsubMessage>,
+    ) -> BrokerResult<Vec<String>> {
         names::parse(topic, Collection::Topics)?;
-        {
+        let binding: Option<BrokerResult<TopicBinding>> = {
             let inner = self.lock();
-            if !inner.topics.contains_key(topic) {
-                return Err(BrokerError::topic_not_found());
-            }
-        }
+            let state = inner
+                .topics
+                .get(topic)
+                .ok_or_else(BrokerError::topic_not_found)?;
+            let settings = state.topic.schema_settings.as_ref();
+            settings.map(|settings| inner.schemas.binding(settings))
+        };
         validate::publish_messages(&messages)?;
+        if let Some(binding) = binding {
+            // Decoding happens outside the lock: schemas are compiled once
+            // and shared by `Arc`.
+            binding?.stamp(&mut messages)?;
+        }
         let mut inner = self.lock();
         let ids = publish_locked(&mut inner, topic, messages)?;
         Ok(ids)
@@ -479,6 +515,14 @@ impl Broker {
         names::parse(&sub.name, Collection::Subscriptions)?;
         names::parse(&sub.topic, Collection::Topics)?;
         validate::subscription_settings(&mut sub)?;
+        let filter = if sub.filter.is_empty() {
+            None
+        } else {
+            Some(
+                crate::filter::Filter::parse(&sub.filter)
+                    .map_err(|error| BrokerError::invalid(error.to_string()))?,
+            )
+        };
         let mut inner = self.lock();
         if inner.subscriptions.contains_key(&sub.name) {
             return Err(BrokerError::already_exists("Subscription already exists"));
@@ -497,6 +541,7 @@ impl Broker {
         let uid = inner.next_uid;
         inner.next_uid += 1;
         let mut state = SubState::new(uid, sub.clone());
+        state.filter = filter;
         if let Some(topic) = inner.topics.get_mut(&sub.topic) {
             if !sub.detached {
                 topic.subscriptions.insert(sub.name.clone());
@@ -504,7 +549,7 @@ impl Broker {
                 // to subscriptions created later.
                 topic.prune_log(SystemTime::now());
                 for logged in &topic.log {
-                    state.enqueue(logged.seq, logged.message.clone());
+                    state.offer(logged.seq, logged.message.clone());
                 }
             }
         }
@@ -551,25 +596,36 @@ impl Broker {
         names::parse(&update.name, Collection::Subscriptions)?;
         for path in paths {
             match path.as_str() {
-                "ack_deadline_seconds" | "push_config" | "bigquery_config"
-                | "cloud_storage_config" | "retain_acked_messages"
-                | "message_retention_duration" | "labels" | "expiration_policy"
-                | "dead_letter_policy" | "retry_policy" | "enable_exactly_once_delivery"
+                "ack_deadline_seconds"
+                | "push_config"
+                | "bigquery_config"
+                | "cloud_storage_config"
+                | "retain_acked_messages"
+                | "message_retention_duration"
+                | "labels"
+                | "expiration_policy"
+                | "dead_letter_policy"
+                | "retry_policy"
+                | "enable_exactly_once_delivery"
                 | "message_transforms" => {}
                 "topic" | "enable_message_ordering" | "detached" | "filter" | "name" => {
                     return Err(BrokerError::invalid(format!(
                         "Invalid update_mask provided in the UpdateSubscriptionRequest: the {path} field in the Subscription is not mutable."
-                    )))
+                    )));
                 }
                 other => {
                     return Err(BrokerError::invalid(format!(
                         "Invalid update_mask provided in the UpdateSubscriptionRequest: {other} is not a known Subscription field. Note that field paths must be of the form 'push_config' rather than 'pushConfig'."
-                    )))
+                    )));
                 }
             }
         }
         let mut inner = self.lock();
-        let Some(current) = inner.subscriptions.get(&update.name).map(|s| s.config.clone()) else {
+        let Some(current) = inner
+            .subscriptions
+            .get(&update.name)
+            .map(|s| s.config.clone())
+        else {
             return Err(BrokerError::not_found("Subscription not found."));
         };
         let mut next = current;
@@ -587,7 +643,9 @@ impl Broker {
                 "cloud_storage_config" => {
                     next.cloud_storage_config = update.cloud_storage_config.clone()
                 }
-                "retain_acked_messages" => next.retain_acked_messages = update.retain_acked_messages,
+                "retain_acked_messages" => {
+                    next.retain_acked_messages = update.retain_acked_messages
+                }
                 "message_retention_duration" => {
                     let retention = update.message_retention_duration.unwrap_or(wkt::Duration {
                         seconds: validate::DEFAULT_RETENTION_SECS,
@@ -862,7 +920,9 @@ impl Broker {
         }
         let deadline = match stream {
             Some((_, _, deadline)) => deadline,
-            None => Duration::from_secs(u64::try_from(sub.config.ack_deadline_seconds).unwrap_or(10)),
+            None => {
+                Duration::from_secs(u64::try_from(sub.config.ack_deadline_seconds).unwrap_or(10))
+            }
         };
         let now = Instant::now();
         let (messages, timers) = sub.take(
@@ -1093,7 +1153,7 @@ impl Broker {
                 other => {
                     return Err(BrokerError::invalid(format!(
                         "Invalid update_mask provided in the UpdateSnapshotRequest: {other} is not a known Snapshot field."
-                    )))
+                    )));
                 }
             }
         }
@@ -1242,8 +1302,12 @@ impl Broker {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let mut woken: Vec<Arc<Notify>> = Vec::new();
-        let mut dead: Vec<(String, String, Option<String>, Vec<(Arc<PubsubMessage>, i32)>)> =
-            Vec::new();
+        let mut dead: Vec<(
+            String,
+            String,
+            Option<String>,
+            Vec<(Arc<PubsubMessage>, i32)>,
+        )> = Vec::new();
         let mut new_timers = Vec::new();
         while let Some(Reverse(timer)) = inner.timers.peek() {
             if timer.at > now {
@@ -1368,7 +1432,7 @@ fn publish_locked(
                 continue;
             }
             for (seq, message) in &stored {
-                sub.enqueue(*seq, message.clone());
+                sub.offer(*seq, message.clone());
             }
             sub.notify.notify_waiters();
         }
@@ -1405,8 +1469,10 @@ fn forward_dead_letters(
                 "CloudPubSubDeadLetterSourceDeliveryCount".into(),
                 attempts.to_string(),
             );
-            copy.attributes
-                .insert("CloudPubSubDeadLetterSourceSubscription".into(), short.clone());
+            copy.attributes.insert(
+                "CloudPubSubDeadLetterSourceSubscription".into(),
+                short.clone(),
+            );
             copy.attributes.insert(
                 "CloudPubSubDeadLetterSourceSubscriptionProject".into(),
                 project.clone(),
@@ -1467,6 +1533,104 @@ async fn run_timers(broker: Weak<Broker>) {
     }
 }
 
+/// The SchemaService's operations. The catalog lives under the broker's lock
+/// next to the topics whose `schema_settings` refer to it.
+impl Broker {
+    /// CreateSchema `parent/schemas/schema_id`.
+    pub fn create_schema(
+        &self,
+        parent: &str,
+        schema_id: &str,
+        schema: Option<&Schema>,
+    ) -> BrokerResult<Schema> {
+        self.lock().schemas.create(parent, schema_id, schema)
+    }
+
+    /// GetSchema of `name` or `name@revision`.
+    pub fn get_schema(&self, name: &str, view: i32) -> BrokerResult<Schema> {
+        self.lock().schemas.get(name, view)
+    }
+
+    /// ListSchemas of `parent` (`projects/{id}`).
+    pub fn list_schemas(
+        &self,
+        parent: &str,
+        view: i32,
+        page_size: i32,
+        page_token: &str,
+    ) -> BrokerResult<ListPage<Schema>> {
+        self.lock().schemas.list(parent, view, page_size, page_token)
+    }
+
+    /// ListSchemaRevisions of `name`, oldest first.
+    pub fn list_schema_revisions(
+        &self,
+        name: &str,
+        view: i32,
+        page_size: i32,
+        page_token: &str,
+    ) -> BrokerResult<ListPage<Schema>> {
+        self.lock()
+            .schemas
+            .list_revisions(name, view, page_size, page_token)
+    }
+
+    /// CommitSchema: a new revision of `name`.
+    pub fn commit_schema(&self, name: &str, schema: Option<&Schema>) -> BrokerResult<Schema> {
+        self.lock().schemas.commit(name, schema)
+    }
+
+    /// RollbackSchema: a new revision copying `revision_id`.
+    pub fn rollback_schema(&self, name: &str, revision_id: &str) -> BrokerResult<Schema> {
+        self.lock().schemas.rollback(name, revision_id)
+    }
+
+    /// DeleteSchemaRevision of `name@revision`.
+    pub fn delete_schema_revision(&self, name: &str) -> BrokerResult<Schema> {
+        self.lock().schemas.delete_revision(name)
+    }
+
+    /// DeleteSchema. Topics bound to it keep their settings but report the
+    /// schema as `_deleted-schema_` and refuse publishes from then on.
+    pub fn delete_schema(&self, name: &str) -> BrokerResult<()> {
+        let mut inner = self.lock();
+        inner.schemas.delete(name)?;
+        for state in inner.topics.values_mut() {
+            if let Some(settings) = &mut state.topic.schema_settings {
+                if settings.schema == name {
+                    settings.schema = schema::DELETED_SCHEMA.to_owned();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// ValidateSchema: whether CreateSchema would accept `schema`.
+    pub fn validate_schema(&self, schema: Option<&Schema>) -> BrokerResult<()> {
+        schema::validate_definition(schema)
+    }
+
+    /// ValidateMessage: decodes `message` with a stored or an inline schema.
+    pub fn validate_message(
+        &self,
+        source: SchemaSource<'_>,
+        message: &[u8],
+        encoding: i32,
+    ) -> BrokerResult<()> {
+        let compiled = match source {
+            SchemaSource::Name(name) => self.lock().schemas.compiled(name)?,
+            SchemaSource::Inline(schema) => Arc::new(schema::CompiledSchema::compile(
+                schema.r#type,
+                &schema.definition,
+            )?),
+            SchemaSource::Missing => return Err(schema::SchemaError::InvalidType.into()),
+        };
+        let encoding = schema::message_encoding(encoding)?;
+        compiled.validate(message, encoding)?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1483,14 +1647,19 @@ mod tests {
     #[test]
     fn ack_id_parsing() {
         let sub = "projects/p/subscriptions/sub-a";
-        assert_eq!(parse_ack_id(sub, "projects/p/subscriptions/sub-a:7").unwrap(), Some(7));
+        assert_eq!(
+            parse_ack_id(sub, "projects/p/subscriptions/sub-a:7").unwrap(),
+            Some(7)
+        );
         assert_eq!(
             parse_ack_id(sub, "garbage").unwrap_err().message,
             "Invalid ack id (ack_id=garbage)"
         );
-        assert!(parse_ack_id(sub, "projects/p/subscriptions/other:1")
-            .unwrap_err()
-            .message
-            .contains("meant for subscription: projects/p/subscriptions/other"));
+        assert!(
+            parse_ack_id(sub, "projects/p/subscriptions/other:1")
+                .unwrap_err()
+                .message
+                .contains("meant for subscription: projects/p/subscriptions/other")
+        );
     }
 }

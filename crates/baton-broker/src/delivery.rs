@@ -49,8 +49,7 @@ pub(crate) struct StreamFlow {
 
 impl StreamFlow {
     fn has_room(&self, next_size: usize) -> bool {
-        let messages_ok =
-            self.max_messages <= 0 || self.outstanding_messages < self.max_messages;
+        let messages_ok = self.max_messages <= 0 || self.outstanding_messages < self.max_messages;
         // A message bigger than the whole byte window still goes out when
         // nothing is outstanding, otherwise it could never be delivered.
         let bytes_ok = self.max_bytes <= 0
@@ -85,6 +84,8 @@ pub(crate) struct SubState {
     /// Outstanding messages per ordering key (ordered subscriptions only).
     pub held_keys: HashMap<String, usize>,
     pub notify: Arc<tokio::sync::Notify>,
+    /// The parsed `filter`; messages it rejects are acked on arrival.
+    pub filter: Option<crate::filter::Filter>,
 }
 
 /// Largest batch in one StreamingPull response, in bytes; clients accept
@@ -102,6 +103,7 @@ impl SubState {
             streams: HashMap::new(),
             held_keys: HashMap::new(),
             notify: Arc::new(tokio::sync::Notify::new()),
+            filter: None,
         }
     }
 
@@ -117,7 +119,20 @@ impl SubState {
             .map(|p| p.max_delivery_attempts)
     }
 
-    /// Adds a newly published message to the backlog.
+    /// Adds a newly published message to the backlog unless the
+    /// subscription's filter rejects it (then it counts as acked at once).
+    pub fn offer(&mut self, seq: u64, message: Arc<PubsubMessage>) {
+        if self
+            .filter
+            .as_ref()
+            .is_some_and(|f| !f.matches(&message.attributes))
+        {
+            return;
+        }
+        self.enqueue(seq, message);
+    }
+
+    /// Adds a message to the backlog.
     pub fn enqueue(&mut self, seq: u64, message: Arc<PubsubMessage>) {
         let size = validate::message_size(&message);
         self.messages.insert(
@@ -272,8 +287,8 @@ impl SubState {
                     .as_ref()
                     .and_then(validate::to_std)
                     .unwrap_or(Duration::from_secs(600));
-                let exponent = u32::try_from(entry.attempts.saturating_sub(1).clamp(0, 20))
-                    .unwrap_or(0);
+                let exponent =
+                    u32::try_from(entry.attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(0);
                 let backoff = min.saturating_mul(1u32 << exponent).min(max);
                 if backoff.is_zero() {
                     Some(Requeue::Ready)

@@ -10,8 +10,10 @@
 mod broker;
 mod delivery;
 mod error;
+pub mod filter;
 pub mod names;
+pub mod schema;
 pub mod validate;
 
-pub use broker::{Broker, ListPage, PullWait, StreamRegistration, DELETED_TOPIC};
+pub use broker::{Broker, DELETED_TOPIC, ListPage, PullWait, StreamRegistration};
 pub use error::{AckFailure, BrokerError, BrokerResult, ErrorCode};

@@ -93,7 +93,13 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_alphabet() {
-        assert!(parse("projects/p/topics/Topic_1.two~three+four%five-six", Collection::Topics).is_ok());
+        assert!(
+            parse(
+                "projects/p/topics/Topic_1.two~three+four%five-six",
+                Collection::Topics
+            )
+            .is_ok()
+        );
         assert!(parse("projects/p/topics/GoogTopic", Collection::Topics).is_ok());
     }
 
@@ -102,7 +108,10 @@ mod tests {
         for bad in ["ab", "1abc", "goog-x", "a b c", "x/y/z"] {
             let name = format!("projects/p/subscriptions/{bad}");
             let err = parse(&name, Collection::Subscriptions).unwrap_err();
-            assert_eq!(err.message, format!("Invalid [subscriptions] name: (name={name})"));
+            assert_eq!(
+                err.message,
+                format!("Invalid [subscriptions] name: (name={name})")
+            );
         }
         assert!(parse("projects/p/subscriptions/abc", Collection::Topics).is_err());
         assert!(parse("", Collection::Topics).is_err());

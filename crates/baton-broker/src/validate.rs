@@ -46,7 +46,11 @@ pub fn message_size(message: &PubsubMessage) -> usize {
             .sum::<usize>()
 }
 
-fn too_large(field: &str, passed: impl std::fmt::Display, max: impl std::fmt::Display) -> BrokerError {
+fn too_large(
+    field: &str,
+    passed: impl std::fmt::Display,
+    max: impl std::fmt::Display,
+) -> BrokerError {
     BrokerError::invalid(format!(
         "The value for {field} is too large. You passed {passed} in the request, but the maximum value is {max}."
     ))
@@ -58,7 +62,11 @@ pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
         return Err(BrokerError::invalid("No messages to publish"));
     }
     if messages.len() > MAX_PUBLISH_REQUEST_MESSAGES {
-        return Err(too_large("message_count", messages.len(), MAX_PUBLISH_REQUEST_MESSAGES));
+        return Err(too_large(
+            "message_count",
+            messages.len(),
+            MAX_PUBLISH_REQUEST_MESSAGES,
+        ));
     }
     let mut total = 0usize;
     for message in messages {
@@ -71,7 +79,11 @@ pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
         }
         total += size;
         if message.attributes.len() > MAX_ATTRIBUTES {
-            return Err(too_large("attributes", message.attributes.len(), MAX_ATTRIBUTES));
+            return Err(too_large(
+                "attributes",
+                message.attributes.len(),
+                MAX_ATTRIBUTES,
+            ));
         }
         for (key, value) in &message.attributes {
             if key.len() > MAX_ATTRIBUTE_KEY_BYTES {
@@ -113,7 +125,9 @@ pub fn to_std(duration: &wkt::Duration) -> Option<Duration> {
 fn retention_in_bounds(duration: &wkt::Duration, max: Duration) -> BrokerResult<()> {
     match to_std(duration) {
         Some(d) if (MIN_RETENTION..=max).contains(&d) => Ok(()),
-        _ => Err(BrokerError::invalid("message_retention_duration out of bounds")),
+        _ => Err(BrokerError::invalid(
+            "message_retention_duration out of bounds",
+        )),
     }
 }
 
@@ -145,24 +159,36 @@ fn duration_secs_text(duration: &wkt::Duration) -> String {
 
 /// Validates and completes a retry policy (defaults 10 s and 600 s).
 pub fn retry_policy(policy: &mut RetryPolicy) -> BrokerResult<()> {
-    let min = policy
-        .minimum_backoff
-        .get_or_insert(wkt::Duration { seconds: 10, nanos: 0 });
+    let min = policy.minimum_backoff.get_or_insert(wkt::Duration {
+        seconds: 10,
+        nanos: 0,
+    });
     let min_std = to_std(min);
     let min_copy = *min;
-    let max = policy
-        .maximum_backoff
-        .get_or_insert(wkt::Duration { seconds: 600, nanos: 0 });
+    let max = policy.maximum_backoff.get_or_insert(wkt::Duration {
+        seconds: 600,
+        nanos: 0,
+    });
     let max_std = to_std(max);
     let bound = Duration::from_secs(600);
     let (Some(min_std), Some(max_std)) = (min_std, max_std) else {
-        return Err(BrokerError::invalid("retry_policy backoff must not be negative"));
+        return Err(BrokerError::invalid(
+            "retry_policy backoff must not be negative",
+        ));
     };
     if min_std > bound {
-        return Err(too_large("minimum_backoff", duration_secs_text(&min_copy), "600s"));
+        return Err(too_large(
+            "minimum_backoff",
+            duration_secs_text(&min_copy),
+            "600s",
+        ));
     }
     if max_std > bound {
-        return Err(too_large("maximum_backoff", duration_secs_text(max), "600s"));
+        return Err(too_large(
+            "maximum_backoff",
+            duration_secs_text(max),
+            "600s",
+        ));
     }
     if max_std < min_std {
         return Err(BrokerError::invalid(format!(
@@ -181,11 +207,15 @@ pub fn max_delivery_attempts(attempts: i32) -> BrokerResult<i32> {
         5..=100 => Ok(attempts),
         n if n < 5 => Err(BrokerError::new(
             ErrorCode::OutOfRange,
-            format!("The value for max_delivery_attempts is too small. You passed {n} in the request, but the minimum value is 5."),
+            format!(
+                "The value for max_delivery_attempts is too small. You passed {n} in the request, but the minimum value is 5."
+            ),
         )),
         n => Err(BrokerError::new(
             ErrorCode::OutOfRange,
-            format!("The value for max_delivery_attempts is too large. You passed {n} in the request, but the maximum value is 100."),
+            format!(
+                "The value for max_delivery_attempts is too large. You passed {n} in the request, but the maximum value is 100."
+            ),
         )),
     }
 }
@@ -224,7 +254,9 @@ pub fn subscription_settings(sub: &mut Subscription) -> BrokerResult<()> {
     let push = sub.push_config.get_or_insert_with(Default::default);
     push_endpoint(&push.push_endpoint)?;
     if sub.filter.len() > 256 {
-        return Err(BrokerError::invalid("The filter is too long: at most 256 bytes."));
+        return Err(BrokerError::invalid(
+            "The filter is too long: at most 256 bytes.",
+        ));
     }
     Ok(())
 }
@@ -242,7 +274,10 @@ mod tests {
 
     #[test]
     fn empty_and_missing_messages() {
-        assert_eq!(publish_messages(&[]).unwrap_err().message, "No messages to publish");
+        assert_eq!(
+            publish_messages(&[]).unwrap_err().message,
+            "No messages to publish"
+        );
         let mut only_key = msg(b"");
         only_key.ordering_key = "k".into();
         assert_eq!(
@@ -281,8 +316,14 @@ mod tests {
         assert_eq!(empty.minimum_backoff.unwrap().seconds, 10);
         assert_eq!(empty.maximum_backoff.unwrap().seconds, 600);
         let mut inverted = RetryPolicy {
-            minimum_backoff: Some(wkt::Duration { seconds: 60, nanos: 0 }),
-            maximum_backoff: Some(wkt::Duration { seconds: 1, nanos: 0 }),
+            minimum_backoff: Some(wkt::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
+            maximum_backoff: Some(wkt::Duration {
+                seconds: 1,
+                nanos: 0,
+            }),
         };
         assert_eq!(
             retry_policy(&mut inverted).unwrap_err().message,

@@ -7,6 +7,7 @@
 
 mod grpc;
 mod rest;
+mod schema_service;
 mod status;
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use baton_broker::Broker;
 use baton_proto::pubsub::publisher_server::PublisherServer;
+use baton_proto::pubsub::schema_service_server::SchemaServiceServer;
 use baton_proto::pubsub::subscriber_server::SubscriberServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
@@ -22,6 +24,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use grpc::{parse_grpc_timeout, PubSubService};
+pub use schema_service::SchemaServiceImpl;
 pub use status::{mapping as status_mapping, to_http, to_status};
 
 /// Largest gRPC message accepted or sent: a full Publish request plus
@@ -117,6 +120,9 @@ pub fn router(broker: Arc<Broker>) -> axum::Router {
     let subscriber = SubscriberServer::new(service)
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+    let schemas = SchemaServiceServer::new(SchemaServiceImpl::new(broker.clone()))
+        .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     // gRPC services by their path prefix; everything else is REST.
     axum::Router::new()
         .route_service(
@@ -126,6 +132,10 @@ pub fn router(broker: Arc<Broker>) -> axum::Router {
         .route_service(
             &format!("/{}/{{*method}}", <SubscriberServer<PubSubService> as NamedService>::NAME),
             subscriber.map_request(|r: http::Request<axum::body::Body>| r.map(tonic::body::Body::new)),
+        )
+        .route_service(
+            &format!("/{}/{{*method}}", <SchemaServiceServer<SchemaServiceImpl> as NamedService>::NAME),
+            schemas.map_request(|r: http::Request<axum::body::Body>| r.map(tonic::body::Body::new)),
         )
         .fallback(rest::handle)
         .with_state(broker)

@@ -229,6 +229,18 @@ fn page_params(query: Option<&str>) -> (i32, String) {
 
 /// Serves every HTTP/1.1 request that is not gRPC.
 pub async fn handle(State(broker): State<Arc<Broker>>, request: Request) -> Response {
+    let is_grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if is_grpc {
+        // A gRPC call to a service we do not serve: answer in gRPC terms so
+        // the client sees UNIMPLEMENTED rather than a garbled HTTP 404.
+        let method = request.uri().path().trim_start_matches('/').to_string();
+        return tonic::Status::unimplemented(format!("Method {method} is unimplemented"))
+            .into_http();
+    }
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
