@@ -120,6 +120,8 @@ struct Inner {
     timers: BinaryHeap<Reverse<Timer>>,
     /// The SchemaService's catalog; topics' `schema_settings` refer to it.
     schemas: SchemaRegistry,
+    /// IAM policies by resource name.
+    iam: crate::iam::IamPolicies,
 }
 
 /// The Pub/Sub engine. Cheap to share: hand out `Arc<Broker>`.
@@ -471,6 +473,7 @@ impl Broker {
             .topics
             .remove(name)
             .ok_or_else(BrokerError::topic_not_found)?;
+        inner.iam.remove(name);
         for sub_name in state.subscriptions {
             if let Some(sub) = inner.subscriptions.get_mut(&sub_name) {
                 sub.config.topic = DELETED_TOPIC.to_string();
@@ -714,6 +717,7 @@ impl Broker {
     /// end with NOT_FOUND.
     pub fn delete_subscription(&self, name: &str) -> BrokerResult<()> {
         self.with_sub(name, |inner| {
+            inner.iam.remove(name);
             if let Some(sub) = inner.subscriptions.remove(name) {
                 if let Some(topic) = inner.topics.get_mut(&sub.config.topic) {
                     topic.subscriptions.remove(name);
@@ -1184,6 +1188,7 @@ impl Broker {
     pub fn delete_snapshot(&self, name: &str) -> BrokerResult<()> {
         names::parse(name, Collection::Snapshots)?;
         let mut inner = self.lock();
+        inner.iam.remove(name);
         inner
             .snapshots
             .remove(name)
@@ -1661,5 +1666,65 @@ mod tests {
                 .message
                 .contains("meant for subscription: projects/p/subscriptions/other")
         );
+    }
+}
+
+/// IAM: policies are stored per resource (see `iam.rs` for why nothing is
+/// enforced).
+impl Broker {
+    fn check_resource(inner: &Inner, resource: &str) -> BrokerResult<()> {
+        let collection = resource.split('/').nth(2).unwrap_or_default();
+        let kind = match collection {
+            "topics" => Collection::Topics,
+            "subscriptions" => Collection::Subscriptions,
+            "snapshots" => Collection::Snapshots,
+            "schemas" => Collection::Schemas,
+            _ => return Err(BrokerError::invalid(format!("Invalid resource name: {resource}"))),
+        };
+        names::parse(resource, kind)?;
+        let exists = match kind {
+            Collection::Topics => inner.topics.contains_key(resource),
+            Collection::Subscriptions => inner.subscriptions.contains_key(resource),
+            Collection::Snapshots => inner.snapshots.contains_key(resource),
+            Collection::Schemas => inner.schemas.get(resource, 0).is_ok(),
+        };
+        if exists {
+            Ok(())
+        } else {
+            Err(BrokerError::not_found(format!(
+                "Resource not found (resource={}).",
+                resource.rsplit('/').next().unwrap_or(resource)
+            )))
+        }
+    }
+
+    /// GetIamPolicy.
+    pub fn get_iam_policy(&self, resource: &str) -> BrokerResult<baton_proto::iam::Policy> {
+        let inner = self.lock();
+        Self::check_resource(&inner, resource)?;
+        Ok(inner.iam.get(resource))
+    }
+
+    /// SetIamPolicy; `paths` is the request's update mask (empty: replace).
+    pub fn set_iam_policy(
+        &self,
+        resource: &str,
+        policy: baton_proto::iam::Policy,
+        paths: &[String],
+    ) -> BrokerResult<baton_proto::iam::Policy> {
+        let mut inner = self.lock();
+        Self::check_resource(&inner, resource)?;
+        inner.iam.set(resource, policy, paths)
+    }
+
+    /// TestIamPermissions: every permission asked for is granted.
+    pub fn test_iam_permissions(
+        &self,
+        resource: &str,
+        permissions: Vec<String>,
+    ) -> BrokerResult<Vec<String>> {
+        let inner = self.lock();
+        Self::check_resource(&inner, resource)?;
+        Ok(permissions)
     }
 }

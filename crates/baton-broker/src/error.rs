@@ -21,6 +21,9 @@ pub enum ErrorCode {
     Unknown,
     /// The server is going away; clients retry.
     Unavailable,
+    /// A concurrent change got in first (stale etag); retry the whole
+    /// read-modify-write.
+    Aborted,
     /// Internal invariant broken.
     Internal,
 }

@@ -10,6 +10,7 @@
 mod broker;
 mod delivery;
 mod error;
+mod iam;
 pub mod filter;
 pub mod names;
 pub mod schema;

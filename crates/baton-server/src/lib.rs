@@ -6,6 +6,7 @@
 //! and hands back a [`RunningServer`] to learn the address and to shut down.
 
 mod grpc;
+mod iam_service;
 mod rest;
 mod schema_service;
 mod status;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use baton_broker::Broker;
 use baton_proto::pubsub::publisher_server::PublisherServer;
+use baton_proto::iam::iam_policy_server::IamPolicyServer;
 use baton_proto::pubsub::schema_service_server::SchemaServiceServer;
 use baton_proto::pubsub::subscriber_server::SubscriberServer;
 use tokio::net::TcpListener;
@@ -24,6 +26,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use grpc::{parse_grpc_timeout, PubSubService};
+pub use iam_service::IamService;
 pub use schema_service::SchemaServiceImpl;
 pub use status::{mapping as status_mapping, to_http, to_status};
 
@@ -111,7 +114,28 @@ impl RunningServer {
     }
 }
 
-/// The router serving both transports for `broker`.
+/// Mounts a tonic service under its `/package.Service/` path prefix.
+fn with_grpc<S>(router: axum::Router<Arc<Broker>>, service: S) -> axum::Router<Arc<Broker>>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    router.route_service(
+        &format!("/{}/{{*method}}", S::NAME),
+        service.map_request(|r: http::Request<axum::body::Body>| r.map(tonic::body::Body::new)),
+    )
+}
+
+/// The router serving both transports for `broker`: gRPC services by their
+/// path prefix, everything else REST.
 pub fn router(broker: Arc<Broker>) -> axum::Router {
     let service = PubSubService::new(broker.clone());
     let publisher = PublisherServer::new(service.clone())
@@ -123,22 +147,13 @@ pub fn router(broker: Arc<Broker>) -> axum::Router {
     let schemas = SchemaServiceServer::new(SchemaServiceImpl::new(broker.clone()))
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
-    // gRPC services by their path prefix; everything else is REST.
-    axum::Router::new()
-        .route_service(
-            &format!("/{}/{{*method}}", <PublisherServer<PubSubService> as NamedService>::NAME),
-            publisher.map_request(|r: http::Request<axum::body::Body>| r.map(tonic::body::Body::new)),
-        )
-        .route_service(
-            &format!("/{}/{{*method}}", <SubscriberServer<PubSubService> as NamedService>::NAME),
-            subscriber.map_request(|r: http::Request<axum::body::Body>| r.map(tonic::body::Body::new)),
-        )
-        .route_service(
-            &format!("/{}/{{*method}}", <SchemaServiceServer<SchemaServiceImpl> as NamedService>::NAME),
-            schemas.map_request(|r: http::Request<axum::body::Body>| r.map(tonic::body::Body::new)),
-        )
-        .fallback(rest::handle)
-        .with_state(broker)
+    let iam = IamPolicyServer::new(IamService::new(broker.clone()));
+    let router = axum::Router::new();
+    let router = with_grpc(router, publisher);
+    let router = with_grpc(router, subscriber);
+    let router = with_grpc(router, schemas);
+    let router = with_grpc(router, iam);
+    router.fallback(rest::handle).with_state(broker)
 }
 
 /// Binds `config.addr` and serves until [`RunningServer::shutdown`].

@@ -24,6 +24,9 @@ use serde::Serialize;
 
 use crate::status::to_http;
 
+#[path = "rest_schemas.rs"]
+mod schemas;
+
 /// Longest a REST pull waits when `returnImmediately` is false.
 const REST_PULL_WAIT: Duration = Duration::from_secs(60);
 
@@ -291,6 +294,20 @@ async fn route(
     if segments.iter().any(|s| s.is_empty()) || segments.first() != Some(&"projects") {
         return not_found();
     }
+    if let ["projects", project, collection, id] = segments.as_slice() {
+        if let Some((id, verb)) = id.rsplit_once(':') {
+            if verb.ends_with("IamPolicy") || verb == "testIamPermissions" {
+                let resource = format!("projects/{project}/{collection}/{id}");
+                return iam(broker, method, &resource, verb, &body);
+            }
+        }
+    }
+    if segments
+        .get(2)
+        .is_some_and(|c| *c == "schemas" || c.starts_with("schemas:"))
+    {
+        return schemas::route(broker, method, &segments, query, &body);
+    }
     match segments.as_slice() {
         ["projects", project, collection] => list(broker, method, project, collection, query),
         ["projects", project, collection, id] => {
@@ -315,6 +332,27 @@ async fn route(
                 _ => not_found(),
             }
         }
+        _ => not_found(),
+    }
+}
+
+/// `:getIamPolicy` (GET or POST), `:setIamPolicy`, `:testIamPermissions`.
+fn iam(broker: &Broker, method: &Method, resource: &str, verb: &str, body: &[u8]) -> Response {
+    use baton_proto::iam::{SetIamPolicyRequest, TestIamPermissionsRequest, TestIamPermissionsResponse};
+    match (verb, method.clone()) {
+        ("getIamPolicy", Method::GET | Method::POST) => reply(broker.get_iam_policy(resource)),
+        ("setIamPolicy", Method::POST) => {
+            reply(parse_with_mask::<SetIamPolicyRequest>(body, None).and_then(|(request, paths)| {
+                broker.set_iam_policy(resource, request.policy.unwrap_or_default(), &paths)
+            }))
+        }
+        ("testIamPermissions", Method::POST) => reply(
+            parse_body::<TestIamPermissionsRequest>(body).and_then(|request| {
+                broker
+                    .test_iam_permissions(resource, request.permissions)
+                    .map(|permissions| TestIamPermissionsResponse { permissions })
+            }),
+        ),
         _ => not_found(),
     }
 }

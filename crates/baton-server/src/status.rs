@@ -38,6 +38,7 @@ pub fn mapping(code: ErrorCode) -> (tonic::Code, StatusCode, &'static str) {
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
         ),
+        ErrorCode::Aborted => (tonic::Code::Aborted, StatusCode::CONFLICT, "ABORTED"),
         ErrorCode::Internal => (
             tonic::Code::Internal,
             StatusCode::INTERNAL_SERVER_ERROR,
