@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use baton_proto::pubsub::Schema;
 use baton_proto::pubsub::{
     PubsubMessage, PushConfig, ReceivedMessage, Snapshot, Subscription, Topic,
 };
-use baton_proto::pubsub::Schema;
 use baton_proto::wkt;
 use tokio::sync::{Notify, watch};
 
@@ -131,6 +131,10 @@ pub struct Broker {
     /// Wakes the timer task when an earlier deadline is armed.
     timer_wake: Arc<Notify>,
     shutdown: watch::Sender<bool>,
+    /// Catalog version, bumped whenever a subscription is created, updated,
+    /// deleted or detached or its push config changes, so push delivery can
+    /// follow the catalog without polling it.
+    catalog: watch::Sender<u64>,
 }
 
 /// A registered StreamingPull stream: its flow-control window lives in the
@@ -170,10 +174,10 @@ impl Drop for StreamRegistration {
     fn drop(&mut self) {
         if let Some(broker) = self.broker.upgrade() {
             let mut inner = broker.lock();
-            if let Some(sub) = inner.subscriptions.get_mut(&self.subscription) {
-                if sub.uid == self.sub_uid {
-                    sub.streams.remove(&self.id);
-                }
+            if let Some(sub) = inner.subscriptions.get_mut(&self.subscription)
+                && sub.uid == self.sub_uid
+            {
+                sub.streams.remove(&self.id);
             }
         }
     }
@@ -260,6 +264,7 @@ impl Broker {
     /// tokio runtime. The task ends when the broker is dropped.
     pub fn start() -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
+        let (catalog, _) = watch::channel(0u64);
         let broker = Arc::new(Self {
             inner: Mutex::new(Inner {
                 next_seq: 1,
@@ -270,6 +275,7 @@ impl Broker {
             }),
             timer_wake: Arc::new(Notify::new()),
             shutdown,
+            catalog,
         });
         tokio::spawn(run_timers(Arc::downgrade(&broker)));
         broker
@@ -292,6 +298,36 @@ impl Broker {
     /// A receiver that turns `true` when shutdown begins.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// A receiver of the catalog version: it changes whenever a subscription
+    /// is created, updated, deleted or detached or its push config changes.
+    /// Push delivery watches it to start and stop its pushers promptly.
+    pub fn catalog_changes(&self) -> watch::Receiver<u64> {
+        self.catalog.subscribe()
+    }
+
+    fn catalog_changed(&self) {
+        self.catalog
+            .send_modify(|version| *version = version.wrapping_add(1));
+    }
+
+    /// Every attached subscription with a push endpoint: the ones push
+    /// delivery must serve.
+    pub fn push_subscriptions(&self) -> Vec<Subscription> {
+        let inner = self.lock();
+        inner
+            .subscriptions
+            .values()
+            .filter(|s| {
+                !s.config.detached
+                    && s.config
+                        .push_config
+                        .as_ref()
+                        .is_some_and(|p| !p.push_endpoint.is_empty())
+            })
+            .map(|s| s.config.clone())
+            .collect()
     }
 
     fn is_shutting_down(&self) -> bool {
@@ -361,10 +397,10 @@ impl Broker {
         }
         validate::topic_settings(&update)?;
         let mut inner = self.lock();
-        if let Some(settings) = &update.schema_settings {
-            if paths.iter().any(|p| p == "schema_settings") {
-                inner.schemas.check_settings(settings)?;
-            }
+        if let Some(settings) = &update.schema_settings
+            && paths.iter().any(|p| p == "schema_settings")
+        {
+            inner.schemas.check_settings(settings)?;
         }
         let state = inner
             .topics
@@ -545,18 +581,19 @@ impl Broker {
         inner.next_uid += 1;
         let mut state = SubState::new(uid, sub.clone());
         state.filter = filter;
-        if let Some(topic) = inner.topics.get_mut(&sub.topic) {
-            if !sub.detached {
-                topic.subscriptions.insert(sub.name.clone());
-                // A topic that retains messages hands its retained backlog
-                // to subscriptions created later.
-                topic.prune_log(SystemTime::now());
-                for logged in &topic.log {
-                    state.offer(logged.seq, logged.message.clone());
-                }
+        if let Some(topic) = inner.topics.get_mut(&sub.topic)
+            && !sub.detached
+        {
+            topic.subscriptions.insert(sub.name.clone());
+            // A topic that retains messages hands its retained backlog
+            // to subscriptions created later.
+            topic.prune_log(SystemTime::now());
+            for logged in &topic.log {
+                state.offer(logged.seq, logged.message.clone());
             }
         }
         inner.subscriptions.insert(sub.name.clone(), state);
+        self.catalog_changed();
         tracing::debug!(subscription = %sub.name, topic = %sub.topic, "subscription created");
         Ok(sub)
     }
@@ -690,6 +727,7 @@ impl Broker {
             sub.config = next.clone();
             sub.notify.notify_waiters();
         }
+        self.catalog_changed();
         Ok(next)
     }
 
@@ -725,6 +763,7 @@ impl Broker {
                 inner.retained.remove(&sub.uid);
                 sub.notify.notify_waiters();
             }
+            self.catalog_changed();
             Ok(())
         })
     }
@@ -737,6 +776,7 @@ impl Broker {
             if let Some(sub) = inner.subscriptions.get_mut(name) {
                 sub.config.push_config = Some(push);
             }
+            self.catalog_changed();
             Ok(())
         })
     }
@@ -778,16 +818,16 @@ impl Broker {
                 };
                 match seq {
                     Some(seq) => {
-                        if sub.config.retain_acked_messages {
-                            if let Some(entry) = sub.messages.get(&seq) {
-                                let published = entry
-                                    .message
-                                    .publish_time
-                                    .as_ref()
-                                    .map(system_time)
-                                    .unwrap_or(UNIX_EPOCH);
-                                retained.push((seq, entry.message.clone(), published));
-                            }
+                        if sub.config.retain_acked_messages
+                            && let Some(entry) = sub.messages.get(&seq)
+                        {
+                            let published = entry
+                                .message
+                                .publish_time
+                                .as_ref()
+                                .map(system_time)
+                                .unwrap_or(UNIX_EPOCH);
+                            retained.push((seq, entry.message.clone(), published));
                         }
                         sub.acknowledge(seq);
                     }
@@ -911,10 +951,10 @@ impl Broker {
         let Some(sub) = inner.subscriptions.get_mut(name) else {
             return Err(BrokerError::subscription_not_found());
         };
-        if let Some((_, uid, _)) = stream {
-            if sub.uid != uid {
-                return Err(BrokerError::subscription_not_found());
-            }
+        if let Some((_, uid, _)) = stream
+            && sub.uid != uid
+        {
+            return Err(BrokerError::subscription_not_found());
         }
         if sub.config.detached {
             return Err(BrokerError::new(
@@ -1298,6 +1338,7 @@ impl Broker {
             if let Some(topic) = inner.topics.get_mut(&topic) {
                 topic.subscriptions.remove(name);
             }
+            self.catalog_changed();
             Ok(())
         })
     }
@@ -1307,12 +1348,7 @@ impl Broker {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let mut woken: Vec<Arc<Notify>> = Vec::new();
-        let mut dead: Vec<(
-            String,
-            String,
-            Option<String>,
-            Vec<(Arc<PubsubMessage>, i32)>,
-        )> = Vec::new();
+        let mut dead: Vec<DeadLetterBatch> = Vec::new();
         let mut new_timers = Vec::new();
         while let Some(Reverse(timer)) = inner.timers.peek() {
             if timer.at > now {
@@ -1340,15 +1376,16 @@ impl Broker {
                             });
                         }
                         if !outcome.dead_letters.is_empty() {
-                            dead.push((
-                                timer.sub_name.to_string(),
-                                sub.config.topic.clone(),
-                                sub.config
+                            dead.push(DeadLetterBatch {
+                                subscription: timer.sub_name.to_string(),
+                                source_topic: sub.config.topic.clone(),
+                                dead_letter_topic: sub
+                                    .config
                                     .dead_letter_policy
                                     .as_ref()
                                     .map(|p| p.dead_letter_topic.clone()),
-                                outcome.dead_letters,
-                            ));
+                                letters: outcome.dead_letters,
+                            });
                         }
                         woken.push(sub.notify.clone());
                     }
@@ -1363,14 +1400,28 @@ impl Broker {
         for timer in new_timers {
             inner.timers.push(Reverse(timer));
         }
-        for (sub_name, source_topic, dlq, letters) in dead {
-            forward_dead_letters(inner, &sub_name, &source_topic, dlq, letters);
+        for batch in dead {
+            forward_dead_letters(
+                inner,
+                &batch.subscription,
+                &batch.source_topic,
+                batch.dead_letter_topic,
+                batch.letters,
+            );
         }
         for notify in woken {
             notify.notify_waiters();
         }
         inner.timers.peek().map(|Reverse(t)| t.at)
     }
+}
+
+/// Messages of one subscription that ran out of delivery attempts.
+struct DeadLetterBatch {
+    subscription: String,
+    source_topic: String,
+    dead_letter_topic: Option<String>,
+    letters: Vec<(Arc<PubsubMessage>, i32)>,
 }
 
 /// Replaces a subscription's backlog with `messages`, all unacked and ready,
@@ -1564,7 +1615,9 @@ impl Broker {
         page_size: i32,
         page_token: &str,
     ) -> BrokerResult<ListPage<Schema>> {
-        self.lock().schemas.list(parent, view, page_size, page_token)
+        self.lock()
+            .schemas
+            .list(parent, view, page_size, page_token)
     }
 
     /// ListSchemaRevisions of `name`, oldest first.
@@ -1601,10 +1654,10 @@ impl Broker {
         let mut inner = self.lock();
         inner.schemas.delete(name)?;
         for state in inner.topics.values_mut() {
-            if let Some(settings) = &mut state.topic.schema_settings {
-                if settings.schema == name {
-                    settings.schema = schema::DELETED_SCHEMA.to_owned();
-                }
+            if let Some(settings) = &mut state.topic.schema_settings
+                && settings.schema == name
+            {
+                settings.schema = schema::DELETED_SCHEMA.to_owned();
             }
         }
         Ok(())
@@ -1636,39 +1689,6 @@ impl Broker {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_formatting() {
-        let ts = wkt::Timestamp {
-            seconds: 1_700_000_000,
-            nanos: 123_000_000,
-        };
-        assert_eq!(format_rfc3339(&ts), "2023-11-14T22:13:20.123Z");
-    }
-
-    #[test]
-    fn ack_id_parsing() {
-        let sub = "projects/p/subscriptions/sub-a";
-        assert_eq!(
-            parse_ack_id(sub, "projects/p/subscriptions/sub-a:7").unwrap(),
-            Some(7)
-        );
-        assert_eq!(
-            parse_ack_id(sub, "garbage").unwrap_err().message,
-            "Invalid ack id (ack_id=garbage)"
-        );
-        assert!(
-            parse_ack_id(sub, "projects/p/subscriptions/other:1")
-                .unwrap_err()
-                .message
-                .contains("meant for subscription: projects/p/subscriptions/other")
-        );
-    }
-}
-
 /// IAM: policies are stored per resource (see `iam.rs` for why nothing is
 /// enforced).
 impl Broker {
@@ -1679,7 +1699,11 @@ impl Broker {
             "subscriptions" => Collection::Subscriptions,
             "snapshots" => Collection::Snapshots,
             "schemas" => Collection::Schemas,
-            _ => return Err(BrokerError::invalid(format!("Invalid resource name: {resource}"))),
+            _ => {
+                return Err(BrokerError::invalid(format!(
+                    "Invalid resource name: {resource}"
+                )));
+            }
         };
         names::parse(resource, kind)?;
         let exists = match kind {
@@ -1726,5 +1750,38 @@ impl Broker {
         let inner = self.lock();
         Self::check_resource(&inner, resource)?;
         Ok(permissions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formatting() {
+        let ts = wkt::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 123_000_000,
+        };
+        assert_eq!(format_rfc3339(&ts), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn ack_id_parsing() {
+        let sub = "projects/p/subscriptions/sub-a";
+        assert_eq!(
+            parse_ack_id(sub, "projects/p/subscriptions/sub-a:7").unwrap(),
+            Some(7)
+        );
+        assert_eq!(
+            parse_ack_id(sub, "garbage").unwrap_err().message,
+            "Invalid ack id (ack_id=garbage)"
+        );
+        assert!(
+            parse_ack_id(sub, "projects/p/subscriptions/other:1")
+                .unwrap_err()
+                .message
+                .contains("meant for subscription: projects/p/subscriptions/other")
+        );
     }
 }

@@ -246,12 +246,13 @@ impl SubState {
                 flow.outstanding_bytes -= size;
             }
             let key = &entry.message.ordering_key;
-            if self.config.enable_message_ordering && !key.is_empty() {
-                if let Some(count) = self.held_keys.get_mut(key) {
-                    *count = count.saturating_sub(1);
-                    if *count == 0 {
-                        self.held_keys.remove(key);
-                    }
+            if self.config.enable_message_ordering
+                && !key.is_empty()
+                && let Some(count) = self.held_keys.get_mut(key)
+            {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.held_keys.remove(key);
                 }
             }
         }
@@ -270,10 +271,10 @@ impl SubState {
     /// Decides what happens to a message whose lease ended without an ack.
     fn requeue_decision(&self, seq: u64, now: Instant) -> Option<Requeue> {
         let entry = self.messages.get(&seq)?;
-        if let Some(max) = self.dead_letter_attempts() {
-            if entry.attempts >= max {
-                return Some(Requeue::DeadLetter(entry.message.clone(), entry.attempts));
-            }
+        if let Some(max) = self.dead_letter_attempts()
+            && entry.attempts >= max
+        {
+            return Some(Requeue::DeadLetter(entry.message.clone(), entry.attempts));
         }
         match &self.config.retry_policy {
             Some(policy) => {
@@ -308,23 +309,23 @@ impl SubState {
     pub fn requeue(&mut self, seq: u64, now: Instant) -> RequeueOutcome {
         let mut outcome = RequeueOutcome::default();
         let mut seqs = vec![seq];
-        if self.ordered() {
-            if let Some(entry) = self.messages.get(&seq) {
-                let key = entry.message.ordering_key.clone();
-                if !key.is_empty() {
-                    let mut later: Vec<u64> = self
-                        .messages
-                        .iter()
-                        .filter(|(s, e)| {
-                            **s > seq
-                                && e.message.ordering_key == key
-                                && matches!(e.state, EntryState::Leased { .. })
-                        })
-                        .map(|(s, _)| *s)
-                        .collect();
-                    later.sort_unstable();
-                    seqs.extend(later);
-                }
+        if self.ordered()
+            && let Some(entry) = self.messages.get(&seq)
+        {
+            let key = entry.message.ordering_key.clone();
+            if !key.is_empty() {
+                let mut later: Vec<u64> = self
+                    .messages
+                    .iter()
+                    .filter(|(s, e)| {
+                        **s > seq
+                            && e.message.ordering_key == key
+                            && matches!(e.state, EntryState::Leased { .. })
+                    })
+                    .map(|(s, _)| *s)
+                    .collect();
+                later.sort_unstable();
+                seqs.extend(later);
             }
         }
         for seq in seqs {
@@ -369,24 +370,23 @@ impl SubState {
     /// Queues `seq` at the back; in an ordered subscription a keyed message
     /// goes before any later message of the same key.
     fn push_ready(&mut self, seq: u64) {
-        if self.ordered() {
-            if let Some(key) = self
+        if self.ordered()
+            && let Some(key) = self
                 .messages
                 .get(&seq)
                 .map(|e| e.message.ordering_key.clone())
                 .filter(|k| !k.is_empty())
-            {
-                let position = self.ready.iter().position(|other| {
-                    *other > seq
-                        && self
-                            .messages
-                            .get(other)
-                            .is_some_and(|e| e.message.ordering_key == key)
-                });
-                if let Some(position) = position {
-                    self.ready.insert(position, seq);
-                    return;
-                }
+        {
+            let position = self.ready.iter().position(|other| {
+                *other > seq
+                    && self
+                        .messages
+                        .get(other)
+                        .is_some_and(|e| e.message.ordering_key == key)
+            });
+            if let Some(position) = position {
+                self.ready.insert(position, seq);
+                return;
             }
         }
         self.ready.push_back(seq);
@@ -447,7 +447,7 @@ mod tests {
 
     fn message(data: &str, key: &str) -> Arc<PubsubMessage> {
         Arc::new(PubsubMessage {
-            data: data.as_bytes().to_vec().into(),
+            data: data.as_bytes().to_vec(),
             ordering_key: key.into(),
             ..Default::default()
         })

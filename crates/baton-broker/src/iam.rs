@@ -25,15 +25,23 @@ pub(crate) struct IamPolicies {
 impl IamPolicies {
     /// The resource's policy (empty, with an etag, when none was set).
     pub fn get(&self, resource: &str) -> Policy {
-        self.policies.get(resource).cloned().unwrap_or_else(|| Policy {
-            etag: EMPTY_POLICY_ETAG.to_vec().into(),
-            ..Default::default()
-        })
+        self.policies
+            .get(resource)
+            .cloned()
+            .unwrap_or_else(|| Policy {
+                etag: EMPTY_POLICY_ETAG.to_vec(),
+                ..Default::default()
+            })
     }
 
     /// Replaces the policy (or, with `paths`, the named fields of it). A
     /// non-empty etag must match the current one.
-    pub fn set(&mut self, resource: &str, policy: Policy, paths: &[String]) -> BrokerResult<Policy> {
+    pub fn set(
+        &mut self,
+        resource: &str,
+        policy: Policy,
+        paths: &[String],
+    ) -> BrokerResult<Policy> {
         let current = self.get(resource);
         if !policy.etag.is_empty() && policy.etag != current.etag {
             return Err(BrokerError::new(
@@ -54,14 +62,14 @@ impl IamPolicies {
                     other => {
                         return Err(BrokerError::invalid(format!(
                             "Invalid update_mask path: {other}"
-                        )))
+                        )));
                     }
                 }
             }
             merged
         };
         self.next_etag += 1;
-        next.etag = self.next_etag.to_be_bytes().to_vec().into();
+        next.etag = self.next_etag.to_be_bytes().to_vec();
         if next.version == 0 && !next.bindings.is_empty() {
             next.version = 1;
         }

@@ -10,8 +10,8 @@
 mod broker;
 mod delivery;
 mod error;
-mod iam;
 pub mod filter;
+mod iam;
 pub mod names;
 pub mod schema;
 pub mod validate;

@@ -16,11 +16,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use apache_avro::schema::{Name, ResolvedSchema};
 use apache_avro::Schema as AvroSchema;
-use baton_proto::pubsub::{
-    schema, Encoding, PubsubMessage, Schema, SchemaSettings, SchemaView,
-};
+use apache_avro::schema::{Name, ResolvedSchema};
+use baton_proto::pubsub::{Encoding, PubsubMessage, Schema, SchemaSettings, SchemaView, schema};
 use baton_proto::wkt;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use serde_json::Value;
@@ -134,8 +132,8 @@ impl MessageEncoding {
 pub enum CompiledSchema {
     /// An Avro schema plus its named types, to resolve references.
     Avro {
-        /// The parsed schema.
-        schema: AvroSchema,
+        /// The parsed schema (boxed: it is large and the other variant small).
+        schema: Box<AvroSchema>,
         /// Every named type the schema defines, by full name.
         names: HashMap<Name, AvroSchema>,
     },
@@ -184,7 +182,10 @@ fn compile_avro(definition: &str) -> Result<CompiledSchema, SchemaError> {
         .iter()
         .map(|(name, schema)| (name.clone(), (*schema).clone()))
         .collect();
-    Ok(CompiledSchema::Avro { schema, names })
+    Ok(CompiledSchema::Avro {
+        schema: Box::new(schema),
+        names,
+    })
 }
 
 /// Serves the definition as the one source file; imports of the
@@ -271,13 +272,17 @@ fn validate_avro(
 /// `{"branch": value}` (or `null`), bytes and fixed as strings of code
 /// points 0-255, ints within range, records with no unknown field and every
 /// field present or defaulted.
-fn avro_json_matches(schema: &AvroSchema, names: &HashMap<Name, AvroSchema>, value: &Value) -> bool {
+fn avro_json_matches(
+    schema: &AvroSchema,
+    names: &HashMap<Name, AvroSchema>,
+    value: &Value,
+) -> bool {
     match schema {
         AvroSchema::Null => value.is_null(),
         AvroSchema::Boolean => value.is_boolean(),
-        AvroSchema::Int | AvroSchema::Date | AvroSchema::TimeMillis => value
-            .as_i64()
-            .is_some_and(|n| i32::try_from(n).is_ok()),
+        AvroSchema::Int | AvroSchema::Date | AvroSchema::TimeMillis => {
+            value.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
+        }
         AvroSchema::Long
         | AvroSchema::TimeMicros
         | AvroSchema::TimestampMillis
@@ -294,26 +299,38 @@ fn avro_json_matches(schema: &AvroSchema, names: &HashMap<Name, AvroSchema>, val
         AvroSchema::Fixed(fixed) => latin1_len(value) == Some(fixed.size),
         AvroSchema::Duration => latin1_len(value) == Some(12),
         AvroSchema::Decimal(decimal) => avro_json_matches(&decimal.inner, names, value),
-        AvroSchema::Enum(e) => value.as_str().is_some_and(|s| e.symbols.iter().any(|x| x == s)),
-        AvroSchema::Array(array) => value
-            .as_array()
-            .is_some_and(|items| items.iter().all(|v| avro_json_matches(&array.items, names, v))),
-        AvroSchema::Map(map) => value
-            .as_object()
-            .is_some_and(|entries| entries.values().all(|v| avro_json_matches(&map.types, names, v))),
+        AvroSchema::Enum(e) => value
+            .as_str()
+            .is_some_and(|s| e.symbols.iter().any(|x| x == s)),
+        AvroSchema::Array(array) => value.as_array().is_some_and(|items| {
+            items
+                .iter()
+                .all(|v| avro_json_matches(&array.items, names, v))
+        }),
+        AvroSchema::Map(map) => value.as_object().is_some_and(|entries| {
+            entries
+                .values()
+                .all(|v| avro_json_matches(&map.types, names, v))
+        }),
         AvroSchema::Record(record) => {
             let Some(object) = value.as_object() else {
                 return false;
             };
             object.keys().all(|key| record.lookup.contains_key(key))
-                && record.fields.iter().all(|field| match object.get(&field.name) {
-                    Some(v) => avro_json_matches(&field.schema, names, v),
-                    None => field.default.is_some(),
-                })
+                && record
+                    .fields
+                    .iter()
+                    .all(|field| match object.get(&field.name) {
+                        Some(v) => avro_json_matches(&field.schema, names, v),
+                        None => field.default.is_some(),
+                    })
         }
         AvroSchema::Union(union) => {
             if value.is_null() {
-                return union.variants().iter().any(|s| matches!(s, AvroSchema::Null));
+                return union
+                    .variants()
+                    .iter()
+                    .any(|s| matches!(s, AvroSchema::Null));
             }
             let Some(object) = value.as_object() else {
                 return false;
@@ -323,7 +340,7 @@ fn avro_json_matches(schema: &AvroSchema, names: &HashMap<Name, AvroSchema>, val
                 return false;
             };
             union.variants().iter().any(|variant| {
-                branch_name(variant, names).as_deref() == Some(branch.as_str())
+                branch_name(variant).as_deref() == Some(branch.as_str())
                     && avro_json_matches(variant, names, inner)
             })
         }
@@ -350,7 +367,7 @@ fn latin1_len(value: &Value) -> Option<usize> {
 /// The key naming a union branch in Avro JSON: the type name of a
 /// primitive (logical types use their underlying type), the full name of a
 /// named type.
-fn branch_name(schema: &AvroSchema, names: &HashMap<Name, AvroSchema>) -> Option<String> {
+fn branch_name(schema: &AvroSchema) -> Option<String> {
     Some(
         match schema {
             AvroSchema::Null => "null",
@@ -374,7 +391,7 @@ fn branch_name(schema: &AvroSchema, names: &HashMap<Name, AvroSchema>) -> Option
             AvroSchema::Record(r) => return Some(r.name.fullname(None)),
             AvroSchema::Enum(e) => return Some(e.name.fullname(None)),
             AvroSchema::Fixed(f) => return Some(f.name.fullname(None)),
-            AvroSchema::Decimal(d) => return branch_name(&d.inner, names),
+            AvroSchema::Decimal(d) => return branch_name(&d.inner),
             AvroSchema::Ref { name } => return Some(name.fullname(None)),
             AvroSchema::Union(_) => return None,
         }
@@ -571,12 +588,14 @@ impl SchemaRegistry {
         compiled: Arc<CompiledSchema>,
     ) -> Revision {
         let mut created = SystemTime::now();
-        if let Some(newest) = entry.and_then(SchemaEntry::latest) {
-            if created <= newest.created {
-                created = newest.created + Duration::from_nanos(1);
-            }
+        if let Some(newest) = entry.and_then(SchemaEntry::latest)
+            && created <= newest.created
+        {
+            created = newest.created + Duration::from_nanos(1);
         }
-        let id = self.ids.next(|id| entry.is_some_and(|e| e.position(id).is_some()));
+        let id = self
+            .ids
+            .next(|id| entry.is_some_and(|e| e.position(id).is_some()));
         Revision {
             id,
             kind,
@@ -804,12 +823,12 @@ impl SchemaRegistry {
                     .ok_or_else(|| BrokerError::not_found("Last revision could not be found"))?,
             )
         };
-        if let (Some(first), Some(last)) = (first, last) {
-            if first > last {
-                return Err(BrokerError::invalid(
-                    "The first revision must not be newer than the last revision.",
-                ));
-            }
+        if let (Some(first), Some(last)) = (first, last)
+            && first > last
+        {
+            return Err(BrokerError::invalid(
+                "The first revision must not be newer than the last revision.",
+            ));
         }
         Ok(())
     }
@@ -901,7 +920,10 @@ mod tests {
         for _ in 0..1000 {
             let id = ids.next(|id| seen.contains(id));
             assert_eq!(id.len(), 8);
-            assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
             assert!(seen.insert(id));
         }
     }
@@ -923,7 +945,9 @@ mod tests {
 
     #[test]
     fn protobuf_definitions_need_exactly_one_top_level_message() {
-        assert!(CompiledSchema::compile(1, "syntax = \"proto3\"; message M { string a = 1; }").is_ok());
+        assert!(
+            CompiledSchema::compile(1, "syntax = \"proto3\"; message M { string a = 1; }").is_ok()
+        );
         let none = CompiledSchema::compile(1, "syntax = \"proto3\";").unwrap_err();
         assert_eq!(none, SchemaError::TopLevelMessages { found: 0 });
         let two = CompiledSchema::compile(1, "syntax = \"proto3\"; message A {} message B {}")
@@ -942,7 +966,11 @@ mod tests {
     #[test]
     fn avro_json_messages() {
         let reading = compiled(&avro(READING));
-        let ok = |s: &str| reading.validate(s.as_bytes(), MessageEncoding::Json).is_ok();
+        let ok = |s: &str| {
+            reading
+                .validate(s.as_bytes(), MessageEncoding::Json)
+                .is_ok()
+        };
         assert!(ok(r#"{"sensor":"s1","value":1.5}"#));
         assert!(ok(r#"{"sensor":"s1","value":2}"#));
         assert!(!ok(r#"{"sensor":1}"#));
@@ -954,9 +982,10 @@ mod tests {
         assert_eq!(err.to_string(), "Could not parse JSON Avro message");
 
         let v2 = compiled(&avro(READING_V2));
-        assert!(v2
-            .validate(br#"{"sensor":"s1","value":1.5}"#, MessageEncoding::Json)
-            .is_ok());
+        assert!(
+            v2.validate(br#"{"sensor":"s1","value":1.5}"#, MessageEncoding::Json)
+                .is_ok()
+        );
 
         let string = compiled(&avro("\"string\""));
         assert!(string.validate(b"\"b\"", MessageEncoding::Json).is_ok());
@@ -976,7 +1005,8 @@ mod tests {
         ]}"#;
         let node = compiled(&avro(definition));
         let ok = |s: &str| node.validate(s.as_bytes(), MessageEncoding::Json).is_ok();
-        let leaf = r#"{"label":null,"kind":"A","raw":"\u00ff","id":"ab","count":1,"tags":{},"next":null}"#;
+        let leaf =
+            r#"{"label":null,"kind":"A","raw":"\u00ff","id":"ab","count":1,"tags":{},"next":null}"#;
         assert!(ok(leaf));
         let chained = format!(
             r#"{{"label":{{"string":"x"}},"kind":"B","raw":"","id":"zz","count":-3,"tags":{{"a":1}},"next":{{"ex.Node":{leaf}}}}}"#
@@ -993,12 +1023,20 @@ mod tests {
     #[test]
     fn avro_binary_messages() {
         let string = compiled(&avro("\"string\""));
-        assert!(string.validate(&[0x02, b'x'], MessageEncoding::Binary).is_ok());
+        assert!(
+            string
+                .validate(&[0x02, b'x'], MessageEncoding::Binary)
+                .is_ok()
+        );
         let err = string
             .validate(&[0xFF, 0xFF, 0xFF], MessageEncoding::Binary)
             .unwrap_err();
         assert_eq!(err.to_string(), "Could not parse binary Avro message");
-        assert!(string.validate(&[0x02, b'x', 0], MessageEncoding::Binary).is_err());
+        assert!(
+            string
+                .validate(&[0x02, b'x', 0], MessageEncoding::Binary)
+                .is_err()
+        );
 
         let reading = compiled(&avro(READING));
         let mut datum = vec![0x04, b's', b'1'];
@@ -1014,33 +1052,62 @@ mod tests {
         let m = compiled(&proto(
             "syntax = \"proto3\"; message M { string a = 1; int32 b = 2; }",
         ));
-        assert!(m.validate(br#"{"a":"x","b":3}"#, MessageEncoding::Json).is_ok());
+        assert!(
+            m.validate(br#"{"a":"x","b":3}"#, MessageEncoding::Json)
+                .is_ok()
+        );
         assert!(m.validate(b"{}", MessageEncoding::Json).is_ok());
         assert!(m.validate(br#"{"c":1}"#, MessageEncoding::Json).is_err());
         assert!(m.validate(br#"{"a":1}"#, MessageEncoding::Json).is_err());
         assert!(m.validate(b"{} trailing", MessageEncoding::Json).is_err());
         let err = m.validate(b"nope", MessageEncoding::Json).unwrap_err();
-        assert_eq!(err.to_string(), "Could not parse JSON Protocol Buffer message");
-        assert!(m.validate(&[0x0A, 0x01, b'x', 0x10, 0x03], MessageEncoding::Binary).is_ok());
-        assert!(m.validate(&[0x0A, 0x05, b'x'], MessageEncoding::Binary).is_err());
-        assert!(m.validate(&[0x12, 0x01, b'x'], MessageEncoding::Binary).is_err());
+        assert_eq!(
+            err.to_string(),
+            "Could not parse JSON Protocol Buffer message"
+        );
+        assert!(
+            m.validate(&[0x0A, 0x01, b'x', 0x10, 0x03], MessageEncoding::Binary)
+                .is_ok()
+        );
+        assert!(
+            m.validate(&[0x0A, 0x05, b'x'], MessageEncoding::Binary)
+                .is_err()
+        );
+        assert!(
+            m.validate(&[0x12, 0x01, b'x'], MessageEncoding::Binary)
+                .is_err()
+        );
     }
 
     #[test]
     fn create_get_list_and_names() {
         let mut registry = SchemaRegistry::default();
-        let created = registry.create(PARENT, "readings", Some(&avro(READING))).unwrap();
+        let created = registry
+            .create(PARENT, "readings", Some(&avro(READING)))
+            .unwrap();
         assert_eq!(created.name, NAME);
         assert_eq!(created.definition, READING);
         assert_eq!(created.revision_id.len(), 8);
         assert!(created.revision_create_time.is_some());
 
-        let dup = registry.create(PARENT, "readings", Some(&avro(READING))).unwrap_err();
+        let dup = registry
+            .create(PARENT, "readings", Some(&avro(READING)))
+            .unwrap_err();
         assert_eq!(dup.message, "Schema already exists");
-        let no_id = registry.create(PARENT, "", Some(&avro(READING))).unwrap_err();
-        assert_eq!(no_id.message, "Invalid [schemas] name: (name=projects/p/schemas/)");
-        let bad_parent = registry.create("nope", "abc", Some(&avro(READING))).unwrap_err();
-        assert_eq!(bad_parent.message, "Invalid [schemas] name: (name=nope/schemas/abc)");
+        let no_id = registry
+            .create(PARENT, "", Some(&avro(READING)))
+            .unwrap_err();
+        assert_eq!(
+            no_id.message,
+            "Invalid [schemas] name: (name=projects/p/schemas/)"
+        );
+        let bad_parent = registry
+            .create("nope", "abc", Some(&avro(READING)))
+            .unwrap_err();
+        assert_eq!(
+            bad_parent.message,
+            "Invalid [schemas] name: (name=nope/schemas/abc)"
+        );
         let untyped = registry.create(PARENT, "untyped", None).unwrap_err();
         assert_eq!(untyped.message, "Invalid schema type");
 
@@ -1052,11 +1119,17 @@ mod tests {
             .unwrap();
         assert_eq!(at, created);
         assert_eq!(
-            registry.get(&format!("{NAME}@deadbeef"), 0).unwrap_err().message,
+            registry
+                .get(&format!("{NAME}@deadbeef"), 0)
+                .unwrap_err()
+                .message,
             "Schema revision not found"
         );
         assert_eq!(
-            registry.get("projects/p/schemas/missing", 0).unwrap_err().message,
+            registry
+                .get("projects/p/schemas/missing", 0)
+                .unwrap_err()
+                .message,
             "Schema not found"
         );
         assert_eq!(
@@ -1064,7 +1137,9 @@ mod tests {
             "Invalid [schemas] name: (name=readings)"
         );
 
-        registry.create(PARENT, "alpha", Some(&avro("\"int\""))).unwrap();
+        registry
+            .create(PARENT, "alpha", Some(&avro("\"int\"")))
+            .unwrap();
         let page = registry.list(PARENT, 0, 1, "").unwrap();
         assert_eq!(page.items.len(), 1);
         assert_eq!(page.items[0].name, "projects/p/schemas/alpha");
@@ -1072,18 +1147,29 @@ mod tests {
         let page = registry.list(PARENT, 0, 1, &page.next_page_token).unwrap();
         assert_eq!(page.items[0].name, NAME);
         assert!(page.next_page_token.is_empty());
-        assert!(registry.list("projects/other", 0, 0, "").unwrap().items.is_empty());
+        assert!(
+            registry
+                .list("projects/other", 0, 0, "")
+                .unwrap()
+                .items
+                .is_empty()
+        );
     }
 
     #[test]
     fn commit_rollback_and_revision_deletion() {
         let mut registry = SchemaRegistry::default();
-        let first = registry.create(PARENT, "readings", Some(&avro(READING))).unwrap();
+        let first = registry
+            .create(PARENT, "readings", Some(&avro(READING)))
+            .unwrap();
         let second = registry.commit(NAME, Some(&avro(READING_V2))).unwrap();
         assert_ne!(first.revision_id, second.revision_id);
         assert_eq!(registry.get(NAME, 0).unwrap(), second);
         assert_eq!(
-            registry.commit(NAME, Some(&avro("{bad"))).unwrap_err().message,
+            registry
+                .commit(NAME, Some(&avro("{bad")))
+                .unwrap_err()
+                .message,
             "Could not parse schema definition"
         );
         assert_eq!(
@@ -1101,7 +1187,9 @@ mod tests {
         let page = registry.list_revisions(NAME, 0, 1, "").unwrap();
         assert_eq!(page.items, vec![first.clone()]);
         assert!(!page.next_page_token.is_empty());
-        let rest = registry.list_revisions(NAME, 0, 1, &page.next_page_token).unwrap();
+        let rest = registry
+            .list_revisions(NAME, 0, 1, &page.next_page_token)
+            .unwrap();
         assert_eq!(rest.items, vec![second.clone()]);
         assert!(rest.next_page_token.is_empty());
 
@@ -1128,9 +1216,14 @@ mod tests {
             .into_iter()
             .map(|s| s.revision_id)
             .collect();
-        assert_eq!(ids, vec![first.revision_id.clone(), rolled.revision_id.clone()]);
+        assert_eq!(
+            ids,
+            vec![first.revision_id.clone(), rolled.revision_id.clone()]
+        );
 
-        registry.create(PARENT, "single", Some(&avro("\"string\""))).unwrap();
+        registry
+            .create(PARENT, "single", Some(&avro("\"string\"")))
+            .unwrap();
         let only = registry.get("projects/p/schemas/single", 0).unwrap();
         assert_eq!(
             registry
@@ -1141,19 +1234,26 @@ mod tests {
         );
 
         registry.delete(NAME).unwrap();
-        assert_eq!(registry.delete(NAME).unwrap_err().message, "Schema not found");
+        assert_eq!(
+            registry.delete(NAME).unwrap_err().message,
+            "Schema not found"
+        );
     }
 
     #[test]
     fn topic_settings_and_bindings() {
         let mut registry = SchemaRegistry::default();
-        let first = registry.create(PARENT, "readings", Some(&avro(READING))).unwrap();
+        let first = registry
+            .create(PARENT, "readings", Some(&avro(READING)))
+            .unwrap();
         assert!(registry.check_settings(&settings(Encoding::Json)).is_ok());
         let unspecified = registry
             .check_settings(&settings(Encoding::Unspecified))
             .unwrap_err();
         assert_eq!(unspecified.message, "Invalid schema encoding provided");
-        let empty = registry.check_settings(&SchemaSettings::default()).unwrap_err();
+        let empty = registry
+            .check_settings(&SchemaSettings::default())
+            .unwrap_err();
         assert_eq!(empty.message, "No schema name provided");
         let missing = SchemaSettings {
             schema: "readings".to_owned(),
@@ -1178,7 +1278,10 @@ mod tests {
         let binding = registry.binding(&settings(Encoding::Binary)).unwrap();
         let attributes = binding.validate(&datum).unwrap();
         assert_eq!(attributes[0], (SCHEMA_NAME_ATTRIBUTE, NAME.to_owned()));
-        assert_eq!(attributes[1], (SCHEMA_ENCODING_ATTRIBUTE, "BINARY".to_owned()));
+        assert_eq!(
+            attributes[1],
+            (SCHEMA_ENCODING_ATTRIBUTE, "BINARY".to_owned())
+        );
         assert_eq!(
             attributes[2],
             (SCHEMA_REVISION_ATTRIBUTE, first.revision_id.clone())
@@ -1198,7 +1301,13 @@ mod tests {
             ..settings(Encoding::Binary)
         };
         assert!(registry.check_settings(&pinned).is_ok());
-        assert!(registry.binding(&pinned).unwrap().validate(&datum_v2).is_err());
+        assert!(
+            registry
+                .binding(&pinned)
+                .unwrap()
+                .validate(&datum_v2)
+                .is_err()
+        );
         let reversed = SchemaSettings {
             first_revision_id: second.revision_id.clone(),
             last_revision_id: first.revision_id.clone(),
@@ -1223,6 +1332,9 @@ mod tests {
     fn message_encodings() {
         assert_eq!(message_encoding(1).unwrap(), MessageEncoding::Json);
         assert_eq!(message_encoding(2).unwrap(), MessageEncoding::Binary);
-        assert_eq!(message_encoding(0).unwrap_err().message, "No encoding provided.");
+        assert_eq!(
+            message_encoding(0).unwrap_err().message,
+            "No encoding provided."
+        );
     }
 }

@@ -267,7 +267,7 @@ mod tests {
 
     fn msg(data: &[u8]) -> PubsubMessage {
         PubsubMessage {
-            data: data.to_vec().into(),
+            data: data.to_vec(),
             ..Default::default()
         }
     }

@@ -7,6 +7,7 @@
 
 mod grpc;
 mod iam_service;
+mod push;
 mod rest;
 mod schema_service;
 mod status;
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 
 pub use grpc::{parse_grpc_timeout, PubSubService};
 pub use iam_service::IamService;
+pub use push::{PushError, PushManager, PushSettings};
 pub use schema_service::SchemaServiceImpl;
 pub use status::{mapping as status_mapping, to_http, to_status};
 
@@ -51,6 +53,9 @@ pub enum ServerError {
     /// The serving task panicked or was cancelled.
     #[error("server task ended abnormally: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// Push delivery could not start.
+    #[error("push delivery: {0}")]
+    Push(#[from] PushError),
 }
 
 /// Where and how to serve.
@@ -166,6 +171,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         })?;
     let local_addr = listener.local_addr()?;
     let broker = Broker::start();
+    // Push subscriptions are served for as long as the broker lives.
+    PushManager::start(&broker, PushSettings::default())?;
     let app = router(broker.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -294,13 +294,12 @@ async fn route(
     if segments.iter().any(|s| s.is_empty()) || segments.first() != Some(&"projects") {
         return not_found();
     }
-    if let ["projects", project, collection, id] = segments.as_slice() {
-        if let Some((id, verb)) = id.rsplit_once(':') {
-            if verb.ends_with("IamPolicy") || verb == "testIamPermissions" {
-                let resource = format!("projects/{project}/{collection}/{id}");
-                return iam(broker, method, &resource, verb, &body);
-            }
-        }
+    if let ["projects", project, collection, id] = segments.as_slice()
+        && let Some((id, verb)) = id.rsplit_once(':')
+        && (verb.ends_with("IamPolicy") || verb == "testIamPermissions")
+    {
+        let resource = format!("projects/{project}/{collection}/{id}");
+        return iam(broker, method, &resource, verb, &body);
     }
     if segments
         .get(2)

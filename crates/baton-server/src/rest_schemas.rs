@@ -28,7 +28,7 @@ use baton_proto::pubsub::{
 };
 use http::Method;
 
-use super::{not_found, page_params, parse_body, query_param, reply, Empty};
+use super::{Empty, not_found, page_params, parse_body, query_param, reply};
 use crate::schema_service::schema_source;
 
 /// The `view` query parameter: an enum name (or number) of `SchemaView`.
@@ -96,15 +96,15 @@ fn collection_request(
                     .and_then(|schema| broker.create_schema(&parent, &schema_id, Some(&schema))),
             )
         }
-        ("schemas:validate", Method::POST) => {
-            reply(parse_body::<ValidateSchemaRequest>(body).and_then(|request| {
+        ("schemas:validate", Method::POST) => reply(
+            parse_body::<ValidateSchemaRequest>(body).and_then(|request| {
                 broker
                     .validate_schema(request.schema.as_ref())
                     .map(|()| ValidateSchemaResponse {})
-            }))
-        }
-        ("schemas:validateMessage", Method::POST) => {
-            reply(parse_body::<ValidateMessageRequest>(body).and_then(|request| {
+            }),
+        ),
+        ("schemas:validateMessage", Method::POST) => reply(
+            parse_body::<ValidateMessageRequest>(body).and_then(|request| {
                 broker
                     .validate_message(
                         schema_source(request.schema_spec.as_ref()),
@@ -112,8 +112,8 @@ fn collection_request(
                         request.encoding,
                     )
                     .map(|()| ValidateMessageResponse {})
-            }))
-        }
+            }),
+        ),
         _ => not_found(),
     }
 }
@@ -128,7 +128,10 @@ fn schema_request(
 ) -> Response {
     let full_name = format!("projects/{project}/schemas/{id}");
     let (name, verb) = match id.rsplit_once(':') {
-        Some((schema_id, verb)) => (format!("projects/{project}/schemas/{schema_id}"), Some(verb)),
+        Some((schema_id, verb)) => (
+            format!("projects/{project}/schemas/{schema_id}"),
+            Some(verb),
+        ),
         None => (full_name.clone(), None),
     };
     match (method.clone(), verb) {
@@ -150,16 +153,14 @@ fn schema_request(
         // `revisionId` query parameter is ignored, as by the emulator.
         (Method::DELETE, Some("deleteRevision")) => reply(broker.delete_schema_revision(&name)),
         (Method::DELETE, _) => reply(broker.delete_schema(&full_name).map(|()| Empty {})),
-        (Method::POST, Some("commit")) => {
-            reply(parse_body::<CommitSchemaRequest>(body).and_then(|request| {
-                broker.commit_schema(&name, request.schema.as_ref())
-            }))
-        }
-        (Method::POST, Some("rollback")) => {
-            reply(parse_body::<RollbackSchemaRequest>(body).and_then(|request| {
-                broker.rollback_schema(&name, &request.revision_id)
-            }))
-        }
+        (Method::POST, Some("commit")) => reply(
+            parse_body::<CommitSchemaRequest>(body)
+                .and_then(|request| broker.commit_schema(&name, request.schema.as_ref())),
+        ),
+        (Method::POST, Some("rollback")) => reply(
+            parse_body::<RollbackSchemaRequest>(body)
+                .and_then(|request| broker.rollback_schema(&name, &request.revision_id)),
+        ),
         _ => not_found(),
     }
 }

@@ -60,7 +60,10 @@ impl SchemaService for SchemaServiceImpl {
         ok(self.broker.get_schema(&r.name, r.view))
     }
 
-    async fn list_schemas(&self, request: Request<ListSchemasRequest>) -> Reply<ListSchemasResponse> {
+    async fn list_schemas(
+        &self,
+        request: Request<ListSchemasRequest>,
+    ) -> Reply<ListSchemasResponse> {
         let r = request.into_inner();
         ok(self
             .broker
@@ -131,7 +134,11 @@ impl SchemaService for SchemaServiceImpl {
         let r = request.into_inner();
         ok(self
             .broker
-            .validate_message(schema_source(r.schema_spec.as_ref()), &r.message, r.encoding)
+            .validate_message(
+                schema_source(r.schema_spec.as_ref()),
+                &r.message,
+                r.encoding,
+            )
             .map(|()| ValidateMessageResponse {}))
     }
 }

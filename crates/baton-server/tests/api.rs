@@ -9,13 +9,12 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_proto::pubsub::{
-    seek_request, CreateSnapshotRequest, DeadLetterPolicy, DeleteSnapshotRequest,
-    DeleteSubscriptionRequest, DeleteTopicRequest, DetachSubscriptionRequest, GetSnapshotRequest,
-    GetSubscriptionRequest, GetTopicRequest, ListSnapshotsRequest, ListSubscriptionsRequest,
-    ListTopicSnapshotsRequest, ListTopicSubscriptionsRequest, ListTopicsRequest,
-    ModifyPushConfigRequest, PublishRequest, PubsubMessage, PushConfig, RetryPolicy, SeekRequest,
-    Snapshot, Subscription, Topic, UpdateSnapshotRequest, UpdateSubscriptionRequest,
-    UpdateTopicRequest,
+    CreateSnapshotRequest, DeadLetterPolicy, DeleteSnapshotRequest, DeleteSubscriptionRequest,
+    DeleteTopicRequest, DetachSubscriptionRequest, GetSnapshotRequest, GetSubscriptionRequest,
+    GetTopicRequest, ListSnapshotsRequest, ListSubscriptionsRequest, ListTopicSnapshotsRequest,
+    ListTopicSubscriptionsRequest, ListTopicsRequest, ModifyPushConfigRequest, PublishRequest,
+    PubsubMessage, PushConfig, RetryPolicy, SeekRequest, Snapshot, Subscription, Topic,
+    UpdateSnapshotRequest, UpdateSubscriptionRequest, UpdateTopicRequest, seek_request,
 };
 use baton_proto::wkt;
 use common::*;
@@ -280,7 +279,10 @@ async fn subscription_and_snapshot_names_follow_every_rule() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(snapshot.name, snapshot_name("Snap_1.two~three+four%five-six"));
+    assert_eq!(
+        snapshot.name,
+        snapshot_name("Snap_1.two~three+four%five-six")
+    );
 }
 
 #[tokio::test]
@@ -294,7 +296,11 @@ async fn topic_create_get_update_delete() {
         message_retention_duration: Some(secs(600)),
         ..Default::default()
     };
-    let created = publisher.create_topic(wanted.clone()).await.unwrap().into_inner();
+    let created = publisher
+        .create_topic(wanted.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(created, wanted);
     let got = publisher
         .get_topic(GetTopicRequest {
@@ -359,16 +365,15 @@ async fn topic_create_get_update_delete() {
         .into_inner();
     assert_eq!(got, updated);
 
-    let retention_update = |mask_paths: Option<wkt::FieldMask>, name: &str, seconds: i64| {
-        UpdateTopicRequest {
+    let retention_update =
+        |mask_paths: Option<wkt::FieldMask>, name: &str, seconds: i64| UpdateTopicRequest {
             topic: Some(Topic {
                 name: name.to_string(),
                 message_retention_duration: Some(secs(seconds)),
                 ..Default::default()
             }),
             update_mask: mask_paths,
-        }
-    };
+        };
     let no_mask = "The update_mask in the UpdateTopicRequest must be set, and must contain a non-empty paths list.";
     assert_status(
         publisher
@@ -386,14 +391,22 @@ async fn topic_create_get_update_delete() {
     );
     assert_status(
         publisher
-            .update_topic(retention_update(mask(&["messageRetentionDuration"]), &name, 1200))
+            .update_topic(retention_update(
+                mask(&["messageRetentionDuration"]),
+                &name,
+                1200,
+            ))
             .await,
         Code::InvalidArgument,
         "Invalid update_mask provided in the UpdateTopicRequest: messageRetentionDuration is not a known Topic field. Note that field paths must be of the form 'schema_settings' rather than 'schemaSetings'.",
     );
     assert_status(
         publisher
-            .update_topic(retention_update(mask(&["message_retention_duration"]), &name, 599))
+            .update_topic(retention_update(
+                mask(&["message_retention_duration"]),
+                &name,
+                599,
+            ))
             .await,
         Code::InvalidArgument,
         "message_retention_duration out of bounds",
@@ -411,7 +424,11 @@ async fn topic_create_get_update_delete() {
     );
     assert_status(
         publisher
-            .update_topic(retention_update(mask(&["message_retention_duration"]), "ab", 1200))
+            .update_topic(retention_update(
+                mask(&["message_retention_duration"]),
+                "ab",
+                1200,
+            ))
             .await,
         Code::InvalidArgument,
         &invalid_topic("ab"),
@@ -722,10 +739,7 @@ async fn publish_rejects_empty_requests_and_messages() {
     assert_eq!(ids.len(), 1);
     let got = t.pull_now(&sub, 10).await;
     assert_eq!(got.len(), 1);
-    assert_eq!(
-        got[0].message.as_ref().unwrap().attributes["kind"],
-        "ping"
-    );
+    assert_eq!(got[0].message.as_ref().unwrap().attributes["kind"], "ping");
 }
 
 #[tokio::test]
@@ -745,7 +759,10 @@ async fn publish_enforces_count_and_size_limits() {
     assert_eq!(ids.len(), 1000);
     let distinct: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(distinct.len(), 1000, "message ids are unique");
-    assert!(ids.iter().all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())));
+    assert!(
+        ids.iter()
+            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+    );
     let too_many: Vec<PubsubMessage> = (0..1001).map(|i| msg(&format!("m{i}"))).collect();
     assert_status(
         publisher.publish(publish(&topic, too_many)).await,
@@ -759,7 +776,10 @@ async fn publish_enforces_count_and_size_limits() {
         data: vec![b'd'; 10_000_000],
         ..Default::default()
     };
-    publisher.publish(publish(&topic, vec![ten_mb])).await.unwrap();
+    publisher
+        .publish(publish(&topic, vec![ten_mb]))
+        .await
+        .unwrap();
     let too_big = "The value for message_size is too large. You passed 10000001 in the request, but the maximum value is 10000000.";
     assert_status(
         publisher
@@ -808,7 +828,9 @@ async fn publish_enforces_count_and_size_limits() {
         ..Default::default()
     };
     assert_status(
-        publisher.publish(publish(&topic, vec![half(), half()])).await,
+        publisher
+            .publish(publish(&topic, vec![half(), half()]))
+            .await,
         Code::InvalidArgument,
         "Request payload size exceeds the limit: 10000000 bytes.",
     );
@@ -840,26 +862,40 @@ async fn publish_enforces_attribute_and_ordering_key_limits() {
 
     let key_256 = "k".repeat(256);
     publisher
-        .publish(publish(&topic, vec![with_attributes("x", &[(&key_256, "v")])]))
+        .publish(publish(
+            &topic,
+            vec![with_attributes("x", &[(&key_256, "v")])],
+        ))
         .await
         .unwrap();
     let key_257 = "k".repeat(257);
     assert_status(
         publisher
-            .publish(publish(&topic, vec![with_attributes("x", &[(&key_257, "v")])]))
+            .publish(publish(
+                &topic,
+                vec![with_attributes("x", &[(&key_257, "v")])],
+            ))
             .await,
         Code::InvalidArgument,
-        &format!("The attribute \"{key_257}\" in the request has a key that is too long. The length is 257 characters, but the maximum allowed is 256. Refer to https://cloud.google.com/pubsub/quotas for more information."),
+        &format!(
+            "The attribute \"{key_257}\" in the request has a key that is too long. The length is 257 characters, but the maximum allowed is 256. Refer to https://cloud.google.com/pubsub/quotas for more information."
+        ),
     );
     let value_1024 = "v".repeat(1024);
     publisher
-        .publish(publish(&topic, vec![with_attributes("x", &[("k", &value_1024)])]))
+        .publish(publish(
+            &topic,
+            vec![with_attributes("x", &[("k", &value_1024)])],
+        ))
         .await
         .unwrap();
     let value_1025 = "v".repeat(1025);
     assert_status(
         publisher
-            .publish(publish(&topic, vec![with_attributes("x", &[("k", &value_1025)])]))
+            .publish(publish(
+                &topic,
+                vec![with_attributes("x", &[("k", &value_1025)])],
+            ))
             .await,
         Code::InvalidArgument,
         "The attribute \"k\" in the request has a value that is too long. The length is 1025 characters, but the maximum allowed is 1024. Refer to https://cloud.google.com/pubsub/quotas for more information.",
@@ -876,7 +912,11 @@ async fn publish_enforces_attribute_and_ordering_key_limits() {
         Code::InvalidArgument,
         "The value for ordering_key_size is too large. You passed 1025 in the request, but the maximum value is 1024.",
     );
-    assert_eq!(t.backlog(&sub), 4, "only the accepted messages were published");
+    assert_eq!(
+        t.backlog(&sub),
+        4,
+        "only the accepted messages were published"
+    );
 }
 
 #[tokio::test]
@@ -901,9 +941,9 @@ async fn publish_request_carries_one_ordering_key() {
             Code::FailedPrecondition,
         );
         assert!(
-            status
-                .message()
-                .contains("all messages must have no ordering key or they must all have the same ordering key"),
+            status.message().contains(
+                "all messages must have no ordering key or they must all have the same ordering key"
+            ),
             "{status:?}"
         );
     }
@@ -1079,12 +1119,16 @@ async fn subscription_dead_letter_retry_and_filter_bounds() {
         ..subscription(id, &topic)
     };
     assert_status(
-        subscriber.create_subscription(with_attempts("dl-4", 4)).await,
+        subscriber
+            .create_subscription(with_attempts("dl-4", 4))
+            .await,
         Code::OutOfRange,
         "The value for max_delivery_attempts is too small. You passed 4 in the request, but the minimum value is 5.",
     );
     assert_status(
-        subscriber.create_subscription(with_attempts("dl-101", 101)).await,
+        subscriber
+            .create_subscription(with_attempts("dl-101", 101))
+            .await,
         Code::OutOfRange,
         "The value for max_delivery_attempts is too large. You passed 101 in the request, but the maximum value is 100.",
     );
@@ -1276,7 +1320,14 @@ async fn subscription_get_update_list_delete() {
             maximum_backoff: Some(secs(9)),
         })
     );
-    assert_eq!(updated.dead_letter_policy.as_ref().unwrap().max_delivery_attempts, 6);
+    assert_eq!(
+        updated
+            .dead_letter_policy
+            .as_ref()
+            .unwrap()
+            .max_delivery_attempts,
+        6
+    );
     assert_eq!(updated.labels, created.labels);
     assert_eq!(updated.filter, created.filter);
     assert_eq!(updated.topic, topic);
@@ -1296,7 +1347,9 @@ async fn subscription_get_update_list_delete() {
     };
     let no_mask = "The update_mask in the UpdateSubscriptionRequest must be set, and must contain a non-empty paths list.";
     assert_status(
-        subscriber.update_subscription(update(with_deadline(20), None)).await,
+        subscriber
+            .update_subscription(update(with_deadline(20), None))
+            .await,
         Code::InvalidArgument,
         no_mask,
     );
@@ -1334,7 +1387,9 @@ async fn subscription_get_update_list_delete() {
                 .update_subscription(update(with_deadline(25), mask(&[field])))
                 .await,
             Code::InvalidArgument,
-            &format!("Invalid update_mask provided in the UpdateSubscriptionRequest: the {field} field in the Subscription is not mutable."),
+            &format!(
+                "Invalid update_mask provided in the UpdateSubscriptionRequest: the {field} field in the Subscription is not mutable."
+            ),
         );
     }
     // The filter is immutable after creation.
@@ -1472,7 +1527,11 @@ async fn modify_push_config() {
         .await
         .unwrap();
     assert_eq!(
-        get(&mut subscriber).await.push_config.unwrap().push_endpoint,
+        get(&mut subscriber)
+            .await
+            .push_config
+            .unwrap()
+            .push_endpoint,
         endpoint
     );
     subscriber
@@ -1483,7 +1542,11 @@ async fn modify_push_config() {
         .await
         .unwrap();
     assert_eq!(
-        get(&mut subscriber).await.push_config.unwrap().push_endpoint,
+        get(&mut subscriber)
+            .await
+            .push_config
+            .unwrap()
+            .push_endpoint,
         ""
     );
     assert_status(
@@ -1629,7 +1692,10 @@ async fn detach_subscription() {
     assert_eq!(attached.subscriptions, vec![other.clone()]);
     // The other subscription is untouched.
     t.publish(&topic, &["after"]).await;
-    assert_eq!(datas(&t.pull_now(&other, 10).await), vec!["before", "after"]);
+    assert_eq!(
+        datas(&t.pull_now(&other, 10).await),
+        vec!["before", "after"]
+    );
     assert_status(
         publisher
             .detach_subscription(DetachSubscriptionRequest {
@@ -1692,17 +1758,19 @@ async fn pull_ack_and_modack_errors() {
         "Invalid ack id (ack_id=garbage)",
     );
     assert_status(
-        t.ack(&missing, &[valid.clone()]).await,
+        t.ack(&missing, std::slice::from_ref(&valid)).await,
         Code::NotFound,
         "Subscription does not exist",
     );
     assert_status(
-        t.ack(&sub, &[foreign.clone()]).await,
+        t.ack(&sub, std::slice::from_ref(&foreign)).await,
         Code::InvalidArgument,
-        &format!("Subscription {sub} received an invalid ack ID {foreign}, meant for subscription: {other}"),
+        &format!(
+            "Subscription {sub} received an invalid ack ID {foreign}, meant for subscription: {other}"
+        ),
     );
     assert_status(
-        t.modack(&sub, &[valid.clone()], -1).await,
+        t.modack(&sub, std::slice::from_ref(&valid), -1).await,
         Code::InvalidArgument,
         "Ack deadline cannot be negative",
     );
@@ -1717,7 +1785,8 @@ async fn pull_ack_and_modack_errors() {
         "Invalid ack id (ack_id=garbage)",
     );
     assert_status(
-        t.modack(&sub, &[valid.clone(), "garbage".to_string()], 10).await,
+        t.modack(&sub, &[valid.clone(), "garbage".to_string()], 10)
+            .await,
         Code::InvalidArgument,
         "Invalid ack id (ack_id=garbage)",
     );
@@ -1727,9 +1796,13 @@ async fn pull_ack_and_modack_errors() {
         "Subscription does not exist",
     );
     // 0 to 600 s are fine, and more is capped rather than refused.
-    t.modack(&sub, &[valid.clone()], 600).await.unwrap();
-    t.modack(&sub, &[valid.clone()], 601).await.unwrap();
-    t.ack(&sub, &[valid.clone()]).await.unwrap();
+    t.modack(&sub, std::slice::from_ref(&valid), 600)
+        .await
+        .unwrap();
+    t.modack(&sub, std::slice::from_ref(&valid), 601)
+        .await
+        .unwrap();
+    t.ack(&sub, std::slice::from_ref(&valid)).await.unwrap();
     // Acking again (not exactly-once) is accepted and changes nothing.
     t.ack(&sub, &[valid]).await.unwrap();
     assert_eq!(t.backlog(&sub), 2);
@@ -1902,7 +1975,9 @@ async fn snapshots_crud_and_seek_to_snapshot() {
             })
             .await,
         Code::FailedPrecondition,
-        &format!("The subscription's topic {other_topic} is different from that of the snapshot {topic}; they must match in order for Seek work. Note that if a topic is deleted and then re-created with the same name, it is considered a distinct topic for these purposes."),
+        &format!(
+            "The subscription's topic {other_topic} is different from that of the snapshot {topic}; they must match in order for Seek work. Note that if a topic is deleted and then re-created with the same name, it is considered a distinct topic for these purposes."
+        ),
     );
 
     subscriber
