@@ -234,29 +234,38 @@ fn page<'a, V, T>(
     }
 }
 
-/// Parses `sub:N` ack ids; the error text is what the service answers.
-fn parse_ack_id(subscription: &str, ack_id: &str) -> BrokerResult<Option<u64>> {
+/// Parses `owner:N` ack ids for `subscription` (whose ids start with
+/// `own_prefix`); `resolve` names the subscription of an `@uid` owner. The
+/// error texts are what the service answers.
+fn parse_ack_id(
+    subscription: &str,
+    own_prefix: &str,
+    ack_id: &str,
+    resolve: impl Fn(u64) -> Option<String>,
+) -> BrokerResult<u64> {
+    let invalid = || BrokerError::invalid(format!("Invalid ack id (ack_id={ack_id})"));
     let Some((owner, number)) = ack_id.rsplit_once(':') else {
-        return Err(BrokerError::invalid(format!(
-            "Invalid ack id (ack_id={ack_id})"
-        )));
+        return Err(invalid());
     };
     let Ok(number) = number.parse::<u64>() else {
-        return Err(BrokerError::invalid(format!(
-            "Invalid ack id (ack_id={ack_id})"
-        )));
+        return Err(invalid());
     };
-    if owner != subscription {
-        if names::parse(owner, Collection::Subscriptions).is_ok() {
-            return Err(BrokerError::invalid(format!(
-                "Subscription {subscription} received an invalid ack ID {ack_id}, meant for subscription: {owner}"
-            )));
-        }
-        return Err(BrokerError::invalid(format!(
-            "Invalid ack id (ack_id={ack_id})"
-        )));
+    if owner == subscription || owner == own_prefix {
+        return Ok(number);
     }
-    Ok(Some(number))
+    let meant_for = if let Some(uid) = owner.strip_prefix('@') {
+        u64::from_str_radix(uid, 16).ok().and_then(resolve)
+    } else if names::parse(owner, Collection::Subscriptions).is_ok() {
+        Some(owner.to_string())
+    } else {
+        None
+    };
+    match meant_for {
+        Some(other) => Err(BrokerError::invalid(format!(
+            "Subscription {subscription} received an invalid ack ID {ack_id}, meant for subscription: {other}"
+        ))),
+        None => Err(invalid()),
+    }
 }
 
 impl Broker {
@@ -783,12 +792,27 @@ impl Broker {
 
     // ----- delivery -------------------------------------------------------
 
-    fn parse_ack_ids(subscription: &str, ack_ids: &[String]) -> BrokerResult<Vec<(u64, usize)>> {
+    fn parse_ack_ids(
+        inner: &Inner,
+        subscription: &str,
+        ack_ids: &[String],
+    ) -> BrokerResult<Vec<(u64, usize)>> {
+        let own_prefix = inner
+            .subscriptions
+            .get(subscription)
+            .map(|s| s.ack_prefix.as_str())
+            .unwrap_or(subscription);
+        let resolve = |uid: u64| {
+            inner
+                .subscriptions
+                .values()
+                .find(|s| s.uid == uid)
+                .map(|s| s.config.name.clone())
+        };
         let mut parsed = Vec::with_capacity(ack_ids.len());
         for (index, ack_id) in ack_ids.iter().enumerate() {
-            if let Some(number) = parse_ack_id(subscription, ack_id)? {
-                parsed.push((number, index));
-            }
+            let number = parse_ack_id(subscription, own_prefix, ack_id, resolve)?;
+            parsed.push((number, index));
         }
         Ok(parsed)
     }
@@ -803,7 +827,7 @@ impl Broker {
             return Err(BrokerError::invalid("No ack ids specified."));
         }
         self.with_sub(name, |inner| {
-            let parsed = Self::parse_ack_ids(name, ack_ids)?;
+            let parsed = Self::parse_ack_ids(inner, name, ack_ids)?;
             let Some(sub) = inner.subscriptions.get_mut(name) else {
                 return Err(BrokerError::subscription_not_found());
             };
@@ -871,7 +895,7 @@ impl Broker {
         }
         let seconds = seconds.min(validate::MAX_ACK_DEADLINE_SECS);
         self.with_sub(name, |inner| {
-            let parsed = Self::parse_ack_ids(name, ack_ids)?;
+            let parsed = Self::parse_ack_ids(inner, name, ack_ids)?;
             let now = Instant::now();
             let mut failures = Vec::new();
             let mut dead_letters = Vec::new();
@@ -1770,15 +1794,17 @@ mod tests {
     fn ack_id_parsing() {
         let sub = "projects/p/subscriptions/sub-a";
         assert_eq!(
-            parse_ack_id(sub, "projects/p/subscriptions/sub-a:7").unwrap(),
-            Some(7)
+            parse_ack_id(sub, sub, "projects/p/subscriptions/sub-a:7", |_| None).unwrap(),
+            7
         );
         assert_eq!(
-            parse_ack_id(sub, "garbage").unwrap_err().message,
+            parse_ack_id(sub, sub, "garbage", |_| None)
+                .unwrap_err()
+                .message,
             "Invalid ack id (ack_id=garbage)"
         );
         assert!(
-            parse_ack_id(sub, "projects/p/subscriptions/other:1")
+            parse_ack_id(sub, sub, "projects/p/subscriptions/other:1", |_| None)
                 .unwrap_err()
                 .message
                 .contains("meant for subscription: projects/p/subscriptions/other")

@@ -71,10 +71,27 @@ pub(crate) enum Requeue {
     DeadLetter(Arc<PubsubMessage>, i32),
 }
 
+/// Longest ack id the official clients plan their request sizes for.
+pub const MAX_ACK_ID_BYTES: usize = 164;
+
+/// What goes before `:n` in the subscription's ack ids: its name when that
+/// fits the ack-id budget (so a misrouted id names its subscription, as the
+/// service's errors do), else a short `@uid` form.
+pub(crate) fn ack_id_prefix(uid: u64, name: &str) -> String {
+    // ':' plus up to 20 digits of a u64.
+    if name.len() + 21 <= MAX_ACK_ID_BYTES {
+        name.to_string()
+    } else {
+        format!("@{uid:x}")
+    }
+}
+
 /// Delivery state of a subscription.
 #[derive(Debug)]
 pub(crate) struct SubState {
     pub uid: u64,
+    /// See [`ack_id_prefix`].
+    pub ack_prefix: String,
     pub config: Subscription,
     pub messages: HashMap<u64, Entry>,
     pub ready: VecDeque<u64>,
@@ -96,6 +113,7 @@ impl SubState {
     pub fn new(uid: u64, config: Subscription) -> Self {
         Self {
             uid,
+            ack_prefix: ack_id_prefix(uid, &config.name),
             config,
             messages: HashMap::new(),
             ready: VecDeque::new(),
@@ -166,7 +184,7 @@ impl SubState {
         let mut batch_keys: Vec<String> = Vec::new();
         let ordered = self.ordered();
         let report_attempts = self.dead_letter_attempts().is_some();
-        let sub_name = self.config.name.clone();
+        let prefix = self.ack_prefix.clone();
         while out.len() < max {
             let Some(seq) = self.ready.pop_front() else {
                 break;
@@ -222,7 +240,7 @@ impl SubState {
             batch_bytes += size;
             timers.push((lease_deadline, ack));
             out.push(ReceivedMessage {
-                ack_id: format!("{sub_name}:{ack}"),
+                ack_id: format!("{prefix}:{ack}"),
                 message: Some((*entry.message).clone()),
                 delivery_attempt: if report_attempts { entry.attempts } else { 0 },
             });

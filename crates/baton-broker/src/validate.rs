@@ -68,6 +68,14 @@ pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
             MAX_PUBLISH_REQUEST_MESSAGES,
         ));
     }
+    if let Some(first) = messages.first()
+        && messages.iter().any(|m| m.ordering_key != first.ordering_key)
+    {
+        return Err(BrokerError::new(
+            ErrorCode::FailedPrecondition,
+            "In a single publish request, all messages must have no ordering key or they must all have the same ordering key.",
+        ));
+    }
     let mut total = 0usize;
     for message in messages {
         if message.data.is_empty() && message.attributes.is_empty() {

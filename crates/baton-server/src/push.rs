@@ -61,7 +61,8 @@ const TRACEPARENT_ATTRIBUTE: &str = "googclient_traceparent";
 
 /// The `User-Agent` of the real service's push requests; some frameworks
 /// recognise push requests by it.
-const USER_AGENT: &str = "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)";
+const USER_AGENT: &str =
+    "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)";
 
 /// Headers an attribute must not set in `no_wrapper` + `write_metadata` mode:
 /// they frame the HTTP message itself.
@@ -96,7 +97,7 @@ pub struct PushSettings {
 impl Default for PushSettings {
     fn default() -> Self {
         Self {
-            dispatch_delay: Duration::from_millis(0),
+            dispatch_delay: Duration::from_millis(50),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(60),
             max_outstanding: 100,
@@ -118,9 +119,12 @@ enum PushFailure {
     /// The endpoint answered with a status that is not an acknowledgement.
     #[error("endpoint answered HTTP {0}")]
     Status(u16),
-    /// No answer: connection error, timeout, bad URL or unsupported scheme.
+    /// No answer: connection error, timeout or bad URL (with the causes).
     #[error("push request failed: {0}")]
-    Request(#[source] reqwest::Error),
+    Request(String),
+    /// `https://` endpoints need a TLS backend, which this build leaves out.
+    #[error("https push endpoints are not supported (no TLS in this build)")]
+    HttpsUnsupported,
     /// Not sent, because an earlier message of its ordering key failed.
     #[error("held back behind a failed message of its ordering key")]
     HeldBack,
@@ -189,10 +193,11 @@ impl PushManager {
                     }
                 }
                 exited = exits.recv() => {
-                    if let Some((name, generation)) = exited {
-                        if self.workers.get(&name).is_some_and(|w| w.generation == generation) {
-                            self.workers.remove(&name);
-                        }
+                    let current = exited.filter(|(name, generation)| {
+                        self.workers.get(name).is_some_and(|w| w.generation == *generation)
+                    });
+                    if let Some((name, _)) = current {
+                        self.workers.remove(&name);
                     }
                 }
                 _ = shutdown.wait_for(|down| *down) => break,
@@ -578,6 +583,19 @@ impl Worker {
     }
 }
 
+/// An error and its causes, `: `-separated (reqwest's own message rarely
+/// says what went wrong, its sources do).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 async fn sleep_until_or_never(until: Option<Instant>) {
     match until {
         Some(until) => tokio::time::sleep_until(until).await,
@@ -640,6 +658,9 @@ async fn push_one(
     {
         headers.insert(HeaderName::from_static("traceparent"), value);
     }
+    if push.push_endpoint.starts_with("https://") {
+        return Err(PushFailure::HttpsUnsupported);
+    }
     let response = client
         .post(&push.push_endpoint)
         .headers(headers)
@@ -647,7 +668,7 @@ async fn push_one(
         .timeout(timeout)
         .send()
         .await
-        .map_err(PushFailure::Request)?;
+        .map_err(|error| PushFailure::Request(error_chain(&error)))?;
     let status = response.status().as_u16();
     // Read the (normally empty) answer so the connection can be reused.
     let _ = response.bytes().await;
@@ -685,7 +706,10 @@ fn envelope(sub: &Subscription, received: &ReceivedMessage, message: &PubsubMess
     envelope.insert("message".to_owned(), Value::Object(body));
     envelope.insert("subscription".to_owned(), json!(sub.name));
     if received.delivery_attempt > 0 {
-        envelope.insert("deliveryAttempt".to_owned(), json!(received.delivery_attempt));
+        envelope.insert(
+            "deliveryAttempt".to_owned(),
+            json!(received.delivery_attempt),
+        );
     }
     Value::Object(envelope)
 }
@@ -745,7 +769,7 @@ mod tests {
 
     fn message() -> PubsubMessage {
         PubsubMessage {
-            data: b"hello".to_vec().into(),
+            data: b"hello".to_vec(),
             attributes: [("k".to_owned(), "v".to_owned())].into_iter().collect(),
             message_id: "42".to_owned(),
             publish_time: Some(wkt::Timestamp {

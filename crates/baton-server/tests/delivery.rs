@@ -556,3 +556,57 @@ async fn filters_deliver_matching_messages_and_ack_the_rest() {
     let seen: HashSet<String> = t.pull_now(&keep, 10).await.iter().map(data).collect();
     assert!(seen.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_ids_fit_client_batches_and_big_ack_requests_are_accepted() {
+    // Clients batch acks assuming ack ids of at most 164 bytes in requests of
+    // at most 512 KiB (pubsub-api.md section 3; python-pubsub's dispatcher
+    // sends 2500 ids per request on that basis). Longest names: a 30-char
+    // project and a 255-char subscription id.
+    let t = TestServer::start().await;
+    let project = format!("p{}", "r".repeat(29));
+    let topic = format!("projects/{project}/topics/{}", "t".repeat(255));
+    t.publisher()
+        .create_topic(Topic {
+            name: topic.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let sub = t
+        .create_subscription_with(Subscription {
+            name: format!("projects/{project}/subscriptions/{}", "s".repeat(255)),
+            topic: topic.clone(),
+            ..Default::default()
+        })
+        .await
+        .name;
+    let messages = (0..1000).map(|i| msg(&format!("m{i}"))).collect();
+    t.publish_messages(&topic, messages).await;
+    let mut got = Vec::new();
+    while got.len() < 1000 {
+        let batch = t.pull_now(&sub, 1000).await;
+        assert!(!batch.is_empty(), "all 1000 messages are pullable");
+        got.extend(batch);
+    }
+    let longest = got.iter().map(|m| m.ack_id.len()).max().unwrap();
+
+    // A modack and an ack request of more than 512 KiB of ack ids.
+    let ids = ack_ids(&got);
+    let mut big = Vec::new();
+    let mut bytes = 0;
+    while bytes < 520 * 1024 {
+        for id in &ids {
+            bytes += id.len();
+            big.push(id.clone());
+        }
+    }
+    t.modack(&sub, &big, 60).await.unwrap();
+    t.ack(&sub, &big).await.unwrap();
+    assert_eq!(t.backlog(&sub), 0);
+    assert!(
+        longest <= 164,
+        "ack ids must be at most 164 bytes, got {longest}: {:?}",
+        got[0].ack_id
+    );
+}

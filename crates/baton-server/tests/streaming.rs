@@ -103,6 +103,47 @@ fn assert_properties(response: &StreamingPullResponse, exactly_once: bool, order
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_stay_within_what_clients_accept() {
+    // Clients accept StreamingPull responses of up to 20 MiB; three ready
+    // 9 MB messages must not travel in one response.
+    const CLIENT_LIMIT: usize = 20 * 1024 * 1024;
+    let t = TestServer::start().await;
+    let topic = t.create_topic("orders").await;
+    let sub = t.create_subscription("sub-a", &topic).await;
+    for c in [b'a', b'b', b'c'] {
+        t.publish_messages(
+            &topic,
+            vec![PubsubMessage {
+                data: vec![c; 9_000_000],
+                ..Default::default()
+            }],
+        )
+        .await;
+    }
+    let (requests, rx) = tokio::sync::mpsc::channel(4);
+    requests.send(stream_request(&sub)).await.unwrap();
+    let mut responses =
+        baton_proto::pubsub::subscriber_client::SubscriberClient::new(t.channel.clone())
+            .max_decoding_message_size(CLIENT_LIMIT)
+            .streaming_pull(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+    let mut received = 0;
+    while received < 3 {
+        let response = tokio::time::timeout(SOON, responses.message())
+            .await
+            .expect("a response in time")
+            .expect("responses within the client's 20 MiB limit")
+            .expect("the stream stays open");
+        assert!(prost::Message::encoded_len(&response) <= CLIENT_LIMIT);
+        received += response.received_messages.len();
+    }
+    assert_eq!(received, 3);
+    drop(requests);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_carries_subscription_properties() {
     let t = TestServer::start().await;
     let plain_topic = t.create_topic("plain").await;
@@ -205,6 +246,10 @@ async fn flow_control_limits_outstanding_messages() {
             .is_empty(),
         "no third message while two are outstanding"
     );
+    // A full window does not stop keepalive answers.
+    let keepalive = stream.keepalive(SOON).await;
+    assert!(keepalive.received_messages.is_empty());
+    assert!(keepalive.subscription_properties.is_some());
 
     // A unary ack frees one slot...
     t.ack(&sub, &[first[0].ack_id.clone()]).await.unwrap();
