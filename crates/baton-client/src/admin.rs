@@ -1,0 +1,387 @@
+//! Administration of topics, subscriptions and snapshots. Names may be short
+//! ids (in the client's project) or full resource names.
+
+use std::time::Duration;
+
+use baton_proto::pubsub::{
+    DeadLetterPolicy, DeleteSubscriptionRequest, DeleteTopicRequest, ExpirationPolicy,
+    GetSubscriptionRequest, GetTopicRequest, ListSubscriptionsRequest,
+    ListTopicSubscriptionsRequest, ListTopicsRequest, PushConfig, RetryPolicy, SeekRequest,
+    Subscription, Topic, UpdateSubscriptionRequest, UpdateTopicRequest, seek_request,
+};
+use baton_proto::wkt;
+
+use crate::client::Client;
+use crate::error::Result;
+use crate::retry::{RetrySettings, idempotent_retryable, with_retry};
+
+fn duration(d: Duration) -> wkt::Duration {
+    wkt::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// Settings of a new subscription; unset fields take the service's defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// use baton_client::SubscriptionConfig;
+/// let config = SubscriptionConfig::new("worker", "orders")
+///     .ack_deadline(Duration::from_secs(30))
+///     .message_ordering(true)
+///     .filter(r#"attributes.kind = "order""#);
+/// assert_eq!(config.subscription.ack_deadline_seconds, 30);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionConfig {
+    /// The subscription as sent; ids are resolved to full names on create.
+    pub subscription: Subscription,
+}
+
+impl SubscriptionConfig {
+    /// A subscription `id` on `topic` (short ids or full names).
+    pub fn new(id: impl Into<String>, topic: impl Into<String>) -> Self {
+        Self {
+            subscription: Subscription {
+                name: id.into(),
+                topic: topic.into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Time a subscriber has to ack before redelivery (10-600 s).
+    pub fn ack_deadline(mut self, deadline: Duration) -> Self {
+        self.subscription.ack_deadline_seconds = i32::try_from(deadline.as_secs()).unwrap_or(600);
+        self
+    }
+
+    /// Deliver messages with one ordering key in publish order.
+    pub fn message_ordering(mut self, enabled: bool) -> Self {
+        self.subscription.enable_message_ordering = enabled;
+        self
+    }
+
+    /// Exactly-once delivery.
+    pub fn exactly_once(mut self, enabled: bool) -> Self {
+        self.subscription.enable_exactly_once_delivery = enabled;
+        self
+    }
+
+    /// Only deliver messages matching this attribute filter.
+    pub fn filter(mut self, filter: impl Into<String>) -> Self {
+        self.subscription.filter = filter.into();
+        self
+    }
+
+    /// Forward a message to `topic` after `max_delivery_attempts` (5-100).
+    pub fn dead_letter(mut self, topic: impl Into<String>, max_delivery_attempts: i32) -> Self {
+        self.subscription.dead_letter_policy = Some(DeadLetterPolicy {
+            dead_letter_topic: topic.into(),
+            max_delivery_attempts,
+        });
+        self
+    }
+
+    /// Exponential backoff between redeliveries of nacked or expired messages.
+    pub fn retry_policy(mut self, minimum: Duration, maximum: Duration) -> Self {
+        self.subscription.retry_policy = Some(RetryPolicy {
+            minimum_backoff: Some(duration(minimum)),
+            maximum_backoff: Some(duration(maximum)),
+        });
+        self
+    }
+
+    /// How long unacked (and, with `retain_acked`, acked) messages are kept.
+    pub fn retention(mut self, retention: Duration, retain_acked: bool) -> Self {
+        self.subscription.message_retention_duration = Some(duration(retention));
+        self.subscription.retain_acked_messages = retain_acked;
+        self
+    }
+
+    /// Deliver by HTTP POST to `endpoint` instead of pull.
+    pub fn push_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.subscription.push_config = Some(PushConfig {
+            push_endpoint: endpoint.into(),
+            ..Default::default()
+        });
+        self
+    }
+
+    /// Delete the subscription after `ttl` without activity.
+    pub fn expiration(mut self, ttl: Duration) -> Self {
+        self.subscription.expiration_policy = Some(ExpirationPolicy {
+            ttl: Some(duration(ttl)),
+        });
+        self
+    }
+
+    /// Adds a label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.subscription.labels.insert(key.into(), value.into());
+        self
+    }
+}
+
+impl Client {
+    async fn all_pages<T, F, Fut>(&self, mut page: F) -> Result<Vec<T>>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<T>, String)>>,
+    {
+        let mut items = Vec::new();
+        let mut token = String::new();
+        loop {
+            let (mut batch, next) = page(token).await?;
+            items.append(&mut batch);
+            if next.is_empty() {
+                return Ok(items);
+            }
+            token = next;
+        }
+    }
+
+    /// Creates a topic.
+    pub async fn create_topic(&self, topic: &str) -> Result<Topic> {
+        self.create_topic_with(Topic {
+            name: self.topic_name(topic),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Creates a topic with every setting of `topic` (its name may be short).
+    pub async fn create_topic_with(&self, mut topic: Topic) -> Result<Topic> {
+        topic.name = self.topic_name(&topic.name);
+        let name = topic.name.clone();
+        let request = self.request(topic, &name).await?;
+        Ok(self.publisher_stub().create_topic(request).await?.into_inner())
+    }
+
+    /// Gets a topic.
+    pub async fn get_topic(&self, topic: &str) -> Result<Topic> {
+        let name = self.topic_name(topic);
+        let settings = RetrySettings::admin_default();
+        Ok(with_retry(&settings, idempotent_retryable, || async {
+            let request = self
+                .request(GetTopicRequest { topic: name.clone() }, &name)
+                .await
+                .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
+            self.publisher_stub().get_topic(request).await
+        })
+        .await?
+        .into_inner())
+    }
+
+    /// Updates the fields of `topic` named in `paths` (snake_case).
+    pub async fn update_topic(&self, mut topic: Topic, paths: &[&str]) -> Result<Topic> {
+        topic.name = self.topic_name(&topic.name);
+        let name = topic.name.clone();
+        let request = UpdateTopicRequest {
+            topic: Some(topic),
+            update_mask: Some(wkt::FieldMask {
+                paths: paths.iter().map(|p| (*p).to_string()).collect(),
+            }),
+        };
+        let request = self.request(request, &name).await?;
+        Ok(self.publisher_stub().update_topic(request).await?.into_inner())
+    }
+
+    /// Every topic of the client's project.
+    pub async fn list_topics(&self) -> Result<Vec<Topic>> {
+        let project = self.project_name();
+        self.all_pages(|page_token| {
+            let project = project.clone();
+            async move {
+                let request = self
+                    .request(
+                        ListTopicsRequest {
+                            project: project.clone(),
+                            page_size: 1000,
+                            page_token,
+                        },
+                        &project,
+                    )
+                    .await?;
+                let response = self.publisher_stub().list_topics(request).await?.into_inner();
+                Ok((response.topics, response.next_page_token))
+            }
+        })
+        .await
+    }
+
+    /// Names of the subscriptions attached to a topic.
+    pub async fn list_topic_subscriptions(&self, topic: &str) -> Result<Vec<String>> {
+        let name = self.topic_name(topic);
+        self.all_pages(|page_token| {
+            let name = name.clone();
+            async move {
+                let request = self
+                    .request(
+                        ListTopicSubscriptionsRequest {
+                            topic: name.clone(),
+                            page_size: 1000,
+                            page_token,
+                        },
+                        &name,
+                    )
+                    .await?;
+                let response = self
+                    .publisher_stub()
+                    .list_topic_subscriptions(request)
+                    .await?
+                    .into_inner();
+                Ok((response.subscriptions, response.next_page_token))
+            }
+        })
+        .await
+    }
+
+    /// Deletes a topic (its subscriptions stay, detached from it).
+    pub async fn delete_topic(&self, topic: &str) -> Result<()> {
+        let name = self.topic_name(topic);
+        let request = self
+            .request(DeleteTopicRequest { topic: name.clone() }, &name)
+            .await?;
+        self.publisher_stub().delete_topic(request).await?;
+        Ok(())
+    }
+
+    /// Creates a subscription.
+    pub async fn create_subscription(&self, config: SubscriptionConfig) -> Result<Subscription> {
+        let mut subscription = config.subscription;
+        subscription.name = self.subscription_name(&subscription.name);
+        subscription.topic = self.topic_name(&subscription.topic);
+        if let Some(policy) = &mut subscription.dead_letter_policy {
+            policy.dead_letter_topic = self.topic_name(&policy.dead_letter_topic);
+        }
+        let name = subscription.name.clone();
+        let request = self.request(subscription, &name).await?;
+        Ok(self
+            .subscriber_stub()
+            .create_subscription(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Gets a subscription.
+    pub async fn get_subscription(&self, subscription: &str) -> Result<Subscription> {
+        let name = self.subscription_name(subscription);
+        let request = self
+            .request(
+                GetSubscriptionRequest {
+                    subscription: name.clone(),
+                },
+                &name,
+            )
+            .await?;
+        Ok(self
+            .subscriber_stub()
+            .get_subscription(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Updates the fields of `subscription` named in `paths` (snake_case).
+    pub async fn update_subscription(
+        &self,
+        mut subscription: Subscription,
+        paths: &[&str],
+    ) -> Result<Subscription> {
+        subscription.name = self.subscription_name(&subscription.name);
+        let name = subscription.name.clone();
+        let request = UpdateSubscriptionRequest {
+            subscription: Some(subscription),
+            update_mask: Some(wkt::FieldMask {
+                paths: paths.iter().map(|p| (*p).to_string()).collect(),
+            }),
+        };
+        let request = self.request(request, &name).await?;
+        Ok(self
+            .subscriber_stub()
+            .update_subscription(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Every subscription of the client's project.
+    pub async fn list_subscriptions(&self) -> Result<Vec<Subscription>> {
+        let project = self.project_name();
+        self.all_pages(|page_token| {
+            let project = project.clone();
+            async move {
+                let request = self
+                    .request(
+                        ListSubscriptionsRequest {
+                            project: project.clone(),
+                            page_size: 1000,
+                            page_token,
+                        },
+                        &project,
+                    )
+                    .await?;
+                let response = self
+                    .subscriber_stub()
+                    .list_subscriptions(request)
+                    .await?
+                    .into_inner();
+                Ok((response.subscriptions, response.next_page_token))
+            }
+        })
+        .await
+    }
+
+    /// Deletes a subscription.
+    pub async fn delete_subscription(&self, subscription: &str) -> Result<()> {
+        let name = self.subscription_name(subscription);
+        let request = self
+            .request(
+                DeleteSubscriptionRequest {
+                    subscription: name.clone(),
+                },
+                &name,
+            )
+            .await?;
+        self.subscriber_stub().delete_subscription(request).await?;
+        Ok(())
+    }
+
+    /// Seeks a subscription to a point in time: earlier messages count as
+    /// acked, later ones as unacked.
+    pub async fn seek_to_time(
+        &self,
+        subscription: &str,
+        time: std::time::SystemTime,
+    ) -> Result<()> {
+        let since = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let target = seek_request::Target::Time(wkt::Timestamp {
+            seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+        });
+        self.seek(subscription, target).await
+    }
+
+    /// Seeks a subscription to a snapshot.
+    pub async fn seek_to_snapshot(&self, subscription: &str, snapshot: &str) -> Result<()> {
+        let target = seek_request::Target::Snapshot(self.snapshot_name(snapshot));
+        self.seek(subscription, target).await
+    }
+
+    async fn seek(&self, subscription: &str, target: seek_request::Target) -> Result<()> {
+        let name = self.subscription_name(subscription);
+        let request = self
+            .request(
+                SeekRequest {
+                    subscription: name.clone(),
+                    target: Some(target),
+                },
+                &name,
+            )
+            .await?;
+        self.subscriber_stub().seek(request).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+//! Connecting to a Pub/Sub endpoint: the local server or emulator named by
+//! `PUBSUB_EMULATOR_HOST` (plaintext, no credentials), Google Cloud (TLS and
+//! Application Default Credentials), or a custom endpoint.
+
+use std::sync::Arc;
+
+use baton_proto::pubsub::publisher_client::PublisherClient;
+use baton_proto::pubsub::schema_service_client::SchemaServiceClient;
+use baton_proto::pubsub::subscriber_client::SubscriberClient;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, ClientTlsConfig};
+
+use crate::error::{Error, Result};
+
+/// The environment variable the official clients read for a local server.
+pub const EMULATOR_HOST_ENV: &str = "PUBSUB_EMULATOR_HOST";
+/// Google Cloud Pub/Sub's endpoint.
+pub const GOOGLE_CLOUD_ENDPOINT: &str = "https://pubsub.googleapis.com";
+/// OAuth scope of Pub/Sub calls.
+const PUBSUB_SCOPE: &str = "https://www.googleapis.com/auth/pubsub";
+/// Largest message the client sends or accepts (a 10 MB publish request
+/// plus framing; StreamingPull responses can reach 20 MiB).
+const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Where the client connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A local server or emulator at `host:port`: plaintext, no credentials.
+    Emulator(String),
+    /// Google Cloud Pub/Sub with TLS and Application Default Credentials.
+    GoogleCloud,
+    /// Any other endpoint, e.g. a regional one (`https://europe-west1-pubsub.googleapis.com`)
+    /// or a server behind a proxy.
+    Custom {
+        /// `http://host:port` or `https://host[:port]`.
+        uri: String,
+        /// Send Application Default Credentials.
+        authenticate: bool,
+    },
+}
+
+impl Endpoint {
+    /// `PUBSUB_EMULATOR_HOST` when set, Google Cloud otherwise: what the
+    /// official clients do.
+    pub fn from_env() -> Self {
+        match std::env::var(EMULATOR_HOST_ENV) {
+            Ok(host) if !host.trim().is_empty() => Self::Emulator(host.trim().to_string()),
+            _ => Self::GoogleCloud,
+        }
+    }
+}
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The project resources belong to when given by short id.
+    pub project_id: String,
+    /// Where to connect.
+    pub endpoint: Endpoint,
+}
+
+impl ClientConfig {
+    /// A client for `project_id` at the endpoint chosen by the environment
+    /// (see [`Endpoint::from_env`]).
+    pub fn new(project_id: impl Into<String>) -> Self {
+        Self {
+            project_id: project_id.into(),
+            endpoint: Endpoint::from_env(),
+        }
+    }
+
+    /// Overrides the endpoint.
+    pub fn with_endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+}
+
+/// A connection to a Pub/Sub endpoint, shared by publishers, subscribers and
+/// admin calls. Cloning is cheap; all clones share one HTTP/2 channel.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), baton_client::Error> {
+/// use baton_client::{Client, ClientConfig};
+/// // Uses PUBSUB_EMULATOR_HOST when set, Google Cloud otherwise.
+/// let client = Client::connect(ClientConfig::new("my-project")).await?;
+/// let topic = client.topic_name("orders");
+/// assert_eq!(topic, "projects/my-project/topics/orders");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    project_id: String,
+    channel: Channel,
+    endpoint: Endpoint,
+    auth: Option<Arc<dyn gcp_auth::TokenProvider>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("project_id", &self.inner.project_id)
+            .field("endpoint", &self.inner.endpoint)
+            .field("authenticated", &self.inner.auth.is_some())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Sets up the channel (connecting lazily, so a server that starts later
+    /// is fine) and, for Google Cloud, finds Application Default Credentials.
+    pub async fn connect(config: ClientConfig) -> Result<Self> {
+        let (uri, tls, authenticate) = match &config.endpoint {
+            Endpoint::Emulator(host) => (format!("http://{host}"), false, false),
+            Endpoint::GoogleCloud => (GOOGLE_CLOUD_ENDPOINT.to_string(), true, true),
+            Endpoint::Custom { uri, authenticate } => {
+                (uri.clone(), uri.starts_with("https://"), *authenticate)
+            }
+        };
+        let mut endpoint =
+            tonic::transport::Endpoint::from_shared(uri.clone()).map_err(|e| {
+                Error::InvalidEndpoint {
+                    endpoint: uri.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        endpoint = endpoint
+            .user_agent(concat!("baton-client/", env!("CARGO_PKG_VERSION")))
+            .map_err(|e| Error::InvalidEndpoint {
+                endpoint: uri.clone(),
+                reason: e.to_string(),
+            })?
+            .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true);
+        if tls {
+            endpoint = endpoint.tls_config(ClientTlsConfig::new().with_webpki_roots())?;
+        }
+        let channel = endpoint.connect_lazy();
+        let auth = if authenticate {
+            Some(gcp_auth::provider().await?)
+        } else {
+            None
+        };
+        Ok(Self {
+            inner: Arc::new(ClientInner {
+                project_id: config.project_id,
+                channel,
+                endpoint: config.endpoint,
+                auth,
+            }),
+        })
+    }
+
+    /// The project of short ids.
+    pub fn project_id(&self) -> &str {
+        &self.inner.project_id
+    }
+
+    /// Where this client connects.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
+    }
+
+    /// `projects/{project}/topics/{id}`, or `id` itself when it is already
+    /// a full name.
+    pub fn topic_name(&self, id: &str) -> String {
+        self.full_name("topics", id)
+    }
+
+    /// `projects/{project}/subscriptions/{id}`, or `id` when already full.
+    pub fn subscription_name(&self, id: &str) -> String {
+        self.full_name("subscriptions", id)
+    }
+
+    /// `projects/{project}/snapshots/{id}`, or `id` when already full.
+    pub fn snapshot_name(&self, id: &str) -> String {
+        self.full_name("snapshots", id)
+    }
+
+    fn full_name(&self, collection: &str, id: &str) -> String {
+        if id.starts_with("projects/") {
+            id.to_string()
+        } else {
+            format!("projects/{}/{collection}/{id}", self.inner.project_id)
+        }
+    }
+
+    /// `projects/{project}`.
+    pub fn project_name(&self) -> String {
+        format!("projects/{}", self.inner.project_id)
+    }
+
+    pub(crate) fn publisher_stub(&self) -> PublisherClient<Channel> {
+        PublisherClient::new(self.inner.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub(crate) fn subscriber_stub(&self) -> SubscriberClient<Channel> {
+        SubscriberClient::new(self.inner.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn schema_stub(&self) -> SchemaServiceClient<Channel> {
+        SchemaServiceClient::new(self.inner.channel.clone())
+    }
+
+    /// Wraps `message` in a request carrying credentials (when the endpoint
+    /// needs them) and the routing header Google's front ends expect.
+    pub(crate) async fn request<T>(&self, message: T, resource: &str) -> Result<tonic::Request<T>> {
+        let mut request = tonic::Request::new(message);
+        if let Some(auth) = &self.inner.auth {
+            let token = auth.token(&[PUBSUB_SCOPE]).await?;
+            let value = MetadataValue::try_from(format!("Bearer {}", token.as_str()))
+                .map_err(|e| Error::InvalidEndpoint {
+                    endpoint: GOOGLE_CLOUD_ENDPOINT.to_string(),
+                    reason: format!("unusable access token: {e}"),
+                })?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        if !resource.is_empty() {
+            if let Ok(value) = MetadataValue::try_from(format!("resource={resource}")) {
+                request.metadata_mut().insert("x-goog-request-params", value);
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// The last segment of a resource name (`projects/p/topics/t` -> `t`).
+pub fn short_id(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn names_and_endpoints() {
+        let client = Client::connect(
+            ClientConfig::new("p").with_endpoint(Endpoint::Emulator("127.0.0.1:1".into())),
+        )
+        .await
+        .unwrap();
+        assert_eq!(client.topic_name("t1"), "projects/p/topics/t1");
+        assert_eq!(
+            client.subscription_name("projects/q/subscriptions/s"),
+            "projects/q/subscriptions/s"
+        );
+        assert_eq!(short_id("projects/p/topics/t1"), "t1");
+        let bad = Client::connect(ClientConfig::new("p").with_endpoint(Endpoint::Custom {
+            uri: "not a uri".into(),
+            authenticate: false,
+        }))
+        .await;
+        assert!(matches!(bad, Err(Error::InvalidEndpoint { .. })));
+    }
+}

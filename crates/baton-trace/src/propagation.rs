@@ -1,0 +1,677 @@
+//! The `googclient_` carrier: trace context inside Pub/Sub message attributes
+//! (`tracing.md` section 1 and 4.4).
+//!
+//! The official Google clients put the W3C Trace Context of the per-message
+//! `create` span into the message's attributes, with every key prefixed by
+//! `googclient_`. This module writes and reads exactly that format, using the
+//! W3C propagator directly (never the process-global propagator, which may
+//! carry extra keys such as baggage).
+
+use std::borrow::{Borrow, BorrowMut};
+use std::collections::HashMap;
+
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+
+/// Prefix the official clients put in front of every key the propagator writes.
+pub const ATTRIBUTE_PREFIX: &str = "googclient_";
+
+/// Attribute holding the W3C `traceparent`
+/// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`) of the `create` span.
+pub const TRACEPARENT_ATTRIBUTE: &str = "googclient_traceparent";
+
+/// Attribute holding the W3C `tracestate`; only present when non-empty.
+pub const TRACESTATE_ATTRIBUTE: &str = "googclient_tracestate";
+
+/// Attribute holding W3C baggage; only written and read when
+/// [`PropagationOptions::baggage`] is on.
+pub const BAGGAGE_ATTRIBUTE: &str = "googclient_baggage";
+
+/// Legacy attribute written by Node.js clients 2.5–4.x: JSON
+/// `{"traceId","spanId","traceFlags"}`. Read only when
+/// [`TRACEPARENT_ATTRIBUTE`] is absent; never written.
+pub const LEGACY_SPAN_CONTEXT_ATTRIBUTE: &str = "googclient_OpenTelemetrySpanContext";
+
+/// The standard, unprefixed W3C key; written and read only when
+/// [`PropagationOptions::standard_keys`] is on.
+pub const STANDARD_TRACEPARENT_ATTRIBUTE: &str = "traceparent";
+
+/// The standard, unprefixed W3C key; written and read only when
+/// [`PropagationOptions::standard_keys`] is on.
+pub const STANDARD_TRACESTATE_ATTRIBUTE: &str = "tracestate";
+
+/// Unprefixed propagator field name for the tracestate (what the W3C
+/// propagator asks a carrier to set).
+const TRACESTATE_FIELD: &str = "tracestate";
+
+/// Opt-in extras beyond the official clients' wire format (`tracing.md` 4.4).
+///
+/// The default (everything off) is exactly the official clients' format: only
+/// `googclient_traceparent` and, when non-empty, `googclient_tracestate`.
+///
+/// ```
+/// let options = baton_trace::PropagationOptions { standard_keys: true, ..Default::default() };
+/// assert!(!options.baggage);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PropagationOptions {
+    /// Also write the plain `traceparent`/`tracestate` keys, and fall back to
+    /// reading them when the `googclient_` keys carry no usable context.
+    pub standard_keys: bool,
+    /// Also write and read W3C baggage as `googclient_baggage`.
+    pub baggage: bool,
+}
+
+/// An [`Injector`]/[`Extractor`] over a message's attribute map that adds the
+/// `googclient_` prefix to every key, for users who handle raw messages and want
+/// to drive an OpenTelemetry propagator themselves (the Go client's
+/// `NewMessageCarrierFromPB`).
+///
+/// `A` is any borrow of the attribute map: `&HashMap` (extract only),
+/// `&mut HashMap` or an owned `HashMap` (inject and extract).
+///
+/// Setting an empty `tracestate` removes the attribute instead of writing an
+/// empty value, as the other official clients do.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use baton_trace::MessageCarrier;
+/// use opentelemetry::propagation::{Extractor, Injector};
+///
+/// let mut attributes = HashMap::new();
+/// MessageCarrier::new(&mut attributes).set("traceparent", "00-…".to_owned());
+/// assert!(attributes.contains_key("googclient_traceparent"));
+/// assert_eq!(MessageCarrier::new(&attributes).get("traceparent"), Some("00-…"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct MessageCarrier<A> {
+    attributes: A,
+    prefix: &'static str,
+}
+
+impl<A> MessageCarrier<A> {
+    /// Wraps an attribute map; keys are read and written with the `googclient_`
+    /// prefix.
+    pub fn new(attributes: A) -> Self {
+        Self {
+            attributes,
+            prefix: ATTRIBUTE_PREFIX,
+        }
+    }
+
+    /// Wraps an attribute map without a prefix (the opt-in standard keys).
+    fn unprefixed(attributes: A) -> Self {
+        Self {
+            attributes,
+            prefix: "",
+        }
+    }
+
+    /// Returns the wrapped attribute map.
+    pub fn into_inner(self) -> A {
+        self.attributes
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+}
+
+impl<A: Borrow<HashMap<String, String>>> Extractor for MessageCarrier<A> {
+    /// Reads `googclient_{key}`.
+    fn get(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .borrow()
+            .get(&self.key(key))
+            .map(String::as_str)
+    }
+
+    /// Lists the prefixed attribute keys, without the prefix.
+    fn keys(&self) -> Vec<&str> {
+        self.attributes
+            .borrow()
+            .keys()
+            .filter_map(|k| k.strip_prefix(self.prefix))
+            .collect()
+    }
+}
+
+impl<A: BorrowMut<HashMap<String, String>>> Injector for MessageCarrier<A> {
+    /// Writes `googclient_{key}`, overwriting any existing value; an empty
+    /// `tracestate` removes the attribute instead.
+    fn set(&mut self, key: &str, value: String) {
+        let full_key = self.key(key);
+        let attributes = self.attributes.borrow_mut();
+        if key == TRACESTATE_FIELD && value.is_empty() {
+            attributes.remove(&full_key);
+        } else {
+            attributes.insert(full_key, value);
+        }
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.attributes.borrow_mut().reserve(additional);
+    }
+}
+
+/// Writes the trace context of `cx`'s span into a message's attributes.
+///
+/// Pass the context of the per-message `create` span. Uses the W3C Trace
+/// Context propagator directly with every key prefixed `googclient_`:
+/// `googclient_traceparent` is written whenever the span context is valid
+/// (sampled or not), `googclient_tracestate` only when the tracestate is
+/// non-empty. Existing attributes with those keys are overwritten (a stale
+/// `googclient_tracestate` is removed). Nothing trace-related is written when the
+/// span context is invalid. With [`PropagationOptions::standard_keys`] the plain
+/// `traceparent`/`tracestate` keys are written too; with
+/// [`PropagationOptions::baggage`] non-empty baggage of `cx` is written as
+/// `googclient_baggage`.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use opentelemetry::Context;
+/// use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+///
+/// let span_context = SpanContext::new(
+///     TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+///     SpanId::from(0x00f0_67aa_0ba9_02b7),
+///     TraceFlags::SAMPLED,
+///     false,
+///     TraceState::default(),
+/// );
+/// let cx = Context::new().with_remote_span_context(span_context);
+/// let mut attributes = HashMap::new();
+/// baton_trace::inject(&cx, &mut attributes, &Default::default());
+/// assert_eq!(
+///     attributes["googclient_traceparent"],
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+/// );
+/// assert!(!attributes.contains_key("googclient_tracestate"));
+/// ```
+pub fn inject(
+    cx: &Context,
+    attributes: &mut HashMap<String, String>,
+    options: &PropagationOptions,
+) {
+    let trace_context = TraceContextPropagator::new();
+    trace_context.inject_context(cx, &mut MessageCarrier::new(&mut *attributes));
+    if options.standard_keys {
+        trace_context.inject_context(cx, &mut MessageCarrier::unprefixed(&mut *attributes));
+    }
+    if options.baggage {
+        BaggagePropagator::new().inject_context(cx, &mut MessageCarrier::new(&mut *attributes));
+    }
+}
+
+/// Reads the trace context a publisher put into a message's attributes.
+///
+/// Returns a fresh [`Context`] (not derived from the current one) holding the
+/// remote `create` span context when one could be read, to be used as the
+/// parent of the `subscribe` span. Sources, first usable wins:
+/// `googclient_traceparent` (+ `googclient_tracestate`); the legacy Node.js
+/// `googclient_OpenTelemetrySpanContext` JSON, only when
+/// `googclient_traceparent` is absent; with [`PropagationOptions::standard_keys`],
+/// the plain `traceparent` (+ `tracestate`). Any flags byte is accepted; only
+/// bit 0 (sampled) is kept. Missing or malformed values are never an error:
+/// the context simply has no remote span, so the subscribe span starts a new
+/// trace. With [`PropagationOptions::baggage`], `googclient_baggage` is read
+/// into the context's baggage.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use opentelemetry::trace::TraceContextExt;
+///
+/// let attributes = HashMap::from([(
+///     "googclient_traceparent".to_owned(),
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03".to_owned(),
+/// )]);
+/// let cx = baton_trace::extract(&attributes, &Default::default());
+/// assert!(cx.span().span_context().is_sampled());
+/// assert!(cx.span().span_context().is_remote());
+///
+/// let cx = baton_trace::extract(&HashMap::new(), &Default::default());
+/// assert!(!cx.has_active_span());
+/// ```
+#[must_use]
+pub fn extract(attributes: &HashMap<String, String>, options: &PropagationOptions) -> Context {
+    let mut cx = Context::new();
+    if let Some(span_context) = extract_span_context(attributes, options) {
+        cx = cx.with_remote_span_context(span_context);
+    }
+    if options.baggage {
+        cx = BaggagePropagator::new().extract_with_context(&cx, &MessageCarrier::new(attributes));
+    }
+    cx
+}
+
+/// Like [`extract`], but returns only the remote span context, or `None` when
+/// the attributes carry no usable trace context.
+///
+/// Convenient for the server, which records its own spans as children of the
+/// `create` span, and for building links.
+#[must_use]
+pub fn extract_span_context(
+    attributes: &HashMap<String, String>,
+    options: &PropagationOptions,
+) -> Option<SpanContext> {
+    if let Some(span_context) = w3c_span_context(&MessageCarrier::new(attributes)) {
+        return Some(span_context);
+    }
+    // Legacy Node.js JSON, only when no googclient_traceparent is present.
+    let legacy = attributes
+        .get(LEGACY_SPAN_CONTEXT_ATTRIBUTE)
+        .filter(|_| !attributes.contains_key(TRACEPARENT_ATTRIBUTE))
+        .and_then(|value| legacy_span_context(value));
+    if legacy.is_some() {
+        return legacy;
+    }
+    if options.standard_keys {
+        return w3c_span_context(&MessageCarrier::unprefixed(attributes));
+    }
+    None
+}
+
+/// Runs the W3C propagator over `extractor`; `Some` only for a valid context.
+fn w3c_span_context(extractor: &dyn Extractor) -> Option<SpanContext> {
+    let cx = TraceContextPropagator::new().extract_with_context(&Context::new(), extractor);
+    let span = cx.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| span_context.clone())
+}
+
+/// Parses the Node.js 2.5–4.x JSON `{"traceId","spanId","traceFlags"}`.
+fn legacy_span_context(value: &str) -> Option<SpanContext> {
+    let json: serde_json::Value = serde_json::from_str(value).ok()?;
+    let trace_id = TraceId::from_hex(hex_field(&json, "traceId", 32)?).ok()?;
+    let span_id = SpanId::from_hex(hex_field(&json, "spanId", 16)?).ok()?;
+    let flags = match json.get("traceFlags") {
+        None | Some(serde_json::Value::Null) => 0,
+        Some(serde_json::Value::Number(n)) => u8::try_from(n.as_u64()?).ok()?,
+        Some(serde_json::Value::String(s)) => u8::from_str_radix(s, 16).ok()?,
+        Some(_) => return None,
+    };
+    let span_context = SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags) & TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    span_context.is_valid().then_some(span_context)
+}
+
+/// A string field of exactly `len` hex digits.
+fn hex_field<'a>(json: &'a serde_json::Value, name: &str, len: usize) -> Option<&'a str> {
+    let value = json.get(name)?.as_str()?;
+    (value.len() == len && value.bytes().all(|b| b.is_ascii_hexdigit())).then_some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::KeyValue;
+    use opentelemetry::baggage::BaggageExt;
+
+    const TRACE_ID: u128 = 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736;
+    const SPAN_ID: u64 = 0x00f0_67aa_0ba9_02b7;
+    const TRACE_HEX: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const SPAN_HEX: &str = "00f067aa0ba902b7";
+
+    fn span_context(flags: TraceFlags, state: TraceState) -> SpanContext {
+        SpanContext::new(
+            TraceId::from(TRACE_ID),
+            SpanId::from(SPAN_ID),
+            flags,
+            false,
+            state,
+        )
+    }
+
+    fn cx(flags: TraceFlags, state: TraceState) -> Context {
+        Context::new().with_remote_span_context(span_context(flags, state))
+    }
+
+    fn traceparent(flags: &str) -> String {
+        format!("00-{TRACE_HEX}-{SPAN_HEX}-{flags}")
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn vendor_state() -> TraceState {
+        TraceState::from_key_value([("vendor", "opaque")]).unwrap_or_default()
+    }
+
+    #[test]
+    fn constants_are_prefixed() {
+        for key in [
+            TRACEPARENT_ATTRIBUTE,
+            TRACESTATE_ATTRIBUTE,
+            BAGGAGE_ATTRIBUTE,
+            LEGACY_SPAN_CONTEXT_ATTRIBUTE,
+        ] {
+            assert!(key.starts_with(ATTRIBUTE_PREFIX), "{key}");
+        }
+    }
+
+    #[test]
+    fn inject_sampled_without_tracestate() {
+        let mut a = HashMap::new();
+        inject(
+            &cx(TraceFlags::SAMPLED, TraceState::default()),
+            &mut a,
+            &PropagationOptions::default(),
+        );
+        assert_eq!(a, attrs(&[(TRACEPARENT_ATTRIBUTE, &traceparent("01"))]));
+    }
+
+    #[test]
+    fn inject_unsampled_still_writes_traceparent() {
+        let mut a = HashMap::new();
+        inject(
+            &cx(TraceFlags::NOT_SAMPLED, TraceState::default()),
+            &mut a,
+            &PropagationOptions::default(),
+        );
+        assert_eq!(a, attrs(&[(TRACEPARENT_ATTRIBUTE, &traceparent("00"))]));
+    }
+
+    #[test]
+    fn inject_with_tracestate() {
+        let mut a = HashMap::new();
+        inject(
+            &cx(TraceFlags::SAMPLED, vendor_state()),
+            &mut a,
+            &PropagationOptions::default(),
+        );
+        assert_eq!(
+            a,
+            attrs(&[
+                (TRACEPARENT_ATTRIBUTE, &traceparent("01")),
+                (TRACESTATE_ATTRIBUTE, "vendor=opaque"),
+            ])
+        );
+    }
+
+    #[test]
+    fn inject_overwrites_user_attributes_and_keeps_others() {
+        let mut a = attrs(&[
+            (TRACEPARENT_ATTRIBUTE, "user value"),
+            (TRACESTATE_ATTRIBUTE, "stale=1"),
+            ("order", "42"),
+        ]);
+        inject(
+            &cx(TraceFlags::SAMPLED, TraceState::default()),
+            &mut a,
+            &PropagationOptions::default(),
+        );
+        assert_eq!(
+            a,
+            attrs(&[(TRACEPARENT_ATTRIBUTE, &traceparent("01")), ("order", "42")])
+        );
+    }
+
+    #[test]
+    fn inject_invalid_context_writes_nothing() {
+        let mut a = attrs(&[("order", "42")]);
+        inject(&Context::new(), &mut a, &PropagationOptions::default());
+        let invalid = Context::new().with_remote_span_context(SpanContext::empty_context());
+        inject(
+            &invalid,
+            &mut a,
+            &PropagationOptions {
+                standard_keys: true,
+                baggage: true,
+            },
+        );
+        assert_eq!(a, attrs(&[("order", "42")]));
+    }
+
+    #[test]
+    fn inject_standard_keys() {
+        let mut a = HashMap::new();
+        let options = PropagationOptions {
+            standard_keys: true,
+            baggage: false,
+        };
+        inject(&cx(TraceFlags::SAMPLED, vendor_state()), &mut a, &options);
+        assert_eq!(a.len(), 4);
+        assert_eq!(a[STANDARD_TRACEPARENT_ATTRIBUTE], traceparent("01"));
+        assert_eq!(a[STANDARD_TRACESTATE_ATTRIBUTE], "vendor=opaque");
+        assert_eq!(a[TRACEPARENT_ATTRIBUTE], traceparent("01"));
+    }
+
+    #[test]
+    fn round_trip_sampled_unsampled_with_and_without_state() {
+        for flags in [TraceFlags::SAMPLED, TraceFlags::NOT_SAMPLED] {
+            for state in [TraceState::default(), vendor_state()] {
+                let mut a = HashMap::new();
+                inject(
+                    &cx(flags, state.clone()),
+                    &mut a,
+                    &PropagationOptions::default(),
+                );
+                let got = extract_span_context(&a, &PropagationOptions::default());
+                let want = SpanContext::new(
+                    TraceId::from(TRACE_ID),
+                    SpanId::from(SPAN_ID),
+                    flags,
+                    true,
+                    state,
+                );
+                assert_eq!(got, Some(want));
+            }
+        }
+    }
+
+    #[test]
+    fn extract_accepts_any_flags_byte() {
+        for (flags, sampled) in [
+            ("00", false),
+            ("01", true),
+            ("03", true),
+            ("ff", true),
+            ("02", false),
+        ] {
+            let a = attrs(&[(TRACEPARENT_ATTRIBUTE, &traceparent(flags))]);
+            let cx = extract(&a, &PropagationOptions::default());
+            let span = cx.span();
+            let sc = span.span_context();
+            assert!(sc.is_valid(), "{flags}");
+            assert!(sc.is_remote(), "{flags}");
+            assert_eq!(sc.is_sampled(), sampled, "{flags}");
+            assert_eq!(sc.trace_id(), TraceId::from(TRACE_ID));
+            assert_eq!(sc.span_id(), SpanId::from(SPAN_ID));
+        }
+    }
+
+    #[test]
+    fn extract_reads_tracestate() {
+        let a = attrs(&[
+            (TRACEPARENT_ATTRIBUTE, &traceparent("01")),
+            (TRACESTATE_ATTRIBUTE, "vendor=opaque"),
+        ]);
+        let sc = extract_span_context(&a, &PropagationOptions::default());
+        assert_eq!(
+            sc.map(|sc| sc.trace_state().header()),
+            Some("vendor=opaque".to_owned())
+        );
+    }
+
+    #[test]
+    fn extract_missing_or_malformed_gives_no_span() {
+        let cases = [
+            attrs(&[]),
+            attrs(&[("order", "42")]),
+            attrs(&[(TRACEPARENT_ATTRIBUTE, "")]),
+            attrs(&[(TRACEPARENT_ATTRIBUTE, "garbage")]),
+            attrs(&[(
+                TRACEPARENT_ATTRIBUTE,
+                "00-00000000000000000000000000000000-0000000000000000-01",
+            )]),
+            attrs(&[(TRACEPARENT_ATTRIBUTE, &format!("00-{TRACE_HEX}-{SPAN_HEX}"))]),
+            attrs(&[(
+                TRACEPARENT_ATTRIBUTE,
+                &format!("ff-{TRACE_HEX}-{SPAN_HEX}-01"),
+            )]),
+            // Unprefixed keys are ignored by default.
+            attrs(&[(STANDARD_TRACEPARENT_ATTRIBUTE, &traceparent("01"))]),
+        ];
+        for a in cases {
+            let cx = extract(&a, &PropagationOptions::default());
+            assert!(!cx.has_active_span(), "{a:?}");
+            assert!(!cx.span().span_context().is_valid(), "{a:?}");
+            assert_eq!(
+                extract_span_context(&a, &PropagationOptions::default()),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn extract_legacy_node_json() {
+        let json = format!(r#"{{"traceId":"{TRACE_HEX}","spanId":"{SPAN_HEX}","traceFlags":1}}"#);
+        let a = attrs(&[(LEGACY_SPAN_CONTEXT_ATTRIBUTE, &json)]);
+        let sc = extract_span_context(&a, &PropagationOptions::default());
+        assert_eq!(
+            sc,
+            Some(SpanContext::new(
+                TraceId::from(TRACE_ID),
+                SpanId::from(SPAN_ID),
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::default()
+            ))
+        );
+
+        let unsampled =
+            format!(r#"{{"traceId":"{TRACE_HEX}","spanId":"{SPAN_HEX}","traceFlags":0}}"#);
+        let a = attrs(&[(LEGACY_SPAN_CONTEXT_ATTRIBUTE, &unsampled)]);
+        let sc = extract_span_context(&a, &PropagationOptions::default());
+        assert_eq!(sc.map(|sc| sc.is_sampled()), Some(false));
+
+        for bad in [
+            "",
+            "{}",
+            "[1,2]",
+            r#"{"traceId":"zz","spanId":"00f067aa0ba902b7","traceFlags":1}"#,
+            r#"{"traceId":"00000000000000000000000000000000","spanId":"00f067aa0ba902b7"}"#,
+            r#"{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","traceFlags":999}"#,
+        ] {
+            let a = attrs(&[(LEGACY_SPAN_CONTEXT_ATTRIBUTE, bad)]);
+            assert_eq!(
+                extract_span_context(&a, &PropagationOptions::default()),
+                None,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_json_only_when_traceparent_absent() {
+        let other_trace = "0af7651916cd43dd8448eb211c80319c";
+        let json = format!(r#"{{"traceId":"{other_trace}","spanId":"{SPAN_HEX}","traceFlags":1}}"#);
+        // A valid traceparent wins.
+        let a = attrs(&[
+            (TRACEPARENT_ATTRIBUTE, &traceparent("01")),
+            (LEGACY_SPAN_CONTEXT_ATTRIBUTE, &json),
+        ]);
+        let sc = extract_span_context(&a, &PropagationOptions::default());
+        assert_eq!(sc.map(|sc| sc.trace_id()), Some(TraceId::from(TRACE_ID)));
+        // A present but malformed traceparent does not fall back to legacy.
+        let a = attrs(&[
+            (TRACEPARENT_ATTRIBUTE, "garbage"),
+            (LEGACY_SPAN_CONTEXT_ATTRIBUTE, &json),
+        ]);
+        assert_eq!(
+            extract_span_context(&a, &PropagationOptions::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn extract_standard_keys_fallback() {
+        let options = PropagationOptions {
+            standard_keys: true,
+            baggage: false,
+        };
+        let a = attrs(&[
+            (STANDARD_TRACEPARENT_ATTRIBUTE, &traceparent("01")),
+            (STANDARD_TRACESTATE_ATTRIBUTE, "vendor=opaque"),
+        ]);
+        let sc = extract_span_context(&a, &options);
+        assert_eq!(
+            sc.as_ref().map(SpanContext::trace_id),
+            Some(TraceId::from(TRACE_ID))
+        );
+        assert_eq!(
+            sc.map(|sc| sc.trace_state().header()),
+            Some("vendor=opaque".to_owned())
+        );
+
+        // The prefixed key wins over the plain one.
+        let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let a = attrs(&[
+            (STANDARD_TRACEPARENT_ATTRIBUTE, other),
+            (TRACEPARENT_ATTRIBUTE, &traceparent("01")),
+        ]);
+        let sc = extract_span_context(&a, &options);
+        assert_eq!(sc.map(|sc| sc.trace_id()), Some(TraceId::from(TRACE_ID)));
+    }
+
+    #[test]
+    fn baggage_round_trip_only_when_enabled() {
+        let base = cx(TraceFlags::SAMPLED, TraceState::default());
+        let with_baggage = base.with_baggage([KeyValue::new("tenant", "acme")]);
+
+        let mut a = HashMap::new();
+        inject(&with_baggage, &mut a, &PropagationOptions::default());
+        assert!(!a.contains_key(BAGGAGE_ATTRIBUTE));
+        assert!(!a.contains_key("baggage"));
+
+        let options = PropagationOptions {
+            standard_keys: false,
+            baggage: true,
+        };
+        inject(&with_baggage, &mut a, &options);
+        assert_eq!(
+            a.get(BAGGAGE_ATTRIBUTE).map(String::as_str),
+            Some("tenant=acme")
+        );
+
+        let cx = extract(&a, &options);
+        assert_eq!(
+            cx.baggage().get("tenant").map(|v| v.as_str().to_owned()),
+            Some("acme".to_owned())
+        );
+        assert!(cx.span().span_context().is_valid());
+
+        let cx = extract(&a, &PropagationOptions::default());
+        assert!(cx.baggage().is_empty());
+    }
+
+    #[test]
+    fn message_carrier_prefixes_keys() {
+        let mut a = attrs(&[("order", "42")]);
+        let mut carrier = MessageCarrier::new(&mut a);
+        TraceContextPropagator::new().inject_context(
+            &cx(TraceFlags::SAMPLED, TraceState::default()),
+            &mut carrier,
+        );
+        assert!(!a.contains_key(TRACESTATE_ATTRIBUTE));
+        assert_eq!(a[TRACEPARENT_ATTRIBUTE], traceparent("01"));
+
+        let carrier = MessageCarrier::new(&a);
+        assert_eq!(carrier.keys(), vec!["traceparent"]);
+        assert_eq!(carrier.get("order"), None);
+        let cx = TraceContextPropagator::new().extract(&carrier);
+        assert_eq!(cx.span().span_context().trace_id(), TraceId::from(TRACE_ID));
+        assert_eq!(carrier.into_inner().len(), 2);
+    }
+}
