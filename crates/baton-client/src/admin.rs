@@ -156,7 +156,11 @@ impl Client {
         topic.name = self.topic_name(&topic.name);
         let name = topic.name.clone();
         let request = self.request(topic, &name).await?;
-        Ok(self.publisher_stub().create_topic(request).await?.into_inner())
+        Ok(self
+            .publisher_stub()
+            .create_topic(request)
+            .await?
+            .into_inner())
     }
 
     /// Gets a topic.
@@ -165,7 +169,12 @@ impl Client {
         let settings = RetrySettings::admin_default();
         Ok(with_retry(&settings, idempotent_retryable, || async {
             let request = self
-                .request(GetTopicRequest { topic: name.clone() }, &name)
+                .request(
+                    GetTopicRequest {
+                        topic: name.clone(),
+                    },
+                    &name,
+                )
                 .await
                 .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
             self.publisher_stub().get_topic(request).await
@@ -185,7 +194,11 @@ impl Client {
             }),
         };
         let request = self.request(request, &name).await?;
-        Ok(self.publisher_stub().update_topic(request).await?.into_inner())
+        Ok(self
+            .publisher_stub()
+            .update_topic(request)
+            .await?
+            .into_inner())
     }
 
     /// Every topic of the client's project.
@@ -204,7 +217,11 @@ impl Client {
                         &project,
                     )
                     .await?;
-                let response = self.publisher_stub().list_topics(request).await?.into_inner();
+                let response = self
+                    .publisher_stub()
+                    .list_topics(request)
+                    .await?
+                    .into_inner();
                 Ok((response.topics, response.next_page_token))
             }
         })
@@ -242,7 +259,12 @@ impl Client {
     pub async fn delete_topic(&self, topic: &str) -> Result<()> {
         let name = self.topic_name(topic);
         let request = self
-            .request(DeleteTopicRequest { topic: name.clone() }, &name)
+            .request(
+                DeleteTopicRequest {
+                    topic: name.clone(),
+                },
+                &name,
+            )
             .await?;
         self.publisher_stub().delete_topic(request).await?;
         Ok(())
@@ -284,12 +306,23 @@ impl Client {
     }
 
     /// Updates the fields of `subscription` named in `paths` (snake_case).
+    /// Its name, topic and dead-letter topic may be short ids.
     pub async fn update_subscription(
         &self,
         mut subscription: Subscription,
         paths: &[&str],
     ) -> Result<Subscription> {
         subscription.name = self.subscription_name(&subscription.name);
+        if !subscription.topic.is_empty() {
+            subscription.topic = self.topic_name(&subscription.topic);
+        }
+        if let Some(policy) = subscription
+            .dead_letter_policy
+            .as_mut()
+            .filter(|p| !p.dead_letter_topic.is_empty())
+        {
+            policy.dead_letter_topic = self.topic_name(&policy.dead_letter_topic);
+        }
         let name = subscription.name.clone();
         let request = UpdateSubscriptionRequest {
             subscription: Some(subscription),

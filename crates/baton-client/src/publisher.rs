@@ -78,7 +78,7 @@ impl Message {
 
     fn into_proto(self) -> PubsubMessage {
         PubsubMessage {
-            data: self.data.into(),
+            data: self.data,
             attributes: self.attributes,
             ordering_key: self.ordering_key,
             ..Default::default()
@@ -185,7 +185,9 @@ struct Pending {
     message: PubsubMessage,
     size: usize,
     done: oneshot::Sender<Result<String>>,
-    _permits: Vec<OwnedSemaphorePermit>,
+    /// Flow-control permits, released before `done` resolves so a caller
+    /// that awaited its handle finds the room free.
+    permits: Vec<OwnedSemaphorePermit>,
     trace: Option<CreateTrace>,
 }
 
@@ -279,7 +281,10 @@ impl Client {
     /// A publisher for `topic` with `config`.
     pub fn publisher_with(&self, topic: &str, config: PublisherConfig) -> Publisher {
         let semaphore = |limit: Option<usize>| {
-            limit.filter(|_| config.flow_control.limit_exceeded_behavior != LimitExceededBehavior::Ignore)
+            limit
+                .filter(|_| {
+                    config.flow_control.limit_exceeded_behavior != LimitExceededBehavior::Ignore
+                })
                 .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))))
         };
         let shared = Arc::new(Shared {
@@ -326,9 +331,10 @@ impl Publisher {
             return PublishHandle::failed(Error::OrderingNotEnabled);
         }
         let project = shared.client.project_id().to_string();
-        let mut trace = shared
-            .telemetry
-            .start_create(short_id(&shared.topic), &project, &mut message);
+        let mut trace =
+            shared
+                .telemetry
+                .start_create(short_id(&shared.topic), &project, &mut message);
         let size = message_size(&message);
         if size > API_MAX_BYTES {
             let error = Error::MessageTooLarge {
@@ -379,7 +385,7 @@ impl Publisher {
                 message,
                 size,
                 done,
-                _permits: permits,
+                permits,
                 trace,
             });
         }
@@ -403,7 +409,10 @@ impl Publisher {
             }
             .unwrap_or(usize::MAX);
             if amount > limit {
-                return Err(Error::MessageTooLarge { size: amount, limit });
+                return Err(Error::MessageTooLarge {
+                    size: amount,
+                    limit,
+                });
             }
             let amount = u32::try_from(amount).unwrap_or(u32::MAX);
             let permit = match behavior {
@@ -505,7 +514,14 @@ async fn dispatch(shared: Arc<Shared>) {
                     queue.in_flight |= ordered;
                     batches.push((key.clone(), batch));
                 }
-                if let Some(oldest) = queue.oldest.filter(|_| !queue.pending.is_empty()) {
+                // A key waiting for its in-flight batch is woken when that
+                // batch finishes; a deadline for it would already have
+                // passed and make this loop spin until then.
+                let waiting = ordered && queue.in_flight;
+                if let Some(oldest) = queue
+                    .oldest
+                    .filter(|_| !queue.pending.is_empty() && !waiting)
+                {
                     let due = oldest + settings.max_delay;
                     next_deadline = Some(next_deadline.map_or(due, |d: Instant| d.min(due)));
                 }
@@ -572,6 +588,9 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
         }
     })
     .await;
+    for pending in &mut batch {
+        pending.permits.clear();
+    }
     let failed = match result {
         Ok(response) => {
             let ids = response.into_inner().message_ids;
@@ -604,22 +623,23 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
     drop(rpc_span);
     let mut state = shared.lock();
     state.batches_in_flight = state.batches_in_flight.saturating_sub(1);
-    if !key.is_empty() {
-        if let Some(queue) = state.queues.get_mut(&key) {
-            queue.in_flight = false;
-            if failed {
-                // An ordered key stops at its first failure so later messages
-                // cannot overtake the failed ones.
-                queue.paused = true;
-                queue.bytes = 0;
-                queue.oldest = None;
-                for pending in queue.pending.drain(..) {
-                    let error = Error::OrderingKeyPaused(key.clone());
-                    if let Some(mut trace) = pending.trace {
-                        trace.fail(&error);
-                    }
-                    let _ = pending.done.send(Err(error));
+    if !key.is_empty()
+        && let Some(queue) = state.queues.get_mut(&key)
+    {
+        queue.in_flight = false;
+        if failed {
+            // An ordered key stops at its first failure so later messages
+            // cannot overtake the failed ones.
+            queue.paused = true;
+            queue.bytes = 0;
+            queue.oldest = None;
+            for mut pending in queue.pending.drain(..) {
+                pending.permits.clear();
+                let error = Error::OrderingKeyPaused(key.clone());
+                if let Some(mut trace) = pending.trace {
+                    trace.fail(&error);
                 }
+                let _ = pending.done.send(Err(error));
             }
         }
     }

@@ -119,12 +119,9 @@ enum PushFailure {
     /// The endpoint answered with a status that is not an acknowledgement.
     #[error("endpoint answered HTTP {0}")]
     Status(u16),
-    /// No answer: connection error, timeout or bad URL (with the causes).
+    /// No answer: connection or TLS error, timeout or bad URL (with the causes).
     #[error("push request failed: {0}")]
     Request(String),
-    /// `https://` endpoints need a TLS backend, which this build leaves out.
-    #[error("https push endpoints are not supported (no TLS in this build)")]
-    HttpsUnsupported,
     /// Not sent, because an earlier message of its ordering key failed.
     #[error("held back behind a failed message of its ordering key")]
     HeldBack,
@@ -394,7 +391,14 @@ impl Worker {
             let may_take = !stopping && room > 0 && !self.backoff.active(now);
             if let (true, Some(sub)) = (may_take, &current) {
                 match self.take(&mut registration, room) {
-                    Taken::Messages(messages) => self.dispatch(sub, messages),
+                    Taken::Messages(messages) => {
+                        self.dispatch(sub, messages);
+                        // A batch can stop short of the window (the broker
+                        // caps a batch's bytes): lease again right away.
+                        if self.in_flight < self.settings.max_outstanding {
+                            continue;
+                        }
+                    }
                     Taken::Idle => {}
                     Taken::Gone => return,
                 }
@@ -657,9 +661,6 @@ async fn push_one(
         .and_then(|v| HeaderValue::from_str(v).ok())
     {
         headers.insert(HeaderName::from_static("traceparent"), value);
-    }
-    if push.push_endpoint.starts_with("https://") {
-        return Err(PushFailure::HttpsUnsupported);
     }
     let response = client
         .post(&push.push_endpoint)

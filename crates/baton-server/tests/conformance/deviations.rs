@@ -72,8 +72,45 @@ const REASON_UPDATE_SNAPSHOT: &str = "UpdateSnapshot is implemented (the emulato
 const REASON_PROTOBUF: &str = "Protocol Buffer schemas are implemented (the emulator answers UNIMPLEMENTED `Protocol buffer support not implemented in emulator`); later schema lists include the proto schema";
 const REASON_IAM: &str = "IAM policies are stored and answered like the real service (the emulator answers UNIMPLEMENTED); a missing resource is NOT_FOUND and a malformed one INVALID_ARGUMENT with the resource name without the `:verb`";
 
+const REASON_PUSH_ONE_KEY: &str = "a Publish request whose messages carry different ordering keys (here one keyed message and unkeyed ones) is FAILED_PRECONDITION, as in the real service; the emulator accepts it, so nothing is published and nothing is pushed (the push envelope of every message shape is covered by tests/push.rs)";
+
+/// Our answer to a Publish mixing ordering keys (gRPC FAILED_PRECONDITION).
+fn one_ordering_key_error() -> Value {
+    json!({"error": {"code": 9, "status": "FAILED_PRECONDITION", "message": "In a single publish request, all messages must have no ordering key or they must all have the same ordering key."}})
+}
+
+const REASON_MIXED_KEYS: &str = "a Publish request whose messages carry different ordering keys is FAILED_PRECONDITION in the real service (pubsub-api.md section 3: one ordering key per request); the emulator accepts it";
+
+fn mixed_keys_error() -> Value {
+    ours(r#"{"error":{"code":9,"message":"In a single publish request, all messages must have no ordering key or they must all have the same ordering key.","status":"FAILED_PRECONDITION"}}"#)
+}
+
 /// The table.
 pub const DEVIATIONS: &[Deviation] = &[
+    Deviation {
+        program: "publish-validation",
+        step: "batch",
+        reason: REASON_MIXED_KEYS,
+        expected: mixed_keys_error,
+    },
+    Deviation {
+        program: "publish-http",
+        step: "publish-batch",
+        reason: REASON_MIXED_KEYS,
+        expected: || ours(r#"{"body":{"error":{"code":400,"message":"In a single publish request, all messages must have no ordering key or they must all have the same ordering key.","status":"FAILED_PRECONDITION"}},"contentType":"application/json","status":400}"#),
+    },
+    Deviation {
+        program: "ordering-keys",
+        step: "publish",
+        reason: REASON_MIXED_KEYS,
+        expected: mixed_keys_error,
+    },
+    Deviation {
+        program: "ordering-keys",
+        step: "publish-more",
+        reason: REASON_MIXED_KEYS,
+        expected: mixed_keys_error,
+    },
     Deviation {
         program: "filters",
         step: "invalid",
@@ -563,7 +600,44 @@ pub const DEVIATIONS: &[Deviation] = &[
             ))
         },
     },
+    Deviation {
+        program: "push-delivery",
+        step: "publish",
+        reason: REASON_PUSH_ONE_KEY,
+        expected: one_ordering_key_error,
+    },
+    Deviation {
+        program: "push-delivery",
+        step: "pushed",
+        reason: REASON_PUSH_ONE_KEY,
+        expected: || ours(r#"{"atLeastSatisfied":false,"distinct":[]}"#),
+    },
+    Deviation {
+        program: "push-envelope",
+        step: "publish-shapes",
+        reason: REASON_PUSH_ONE_KEY,
+        expected: one_ordering_key_error,
+    },
+    Deviation {
+        program: "push-envelope",
+        step: "pushed-shapes",
+        reason: REASON_PUSH_ONE_KEY,
+        expected: || ours(r#"{"atLeastSatisfied":false,"distinct":[]}"#),
+    },
 ];
+
+/// gRPC Publish steps whose messages mix ordering keys. The real service
+/// rejects such a request (pubsub-api.md section 3: a Publish request carries
+/// one ordering key); the runner checks that answer (the step's deviation
+/// entry) and then publishes the same messages one key per request so the
+/// rest of the program still tests delivery.
+const SPLIT_PUBLISH_STEPS: &[(&str, &str)] =
+    &[("ordering-keys", "publish"), ("ordering-keys", "publish-more")];
+
+/// Whether `program`/`step` is one of [`SPLIT_PUBLISH_STEPS`].
+pub fn publishes_split_by_ordering_key(program: &str, step: &str) -> bool {
+    SPLIT_PUBLISH_STEPS.contains(&(program, step))
+}
 
 /// Our expected answer for a step, when it is a deviation.
 pub fn find(program: &str, step: &str) -> Option<&'static Deviation> {

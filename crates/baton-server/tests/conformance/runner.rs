@@ -281,6 +281,9 @@ impl Ctx<'_> {
         let mut body = resolve_value(body, &self.bindings(), TimeShape::Object)?;
         wire::to_proto_json(&mut body)?;
         let deadline = self.deadline(step);
+        if deviations::publishes_split_by_ordering_key(&self.program.id, &step.id) {
+            return self.split_publish(step, service, method, body, deadline).await;
+        }
         match grpc::call_unary(&self.channel, service, method, body, deadline).await? {
             Ok(mut response) => {
                 wire::to_recorded_json(&mut response);
@@ -292,6 +295,48 @@ impl Ctx<'_> {
             }
             Err(status) => Ok(json!({ "error": wire::status_json(&status) })),
         }
+    }
+
+    /// A Publish mixing ordering keys: we answer FAILED_PRECONDITION as the
+    /// real service does (checked against the deviation table), then publish
+    /// the same messages one ordering key per request, in order, so the
+    /// program's later steps see the messages the recording expects.
+    async fn split_publish(
+        &mut self,
+        step: &Step,
+        service: &str,
+        method: &str,
+        body: Value,
+        deadline: Duration,
+    ) -> Result<Value, String> {
+        let rejected =
+            match grpc::call_unary(&self.channel, service, method, body.clone(), deadline).await? {
+                Ok(response) => return Err(format!("mixed-key publish was accepted: {response}")),
+                Err(status) => json!({ "error": wire::status_json(&status) }),
+            };
+        let topic = body["topic"].clone();
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let mut ids = Vec::new();
+        let mut run: Vec<Value> = Vec::new();
+        let key = |m: &Value| m.get("orderingKey").cloned().unwrap_or(Value::Null);
+        for message in messages.into_iter().chain(std::iter::once(Value::Null)) {
+            let ends_run = message.is_null() || run.first().is_some_and(|first| key(first) != key(&message));
+            if ends_run && !run.is_empty() {
+                let request = json!({ "topic": topic, "messages": std::mem::take(&mut run) });
+                match grpc::call_unary(&self.channel, service, method, request, deadline).await? {
+                    Ok(response) => ids.extend(
+                        response["messageIds"].as_array().cloned().unwrap_or_default(),
+                    ),
+                    Err(status) => return Err(format!("single-key publish failed: {status:?}")),
+                }
+            }
+            if !message.is_null() {
+                run.push(message);
+            }
+        }
+        let mut published = json!({ "messageIds": ids });
+        normalize::normalize(&mut published, &mut self.registry, &step.id);
+        Ok(rejected)
     }
 
     async fn http(

@@ -1,0 +1,390 @@
+//! Received messages, the per-delivery state behind them, and settling.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use baton_proto::pubsub::{self as proto, PubsubMessage};
+use prost::Message as _;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::Shared;
+use super::acker::{AckerHandle, Kind, Reply, SettleRequest};
+use super::dispatcher::Core;
+use crate::error::AckError;
+use crate::telemetry::{DeliveryTrace, ProcessScope};
+
+/// The span of messages that have none (tracing off, unary pulls).
+static NO_SPAN: tracing::Span = tracing::Span::none();
+
+/// The spans of one delivery.
+pub(crate) struct Traced {
+    pub trace: DeliveryTrace,
+    /// The handler's process span while it lives (for the `expired` event).
+    pub process: Option<Weak<ProcessScope>>,
+}
+
+/// One delivery of a message: what settling, leasing and tracing need,
+/// shared by the message handed to the user and the session's books.
+pub(crate) struct Delivery {
+    pub ack_id: String,
+    /// Size counted by flow control (the message's encoded length).
+    pub size: usize,
+    pub ordering_key: String,
+    pub received_at: Instant,
+    trace: Option<Mutex<Traced>>,
+    /// Set by the first ack or nack (the user's or shutdown's).
+    settled: AtomicBool,
+    acker: AckerHandle,
+    /// The streaming session that leases it; `None` for unary pulls.
+    session: Option<Weak<Core>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Delivery {
+    /// Runs `f` on the delivery's spans, when it has any.
+    pub fn with_trace<R>(&self, f: impl FnOnce(&mut Traced) -> R) -> Option<R> {
+        self.trace.as_ref().map(|t| f(&mut lock(t)))
+    }
+
+    pub fn is_traced(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    /// Claims the right to settle; `false` when it was settled already.
+    pub fn claim_settlement(&self) -> bool {
+        !self.settled.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
+    }
+
+    pub fn session(&self) -> Option<Arc<Core>> {
+        self.session.as_ref().and_then(Weak::upgrade)
+    }
+
+    pub fn acker(&self) -> &AckerHandle {
+        &self.acker
+    }
+}
+
+/// Runs `f` on the subscribe spans of `deliveries` at once (for settle
+/// spans, which link to all of them). Locks in address order, each
+/// delivery once, so concurrent batches cannot deadlock.
+pub(crate) fn with_traces<R>(
+    deliveries: &[&Arc<Delivery>],
+    f: impl FnOnce(&mut [&mut DeliveryTrace]) -> R,
+) -> Option<R> {
+    let mut traced: Vec<&Arc<Delivery>> =
+        deliveries.iter().copied().filter(|d| d.is_traced()).collect();
+    if traced.is_empty() {
+        return None;
+    }
+    traced.sort_by_key(|d| Arc::as_ptr(d).addr());
+    traced.dedup_by_key(|d| Arc::as_ptr(d).addr());
+    let mut guards: Vec<MutexGuard<'_, Traced>> = traced
+        .iter()
+        .filter_map(|d| d.trace.as_ref())
+        .map(lock)
+        .collect();
+    let mut traces: Vec<&mut DeliveryTrace> = guards.iter_mut().map(|g| &mut g.trace).collect();
+    Some(f(&mut traces))
+}
+
+/// Acks or nacks a delivery once: updates the session's books (lease, flow
+/// control, ordering key) and queues the RPC.
+pub(crate) fn settle(delivery: &Arc<Delivery>, kind: Kind, reply: Option<Reply>) {
+    if !delivery.claim_settlement() {
+        if let Some(reply) = reply {
+            let _ = reply.send(Err(AckError::Shutdown));
+        }
+        return;
+    }
+    if let Some(core) = delivery.session() {
+        core.on_settled(delivery);
+    }
+    let request = SettleRequest {
+        kind,
+        delivery: delivery.clone(),
+        reply,
+    };
+    if let Err(request) = delivery.acker.send(request) {
+        if let Some(reply) = request.reply {
+            let _ = reply.send(Err(AckError::Shutdown));
+        }
+    }
+}
+
+/// A received message before it reaches the user.
+pub(crate) struct Pending {
+    pub message: PubsubMessage,
+    pub delivery_attempt: i32,
+    pub delivery: Arc<Delivery>,
+}
+
+impl Pending {
+    /// Wraps a received message, starting its subscribe span.
+    pub fn new(
+        shared: &Shared,
+        received: proto::ReceivedMessage,
+        exactly_once: bool,
+        acker: AckerHandle,
+        session: Option<Weak<Core>>,
+    ) -> Self {
+        let trace = shared
+            .telemetry
+            .start_subscribe(&shared.subscription_id, &shared.project, &received, exactly_once)
+            .map(|trace| {
+                Mutex::new(Traced {
+                    trace,
+                    process: None,
+                })
+            });
+        let message = received.message.unwrap_or_default();
+        let delivery = Delivery {
+            ack_id: received.ack_id,
+            size: message.encoded_len(),
+            ordering_key: message.ordering_key.clone(),
+            received_at: Instant::now(),
+            trace,
+            settled: AtomicBool::new(false),
+            acker,
+            session,
+        };
+        Self {
+            message,
+            delivery_attempt: received.delivery_attempt,
+            delivery: Arc::new(delivery),
+        }
+    }
+
+    /// Nacks a message that never reached the user (shutdown).
+    pub fn nack(self) {
+        settle(&self.delivery, Kind::Nack, None);
+    }
+}
+
+/// A message received from a subscription.
+///
+/// Settle it with [`ack`](Self::ack) or [`nack`](Self::nack) (or their
+/// `_with_result` forms, which wait for the server's answer, as exactly-once
+/// delivery needs). Dropping it unsettled nacks it, so it is redelivered.
+///
+/// ```no_run
+/// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+/// for message in client.subscriber("orders-worker").pull(10).await? {
+///     if message.attributes().get("kind").map(String::as_str) == Some("order") {
+///         message.ack();
+///     } else {
+///         message.nack();
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+pub struct ReceivedMessage {
+    message: PubsubMessage,
+    delivery_attempt: i32,
+    delivery: Arc<Delivery>,
+    process: Option<Arc<ProcessScope>>,
+    /// Settled through this handle; dropping it does nothing more.
+    done: bool,
+}
+
+impl std::fmt::Debug for ReceivedMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivedMessage")
+            .field("message_id", &self.message.message_id)
+            .field("ack_id", &self.delivery.ack_id)
+            .field("data_len", &self.message.data.len())
+            .field("attributes", &self.message.attributes)
+            .field("ordering_key", &self.message.ordering_key)
+            .field("delivery_attempt", &self.delivery_attempt())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReceivedMessage {
+    pub(crate) fn new(pending: Pending, process: Option<Arc<ProcessScope>>) -> Self {
+        Self {
+            message: pending.message,
+            delivery_attempt: pending.delivery_attempt,
+            delivery: pending.delivery,
+            process,
+            done: false,
+        }
+    }
+
+    /// The payload.
+    pub fn data(&self) -> &[u8] {
+        &self.message.data
+    }
+
+    /// The attributes (including `googclient_traceparent` when the publisher
+    /// traced the message).
+    pub fn attributes(&self) -> &HashMap<String, String> {
+        &self.message.attributes
+    }
+
+    /// The server-assigned message id.
+    pub fn message_id(&self) -> &str {
+        &self.message.message_id
+    }
+
+    /// When the server received the message.
+    pub fn publish_time(&self) -> SystemTime {
+        self.message
+            .publish_time
+            .as_ref()
+            .and_then(|t| {
+                let seconds = u64::try_from(t.seconds).ok()?;
+                let nanos = u32::try_from(t.nanos).ok()?;
+                UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))
+            })
+            .unwrap_or(UNIX_EPOCH)
+    }
+
+    /// The ordering key (empty when none).
+    pub fn ordering_key(&self) -> &str {
+        &self.message.ordering_key
+    }
+
+    /// How many times the message was delivered, counting this one; only
+    /// reported when the subscription has a dead-letter policy.
+    pub fn delivery_attempt(&self) -> Option<u32> {
+        u32::try_from(self.delivery_attempt).ok().filter(|n| *n > 0)
+    }
+
+    /// The ack id of this delivery.
+    pub fn ack_id(&self) -> &str {
+        &self.delivery.ack_id
+    }
+
+    /// The message as received on the wire, e.g. for
+    /// [`baton_trace::extract`]-style helpers.
+    pub fn message(&self) -> &PubsubMessage {
+        &self.message
+    }
+
+    /// The `process` span the handler runs in (a disabled span when tracing
+    /// is off or the message came from a unary pull).
+    ///
+    /// ```no_run
+    /// # async fn run(client: baton_client::Client) {
+    /// let handle = client.subscriber("orders-worker").subscribe(|message| async move {
+    ///     // Work started on another task can still nest under the message.
+    ///     let span = message.process_span().clone();
+    ///     tokio::spawn(async move { let _entered = span.enter(); /* ... */ });
+    ///     message.ack();
+    /// });
+    /// # }
+    /// ```
+    pub fn process_span(&self) -> &tracing::Span {
+        self.process.as_ref().map_or(&NO_SPAN, |scope| &scope.span)
+    }
+
+    /// Acknowledges the message: it will not be redelivered (unless the ack
+    /// is lost; use [`Self::ack_with_result`] to know). Acks are batched and
+    /// sent within about 100 ms.
+    pub fn ack(self) {
+        self.settle(Kind::Ack, None);
+    }
+
+    /// Gives the message back for redelivery as soon as possible.
+    pub fn nack(self) {
+        self.settle(Kind::Nack, None);
+    }
+
+    /// Acknowledges the message and waits for the server's answer. With
+    /// exactly-once delivery, `Ok` means the message will not be delivered
+    /// again; [`AckError::InvalidAckId`] means the ack id had expired (the
+    /// message may come back); transient failures are retried with backoff
+    /// before [`AckError::Transient`] is returned.
+    ///
+    /// ```no_run
+    /// # async fn run(client: baton_client::Client) {
+    /// use baton_client::AckError;
+    /// let handle = client.subscriber("payments").subscribe(|message| async move {
+    ///     match message.ack_with_result().await {
+    ///         Ok(()) => { /* committed exactly once */ }
+    ///         Err(AckError::InvalidAckId) => { /* will be redelivered; undo the work */ }
+    ///         Err(error) => eprintln!("ack failed: {error}"),
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub async fn ack_with_result(self) -> Result<(), AckError> {
+        let (reply, result) = oneshot::channel();
+        self.settle(Kind::Ack, Some(reply));
+        result.await.unwrap_or(Err(AckError::Shutdown))
+    }
+
+    /// Nacks the message and waits for the server's answer (see
+    /// [`Self::ack_with_result`]).
+    pub async fn nack_with_result(self) -> Result<(), AckError> {
+        let (reply, result) = oneshot::channel();
+        self.settle(Kind::Nack, Some(reply));
+        result.await.unwrap_or(Err(AckError::Shutdown))
+    }
+
+    /// Sets the message's ack deadline to `seconds` from now (at most 600).
+    /// For streamed messages the lease keeps being extended by this amount
+    /// afterwards; 0 gives the message back to the server at once while you
+    /// keep the handle (a later ack may then fail with
+    /// [`AckError::InvalidAckId`] under exactly-once delivery).
+    ///
+    /// ```no_run
+    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+    /// let subscriber = client.subscriber("orders-worker");
+    /// for message in subscriber.pull(1).await? {
+    ///     message.modify_ack_deadline(120); // a slow job ahead
+    ///     // ...
+    ///     message.ack();
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn modify_ack_deadline(&self, seconds: u32) {
+        if self.delivery.is_settled() {
+            return;
+        }
+        let seconds = i32::try_from(seconds.min(600)).unwrap_or(600);
+        if let Some(core) = self.delivery.session() {
+            core.on_modify(&self.delivery.ack_id, seconds);
+        }
+        // A deadline of 0 is a modack on the wire too, but it does not
+        // settle the message: the handle can still ack or nack it.
+        let _ = self.delivery.acker.send(SettleRequest {
+            kind: Kind::Modack {
+                seconds,
+                receipt: false,
+            },
+            delivery: self.delivery.clone(),
+            reply: None,
+        });
+    }
+
+    fn settle(mut self, kind: Kind, reply: Option<Reply>) {
+        self.done = true;
+        if let Some(scope) = &self.process {
+            scope.event(match kind {
+                Kind::Ack => baton_trace::EVENT_ACK_CALLED,
+                _ => baton_trace::EVENT_NACK_CALLED,
+            });
+        }
+        settle(&self.delivery, kind, reply);
+    }
+}
+
+impl Drop for ReceivedMessage {
+    fn drop(&mut self) {
+        if !self.done {
+            self.done = true;
+            settle(&self.delivery, Kind::Nack, None);
+        }
+    }
+}

@@ -1,0 +1,983 @@
+//! Behaviour of the publisher against the real server: what reaches the
+//! server (pulled with the generated stubs), how requests are batched (seen
+//! by a recording proxy), ordering under retries and failures, flow control,
+//! flush, shutdown and drop.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use baton_client::{
+    BatchSettings, Error, LimitExceededBehavior, Message, PublishHandle, Publisher,
+    PublisherConfig, PublisherFlowControl,
+};
+use baton_proto::pubsub::PubsubMessage;
+use common::{Proxy, TestServer, by_key, rpc_code};
+use futures::FutureExt;
+use tokio::time::{Instant, timeout};
+use tonic::{Code, Status};
+
+/// Waits for every handle; the message ids in publish order.
+async fn resolve_ids(handles: Vec<PublishHandle>) -> Vec<String> {
+    let mut ids = Vec::with_capacity(handles.len());
+    for (i, handle) in handles.into_iter().enumerate() {
+        match timeout(Duration::from_secs(20), handle).await {
+            Ok(Ok(id)) => ids.push(id),
+            Ok(Err(error)) => panic!("message {i} failed: {error}"),
+            Err(_) => panic!("message {i} never resolved"),
+        }
+    }
+    ids
+}
+
+async fn publish_all(publisher: &Publisher, messages: Vec<Message>) -> Vec<PublishHandle> {
+    let mut handles = Vec::with_capacity(messages.len());
+    for message in messages {
+        handles.push(publisher.publish(message).await);
+    }
+    handles
+}
+
+fn config(batching: BatchSettings) -> PublisherConfig {
+    PublisherConfig {
+        batching,
+        ..Default::default()
+    }
+}
+
+fn ordered() -> PublisherConfig {
+    PublisherConfig {
+        enable_message_ordering: true,
+        ..Default::default()
+    }
+}
+
+fn flow_control(
+    messages: Option<usize>,
+    bytes: Option<usize>,
+    behavior: LimitExceededBehavior,
+) -> PublisherConfig {
+    PublisherConfig {
+        flow_control: PublisherFlowControl {
+            max_outstanding_messages: messages,
+            max_outstanding_bytes: bytes,
+            limit_exceeded_behavior: behavior,
+        },
+        ..Default::default()
+    }
+}
+
+/// `"{key}/{seq}"`: the payload the ordering tests check.
+fn seq_message(key: &str, seq: usize) -> Message {
+    Message::new(format!("{key}/{seq}")).ordering_key(key)
+}
+
+fn seq_of(message: &PubsubMessage) -> usize {
+    let text = std::str::from_utf8(&message.data).unwrap();
+    text.rsplit('/').next().unwrap().parse().unwrap()
+}
+
+/// Asserts each key's messages are exactly `0..count` in order (messages
+/// without a key are promised no order, only completeness).
+fn assert_in_order_without_gaps(messages: &[PubsubMessage], expected: &HashMap<String, usize>) {
+    let groups = by_key(messages);
+    assert_eq!(
+        groups.keys().collect::<HashSet<_>>(),
+        expected.keys().collect::<HashSet<_>>(),
+        "ordering keys received"
+    );
+    for (key, count) in expected {
+        let mut seqs: Vec<usize> = groups[key].iter().map(seq_of).collect();
+        if key.is_empty() {
+            seqs.sort_unstable();
+        }
+        assert_eq!(
+            seqs,
+            (0..*count).collect::<Vec<_>>(),
+            "key {key}: out of order, missing or duplicated"
+        );
+    }
+}
+
+// ----- 1. messages arrive as published ------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_arrives_exactly_as_published() {
+    let server = TestServer::start().await;
+    let (topic, sub) = server.topic_and_subscription("roundtrip", true).await;
+    let publisher = server.client.publisher_with("roundtrip", ordered());
+    assert_eq!(publisher.topic(), topic);
+
+    let mut published = Vec::new();
+    for i in 0..150usize {
+        let mut data = format!("message {i} ").into_bytes();
+        data.extend_from_slice(&[0, 255, (i % 256) as u8, b'\n']);
+        let mut message = Message::new(data).attribute("i", i.to_string());
+        if i % 5 == 0 {
+            message = message.attribute("kind", "fünf ✓").attribute("empty", "");
+        }
+        if i % 4 != 0 {
+            message = message.ordering_key(format!("key-{}", i % 3));
+        }
+        published.push(message);
+    }
+    // Attributes without data are a valid message.
+    published.push(Message::new(Vec::<u8>::new()).attribute("only", "attributes"));
+    let handles = publish_all(&publisher, published.clone()).await;
+    let ids = resolve_ids(handles).await;
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        ids.len(),
+        "every handle resolves to a distinct id"
+    );
+
+    let received = server
+        .pull_n(&sub, published.len(), Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        received.len(),
+        published.len(),
+        "no message lost or duplicated"
+    );
+    let by_id: HashMap<&str, &PubsubMessage> = received
+        .iter()
+        .map(|m| (m.message_id.as_str(), m))
+        .collect();
+    for (i, (message, id)) in published.iter().zip(&ids).enumerate() {
+        let got = by_id
+            .get(id.as_str())
+            .unwrap_or_else(|| panic!("message {i} (id {id}) not on the server"));
+        assert_eq!(got.data, message.data(), "data of message {i}");
+        assert_eq!(&got.attributes, message.attributes(), "attributes of {i}");
+        let key = if i < 150 && i % 4 != 0 {
+            format!("key-{}", i % 3)
+        } else {
+            String::new()
+        };
+        assert_eq!(got.ordering_key, key, "ordering key of message {i}");
+    }
+    publisher.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_by_full_name_and_clones_share_one_queue() {
+    let server = TestServer::start().await;
+    let (topic, sub) = server.topic_and_subscription("clones", false).await;
+    let publisher = server.client.publisher(&topic);
+    assert_eq!(publisher.topic(), topic);
+    let clone = publisher.clone();
+    let first = publisher.publish(Message::new("from the original")).await;
+    drop(publisher);
+    // Dropping one clone must not close the publisher for the others.
+    let second = clone.publish(Message::new("from the clone")).await;
+    let ids = resolve_ids(vec![first, second]).await;
+    assert_ne!(ids[0], ids[1]);
+    clone.shutdown().await;
+    let received = server.pull_n(&sub, 2, Duration::from_secs(5)).await;
+    let mut data: Vec<_> = received.iter().map(|m| m.data.to_vec()).collect();
+    data.sort();
+    assert_eq!(
+        data,
+        vec![b"from the clone".to_vec(), b"from the original".to_vec()]
+    );
+}
+
+// ----- 2. batching ---------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_messages_caps_every_request() {
+    let server = TestServer::start().await;
+    let (_, sub) = server.topic_and_subscription("batch-count", false).await;
+    let proxy = Proxy::start(server.addr).await;
+    let client = proxy.client().await;
+    let publisher = client.publisher_with(
+        "batch-count",
+        config(BatchSettings {
+            max_messages: 10,
+            max_bytes: 1_000_000,
+            // Long enough that only the count (and the flush) cut batches.
+            max_delay: Duration::from_secs(5),
+        }),
+    );
+    let messages = (0..95).map(|i| Message::new(format!("m{i}"))).collect();
+    let handles = publish_all(&publisher, messages).await;
+    publisher.flush().await;
+    let ids = resolve_ids(handles).await;
+    assert_eq!(ids.len(), 95);
+
+    let requests = proxy.requests();
+    assert!(requests.iter().all(|r| r.count <= 10), "{requests:?}");
+    let mut counts: Vec<usize> = requests.iter().map(|r| r.count).collect();
+    counts.sort_unstable();
+    let mut expected = vec![10; 9];
+    expected.insert(0, 5);
+    assert_eq!(counts, expected, "full batches of 10, the rest on flush");
+    assert_eq!(
+        server.pull_n(&sub, 95, Duration::from_secs(5)).await.len(),
+        95
+    );
+
+    // The official default of 100 messages per batch.
+    proxy.reset();
+    let publisher = client.publisher("batch-count");
+    let messages = (0..250).map(|i| Message::new(format!("d{i}"))).collect();
+    let handles = publish_all(&publisher, messages).await;
+    publisher.shutdown().await;
+    assert_eq!(resolve_ids(handles).await.len(), 250);
+    let requests = proxy.requests();
+    assert!(requests.iter().all(|r| r.count <= 100), "{requests:?}");
+    assert_eq!(requests.iter().map(|r| r.count).sum::<usize>(), 250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_bytes_caps_every_request_but_a_single_oversized_message() {
+    let server = TestServer::start().await;
+    let (_, sub) = server.topic_and_subscription("batch-bytes", false).await;
+    let proxy = Proxy::start(server.addr).await;
+    let client = proxy.client().await;
+    let publisher = client.publisher_with(
+        "batch-bytes",
+        config(BatchSettings {
+            max_messages: 1000,
+            max_bytes: 1000,
+            max_delay: Duration::from_secs(5),
+        }),
+    );
+    let mut messages: Vec<Message> = (0..40).map(|_| Message::new(vec![b'x'; 150])).collect();
+    messages.insert(17, Message::new(vec![b'B'; 5000]));
+    // Attributes count towards the size too: 100 + 2 * 25 = 150 bytes.
+    messages.extend(
+        (0..10).map(|_| Message::new(vec![b'a'; 100]).attribute("k".repeat(25), "v".repeat(25))),
+    );
+    let total = messages.len();
+    let handles = publish_all(&publisher, messages).await;
+    publisher.flush().await;
+    assert_eq!(resolve_ids(handles).await.len(), total);
+
+    let requests = proxy.requests();
+    for request in &requests {
+        assert!(
+            request.bytes <= 1000 || request.count == 1,
+            "request over max_bytes: {request:?}"
+        );
+    }
+    assert!(
+        requests.iter().any(|r| r.count == 1 && r.bytes == 5000),
+        "the oversized message goes alone"
+    );
+    // 6 x 150 = 900 fits, 7 x 150 does not: batches are filled, not cut early.
+    assert_eq!(requests.iter().map(|r| r.count).max(), Some(6));
+    assert_eq!(requests.iter().map(|r| r.count).sum::<usize>(), total);
+    assert_eq!(
+        server
+            .pull_n(&sub, total, Duration::from_secs(5))
+            .await
+            .len(),
+        total
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_message_is_sent_after_max_delay() {
+    let server = TestServer::start().await;
+    server.topic_and_subscription("batch-delay", false).await;
+    let proxy = Proxy::start(server.addr).await;
+    let client = proxy.client().await;
+
+    let max_delay = Duration::from_millis(300);
+    let publisher = client.publisher_with(
+        "batch-delay",
+        config(BatchSettings {
+            max_delay,
+            ..Default::default()
+        }),
+    );
+    // Warm the connection up so the measurement is of batching alone.
+    publisher
+        .publish(Message::new("warm-up"))
+        .await
+        .await
+        .unwrap();
+    proxy.reset();
+    let started = Instant::now();
+    let handle = publisher.publish(Message::new("lone")).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(proxy.requests().is_empty(), "sent before max_delay");
+    handle.await.unwrap();
+    let requests = proxy.requests();
+    assert_eq!(requests.len(), 1);
+    let waited = requests[0].at - started;
+    assert!(
+        waited >= max_delay,
+        "sent after {waited:?}, before max_delay"
+    );
+    assert!(
+        waited <= max_delay + Duration::from_millis(400),
+        "sent after {waited:?}, long after max_delay"
+    );
+
+    // The official default of 10 ms.
+    let publisher = client.publisher("batch-delay");
+    publisher
+        .publish(Message::new("warm-up"))
+        .await
+        .await
+        .unwrap();
+    proxy.reset();
+    let started = Instant::now();
+    publisher.publish(Message::new("lone")).await.await.unwrap();
+    let waited = proxy.requests()[0].at - started;
+    assert!(
+        waited <= Duration::from_millis(10 + 300),
+        "default max_delay: sent after {waited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_stay_within_api_limits_whatever_the_settings() {
+    let server = TestServer::start().await;
+    let (_, sub) = server.topic_and_subscription("batch-api", false).await;
+    let proxy = Proxy::start(server.addr).await;
+    let client = proxy.client().await;
+    let publisher = client.publisher_with(
+        "batch-api",
+        config(BatchSettings {
+            max_messages: 1_000_000,
+            max_bytes: usize::MAX,
+            max_delay: Duration::from_secs(5),
+        }),
+    );
+    let messages = (0..2500)
+        .map(|i| Message::new(format!("small {i}")))
+        .collect();
+    let handles = publish_all(&publisher, messages).await;
+    publisher.flush().await;
+    assert_eq!(resolve_ids(handles).await.len(), 2500);
+    let mut counts: Vec<usize> = proxy.requests().iter().map(|r| r.count).collect();
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        vec![500, 1000, 1000],
+        "at most 1000 messages a request"
+    );
+    assert_eq!(
+        server
+            .pull_n(&sub, 2500, Duration::from_secs(10))
+            .await
+            .len(),
+        2500
+    );
+
+    proxy.reset();
+    // 12 MB: ten 1 MB messages fill a request exactly to the 10 MB limit.
+    let messages = (0..12u8)
+        .map(|i| Message::new(vec![i; 1_000_000]))
+        .collect();
+    let handles = publish_all(&publisher, messages).await;
+    publisher.flush().await;
+    assert_eq!(
+        resolve_ids(handles).await.len(),
+        12,
+        "the server accepted every request"
+    );
+    let requests = proxy.requests();
+    assert!(
+        requests.iter().all(|r| r.bytes <= 10_000_000),
+        "request over 10 MB: {:?}",
+        requests
+            .iter()
+            .map(|r| (r.count, r.bytes))
+            .collect::<Vec<_>>()
+    );
+    let mut counts: Vec<usize> = requests.iter().map(|r| r.count).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, vec![2, 10]);
+    publisher.shutdown().await;
+}
+
+// ----- 3. ordering under retries ------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordering_survives_retries() {
+    let server = TestServer::start().await;
+    let (_, sub) = server.topic_and_subscription("ordered-retries", true).await;
+    let proxy = Proxy::start(server.addr).await;
+    // Every third call fails before reaching the server.
+    proxy.set_fault(|call, _| (call % 3 == 2).then(|| Status::unavailable("injected")));
+    let client = proxy.client().await;
+    let publisher = client.publisher_with(
+        "ordered-retries",
+        PublisherConfig {
+            batching: BatchSettings {
+                // Small batches: many calls, so many retries.
+                max_messages: 7,
+                ..Default::default()
+            },
+            ..ordered()
+        },
+    );
+    let keys = ["alpha", "beta", "gamma"];
+    let mut expected: HashMap<String, usize> = HashMap::new();
+    let mut handles = Vec::new();
+    for i in 0..200usize {
+        // An irregular interleaving of the keys.
+        let key = keys[(i * i + i / 7) % 3];
+        let seq = expected.entry(key.to_string()).or_default();
+        handles.push(publisher.publish(seq_message(key, *seq)).await);
+        *seq += 1;
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let ids = resolve_ids(handles).await;
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 200);
+
+    let requests = proxy.requests();
+    let failed = requests.iter().filter(|r| r.injected.is_some()).count();
+    assert!(failed >= 3, "only {failed} injected failures: {requests:?}");
+    // What reached the server, per key, was in order and each batch once.
+    let forwarded: Vec<PubsubMessage> = proxy
+        .forwarded()
+        .iter()
+        .flat_map(|r| {
+            r.data
+                .iter()
+                .zip(&r.ordering_keys)
+                .map(|(data, key)| PubsubMessage {
+                    data: data.clone(),
+                    ordering_key: key.clone(),
+                    ..Default::default()
+                })
+        })
+        .collect();
+    assert_in_order_without_gaps(&forwarded, &expected);
+
+    let received = server.pull_n(&sub, 200, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 200);
+    assert_in_order_without_gaps(&received, &expected);
+    publisher.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_codes_are_retried_with_the_official_backoff() {
+    let server = TestServer::start().await;
+    let (_, sub) = server.topic_and_subscription("retries", false).await;
+    let proxy = Proxy::start(server.addr).await;
+    let client = proxy.client().await;
+    let publisher = client.publisher("retries");
+    publisher
+        .publish(Message::new("warm-up"))
+        .await
+        .await
+        .unwrap();
+
+    let retryable = [
+        Code::Unavailable,
+        Code::ResourceExhausted,
+        Code::Internal,
+        Code::Aborted,
+        Code::Unknown,
+        Code::DeadlineExceeded,
+        Code::Cancelled,
+    ];
+    proxy.reset();
+    let first_call = proxy.calls();
+    proxy.set_fault(move |call, _| {
+        retryable
+            .get(call - first_call)
+            .map(|code| Status::new(*code, "injected"))
+    });
+    publisher
+        .publish(Message::new("persistent"))
+        .await
+        .await
+        .unwrap();
+    let attempts = proxy.requests();
+    assert_eq!(attempts.len(), retryable.len() + 1, "one retry per failure");
+    // 100 ms, x1.3 each time, jittered to between half and all of it.
+    let mut nominal = Duration::from_millis(100);
+    for pair in attempts.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= nominal / 2 && gap <= nominal + Duration::from_millis(150),
+            "gap {gap:?}, nominal backoff {nominal:?}"
+        );
+        nominal = nominal.mul_f64(1.3);
+    }
+
+    for code in [
+        Code::InvalidArgument,
+        Code::NotFound,
+        Code::PermissionDenied,
+        Code::FailedPrecondition,
+        Code::Unauthenticated,
+    ] {
+        proxy.reset();
+        proxy.set_fault(move |_, _| Some(Status::new(code, "injected")));
+        assert_eq!(
+            rpc_code(publisher.publish(Message::new("doomed")).await.await),
+            code
+        );
+        assert_eq!(proxy.requests().len(), 1, "{code:?} is not retried");
+    }
+
+    // A publisher gives up once the total timeout would be exceeded.
+    let impatient = client.publisher_with(
+        "retries",
+        PublisherConfig {
+            retry: baton_client::retry::RetrySettings {
+                total_timeout: Duration::from_millis(400),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    proxy.set_fault(|_, _| Some(Status::unavailable("injected")));
+    let started = Instant::now();
+    let result = impatient.publish(Message::new("never")).await.await;
+    assert_eq!(rpc_code(result), Code::Unavailable);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+
+    proxy.clear_fault();
+    let received = server.pull_n(&sub, 2, Duration::from_secs(5)).await;
+    let mut data: Vec<_> = received.iter().map(|m| m.data.to_vec()).collect();
+    data.sort();
+    assert_eq!(data, [b"persistent".to_vec(), b"warm-up".to_vec()]);
+}
+
+// ----- 4. non-retryable failures pause a key --------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_ordered_publish_pauses_its_key_until_resumed() {
+    let server = TestServer::start().await;
+    let (_, sub) = server.topic_and_subscription("paused", true).await;
+    let proxy = Proxy::start(server.addr).await;
+    proxy.set_delay(Duration::from_millis(200));
+    proxy.set_fault(|_, request| {
+        (request.messages[0].ordering_key == "bad").then(|| Status::invalid_argument("injected"))
+    });
+    let client = proxy.client().await;
+    let publisher = client.publisher_with("paused", ordered());
+
+    let bad1 = publisher.publish(seq_message("bad", 1)).await;
+    // bad/1 is in flight now; these wait behind it.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let bad2 = publisher.publish(seq_message("bad", 2)).await;
+    let bad3 = publisher.publish(seq_message("bad", 3)).await;
+    let good1 = publisher.publish(seq_message("good", 0)).await;
+    let unordered = publisher.publish(Message::new("no key")).await;
+
+    assert_eq!(rpc_code(bad1.await), Code::InvalidArgument);
+    for queued in [bad2, bad3] {
+        match queued.await {
+            Err(Error::OrderingKeyPaused(key)) => assert_eq!(key, "bad"),
+            other => panic!("queued behind a failure: {other:?}"),
+        }
+    }
+    good1.await.unwrap();
+    unordered.await.unwrap();
+
+    // The key stays paused, at once and without a round trip.
+    let later = publisher.publish(seq_message("bad", 4)).await;
+    match timeout(Duration::from_millis(100), later).await {
+        Ok(Err(Error::OrderingKeyPaused(key))) => assert_eq!(key, "bad"),
+        other => panic!("publish on a paused key: {other:?}"),
+    }
+    publisher
+        .publish(seq_message("good", 1))
+        .await
+        .await
+        .unwrap();
+    // A paused key does not hold up flush.
+    timeout(Duration::from_secs(5), publisher.flush())
+        .await
+        .unwrap();
+
+    proxy.clear_fault();
+    proxy.set_delay(Duration::ZERO);
+    publisher.resume_publish("bad");
+    publisher
+        .publish(seq_message("bad", 5))
+        .await
+        .await
+        .unwrap();
+    publisher
+        .publish(seq_message("bad", 6))
+        .await
+        .await
+        .unwrap();
+    publisher.shutdown().await;
+
+    let received = server.pull_n(&sub, 5, Duration::from_secs(5)).await;
+    let mut data: Vec<String> = received
+        .iter()
+        .map(|m| String::from_utf8(m.data.to_vec()).unwrap())
+        .collect();
+    data.sort();
+    assert_eq!(data, ["bad/5", "bad/6", "good/0", "good/1", "no key"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_to_a_deleted_topic_fails_with_not_found() {
+    let server = TestServer::start().await;
+    server.topic_and_subscription("deleted", false).await;
+    let publisher = server.client.publisher_with("deleted", ordered());
+    publisher.publish(seq_message("k", 0)).await.await.unwrap();
+    server.client.delete_topic("deleted").await.unwrap();
+
+    assert_eq!(
+        rpc_code(publisher.publish(seq_message("k", 1)).await.await),
+        Code::NotFound
+    );
+    assert!(matches!(
+        publisher.publish(seq_message("k", 2)).await.await,
+        Err(Error::OrderingKeyPaused(_))
+    ));
+    // Other keys and unordered messages fail on their own, without pausing.
+    assert_eq!(
+        rpc_code(publisher.publish(seq_message("j", 0)).await.await),
+        Code::NotFound
+    );
+    assert_eq!(
+        rpc_code(publisher.publish(Message::new("x")).await.await),
+        Code::NotFound
+    );
+    assert_eq!(
+        rpc_code(publisher.publish(Message::new("y")).await.await),
+        Code::NotFound
+    );
+
+    server.client.create_topic("deleted").await.unwrap();
+    assert!(matches!(
+        publisher.publish(seq_message("k", 3)).await.await,
+        Err(Error::OrderingKeyPaused(_))
+    ));
+    publisher.resume_publish("k");
+    publisher.resume_publish("j");
+    publisher.publish(seq_message("k", 4)).await.await.unwrap();
+    publisher.publish(seq_message("j", 1)).await.await.unwrap();
+    publisher.publish(Message::new("z")).await.await.unwrap();
+}
+
+// ----- 5. flow control and validation ----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_limits_outstanding_messages_and_bytes() {
+    let server = TestServer::start().await;
+    let (_, sub) = server.topic_and_subscription("block", false).await;
+    let proxy = Proxy::start(server.addr).await;
+    proxy.set_delay(Duration::from_millis(100));
+    let client = proxy.client().await;
+
+    // Without flow control everything is in flight at once.
+    let publisher = client.publisher("block");
+    let messages = (0..30).map(|i| Message::new(format!("free {i}"))).collect();
+    let handles = publish_all(&publisher, messages).await;
+    resolve_ids(handles).await;
+    assert!(proxy.max_in_flight_messages() > 5, "the control case");
+
+    proxy.reset();
+    let publisher = client.publisher_with(
+        "block",
+        flow_control(Some(5), None, LimitExceededBehavior::Block),
+    );
+    let started = Instant::now();
+    let messages = (0..30)
+        .map(|i| Message::new(format!("blocked {i}")))
+        .collect();
+    let handles = publish_all(&publisher, messages).await;
+    // Publishing 30 with 5 outstanding waits for at least 5 round trips.
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "publish did not block"
+    );
+    resolve_ids(handles).await;
+    let max = proxy.max_in_flight_messages();
+    assert!((1..=5).contains(&max), "{max} messages in flight");
+
+    proxy.reset();
+    let publisher = client.publisher_with(
+        "block",
+        flow_control(None, Some(1000), LimitExceededBehavior::Block),
+    );
+    let messages = (0..12).map(|_| Message::new(vec![b'b'; 300])).collect();
+    let handles = publish_all(&publisher, messages).await;
+    resolve_ids(handles).await;
+    let max = proxy.max_in_flight_bytes();
+    assert!((300..=1000).contains(&max), "{max} bytes in flight");
+
+    assert_eq!(
+        server.pull_n(&sub, 72, Duration::from_secs(5)).await.len(),
+        72
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_behavior_fails_publishes_over_the_limit() {
+    let server = TestServer::start().await;
+    server.topic_and_subscription("errors", false).await;
+    let proxy = Proxy::start(server.addr).await;
+    proxy.set_delay(Duration::from_millis(300));
+    let client = proxy.client().await;
+
+    let publisher = client.publisher_with(
+        "errors",
+        flow_control(Some(5), None, LimitExceededBehavior::Error),
+    );
+    let messages = (0..5).map(|i| Message::new(format!("ok {i}"))).collect();
+    let handles = publish_all(&publisher, messages).await;
+    let over = publisher.publish(Message::new("one too many")).await;
+    match timeout(Duration::from_millis(100), over).await {
+        Ok(Err(Error::FlowControlLimit(_))) => {}
+        other => panic!("expected FlowControlLimit at once, got {other:?}"),
+    }
+    resolve_ids(handles).await;
+    // Room again once the earlier ones are published.
+    publisher
+        .publish(Message::new("later"))
+        .await
+        .await
+        .unwrap();
+
+    let publisher = client.publisher_with(
+        "errors",
+        flow_control(None, Some(1000), LimitExceededBehavior::Error),
+    );
+    let first = publisher.publish(Message::new(vec![b'x'; 600])).await;
+    let second = publisher.publish(Message::new(vec![b'y'; 600])).await;
+    assert!(matches!(second.await, Err(Error::FlowControlLimit(_))));
+    first.await.unwrap();
+    publisher
+        .publish(Message::new(vec![b'z'; 600]))
+        .await
+        .await
+        .unwrap();
+
+    // A resolved handle means its room is free again, every time.
+    proxy.set_delay(Duration::ZERO);
+    let publisher = client.publisher_with(
+        "errors",
+        flow_control(Some(1), Some(10), LimitExceededBehavior::Error),
+    );
+    for i in 0..30 {
+        let handle = publisher.publish(Message::new(format!("{i:02}"))).await;
+        handle
+            .await
+            .unwrap_or_else(|e| panic!("publish {i} right after the previous resolved: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_publishes_fail_without_a_round_trip() {
+    let server = TestServer::start().await;
+    let (_, sub) = server.topic_and_subscription("invalid", false).await;
+
+    for behavior in [LimitExceededBehavior::Block, LimitExceededBehavior::Error] {
+        let publisher = server
+            .client
+            .publisher_with("invalid", flow_control(None, Some(100), behavior));
+        let handle = timeout(
+            Duration::from_secs(2),
+            publisher.publish(Message::new(vec![b'x'; 101])),
+        )
+        .await
+        .expect("a message over the byte limit must not block");
+        match handle.await {
+            Err(Error::MessageTooLarge { size, limit }) => assert_eq!((size, limit), (101, 100)),
+            other => panic!("{behavior:?}: expected MessageTooLarge, got {other:?}"),
+        }
+        publisher
+            .publish(Message::new(vec![b'x'; 100]))
+            .await
+            .await
+            .unwrap();
+    }
+    // Ignore means no flow control at all.
+    let publisher = server.client.publisher_with(
+        "invalid",
+        flow_control(Some(1), Some(100), LimitExceededBehavior::Ignore),
+    );
+    let a = publisher.publish(Message::new(vec![b'x'; 101])).await;
+    let b = publisher.publish(Message::new(vec![b'x'; 101])).await;
+    resolve_ids(vec![a, b]).await;
+
+    let unordered = server.client.publisher("invalid");
+    assert!(matches!(
+        unordered
+            .publish(Message::new("x").ordering_key("k"))
+            .await
+            .await,
+        Err(Error::OrderingNotEnabled)
+    ));
+
+    // The 10 MB API limit counts data, ordering key and attributes.
+    let at_limit = Message::new(vec![b'm'; 9_999_995]).attribute("abc", "de");
+    let over_limit = Message::new(vec![b'm'; 9_999_996]).attribute("abc", "de");
+    match unordered.publish(over_limit).await.await {
+        Err(Error::MessageTooLarge { size, limit }) => {
+            assert_eq!((size, limit), (10_000_001, 10_000_000));
+        }
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    unordered.publish(at_limit).await.await.unwrap();
+    unordered.shutdown().await;
+    // 2 x 100 + 2 x 101 bytes and the 10 MB one; nothing of the failures.
+    let received = server.pull_n(&sub, 5, Duration::from_secs(10)).await;
+    let mut sizes: Vec<usize> = received.iter().map(common::payload_size).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![100, 100, 101, 101, 10_000_000]);
+}
+
+// ----- 6. flush, shutdown, drop ----------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_waits_for_everything() {
+    let server = TestServer::start().await;
+    let (_, sub) = server.topic_and_subscription("flush", true).await;
+    let proxy = Proxy::start(server.addr).await;
+    proxy.set_delay(Duration::from_millis(100));
+    let client = proxy.client().await;
+    let publisher = client.publisher_with(
+        "flush",
+        PublisherConfig {
+            batching: BatchSettings {
+                max_messages: 50,
+                max_bytes: 1_000_000,
+                max_delay: Duration::from_secs(30),
+            },
+            ..ordered()
+        },
+    );
+    // Flushing an idle publisher returns at once.
+    timeout(Duration::from_secs(1), publisher.flush())
+        .await
+        .unwrap();
+
+    let mut expected: HashMap<String, usize> = HashMap::new();
+    let mut handles = Vec::new();
+    for i in 0..300usize {
+        let key = ["a", "b", "c", ""][i % 4];
+        let seq = expected.entry(key.to_string()).or_default();
+        handles.push(publisher.publish(seq_message(key, *seq)).await);
+        *seq += 1;
+    }
+    let started = Instant::now();
+    timeout(Duration::from_secs(10), publisher.flush())
+        .await
+        .expect("flush does not wait for max_delay");
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "flush returned before a round trip"
+    );
+    for (i, handle) in handles.into_iter().enumerate() {
+        match tokio::task::unconstrained(handle).now_or_never() {
+            Some(Ok(_)) => {}
+            other => panic!("message {i} not published when flush returned: {other:?}"),
+        }
+    }
+    let received = server.pull_n(&sub, 300, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 300);
+    assert_in_order_without_gaps(&received, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_loses_nothing() {
+    let server = TestServer::start().await;
+    let (_, sub) = server.topic_and_subscription("shutdown", true).await;
+    let publisher = server.client.publisher_with(
+        "shutdown",
+        PublisherConfig {
+            batching: BatchSettings {
+                max_delay: Duration::from_secs(30),
+                ..Default::default()
+            },
+            ..ordered()
+        },
+    );
+    let mut expected: HashMap<String, usize> = HashMap::new();
+    let mut handles = Vec::new();
+    for i in 0..1000usize {
+        let key = ["k1", "k2", "k3", "k4", ""][i % 5];
+        let seq = expected.entry(key.to_string()).or_default();
+        handles.push(publisher.publish(seq_message(key, *seq)).await);
+        *seq += 1;
+    }
+    timeout(Duration::from_secs(10), publisher.shutdown())
+        .await
+        .expect("shutdown does not wait for max_delay");
+    for (i, handle) in handles.into_iter().enumerate() {
+        assert!(
+            matches!(
+                tokio::task::unconstrained(handle).now_or_never(),
+                Some(Ok(_))
+            ),
+            "message {i} not published when shutdown returned"
+        );
+    }
+    let received = server.pull_n(&sub, 1000, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 1000);
+    assert_in_order_without_gaps(&received, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_publisher_still_delivers_what_was_queued() {
+    let server = TestServer::start().await;
+    let (_, sub) = server.topic_and_subscription("dropped", false).await;
+    let publisher = server.client.publisher_with(
+        "dropped",
+        config(BatchSettings {
+            max_delay: Duration::from_secs(30),
+            ..Default::default()
+        }),
+    );
+    let messages = (0..250).map(|i| Message::new(format!("d{i}"))).collect();
+    let handles = publish_all(&publisher, messages).await;
+    drop(publisher);
+    // Well within max_delay: the drop sends the partial batch at once.
+    let received = server.pull_n(&sub, 250, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 250);
+    assert_eq!(
+        resolve_ids(handles).await.len(),
+        250,
+        "handles outlive the publisher"
+    );
+}
+
+/// While an ordered key waits for its in-flight batch, the dispatcher must
+/// sleep rather than spin. Runs on a current-thread runtime so the test
+/// thread's CPU time is everything the client, proxy and server used.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "current_thread")]
+async fn waiting_behind_an_in_flight_batch_does_not_spin() {
+    fn thread_cpu_ticks() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        // utime and stime, fields 14 and 15 of stat(5).
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    let server = TestServer::start().await;
+    server.topic_and_subscription("no-spin", true).await;
+    let proxy = Proxy::start(server.addr).await;
+    let client = proxy.client().await;
+    let publisher = client.publisher_with("no-spin", ordered());
+    publisher.publish(seq_message("k", 0)).await.await.unwrap();
+
+    proxy.set_delay(Duration::from_millis(1000));
+    let first = publisher.publish(seq_message("k", 1)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = publisher.publish(seq_message("k", 2)).await;
+    let before = thread_cpu_ticks();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let used = thread_cpu_ticks() - before;
+    // Clock ticks are 10 ms; a spinning dispatcher burns about 70 of them.
+    eprintln!("{used} ticks of CPU while waiting");
+    assert!(used < 25, "{used} ticks of CPU while waiting");
+    resolve_ids(vec![first, second]).await;
+}
