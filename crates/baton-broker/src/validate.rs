@@ -69,7 +69,9 @@ pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
         ));
     }
     if let Some(first) = messages.first()
-        && messages.iter().any(|m| m.ordering_key != first.ordering_key)
+        && messages
+            .iter()
+            .any(|m| m.ordering_key != first.ordering_key)
     {
         return Err(BrokerError::new(
             ErrorCode::FailedPrecondition,

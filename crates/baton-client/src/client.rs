@@ -225,13 +225,37 @@ impl Client {
                 })?;
             request.metadata_mut().insert("authorization", value);
         }
-        if !resource.is_empty() {
-            if let Ok(value) = MetadataValue::try_from(format!("resource={resource}")) {
-                request.metadata_mut().insert("x-goog-request-params", value);
-            }
+        if let Some(params) = routing_params(resource)
+            && let Ok(value) = MetadataValue::try_from(params)
+        {
+            request.metadata_mut().insert("x-goog-request-params", value);
         }
         Ok(request)
     }
+}
+
+/// The `x-goog-request-params` routing header for a call on `resource`:
+/// `topic=`, `subscription=`, `snapshot=` or `project=` with the name
+/// URL-encoded, as Google's front ends expect.
+fn routing_params(resource: &str) -> Option<String> {
+    let key = match resource.split('/').nth(2) {
+        Some("topics") => "topic",
+        Some("subscriptions") => "subscription",
+        Some("snapshots") => "snapshot",
+        Some("schemas") => "name",
+        None if resource.starts_with("projects/") => "project",
+        _ => return None,
+    };
+    let encoded: String = resource
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    Some(format!("{key}={encoded}"))
 }
 
 /// The last segment of a resource name (`projects/p/topics/t` -> `t`).
@@ -256,6 +280,12 @@ mod tests {
             "projects/q/subscriptions/s"
         );
         assert_eq!(short_id("projects/p/topics/t1"), "t1");
+        assert_eq!(
+            routing_params("projects/p/topics/t1").unwrap(),
+            "topic=projects%2Fp%2Ftopics%2Ft1"
+        );
+        assert_eq!(routing_params("projects/p").unwrap(), "project=projects%2Fp");
+        assert_eq!(routing_params(""), None);
         let bad = Client::connect(ClientConfig::new("p").with_endpoint(Endpoint::Custom {
             uri: "not a uri".into(),
             authenticate: false,

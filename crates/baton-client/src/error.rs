@@ -38,6 +38,9 @@ pub enum Error {
     /// until [`crate::Publisher::resume_publish`] is called.
     #[error("ordering key `{0}` is paused after a failed publish; call resume_publish")]
     OrderingKeyPaused(String),
+    /// A message needs data or at least one attribute.
+    #[error("a message needs data or at least one attribute")]
+    EmptyMessage,
     /// An ordering key was used but message ordering is not enabled.
     #[error("publishing with an ordering key requires enable_message_ordering")]
     OrderingNotEnabled,

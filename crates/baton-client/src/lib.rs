@@ -19,6 +19,7 @@ mod client;
 mod error;
 mod publisher;
 pub mod retry;
+mod subscriber;
 mod telemetry;
 
 pub use admin::SubscriptionConfig;
@@ -27,6 +28,9 @@ pub use error::{AckError, Error, Result};
 pub use publisher::{
     BatchSettings, LimitExceededBehavior, Message, PublishHandle, Publisher, PublisherConfig,
     PublisherFlowControl,
+};
+pub use subscriber::{
+    ReceivedMessage, ShutdownBehavior, Subscriber, SubscriberConfig, SubscriptionHandle,
 };
 pub use telemetry::{ProcessScope, PropagationOptions, TracingConfig};
 /// The generated wire types, for settings this crate has no builder for.

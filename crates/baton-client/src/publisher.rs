@@ -330,6 +330,10 @@ impl Publisher {
         if !message.ordering_key.is_empty() && !shared.config.enable_message_ordering {
             return PublishHandle::failed(Error::OrderingNotEnabled);
         }
+        if message.data.is_empty() && message.attributes.is_empty() {
+            // The server would reject the whole batch it travels in.
+            return PublishHandle::failed(Error::EmptyMessage);
+        }
         let project = shared.client.project_id().to_string();
         let mut trace =
             shared

@@ -977,7 +977,6 @@ async fn waiting_behind_an_in_flight_batch_does_not_spin() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let used = thread_cpu_ticks() - before;
     // Clock ticks are 10 ms; a spinning dispatcher burns about 70 of them.
-    eprintln!("{used} ticks of CPU while waiting");
     assert!(used < 25, "{used} ticks of CPU while waiting");
     resolve_ids(vec![first, second]).await;
 }

@@ -9,16 +9,15 @@ use baton_broker::{Broker, BrokerError, PullWait, StreamRegistration};
 use baton_proto::pubsub::publisher_server::Publisher;
 use baton_proto::pubsub::subscriber_server::Subscriber;
 use baton_proto::pubsub::{
-    streaming_pull_response, AcknowledgeRequest, CreateSnapshotRequest, DeleteSnapshotRequest,
-    DeleteSubscriptionRequest, DeleteTopicRequest, DetachSubscriptionRequest,
-    DetachSubscriptionResponse, GetSnapshotRequest, GetSubscriptionRequest, GetTopicRequest,
-    ListSnapshotsRequest, ListSnapshotsResponse, ListSubscriptionsRequest,
-    ListSubscriptionsResponse, ListTopicSnapshotsRequest, ListTopicSnapshotsResponse,
-    ListTopicSubscriptionsRequest, ListTopicSubscriptionsResponse, ListTopicsRequest,
-    ListTopicsResponse, ModifyAckDeadlineRequest, ModifyPushConfigRequest, PublishRequest,
-    PublishResponse, PullRequest, PullResponse, ReceivedMessage, SeekRequest, SeekResponse,
-    Snapshot, StreamingPullRequest, StreamingPullResponse, Subscription, Topic,
-    UpdateSnapshotRequest, UpdateSubscriptionRequest, UpdateTopicRequest,
+    AcknowledgeRequest, CreateSnapshotRequest, DeleteSnapshotRequest, DeleteSubscriptionRequest,
+    DeleteTopicRequest, DetachSubscriptionRequest, DetachSubscriptionResponse, GetSnapshotRequest,
+    GetSubscriptionRequest, GetTopicRequest, ListSnapshotsRequest, ListSnapshotsResponse,
+    ListSubscriptionsRequest, ListSubscriptionsResponse, ListTopicSnapshotsRequest,
+    ListTopicSnapshotsResponse, ListTopicSubscriptionsRequest, ListTopicSubscriptionsResponse,
+    ListTopicsRequest, ListTopicsResponse, ModifyAckDeadlineRequest, ModifyPushConfigRequest,
+    PublishRequest, PublishResponse, PullRequest, PullResponse, ReceivedMessage, SeekRequest,
+    SeekResponse, Snapshot, StreamingPullRequest, StreamingPullResponse, Subscription, Topic,
+    UpdateSnapshotRequest, UpdateSubscriptionRequest, UpdateTopicRequest, streaming_pull_response,
 };
 use baton_proto::wkt;
 use futures::Stream;
@@ -218,16 +217,21 @@ impl Subscriber for PubSubService {
         &self,
         request: Request<DeleteSubscriptionRequest>,
     ) -> Reply<wkt::Empty> {
-        empty(self
-            .broker
-            .delete_subscription(&request.into_inner().subscription))
+        empty(
+            self.broker
+                .delete_subscription(&request.into_inner().subscription),
+        )
     }
 
-    async fn modify_ack_deadline(&self, request: Request<ModifyAckDeadlineRequest>) -> Reply<wkt::Empty> {
+    async fn modify_ack_deadline(
+        &self,
+        request: Request<ModifyAckDeadlineRequest>,
+    ) -> Reply<wkt::Empty> {
         let r = request.into_inner();
-        empty(self
-            .broker
-            .modify_ack_deadline(&r.subscription, &r.ack_ids, r.ack_deadline_seconds))
+        empty(
+            self.broker
+                .modify_ack_deadline(&r.subscription, &r.ack_ids, r.ack_deadline_seconds),
+        )
     }
 
     async fn acknowledge(&self, request: Request<AcknowledgeRequest>) -> Reply<wkt::Empty> {
@@ -264,10 +268,16 @@ impl Subscriber for PubSubService {
         let mut inbound = request.into_inner();
         let first = match inbound.message().await? {
             Some(first) => first,
-            None => return Err(Status::invalid_argument("first message must set subscription")),
+            None => {
+                return Err(Status::invalid_argument(
+                    "first message must set subscription",
+                ));
+            }
         };
         if first.subscription.is_empty() {
-            return Err(Status::invalid_argument("first message must set subscription"));
+            return Err(Status::invalid_argument(
+                "first message must set subscription",
+            ));
         }
         baton_broker::names::parse(
             &first.subscription,
@@ -305,11 +315,15 @@ impl Subscriber for PubSubService {
         )))
     }
 
-    async fn modify_push_config(&self, request: Request<ModifyPushConfigRequest>) -> Reply<wkt::Empty> {
+    async fn modify_push_config(
+        &self,
+        request: Request<ModifyPushConfigRequest>,
+    ) -> Reply<wkt::Empty> {
         let r = request.into_inner();
-        empty(self
-            .broker
-            .modify_push_config(&r.subscription, r.push_config))
+        empty(
+            self.broker
+                .modify_push_config(&r.subscription, r.push_config),
+        )
     }
 
     async fn get_snapshot(&self, request: Request<GetSnapshotRequest>) -> Reply<Snapshot> {
@@ -432,7 +446,11 @@ impl StreamSession {
         }
     }
 
-    async fn run(mut self, first: StreamingPullRequest, mut inbound: Streaming<StreamingPullRequest>) {
+    async fn run(
+        mut self,
+        first: StreamingPullRequest,
+        mut inbound: Streaming<StreamingPullRequest>,
+    ) {
         if let Err(status) = self.apply(&first, true).await {
             let _ = self.tx.send(Err(status)).await;
             return;
@@ -551,7 +569,10 @@ impl StreamSession {
             .iter()
             .zip(&request.modify_deadline_seconds)
         {
-            by_deadline.entry(*seconds).or_default().push(ack_id.clone());
+            by_deadline
+                .entry(*seconds)
+                .or_default()
+                .push(ack_id.clone());
         }
         for (seconds, ack_ids) in by_deadline {
             let result = self

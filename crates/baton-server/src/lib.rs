@@ -16,17 +16,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use baton_broker::Broker;
-use baton_proto::pubsub::publisher_server::PublisherServer;
 use baton_proto::iam::iam_policy_server::IamPolicyServer;
+use baton_proto::pubsub::publisher_server::PublisherServer;
 use baton_proto::pubsub::schema_service_server::SchemaServiceServer;
 use baton_proto::pubsub::subscriber_server::SubscriberServer;
 use tokio::net::TcpListener;
-use tonic::server::NamedService;
-use tower::ServiceExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::server::NamedService;
+use tower::ServiceExt;
 
-pub use grpc::{parse_grpc_timeout, PubSubService};
+pub use grpc::{PubSubService, parse_grpc_timeout};
 pub use iam_service::IamService;
 pub use push::{PushError, PushManager, PushSettings};
 pub use schema_service::SchemaServiceImpl;

@@ -12,15 +12,15 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use baton_broker::{Broker, BrokerError, PullWait};
 use baton_proto::pubsub::{
-    AcknowledgeRequest, CreateSnapshotRequest, ListSnapshotsResponse, ListSubscriptionsResponse,
-    ListTopicSnapshotsResponse, ListTopicSubscriptionsResponse, ListTopicsResponse,
-    ModifyAckDeadlineRequest, ModifyPushConfigRequest, PublishRequest, PublishResponse,
-    PullRequest, PullResponse, SeekRequest, SeekResponse, Snapshot, Subscription, Topic,
-    DetachSubscriptionResponse,
+    AcknowledgeRequest, CreateSnapshotRequest, DetachSubscriptionResponse, ListSnapshotsResponse,
+    ListSubscriptionsResponse, ListTopicSnapshotsResponse, ListTopicSubscriptionsResponse,
+    ListTopicsResponse, ModifyAckDeadlineRequest, ModifyPushConfigRequest, PublishRequest,
+    PublishResponse, PullRequest, PullResponse, SeekRequest, SeekResponse, Snapshot, Subscription,
+    Topic,
 };
-use http::{header, Method, StatusCode};
-use serde::de::DeserializeOwned;
+use http::{Method, StatusCode, header};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::status::to_http;
 
@@ -250,10 +250,17 @@ pub async fn handle(State(broker): State<Arc<Broker>>, request: Request) -> Resp
         Err(_) => {
             return error_response(&BrokerError::invalid(format!(
                 "Request payload size exceeds the limit: {MAX_BODY_BYTES} bytes."
-            )))
+            )));
         }
     };
-    route(&broker, &parts.method, parts.uri.path(), parts.uri.query(), body).await
+    route(
+        &broker,
+        &parts.method,
+        parts.uri.path(),
+        parts.uri.query(),
+        body,
+    )
+    .await
 }
 
 async fn route(
@@ -276,7 +283,11 @@ async fn route(
     let mut segments: Vec<&str> = rest.split('/').collect();
     match segments.first() {
         Some(&"v1") => {}
-        Some(version) if version.starts_with('v') && version.len() > 1 && version[1..].chars().all(|c| c.is_ascii_alphanumeric()) => {
+        Some(version)
+            if version.starts_with('v')
+                && version.len() > 1
+                && version[1..].chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
             return plain_owned(
                 StatusCode::NOT_FOUND,
                 format!("Not Found (Unsupported API version \"{version}\")\n"),
@@ -337,14 +348,16 @@ async fn route(
 
 /// `:getIamPolicy` (GET or POST), `:setIamPolicy`, `:testIamPermissions`.
 fn iam(broker: &Broker, method: &Method, resource: &str, verb: &str, body: &[u8]) -> Response {
-    use baton_proto::iam::{SetIamPolicyRequest, TestIamPermissionsRequest, TestIamPermissionsResponse};
+    use baton_proto::iam::{
+        SetIamPolicyRequest, TestIamPermissionsRequest, TestIamPermissionsResponse,
+    };
     match (verb, method.clone()) {
         ("getIamPolicy", Method::GET | Method::POST) => reply(broker.get_iam_policy(resource)),
-        ("setIamPolicy", Method::POST) => {
-            reply(parse_with_mask::<SetIamPolicyRequest>(body, None).and_then(|(request, paths)| {
+        ("setIamPolicy", Method::POST) => reply(
+            parse_with_mask::<SetIamPolicyRequest>(body, None).and_then(|(request, paths)| {
                 broker.set_iam_policy(resource, request.policy.unwrap_or_default(), &paths)
-            }))
-        }
+            }),
+        ),
         ("testIamPermissions", Method::POST) => reply(
             parse_body::<TestIamPermissionsRequest>(body).and_then(|request| {
                 broker
@@ -387,14 +400,16 @@ fn list(
                 next_page_token: p.next_page_token,
             }
         })),
-        "snapshots" => reply(
-            broker
-                .list_snapshots(&project, size, &token)
-                .map(|p| ListSnapshotsResponse {
-                    snapshots: p.items,
-                    next_page_token: p.next_page_token,
-                }),
-        ),
+        "snapshots" => {
+            reply(
+                broker
+                    .list_snapshots(&project, size, &token)
+                    .map(|p| ListSnapshotsResponse {
+                        snapshots: p.items,
+                        next_page_token: p.next_page_token,
+                    }),
+            )
+        }
         _ => not_found(),
     }
 }
@@ -459,11 +474,9 @@ async fn resource(
         ("subscriptions", Method::DELETE) => {
             reply(broker.delete_subscription(&name).map(|()| Empty {}))
         }
-        ("snapshots", Method::PUT) => {
-            reply(parse_body::<CreateSnapshotRequest>(&body).and_then(|request| {
-                broker.create_snapshot(&name, &request.subscription, request.labels)
-            }))
-        }
+        ("snapshots", Method::PUT) => reply(parse_body::<CreateSnapshotRequest>(&body).and_then(
+            |request| broker.create_snapshot(&name, &request.subscription, request.labels),
+        )),
         ("snapshots", Method::GET) => reply(broker.get_snapshot(&name)),
         ("snapshots", Method::PATCH) => {
             let mask = query_param(query, "updateMask");
@@ -516,32 +529,28 @@ async fn action(
                     .map(|received_messages| PullResponse { received_messages }),
             )
         }
-        ("subscriptions", "acknowledge") => {
-            reply(parse_body::<AcknowledgeRequest>(body).and_then(|request| {
-                broker
-                    .acknowledge(name, &request.ack_ids)
-                    .map(|_| Empty {})
-            }))
-        }
-        ("subscriptions", "modifyAckDeadline") => {
-            reply(parse_body::<ModifyAckDeadlineRequest>(body).and_then(|request| {
+        ("subscriptions", "acknowledge") => reply(
+            parse_body::<AcknowledgeRequest>(body)
+                .and_then(|request| broker.acknowledge(name, &request.ack_ids).map(|_| Empty {})),
+        ),
+        ("subscriptions", "modifyAckDeadline") => reply(
+            parse_body::<ModifyAckDeadlineRequest>(body).and_then(|request| {
                 broker
                     .modify_ack_deadline(name, &request.ack_ids, request.ack_deadline_seconds)
                     .map(|_| Empty {})
-            }))
-        }
-        ("subscriptions", "modifyPushConfig") => {
-            reply(parse_body::<ModifyPushConfigRequest>(body).and_then(|request| {
+            }),
+        ),
+        ("subscriptions", "modifyPushConfig") => reply(
+            parse_body::<ModifyPushConfigRequest>(body).and_then(|request| {
                 broker
                     .modify_push_config(name, request.push_config)
                     .map(|()| Empty {})
-            }))
-        }
-        ("subscriptions", "seek") => reply(parse_body::<SeekRequest>(body).and_then(|request| {
-            broker
-                .seek(name, request.target)
-                .map(|()| SeekResponse {})
-        })),
+            }),
+        ),
+        ("subscriptions", "seek") => reply(
+            parse_body::<SeekRequest>(body)
+                .and_then(|request| broker.seek(name, request.target).map(|()| SeekResponse {})),
+        ),
         ("subscriptions", "detach") => reply(
             broker
                 .detach_subscription(name)

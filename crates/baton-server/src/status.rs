@@ -139,6 +139,9 @@ mod tests {
             "PERMANENT_FAILURE_INVALID_ACK_ID"
         );
         let (_, body) = to_http(&error);
-        assert_eq!(body["error"]["details"][0]["reason"], "EXACTLY_ONCE_ACKID_FAILURE");
+        assert_eq!(
+            body["error"]["details"][0]["reason"],
+            "EXACTLY_ONCE_ACKID_FAILURE"
+        );
     }
 }

@@ -68,10 +68,6 @@ impl Delivery {
     pub fn session(&self) -> Option<Arc<Core>> {
         self.session.as_ref().and_then(Weak::upgrade)
     }
-
-    pub fn acker(&self) -> &AckerHandle {
-        &self.acker
-    }
 }
 
 /// Runs `f` on the subscribe spans of `deliveries` at once (for settle

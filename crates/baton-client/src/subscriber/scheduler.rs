@@ -141,11 +141,13 @@ impl<T> Scheduler<T> {
     }
 
     /// Messages waiting (not released).
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.ready.len() + self.keys.values().map(VecDeque::len).sum::<usize>()
     }
 
     /// Messages and bytes in flight.
+    #[cfg(test)]
     pub fn in_flight(&self) -> (usize, usize) {
         (self.in_flight_messages, self.in_flight_bytes)
     }

@@ -68,7 +68,8 @@ const REASON_EXPIRATION: &str = "the real service updates a subscription's expir
 const REASON_DETACH: &str = "DetachSubscription is implemented (the emulator answers UNIMPLEMENTED); a detached subscription leaves its topic's subscription list";
 const REASON_SUB_LABELS: &str = "the real service updates a subscription's labels and expiration_policy, and rejects a filter update as not mutable; the emulator rejects labels as an unknown field and says the other two are unsupported (later answers then carry the labels and expiration policy)";
 const REASON_SNAP_LABELS: &str = "a snapshot keeps the labels it was created with, as in the real service; the emulator drops them";
-const REASON_UPDATE_SNAPSHOT: &str = "UpdateSnapshot is implemented (the emulator answers UNIMPLEMENTED)";
+const REASON_UPDATE_SNAPSHOT: &str =
+    "UpdateSnapshot is implemented (the emulator answers UNIMPLEMENTED)";
 const REASON_PROTOBUF: &str = "Protocol Buffer schemas are implemented (the emulator answers UNIMPLEMENTED `Protocol buffer support not implemented in emulator`); later schema lists include the proto schema";
 const REASON_IAM: &str = "IAM policies are stored and answered like the real service (the emulator answers UNIMPLEMENTED); a missing resource is NOT_FOUND and a malformed one INVALID_ARGUMENT with the resource name without the `:verb`";
 
@@ -82,7 +83,9 @@ fn one_ordering_key_error() -> Value {
 const REASON_MIXED_KEYS: &str = "a Publish request whose messages carry different ordering keys is FAILED_PRECONDITION in the real service (pubsub-api.md section 3: one ordering key per request); the emulator accepts it";
 
 fn mixed_keys_error() -> Value {
-    ours(r#"{"error":{"code":9,"message":"In a single publish request, all messages must have no ordering key or they must all have the same ordering key.","status":"FAILED_PRECONDITION"}}"#)
+    ours(
+        r#"{"error":{"code":9,"message":"In a single publish request, all messages must have no ordering key or they must all have the same ordering key.","status":"FAILED_PRECONDITION"}}"#,
+    )
 }
 
 /// The table.
@@ -97,7 +100,11 @@ pub const DEVIATIONS: &[Deviation] = &[
         program: "publish-http",
         step: "publish-batch",
         reason: REASON_MIXED_KEYS,
-        expected: || ours(r#"{"body":{"error":{"code":400,"message":"In a single publish request, all messages must have no ordering key or they must all have the same ordering key.","status":"FAILED_PRECONDITION"}},"contentType":"application/json","status":400}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"error":{"code":400,"message":"In a single publish request, all messages must have no ordering key or they must all have the same ordering key.","status":"FAILED_PRECONDITION"}},"contentType":"application/json","status":400}"#,
+            )
+        },
     },
     Deviation {
         program: "ordering-keys",
@@ -115,91 +122,151 @@ pub const DEVIATIONS: &[Deviation] = &[
         program: "filters",
         step: "invalid",
         reason: REASON_FILTER,
-        expected: || ours(r#"{"error":{"code":3,"message":"Invalid filter: expected a string in double quotes at position 17, found end of filter","status":"INVALID_ARGUMENT"}}"#),
+        expected: || {
+            ours(
+                r#"{"error":{"code":3,"message":"Invalid filter: expected a string in double quotes at position 17, found end of filter","status":"INVALID_ARGUMENT"}}"#,
+            )
+        },
     },
     Deviation {
         program: "filters",
         step: "unknown-function",
         reason: REASON_FILTER,
-        expected: || ours(r#"{"error":{"code":3,"message":"Invalid filter: unknown function `nope` at position 0; the only function is `hasPrefix`","status":"INVALID_ARGUMENT"}}"#),
+        expected: || {
+            ours(
+                r#"{"error":{"code":3,"message":"Invalid filter: unknown function `nope` at position 0; the only function is `hasPrefix`","status":"INVALID_ARGUMENT"}}"#,
+            )
+        },
     },
     Deviation {
         program: "filters",
         step: "data-filter",
         reason: REASON_FILTER,
-        expected: || ours(r#"{"error":{"code":3,"message":"Invalid filter: unknown field `data` at position 0; only `attributes` can be filtered on","status":"INVALID_ARGUMENT"}}"#),
+        expected: || {
+            ours(
+                r#"{"error":{"code":3,"message":"Invalid filter: unknown field `data` at position 0; only `attributes` can be filtered on","status":"INVALID_ARGUMENT"}}"#,
+            )
+        },
     },
     Deviation {
         program: "filters",
         step: "ordering-key-filter",
         reason: REASON_FILTER,
-        expected: || ours(r#"{"error":{"code":3,"message":"Invalid filter: unknown field `orderingKey` at position 0; only `attributes` can be filtered on","status":"INVALID_ARGUMENT"}}"#),
+        expected: || {
+            ours(
+                r#"{"error":{"code":3,"message":"Invalid filter: unknown field `orderingKey` at position 0; only `attributes` can be filtered on","status":"INVALID_ARGUMENT"}}"#,
+            )
+        },
     },
     Deviation {
         program: "filters",
         step: "update-filter",
         reason: REASON_FILTER_UPDATE,
-        expected: || ours(r#"{"error":{"code":3,"message":"Invalid update_mask provided in the UpdateSubscriptionRequest: the filter field in the Subscription is not mutable.","status":"INVALID_ARGUMENT"}}"#),
+        expected: || {
+            ours(
+                r#"{"error":{"code":3,"message":"Invalid update_mask provided in the UpdateSubscriptionRequest: the filter field in the Subscription is not mutable.","status":"INVALID_ARGUMENT"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-create-validation",
         step: "filter-invalid",
         reason: REASON_FILTER,
-        expected: || ours(r#"{"error":{"code":3,"message":"Invalid filter: expected a string in double quotes at position 17, found end of filter","status":"INVALID_ARGUMENT"}}"#),
+        expected: || {
+            ours(
+                r#"{"error":{"code":3,"message":"Invalid filter: expected a string in double quotes at position 17, found end of filter","status":"INVALID_ARGUMENT"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-create-validation",
         step: "filter-unknown-function",
         reason: REASON_FILTER,
-        expected: || ours(r#"{"error":{"code":3,"message":"Invalid filter: unknown function `nope` at position 0; the only function is `hasPrefix`","status":"INVALID_ARGUMENT"}}"#),
+        expected: || {
+            ours(
+                r#"{"error":{"code":3,"message":"Invalid filter: unknown function `nope` at position 0; the only function is `hasPrefix`","status":"INVALID_ARGUMENT"}}"#,
+            )
+        },
     },
     Deviation {
         program: "dead-letter-and-filter-http",
         step: "sub-bad-filter",
         reason: REASON_FILTER,
-        expected: || ours(r#"{"body":{"error":{"code":400,"message":"Invalid filter: expected a string in double quotes at position 17, found end of filter","status":"INVALID_ARGUMENT"}},"contentType":"application/json","status":400}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"error":{"code":400,"message":"Invalid filter: expected a string in double quotes at position 17, found end of filter","status":"INVALID_ARGUMENT"}},"contentType":"application/json","status":400}"#,
+            )
+        },
     },
     Deviation {
         program: "dead-letter-and-filter-http",
         step: "snapshot-of-deleted-topic-sub",
         reason: REASON_SNAP_DELETED,
-        expected: || ours(r#"{"body":{"error":{"code":400,"message":"The subscription's topic has been deleted.","status":"FAILED_PRECONDITION"}},"contentType":"application/json","status":400}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"error":{"code":400,"message":"The subscription's topic has been deleted.","status":"FAILED_PRECONDITION"}},"contentType":"application/json","status":400}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-fields-http",
         step: "patch-mask-in-body-and-query",
         reason: REASON_TOPIC_LABELS,
-        expected: || ours(r#"{"body":{"kmsKeyName":"projects/p/locations/l/keyRings/r/cryptoKeys/k","messageRetentionDuration":"1800s","messageStoragePolicy":{"allowedPersistenceRegions":["us-central1","europe-west1"]},"name":"projects/fireside-pubsub-oracle/topics/full"},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"kmsKeyName":"projects/p/locations/l/keyRings/r/cryptoKeys/k","messageRetentionDuration":"1800s","messageStoragePolicy":{"allowedPersistenceRegions":["us-central1","europe-west1"]},"name":"projects/fireside-pubsub-oracle/topics/full"},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-fields-http",
         step: "patch-schema",
         reason: REASON_TOPIC_LABELS,
-        expected: || ours(r#"{"body":{"kmsKeyName":"projects/p/locations/l/keyRings/r/cryptoKeys/k","messageRetentionDuration":"1800s","messageStoragePolicy":{"allowedPersistenceRegions":["us-central1","europe-west1"]},"name":"projects/fireside-pubsub-oracle/topics/full","schemaSettings":{"encoding":"BINARY","schema":"projects/fireside-pubsub-oracle/schemas/readings"}},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"kmsKeyName":"projects/p/locations/l/keyRings/r/cryptoKeys/k","messageRetentionDuration":"1800s","messageStoragePolicy":{"allowedPersistenceRegions":["us-central1","europe-west1"]},"name":"projects/fireside-pubsub-oracle/topics/full","schemaSettings":{"encoding":"BINARY","schema":"projects/fireside-pubsub-oracle/schemas/readings"}},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-fields-http",
         step: "get-after-patch",
         reason: REASON_TOPIC_LABELS,
-        expected: || ours(r#"{"body":{"kmsKeyName":"projects/p/locations/l/keyRings/r/cryptoKeys/k","messageRetentionDuration":"1800s","messageStoragePolicy":{"allowedPersistenceRegions":["us-central1","europe-west1"]},"name":"projects/fireside-pubsub-oracle/topics/full","schemaSettings":{"encoding":"BINARY","schema":"projects/fireside-pubsub-oracle/schemas/readings"}},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"kmsKeyName":"projects/p/locations/l/keyRings/r/cryptoKeys/k","messageRetentionDuration":"1800s","messageStoragePolicy":{"allowedPersistenceRegions":["us-central1","europe-west1"]},"name":"projects/fireside-pubsub-oracle/topics/full","schemaSettings":{"encoding":"BINARY","schema":"projects/fireside-pubsub-oracle/schemas/readings"}},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "detached-and-expiration",
         step: "update-expiration-never",
         reason: REASON_EXPIRATION,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":10,"expirationPolicy":{},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":10,"expirationPolicy":{},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "detached-and-expiration",
         step: "update-expiration-ttl",
         reason: REASON_EXPIRATION,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{"seconds":"172800"}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/never","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{"seconds":"172800"}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/never","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "detached-and-expiration",
         step: "list",
         reason: REASON_EXPIRATION,
-        expected: || ours(r#"{"body":{"subscriptions":[{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/attached","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"detached":true,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/detached","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{"seconds":"1"}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring-short","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring-zero","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{"seconds":"172800"}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/never","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}]}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"subscriptions":[{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/attached","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"detached":true,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/detached","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{"seconds":"1"}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring-short","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring-zero","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{"seconds":"172800"}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/never","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}]}}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-children",
@@ -211,13 +278,21 @@ pub const DEVIATIONS: &[Deviation] = &[
         program: "topic-children",
         step: "detach-missing",
         reason: REASON_DETACH,
-        expected: || ours(r#"{"error":{"code":5,"message":"Subscription does not exist","status":"NOT_FOUND"}}"#),
+        expected: || {
+            ours(
+                r#"{"error":{"code":5,"message":"Subscription does not exist","status":"NOT_FOUND"}}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-children",
         step: "subscriptions-http",
         reason: REASON_DETACH,
-        expected: || ours(r#"{"body":{"subscriptions":["projects/fireside-pubsub-oracle/subscriptions/sub-b","projects/fireside-pubsub-oracle/subscriptions/sub-c"]},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"subscriptions":["projects/fireside-pubsub-oracle/subscriptions/sub-b","projects/fireside-pubsub-oracle/subscriptions/sub-c"]},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-children",
@@ -229,169 +304,281 @@ pub const DEVIATIONS: &[Deviation] = &[
         program: "topic-children",
         step: "subscriptions-after-delete",
         reason: REASON_DETACH,
-        expected: || ours(r#"{"body":{"subscriptions":["projects/fireside-pubsub-oracle/subscriptions/sub-c"]}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"subscriptions":["projects/fireside-pubsub-oracle/subscriptions/sub-c"]}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "labels",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":20,"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":20,"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "push-config",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":20,"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{"attributes":{"x-goog-version":"v1"},"pushEndpoint":"{{pushOrigin}}/hook"},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":20,"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{"attributes":{"x-goog-version":"v1"},"pushEndpoint":"{{pushOrigin}}/hook"},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "push-config-clear",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":20,"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":20,"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "retain-acked",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":20,"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":20,"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "retention",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":20,"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":20,"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "filter",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"error":{"code":3,"message":"Invalid update_mask provided in the UpdateSubscriptionRequest: the filter field in the Subscription is not mutable.","status":"INVALID_ARGUMENT"}}"#),
+        expected: || {
+            ours(
+                r#"{"error":{"code":3,"message":"Invalid update_mask provided in the UpdateSubscriptionRequest: the filter field in the Subscription is not mutable.","status":"INVALID_ARGUMENT"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "expiration",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":20,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":20,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "dead-letter",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":20,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":20,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "retry",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":20,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":20,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "exactly-once",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":20,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"enableExactlyOnceDelivery":true,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":20,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"enableExactlyOnceDelivery":true,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retainAckedMessages":true,"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "multiple",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":45,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"enableExactlyOnceDelivery":true,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":45,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"enableExactlyOnceDelivery":true,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "get",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":45,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"enableExactlyOnceDelivery":true,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":45,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"enableExactlyOnceDelivery":true,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "get-after-modify",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":45,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"enableExactlyOnceDelivery":true,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{"authenticationMethod":"oidcToken","oidcToken":{"audience":"aud","serviceAccountEmail":"svc@example.test"},"pushEndpoint":"{{pushOrigin}}/hook3"},"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":45,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"enableExactlyOnceDelivery":true,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{"authenticationMethod":"oidcToken","oidcToken":{"audience":"aud","serviceAccountEmail":"svc@example.test"},"pushEndpoint":"{{pushOrigin}}/hook3"},"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "subscription-update",
         step: "get-final",
         reason: REASON_SUB_LABELS,
-        expected: || ours(r#"{"body":{"ackDeadlineSeconds":45,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"enableExactlyOnceDelivery":true,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"ackDeadlineSeconds":45,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":6},"enableExactlyOnceDelivery":true,"expirationPolicy":{"ttl":{"seconds":"86400"}},"labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/sub-a","pushConfig":{},"retryPolicy":{"maximumBackoff":{"seconds":"9"},"minimumBackoff":{"seconds":"3"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "snapshots",
         step: "create",
         reason: REASON_SNAP_LABELS,
-        expected: || ours(r#"{"body":{"expireTime":"{{time}}","labels":{"k":"v"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-a","topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"expireTime":"{{time}}","labels":{"k":"v"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-a","topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "snapshots",
         step: "get",
         reason: REASON_SNAP_LABELS,
-        expected: || ours(r#"{"body":{"expireTime":"{{time}}","labels":{"k":"v"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-a","topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"expireTime":"{{time}}","labels":{"k":"v"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-a","topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "snapshots",
         step: "list",
         reason: REASON_SNAP_LABELS,
-        expected: || ours(r#"{"body":{"snapshots":[{"expireTime":"{{time}}","labels":{"k":"v"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-a","topic":"projects/fireside-pubsub-oracle/topics/orders"}]}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"snapshots":[{"expireTime":"{{time}}","labels":{"k":"v"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-a","topic":"projects/fireside-pubsub-oracle/topics/orders"}]}}"#,
+            )
+        },
     },
     Deviation {
         program: "snapshots",
         step: "list-page-1",
         reason: REASON_SNAP_LABELS,
-        expected: || ours(r#"{"body":{"nextPageToken":"projects/fireside-pubsub-oracle/snapshots/snap-b","snapshots":[{"expireTime":"{{time}}","labels":{"k":"v"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-a","topic":"projects/fireside-pubsub-oracle/topics/orders"}]}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"nextPageToken":"projects/fireside-pubsub-oracle/snapshots/snap-b","snapshots":[{"expireTime":"{{time}}","labels":{"k":"v"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-a","topic":"projects/fireside-pubsub-oracle/topics/orders"}]}}"#,
+            )
+        },
     },
     Deviation {
         program: "snapshots",
         step: "update",
         reason: REASON_UPDATE_SNAPSHOT,
-        expected: || ours(r#"{"body":{"expireTime":"{{time}}","labels":{"k":"w"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-a","topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"expireTime":"{{time}}","labels":{"k":"w"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-a","topic":"projects/fireside-pubsub-oracle/topics/orders"}}"#,
+            )
+        },
     },
     Deviation {
         program: "snapshots",
         step: "patch-http",
         reason: REASON_UPDATE_SNAPSHOT,
-        expected: || ours(r#"{"body":{"expireTime":"{{time}}","labels":{"a":"b"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-http","topic":"projects/fireside-pubsub-oracle/topics/orders"},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"expireTime":"{{time}}","labels":{"a":"b"},"name":"projects/fireside-pubsub-oracle/snapshots/snap-http","topic":"projects/fireside-pubsub-oracle/topics/orders"},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "schemas-avro",
         step: "create-protobuf",
         reason: REASON_PROTOBUF,
-        expected: || ours(r#"{"body":{"definition":"syntax = \"proto3\"; message M { string a = 1; }","name":"projects/fireside-pubsub-oracle/schemas/proto","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-protobuf}}","type":"PROTOCOL_BUFFER"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"definition":"syntax = \"proto3\"; message M { string a = 1; }","name":"projects/fireside-pubsub-oracle/schemas/proto","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-protobuf}}","type":"PROTOCOL_BUFFER"}}"#,
+            )
+        },
     },
     Deviation {
         program: "schemas-avro",
         step: "list",
         reason: REASON_PROTOBUF,
-        expected: || ours(r#"{"body":{"schemas":[{"definition":"\"string\"","name":"projects/fireside-pubsub-oracle/schemas/primitive","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-primitive}}","type":"AVRO"},{"definition":"syntax = \"proto3\"; message M { string a = 1; }","name":"projects/fireside-pubsub-oracle/schemas/proto","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-protobuf}}","type":"PROTOCOL_BUFFER"},{"definition":"{\"type\":\"record\",\"name\":\"Reading\",\"fields\":[{\"name\":\"sensor\",\"type\":\"string\"},{\"name\":\"value\",\"type\":\"double\"}]}","name":"projects/fireside-pubsub-oracle/schemas/readings","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create}}","type":"AVRO"}]}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"schemas":[{"definition":"\"string\"","name":"projects/fireside-pubsub-oracle/schemas/primitive","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-primitive}}","type":"AVRO"},{"definition":"syntax = \"proto3\"; message M { string a = 1; }","name":"projects/fireside-pubsub-oracle/schemas/proto","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-protobuf}}","type":"PROTOCOL_BUFFER"},{"definition":"{\"type\":\"record\",\"name\":\"Reading\",\"fields\":[{\"name\":\"sensor\",\"type\":\"string\"},{\"name\":\"value\",\"type\":\"double\"}]}","name":"projects/fireside-pubsub-oracle/schemas/readings","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create}}","type":"AVRO"}]}}"#,
+            )
+        },
     },
     Deviation {
         program: "schemas-avro",
         step: "list-full",
         reason: REASON_PROTOBUF,
-        expected: || ours(r#"{"body":{"schemas":[{"definition":"\"string\"","name":"projects/fireside-pubsub-oracle/schemas/primitive","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-primitive}}","type":"AVRO"},{"definition":"syntax = \"proto3\"; message M { string a = 1; }","name":"projects/fireside-pubsub-oracle/schemas/proto","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-protobuf}}","type":"PROTOCOL_BUFFER"},{"definition":"{\"type\":\"record\",\"name\":\"Reading\",\"fields\":[{\"name\":\"sensor\",\"type\":\"string\"},{\"name\":\"value\",\"type\":\"double\"}]}","name":"projects/fireside-pubsub-oracle/schemas/readings","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create}}","type":"AVRO"}]}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"schemas":[{"definition":"\"string\"","name":"projects/fireside-pubsub-oracle/schemas/primitive","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-primitive}}","type":"AVRO"},{"definition":"syntax = \"proto3\"; message M { string a = 1; }","name":"projects/fireside-pubsub-oracle/schemas/proto","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-protobuf}}","type":"PROTOCOL_BUFFER"},{"definition":"{\"type\":\"record\",\"name\":\"Reading\",\"fields\":[{\"name\":\"sensor\",\"type\":\"string\"},{\"name\":\"value\",\"type\":\"double\"}]}","name":"projects/fireside-pubsub-oracle/schemas/readings","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create}}","type":"AVRO"}]}}"#,
+            )
+        },
     },
     Deviation {
         program: "schemas-avro",
         step: "list-page-1",
         reason: REASON_PROTOBUF,
-        expected: || ours(r#"{"body":{"nextPageToken":"projects/fireside-pubsub-oracle/schemas/proto","schemas":[{"definition":"\"string\"","name":"projects/fireside-pubsub-oracle/schemas/primitive","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-primitive}}","type":"AVRO"}]}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"nextPageToken":"projects/fireside-pubsub-oracle/schemas/proto","schemas":[{"definition":"\"string\"","name":"projects/fireside-pubsub-oracle/schemas/primitive","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-primitive}}","type":"AVRO"}]}}"#,
+            )
+        },
     },
     Deviation {
         program: "schemas-avro",
         step: "validate-protobuf",
         reason: REASON_PROTOBUF,
-        expected: || ours(r#"{"error":{"code":3,"message":"The schema definition must contain exactly one top-level message type, but it contains 0.","status":"INVALID_ARGUMENT"}}"#),
+        expected: || {
+            ours(
+                r#"{"error":{"code":3,"message":"The schema definition must contain exactly one top-level message type, but it contains 0.","status":"INVALID_ARGUMENT"}}"#,
+            )
+        },
     },
     Deviation {
         program: "schemas-avro",
         step: "list-after-delete",
         reason: REASON_PROTOBUF,
-        expected: || ours(r#"{"body":{"schemas":[{"definition":"\"string\"","name":"projects/fireside-pubsub-oracle/schemas/primitive","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-primitive}}","type":"AVRO"},{"definition":"syntax = \"proto3\"; message M { string a = 1; }","name":"projects/fireside-pubsub-oracle/schemas/proto","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-protobuf}}","type":"PROTOCOL_BUFFER"}]}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"schemas":[{"definition":"\"string\"","name":"projects/fireside-pubsub-oracle/schemas/primitive","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-primitive}}","type":"AVRO"},{"definition":"syntax = \"proto3\"; message M { string a = 1; }","name":"projects/fireside-pubsub-oracle/schemas/proto","revisionCreateTime":"{{time}}","revisionId":"{{revisionId:create-protobuf}}","type":"PROTOCOL_BUFFER"}]}}"#,
+            )
+        },
     },
     Deviation {
         program: "schemas-http",
         step: "create-protobuf",
         reason: REASON_PROTOBUF,
-        expected: || ours(r#"{"body":{"error":{"code":400,"message":"The schema definition must contain exactly one top-level message type, but it contains 0.","status":"INVALID_ARGUMENT"}},"contentType":"application/json","status":400}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"error":{"code":400,"message":"The schema definition must contain exactly one top-level message type, but it contains 0.","status":"INVALID_ARGUMENT"}},"contentType":"application/json","status":400}"#,
+            )
+        },
     },
     Deviation {
         program: "iam",
@@ -403,7 +590,11 @@ pub const DEVIATIONS: &[Deviation] = &[
         program: "iam",
         step: "set-topic",
         reason: REASON_IAM,
-        expected: || ours(r#"{"body":{"bindings":[{"members":["user:a@example.test"],"role":"roles/pubsub.publisher"}],"etag":"AAAAAAAAAAE=","version":1}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"bindings":[{"members":["user:a@example.test"],"role":"roles/pubsub.publisher"}],"etag":"AAAAAAAAAAE=","version":1}}"#,
+            )
+        },
     },
     Deviation {
         program: "iam",
@@ -421,37 +612,59 @@ pub const DEVIATIONS: &[Deviation] = &[
         program: "iam",
         step: "get-missing",
         reason: REASON_IAM,
-        expected: || ours(r#"{"error":{"code":5,"message":"Resource not found (resource=missing-topic).","status":"NOT_FOUND"}}"#),
+        expected: || {
+            ours(
+                r#"{"error":{"code":5,"message":"Resource not found (resource=missing-topic).","status":"NOT_FOUND"}}"#,
+            )
+        },
     },
     Deviation {
         program: "iam",
         step: "get-topic-http",
         reason: REASON_IAM,
-        expected: || ours(r#"{"body":{"bindings":[{"members":["user:a@example.test"],"role":"roles/pubsub.publisher"}],"etag":"AAAAAAAAAAE=","version":1},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"bindings":[{"members":["user:a@example.test"],"role":"roles/pubsub.publisher"}],"etag":"AAAAAAAAAAE=","version":1},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "iam",
         step: "set-topic-http",
         reason: REASON_IAM,
-        expected: || ours(r#"{"body":{"etag":"AAAAAAAAAAI="},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"etag":"AAAAAAAAAAI="},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "iam",
         step: "test-topic-http",
         reason: REASON_IAM,
-        expected: || ours(r#"{"body":{"permissions":["pubsub.topics.publish"]},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"permissions":["pubsub.topics.publish"]},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "iam",
         step: "get-subscription-http",
         reason: REASON_IAM,
-        expected: || ours(r#"{"body":{"etag":"ACAB"},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(r#"{"body":{"etag":"ACAB"},"contentType":"application/json","status":200}"#)
+        },
     },
     Deviation {
         program: "iam",
         step: "get-schema-http",
         reason: REASON_IAM,
-        expected: || ours(r#"{"body":{"error":{"code":400,"message":"Invalid [schemas] name: (name=projects/fireside-pubsub-oracle/schemas/x)","status":"INVALID_ARGUMENT"}},"contentType":"application/json","status":400}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"error":{"code":400,"message":"Invalid [schemas] name: (name=projects/fireside-pubsub-oracle/schemas/x)","status":"INVALID_ARGUMENT"}},"contentType":"application/json","status":400}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-names",
@@ -465,19 +678,31 @@ pub const DEVIATIONS: &[Deviation] = &[
         program: "topic-crud",
         step: "update-labels",
         reason: LABELS_REASON,
-        expected: || ours(r#"{"body":{"labels":{"env":"prod"},"name":"projects/fireside-pubsub-oracle/topics/events"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"labels":{"env":"prod"},"name":"projects/fireside-pubsub-oracle/topics/events"}}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-crud",
         step: "update-retention",
         reason: LABELS_REASON,
-        expected: || ours(r#"{"body":{"labels":{"env":"prod"},"messageRetentionDuration":{"seconds":"1200"},"name":"projects/fireside-pubsub-oracle/topics/events"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"labels":{"env":"prod"},"messageRetentionDuration":{"seconds":"1200"},"name":"projects/fireside-pubsub-oracle/topics/events"}}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-crud",
         step: "update-kms",
         reason: LABELS_REASON,
-        expected: || ours(r#"{"body":{"kmsKeyName":"projects/p/locations/l/keyRings/r/cryptoKeys/k2","labels":{"env":"prod"},"messageRetentionDuration":{"seconds":"1200"},"name":"projects/fireside-pubsub-oracle/topics/events"}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"kmsKeyName":"projects/p/locations/l/keyRings/r/cryptoKeys/k2","labels":{"env":"prod"},"messageRetentionDuration":{"seconds":"1200"},"name":"projects/fireside-pubsub-oracle/topics/events"}}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-crud",
@@ -508,37 +733,61 @@ pub const DEVIATIONS: &[Deviation] = &[
         program: "topic-crud-http",
         step: "patch-labels",
         reason: LABELS_REASON,
-        expected: || ours(r#"{"body":{"labels":{"env":"prod"},"messageRetentionDuration":"1200s","name":"projects/fireside-pubsub-oracle/topics/events"},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"labels":{"env":"prod"},"messageRetentionDuration":"1200s","name":"projects/fireside-pubsub-oracle/topics/events"},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-crud-http",
         step: "patch-query-mask",
         reason: LABELS_REASON,
-        expected: || ours(r#"{"body":{"labels":{"env":"prod"},"messageRetentionDuration":"1800s","name":"projects/fireside-pubsub-oracle/topics/events"},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"labels":{"env":"prod"},"messageRetentionDuration":"1800s","name":"projects/fireside-pubsub-oracle/topics/events"},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-crud-http",
         step: "get-after-patch",
         reason: LABELS_REASON,
-        expected: || ours(r#"{"body":{"labels":{"env":"prod"},"messageRetentionDuration":"1800s","name":"projects/fireside-pubsub-oracle/topics/events"},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"labels":{"env":"prod"},"messageRetentionDuration":"1800s","name":"projects/fireside-pubsub-oracle/topics/events"},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "topic-crud-http",
         step: "list-after",
         reason: LABELS_REASON,
-        expected: || ours(r#"{"body":{"topics":[{"labels":{"env":"prod"},"messageRetentionDuration":"1800s","name":"projects/fireside-pubsub-oracle/topics/events"},{"name":"projects/fireside-pubsub-oracle/topics/nobody"}]},"contentType":"application/json","status":200}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"topics":[{"labels":{"env":"prod"},"messageRetentionDuration":"1800s","name":"projects/fireside-pubsub-oracle/topics/events"},{"name":"projects/fireside-pubsub-oracle/topics/nobody"}]},"contentType":"application/json","status":200}"#,
+            )
+        },
     },
     Deviation {
         program: "ordering-keys",
         step: "pull-single-after-nack",
         reason: "on an ordered subscription a nacked message is redelivered before the later messages of its key (publish order); the emulator delivers d3 before the nacked d2",
-        expected: || ours(r#"{"body":{"receivedMessages":[{"ackId":"{{ackId:pull-single-after-nack}}","message":{"data":"ZDI=","messageId":"{{messageId:publish-single-key#2}}","orderingKey":"d","publishTime":"{{time}}"}},{"ackId":"{{ackId:pull-single-after-nack#2}}","message":{"data":"ZDM=","messageId":"{{messageId:publish-single-key#3}}","orderingKey":"d","publishTime":"{{time}}"}}]}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"receivedMessages":[{"ackId":"{{ackId:pull-single-after-nack}}","message":{"data":"ZDI=","messageId":"{{messageId:publish-single-key#2}}","orderingKey":"d","publishTime":"{{time}}"}},{"ackId":"{{ackId:pull-single-after-nack#2}}","message":{"data":"ZDM=","messageId":"{{messageId:publish-single-key#3}}","orderingKey":"d","publishTime":"{{time}}"}}]}}"#,
+            )
+        },
     },
     Deviation {
         program: "snapshots",
         step: "pull-sub-b",
         reason: "a snapshot keeps the messages unacked when it was taken; seeking another subscription of the topic to it delivers them, where the emulator delivers nothing",
-        expected: || ours(r#"{"body":{"receivedMessages":[{"ackId":"{{ackId:pull-sub-b}}","message":{"data":"b25l","messageId":"{{messageId:publish-1}}","publishTime":"{{time}}"}},{"ackId":"{{ackId:pull-sub-b#2}}","message":{"data":"dHdv","messageId":"{{messageId:publish-2}}","publishTime":"{{time}}"}}]}}"#),
+        expected: || {
+            ours(
+                r#"{"body":{"receivedMessages":[{"ackId":"{{ackId:pull-sub-b}}","message":{"data":"b25l","messageId":"{{messageId:publish-1}}","publishTime":"{{time}}"}},{"ackId":"{{ackId:pull-sub-b#2}}","message":{"data":"dHdv","messageId":"{{messageId:publish-2}}","publishTime":"{{time}}"}}]}}"#,
+            )
+        },
     },
     Deviation {
         program: "publish-validation",
@@ -631,8 +880,10 @@ pub const DEVIATIONS: &[Deviation] = &[
 /// one ordering key); the runner checks that answer (the step's deviation
 /// entry) and then publishes the same messages one key per request so the
 /// rest of the program still tests delivery.
-const SPLIT_PUBLISH_STEPS: &[(&str, &str)] =
-    &[("ordering-keys", "publish"), ("ordering-keys", "publish-more")];
+const SPLIT_PUBLISH_STEPS: &[(&str, &str)] = &[
+    ("ordering-keys", "publish"),
+    ("ordering-keys", "publish-more"),
+];
 
 /// Whether `program`/`step` is one of [`SPLIT_PUBLISH_STEPS`].
 pub fn publishes_split_by_ordering_key(program: &str, step: &str) -> bool {

@@ -282,7 +282,9 @@ impl Ctx<'_> {
         wire::to_proto_json(&mut body)?;
         let deadline = self.deadline(step);
         if deviations::publishes_split_by_ordering_key(&self.program.id, &step.id) {
-            return self.split_publish(step, service, method, body, deadline).await;
+            return self
+                .split_publish(step, service, method, body, deadline)
+                .await;
         }
         match grpc::call_unary(&self.channel, service, method, body, deadline).await? {
             Ok(mut response) => {
@@ -320,12 +322,16 @@ impl Ctx<'_> {
         let mut run: Vec<Value> = Vec::new();
         let key = |m: &Value| m.get("orderingKey").cloned().unwrap_or(Value::Null);
         for message in messages.into_iter().chain(std::iter::once(Value::Null)) {
-            let ends_run = message.is_null() || run.first().is_some_and(|first| key(first) != key(&message));
+            let ends_run =
+                message.is_null() || run.first().is_some_and(|first| key(first) != key(&message));
             if ends_run && !run.is_empty() {
                 let request = json!({ "topic": topic, "messages": std::mem::take(&mut run) });
                 match grpc::call_unary(&self.channel, service, method, request, deadline).await? {
                     Ok(response) => ids.extend(
-                        response["messageIds"].as_array().cloned().unwrap_or_default(),
+                        response["messageIds"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default(),
                     ),
                     Err(status) => return Err(format!("single-key publish failed: {status:?}")),
                 }
