@@ -121,13 +121,12 @@ impl Client {
                 (uri.clone(), uri.starts_with("https://"), *authenticate)
             }
         };
-        let mut endpoint =
-            tonic::transport::Endpoint::from_shared(uri.clone()).map_err(|e| {
-                Error::InvalidEndpoint {
-                    endpoint: uri.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let mut endpoint = tonic::transport::Endpoint::from_shared(uri.clone()).map_err(|e| {
+            Error::InvalidEndpoint {
+                endpoint: uri.clone(),
+                reason: e.to_string(),
+            }
+        })?;
         endpoint = endpoint
             .user_agent(concat!("baton-client/", env!("CARGO_PKG_VERSION")))
             .map_err(|e| Error::InvalidEndpoint {
@@ -218,17 +217,21 @@ impl Client {
         let mut request = tonic::Request::new(message);
         if let Some(auth) = &self.inner.auth {
             let token = auth.token(&[PUBSUB_SCOPE]).await?;
-            let value = MetadataValue::try_from(format!("Bearer {}", token.as_str()))
-                .map_err(|e| Error::InvalidEndpoint {
-                    endpoint: GOOGLE_CLOUD_ENDPOINT.to_string(),
-                    reason: format!("unusable access token: {e}"),
+            let value =
+                MetadataValue::try_from(format!("Bearer {}", token.as_str())).map_err(|e| {
+                    Error::InvalidEndpoint {
+                        endpoint: GOOGLE_CLOUD_ENDPOINT.to_string(),
+                        reason: format!("unusable access token: {e}"),
+                    }
                 })?;
             request.metadata_mut().insert("authorization", value);
         }
         if let Some(params) = routing_params(resource)
             && let Ok(value) = MetadataValue::try_from(params)
         {
-            request.metadata_mut().insert("x-goog-request-params", value);
+            request
+                .metadata_mut()
+                .insert("x-goog-request-params", value);
         }
         Ok(request)
     }
@@ -284,7 +287,10 @@ mod tests {
             routing_params("projects/p/topics/t1").unwrap(),
             "topic=projects%2Fp%2Ftopics%2Ft1"
         );
-        assert_eq!(routing_params("projects/p").unwrap(), "project=projects%2Fp");
+        assert_eq!(
+            routing_params("projects/p").unwrap(),
+            "project=projects%2Fp"
+        );
         assert_eq!(routing_params(""), None);
         let bad = Client::connect(ClientConfig::new("p").with_endpoint(Endpoint::Custom {
             uri: "not a uri".into(),

@@ -18,8 +18,8 @@ pub enum Error {
     #[error("transport setup failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     /// An RPC failed with this status (after any retries).
-    #[error("{}: {}", .0.code(), .0.message())]
-    Rpc(#[from] tonic::Status),
+    #[error("{:?}: {}", .0.code(), .0.message())]
+    Rpc(tonic::Status),
     /// A name is not `projects/{project}/{collection}/{id}` or a bare id.
     #[error("invalid resource name `{0}`")]
     InvalidName(String),
@@ -68,6 +68,14 @@ pub enum AckError {
     /// Any other failure.
     #[error("{0}")]
     Other(String),
+}
+
+// Not `#[from]`: the status is the whole story, and as a `source` it would
+// print twice in error chains.
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        Self::Rpc(status)
+    }
 }
 
 /// Result alias of the client.

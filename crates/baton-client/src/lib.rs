@@ -23,7 +23,11 @@ mod subscriber;
 mod telemetry;
 
 pub use admin::SubscriptionConfig;
-pub use client::{Client, ClientConfig, EMULATOR_HOST_ENV, Endpoint, GOOGLE_CLOUD_ENDPOINT, short_id};
+/// The generated wire types, for settings this crate has no builder for.
+pub use baton_proto::pubsub as proto;
+pub use client::{
+    Client, ClientConfig, EMULATOR_HOST_ENV, Endpoint, GOOGLE_CLOUD_ENDPOINT, short_id,
+};
 pub use error::{AckError, Error, Result};
 pub use publisher::{
     BatchSettings, LimitExceededBehavior, Message, PublishHandle, Publisher, PublisherConfig,
@@ -33,5 +37,3 @@ pub use subscriber::{
     ReceivedMessage, ShutdownBehavior, Subscriber, SubscriberConfig, SubscriptionHandle,
 };
 pub use telemetry::{ProcessScope, PropagationOptions, TracingConfig};
-/// The generated wire types, for settings this crate has no builder for.
-pub use baton_proto::pubsub as proto;

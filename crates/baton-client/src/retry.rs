@@ -62,7 +62,10 @@ pub fn publish_retryable(code: Code) -> bool {
 
 /// Codes retried for idempotent admin and settle calls.
 pub fn idempotent_retryable(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded | Code::Aborted)
+    matches!(
+        code,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
+    )
 }
 
 /// Codes on which a StreamingPull stream is reopened rather than given up.

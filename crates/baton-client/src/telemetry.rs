@@ -9,9 +9,7 @@ use std::sync::Arc;
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage};
 use baton_trace as bt;
 use opentelemetry::global::{BoxedSpan, BoxedTracer, ObjectSafeTracerProvider};
-use opentelemetry::trace::{
-    Link, Span, SpanContext, SpanKind, Status, TraceContextExt, Tracer,
-};
+use opentelemetry::trace::{Link, Span, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -32,7 +30,10 @@ pub struct TracingConfig {
 impl std::fmt::Debug for TracingConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TracingConfig")
-            .field("enable_open_telemetry_tracing", &self.enable_open_telemetry_tracing)
+            .field(
+                "enable_open_telemetry_tracing",
+                &self.enable_open_telemetry_tracing,
+            )
             .field("propagation", &self.propagation)
             .field("tracer_provider", &self.tracer_provider.is_some())
             .finish()
@@ -114,7 +115,10 @@ impl Telemetry {
             KeyValue::new(bt::MESSAGING_OPERATION, bt::OPERATION_CREATE),
             KeyValue::new(bt::CODE_FUNCTION, "publish"),
             KeyValue::new(bt::MESSAGING_MESSAGE_BODY_SIZE, as_i64(message.data.len())),
-            KeyValue::new(bt::MESSAGING_GCP_PUBSUB_ORDERING_KEY, message.ordering_key.clone()),
+            KeyValue::new(
+                bt::MESSAGING_GCP_PUBSUB_ORDERING_KEY,
+                message.ordering_key.clone(),
+            ),
         ]);
         let span = tracer
             .span_builder(bt::create_span_name(topic_id))
@@ -256,7 +260,10 @@ impl Telemetry {
                 // The official clients name the operation of modack spans
                 // with this key (the reference captures show it).
                 KeyValue::new(bt::LINK_OPERATION_NAME, bt::OPERATION_MODACK),
-                KeyValue::new(bt::MESSAGING_GCP_PUBSUB_ACK_DEADLINE, i64::from(info.deadline_seconds)),
+                KeyValue::new(
+                    bt::MESSAGING_GCP_PUBSUB_ACK_DEADLINE,
+                    i64::from(info.deadline_seconds),
+                ),
                 KeyValue::new(bt::MESSAGING_GCP_PUBSUB_IS_RECEIPT_MODACK, info.receipt),
             ]),
             _ => attributes.push(KeyValue::new(bt::MESSAGING_OPERATION, kind.operation())),
@@ -278,7 +285,10 @@ impl Telemetry {
             delivery.cx.span().add_event(kind.start_event(), Vec::new());
             if settle.is_valid() {
                 let link = bt::settle_link(&settle, kind);
-                delivery.cx.span().add_link(link.span_context, link.attributes);
+                delivery
+                    .cx
+                    .span()
+                    .add_link(link.span_context, link.attributes);
             }
         }
         Some(RpcSpan { span })
@@ -352,7 +362,9 @@ impl CreateTrace {
     }
 
     pub fn publish_start(&mut self) {
-        self.cx.span().add_event(bt::EVENT_PUBLISH_START, Vec::new());
+        self.cx
+            .span()
+            .add_event(bt::EVENT_PUBLISH_START, Vec::new());
     }
 
     /// Ends the create span with the outcome of its publish.
@@ -372,7 +384,10 @@ impl CreateTrace {
 
     /// Fails the message before it was sent.
     pub fn fail(&mut self, error: &crate::Error) {
-        for child in [self.flow_control.take(), self.batching.take()].into_iter().flatten() {
+        for child in [self.flow_control.take(), self.batching.take()]
+            .into_iter()
+            .flatten()
+        {
             let mut child = child;
             child.set_status(Status::error(error.to_string()));
             child.end();
@@ -421,7 +436,9 @@ pub struct ProcessScope {
 
 impl std::fmt::Debug for ProcessScope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProcessScope").field("span", &self.span).finish_non_exhaustive()
+        f.debug_struct("ProcessScope")
+            .field("span", &self.span)
+            .finish_non_exhaustive()
     }
 }
 
@@ -500,11 +517,7 @@ impl DeliveryTrace {
             };
         }
         // No tracing-opentelemetry layer: make the span through the API.
-        let links = self
-            .create
-            .iter()
-            .map(|sc| bt::link_to(sc, None))
-            .collect();
+        let links = self.create.iter().map(|sc| bt::link_to(sc, None)).collect();
         let otel = self
             .tracer
             .span_builder(name)

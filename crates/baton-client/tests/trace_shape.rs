@@ -4,14 +4,16 @@
 //! parents, trace membership, links and link attributes, events, attribute
 //! keys and constant attribute values).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_client::{
-    Client, ClientConfig, Endpoint, Message, PublisherConfig, SubscriberConfig,
-    SubscriptionConfig, TracingConfig,
+    Client, ClientConfig, Endpoint, Message, PublisherConfig, SubscriberConfig, SubscriptionConfig,
+    TracingConfig,
 };
 use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};

@@ -1,5 +1,8 @@
 //! The `baton` command line.
 
+mod otel;
+mod pubsub_cmds;
+
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
@@ -18,6 +21,27 @@ struct Cli {
 enum Command {
     /// Run the Pub/Sub-API server (gRPC and REST on one port).
     Serve(ServeArgs),
+    /// Manage topics and publish (like `gcloud pubsub topics`).
+    Topics {
+        #[command(flatten)]
+        client: pubsub_cmds::ClientArgs,
+        #[command(subcommand)]
+        command: pubsub_cmds::TopicsCommand,
+    },
+    /// Manage subscriptions and pull (like `gcloud pubsub subscriptions`).
+    Subscriptions {
+        #[command(flatten)]
+        client: pubsub_cmds::ClientArgs,
+        #[command(subcommand)]
+        command: pubsub_cmds::SubscriptionsCommand,
+    },
+    /// Stream messages from a subscription until Ctrl-C.
+    Subscribe {
+        #[command(flatten)]
+        client: pubsub_cmds::ClientArgs,
+        #[command(flatten)]
+        args: pubsub_cmds::SubscribeArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -36,16 +60,28 @@ struct ServeArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Client verbs print results on stdout; keep their logs quiet by default.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Topics { client, command } => pubsub_cmds::topics(&client, command).await,
+        Command::Subscriptions { client, command } => {
+            pubsub_cmds::subscriptions(&client, command).await
+        }
+        Command::Subscribe { client, args } => {
+            pubsub_cmds::subscribe(&client, args, shutdown_signal()).await
+        }
     }
 }
 
@@ -66,7 +102,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::warn!(%error, "cannot listen for Ctrl-C");

@@ -33,7 +33,7 @@ pub(crate) const MAX_REQUEST_BYTES: usize = 512 * 1024;
 /// length; ack ids are at most 164 bytes).
 const PER_ID_OVERHEAD: usize = 3;
 /// Encoding cost of a request beyond its ack ids and subscription name.
-const REQUEST_OVERHEAD: usize = 32;
+pub(crate) const REQUEST_OVERHEAD: usize = 32;
 /// Longest one settle RPC attempt may take.
 const RPC_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -50,7 +50,10 @@ pub(crate) enum Kind {
     Ack,
     Nack,
     /// A new ack deadline; `receipt` for the modack sent on arrival.
-    Modack { seconds: i32, receipt: bool },
+    Modack {
+        seconds: i32,
+        receipt: bool,
+    },
 }
 
 impl Kind {
@@ -344,7 +347,11 @@ async fn call_once(shared: &Shared, kind: Kind, ack_ids: Vec<String>) -> Result<
                     .request(request, subscription)
                     .await
                     .map_err(unauthenticated)?;
-                client.subscriber_stub().acknowledge(request).await.map(drop)
+                client
+                    .subscriber_stub()
+                    .acknowledge(request)
+                    .await
+                    .map(drop)
             }
             Kind::Nack | Kind::Modack { .. } => {
                 let ack_deadline_seconds = match kind {
@@ -497,12 +504,13 @@ mod tests {
         // limit does.
         let long: Vec<String> = (0..4000).map(|i| format!("{i:0>164}")).collect();
         let chunks = split_batch(long, String::len, 100, 5000, MAX_REQUEST_BYTES);
-        assert_eq!(
-            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
-            [3138, 862]
-        );
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [3138, 862]);
         for chunk in &chunks {
-            let bytes: usize = 100 + chunk.iter().map(|id| id.len() + PER_ID_OVERHEAD).sum::<usize>();
+            let bytes: usize = 100
+                + chunk
+                    .iter()
+                    .map(|id| id.len() + PER_ID_OVERHEAD)
+                    .sum::<usize>();
             assert!(bytes <= MAX_REQUEST_BYTES);
         }
     }
@@ -520,7 +528,13 @@ mod tests {
         let subscription = format!("projects/p/subscriptions/{}", "s".repeat(255));
         let long: Vec<String> = (0..10_000).map(|i| format!("{i:0>164}")).collect();
         let base = subscription.len() + REQUEST_OVERHEAD;
-        for chunk in split_batch(long, String::len, base, MAX_IDS_PER_REQUEST, MAX_REQUEST_BYTES) {
+        for chunk in split_batch(
+            long,
+            String::len,
+            base,
+            MAX_IDS_PER_REQUEST,
+            MAX_REQUEST_BYTES,
+        ) {
             let request = ModifyAckDeadlineRequest {
                 subscription: subscription.clone(),
                 ack_ids: chunk,
@@ -567,24 +581,28 @@ mod tests {
     async fn per_id_results_of_exactly_once_failures() {
         let calls = Mutex::new(Vec::new());
         let settings = RetrySettings::admin_default();
-        let results = settle_ids(&ids(&["ok", "gone", "later", "odd"]), Some(&settings), |batch| {
-            let attempt = {
-                let mut calls = calls.lock().unwrap();
-                calls.push(batch.clone());
-                calls.len()
-            };
-            async move {
-                if attempt == 1 {
-                    Err(eod_status(&[
-                        ("gone", INVALID_ACK_ID),
-                        ("later", "TRANSIENT_FAILURE_OTHER"),
-                        ("odd", "PERMANENT_FAILURE_OTHER"),
-                    ]))
-                } else {
-                    Ok(())
+        let results = settle_ids(
+            &ids(&["ok", "gone", "later", "odd"]),
+            Some(&settings),
+            |batch| {
+                let attempt = {
+                    let mut calls = calls.lock().unwrap();
+                    calls.push(batch.clone());
+                    calls.len()
+                };
+                async move {
+                    if attempt == 1 {
+                        Err(eod_status(&[
+                            ("gone", INVALID_ACK_ID),
+                            ("later", "TRANSIENT_FAILURE_OTHER"),
+                            ("odd", "PERMANENT_FAILURE_OTHER"),
+                        ]))
+                    } else {
+                        Ok(())
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         assert_eq!(
             results,

@@ -55,10 +55,11 @@ impl State {
         } else {
             hold.settled = true;
         }
-        if hold.handler_done && hold.settled {
-            if let Some(hold) = self.key_holds.remove(ack_id) {
-                self.scheduler.key_done(&hold.key);
-            }
+        if hold.handler_done
+            && hold.settled
+            && let Some(hold) = self.key_holds.remove(ack_id)
+        {
+            self.scheduler.key_done(&hold.key);
         }
     }
 
@@ -106,8 +107,13 @@ impl Core {
     /// Must be called within a Tokio runtime.
     pub fn new(shared: Arc<Shared>, handler: Handler, acker: AckerHandle) -> Arc<Self> {
         let config = &shared.config;
-        let scheduler = Scheduler::new(config.max_outstanding_messages, config.max_outstanding_bytes);
-        let slots = config.max_concurrent_handlers.clamp(1, Semaphore::MAX_PERMITS);
+        let scheduler = Scheduler::new(
+            config.max_outstanding_messages,
+            config.max_outstanding_bytes,
+        );
+        let slots = config
+            .max_concurrent_handlers
+            .clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Self {
             acker,
             handler,
@@ -155,13 +161,9 @@ impl Core {
     pub fn load_percent(&self) -> usize {
         let config = &self.shared.config;
         let state = self.lock();
-        let percent = |used: usize, limit: usize| {
-            if limit == 0 {
-                0
-            } else {
-                used.saturating_mul(100) / limit
-            }
-        };
+        // No limit (0) counts as no load.
+        let percent =
+            |used: usize, limit: usize| used.saturating_mul(100).checked_div(limit).unwrap_or(0);
         percent(state.leases.len(), config.max_outstanding_messages)
             .max(percent(state.leased_bytes, config.max_outstanding_bytes))
     }
@@ -272,16 +274,21 @@ impl Core {
             let guard = HandlerGuard {
                 core: self.clone(),
                 ack_id: pending.delivery.ack_id.clone(),
+                ran: false,
             };
-            self.runtime.spawn(run_handler(self.clone(), pending, guard));
+            self.runtime
+                .spawn(run_handler(self.clone(), pending, guard));
         }
     }
 
-    /// A message was acked or nacked (by the user or at shutdown).
-    pub fn on_settled(self: &Arc<Self>, delivery: &Delivery) {
+    /// A message was acked or nacked (by the user or at shutdown); acks
+    /// feed the latency histogram the ack deadline follows.
+    pub fn on_settled(self: &Arc<Self>, delivery: &Delivery, acked: bool) {
         {
             let mut state = self.lock();
-            state.latencies.record(delivery.received_at.elapsed());
+            if acked {
+                state.latencies.record(delivery.received_at.elapsed());
+            }
             state.remove_lease(&delivery.ack_id);
         }
         self.capacity.notify_one();
@@ -301,11 +308,15 @@ impl Core {
         }
     }
 
-    fn handler_finished(self: &Arc<Self>, ack_id: &str) {
+    /// A handler task ended; `ran` is false when it was dropped unpolled
+    /// (the runtime is going away: start nothing new then).
+    fn handler_finished(self: &Arc<Self>, ack_id: &str, ran: bool) {
         self.lock().key_progress(ack_id, true);
         // Start the key's next message first, so the count of running
         // handlers never touches zero in between.
-        self.pump();
+        if ran {
+            self.pump();
+        }
         if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
         }
@@ -391,7 +402,10 @@ impl Core {
         }
         let expired: Vec<Lease> = {
             let mut state = self.lock();
-            ack_ids.iter().filter_map(|id| state.remove_lease(id)).collect()
+            ack_ids
+                .iter()
+                .filter_map(|id| state.remove_lease(id))
+                .collect()
         };
         for lease in &expired {
             expire_trace(&lease.delivery);
@@ -453,17 +467,19 @@ fn expire_trace(delivery: &Delivery) {
 struct HandlerGuard {
     core: Arc<Core>,
     ack_id: String,
+    ran: bool,
 }
 
 impl Drop for HandlerGuard {
     fn drop(&mut self) {
-        self.core.handler_finished(&self.ack_id);
+        self.core.handler_finished(&self.ack_id, self.ran);
     }
 }
 
 /// Runs the handler on one message, inside its process span, once a
 /// handler slot is free.
-async fn run_handler(core: Arc<Core>, pending: Pending, guard: HandlerGuard) {
+async fn run_handler(core: Arc<Core>, pending: Pending, mut guard: HandlerGuard) {
+    guard.ran = true;
     let permit = core.slots.clone().acquire_owned().await;
     if permit.is_err() || core.closing.load(Ordering::Acquire) {
         // Shutting down before it started: give it back.
@@ -555,7 +571,9 @@ mod tests {
         };
         let config = SubscriberConfig::default().with_flow_control(2, 1000);
         let core = core_with(config, handler).await;
-        let batch: Vec<Pending> = (0..5).map(|i| pending(&core, i, "", b"0123456789")).collect();
+        let batch: Vec<Pending> = (0..5)
+            .map(|i| pending(&core, i, "", b"0123456789"))
+            .collect();
         let size = batch[0].delivery.size;
         core.add_leases(&batch, 10);
         assert_eq!(core.load_percent(), 250);

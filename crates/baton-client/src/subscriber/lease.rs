@@ -100,9 +100,7 @@ pub(crate) enum LeaseAction {
 /// least 2 s (ack batching and the RPC must fit), at most half of it.
 pub(crate) fn extension_margin(seconds: i32) -> Duration {
     let deadline = Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
-    (deadline / 4)
-        .max(Duration::from_secs(2))
-        .min(deadline / 2)
+    (deadline / 4).max(Duration::from_secs(2)).min(deadline / 2)
 }
 
 impl LeaseClock {

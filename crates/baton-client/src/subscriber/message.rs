@@ -77,8 +77,11 @@ pub(crate) fn with_traces<R>(
     deliveries: &[&Arc<Delivery>],
     f: impl FnOnce(&mut [&mut DeliveryTrace]) -> R,
 ) -> Option<R> {
-    let mut traced: Vec<&Arc<Delivery>> =
-        deliveries.iter().copied().filter(|d| d.is_traced()).collect();
+    let mut traced: Vec<&Arc<Delivery>> = deliveries
+        .iter()
+        .copied()
+        .filter(|d| d.is_traced())
+        .collect();
     if traced.is_empty() {
         return None;
     }
@@ -103,17 +106,17 @@ pub(crate) fn settle(delivery: &Arc<Delivery>, kind: Kind, reply: Option<Reply>)
         return;
     }
     if let Some(core) = delivery.session() {
-        core.on_settled(delivery);
+        core.on_settled(delivery, kind == Kind::Ack);
     }
     let request = SettleRequest {
         kind,
         delivery: delivery.clone(),
         reply,
     };
-    if let Err(request) = delivery.acker.send(request) {
-        if let Some(reply) = request.reply {
-            let _ = reply.send(Err(AckError::Shutdown));
-        }
+    if let Err(request) = delivery.acker.send(request)
+        && let Some(reply) = request.reply
+    {
+        let _ = reply.send(Err(AckError::Shutdown));
     }
 }
 
@@ -133,9 +136,19 @@ impl Pending {
         acker: AckerHandle,
         session: Option<Weak<Core>>,
     ) -> Self {
-        let trace = shared
-            .telemetry
-            .start_subscribe(&shared.subscription_id, &shared.project, &received, exactly_once)
+        let telemetry = &shared.telemetry;
+        // Tracing off: one branch, nothing else.
+        let trace = telemetry
+            .enabled()
+            .then(|| {
+                telemetry.start_subscribe(
+                    &shared.subscription_id,
+                    &shared.project,
+                    &received,
+                    exactly_once,
+                )
+            })
+            .flatten()
             .map(|trace| {
                 Mutex::new(Traced {
                     trace,
@@ -217,22 +230,46 @@ impl ReceivedMessage {
     }
 
     /// The payload.
+    ///
+    /// ```no_run
+    /// # fn f(message: baton_client::ReceivedMessage) {
+    /// let text = String::from_utf8_lossy(message.data());
+    /// # }
+    /// ```
     pub fn data(&self) -> &[u8] {
         &self.message.data
     }
 
     /// The attributes (including `googclient_traceparent` when the publisher
     /// traced the message).
+    ///
+    /// ```no_run
+    /// # fn f(message: baton_client::ReceivedMessage) {
+    /// let kind = message.attributes().get("kind").cloned().unwrap_or_default();
+    /// # }
+    /// ```
     pub fn attributes(&self) -> &HashMap<String, String> {
         &self.message.attributes
     }
 
     /// The server-assigned message id.
+    ///
+    /// ```no_run
+    /// # fn f(message: baton_client::ReceivedMessage) {
+    /// println!("processing {}", message.message_id());
+    /// # }
+    /// ```
     pub fn message_id(&self) -> &str {
         &self.message.message_id
     }
 
     /// When the server received the message.
+    ///
+    /// ```no_run
+    /// # fn f(message: baton_client::ReceivedMessage) {
+    /// let age = message.publish_time().elapsed().unwrap_or_default();
+    /// # }
+    /// ```
     pub fn publish_time(&self) -> SystemTime {
         self.message
             .publish_time
@@ -246,23 +283,47 @@ impl ReceivedMessage {
     }
 
     /// The ordering key (empty when none).
+    ///
+    /// ```no_run
+    /// # fn f(message: baton_client::ReceivedMessage) {
+    /// if !message.ordering_key().is_empty() { /* part of an ordered stream */ }
+    /// # }
+    /// ```
     pub fn ordering_key(&self) -> &str {
         &self.message.ordering_key
     }
 
     /// How many times the message was delivered, counting this one; only
     /// reported when the subscription has a dead-letter policy.
+    ///
+    /// ```no_run
+    /// # fn f(message: baton_client::ReceivedMessage) {
+    /// if message.delivery_attempt().is_some_and(|n| n > 3) { /* a poison message? */ }
+    /// # }
+    /// ```
     pub fn delivery_attempt(&self) -> Option<u32> {
         u32::try_from(self.delivery_attempt).ok().filter(|n| *n > 0)
     }
 
     /// The ack id of this delivery.
+    ///
+    /// ```no_run
+    /// # fn f(message: baton_client::ReceivedMessage) {
+    /// tracing::debug!(ack_id = message.ack_id(), "received");
+    /// # }
+    /// ```
     pub fn ack_id(&self) -> &str {
         &self.delivery.ack_id
     }
 
     /// The message as received on the wire, e.g. for
     /// [`baton_trace::extract`]-style helpers.
+    ///
+    /// ```no_run
+    /// # fn f(message: baton_client::ReceivedMessage) {
+    /// let raw: &baton_client::proto::PubsubMessage = message.message();
+    /// # }
+    /// ```
     pub fn message(&self) -> &PubsubMessage {
         &self.message
     }
@@ -287,13 +348,45 @@ impl ReceivedMessage {
     /// Acknowledges the message: it will not be redelivered (unless the ack
     /// is lost; use [`Self::ack_with_result`] to know). Acks are batched and
     /// sent within about 100 ms.
+    ///
+    /// ```no_run
+    /// # fn f(message: baton_client::ReceivedMessage) {
+    /// message.ack();
+    /// # }
+    /// ```
     pub fn ack(self) {
         self.settle(Kind::Ack, None);
     }
 
     /// Gives the message back for redelivery as soon as possible.
+    ///
+    /// ```no_run
+    /// # fn f(message: baton_client::ReceivedMessage) {
+    /// message.nack(); // e.g. a dependency is down
+    /// # }
+    /// ```
     pub fn nack(self) {
         self.settle(Kind::Nack, None);
+    }
+
+    /// Lets go of the message without settling it: no nack is sent and its
+    /// lease is no longer extended, so the server redelivers it once its ack
+    /// deadline passes (what `gcloud pubsub subscriptions pull` does without
+    /// `--auto-ack`).
+    ///
+    /// ```no_run
+    /// # fn f(message: baton_client::ReceivedMessage) {
+    /// println!("{:?}", message.data());
+    /// message.release();
+    /// # }
+    /// ```
+    pub fn release(mut self) {
+        if self.delivery.claim_settlement()
+            && let Some(core) = self.delivery.session()
+        {
+            core.on_settled(&self.delivery, false);
+        }
+        self.done = true;
     }
 
     /// Acknowledges the message and waits for the server's answer. With
@@ -322,6 +415,14 @@ impl ReceivedMessage {
 
     /// Nacks the message and waits for the server's answer (see
     /// [`Self::ack_with_result`]).
+    ///
+    /// ```no_run
+    /// # async fn f(message: baton_client::ReceivedMessage) {
+    /// if let Err(error) = message.nack_with_result().await {
+    ///     eprintln!("nack failed: {error}");
+    /// }
+    /// # }
+    /// ```
     pub async fn nack_with_result(self) -> Result<(), AckError> {
         let (reply, result) = oneshot::channel();
         self.settle(Kind::Nack, Some(reply));

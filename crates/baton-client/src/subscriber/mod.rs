@@ -35,7 +35,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use baton_proto::pubsub::PullRequest;
+use baton_proto::pubsub::{PullRequest, PullResponse};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
@@ -50,6 +50,12 @@ use acker::AckerHandle;
 
 /// What [`SubscriptionHandle::shutdown`] does with messages whose handler is
 /// already running.
+///
+/// ```
+/// use baton_client::{ShutdownBehavior, SubscriberConfig};
+/// assert_eq!(SubscriberConfig::default().shutdown, ShutdownBehavior::WaitForHandlers);
+/// let config = SubscriberConfig::default().with_shutdown(ShutdownBehavior::NackImmediately);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ShutdownBehavior {
     /// Let running handlers finish (their messages' leases keep being
@@ -354,11 +360,25 @@ pub(crate) type Handler = Arc<dyn Fn(ReceivedMessage) -> BoxFuture<'static, ()> 
 
 impl Subscriber {
     /// The subscription's full name.
+    ///
+    /// ```no_run
+    /// # fn f(client: baton_client::Client) {
+    /// let subscriber = client.subscriber("projects/other/subscriptions/audit");
+    /// assert_eq!(subscriber.subscription(), "projects/other/subscriptions/audit");
+    /// # }
+    /// ```
     pub fn subscription(&self) -> &str {
         &self.shared.subscription
     }
 
     /// The settings.
+    ///
+    /// ```no_run
+    /// # fn f(client: baton_client::Client) {
+    /// let subscriber = client.subscriber("orders-worker");
+    /// assert_eq!(subscriber.config().max_outstanding_messages, 1000);
+    /// # }
+    /// ```
     pub fn config(&self) -> &SubscriberConfig {
         &self.shared.config
     }
@@ -453,7 +473,8 @@ impl Subscriber {
                     .await
                 {
                     Ok(result) => result,
-                    Err(_) => Err(tonic::Status::deadline_exceeded("pull timed out")),
+                    // No answer in time: nothing pulled (not retried).
+                    Err(_) => Ok(tonic::Response::new(PullResponse::default())),
                 }
             }
         })
@@ -485,6 +506,18 @@ impl Subscriber {
 /// A running StreamingPull session of [`Subscriber::subscribe`]. Dropping it
 /// shuts the session down in the background (as [`Self::shutdown`] does,
 /// without waiting).
+///
+/// Do not await [`Self::shutdown`] from inside a handler of the same
+/// session with [`ShutdownBehavior::WaitForHandlers`]: it would wait for
+/// itself.
+///
+/// ```no_run
+/// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+/// let handle = client.subscriber("orders-worker").subscribe(|m| async move { m.ack() });
+/// tokio::signal::ctrl_c().await.ok();
+/// handle.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[must_use = "dropping the handle stops the subscription"]
 pub struct SubscriptionHandle {
     subscription: String,
@@ -503,11 +536,25 @@ impl std::fmt::Debug for SubscriptionHandle {
 
 impl SubscriptionHandle {
     /// The subscription's full name.
+    ///
+    /// ```no_run
+    /// # fn f(handle: baton_client::SubscriptionHandle) {
+    /// println!("receiving from {}", handle.subscription());
+    /// # }
+    /// ```
     pub fn subscription(&self) -> &str {
         &self.subscription
     }
 
     /// Whether the session has ended (after a fatal error or a shutdown).
+    ///
+    /// ```no_run
+    /// # fn f(handle: baton_client::SubscriptionHandle) {
+    /// if handle.is_finished() {
+    ///     eprintln!("the subscription stopped; see handle.wait()");
+    /// }
+    /// # }
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.done.borrow().is_some()
     }

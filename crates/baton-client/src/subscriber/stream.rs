@@ -11,7 +11,9 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::acker::{self, Kind, MAX_IDS_PER_REQUEST, MAX_REQUEST_BYTES, SettleRequest};
+use super::acker::{
+    self, Kind, MAX_IDS_PER_REQUEST, MAX_REQUEST_BYTES, REQUEST_OVERHEAD, SettleRequest,
+};
 use super::dispatcher::{Core, PAUSE_AT_PERCENT, RESUME_BELOW_PERCENT};
 use super::message::Pending;
 use crate::retry::{Backoff, RetrySettings, stream_retryable};
@@ -132,10 +134,8 @@ async fn serve(
         Err(status) => return Ended::Failed(status),
     };
     tracing::debug!(subscription = %shared.subscription, "streaming pull open");
-    let mut keepalive = tokio::time::interval_at(
-        Instant::now() + KEEPALIVE_INTERVAL,
-        KEEPALIVE_INTERVAL,
-    );
+    let mut keepalive =
+        tokio::time::interval_at(Instant::now() + KEEPALIVE_INTERVAL, KEEPALIVE_INTERVAL);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watchdog: Option<Instant> = None;
     let mut paused = false;
@@ -145,6 +145,8 @@ async fn serve(
             paused = false;
         } else if !paused && load >= PAUSE_AT_PERCENT {
             paused = true;
+            // Unread answers would trip it: the next keepalive re-arms it.
+            watchdog = None;
         }
         let watchdog_at = watchdog.unwrap_or_else(|| Instant::now() + KEEPALIVE_INTERVAL);
         tokio::select! {
@@ -164,9 +166,6 @@ async fn serve(
                     watchdog = Some(Instant::now() + KEEPALIVE_TIMEOUT);
                 }
             }
-            () = tokio::time::sleep_until(watchdog_at), if watchdog.is_some() && !paused => {
-                return Ended::Failed(Status::unavailable("no answer to the keepalive within 15 s"));
-            }
             () = core.capacity.notified(), if paused => {}
             message = responses.message(), if !paused => match message {
                 Ok(Some(response)) => {
@@ -177,6 +176,9 @@ async fn serve(
                 Ok(None) => return Ended::Failed(Status::unavailable("the server closed the stream")),
                 Err(status) => return Ended::Failed(status),
             },
+            () = tokio::time::sleep_until(watchdog_at), if watchdog.is_some() && !paused => {
+                return Ended::Failed(Status::unavailable("no answer to the keepalive within 15 s"));
+            }
         }
     }
 }
@@ -229,7 +231,10 @@ fn on_response(
 /// the messages on: all of them, or under exactly-once delivery only those
 /// whose modack succeeded (as the official clients do). Ends when the
 /// stream task is gone and every batch is handled.
-pub(crate) async fn run_receipts(core: Arc<Core>, mut batches: mpsc::UnboundedReceiver<ReceiptBatch>) {
+pub(crate) async fn run_receipts(
+    core: Arc<Core>,
+    mut batches: mpsc::UnboundedReceiver<ReceiptBatch>,
+) {
     while let Some(batch) = batches.recv().await {
         let kind = Kind::Modack {
             seconds: batch.seconds,
@@ -252,7 +257,7 @@ pub(crate) async fn run_receipts(core: Arc<Core>, mut batches: mpsc::UnboundedRe
                 }
             })
             .collect();
-        let base = core.shared.subscription.len() + 32;
+        let base = core.shared.subscription.len() + REQUEST_OVERHEAD;
         for chunk in acker::split_batch(
             requests,
             |r| r.delivery.ack_id.len(),

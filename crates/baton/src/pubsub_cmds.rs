@@ -1,0 +1,610 @@
+//! `baton topics ...`, `baton subscriptions ...` and `baton subscribe`:
+//! client verbs named like `gcloud pubsub`, on `baton-client`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use baton_client::{
+    Client, ClientConfig, Endpoint, Message, PublisherConfig, SubscriptionConfig, TracingConfig,
+};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use crate::otel;
+
+/// Prints a line on stdout; a closed pipe (`baton ... | head`) ends the
+/// program quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(error) = writeln!(stdout, $($arg)*) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+/// Output format of the client verbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON document (proto3 JSON) for scripts.
+    Json,
+}
+
+/// Where the client verbs connect and how they print.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// Project of short resource ids.
+    #[arg(long, global = true, env = "BATON_PROJECT")]
+    project: Option<String>,
+    /// Endpoint URI (`http://host:port` or `https://...`); by default
+    /// `PUBSUB_EMULATOR_HOST`, else Google Cloud.
+    #[arg(long, global = true)]
+    endpoint: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+impl ClientArgs {
+    async fn connect(&self) -> anyhow::Result<Client> {
+        let endpoint = match &self.endpoint {
+            Some(uri) => Endpoint::Custom {
+                uri: uri.clone(),
+                authenticate: uri.starts_with("https://"),
+            },
+            None => Endpoint::from_env(),
+        };
+        let project = self
+            .project
+            .clone()
+            .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok())
+            .or_else(|| std::env::var("CLOUDSDK_CORE_PROJECT").ok());
+        let project = match (project, &endpoint) {
+            (Some(project), _) => project,
+            // A local server accepts any project; this one keeps examples short.
+            (None, Endpoint::Emulator(_)) => "baton".to_string(),
+            (None, _) => bail!("no project: pass --project or set GOOGLE_CLOUD_PROJECT"),
+        };
+        Client::connect(ClientConfig::new(project).with_endpoint(endpoint))
+            .await
+            .context("connecting to Pub/Sub")
+    }
+}
+
+/// `baton topics ...`
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create a topic.
+    Create {
+        /// Topic id or full name.
+        topic: String,
+        /// Labels, `key=value`.
+        #[arg(long = "labels", value_parser = key_value)]
+        labels: Vec<(String, String)>,
+        /// Message retention, e.g. `600s`, `7d`.
+        #[arg(long = "message-retention-duration", value_parser = parse_duration)]
+        retention: Option<Duration>,
+    },
+    /// Show a topic.
+    Describe {
+        /// Topic id or full name.
+        topic: String,
+    },
+    /// List the project's topics.
+    List,
+    /// Delete a topic.
+    Delete {
+        /// Topic id or full name.
+        topic: String,
+    },
+    /// Publish one message.
+    Publish {
+        /// Topic id or full name.
+        topic: String,
+        /// The message data.
+        #[arg(long)]
+        message: String,
+        /// An attribute, `key=value` (repeatable).
+        #[arg(long = "attribute", value_parser = key_value)]
+        attributes: Vec<(String, String)>,
+        /// Ordering key.
+        #[arg(long)]
+        ordering_key: Option<String>,
+    },
+}
+
+/// `baton subscriptions ...`
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsCommand {
+    /// Create a subscription.
+    Create(CreateSubscriptionArgs),
+    /// Show a subscription.
+    Describe {
+        /// Subscription id or full name.
+        subscription: String,
+    },
+    /// List the project's subscriptions.
+    List,
+    /// Delete a subscription.
+    Delete {
+        /// Subscription id or full name.
+        subscription: String,
+    },
+    /// Pull messages once.
+    Pull {
+        /// Subscription id or full name.
+        subscription: String,
+        /// Acknowledge what was pulled.
+        #[arg(long)]
+        auto_ack: bool,
+        /// Most messages to pull.
+        #[arg(long, default_value_t = 1)]
+        limit: i32,
+    },
+}
+
+/// Settings of `baton subscriptions create`.
+#[derive(Debug, Args)]
+pub struct CreateSubscriptionArgs {
+    /// Subscription id or full name.
+    subscription: String,
+    /// Topic id or full name.
+    #[arg(long)]
+    topic: String,
+    /// Ack deadline in seconds (10-600).
+    #[arg(long)]
+    ack_deadline: Option<u64>,
+    /// Deliver messages with one ordering key in order.
+    #[arg(long)]
+    enable_message_ordering: bool,
+    /// Exactly-once delivery.
+    #[arg(long)]
+    enable_exactly_once_delivery: bool,
+    /// Attribute filter, e.g. `attributes.kind = "order"`.
+    #[arg(long)]
+    message_filter: Option<String>,
+    /// Dead-letter topic.
+    #[arg(long)]
+    dead_letter_topic: Option<String>,
+    /// Delivery attempts before dead-lettering (5-100).
+    #[arg(long, default_value_t = 5)]
+    max_delivery_attempts: i32,
+    /// Retry backoff bounds, e.g. `10s`.
+    #[arg(long, value_parser = parse_duration)]
+    min_retry_delay: Option<Duration>,
+    /// Retry backoff bounds, e.g. `600s`.
+    #[arg(long, value_parser = parse_duration)]
+    max_retry_delay: Option<Duration>,
+    /// Keep acked messages (for seek).
+    #[arg(long)]
+    retain_acked_messages: bool,
+    /// How long messages are kept, e.g. `7d`.
+    #[arg(long, value_parser = parse_duration)]
+    message_retention_duration: Option<Duration>,
+    /// Push endpoint (push delivery instead of pull).
+    #[arg(long)]
+    push_endpoint: Option<String>,
+    /// Labels, `key=value`.
+    #[arg(long = "labels", value_parser = key_value)]
+    labels: Vec<(String, String)>,
+}
+
+/// `baton subscribe SUB`
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// Subscription id or full name.
+    subscription: String,
+    /// Leave messages unacked (nack them) instead of acking.
+    #[arg(long)]
+    nack: bool,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got `{text}`"))
+}
+
+/// `600s`, `10m`, `2h`, `7d`, or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |i| text.split_at(i));
+    let amount: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration like 600s or 7d, got `{text}`"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}` (use s, m, h or d)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(amount.saturating_mul(seconds)))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> anyhow::Result<Value> {
+    serde_json::to_value(value).context("encoding JSON")
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    out!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Prints rows as aligned columns under a header.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(width) = widths.get_mut(i) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    out!("{}", line(header.iter().map(|h| h.to_string()).collect()));
+    for row in rows {
+        out!("{}", line(row.clone()));
+    }
+}
+
+/// Prints one resource: JSON, or `key: value` lines of its JSON fields.
+fn print_resource(format: Format, value: &Value) -> anyhow::Result<()> {
+    match format {
+        Format::Json => print_json(value),
+        Format::Table => {
+            if let Value::Object(map) = value {
+                for (key, field) in map {
+                    let text = match field {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    out!("{key}: {text}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs `baton topics ...`.
+pub async fn topics(args: &ClientArgs, command: TopicsCommand) -> anyhow::Result<()> {
+    let client = args.connect().await?;
+    match command {
+        TopicsCommand::Create {
+            topic,
+            labels,
+            retention,
+        } => {
+            let created = client
+                .create_topic_with(baton_client::proto::Topic {
+                    name: topic,
+                    labels: labels.into_iter().collect(),
+                    message_retention_duration: retention.map(proto_duration),
+                    ..Default::default()
+                })
+                .await?;
+            print_resource(args.format, &to_json(&created)?)
+        }
+        TopicsCommand::Describe { topic } => {
+            print_resource(args.format, &to_json(&client.get_topic(&topic).await?)?)
+        }
+        TopicsCommand::List => {
+            let topics = client.list_topics().await?;
+            match args.format {
+                Format::Json => print_json(&to_json(&topics)?),
+                Format::Table => {
+                    let rows = topics
+                        .iter()
+                        .map(|t| {
+                            let labels = t
+                                .labels
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect::<Vec<_>>()
+                                .join(",");
+                            vec![t.name.clone(), labels]
+                        })
+                        .collect::<Vec<_>>();
+                    print_table(&["NAME", "LABELS"], &rows);
+                    Ok(())
+                }
+            }
+        }
+        TopicsCommand::Delete { topic } => {
+            client.delete_topic(&topic).await?;
+            eprintln!("Deleted topic [{}].", client.topic_name(&topic));
+            Ok(())
+        }
+        TopicsCommand::Publish {
+            topic,
+            message,
+            attributes,
+            ordering_key,
+        } => {
+            let guard = otel::init("baton-cli")?;
+            let config = PublisherConfig {
+                enable_message_ordering: ordering_key.is_some(),
+                tracing: if guard.enabled() {
+                    TracingConfig::enabled()
+                } else {
+                    TracingConfig::default()
+                },
+                ..Default::default()
+            };
+            let publisher = client.publisher_with(&topic, config);
+            let mut outgoing = Message::new(message);
+            for (key, value) in attributes {
+                outgoing = outgoing.attribute(key, value);
+            }
+            if let Some(key) = ordering_key {
+                outgoing = outgoing.ordering_key(key);
+            }
+            let id = publisher.publish(outgoing).await.await?;
+            publisher.shutdown().await;
+            match args.format {
+                Format::Json => print_json(&serde_json::json!({ "messageIds": [id] })),
+                Format::Table => {
+                    out!("messageIds:\n- '{id}'");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn proto_duration(d: Duration) -> baton_proto::wkt::Duration {
+    baton_proto::wkt::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: 0,
+    }
+}
+
+/// Runs `baton subscriptions ...`.
+pub async fn subscriptions(args: &ClientArgs, command: SubscriptionsCommand) -> anyhow::Result<()> {
+    let client = args.connect().await?;
+    match command {
+        SubscriptionsCommand::Create(create) => {
+            let mut config = SubscriptionConfig::new(create.subscription, create.topic)
+                .message_ordering(create.enable_message_ordering)
+                .exactly_once(create.enable_exactly_once_delivery);
+            if let Some(seconds) = create.ack_deadline {
+                config = config.ack_deadline(Duration::from_secs(seconds));
+            }
+            if let Some(filter) = create.message_filter {
+                config = config.filter(filter);
+            }
+            if let Some(topic) = create.dead_letter_topic {
+                config = config.dead_letter(topic, create.max_delivery_attempts);
+            }
+            if create.min_retry_delay.is_some() || create.max_retry_delay.is_some() {
+                config = config.retry_policy(
+                    create.min_retry_delay.unwrap_or(Duration::from_secs(10)),
+                    create.max_retry_delay.unwrap_or(Duration::from_secs(600)),
+                );
+            }
+            if create.retain_acked_messages || create.message_retention_duration.is_some() {
+                config = config.retention(
+                    create
+                        .message_retention_duration
+                        .unwrap_or(Duration::from_secs(7 * 86_400)),
+                    create.retain_acked_messages,
+                );
+            }
+            if let Some(endpoint) = create.push_endpoint {
+                config = config.push_endpoint(endpoint);
+            }
+            for (key, value) in create.labels {
+                config = config.label(key, value);
+            }
+            let created = client.create_subscription(config).await?;
+            print_resource(args.format, &to_json(&created)?)
+        }
+        SubscriptionsCommand::Describe { subscription } => print_resource(
+            args.format,
+            &to_json(&client.get_subscription(&subscription).await?)?,
+        ),
+        SubscriptionsCommand::List => {
+            let subscriptions = client.list_subscriptions().await?;
+            match args.format {
+                Format::Json => print_json(&to_json(&subscriptions)?),
+                Format::Table => {
+                    let rows = subscriptions
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.name.clone(),
+                                s.topic.clone(),
+                                s.ack_deadline_seconds.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>();
+                    print_table(&["NAME", "TOPIC", "ACK_DEADLINE"], &rows);
+                    Ok(())
+                }
+            }
+        }
+        SubscriptionsCommand::Delete { subscription } => {
+            client.delete_subscription(&subscription).await?;
+            eprintln!(
+                "Deleted subscription [{}].",
+                client.subscription_name(&subscription)
+            );
+            Ok(())
+        }
+        SubscriptionsCommand::Pull {
+            subscription,
+            auto_ack,
+            limit,
+        } => pull(args, &client, &subscription, auto_ack, limit).await,
+    }
+}
+
+fn message_row(
+    data: &[u8],
+    id: &str,
+    key: &str,
+    attributes: &HashMap<String, String>,
+    ack_id: &str,
+) -> Vec<String> {
+    let mut attrs: Vec<String> = attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    attrs.sort();
+    vec![
+        String::from_utf8_lossy(data).into_owned(),
+        id.to_string(),
+        key.to_string(),
+        attrs.join(","),
+        ack_id.to_string(),
+    ]
+}
+
+async fn pull(
+    args: &ClientArgs,
+    client: &Client,
+    subscription: &str,
+    auto_ack: bool,
+    limit: i32,
+) -> anyhow::Result<()> {
+    let limit = usize::try_from(limit.max(1)).unwrap_or(1);
+    // Like gcloud: answer promptly, empty when nothing is waiting.
+    let config = baton_client::SubscriberConfig {
+        pull_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let messages = client
+        .subscriber_with(subscription, config)
+        .pull(limit)
+        .await?;
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    for message in messages {
+        rows.push(message_row(
+            message.data(),
+            message.message_id(),
+            message.ordering_key(),
+            message.attributes(),
+            message.ack_id(),
+        ));
+        json.push(serde_json::json!({
+            "ackId": message.ack_id(),
+            "message": {
+                "data": String::from_utf8_lossy(message.data()),
+                "messageId": message.message_id(),
+                "orderingKey": message.ordering_key(),
+                "attributes": message.attributes(),
+            }
+        }));
+        if auto_ack {
+            message.ack_with_result().await?;
+        } else {
+            // Leave it outstanding until its deadline, as gcloud does.
+            message.release();
+        }
+    }
+    match args.format {
+        Format::Json => print_json(&Value::Array(json)),
+        Format::Table => {
+            if rows.is_empty() {
+                eprintln!("Listed 0 items.");
+            } else {
+                print_table(
+                    &["DATA", "MESSAGE_ID", "ORDERING_KEY", "ATTRIBUTES", "ACK_ID"],
+                    &rows,
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs `baton subscribe SUB` until `stop` resolves.
+pub async fn subscribe(
+    args: &ClientArgs,
+    subscribe: SubscribeArgs,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let client = args.connect().await?;
+    let guard = otel::init("baton-cli")?;
+    let config = baton_client::SubscriberConfig {
+        tracing: if guard.enabled() {
+            TracingConfig::enabled()
+        } else {
+            TracingConfig::default()
+        },
+        ..Default::default()
+    };
+    let format = args.format;
+    let nack = subscribe.nack;
+    let handle = client
+        .subscriber_with(&subscribe.subscription, config)
+        .subscribe(move |message| async move {
+            let mut attributes: Vec<String> = message
+                .attributes()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            attributes.sort();
+            match format {
+                Format::Json => out!(
+                    "{}",
+                    serde_json::json!({
+                        "messageId": message.message_id(),
+                        "data": String::from_utf8_lossy(message.data()),
+                        "attributes": message.attributes(),
+                        "orderingKey": message.ordering_key(),
+                        "deliveryAttempt": message.delivery_attempt(),
+                    })
+                ),
+                Format::Table => out!(
+                    "{}  {}  [{}]",
+                    message.message_id(),
+                    String::from_utf8_lossy(message.data()),
+                    attributes.join(",")
+                ),
+            }
+            if nack {
+                message.nack();
+            } else {
+                message.ack();
+            }
+        });
+    eprintln!(
+        "Listening on [{}]; press Ctrl-C to stop.",
+        client.subscription_name(&subscribe.subscription)
+    );
+    let failed = handle.wait();
+    tokio::select! {
+        () = stop => {}
+        result = failed => {
+            result.context("the subscription ended")?;
+            return Ok(());
+        }
+    }
+    handle
+        .shutdown()
+        .await
+        .context("shutting down the subscriber")?;
+    Ok(())
+}

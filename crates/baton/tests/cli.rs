@@ -1,0 +1,227 @@
+//! The `baton` client verbs against a real server: admin, publish, pull and
+//! subscribe, in table and JSON formats, and their error exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+async fn server() -> baton_server::RunningServer {
+    baton_server::start(baton_server::ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap()
+}
+
+fn baton(host: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(args)
+        .env("PUBSUB_EMULATOR_HOST", host)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the baton binary runs")
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "baton failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_str(&ok(output)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_publish_and_pull() {
+    let server = server().await;
+    let host = server.local_addr().to_string();
+    let h = host.as_str();
+    let created = json(&baton(
+        h,
+        &[
+            "topics", "create", "orders", "--labels", "env=test", "--format", "json",
+        ],
+    ));
+    assert_eq!(created["name"], "projects/baton/topics/orders");
+    assert_eq!(created["labels"]["env"], "test");
+    let sub = json(&baton(
+        h,
+        &[
+            "subscriptions",
+            "create",
+            "worker",
+            "--topic",
+            "orders",
+            "--ack-deadline",
+            "30",
+            "--enable-message-ordering",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(sub["ackDeadlineSeconds"], 30);
+    assert_eq!(sub["enableMessageOrdering"], true);
+
+    let table = ok(&baton(h, &["topics", "list"]));
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("projects/baton/topics/orders"));
+    let listed = json(&baton(h, &["subscriptions", "list", "--format", "json"]));
+    assert_eq!(listed[0]["name"], "projects/baton/subscriptions/worker");
+
+    let published = json(&baton(
+        h,
+        &[
+            "topics",
+            "publish",
+            "orders",
+            "--message",
+            "hello",
+            "--attribute",
+            "kind=greeting",
+            "--ordering-key",
+            "k1",
+            "--format",
+            "json",
+        ],
+    ));
+    let id = published["messageIds"][0].as_str().unwrap().to_string();
+    let pulled = json(&baton(
+        h,
+        &[
+            "subscriptions",
+            "pull",
+            "worker",
+            "--auto-ack",
+            "--limit",
+            "5",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(pulled.as_array().unwrap().len(), 1);
+    assert_eq!(pulled[0]["message"]["data"], "hello");
+    assert_eq!(pulled[0]["message"]["messageId"], id.as_str());
+    assert_eq!(pulled[0]["message"]["orderingKey"], "k1");
+    assert_eq!(pulled[0]["message"]["attributes"]["kind"], "greeting");
+    // Acked: nothing left.
+    let again = json(&baton(
+        h,
+        &["subscriptions", "pull", "worker", "--format", "json"],
+    ));
+    assert_eq!(again.as_array().unwrap().len(), 0);
+
+    // Without --auto-ack the message stays leased (not nacked).
+    ok(&baton(
+        h,
+        &["topics", "publish", "orders", "--message", "kept"],
+    ));
+    let leased = json(&baton(
+        h,
+        &["subscriptions", "pull", "worker", "--format", "json"],
+    ));
+    assert_eq!(leased[0]["message"]["data"], "kept");
+    assert_eq!(
+        server
+            .broker()
+            .backlog_len("projects/baton/subscriptions/worker")
+            .unwrap(),
+        1
+    );
+    let immediately = json(&baton(
+        h,
+        &["subscriptions", "pull", "worker", "--format", "json"],
+    ));
+    assert_eq!(
+        immediately.as_array().unwrap().len(),
+        0,
+        "a released message is not nacked"
+    );
+
+    let missing = baton(h, &["topics", "describe", "nope"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
+    let bad = baton(h, &["subscriptions", "create", "x", "--topic", "orders"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("InvalidArgument"));
+
+    ok(&baton(h, &["subscriptions", "delete", "worker"]));
+    ok(&baton(h, &["topics", "delete", "orders"]));
+    let empty = json(&baton(h, &["topics", "list", "--format", "json"]));
+    assert_eq!(empty.as_array().unwrap().len(), 0);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_streams_until_stopped() {
+    let server = server().await;
+    let host = server.local_addr().to_string();
+    ok(&baton(&host, &["topics", "create", "events"]));
+    ok(&baton(
+        &host,
+        &["subscriptions", "create", "tail", "--topic", "events"],
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["subscribe", "tail", "--format", "json"])
+        .env("PUBSUB_EMULATOR_HOST", &host)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    ok(&baton(
+        &host,
+        &["topics", "publish", "events", "--message", "streamed"],
+    ));
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    });
+    let started = Instant::now();
+    while !reader.is_finished() && started.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = reader.join().unwrap();
+    let received: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(received["data"], "streamed");
+    // It acks: the backlog empties while the stream runs.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server
+        .broker()
+        .backlog_len("projects/baton/subscriptions/tail")
+        .unwrap()
+        > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the streamed message was not acked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGTERM stops it gracefully, with a zero exit status.
+    let signalled = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "baton subscribe did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    server.shutdown().await.unwrap();
+}
