@@ -446,11 +446,8 @@ async fn rust_to_python(server: Server) -> Result<()> {
         let create = creates
             .get(id)
             .with_context(|| format!("Python received {id}, which Rust did not publish"))?;
-        let want_traceparent = format!(
-            "00-{:032x}-{:016x}-01",
-            create.trace_id(),
-            create.span_id()
-        );
+        let want_traceparent =
+            format!("00-{:032x}-{:016x}-01", create.trace_id(), create.span_id());
         let traceparent = m.pointer("/attributes/googclient_traceparent");
         ensure!(
             traceparent.and_then(Value::as_str) == Some(want_traceparent.as_str()),
@@ -486,33 +483,57 @@ const LEGACY_SPAN: &str = "00f067aa0ba902b7";
 const VALID_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const VALID_SPAN: &str = "b7ad6b7169203331";
 
-/// Case name, the trace attribute it carries, and the (trace, span) the Rust
-/// subscribe span must be parented on (`None`: a new trace).
-fn trace_attribute_cases() -> Vec<(&'static str, Option<(&'static str, String)>, Option<(&'static str, &'static str)>)> {
+/// A message with an unusual trace attribute.
+struct Case {
+    name: &'static str,
+    /// The trace attribute it carries (key, value), if any.
+    attribute: Option<(&'static str, String)>,
+    /// The (trace id, span id) the Rust subscribe span must be parented on;
+    /// `None`: it starts a new trace.
+    joins: Option<(&'static str, &'static str)>,
+}
+
+fn case(name: &'static str, attribute: Option<(&'static str, String)>) -> Case {
+    Case {
+        name,
+        attribute,
+        joins: None,
+    }
+}
+
+fn trace_attribute_cases() -> Vec<Case> {
     vec![
-        ("garbage", Some((TRACEPARENT, "garbage".to_owned())), None),
-        ("short", Some((TRACEPARENT, "00-xyz".to_owned())), None),
-        ("empty", Some((TRACEPARENT, String::new())), None),
-        (
+        case("garbage", Some((TRACEPARENT, "garbage".to_owned()))),
+        case("short", Some((TRACEPARENT, "00-xyz".to_owned()))),
+        case("empty", Some((TRACEPARENT, String::new()))),
+        case(
             "bad-hex",
-            Some((TRACEPARENT, format!("00-{}-{VALID_SPAN}-01", "z".repeat(32)))),
-            None,
-        ),
-        ("missing", None, None),
-        (
-            "legacy",
             Some((
-                LEGACY,
-                format!(r#"{{"traceId":"{LEGACY_TRACE}","spanId":"{LEGACY_SPAN}","traceFlags":1}}"#),
+                TRACEPARENT,
+                format!("00-{}-{VALID_SPAN}-01", "z".repeat(32)),
             )),
-            Some((LEGACY_TRACE, LEGACY_SPAN)),
         ),
+        case("missing", None),
+        Case {
+            joins: Some((LEGACY_TRACE, LEGACY_SPAN)),
+            ..case(
+                "legacy",
+                Some((
+                    LEGACY,
+                    format!(
+                        r#"{{"traceId":"{LEGACY_TRACE}","spanId":"{LEGACY_SPAN}","traceFlags":1}}"#
+                    ),
+                )),
+            )
+        },
         // Control: a well-formed context (flags 03, as Python sends) is joined.
-        (
-            "valid",
-            Some((TRACEPARENT, format!("00-{VALID_TRACE}-{VALID_SPAN}-03"))),
-            Some((VALID_TRACE, VALID_SPAN)),
-        ),
+        Case {
+            joins: Some((VALID_TRACE, VALID_SPAN)),
+            ..case(
+                "valid",
+                Some((TRACEPARENT, format!("00-{VALID_TRACE}-{VALID_SPAN}-03"))),
+            )
+        },
     ]
 }
 
@@ -530,26 +551,27 @@ async fn bad_trace_attributes(server: Server) -> Result<()> {
     // Tracing off, so the publisher leaves the attributes as they are.
     let publisher = client.publisher(&server.id("topic"));
     let mut published: HashMap<String, (&str, HashMap<String, String>)> = HashMap::new();
-    for (case, trace_attribute, _) in &cases {
-        let mut message = Message::new(format!("case {case}")).attribute("case", *case);
-        if let Some((key, value)) = trace_attribute {
+    for Case {
+        name, attribute, ..
+    } in &cases
+    {
+        let mut message = Message::new(format!("case {name}")).attribute("case", *name);
+        if let Some((key, value)) = attribute {
             message = message.attribute(*key, value.clone());
         }
         let attributes = message.attributes().clone();
         let id = publisher.publish(message).await.await?;
-        published.insert(id, (case, attributes));
+        published.insert(id, (name, attributes));
     }
     publisher.shutdown().await;
 
     let capture = Capture::new();
     let rust_sub = server.id("rust-sub");
     let expect = cases.len().to_string();
+    let python_args = ["--subscription", "py-sub", "--expect", &expect];
     let (rust, python) = tokio::join!(
         receive(&client, &rust_sub, capture.config(), cases.len()),
-        server.script(
-            "trace_subscribe.py",
-            &["--subscription", "py-sub", "--expect", &expect]
-        ),
+        server.script("trace_subscribe.py", &python_args),
     );
     let (rust, python) = (rust?, python?);
 
@@ -569,11 +591,8 @@ async fn bad_trace_attributes(server: Server) -> Result<()> {
             .with_context(|| format!("case {case}"))?;
         let sc = &subscribe.span_context;
         ensure!(sc.is_valid(), "case {case}: invalid subscribe span {sc:?}");
-        let parent = cases
-            .iter()
-            .find(|c| c.0 == *case)
-            .and_then(|c| c.2);
-        match parent {
+        let joins = cases.iter().find(|c| c.name == *case).and_then(|c| c.joins);
+        match joins {
             None => {
                 ensure!(
                     subscribe.parent_span_id == SpanId::INVALID,
@@ -624,9 +643,14 @@ async fn bad_trace_attributes(server: Server) -> Result<()> {
             .get(id)
             .with_context(|| format!("Python received unknown message {id}"))?;
         let got: BTreeMap<String, String> = serde_json::from_value(m["attributes"].clone())?;
-        let want: BTreeMap<String, String> =
-            attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        ensure!(got == want, "case {case}: Python got {got:?}, published {want:?}");
+        let want: BTreeMap<String, String> = attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        ensure!(
+            got == want,
+            "case {case}: Python got {got:?}, published {want:?}"
+        );
         let parent = m["subscribe"]["parent_span_id"].as_str();
         let joined = *case == "valid";
         ensure!(

@@ -18,9 +18,10 @@ use baton_proto::pubsub::{
 use baton_proto::wkt;
 use tokio::sync::{Notify, watch};
 
-use crate::delivery::{StreamFlow, SubState};
+use crate::delivery::{RequeueOutcome, StreamFlow, SubState, Taken};
 use crate::error::{AckFailure, BrokerError, BrokerResult};
 use crate::names::{self, Collection};
+use crate::observer::{DeadLetter, Delivery, DeliveryKind, DeliveryObserver, LeaseEnd, Redelivery};
 use crate::schema::{self, SchemaRegistry, SchemaSource, TopicBinding};
 use crate::validate;
 
@@ -122,6 +123,9 @@ struct Inner {
     schemas: SchemaRegistry,
     /// IAM policies by resource name.
     iam: crate::iam::IamPolicies,
+    /// Who hears about publishes, deliveries, nacks, expiries and
+    /// dead-lettering (the server's broker spans); `None` costs nothing.
+    observer: Option<Arc<dyn DeliveryObserver>>,
 }
 
 /// The Pub/Sub engine. Cheap to share: hand out `Arc<Broker>`.
@@ -151,6 +155,9 @@ pub struct StreamRegistration {
     pub exactly_once: bool,
     /// Whether the subscription delivers in ordering-key order.
     pub ordered: bool,
+    /// How this stream's leases reach the subscriber, as the delivery
+    /// observer reports it.
+    kind: DeliveryKind,
 }
 
 impl StreamRegistration {
@@ -162,6 +169,13 @@ impl StreamRegistration {
     /// The subscription's full name.
     pub fn subscription(&self) -> &str {
         &self.subscription
+    }
+
+    /// Marks how this stream's leases reach subscribers (StreamingPull unless
+    /// told otherwise; push delivery says [`DeliveryKind::Push`]), so the
+    /// delivery observer can tell them apart.
+    pub fn set_delivery_kind(&mut self, kind: DeliveryKind) {
+        self.kind = kind;
     }
 
     /// Changes the deadline given to messages this stream leases from now on.
@@ -188,6 +202,54 @@ fn timestamp(time: SystemTime) -> wkt::Timestamp {
     wkt::Timestamp {
         seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// Wall-clock time of the monotonic `at`, given one reading of both clocks
+/// (`now`, `wall_now`) taken together. The observer speaks wall-clock time,
+/// the broker's timers monotonic.
+fn wall(at: Instant, now: Instant, wall_now: SystemTime) -> SystemTime {
+    if at <= now {
+        wall_now
+            .checked_sub(now.saturating_duration_since(at))
+            .unwrap_or(wall_now)
+    } else {
+        wall_now + at.saturating_duration_since(now)
+    }
+}
+
+/// Tells `observer` about the leases a requeue ended and the messages it
+/// dead-lettered.
+fn observe_requeue(
+    observer: &dyn DeliveryObserver,
+    subscription: &str,
+    dead_letter_topic: Option<&str>,
+    outcome: &RequeueOutcome,
+    reason: LeaseEnd,
+    now: Instant,
+) {
+    let wall_now = SystemTime::now();
+    for (message, attempt, available_at) in &outcome.requeued {
+        observer.redelivery(Redelivery {
+            subscription,
+            message,
+            attempt: *attempt,
+            reason,
+            at: wall_now,
+            available_at: wall(*available_at, now, wall_now),
+        });
+    }
+    if let Some(dead_letter_topic) = dead_letter_topic {
+        for (message, attempts) in &outcome.dead_letters {
+            observer.dead_lettered(DeadLetter {
+                subscription,
+                message,
+                attempts: *attempts,
+                reason,
+                dead_letter_topic,
+                at: wall_now,
+            });
+        }
     }
 }
 
@@ -288,6 +350,18 @@ impl Broker {
         });
         tokio::spawn(run_timers(Arc::downgrade(&broker)));
         broker
+    }
+
+    /// Reports publishes, deliveries, nacks, expiries and dead-lettering to
+    /// `observer` from now on (replacing any earlier one). The observer is
+    /// called under the broker's lock: see [`DeliveryObserver`].
+    pub fn set_observer(&self, observer: Arc<dyn DeliveryObserver>) {
+        self.lock().observer = Some(observer);
+    }
+
+    /// Stops reporting to the observer.
+    pub fn clear_observer(&self) {
+        self.lock().observer = None;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -535,6 +609,7 @@ impl Broker {
         topic: &str,
         mut messages: Vec<PubsubMessage>,
     ) -> BrokerResult<Vec<String>> {
+        let received = SystemTime::now();
         names::parse(topic, Collection::Topics)?;
         let binding: Option<BrokerResult<TopicBinding>> = {
             let inner = self.lock();
@@ -552,7 +627,7 @@ impl Broker {
             binding?.stamp(&mut messages)?;
         }
         let mut inner = self.lock();
-        let ids = publish_locked(&mut inner, topic, messages)?;
+        let ids = publish_locked(&mut inner, topic, messages, received)?;
         Ok(ids)
     }
 
@@ -597,8 +672,9 @@ impl Broker {
             // A topic that retains messages hands its retained backlog
             // to subscriptions created later.
             topic.prune_log(SystemTime::now());
+            let now = Instant::now();
             for logged in &topic.log {
-                state.offer(logged.seq, logged.message.clone());
+                state.offer(logged.seq, logged.message.clone(), now);
             }
         }
         inner.subscriptions.insert(sub.name.clone(), state);
@@ -918,6 +994,21 @@ impl Broker {
                 };
                 if seconds == 0 {
                     let outcome = sub.requeue(seq, now);
+                    if let Some(observer) = &inner.observer {
+                        let dead_letter_topic = sub
+                            .config
+                            .dead_letter_policy
+                            .as_ref()
+                            .map(|p| p.dead_letter_topic.as_str());
+                        observe_requeue(
+                            observer.as_ref(),
+                            name,
+                            dead_letter_topic,
+                            &outcome,
+                            LeaseEnd::Nacked,
+                            now,
+                        );
+                    }
                     dead_letters.extend(outcome.dead_letters);
                     backoffs.extend(outcome.backoff_timers);
                 } else {
@@ -966,6 +1057,7 @@ impl Broker {
         name: &str,
         max: usize,
         stream: Option<(u64, u64, Duration)>,
+        kind: DeliveryKind,
     ) -> BrokerResult<(Vec<ReceivedMessage>, Arc<Notify>)> {
         if self.is_shutting_down() {
             return Err(BrokerError::shutting_down());
@@ -993,13 +1085,33 @@ impl Broker {
             }
         };
         let now = Instant::now();
-        let (messages, timers) = sub.take(
+        let Taken {
+            messages,
+            timers,
+            deliveries,
+        } = sub.take(
             max,
             deadline,
             stream.map(|(id, _, _)| id),
             &mut inner.next_ack,
             now,
         );
+        if let Some(observer) = &inner.observer
+            && !deliveries.is_empty()
+        {
+            let wall_now = SystemTime::now();
+            for (delivery, received) in deliveries.iter().zip(&messages) {
+                observer.delivered(Delivery {
+                    subscription: name,
+                    message: &delivery.message,
+                    ack_id: &received.ack_id,
+                    attempt: delivery.attempt,
+                    available_since: wall(delivery.available_since, now, wall_now),
+                    delivered_at: wall_now,
+                    kind,
+                });
+            }
+        }
         let notify = sub.notify.clone();
         if !timers.is_empty() {
             let sub_name: Arc<str> = Arc::from(name);
@@ -1041,7 +1153,7 @@ impl Broker {
         let max = max.min(1000);
         let mut shutdown = self.shutdown_signal();
         loop {
-            let (messages, notify) = self.take(name, max, None)?;
+            let (messages, notify) = self.take(name, max, None, DeliveryKind::Pull)?;
             if !messages.is_empty() {
                 return Ok(messages);
             }
@@ -1052,7 +1164,7 @@ impl Broker {
             tokio::pin!(notified);
             notified.as_mut().enable();
             // Re-check after registering so a publish in between is not lost.
-            let (messages, _) = self.take(name, max, None)?;
+            let (messages, _) = self.take(name, max, None, DeliveryKind::Pull)?;
             if !messages.is_empty() {
                 return Ok(messages);
             }
@@ -1101,6 +1213,7 @@ impl Broker {
             notify: sub.notify.clone(),
             exactly_once: sub.config.enable_exactly_once_delivery,
             ordered: sub.config.enable_message_ordering,
+            kind: DeliveryKind::StreamingPull,
         };
         registration.set_deadline(stream_ack_deadline_seconds);
         Ok(registration)
@@ -1116,6 +1229,7 @@ impl Broker {
             &stream.subscription,
             max,
             Some((stream.id, stream.sub_uid, stream.deadline)),
+            stream.kind,
         )
         .map(|(messages, _)| messages)
     }
@@ -1391,6 +1505,21 @@ impl Broker {
                 TimerKind::LeaseExpiry { ack } => {
                     if let Some(seq) = sub.lease_expired(ack, now) {
                         let outcome = sub.requeue(seq, now);
+                        if let Some(observer) = &inner.observer {
+                            let dead_letter_topic = sub
+                                .config
+                                .dead_letter_policy
+                                .as_ref()
+                                .map(|p| p.dead_letter_topic.as_str());
+                            observe_requeue(
+                                observer.as_ref(),
+                                &timer.sub_name,
+                                dead_letter_topic,
+                                &outcome,
+                                LeaseEnd::Expired,
+                                now,
+                            );
+                        }
                         for (at, seq) in outcome.backoff_timers {
                             new_timers.push(Timer {
                                 at,
@@ -1461,19 +1590,23 @@ fn reset_backlog(sub: &mut SubState, messages: Vec<(u64, Arc<PubsubMessage>)>) {
     }
     let mut messages = messages;
     messages.sort_by_key(|(seq, _)| *seq);
+    let now = Instant::now();
     for (seq, message) in messages {
-        sub.enqueue(seq, message);
+        sub.enqueue(seq, message, now);
     }
     sub.notify.notify_waiters();
 }
 
 /// Appends messages to a topic and fans them out. The caller validated them.
+/// `received` is when the request arrived, for the observer.
 fn publish_locked(
     inner: &mut Inner,
     topic: &str,
     messages: Vec<PubsubMessage>,
+    received: SystemTime,
 ) -> BrokerResult<Vec<String>> {
     let now = SystemTime::now();
+    let available = Instant::now();
     let publish_time = timestamp(now);
     let Some(state) = inner.topics.get_mut(topic) else {
         return Err(BrokerError::topic_not_found());
@@ -1512,10 +1645,14 @@ fn publish_locked(
                 continue;
             }
             for (seq, message) in &stored {
-                sub.offer(*seq, message.clone());
+                sub.offer(*seq, message.clone(), available);
             }
             sub.notify.notify_waiters();
         }
+    }
+    if let Some(observer) = &inner.observer {
+        let messages: Vec<Arc<PubsubMessage>> = stored.into_iter().map(|(_, m)| m).collect();
+        observer.published(topic, &messages, received, SystemTime::now());
     }
     Ok(ids)
 }
@@ -1566,7 +1703,7 @@ fn forward_dead_letters(
             copy
         })
         .collect();
-    if let Err(error) = publish_locked(inner, &dead_letter_topic, copies) {
+    if let Err(error) = publish_locked(inner, &dead_letter_topic, copies, SystemTime::now()) {
         tracing::warn!(%subscription, %source_topic, %dead_letter_topic, %error, "dead-lettering failed");
     }
 }
@@ -1780,6 +1917,16 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monotonic_instants_map_to_wall_clock_time() {
+        let now = Instant::now();
+        let wall_now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let second = Duration::from_secs(1);
+        assert_eq!(wall(now, now, wall_now), wall_now);
+        assert_eq!(wall(now - second, now, wall_now), wall_now - second);
+        assert_eq!(wall(now + second, now, wall_now), wall_now + second);
+    }
 
     #[test]
     fn rfc3339_formatting() {

@@ -22,6 +22,10 @@ pub(crate) struct Entry {
     /// Every ack id number handed out for this message, so a stale id can
     /// still be recognised (and, outside exactly-once, still settle it).
     pub ack_ids: Vec<u64>,
+    /// When the message last became ready (stored, put back, or out of a
+    /// backoff): the start of its wait in the backlog, which the broker's
+    /// delivery observer reports.
+    pub available_since: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +73,27 @@ pub(crate) enum Requeue {
     Later(Instant),
     /// Delivery attempts are used up: forward to the dead-letter topic.
     DeadLetter(Arc<PubsubMessage>, i32),
+}
+
+/// One message leased by [`SubState::take`], for the delivery observer.
+#[derive(Debug)]
+pub(crate) struct Delivered {
+    pub message: Arc<PubsubMessage>,
+    /// Attempt number, counting from 1 (also without a dead-letter policy).
+    pub attempt: i32,
+    /// Start of the wait in the backlog.
+    pub available_since: Instant,
+}
+
+/// What [`SubState::take`] leased.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    /// The messages to hand out.
+    pub messages: Vec<ReceivedMessage>,
+    /// (deadline, ack) pairs the broker must arm lease timers for.
+    pub timers: Vec<(Instant, u64)>,
+    /// The same deliveries as `messages`, in the same order, for the observer.
+    pub deliveries: Vec<Delivered>,
 }
 
 /// Longest ack id the official clients plan their request sizes for.
@@ -139,7 +164,7 @@ impl SubState {
 
     /// Adds a newly published message to the backlog unless the
     /// subscription's filter rejects it (then it counts as acked at once).
-    pub fn offer(&mut self, seq: u64, message: Arc<PubsubMessage>) {
+    pub fn offer(&mut self, seq: u64, message: Arc<PubsubMessage>, now: Instant) {
         if self
             .filter
             .as_ref()
@@ -147,11 +172,11 @@ impl SubState {
         {
             return;
         }
-        self.enqueue(seq, message);
+        self.enqueue(seq, message, now);
     }
 
-    /// Adds a message to the backlog.
-    pub fn enqueue(&mut self, seq: u64, message: Arc<PubsubMessage>) {
+    /// Adds a message to the backlog, available from `now`.
+    pub fn enqueue(&mut self, seq: u64, message: Arc<PubsubMessage>, now: Instant) {
         let size = validate::message_size(&message);
         self.messages.insert(
             seq,
@@ -161,14 +186,14 @@ impl SubState {
                 state: EntryState::Ready,
                 attempts: 0,
                 ack_ids: Vec::new(),
+                available_since: now,
             },
         );
         self.ready.push_back(seq);
     }
 
     /// Leases up to `max` ready messages, honouring ordering keys and the
-    /// stream's flow-control window. Returns the received messages and the
-    /// (deadline, ack) pairs the broker must arm timers for.
+    /// stream's flow-control window.
     pub fn take(
         &mut self,
         max: usize,
@@ -176,9 +201,10 @@ impl SubState {
         stream: Option<u64>,
         next_ack: &mut u64,
         now: Instant,
-    ) -> (Vec<ReceivedMessage>, Vec<(Instant, u64)>) {
+    ) -> Taken {
         let mut out = Vec::new();
         let mut timers = Vec::new();
+        let mut deliveries = Vec::new();
         let mut skipped = Vec::new();
         let mut batch_bytes = 0usize;
         let mut batch_keys: Vec<String> = Vec::new();
@@ -239,6 +265,11 @@ impl SubState {
             }
             batch_bytes += size;
             timers.push((lease_deadline, ack));
+            deliveries.push(Delivered {
+                message: entry.message.clone(),
+                attempt: entry.attempts,
+                available_since: entry.available_since,
+            });
             out.push(ReceivedMessage {
                 ack_id: format!("{prefix}:{ack}"),
                 message: Some((*entry.message).clone()),
@@ -248,7 +279,11 @@ impl SubState {
         for seq in skipped.into_iter().rev() {
             self.ready.push_front(seq);
         }
-        (out, timers)
+        Taken {
+            messages: out,
+            timers,
+            deliveries,
+        }
     }
 
     /// Ends the lease of `seq` (ack, nack or expiry): frees its stream's
@@ -355,12 +390,19 @@ impl SubState {
                 Requeue::Ready => {
                     if let Some(entry) = self.messages.get_mut(&seq) {
                         entry.state = EntryState::Ready;
+                        entry.available_since = now;
+                        outcome
+                            .requeued
+                            .push((entry.message.clone(), entry.attempts, now));
                     }
                     self.push_ready(seq);
                 }
                 Requeue::Later(until) => {
                     if let Some(entry) = self.messages.get_mut(&seq) {
                         entry.state = EntryState::Backoff { until };
+                        outcome
+                            .requeued
+                            .push((entry.message.clone(), entry.attempts, until));
                     }
                     outcome.backoff_timers.push((until, seq));
                 }
@@ -377,6 +419,11 @@ impl SubState {
     pub fn backoff_elapsed(&mut self, seq: u64, now: Instant) -> bool {
         match self.messages.get_mut(&seq) {
             Some(entry) if matches!(entry.state, EntryState::Backoff { until } if until <= now) => {
+                if let EntryState::Backoff { until } = entry.state {
+                    // Available since the backoff ended, not since the timer
+                    // task got round to it.
+                    entry.available_since = until;
+                }
                 entry.state = EntryState::Ready;
                 self.push_ready(seq);
                 true
@@ -456,6 +503,8 @@ impl SubState {
 #[derive(Debug, Default)]
 pub(crate) struct RequeueOutcome {
     pub dead_letters: Vec<(Arc<PubsubMessage>, i32)>,
+    /// Messages put back: (message, attempt whose lease ended, available again at).
+    pub requeued: Vec<(Arc<PubsubMessage>, i32, Instant)>,
     pub backoff_timers: Vec<(Instant, u64)>,
 }
 
@@ -488,13 +537,17 @@ mod tests {
         let now = Instant::now();
         let mut next_ack = 1;
         for seq in 1..=3 {
-            s.enqueue(seq, message(&seq.to_string(), ""));
+            s.enqueue(seq, message(&seq.to_string(), ""), now);
         }
-        let (got, _) = s.take(1, Duration::from_secs(10), None, &mut next_ack, now);
+        let got = s
+            .take(1, Duration::from_secs(10), None, &mut next_ack, now)
+            .messages;
         assert_eq!(got.len(), 1);
         let seq = s.current_lease(1).unwrap();
         s.requeue(seq, now);
-        let (rest, _) = s.take(10, Duration::from_secs(10), None, &mut next_ack, now);
+        let rest = s
+            .take(10, Duration::from_secs(10), None, &mut next_ack, now)
+            .messages;
         let data: Vec<_> = rest
             .iter()
             .map(|m| m.message.as_ref().unwrap().data.clone())
@@ -507,18 +560,24 @@ mod tests {
         let mut s = sub(true);
         let now = Instant::now();
         let mut next_ack = 1;
-        s.enqueue(1, message("a1", "a"));
-        s.enqueue(2, message("a2", "a"));
-        s.enqueue(3, message("b1", "b"));
-        let (first, _) = s.take(1, Duration::from_secs(10), None, &mut next_ack, now);
+        s.enqueue(1, message("a1", "a"), now);
+        s.enqueue(2, message("a2", "a"), now);
+        s.enqueue(3, message("b1", "b"), now);
+        let first = s
+            .take(1, Duration::from_secs(10), None, &mut next_ack, now)
+            .messages;
         assert_eq!(first[0].message.as_ref().unwrap().data, b"a1".to_vec());
         // a2 is held behind a1; b1 may go.
-        let (second, _) = s.take(10, Duration::from_secs(10), None, &mut next_ack, now);
+        let second = s
+            .take(10, Duration::from_secs(10), None, &mut next_ack, now)
+            .messages;
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].message.as_ref().unwrap().data, b"b1".to_vec());
         // nack a1: it must come before a2 again.
         s.requeue(1, now);
-        let (third, _) = s.take(10, Duration::from_secs(10), None, &mut next_ack, now);
+        let third = s
+            .take(10, Duration::from_secs(10), None, &mut next_ack, now)
+            .messages;
         let data: Vec<_> = third
             .iter()
             .map(|m| m.message.as_ref().unwrap().data.clone())
@@ -539,14 +598,20 @@ mod tests {
             },
         );
         for seq in 1..=5 {
-            s.enqueue(seq, message("x", ""));
+            s.enqueue(seq, message("x", ""), now);
         }
-        let (got, _) = s.take(100, Duration::from_secs(10), Some(7), &mut next_ack, now);
+        let got = s
+            .take(100, Duration::from_secs(10), Some(7), &mut next_ack, now)
+            .messages;
         assert_eq!(got.len(), 2);
-        let (none, _) = s.take(100, Duration::from_secs(10), Some(7), &mut next_ack, now);
+        let none = s
+            .take(100, Duration::from_secs(10), Some(7), &mut next_ack, now)
+            .messages;
         assert!(none.is_empty());
         s.acknowledge(s.current_lease(1).unwrap());
-        let (one, _) = s.take(100, Duration::from_secs(10), Some(7), &mut next_ack, now);
+        let one = s
+            .take(100, Duration::from_secs(10), Some(7), &mut next_ack, now)
+            .messages;
         assert_eq!(one.len(), 1);
     }
 }

@@ -13,8 +13,10 @@ mod error;
 pub mod filter;
 mod iam;
 pub mod names;
+pub mod observer;
 pub mod schema;
 pub mod validate;
 
 pub use broker::{Broker, DELETED_TOPIC, ListPage, PullWait, StreamRegistration};
 pub use error::{AckFailure, BrokerError, BrokerResult, ErrorCode};
+pub use observer::{DeadLetter, Delivery, DeliveryKind, DeliveryObserver, LeaseEnd, Redelivery};

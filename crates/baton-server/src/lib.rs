@@ -5,12 +5,16 @@
 //! else goes to the REST handler. [`start`] binds, serves in the background
 //! and hands back a [`RunningServer`] to learn the address and to shut down.
 
+pub mod broker_spans;
 mod grpc;
 mod iam_service;
+pub mod otlp;
 mod push;
 mod rest;
 mod schema_service;
 mod status;
+pub mod trace_api;
+pub mod web_ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use baton_proto::pubsub::publisher_server::PublisherServer;
 use baton_proto::pubsub::schema_service_server::SchemaServiceServer;
 use baton_proto::pubsub::subscriber_server::SubscriberServer;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 use tower::ServiceExt;
@@ -31,6 +35,12 @@ pub use iam_service::IamService;
 pub use push::{PushError, PushManager, PushSettings};
 pub use schema_service::SchemaServiceImpl;
 pub use status::{mapping as status_mapping, to_http, to_status};
+
+pub use baton_traces::{self, TraceStore};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
+};
 
 /// Largest gRPC message accepted or sent: a full Publish request plus
 /// framing, and StreamingPull responses up to what clients accept.
@@ -63,13 +73,117 @@ pub enum ServerError {
 pub struct ServerConfig {
     /// Address to bind; port 0 picks a free port.
     pub addr: SocketAddr,
+    /// Record the server's own spans (receive, deliver, redeliver,
+    /// dead-letter) as children of each traced message's `create` span; see
+    /// [`broker_spans`]. On by default; `baton serve --no-broker-spans` or
+    /// `BATON_BROKER_SPANS=false` switch it off.
+    pub broker_spans: bool,
+    /// Where to receive OTLP/gRPC traces (`baton serve` uses port 4317);
+    /// `None` (the default of [`ServerConfig::new`]) receives none.
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// Where to receive OTLP/HTTP traces, `POST /v1/traces` (`baton serve`
+    /// uses port 4318); `None` (the default) receives none.
+    pub otlp_http_addr: Option<SocketAddr>,
+    /// Bound of the trace store, in spans; oldest traces are evicted first.
+    pub trace_store_spans: usize,
+    /// The provider recording the server's own spans; `None` (the default)
+    /// builds one exporting into the trace store, and over OTLP when
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+    /// is set. Tests may pass their own (for example an in-memory one).
+    pub tracer_provider: Option<SdkTracerProvider>,
 }
 
 impl ServerConfig {
     /// Serves on `addr` with the in-memory store.
     pub fn new(addr: SocketAddr) -> Self {
-        Self { addr }
+        Self {
+            addr,
+            broker_spans: true,
+            otlp_grpc_addr: None,
+            otlp_http_addr: None,
+            trace_store_spans: baton_traces::DEFAULT_MAX_SPANS,
+            tracer_provider: None,
+        }
     }
+
+    /// Receives OTLP/gRPC traces on `addr` (port 0 picks a free port).
+    pub fn with_otlp_grpc(mut self, addr: SocketAddr) -> Self {
+        self.otlp_grpc_addr = Some(addr);
+        self
+    }
+
+    /// Receives OTLP/HTTP traces on `addr` (port 0 picks a free port).
+    pub fn with_otlp_http(mut self, addr: SocketAddr) -> Self {
+        self.otlp_http_addr = Some(addr);
+        self
+    }
+
+    /// Bounds the trace store to `spans` spans.
+    pub fn with_trace_store_spans(mut self, spans: usize) -> Self {
+        self.trace_store_spans = spans;
+        self
+    }
+
+    /// Switches the server's own spans (broker spans) on or off.
+    pub fn with_broker_spans(mut self, on: bool) -> Self {
+        self.broker_spans = on;
+        self
+    }
+
+    /// Records the server's own spans with `provider` instead of the one
+    /// built by [`start`] (which exports into the trace store).
+    pub fn with_tracer_provider(mut self, provider: SdkTracerProvider) -> Self {
+        self.tracer_provider = Some(provider);
+        self
+    }
+}
+
+/// Service name of the server's own spans.
+pub const SERVICE_NAME: &str = "baton";
+
+/// The server's tracer provider: spans into `store` (batched, flushed every
+/// 100 ms), and to an OTLP/gRPC endpoint when the standard environment
+/// variables name one (unless they name one of this server's own OTLP ports,
+/// `own_ports`: its spans are in the store already).
+fn build_tracer_provider(store: &TraceStore, own_ports: &[u16]) -> SdkTracerProvider {
+    let to_store = BatchSpanProcessor::builder(baton_traces::StoreExporter::new(store.clone()))
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_scheduled_delay(std::time::Duration::from_millis(100))
+                .build(),
+        )
+        .build();
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name(SERVICE_NAME)
+        .build();
+    let mut builder = SdkTracerProvider::builder()
+        .with_span_processor(to_store)
+        .with_resource(resource);
+    let endpoint = [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .find_map(|key| std::env::var(key).ok().filter(|v| !v.trim().is_empty()));
+    let to_self = endpoint.as_deref().is_some_and(|endpoint| {
+        own_ports.iter().any(|port| {
+            let port = format!(":{port}");
+            endpoint.trim_end_matches('/').ends_with(&port)
+                || endpoint.contains(&format!("{port}/"))
+        })
+    });
+    if endpoint.is_some() && !to_self {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+        {
+            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+            Err(error) => {
+                tracing::warn!(%error, "cannot export the server's spans over OTLP; keeping them in the store only");
+            }
+        }
+    }
+    builder.build()
 }
 
 /// A server serving in the background.
@@ -79,6 +193,13 @@ pub struct RunningServer {
     broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), std::io::Error>>,
+    trace_store: TraceStore,
+    tracer_provider: SdkTracerProvider,
+    /// The broker-span recorder, to flush its queue before the provider.
+    span_recorder: Option<broker_spans::BrokerSpans>,
+    otlp_grpc: Option<otlp::Listener>,
+    otlp_http: Option<otlp::Listener>,
+    otlp_stop: watch::Sender<bool>,
 }
 
 impl RunningServer {
@@ -92,10 +213,60 @@ impl RunningServer {
         &self.broker
     }
 
+    /// The trace store (OTLP input and the server's own spans).
+    pub fn trace_store(&self) -> &TraceStore {
+        &self.trace_store
+    }
+
+    /// The provider recording the server's own spans.
+    pub fn tracer_provider(&self) -> &SdkTracerProvider {
+        &self.tracer_provider
+    }
+
+    /// A tracer of the server's provider with the `baton-server` scope, for
+    /// code recording server spans (its spans land in the trace store).
+    pub fn server_tracer(&self) -> SdkTracer {
+        self.tracer_provider
+            .tracer_with_scope(broker_spans::scope())
+    }
+
+    /// Exports the server's finished spans now (into the store and any OTLP
+    /// endpoint) instead of within the next 100 ms.
+    pub async fn flush_traces(&self) {
+        // Broker events still queued become spans first.
+        if let Some(recorder) = &self.span_recorder {
+            recorder.flush().await;
+        }
+        let provider = self.tracer_provider.clone();
+        let _ = tokio::task::spawn_blocking(move || provider.force_flush()).await;
+    }
+
+    /// The bound OTLP/gRPC address, when receiving.
+    pub fn otlp_grpc_addr(&self) -> Option<SocketAddr> {
+        self.otlp_grpc.as_ref().map(|l| l.addr)
+    }
+
+    /// The bound OTLP/HTTP address, when receiving.
+    pub fn otlp_http_addr(&self) -> Option<SocketAddr> {
+        self.otlp_http.as_ref().map(|l| l.addr)
+    }
+
     /// Stops accepting, ends open streams with UNAVAILABLE so clients
     /// reconnect elsewhere, and waits for connections to finish.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         self.broker.begin_shutdown();
+        let _ = self.otlp_stop.send(true);
+        for listener in [self.otlp_grpc.take(), self.otlp_http.take()]
+            .into_iter()
+            .flatten()
+        {
+            if tokio::time::timeout(std::time::Duration::from_secs(5), listener.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(addr = %listener.addr, "OTLP connections did not close within 5 s");
+            }
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -107,13 +278,24 @@ impl RunningServer {
                 self.task.abort();
             }
         }
+        // Flush the server's spans (blocking: the batch processor's thread).
+        if let Some(recorder) = &self.span_recorder {
+            recorder.flush().await;
+        }
+        let provider = self.tracer_provider.clone();
+        let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
         Ok(())
     }
 
     /// Waits until the server stops on its own (it only does on error).
     pub async fn wait(self) -> Result<(), ServerError> {
-        let RunningServer { task, stop, .. } = self;
-        let _keep_open = stop;
+        let RunningServer {
+            task,
+            stop,
+            otlp_stop,
+            ..
+        } = self;
+        let _keep_open = (stop, otlp_stop);
         task.await??;
         Ok(())
     }
@@ -142,6 +324,11 @@ where
 /// The router serving both transports for `broker`: gRPC services by their
 /// path prefix, everything else REST.
 pub fn router(broker: Arc<Broker>) -> axum::Router {
+    router_with_traces(broker, TraceStore::new(1))
+}
+
+/// [`router`], with the trace query API (`/api/traces`) over `traces`.
+pub fn router_with_traces(broker: Arc<Broker>, traces: TraceStore) -> axum::Router {
     let service = PubSubService::new(broker.clone());
     let publisher = PublisherServer::new(service.clone())
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
@@ -158,6 +345,8 @@ pub fn router(broker: Arc<Broker>) -> axum::Router {
     let router = with_grpc(router, subscriber);
     let router = with_grpc(router, schemas);
     let router = with_grpc(router, iam);
+    let router = router.merge(web_ui::routes());
+    let router = router.merge(trace_api::routes(traces));
     router.fallback(rest::handle).with_state(broker)
 }
 
@@ -170,10 +359,42 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             source,
         })?;
     let local_addr = listener.local_addr()?;
+    let trace_store = TraceStore::new(config.trace_store_spans);
+    let (otlp_stop, otlp_stopped) = watch::channel(false);
+    let otlp_grpc = match config.otlp_grpc_addr {
+        Some(addr) => Some(otlp::spawn(
+            bind(addr).await?,
+            otlp::grpc_router(trace_store.clone()),
+            otlp_stopped.clone(),
+        )?),
+        None => None,
+    };
+    let otlp_http = match config.otlp_http_addr {
+        Some(addr) => Some(otlp::spawn(
+            bind(addr).await?,
+            otlp::http_router(trace_store.clone()),
+            otlp_stopped,
+        )?),
+        None => None,
+    };
+    let tracer_provider = config.tracer_provider.clone().unwrap_or_else(|| {
+        let own_ports: Vec<u16> = [&otlp_grpc, &otlp_http]
+            .into_iter()
+            .flatten()
+            .map(|l| l.addr.port())
+            .collect();
+        build_tracer_provider(&trace_store, &own_ports)
+    });
     let broker = Broker::start();
+    let span_recorder = config.broker_spans.then(|| {
+        let tracer = tracer_provider.tracer_with_scope(broker_spans::scope());
+        let recorder = broker_spans::BrokerSpans::start(tracer);
+        broker.set_observer(Arc::new(recorder.clone()));
+        recorder
+    });
     // Push subscriptions are served for as long as the broker lives.
     PushManager::start(&broker, PushSettings::default())?;
-    let app = router(broker.clone());
+    let app = router_with_traces(broker.clone(), trace_store.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -188,5 +409,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         broker,
         stop: Some(stop),
         task,
+        trace_store,
+        tracer_provider,
+        span_recorder,
+        otlp_grpc,
+        otlp_http,
+        otlp_stop,
     })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
 }

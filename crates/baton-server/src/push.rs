@@ -42,7 +42,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use base64::Engine as _;
-use baton_broker::{Broker, BrokerError, ErrorCode, StreamRegistration};
+use baton_broker::{Broker, BrokerError, DeliveryKind, ErrorCode, StreamRegistration};
 use baton_proto::pubsub::push_config::Wrapper;
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -440,7 +440,10 @@ impl Worker {
             .map_or(10, |sub| sub.ack_deadline_seconds);
         let max = i64::try_from(self.settings.max_outstanding).unwrap_or(i64::MAX);
         match broker.register_stream(&self.name, deadline, max, 0) {
-            Ok(registration) => Some(registration),
+            Ok(mut registration) => {
+                registration.set_delivery_kind(DeliveryKind::Push);
+                Some(registration)
+            }
             Err(error) => {
                 tracing::debug!(subscription = %self.name, %error, "push worker cannot register");
                 None
@@ -466,9 +469,10 @@ impl Worker {
                 let fresh = broker.get_subscription(&self.name).and_then(|sub| {
                     broker.register_stream(&self.name, sub.ack_deadline_seconds, max_outstanding, 0)
                 });
-                let Ok(fresh) = fresh else {
+                let Ok(mut fresh) = fresh else {
                     return Taken::Gone;
                 };
+                fresh.set_delivery_kind(DeliveryKind::Push);
                 *registration = fresh;
                 match broker.stream_take(registration, max) {
                     Ok(messages) if !messages.is_empty() => Taken::Messages(messages),

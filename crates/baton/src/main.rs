@@ -1,7 +1,9 @@
 //! The `baton` command line.
 
+mod demo;
 mod otel;
 mod pubsub_cmds;
+mod trace_cmd;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -42,6 +44,14 @@ enum Command {
         #[command(flatten)]
         args: pubsub_cmds::SubscribeArgs,
     },
+    /// Run the demo: the server with its trace view, Service A and Service B
+    /// in this process, a few orders, and their traces as waterfalls.
+    Demo(demo::DemoArgs),
+    /// Show traces from a running server (`baton trace show <id>` / `--last`).
+    Trace {
+        #[command(subcommand)]
+        command: trace_cmd::TraceCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +66,36 @@ struct ServeArgs {
     /// store will become the default).
     #[arg(long, default_value_t = true)]
     in_memory: bool,
+    /// Do not record the server's own spans (receive, deliver, redeliver,
+    /// dead-letter) in the traces of messages that carry a trace context
+    /// (same as `BATON_BROKER_SPANS=false`).
+    #[arg(long)]
+    no_broker_spans: bool,
+    /// Port of the OTLP/gRPC trace receiver; 0 picks a free one.
+    #[arg(long, env = "BATON_OTLP_GRPC_PORT", default_value_t = 4317)]
+    otlp_grpc_port: u16,
+    /// Port of the OTLP/HTTP trace receiver (`POST /v1/traces`, protobuf or
+    /// JSON); 0 picks a free one.
+    #[arg(long, env = "BATON_OTLP_HTTP_PORT", default_value_t = 4318)]
+    otlp_http_port: u16,
+    /// Do not receive OTLP traces (the trace view still shows the server's
+    /// own spans).
+    #[arg(long)]
+    no_otlp: bool,
+    /// Most spans kept in memory; the oldest traces are evicted first.
+    #[arg(long, env = "BATON_TRACE_STORE_SPANS", default_value_t = 100_000)]
+    trace_store_spans: usize,
+    /// Record the server's own spans in message traces (`false` is the same
+    /// as `--no-broker-spans`).
+    #[arg(
+        long,
+        env = "BATON_BROKER_SPANS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        hide = true
+    )]
+    broker_spans: bool,
 }
 
 #[tokio::main]
@@ -82,18 +122,37 @@ async fn main() -> anyhow::Result<()> {
         Command::Subscribe { client, args } => {
             pubsub_cmds::subscribe(&client, args, shutdown_signal()).await
         }
+        Command::Demo(args) => demo::run(args).await,
+        Command::Trace { command } => trace_cmd::run(command).await,
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.host, args.port);
-    let server = baton_server::start(baton_server::ServerConfig::new(addr))
+    let mut config = baton_server::ServerConfig::new(addr);
+    config.broker_spans = args.broker_spans && !args.no_broker_spans;
+    config = config.with_trace_store_spans(args.trace_store_spans);
+    if !args.no_otlp {
+        config = config
+            .with_otlp_grpc(SocketAddr::new(args.host, args.otlp_grpc_port))
+            .with_otlp_http(SocketAddr::new(args.host, args.otlp_http_port));
+    }
+    let server = baton_server::start(config)
         .await
         .with_context(|| format!("starting the server on {addr}"))?;
     let local = server.local_addr();
     println!("Baton Pub/Sub server listening on {local} (gRPC and REST, in-memory store)");
     println!("Point Google's client libraries at it with:");
     println!("  export PUBSUB_EMULATOR_HOST={local}");
+    println!("Trace view: http://{local}/ui/");
+    if let (Some(grpc), Some(http)) = (server.otlp_grpc_addr(), server.otlp_http_addr()) {
+        println!("OTLP traces: gRPC on {grpc}, HTTP on {http} (POST /v1/traces)");
+        println!("Send your services' traces here with:");
+        println!("  export OTEL_EXPORTER_OTLP_ENDPOINT=http://{http}");
+        println!("  (OTLP/gRPC exporters, like Rust's tonic one: http://{grpc})");
+    } else {
+        println!("OTLP receiver off (--no-otlp)");
+    }
     tracing::info!(%local, "ready; press Ctrl-C to stop");
     shutdown_signal().await;
     tracing::info!("shutting down: closing streams with UNAVAILABLE");

@@ -1,0 +1,689 @@
+//! `baton-bench`: throughput of the Rust client against Google's Python
+//! client, with OpenTelemetry tracing off and on, on one Baton server.
+//!
+//! ```text
+//! cargo run --release -p baton-bench -- [--messages 50000] [--size 1024] [--rounds 3]
+//!     [--endpoint HOST:PORT] [--modes rust-off,rust-on,py-off,py-on]
+//! ```
+//!
+//! Against one Baton server (started in-process on its own Tokio runtime, or
+//! `--endpoint`), each round runs the same workload with every client mode:
+//!
+//! - **publish**: N messages of S bytes, each with an attribute `i`, through
+//!   the batching publisher (1000 messages or 10 ms per batch), until every
+//!   message id has come back;
+//! - **receive+ack**: a StreamingPull subscriber (flow control 5000
+//!   messages) whose handler acks, from the subscribe call until all N were
+//!   received and the session shut down, which flushes the acks.
+//!
+//! Modes: Rust with tracing off; Rust with tracing on (an SDK tracer provider
+//! with a batch span processor feeding a sink that only counts spans, so the
+//! cost of making, ending and queueing every span is measured and the export
+//! is free); the Python client (`tests/python/bench_e2e.py` in the interop
+//! venv) with tracing off and (`--modes ...,py-on`) on, with the same kind
+//! of no-op batch export. Each
+//! round uses fresh resources; rounds interleave the modes, and the report
+//! gives the median (and the range) per mode, the Rust/Python ratio and the
+//! tracing overhead.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, ensure};
+use baton_client::{
+    BatchSettings, Client, ClientConfig, Endpoint, Message, PublisherConfig, SubscriberConfig,
+    SubscriptionConfig, TracingConfig,
+};
+use clap::Parser;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
+};
+
+/// Targets the report checks.
+const TARGET_RATIO: f64 = 5.0;
+const TARGET_OVERHEAD_PERCENT: f64 = 10.0;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "baton-bench",
+    about = "Rust client vs Google's Python client, tracing off and on, on one Baton server"
+)]
+struct Args {
+    /// Use this server (host:port, plaintext) instead of one started in-process.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Messages per round and mode.
+    #[arg(long, default_value_t = 50_000)]
+    messages: usize,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Measured rounds (every mode once per round); the report gives medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Messages of the warm-up round of each mode (0: none).
+    #[arg(long, default_value_t = 5_000)]
+    warmup: usize,
+    /// Most messages per publish batch (both clients).
+    #[arg(long, default_value_t = 1000)]
+    batch_max_messages: usize,
+    /// Subscriber flow control: most outstanding messages (both clients).
+    #[arg(long, default_value_t = 5000)]
+    max_outstanding: usize,
+    /// Client modes to run, in this order within each round. `py-on` (the
+    /// Python client with its tracing on) is slow: about a tenth of `py-off`.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "rust-off,rust-on,py-off"
+    )]
+    modes: Vec<Mode>,
+    /// Cargo target dir holding the Python venv (`<dir>/interop-venv`,
+    /// made on first use); default: the target dir of this binary.
+    #[arg(long, env = "CARGO_TARGET_DIR")]
+    target_dir: Option<PathBuf>,
+}
+
+/// One client mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// The Rust client, tracing off.
+    RustOff,
+    /// The Rust client, tracing on.
+    RustOn,
+    /// Google's Python client, tracing off.
+    #[value(name = "py-off")]
+    PythonOff,
+    /// Google's Python client, tracing on.
+    #[value(name = "py-on")]
+    PythonOn,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Self::RustOff => "Rust, tracing off",
+            Self::RustOn => "Rust, tracing on",
+            Self::PythonOff => "Python, tracing off",
+            Self::PythonOn => "Python, tracing on",
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Self::RustOff => "rust-off",
+            Self::RustOn => "rust-on",
+            Self::PythonOff => "py-off",
+            Self::PythonOn => "py-on",
+        }
+    }
+}
+
+/// Messages/s of one round.
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    publish: f64,
+    receive: f64,
+}
+
+/// A span exporter that only counts: the export costs nothing, so what the
+/// benchmark sees is the cost of the spans themselves.
+#[derive(Debug, Clone, Default)]
+struct CountingSink(Arc<AtomicU64>);
+
+impl SpanExporter for CountingSink {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0.fetch_add(
+            u64::try_from(batch.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+}
+
+/// The tracer provider of the tracing-on mode.
+struct Telemetry {
+    provider: SdkTracerProvider,
+    exported: Arc<AtomicU64>,
+}
+
+impl Telemetry {
+    fn new() -> Self {
+        let sink = CountingSink::default();
+        let exported = sink.0.clone();
+        let processor = BatchSpanProcessor::builder(sink)
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(65_536)
+                    .with_max_export_batch_size(512)
+                    .build(),
+            )
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .build();
+        Self { provider, exported }
+    }
+
+    fn config(&self) -> TracingConfig {
+        TracingConfig {
+            enable_open_telemetry_tracing: true,
+            tracer_provider: Some(Arc::new(self.provider.clone())),
+            ..Default::default()
+        }
+    }
+
+    /// Flushes the batch processor; the spans exported so far.
+    async fn flushed_count(&self) -> u64 {
+        let provider = self.provider.clone();
+        let _ = tokio::task::spawn_blocking(move || provider.force_flush()).await;
+        self.exported.load(Ordering::Relaxed)
+    }
+}
+
+/// Baton on a Tokio runtime of its own (as if another process), stopped on drop.
+struct InProcessServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcessServer {
+    fn start() -> Result<Self> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("baton-server".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .thread_name("baton-server")
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow!("server runtime: {e}")));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+                    match baton_server::start(baton_server::ServerConfig::new(addr)).await {
+                        Ok(server) => {
+                            let _ = ready_tx.send(Ok(server.local_addr()));
+                            let _ = stop_rx.await;
+                            let _ = server.shutdown().await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(anyhow!("starting Baton: {e:?}")));
+                        }
+                    }
+                });
+            })?;
+        let addr = ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .context("Baton did not start within 30 s")??;
+        Ok(Self {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for InProcessServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn payload(size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| b'a' + u8::try_from(i % 26).unwrap_or(0))
+        .collect()
+}
+
+/// One Rust round: publish `n` messages, then receive and ack them all.
+async fn rust_round(
+    client: &Client,
+    args: &Args,
+    prefix: &str,
+    n: usize,
+    tracing: TracingConfig,
+) -> Result<Rates> {
+    let topic = format!("{prefix}-topic");
+    let sub = format!("{prefix}-sub");
+    client.create_topic(&topic).await?;
+    client
+        .create_subscription(
+            SubscriptionConfig::new(&sub, &topic).ack_deadline(Duration::from_secs(60)),
+        )
+        .await?;
+    let data = payload(args.size);
+
+    // Publish.
+    let publisher = client.publisher_with(
+        &topic,
+        PublisherConfig {
+            batching: BatchSettings {
+                max_messages: args.batch_max_messages,
+                max_bytes: 9_000_000,
+                max_delay: Duration::from_millis(10),
+            },
+            tracing: tracing.clone(),
+            ..Default::default()
+        },
+    );
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let message = Message::new(data.clone()).attribute("i", i.to_string());
+        handles.push(publisher.publish(message).await);
+    }
+    let mut ids = Vec::with_capacity(n);
+    for handle in handles {
+        ids.push(handle.await?);
+    }
+    let publish_time = started.elapsed();
+    publisher.shutdown().await;
+    ensure!(
+        ids.iter().collect::<HashSet<_>>().len() == n,
+        "publish ids are not distinct"
+    );
+
+    // Receive + ack.
+    let seen: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
+    let distinct = Arc::new(AtomicUsize::new(0));
+    let all_in = Arc::new(tokio::sync::Notify::new());
+    let subscriber = client.subscriber_with(
+        &sub,
+        SubscriberConfig {
+            max_outstanding_messages: args.max_outstanding,
+            max_outstanding_bytes: 500 * 1024 * 1024,
+            tracing,
+            ..Default::default()
+        },
+    );
+    let started = Instant::now();
+    let handle = subscriber.subscribe({
+        let (seen, distinct, all_in) = (seen.clone(), distinct.clone(), all_in.clone());
+        move |message| {
+            let (seen, distinct, all_in) = (seen.clone(), distinct.clone(), all_in.clone());
+            async move {
+                let index = message
+                    .attributes()
+                    .get("i")
+                    .and_then(|i| i.parse::<usize>().ok());
+                message.ack();
+                if let Some(flag) = index.and_then(|i| seen.get(i))
+                    && !flag.swap(true, Ordering::AcqRel)
+                    && distinct.fetch_add(1, Ordering::AcqRel) + 1 == seen.len()
+                {
+                    all_in.notify_one();
+                }
+            }
+        }
+    });
+    let limit = Duration::from_secs(60) + Duration::from_millis(u64::try_from(n).unwrap_or(0));
+    let complete = tokio::time::timeout(limit, all_in.notified()).await.is_ok();
+    handle.shutdown().await?;
+    let receive_time = started.elapsed();
+    ensure!(
+        complete,
+        "received {} of {n} messages within {limit:?}",
+        distinct.load(Ordering::Acquire)
+    );
+    client.delete_subscription(&sub).await?;
+    client.delete_topic(&topic).await?;
+
+    #[allow(clippy::cast_precision_loss)]
+    let n = n as f64;
+    Ok(Rates {
+        publish: n / publish_time.as_secs_f64(),
+        receive: n / receive_time.as_secs_f64(),
+    })
+}
+
+/// One Python round: `bench_e2e.py` against `host`.
+async fn python_round(
+    python: &std::path::Path,
+    host: &str,
+    args: &Args,
+    prefix: &str,
+    n: usize,
+    tracing: bool,
+) -> Result<Rates> {
+    let (n_text, size, batch, outstanding) = (
+        n.to_string(),
+        args.size.to_string(),
+        args.batch_max_messages.to_string(),
+        args.max_outstanding.to_string(),
+    );
+    let mut extra = vec![
+        "--messages",
+        &n_text,
+        "--size",
+        &size,
+        "--batch-max-messages",
+        &batch,
+        "--max-outstanding",
+        &outstanding,
+    ];
+    if tracing {
+        extra.push("--tracing");
+    }
+    let timeout = Duration::from_secs(120) + Duration::from_millis(u64::try_from(n).unwrap_or(0));
+    let run =
+        baton_interop::run_script(python, "bench_e2e.py", host, prefix, timeout, &extra).await?;
+    let r = &run.result;
+    ensure!(
+        r["complete"] == true,
+        "the Python client received {} of {n} messages",
+        r["received"]
+    );
+    let rate = |key: &str| {
+        r[key]
+            .as_f64()
+            .with_context(|| format!("no {key} in bench_e2e.py's result {r}"))
+    };
+    Ok(Rates {
+        publish: rate("publish_mps")?,
+        receive: rate("receive_ack_mps")?,
+    })
+}
+
+/// `<target>/tmp`, the form the interop harness locates the venv from.
+fn target_tmp(args: &Args) -> Result<PathBuf> {
+    let target = match &args.target_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            // <target>/<profile>/baton-bench
+            let exe = std::env::current_exe()?;
+            exe.parent()
+                .and_then(std::path::Path::parent)
+                .map(std::path::Path::to_path_buf)
+                .context("cannot find the target dir from the executable's path")?
+        }
+    };
+    Ok(target.join("tmp"))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => f64::midpoint(values[n / 2 - 1], values[n / 2]),
+    }
+}
+
+/// Rates of one mode over all rounds.
+#[derive(Debug, Default)]
+struct Series {
+    publish: Vec<f64>,
+    receive: Vec<f64>,
+}
+
+impl Series {
+    fn push(&mut self, rates: Rates) {
+        self.publish.push(rates.publish);
+        self.receive.push(rates.receive);
+    }
+
+    fn medians(&self) -> Rates {
+        Rates {
+            publish: median(&mut self.publish.clone()),
+            receive: median(&mut self.receive.clone()),
+        }
+    }
+
+    fn range(values: &[f64]) -> String {
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{}-{}", thousands(min), thousands(max))
+    }
+}
+
+fn thousands(value: f64) -> String {
+    if !value.is_finite() {
+        return "-".to_owned();
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let digits = (value.round().max(0.0) as u64).to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The 1-minute load average (other work on the machine skews the figures).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+fn overhead(off: f64, on: f64) -> f64 {
+    (off - on) / off * 100.0
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "MISSED" }
+}
+
+#[allow(clippy::print_stdout)]
+fn report(
+    args: &Args,
+    server: &str,
+    modes: &[(Mode, Series)],
+    spans_per_message: Option<f64>,
+    load: (&str, &str),
+) {
+    let find = |mode| {
+        modes
+            .iter()
+            .find(|(m, _)| *m == mode)
+            .map(|(_, series)| series.medians())
+    };
+    println!();
+    println!(
+        "baton-bench: {} messages x {} B per round, {} round(s), medians (range); server: {server}; {} cores",
+        args.messages,
+        args.size,
+        args.rounds,
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+    println!(
+        "1-minute load average: {} at the start, {} at the end",
+        load.0, load.1
+    );
+    println!(
+        "{:<24}{:>16}{:>20}{:>20}{:>24}",
+        "client", "publish msg/s", "(range)", "receive+ack msg/s", "(range)"
+    );
+    for (mode, series) in modes {
+        let m = series.medians();
+        println!(
+            "{:<24}{:>16}{:>20}{:>20}{:>24}",
+            mode.label(),
+            thousands(m.publish),
+            Series::range(&series.publish),
+            thousands(m.receive),
+            Series::range(&series.receive)
+        );
+    }
+    println!();
+    let mut checks = Vec::new();
+    if let (Some(off), Some(on)) = (find(Mode::RustOff), find(Mode::RustOn)) {
+        let (p, r) = (
+            overhead(off.publish, on.publish),
+            overhead(off.receive, on.receive),
+        );
+        println!("Rust tracing overhead:       publish {p:5.1}%   receive+ack {r:5.1}%");
+        if let Some(spans) = spans_per_message {
+            println!("  ({spans:.1} spans per message exported to the counting sink)");
+        }
+        checks.push(format!(
+            "tracing overhead <= {TARGET_OVERHEAD_PERCENT}%: publish {}, receive+ack {}",
+            verdict(p <= TARGET_OVERHEAD_PERCENT),
+            verdict(r <= TARGET_OVERHEAD_PERCENT)
+        ));
+    }
+    if let (Some(off), Some(on)) = (find(Mode::PythonOff), find(Mode::PythonOn)) {
+        let (p, r) = (
+            overhead(off.publish, on.publish),
+            overhead(off.receive, on.receive),
+        );
+        println!("Python tracing overhead:     publish {p:5.1}%   receive+ack {r:5.1}%");
+    }
+    for (rust, python, label) in [
+        (Mode::RustOff, Mode::PythonOff, "tracing off"),
+        (Mode::RustOn, Mode::PythonOn, "tracing on "),
+    ] {
+        if let (Some(rust), Some(python)) = (find(rust), find(python)) {
+            let (p, r) = (rust.publish / python.publish, rust.receive / python.receive);
+            println!("Rust/Python, {label}:    publish {p:5.2}x   receive+ack {r:5.2}x");
+            checks.push(format!(
+                "Rust >= {TARGET_RATIO}x Python ({}): publish {}, receive+ack {}",
+                label.trim(),
+                verdict(p >= TARGET_RATIO),
+                verdict(r >= TARGET_RATIO)
+            ));
+        }
+    }
+    println!();
+    for check in checks {
+        println!("target: {check}");
+    }
+}
+
+#[allow(clippy::print_stderr)]
+async fn run(args: Args) -> Result<()> {
+    ensure!(
+        args.messages > 0 && args.rounds > 0,
+        "--messages and --rounds must be positive"
+    );
+    let server = match &args.endpoint {
+        Some(_) => None,
+        None => Some(InProcessServer::start()?),
+    };
+    let host = match (&args.endpoint, &server) {
+        (Some(endpoint), _) => endpoint.clone(),
+        (None, Some(server)) => server.addr.to_string(),
+        (None, None) => unreachable!("a server is started when no endpoint is given"),
+    };
+    let server_label = if server.is_some() {
+        format!("in-process Baton at {host}")
+    } else {
+        format!("{host} (--endpoint)")
+    };
+    let client = Client::connect(
+        ClientConfig::new(baton_interop::PROJECT).with_endpoint(Endpoint::Emulator(host.clone())),
+    )
+    .await?;
+    let mut modes: Vec<Mode> = Vec::new();
+    for mode in &args.modes {
+        if !modes.contains(mode) {
+            modes.push(*mode);
+        }
+    }
+    let python = if modes
+        .iter()
+        .any(|m| matches!(m, Mode::PythonOff | Mode::PythonOn))
+    {
+        let tmp = target_tmp(&args)?;
+        eprintln!(
+            "== Python venv under {}",
+            tmp.parent().unwrap_or(&tmp).display()
+        );
+        let tmp = tmp.to_string_lossy().into_owned();
+        Some(tokio::task::spawn_blocking(move || baton_interop::python(&tmp)).await?)
+    } else {
+        None
+    };
+    let load_before = load_average();
+    let telemetry = Telemetry::new();
+    let run_id = baton_interop::unique_prefix("bench");
+    let mut series: Vec<(Mode, Series)> = modes.iter().map(|m| (*m, Series::default())).collect();
+    let mut traced_messages = 0u64;
+    let mut spans_before = 0u64;
+    let rounds = usize::from(args.warmup > 0) + args.rounds;
+    for round in 0..rounds {
+        let warmup = args.warmup > 0 && round == 0;
+        let n = if warmup { args.warmup } else { args.messages };
+        for (mode, results) in &mut series {
+            let prefix = format!("{run_id}-{round}-{}", mode.slug());
+            eprintln!(
+                "== {} {}: {n} messages",
+                if warmup { "warm-up" } else { "round" },
+                mode.label()
+            );
+            let rates = match mode {
+                Mode::RustOff => {
+                    rust_round(&client, &args, &prefix, n, TracingConfig::default()).await?
+                }
+                Mode::RustOn => {
+                    let rates = rust_round(&client, &args, &prefix, n, telemetry.config()).await?;
+                    let exported = telemetry.flushed_count().await;
+                    if !warmup {
+                        traced_messages += u64::try_from(n).unwrap_or(0);
+                    } else {
+                        spans_before = exported;
+                    }
+                    rates
+                }
+                Mode::PythonOff | Mode::PythonOn => {
+                    let python = python.as_deref().context("no Python")?;
+                    python_round(python, &host, &args, &prefix, n, *mode == Mode::PythonOn).await?
+                }
+            };
+            eprintln!(
+                "   publish {} msg/s, receive+ack {} msg/s",
+                thousands(rates.publish),
+                thousands(rates.receive)
+            );
+            if !warmup {
+                results.push(rates);
+            }
+        }
+    }
+    let spans = telemetry.flushed_count().await - spans_before;
+    let _ = telemetry.provider.shutdown();
+    #[allow(clippy::cast_precision_loss)]
+    let spans_per_message = (traced_messages > 0).then(|| spans as f64 / traced_messages as f64);
+    let load_after = load_average();
+    report(
+        &args,
+        &server_label,
+        &series,
+        spans_per_message,
+        (&load_before, &load_after),
+    );
+    drop(client);
+    drop(server);
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}

@@ -1,0 +1,435 @@
+// Baton trace view: one trace as a waterfall (GET /api/traces/{id}).
+// Rows are indented by parent, bars sit on a shared time axis, spans of other
+// traces that link here (publish RPC, ack/nack/modack) are stitched in right
+// under the span they link to, and the time a message waited in the queue is
+// drawn as a hatched segment. All data goes into the DOM via textContent.
+"use strict";
+(function () {
+  const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#86bcb6", "#8cd17d"];
+  const statusEl = document.getElementById("status");
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function nanos(v) {
+    try { return BigInt(v === undefined || v === null || v === "" ? 0 : v); } catch (_) { return 0n; }
+  }
+
+  function fmtDur(ns) {
+    if (!isFinite(ns) || ns < 0) ns = 0;
+    if (ns < 1e3) return ns.toFixed(0) + " ns";
+    if (ns < 1e6) return (ns / 1e3).toFixed(1) + " µs";
+    if (ns < 1e9) return (ns / 1e6).toFixed(ns < 1e7 ? 2 : 1) + " ms";
+    return (ns / 1e9).toFixed(2) + " s";
+  }
+
+  function showValue(v) {
+    if (typeof v === "string") return v;
+    try { return JSON.stringify(v); } catch (_) { return String(v); }
+  }
+
+  function isError(s) { return !!(s.status && s.status.code === "ERROR"); }
+  function isQueueSpan(s) { return / (re)?deliver$/.test(String(s.name || "")); }
+  function isConsumer(s) { return s.kind === "CONSUMER" || / subscribe$/.test(String(s.name || "")); }
+  function key(s) { return String(s.traceId || "") + "/" + String(s.spanId || ""); }
+
+  // Orders spans into rows: depth-first by parent, children by start time;
+  // linked spans right under their target, one level deeper.
+  function buildModel(detail) {
+    const spans = (Array.isArray(detail.spans) ? detail.spans : []).map((s) => ({ s, linked: false }));
+    const linked = (Array.isArray(detail.linkedSpans) ? detail.linkedSpans : []).map((s) => ({ s, linked: true }));
+    for (const n of spans.concat(linked)) {
+      n.start = nanos(n.s.startUnixNano);
+      n.end = nanos(n.s.endUnixNano);
+      if (n.end < n.start) n.end = n.start;
+    }
+    const byId = new Map(spans.map((n) => [String(n.s.spanId), n]));
+    const linkedById = new Map(linked.map((n) => [String(n.s.spanId), n]));
+    const children = new Map();
+    const push = (m, k, v) => { if (!m.has(k)) m.set(k, []); m.get(k).push(v); };
+    const roots = [];
+    for (const n of spans) {
+      const p = String(n.s.parentSpanId || "");
+      if (p && byId.has(p) && p !== String(n.s.spanId)) push(children, p, n); else roots.push(n);
+    }
+    const linkedTo = new Map();
+    const linkedChildren = new Map();
+    const strays = [];
+    for (const n of linked) {
+      const links = Array.isArray(n.s.links) ? n.s.links : [];
+      const target = links.find((l) => byId.has(String(l.spanId)));
+      const p = String(n.s.parentSpanId || "");
+      if (target) { n.target = byId.get(String(target.spanId)); push(linkedTo, String(target.spanId), n); }
+      else if (p && linkedById.has(p)) push(linkedChildren, p, n);
+      else strays.push(n);
+    }
+    const byStart = (a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0);
+    const rows = [];
+    const seen = new Set();
+    function visit(n, depth) {
+      if (seen.has(key(n.s))) return;
+      seen.add(key(n.s));
+      n.depth = depth;
+      rows.push(n);
+      const id = String(n.s.spanId);
+      if (!n.linked) for (const l of (linkedTo.get(id) || []).sort(byStart)) visit(l, depth + 1);
+      const kids = n.linked ? linkedChildren.get(id) : children.get(id);
+      for (const c of (kids || []).slice().sort(byStart)) visit(c, depth + 1);
+    }
+    for (const r of roots.sort(byStart)) visit(r, 0);
+    for (const r of strays.sort(byStart)) visit(r, 0);
+
+    let t0 = null, t1 = null;
+    for (const n of rows) {
+      if (t0 === null || n.start < t0) t0 = n.start;
+      if (t1 === null || n.end > t1) t1 = n.end;
+    }
+    if (t0 === null) { t0 = 0n; t1 = 0n; }
+
+    // Queue gaps: a consumer span waited from the end of whatever made the
+    // message available (its create span, the publish RPC linked to it, or an
+    // earlier delivery attempt that ended before it) until it started.
+    for (const n of rows) {
+      if (n.linked || !isConsumer(n.s)) continue;
+      let anchor = byId.get(String(n.s.parentSpanId || ""));
+      if (!anchor) {
+        const l = (Array.isArray(n.s.links) ? n.s.links : []).find((x) => byId.has(String(x.spanId)));
+        if (l) anchor = byId.get(String(l.spanId));
+      }
+      if (!anchor) continue;
+      let from = anchor.end <= n.start ? anchor.end : null;
+      let cause = "published";
+      for (const l of linkedTo.get(String(anchor.s.spanId)) || []) {
+        if (l.end <= n.start && (from === null || l.end > from)) { from = l.end; cause = "published"; }
+      }
+      for (const sib of children.get(String(anchor.s.spanId)) || []) {
+        if (sib !== n && isConsumer(sib.s) && sib.end <= n.start && (from === null || sib.end > from)) {
+          from = sib.end; cause = "redelivery";
+        }
+      }
+      if (from !== null && n.start > from) n.gap = { from, to: n.start, cause };
+    }
+
+    const services = [];
+    for (const n of rows) {
+      const svc = String(n.s.service || "unknown");
+      if (!services.includes(svc)) services.push(svc);
+    }
+    const colors = new Map(services.map((s, i) => [s, PALETTE[i % PALETTE.length]]));
+    return { rows, t0, t1, services, colors, byId };
+  }
+
+  function pct(model, t) {
+    const total = Number(model.t1 - model.t0) || 1;
+    return (Number(t - model.t0) / total) * 100;
+  }
+
+  function renderSummary(detail, model) {
+    const box = document.getElementById("summary");
+    box.replaceChildren();
+    const root = model.rows.find((n) => !n.linked);
+    box.append(el("span", "root", root ? (root.s.service || "?") + ": " + (root.s.name || "") : "(no spans)"));
+    const add = (k, v) => { const s = el("span"); s.append(el("span", "k", k), document.createTextNode(v)); box.append(s); };
+    add("duration", fmtDur(Number(model.t1 - model.t0)));
+    add("spans", String(model.rows.filter((n) => !n.linked).length));
+    add("linked", String(model.rows.filter((n) => n.linked).length));
+    const errors = model.rows.filter((n) => isError(n.s)).length;
+    const e = el("span");
+    e.append(el("span", "k", "errors"));
+    e.append(errors ? el("span", "badge err", String(errors)) : el("span", "badge ok", "0"));
+    box.append(e);
+    add("trace", String(detail.traceId || ""));
+    box.hidden = false;
+    document.getElementById("trace-title").textContent = String(detail.traceId || "");
+    document.title = "Baton trace " + (root ? root.s.name : "");
+  }
+
+  function renderLegend(model) {
+    const box = document.getElementById("legend");
+    box.replaceChildren();
+    for (const svc of model.services) {
+      const item = el("span", "item legend-service");
+      const sw = el("span", "swatch");
+      sw.style.background = model.colors.get(svc);
+      item.append(sw, el("span", null, svc));
+      box.append(item);
+    }
+    const extra = [["queue", "waiting in queue"], ["error", "error"], ["linked", "linked span (other trace)"]];
+    for (const [cls, text] of extra) {
+      const item = el("span", "item");
+      item.append(el("span", "swatch " + cls), el("span", null, text));
+      box.append(item);
+    }
+    box.hidden = false;
+  }
+
+  function niceStep(total) {
+    const raw = total / 8;
+    const pow = Math.pow(10, Math.floor(Math.log10(raw || 1)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * pow >= raw) return m * pow;
+    return 10 * pow;
+  }
+
+  function ticks(model) {
+    const total = Number(model.t1 - model.t0);
+    if (!(total > 0)) return [0];
+    const step = niceStep(total);
+    const out = [];
+    for (let t = 0; t <= total + 1e-9; t += step) out.push(t);
+    return out;
+  }
+
+  function renderAxis(model) {
+    const axis = document.getElementById("axis");
+    axis.replaceChildren();
+    axis.append(el("div", "cell", "span"), el("div", "cell", "service"), el("div", "cell dur", "duration"));
+    const tl = el("div", "timeline");
+    const total = Number(model.t1 - model.t0) || 1;
+    for (const t of ticks(model)) {
+      const tick = el("div", "tick");
+      tick.style.left = (t / total) * 100 + "%";
+      if (t / total < 0.97) tick.append(el("span", "tick-label", t === 0 ? "0" : fmtDur(t)));
+      tl.append(tick);
+    }
+    axis.append(tl);
+  }
+
+  function renderRows(model, onSelect) {
+    const box = document.getElementById("rows");
+    box.replaceChildren();
+    const total = Number(model.t1 - model.t0) || 1;
+    const tickList = ticks(model);
+    for (const n of model.rows) {
+      const s = n.s;
+      const cls = ["row", "span-row"];
+      if (isError(s)) cls.push("error");
+      if (n.linked) cls.push("linked");
+      if (isQueueSpan(s)) cls.push("queue-span");
+      const row = el("div", cls.join(" "));
+      row.dataset.spanId = String(s.spanId || "");
+      row.dataset.traceId = String(s.traceId || "");
+      row.dataset.depth = String(n.depth);
+      if (n.linked) row.dataset.linked = "true";
+      row.tabIndex = 0;
+      row.setAttribute("role", "button");
+
+      const name = el("div", "cell name");
+      name.style.paddingLeft = 8 + n.depth * 16 + "px";
+      const dot = el("span", "dot");
+      dot.style.background = model.colors.get(String(s.service || "unknown"));
+      name.append(dot);
+      if (n.linked) name.append(el("span", "badge linked", "↪ linked"));
+      if (isError(s)) name.append(el("span", "err-mark", "⚠"));
+      const label = el("span", "label", s.name || "(unnamed)");
+      label.title = String(s.name || "");
+      name.append(label);
+      row.append(name);
+      row.append(el("div", "cell service", s.service || "?"));
+      row.append(el("div", "cell dur", fmtDur(Number(n.end - n.start))));
+
+      const tl = el("div", "timeline");
+      for (const t of tickList) {
+        const tick = el("div", "tick");
+        tick.style.left = (t / total) * 100 + "%";
+        tl.append(tick);
+      }
+      if (n.gap) {
+        const left = pct(model, n.gap.from);
+        const width = Math.max(pct(model, n.gap.to) - left, 0.2);
+        const gap = el("div", "gap");
+        gap.style.left = left + "%";
+        gap.style.width = width + "%";
+        gap.title = "waiting in queue " + fmtDur(Number(n.gap.to - n.gap.from));
+        tl.append(gap);
+        const text = (n.gap.cause === "redelivery" ? "waiting for redelivery " : "waiting in queue ") + fmtDur(Number(n.gap.to - n.gap.from));
+        const gl = el("span", "gap-label", text);
+        // Label inside the hatched segment when it fits, else to its left.
+        if (width > 22) { gl.style.left = "calc(" + left + "% + 4px)"; }
+        else { gl.style.right = "calc(" + (100 - left) + "% + 4px)"; }
+        tl.append(gl);
+      }
+      const left = pct(model, n.start);
+      const width = Math.max(pct(model, n.end) - left, 0.25);
+      const bar = el("div", "bar" + (isQueueSpan(s) ? " queue" : "") + (isError(s) ? " error" : "") + (n.linked ? " linked" : ""));
+      bar.style.left = left + "%";
+      bar.style.width = width + "%";
+      if (!isQueueSpan(s)) bar.style.background = isError(s) ? "#e5534b" : model.colors.get(String(s.service || "unknown"));
+      if (n.linked) bar.style.background = "repeating-linear-gradient(90deg, " + model.colors.get(String(s.service || "unknown")) + " 0 6px, #fff 6px 8px)";
+      tl.append(bar);
+      for (const ev of Array.isArray(s.events) ? s.events : []) {
+        const mark = el("div", "event" + (/nack|expired|exception|dead/.test(String(ev.name)) ? " bad" : ""));
+        mark.style.left = pct(model, nanos(ev.timeUnixNano)) + "%";
+        mark.title = String(ev.name || "event");
+        tl.append(mark);
+      }
+      const blText = isQueueSpan(s) ? "in queue " + fmtDur(Number(n.end - n.start)) : fmtDur(Number(n.end - n.start));
+      const bl = el("span", "bar-label", blText);
+      const endPct = left + width;
+      if (endPct < 86) bl.style.left = "calc(" + endPct + "% + 5px)";
+      else bl.style.right = "calc(" + (100 - left) + "% + 5px)";
+      if (!(n.gap && endPct >= 86)) tl.append(bl);
+      row.append(tl);
+
+      row.addEventListener("click", () => onSelect(n));
+      row.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); onSelect(n); } });
+      n.row = row;
+      box.append(row);
+    }
+  }
+
+  function kvTable(obj, keepOrder) {
+    const t = el("table", "kv");
+    const entries = obj && typeof obj === "object" ? Object.entries(obj) : [];
+    if (entries.length === 0) {
+      const tr = el("tr");
+      tr.append(el("td", "k muted", "none"));
+      t.append(tr);
+    }
+    if (!keepOrder) entries.sort((a, b) => a[0].localeCompare(b[0]));
+    for (const [k, v] of entries) {
+      const tr = el("tr");
+      tr.append(el("td", "k", k), el("td", "v", showValue(v)));
+      t.append(tr);
+    }
+    return t;
+  }
+
+  function renderDetails(model, n, onSelect) {
+    const box = document.getElementById("details");
+    box.replaceChildren();
+    const s = n.s;
+    const h = el("h2");
+    if (n.linked) h.append(el("span", "badge linked", "↪ linked"), document.createTextNode(" "));
+    h.append(document.createTextNode(String(s.name || "(unnamed)")));
+    box.append(h);
+    if (n.linked) {
+      const p = el("p", "muted");
+      p.append(document.createTextNode("A span of another trace that links to "));
+      p.append(el("strong", null, n.target ? n.target.s.name : "this trace"));
+      p.append(document.createTextNode(". "));
+      const a = el("a", null, "Open its trace");
+      a.href = "/ui/trace/" + encodeURIComponent(String(s.traceId || ""));
+      p.append(a);
+      box.append(p);
+    }
+    const cols = el("div", "cols");
+    const left = el("div");
+    left.append(el("h3", null, "span"));
+    const status = s.status || {};
+    const info = {
+      service: s.service || "",
+      kind: s.kind || "",
+      status: (status.code || "UNSET") + (status.message ? ": " + status.message : ""),
+      start: "+" + fmtDur(Number(n.start - model.t0)),
+      duration: fmtDur(Number(n.end - n.start)),
+      spanId: s.spanId || "",
+      parentSpanId: s.parentSpanId || "",
+      traceId: s.traceId || "",
+    };
+    if (n.gap) info["waiting in queue"] = fmtDur(Number(n.gap.to - n.gap.from));
+    const infoTable = kvTable(info, true);
+    if (isError(s)) infoTable.classList.add("has-error");
+    left.append(infoTable);
+    left.append(el("h3", null, "attributes"));
+    left.append(kvTable(s.attributes));
+    const right = el("div");
+    right.append(el("h3", null, "events"));
+    const events = Array.isArray(s.events) ? s.events : [];
+    if (events.length === 0) right.append(el("p", "muted", "none"));
+    for (const ev of events) {
+      const head = el("div");
+      head.append(el("strong", null, ev.name || "(event)"), el("span", "muted", "  +" + fmtDur(Number(nanos(ev.timeUnixNano) - model.t0))));
+      right.append(head);
+      if (ev.attributes && Object.keys(ev.attributes).length) right.append(kvTable(ev.attributes));
+    }
+    right.append(el("h3", null, "links"));
+    const links = Array.isArray(s.links) ? s.links : [];
+    if (links.length === 0) right.append(el("p", "muted", "none"));
+    const ul = el("ul");
+    for (const l of links) {
+      const li = el("li");
+      const target = model.byId.get(String(l.spanId));
+      if (target) {
+        const a = el("a", null, target.s.name + " (" + l.spanId + ")");
+        a.href = "#span=" + encodeURIComponent(String(l.spanId));
+        a.addEventListener("click", (ev) => { ev.preventDefault(); onSelect(target); });
+        li.append(a);
+      } else {
+        const a = el("a", null, String(l.traceId || "") + " / " + String(l.spanId || ""));
+        a.href = "/ui/trace/" + encodeURIComponent(String(l.traceId || ""));
+        li.append(a);
+      }
+      if (l.attributes && Object.keys(l.attributes).length) li.append(kvTable(l.attributes));
+      ul.append(li);
+    }
+    right.append(ul);
+    const linkers = model.rows.filter((m) => m.linked && m.target === n);
+    if (linkers.length) {
+      right.append(el("h3", null, "linked from"));
+      const ul2 = el("ul");
+      for (const m of linkers) {
+        const li = el("li");
+        const a = el("a", null, m.s.name + " (" + m.s.service + ")");
+        a.href = "#span=" + encodeURIComponent(String(m.s.spanId));
+        a.addEventListener("click", (ev) => { ev.preventDefault(); onSelect(m); });
+        li.append(a);
+        ul2.append(li);
+      }
+      right.append(ul2);
+    }
+    cols.append(left, right);
+    box.append(cols);
+    box.hidden = false;
+  }
+
+  function render(detail) {
+    const model = buildModel(detail);
+    if (model.rows.length === 0) {
+      statusEl.className = "status";
+      statusEl.textContent = "This trace has no spans.";
+      return;
+    }
+    statusEl.hidden = true;
+    let selected = null;
+    const onSelect = (n) => {
+      if (selected && selected.row) selected.row.classList.remove("selected");
+      selected = n;
+      if (n.row) n.row.classList.add("selected");
+      history.replaceState(null, "", "#span=" + encodeURIComponent(String(n.s.spanId || "")));
+      renderDetails(model, n, onSelect);
+    };
+    renderSummary(detail, model);
+    renderLegend(model);
+    renderAxis(model);
+    renderRows(model, onSelect);
+    document.getElementById("waterfall").hidden = false;
+    const m = /^#span=(.+)$/.exec(location.hash);
+    const want = m ? decodeURIComponent(m[1]) : null;
+    const initial = (want && model.rows.find((n) => String(n.s.spanId) === want)) || null;
+    if (initial) onSelect(initial);
+  }
+
+  async function load() {
+    const parts = location.pathname.split("/").filter(Boolean);
+    const id = decodeURIComponent(parts[parts.length - 1] || "last");
+    const url = id === "last" || id === "trace" ? "/api/traces/last" : "/api/traces/" + encodeURIComponent(id);
+    try {
+      const resp = await fetch(url, { headers: { Accept: "application/json" } });
+      if (!resp.ok) {
+        let msg = "HTTP " + resp.status;
+        try { const body = await resp.json(); if (body && body.error) msg += ": " + showValue(body.error); } catch (_) { /* not JSON */ }
+        throw new Error(msg);
+      }
+      render(await resp.json());
+    } catch (err) {
+      statusEl.className = "status error";
+      statusEl.textContent = "Cannot load trace " + id + ": " + err.message;
+    }
+  }
+
+  load();
+})();

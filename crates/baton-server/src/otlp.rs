@@ -1,0 +1,289 @@
+//! The OTLP trace receiver: gRPC `TraceService/Export` on one port and HTTP
+//! `POST /v1/traces` (protobuf or JSON) on another, both writing into a
+//! [`TraceStore`].
+//!
+//! Input is never trusted: malformed protobuf or JSON gets HTTP 400 /
+//! `INVALID_ARGUMENT`, bodies over [`MAX_BODY_BYTES`] and batches over
+//! [`baton_traces::MAX_SPANS_PER_REQUEST`] spans get HTTP 413 /
+//! `RESOURCE_EXHAUSTED`, and spans with bad ids or absurd timestamps are
+//! dropped and reported in `partialSuccess.rejectedSpans`. Each connection is
+//! served on its own task, so one bad client does not hold up others.
+//!
+//! HTTP bodies may be gzip-compressed (`Content-Encoding: gzip`; at most
+//! [`MAX_BODY_BYTES`] inflated); other encodings get 415. gRPC compression is
+//! not supported (tonic answers `UNIMPLEMENTED`).
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use baton_traces::opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use baton_traces::opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use baton_traces::{IngestError, IngestSummary, TraceStore};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::server::NamedService;
+use tower::ServiceExt;
+
+/// Largest request body (HTTP) or message (gRPC) accepted: 16 MiB.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The gRPC `opentelemetry.proto.collector.trace.v1.TraceService`.
+#[derive(Debug, Clone)]
+pub struct OtlpTraceService {
+    store: TraceStore,
+}
+
+impl OtlpTraceService {
+    /// A service writing into `store`.
+    pub fn new(store: TraceStore) -> Self {
+        Self { store }
+    }
+}
+
+fn response(summary: &IngestSummary) -> ExportTraceServiceResponse {
+    ExportTraceServiceResponse {
+        partial_success: (summary.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(summary.rejected).unwrap_or(i64::MAX),
+            error_message: summary.first_error.clone().unwrap_or_default(),
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for OtlpTraceService {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        match self.store.ingest(request.into_inner()) {
+            Ok(summary) => Ok(tonic::Response::new(response(&summary))),
+            Err(error @ IngestError::TooLarge { .. }) => {
+                Err(tonic::Status::resource_exhausted(error.to_string()))
+            }
+        }
+    }
+}
+
+/// The gRPC receiver's routes.
+pub fn grpc_router(store: TraceStore) -> Router {
+    let service = TraceServiceServer::new(OtlpTraceService::new(store))
+        .max_decoding_message_size(MAX_BODY_BYTES);
+    Router::new().route_service(
+        &format!(
+            "/{}/{{*method}}",
+            TraceServiceServer::<OtlpTraceService>::NAME
+        ),
+        service
+            .map_request(|r: http::Request<Body>| r.map(tonic::body::Body::new))
+            .map_response(otlp_status_codes),
+    )
+}
+
+/// tonic answers an oversized message with `OUT_OF_RANGE` and a malformed
+/// one with `INTERNAL`; OTLP clients expect `RESOURCE_EXHAUSTED` and
+/// `INVALID_ARGUMENT` (neither retryable as is). The export handler itself
+/// never answers either code, so only tonic's decoding errors are rewritten.
+fn otlp_status_codes(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let message = response
+        .headers()
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .replace("%20", " ");
+    let code = match response.headers().get("grpc-status") {
+        Some(v) if v == "11" && message.contains("too large") => "8",
+        Some(v) if v == "13" && message.contains("decode") => "3",
+        _ => return response,
+    };
+    response
+        .headers_mut()
+        .insert("grpc-status", HeaderValue::from_static(code));
+    response
+}
+
+/// The HTTP receiver's routes: `POST /v1/traces`.
+pub fn http_router(store: TraceStore) -> Router {
+    Router::new()
+        .route("/v1/traces", post(export_http))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "only POST /v1/traces is served") })
+        .with_state(store)
+}
+
+/// A JSON error body.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.into() })),
+    )
+        .into_response()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+async fn export_http(State(store): State<TraceStore>, headers: HeaderMap, body: Body) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let encoding = match content_type.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
+        "application/json" => Encoding::Json,
+        other => {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "content type {other:?} is not supported; send application/x-protobuf or application/json"
+                ),
+            );
+        }
+    };
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+    {
+        None => false,
+        Some(coding) if coding.is_empty() || coding == "identity" => false,
+        Some(coding) if coding == "gzip" => true,
+        Some(coding) => {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "content encoding {coding:?} is not supported; send gzip or uncompressed bodies"
+                ),
+            );
+        }
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large_body();
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            let inner = err.into_inner();
+            if inner
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return too_large_body();
+            }
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("reading the body failed: {inner}"),
+            );
+        }
+    };
+    let bytes = if gzip {
+        match gunzip(&bytes) {
+            Ok(bytes) => bytes::Bytes::from(bytes),
+            Err(None) => return too_large_body(),
+            Err(Some(message)) => return error(StatusCode::BAD_REQUEST, message),
+        }
+    } else {
+        bytes
+    };
+    let request = match encoding {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes.as_ref())
+            .map_err(|e| format!("malformed protobuf ExportTraceServiceRequest: {e}")),
+        // serde also reads structs from arrays; OTLP/JSON is an object.
+        Encoding::Json if bytes.trim_ascii_start().first() != Some(&b'{') => {
+            Err("malformed OTLP/JSON ExportTraceServiceRequest: not a JSON object".to_string())
+        }
+        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&bytes)
+            .map_err(|e| format!("malformed OTLP/JSON ExportTraceServiceRequest: {e}")),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let summary = match store.ingest(request) {
+        Ok(summary) => summary,
+        Err(e @ IngestError::TooLarge { .. }) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
+        }
+    };
+    let reply = response(&summary);
+    match encoding {
+        Encoding::Protobuf => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            )],
+            reply.encode_to_vec(),
+        )
+            .into_response(),
+        Encoding::Json => axum::Json(reply).into_response(),
+    }
+}
+
+/// Inflates a gzip body; `Err(None)` when it inflates past
+/// [`MAX_BODY_BYTES`], `Err(Some(why))` when it is malformed.
+fn gunzip(compressed: &[u8]) -> Result<Vec<u8>, Option<String>> {
+    use std::io::Read;
+    let limit = u64::try_from(MAX_BODY_BYTES).unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(compressed)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| Some(format!("malformed gzip body: {e}")))?;
+    if out.len() > MAX_BODY_BYTES {
+        return Err(None);
+    }
+    Ok(out)
+}
+
+fn too_large_body() -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// A bound receiver listener: its address and serving task.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) addr: SocketAddr,
+    pub(crate) task: JoinHandle<Result<(), std::io::Error>>,
+}
+
+/// Serves `app` on `listener` until `stop` turns true.
+pub(crate) fn spawn(
+    listener: TcpListener,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Listener, std::io::Error> {
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await
+    });
+    Ok(Listener { addr, task })
+}

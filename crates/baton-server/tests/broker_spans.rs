@@ -1,0 +1,627 @@
+//! The server's own spans (tracing.md 4.3): a message published with a
+//! `googclient_traceparent` gets `receive`, `deliver` (one per attempt, its
+//! start at the moment the message became available), `redeliver` (nack or
+//! expiry) and `dead-letter` spans, all children of the message's `create`
+//! span; messages without a valid context get none, attributes never change,
+//! and the off switch silences it all.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use baton_proto::pubsub::{
+    DeadLetterPolicy, PublishRequest, PubsubMessage, PullRequest, StreamingPullRequest,
+    Subscription,
+};
+use baton_server::broker_spans::{BrokerSpans, SCOPE_NAME};
+use common::{TestServer, stream_request, subscription_name, topic_name};
+use opentelemetry::trace::{SpanId, SpanKind, TraceId, TracerProvider as _};
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+
+const SOON: Duration = Duration::from_secs(5);
+
+/// A tracer provider exporting synchronously into memory, named `baton`.
+fn memory_provider() -> (SdkTracerProvider, InMemorySpanExporter) {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .with_resource(Resource::builder().with_service_name("baton").build())
+        .build();
+    (provider, exporter)
+}
+
+/// A test server whose broker reports to an in-memory exporter.
+struct Traced {
+    t: TestServer,
+    spans: BrokerSpans,
+    exporter: InMemorySpanExporter,
+    _provider: SdkTracerProvider,
+}
+
+impl Traced {
+    async fn start() -> Self {
+        let t = TestServer::start().await;
+        let (provider, exporter) = memory_provider();
+        let spans = BrokerSpans::start(provider.tracer(SCOPE_NAME));
+        t.server().broker().set_observer(Arc::new(spans.clone()));
+        Self {
+            t,
+            spans,
+            exporter,
+            _provider: provider,
+        }
+    }
+
+    /// Every broker span so far of `trace`, in the order they were ended.
+    async fn spans_of(&self, trace: TraceId) -> Vec<SpanData> {
+        self.spans.flush().await;
+        self.exporter
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace)
+            .collect()
+    }
+}
+
+/// A fresh (trace id, create span id) and its `googclient_traceparent`.
+fn create_context() -> (TraceId, SpanId, String) {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let trace = (nanos << 16) ^ u128::from(n) | 1;
+    let span = u64::from(std::process::id()) << 32 | n;
+    let header = format!("00-{trace:032x}-{span:016x}-01");
+    (TraceId::from(trace), SpanId::from(span), header)
+}
+
+fn traced_message(data: &str, traceparent: &str) -> PubsubMessage {
+    PubsubMessage {
+        data: data.as_bytes().to_vec(),
+        attributes: HashMap::from([
+            (
+                baton_trace::TRACEPARENT_ATTRIBUTE.to_string(),
+                traceparent.to_string(),
+            ),
+            ("googclient_tracestate".to_string(), "k=v".to_string()),
+            ("user".to_string(), "ü 😀 \u{0}".to_string()),
+        ]),
+        ..Default::default()
+    }
+}
+
+fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv: &KeyValue| &kv.value)
+}
+
+fn int(span: &SpanData, key: &str) -> i64 {
+    match attr(span, key) {
+        Some(Value::I64(n)) => *n,
+        other => panic!("{key} on {}: {other:?}", span.name),
+    }
+}
+
+fn string(span: &SpanData, key: &str) -> String {
+    match attr(span, key) {
+        Some(value) => value.as_str().into_owned(),
+        None => panic!("{key} missing on {}", span.name),
+    }
+}
+
+fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+fn event_names(span: &SpanData) -> Vec<String> {
+    span.events.iter().map(|e| e.name.to_string()).collect()
+}
+
+/// Every span is a child of the create span, in its trace, from our scope.
+fn assert_children_of_create(spans: &[SpanData], trace: TraceId, create: SpanId) {
+    for span in spans {
+        assert_eq!(span.span_context.trace_id(), trace, "{}", span.name);
+        assert_eq!(span.parent_span_id, create, "{} parent", span.name);
+        assert!(span.parent_span_is_remote, "{}", span.name);
+        assert_eq!(span.instrumentation_scope.name(), SCOPE_NAME);
+        assert!(span.end_time >= span.start_time, "{}", span.name);
+    }
+}
+
+fn duration(span: &SpanData) -> Duration {
+    span.end_time.duration_since(span.start_time).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_attempts_are_children_of_the_create_span_and_show_the_backlog_wait() {
+    let x = Traced::start().await;
+    let topic = x.t.create_topic("orders").await;
+    let sub = x.t.create_subscription("sub-a", &topic).await;
+    let (trace, create, traceparent) = create_context();
+    let published = traced_message("hello", &traceparent);
+    let ids = x.t.publish_messages(&topic, vec![published.clone()]).await;
+
+    // The message waits in the backlog before the first pull.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = x.t.pull_now(&sub, 10).await;
+    assert_eq!(first.len(), 1);
+    let delivered = first[0].message.as_ref().unwrap();
+    assert_eq!(
+        delivered.attributes, published.attributes,
+        "attributes unchanged"
+    );
+    assert_eq!(delivered.data, published.data);
+
+    // Nack: a redeliver span, then attempt 2.
+    x.t.modack(&sub, &[first[0].ack_id.clone()], 0)
+        .await
+        .unwrap();
+    let second = x.t.pull_now(&sub, 10).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(
+        second[0].message.as_ref().unwrap().attributes,
+        published.attributes
+    );
+    x.t.ack(&sub, &[second[0].ack_id.clone()]).await.unwrap();
+
+    let spans = x.spans_of(trace).await;
+    assert_children_of_create(&spans, trace, create);
+    let names: Vec<_> = spans.iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "orders receive",
+            "sub-a deliver",
+            "sub-a redeliver",
+            "sub-a deliver"
+        ],
+    );
+
+    let receive = &spans[0];
+    assert_eq!(receive.span_kind, SpanKind::Server);
+    assert_eq!(string(receive, "messaging.system"), "gcp_pubsub");
+    assert_eq!(string(receive, "messaging.destination.name"), "orders");
+    assert_eq!(string(receive, "gcp.project_id"), common::PROJECT);
+    assert_eq!(string(receive, "messaging.message.id"), ids[0]);
+    assert_eq!(int(receive, "messaging.message.body.size"), 5);
+
+    let delivers = named(&spans, "sub-a deliver");
+    let (one, two) = (delivers[0], delivers[1]);
+    assert_eq!(one.span_kind, SpanKind::Internal);
+    assert_eq!(string(one, "messaging.destination.name"), "sub-a");
+    assert_eq!(string(one, "messaging.message.id"), ids[0]);
+    assert_eq!(string(one, "baton.delivery"), "pull");
+    assert_eq!(
+        string(one, "messaging.gcp_pubsub.message.ack_id"),
+        first[0].ack_id
+    );
+    assert_eq!(int(one, "messaging.gcp_pubsub.message.delivery_attempt"), 1);
+    assert_eq!(int(two, "messaging.gcp_pubsub.message.delivery_attempt"), 2);
+    // The first attempt's span covers the 300 ms in the backlog.
+    assert!(
+        duration(one) >= Duration::from_millis(290),
+        "deliver span lasted {:?}",
+        duration(one)
+    );
+    assert!(int(one, "baton.backlog_wait_ms") >= 290);
+    assert!(one.start_time >= receive.start_time);
+    assert!(duration(two) < Duration::from_millis(290));
+
+    let redeliver = named(&spans, "sub-a redeliver")[0];
+    assert_eq!(event_names(redeliver), ["nack"]);
+    assert_eq!(string(redeliver, "baton.redelivery.reason"), "nack");
+    assert_eq!(
+        int(redeliver, "messaging.gcp_pubsub.message.delivery_attempt"),
+        1
+    );
+    assert!(redeliver.start_time >= one.end_time);
+    assert!(two.start_time >= redeliver.start_time);
+    x.t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_pull_deliveries_are_recorded() {
+    let x = Traced::start().await;
+    let topic = x.t.create_topic("orders").await;
+    let sub = x.t.create_subscription("sub-s", &topic).await;
+    let mut stream = x.t.open_stream(stream_request(&sub)).await.unwrap();
+    let (trace, create, traceparent) = create_context();
+    let published = traced_message("hi", &traceparent);
+    x.t.publish_messages(&topic, vec![published.clone()]).await;
+    let got = stream.collect(1, SOON).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].message.as_ref().unwrap().attributes,
+        published.attributes
+    );
+    // Nack on the stream: attempt 2 comes on the same stream.
+    stream
+        .send(StreamingPullRequest {
+            modify_deadline_ack_ids: vec![got[0].ack_id.clone()],
+            modify_deadline_seconds: vec![0],
+            ..Default::default()
+        })
+        .await;
+    let again = stream.collect(1, SOON).await;
+    assert_eq!(again.len(), 1);
+    stream
+        .send(StreamingPullRequest {
+            ack_ids: vec![again[0].ack_id.clone()],
+            ..Default::default()
+        })
+        .await;
+
+    let spans = x.spans_of(trace).await;
+    assert_children_of_create(&spans, trace, create);
+    let delivers = named(&spans, "sub-s deliver");
+    assert_eq!(delivers.len(), 2);
+    for (n, deliver) in delivers.iter().enumerate() {
+        assert_eq!(string(deliver, "baton.delivery"), "streaming_pull");
+        assert_eq!(
+            int(deliver, "messaging.gcp_pubsub.message.delivery_attempt"),
+            i64::try_from(n + 1).unwrap()
+        );
+    }
+    assert_eq!(named(&spans, "orders receive").len(), 1);
+    assert_eq!(named(&spans, "sub-s redeliver").len(), 1);
+    drop(stream);
+    x.t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_expiry_is_recorded_as_an_expired_redelivery() {
+    let x = Traced::start().await;
+    let topic = x.t.create_topic("orders").await;
+    let sub = x.t.create_subscription("sub-e", &topic).await;
+    let (trace, create, traceparent) = create_context();
+    x.t.publish_messages(&topic, vec![traced_message("x", &traceparent)])
+        .await;
+    let first = x.t.pull_now(&sub, 1).await;
+    assert_eq!(first.len(), 1);
+    // Shorten the lease to one second and let it run out.
+    x.t.modack(&sub, &[first[0].ack_id.clone()], 1)
+        .await
+        .unwrap();
+    let second = x.t.pull_until(&sub, 1, SOON).await;
+    assert_eq!(second.len(), 1);
+
+    let spans = x.spans_of(trace).await;
+    assert_children_of_create(&spans, trace, create);
+    let redeliver = named(&spans, "sub-e redeliver");
+    assert_eq!(redeliver.len(), 1);
+    assert_eq!(event_names(redeliver[0]), ["expired"]);
+    assert_eq!(string(redeliver[0], "baton.redelivery.reason"), "expired");
+    let delivers = named(&spans, "sub-e deliver");
+    assert_eq!(delivers.len(), 2);
+    assert_eq!(
+        int(delivers[1], "messaging.gcp_pubsub.message.delivery_attempt"),
+        2
+    );
+    x.t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_lettering_is_recorded_and_the_copy_stays_in_the_trace() {
+    let x = Traced::start().await;
+    let topic = x.t.create_topic("orders").await;
+    let dead = x.t.create_topic("orders-dead").await;
+    let dead_sub = x.t.create_subscription("dead-sub", &dead).await;
+    let sub =
+        x.t.create_subscription_with(Subscription {
+            name: subscription_name("sub-d"),
+            topic: topic.clone(),
+            dead_letter_policy: Some(DeadLetterPolicy {
+                dead_letter_topic: dead.clone(),
+                max_delivery_attempts: 5,
+            }),
+            ..Default::default()
+        })
+        .await
+        .name;
+    let (trace, create, traceparent) = create_context();
+    let published = traced_message("x", &traceparent);
+    x.t.publish_messages(&topic, vec![published.clone()]).await;
+    for attempt in 1..=5 {
+        let got = x.t.pull_until(&sub, 1, SOON).await;
+        assert_eq!(got.len(), 1, "attempt {attempt}");
+        assert_eq!(got[0].delivery_attempt, attempt);
+        x.t.modack(&sub, &[got[0].ack_id.clone()], 0).await.unwrap();
+    }
+    let copy = x.t.pull_until(&dead_sub, 1, SOON).await;
+    assert_eq!(copy.len(), 1);
+    let copy_attributes = &copy[0].message.as_ref().unwrap().attributes;
+    for (key, value) in &published.attributes {
+        assert_eq!(copy_attributes.get(key), Some(value), "{key}");
+    }
+
+    let spans = x.spans_of(trace).await;
+    assert_children_of_create(&spans, trace, create);
+    assert_eq!(named(&spans, "sub-d deliver").len(), 5);
+    assert_eq!(named(&spans, "sub-d redeliver").len(), 4);
+    let dead_letter = named(&spans, "sub-d dead-letter");
+    assert_eq!(dead_letter.len(), 1);
+    assert_eq!(
+        string(dead_letter[0], "baton.dead_letter_topic"),
+        "orders-dead"
+    );
+    assert_eq!(
+        int(
+            dead_letter[0],
+            "messaging.gcp_pubsub.message.delivery_attempt"
+        ),
+        5
+    );
+    assert_eq!(event_names(dead_letter[0]), ["nack"]);
+    // The copy on the dead-letter topic is received and delivered in the
+    // same trace.
+    assert_eq!(named(&spans, "orders-dead receive").len(), 1);
+    assert_eq!(named(&spans, "dead-sub deliver").len(), 1);
+    x.t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_without_a_valid_context_get_no_spans_and_are_delivered() {
+    let x = Traced::start().await;
+    let topic = x.t.create_topic("orders").await;
+    let sub = x.t.create_subscription("sub-u", &topic).await;
+    let plain = PubsubMessage {
+        data: b"plain".to_vec(),
+        attributes: HashMap::from([("k".to_string(), "v".to_string())]),
+        ..Default::default()
+    };
+    let malformed = traced_message("malformed", "00-not-a-traceparent-01");
+    let zero = traced_message(
+        "zero",
+        "00-00000000000000000000000000000000-0000000000000000-01",
+    );
+    let sent = vec![plain, malformed, zero];
+    x.t.publish_messages(&topic, sent.clone()).await;
+    let got = x.t.pull_until(&sub, 3, SOON).await;
+    assert_eq!(got.len(), 3);
+    for (received, original) in got.iter().zip(&sent) {
+        let message = received.message.as_ref().unwrap();
+        assert_eq!(message.data, original.data);
+        assert_eq!(message.attributes, original.attributes);
+    }
+    let ack_ids: Vec<String> = got.iter().map(|m| m.ack_id.clone()).collect();
+    x.t.modack(&sub, &ack_ids, 0).await.unwrap();
+    x.spans.flush().await;
+    assert!(x.exporter.get_finished_spans().unwrap().is_empty());
+    x.t.shutdown().await;
+}
+
+/// Publishes and pulls one traced message on a server started with its own
+/// in-memory provider and `broker_spans`; returns the spans of the message's
+/// trace once they arrived (or after a grace period when none are expected).
+async fn round_trip(broker_spans: bool) -> Vec<SpanData> {
+    let (provider, exporter) = memory_provider();
+    let config = baton_server::ServerConfig::new("127.0.0.1:0".parse().unwrap())
+        .with_tracer_provider(provider.clone())
+        .with_broker_spans(broker_spans);
+    let server = baton_server::start(config).await.unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut publisher = common::publisher(channel.clone());
+    let mut subscriber = common::subscriber(channel);
+    let topic = topic_name("switch");
+    let sub = subscription_name("switch-sub");
+    publisher
+        .create_topic(baton_proto::pubsub::Topic {
+            name: topic.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    subscriber
+        .create_subscription(Subscription {
+            name: sub.clone(),
+            topic: topic.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (trace, _, traceparent) = create_context();
+    publisher
+        .publish(PublishRequest {
+            topic,
+            messages: vec![traced_message("x", &traceparent)],
+        })
+        .await
+        .unwrap();
+    let pulled = subscriber
+        .pull(PullRequest {
+            subscription: sub,
+            max_messages: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pulled.received_messages.len(), 1);
+    let of_trace = || {
+        exporter
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace)
+            .collect::<Vec<_>>()
+    };
+    let deadline =
+        std::time::Instant::now() + Duration::from_millis(if broker_spans { 5000 } else { 500 });
+    while of_trace().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let spans = of_trace();
+    server.shutdown().await.unwrap();
+    spans
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_records_with_its_provider_and_the_off_switch_silences_it() {
+    let on = round_trip(true).await;
+    let names: Vec<_> = on.iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(names, ["switch receive", "switch-sub deliver"]);
+    assert_eq!(on[0].instrumentation_scope.name(), SCOPE_NAME);
+
+    let off = round_trip(false).await;
+    assert!(off.is_empty(), "{off:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_deliveries_are_recorded_and_a_failed_push_is_a_nack() {
+    use std::sync::atomic::AtomicUsize;
+
+    let x = Traced::start().await;
+    // An endpoint that fails the first push and accepts the rest.
+    let (pushed, mut bodies) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/push",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let pushed = pushed.clone();
+            let calls = calls.clone();
+            async move {
+                let _ = pushed.send(serde_json::from_slice(&body).unwrap());
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/push", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let topic = x.t.create_topic("orders").await;
+    x.t.create_subscription_with(Subscription {
+        name: subscription_name("sub-p"),
+        topic: topic.clone(),
+        push_config: Some(baton_proto::pubsub::PushConfig {
+            push_endpoint: endpoint,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let (trace, create, traceparent) = create_context();
+    let published = traced_message("pushed", &traceparent);
+    x.t.publish_messages(&topic, vec![published.clone()]).await;
+    for _ in 0..2 {
+        let body = tokio::time::timeout(Duration::from_secs(10), bodies.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            body["message"]["attributes"][baton_trace::TRACEPARENT_ATTRIBUTE],
+            traceparent.as_str()
+        );
+    }
+    // Give the second (accepted) push's settlement a moment, then look.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let spans = x.spans_of(trace).await;
+    assert_children_of_create(&spans, trace, create);
+    let delivers = named(&spans, "sub-p deliver");
+    assert_eq!(delivers.len(), 2);
+    for deliver in &delivers {
+        assert_eq!(string(deliver, "baton.delivery"), "push");
+    }
+    let redeliver = named(&spans, "sub-p redeliver");
+    assert_eq!(redeliver.len(), 1);
+    assert_eq!(event_names(redeliver[0]), ["nack"]);
+    x.t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_broker_spans_land_in_the_trace_store_as_service_baton() {
+    // ServerConfig::new: the server's own provider, exporting into its store.
+    let t = TestServer::start().await;
+    let topic = t.create_topic("orders").await;
+    let sub = t.create_subscription("sub-store", &topic).await;
+    let (trace, create, traceparent) = create_context();
+    t.publish_messages(&topic, vec![traced_message("x", &traceparent)])
+        .await;
+    assert_eq!(t.pull_until(&sub, 1, SOON).await.len(), 1);
+    t.server().flush_traces().await;
+    let detail = t
+        .server()
+        .trace_store()
+        .trace(&format!("{trace:032x}"))
+        .expect("trace in the store");
+    let mut names: Vec<_> = detail.spans.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["orders receive", "sub-store deliver"]);
+    for span in &detail.spans {
+        assert_eq!(span.service, "baton");
+        assert_eq!(span.parent_span_id, format!("{create:016x}"));
+    }
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_backoff_is_the_redeliver_span_and_the_next_wait_starts_after_it() {
+    let x = Traced::start().await;
+    let topic = x.t.create_topic("orders").await;
+    let sub =
+        x.t.create_subscription_with(Subscription {
+            name: subscription_name("sub-b"),
+            topic: topic.clone(),
+            retry_policy: Some(baton_proto::pubsub::RetryPolicy {
+                minimum_backoff: Some(baton_proto::wkt::Duration {
+                    seconds: 0,
+                    nanos: 300_000_000,
+                }),
+                maximum_backoff: Some(baton_proto::wkt::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+            }),
+            ..Default::default()
+        })
+        .await
+        .name;
+    let (trace, create, traceparent) = create_context();
+    x.t.publish_messages(&topic, vec![traced_message("x", &traceparent)])
+        .await;
+    let first = x.t.pull_until(&sub, 1, SOON).await;
+    x.t.modack(&sub, &[first[0].ack_id.clone()], 0)
+        .await
+        .unwrap();
+    // Wait well past the backoff before pulling again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let second = x.t.pull_until(&sub, 1, SOON).await;
+    assert_eq!(second.len(), 1);
+
+    let spans = x.spans_of(trace).await;
+    assert_children_of_create(&spans, trace, create);
+    let redeliver = named(&spans, "sub-b redeliver")[0];
+    let backoff = int(redeliver, "baton.backoff_ms");
+    assert!((290..=400).contains(&backoff), "backoff {backoff} ms");
+    assert!(duration(redeliver) >= Duration::from_millis(290));
+    let again = named(&spans, "sub-b deliver")[1];
+    // Available again when the backoff ended: the second wait is the time
+    // after the backoff (about 300 ms), not the whole 600 ms since the nack.
+    assert!(again.start_time >= redeliver.end_time);
+    let wait = int(again, "baton.backlog_wait_ms");
+    assert!((200..550).contains(&wait), "wait {wait} ms");
+    x.t.shutdown().await;
+}

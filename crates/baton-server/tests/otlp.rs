@@ -1,0 +1,637 @@
+//! The OTLP receiver (gRPC and HTTP, protobuf and JSON) and the trace query
+//! API, end to end over real sockets.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use baton_server::baton_traces::opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use baton_server::baton_traces::opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use baton_server::baton_traces::opentelemetry_proto::tonic::common::v1::{
+    AnyValue, KeyValue, any_value,
+};
+use baton_server::baton_traces::opentelemetry_proto::tonic::resource::v1::Resource;
+use baton_server::baton_traces::opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span,
+};
+use baton_server::{RunningServer, ServerConfig};
+use prost::Message;
+use serde_json::Value;
+
+async fn start() -> RunningServer {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    baton_server::start(
+        ServerConfig::new(any)
+            .with_otlp_grpc(any)
+            .with_otlp_http(any),
+    )
+    .await
+    .unwrap()
+}
+
+fn now() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap()
+}
+
+/// A fresh random-ish trace id (distinct per call).
+fn trace_id(seed: u8) -> Vec<u8> {
+    let mut id = now().to_be_bytes().to_vec();
+    id.extend_from_slice(&[seed, 1, 2, 3, 4, 5, 6, 7]);
+    id
+}
+
+fn span(trace: &[u8], id: u8, parent: Option<u8>, name: &str, start: u64, end: u64) -> Span {
+    Span {
+        trace_id: trace.to_vec(),
+        span_id: vec![9, 9, 9, 9, 9, 9, 9, id],
+        parent_span_id: parent
+            .map(|p| vec![9, 9, 9, 9, 9, 9, 9, p])
+            .unwrap_or_default(),
+        name: name.into(),
+        kind: 2,
+        start_time_unix_nano: start,
+        end_time_unix_nano: end,
+        ..Default::default()
+    }
+}
+
+fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(service.into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn get_json(server: &RunningServer, path: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("http://{}{path}", server.local_addr()))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn post(
+    server: &RunningServer,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/traces",
+            server.otlp_http_addr().unwrap()
+        ))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn grpc_client(server: &RunningServer) -> TraceServiceClient<tonic::transport::Channel> {
+    TraceServiceClient::connect(format!("http://{}", server.otlp_grpc_addr().unwrap()))
+        .await
+        .unwrap()
+}
+
+/// Waits until the query API knows `trace` (the store is synchronous, but
+/// SDK exporters batch).
+async fn wait_for_trace(server: &RunningServer, trace: &str) -> Value {
+    for _ in 0..100 {
+        let (status, body) = get_json(server, &format!("/api/traces/{trace}")).await;
+        if status == 200 {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("trace {trace} never arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_otlp_exporter_over_grpc() {
+    use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
+    use opentelemetry_otlp::WithExportConfig;
+    let server = start().await;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://{}", server.otlp_grpc_addr().unwrap()))
+        .build()
+        .unwrap();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder_empty()
+                .with_service_name("svc-grpc")
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("test");
+    let trace = tracer.in_span("POST /orders", |cx| {
+        tracer.in_span("child", |_| {});
+        cx.span().span_context().trace_id().to_string()
+    });
+    tokio::task::spawn_blocking(move || {
+        provider.force_flush().unwrap();
+        provider.shutdown().unwrap();
+    })
+    .await
+    .unwrap();
+    let detail = wait_for_trace(&server, &trace).await;
+    assert_eq!(detail["traceId"], trace);
+    let spans = detail["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 2);
+    assert_eq!(spans[0]["name"], "POST /orders");
+    assert_eq!(spans[0]["service"], "svc-grpc");
+    assert_eq!(spans[1]["parentSpanId"], spans[0]["spanId"]);
+    let (status, list) = get_json(&server, "/api/traces?limit=10").await;
+    assert_eq!(status, 200);
+    let summary = list["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["traceId"] == trace)
+        .unwrap();
+    assert_eq!(summary["rootName"], "POST /orders");
+    assert_eq!(summary["spanCount"], 2);
+    assert_eq!(summary["services"], serde_json::json!(["svc-grpc"]));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn grpc_rejects_bad_spans_and_huge_batches() {
+    let server = start().await;
+    let mut client = grpc_client(&server).await;
+    let t = trace_id(1);
+    let start = now();
+    // One good span, one ending before it starts, one far in the future.
+    let reply = client
+        .export(request(
+            "svc",
+            vec![
+                span(&t, 1, None, "good", start, start + 10),
+                span(&t, 2, Some(1), "backwards", start + 10, start),
+                span(
+                    &t,
+                    3,
+                    Some(1),
+                    "future",
+                    start,
+                    start + 400 * 24 * 3600 * 1_000_000_000,
+                ),
+            ],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let partial = reply.partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 2);
+    assert!(!partial.error_message.is_empty());
+    assert_eq!(server.trace_store().trace(&hex(&t)).unwrap().spans.len(), 1);
+    // Too many spans at once.
+    let many = (0..=baton_server::baton_traces::MAX_SPANS_PER_REQUEST)
+        .map(|_| Span::default())
+        .collect();
+    let status = client.export(request("svc", many)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    // A message over the size limit.
+    let huge = span(&t, 4, None, &"x".repeat(17 * 1024 * 1024), start, start + 1);
+    let status = client.export(request("svc", vec![huge])).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    // Still serving.
+    let reply = client
+        .export(request(
+            "svc",
+            vec![span(&t, 5, Some(1), "later", start, start + 1)],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.partial_success.is_none());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn http_protobuf_round_trip() {
+    let server = start().await;
+    let t = trace_id(2);
+    let start = now();
+    let body = request(
+        "svc-http",
+        vec![
+            span(&t, 1, None, "root", start, start + 100),
+            span(&t, 2, Some(1), "child", start + 10, start + 50),
+        ],
+    )
+    .encode_to_vec();
+    let response = post(&server, "application/x-protobuf", body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-protobuf");
+    let reply = ExportTraceServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
+    assert!(reply.partial_success.is_none());
+    let detail = wait_for_trace(&server, &hex(&t)).await;
+    assert_eq!(detail["spans"].as_array().unwrap().len(), 2);
+    assert_eq!(detail["spans"][0]["kind"], "SERVER");
+    let (status, last) = get_json(&server, "/api/traces/last").await;
+    assert_eq!(status, 200);
+    assert_eq!(last["traceId"], hex(&t));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn http_json_round_trip() {
+    let server = start().await;
+    let t = hex(&trace_id(3));
+    let start = now();
+    let body = serde_json::json!({
+        "resourceSpans": [{
+            "resource": {"attributes": [
+                {"key": "service.name", "value": {"stringValue": "svc-json"}}
+            ]},
+            "scopeSpans": [{
+                "scope": {"name": "manual"},
+                "spans": [{
+                    "traceId": t,
+                    "spanId": "0102030405060708",
+                    "name": "json span",
+                    "kind": 3,
+                    "startTimeUnixNano": start.to_string(),
+                    "endTimeUnixNano": (start + 1000).to_string(),
+                    "attributes": [{"key": "n", "value": {"intValue": "42"}}],
+                    "events": [{"name": "hello", "timeUnixNano": (start + 5).to_string()}],
+                    "links": [{"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331"}],
+                    "status": {"code": 2, "message": "bad"}
+                }, {
+                    "traceId": t,
+                    "spanId": "0102030405060709",
+                    "name": "ends before it starts",
+                    "startTimeUnixNano": (start + 10).to_string(),
+                    "endTimeUnixNano": start.to_string()
+                }]
+            }]
+        }]
+    });
+    let response = post(&server, "application/json", body.to_string()).await;
+    assert_eq!(response.status(), 200);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["partialSuccess"]["rejectedSpans"], 1);
+    let detail = wait_for_trace(&server, &t).await;
+    let spans = detail["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 1);
+    let span = &spans[0];
+    assert_eq!(span["spanId"], "0102030405060708");
+    assert_eq!(span["service"], "svc-json");
+    assert_eq!(span["kind"], "CLIENT");
+    assert_eq!(span["attributes"]["n"], 42);
+    assert_eq!(span["events"][0]["name"], "hello");
+    assert_eq!(span["links"][0]["spanId"], "b7ad6b7169203331");
+    assert_eq!(span["status"]["code"], "ERROR");
+    let (_, list) = get_json(&server, "/api/traces").await;
+    let summary = list["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["traceId"] == t)
+        .unwrap();
+    assert_eq!(summary["error"], true);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn links_from_other_traces_show_as_linked_spans() {
+    let server = start().await;
+    let mut client = grpc_client(&server).await;
+    let publish = trace_id(4);
+    let ack = trace_id(5);
+    let start = now();
+    let mut ack_span = span(&ack, 1, None, "ack", start + 50, start + 60);
+    ack_span.links.push(
+        baton_server::baton_traces::opentelemetry_proto::tonic::trace::v1::span::Link {
+            trace_id: publish.clone(),
+            span_id: vec![9, 9, 9, 9, 9, 9, 9, 1],
+            ..Default::default()
+        },
+    );
+    client
+        .export(request(
+            "publisher",
+            vec![span(&publish, 1, None, "create", start, start + 10)],
+        ))
+        .await
+        .unwrap();
+    client
+        .export(request("subscriber", vec![ack_span]))
+        .await
+        .unwrap();
+    let detail = wait_for_trace(&server, &hex(&publish)).await;
+    assert_eq!(detail["linkedSpans"][0]["name"], "ack");
+    assert_eq!(detail["linkedSpans"][0]["traceId"], hex(&ack));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
+    let server = start().await;
+    // Malformed protobuf.
+    let response = post(
+        &server,
+        "application/x-protobuf",
+        vec![0xff, 0xff, 0xff, 0x0f],
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("protobuf"));
+    // Malformed JSON, and JSON of the wrong shape.
+    for body in ["{\"resourceSpans\": [", "{\"resourceSpans\": 5}", "[]"] {
+        let response = post(&server, "application/json", body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"].as_str().unwrap().contains("JSON"), "{body}");
+    }
+    // JSON with a bad id is rejected span by span.
+    let body = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": "abcd", "spanId": "0102030405060708", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+    ]}]}]});
+    let response = post(&server, "application/json", body.to_string()).await;
+    // Either refused as malformed hex or counted as rejected: never stored.
+    let status = response.status().as_u16();
+    let reply: Value = response.json().await.unwrap();
+    assert!(
+        status == 400 || reply["partialSuccess"]["rejectedSpans"] == 1,
+        "{status} {reply}"
+    );
+    // Unsupported content type and encoding.
+    let response = post(&server, "text/plain", "hi").await;
+    assert_eq!(response.status(), 415);
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/traces",
+            server.otlp_http_addr().unwrap()
+        ))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "br")
+        .body(vec![1, 2, 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    // Malformed gzip, and a gzip bomb inflating past the limit.
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/traces",
+            server.otlp_http_addr().unwrap()
+        ))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(vec![1, 2, 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let bomb = gzip(&vec![0u8; 20 * 1024 * 1024]);
+    assert!(bomb.len() < 1024 * 1024);
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/traces",
+            server.otlp_http_addr().unwrap()
+        ))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    // Too large a body.
+    let response = post(
+        &server,
+        "application/x-protobuf",
+        vec![0u8; 17 * 1024 * 1024],
+    )
+    .await;
+    assert_eq!(response.status(), 413);
+    // Too many spans at once.
+    let many = (0..=baton_server::baton_traces::MAX_SPANS_PER_REQUEST)
+        .map(|_| Span::default())
+        .collect();
+    let response = post(
+        &server,
+        "application/x-protobuf",
+        request("svc", many).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(response.status(), 413);
+    // Absurd timestamps: accepted request, spans rejected.
+    let t = trace_id(6);
+    let body = request(
+        "svc",
+        vec![
+            span(&t, 1, None, "zero", 0, 0),
+            span(&t, 2, None, "max", u64::MAX - 1, u64::MAX),
+        ],
+    )
+    .encode_to_vec();
+    let response = post(&server, "application/x-protobuf", body).await;
+    assert_eq!(response.status(), 200);
+    let reply = ExportTraceServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
+    assert_eq!(reply.partial_success.unwrap().rejected_spans, 2);
+    assert!(server.trace_store().trace(&hex(&t)).is_none());
+    // Wrong path on the OTLP port.
+    let response = reqwest::get(format!(
+        "http://{}/v1/metrics",
+        server.otlp_http_addr().unwrap()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 404);
+    // Still serving, both ports.
+    let start = now();
+    let response = post(
+        &server,
+        "application/x-protobuf",
+        request("svc", vec![span(&t, 3, None, "fine", start, start + 1)]).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let (status, _) = get_json(&server, &format!("/api/traces/{}", hex(&t))).await;
+    assert_eq!(status, 200);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn query_api_errors() {
+    let server = start().await;
+    let (status, body) = get_json(&server, "/api/traces/last").await;
+    assert_eq!(status, 404);
+    assert!(body["error"].is_string());
+    let (status, body) = get_json(&server, &format!("/api/traces/{}", "ab".repeat(16))).await;
+    assert_eq!(status, 404);
+    assert!(body["error"].is_string());
+    let (status, _) = get_json(&server, "/api/traces/not-hex").await;
+    assert_eq!(status, 404);
+    let (status, body) = get_json(&server, "/api/traces?limit=5").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["traces"], serde_json::json!([]));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_spans_land_in_the_store() {
+    use opentelemetry::trace::Tracer;
+    let server = start().await;
+    server.server_tracer().in_span("server work", |_| {});
+    server.flush_traces().await;
+    let last = server.trace_store().last().unwrap();
+    assert_eq!(last.spans[0].name, "server work");
+    assert_eq!(last.spans[0].service, "baton");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn otlp_is_off_by_default() {
+    let server = baton_server::start(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    assert!(server.otlp_grpc_addr().is_none());
+    assert!(server.otlp_http_addr().is_none());
+    // The query API is there regardless.
+    let (status, _) = get_json(&server, "/api/traces").await;
+    assert_eq!(status, 200);
+    server.shutdown().await.unwrap();
+}
+
+/// Sends raw bytes as a gRPC message (to send malformed protobuf).
+#[derive(Debug, Default, Clone, Copy)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        let n = src.remaining();
+        Ok(Some(src.copy_to_bytes(n).to_vec()))
+    }
+}
+
+#[tokio::test]
+async fn grpc_malformed_protobuf_is_invalid_argument() {
+    let server = start().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!(
+        "http://{}",
+        server.otlp_grpc_addr().unwrap()
+    ))
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    let status = grpc
+        .unary(
+            tonic::Request::new(vec![0xff, 0xff, 0xff, 0x0f]),
+            path,
+            RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    // The same connection and server still work.
+    let mut client = grpc_client(&server).await;
+    let reply = client.export(request("svc", vec![])).await.unwrap();
+    assert!(reply.into_inner().partial_success.is_none());
+    server.shutdown().await.unwrap();
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn http_gzip_bodies() {
+    let server = start().await;
+    let t = trace_id(7);
+    let start = now();
+    let body = request(
+        "svc-gzip",
+        vec![span(&t, 1, None, "zipped", start, start + 1)],
+    );
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/traces",
+            server.otlp_http_addr().unwrap()
+        ))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(gzip(&body.encode_to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let detail = wait_for_trace(&server, &hex(&t)).await;
+    assert_eq!(detail["spans"][0]["name"], "zipped");
+    server.shutdown().await.unwrap();
+}

@@ -1,0 +1,347 @@
+//! The trace web view in a real browser: headless Chromium loads
+//! `/ui/trace/{id}` from a running server, and the test reads the DOM it
+//! rendered, as a person would see it (row order, queue gap, linked spans,
+//! errors, escaped data). Also takes `docs/screenshot-trace.png` when run
+//! with `BATON_UPDATE_SCREENSHOT=1`.
+//!
+//! Chromium is required (Debian package `chromium`; `.ci/run` installs it);
+//! the test fails when it is missing. Set `CHROMIUM` to use another binary.
+//!
+//! The trace is the fixture `crates/baton/tests/fixtures/trace_detail.json`
+//! (the query API's JSON): once served as-is next to the UI routes (the view
+//! alone), once sent over OTLP/HTTP to a real server (receiver, store, linked
+//! spans, query API and view together; this one takes the screenshot).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::Path as UrlPath;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+const DETAIL: &str = include_str!("../../baton/tests/fixtures/trace_detail.json");
+const LIST: &str = include_str!("../../baton/tests/fixtures/trace_list.json");
+/// The same spans as an OTLP/JSON export request.
+const OTLP: &str = include_str!("../../baton/tests/fixtures/trace_otlp.json");
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// Serves the web view plus a query API answering from the fixture.
+async fn serve_fixture() -> SocketAddr {
+    let detail: serde_json::Value = serde_json::from_str(DETAIL).unwrap();
+    let list: serde_json::Value = serde_json::from_str(LIST).unwrap();
+    let by_id = detail.clone();
+    let app: axum::Router = baton_server::web_ui::routes()
+        .route("/api/traces", get(move || async move { Json(list) }))
+        .route("/api/traces/last", get(move || async move { Json(detail) }))
+        .route(
+            "/api/traces/{id}",
+            get(move |UrlPath(id): UrlPath<String>| async move {
+                if id == TRACE_ID {
+                    Json(by_id).into_response()
+                } else {
+                    (
+                        StatusCode::NOT_FOUND,
+                        Json(serde_json::json!({"error": "unknown trace"})),
+                    )
+                        .into_response()
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// The Chromium binary, or a loud failure saying how to install it.
+fn chromium() -> String {
+    if let Ok(bin) = std::env::var("CHROMIUM") {
+        return bin;
+    }
+    for bin in ["chromium", "chromium-browser", "google-chrome"] {
+        let found = Command::new(bin)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if found {
+            return bin.to_string();
+        }
+    }
+    panic!(
+        "headless Chromium is required for the web view test: \
+         apt-get install -y --no-install-recommends chromium (or set CHROMIUM)"
+    );
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments and returns stdout.
+fn run_chromium(url: &str, extra: &[String]) -> String {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let profile = std::env::temp_dir().join(format!(
+        "baton-ui-test-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&profile).unwrap();
+    let mut child = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting chromium");
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let stderr = child.stderr.take().unwrap();
+    let err_reader =
+        std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 90 s on {url}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = reader.join().unwrap();
+    let err = err_reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(
+        status.success(),
+        "chromium failed ({status}) on {url}: {err}"
+    );
+    out
+}
+
+/// The rendered waterfall rows: (span id, the row's HTML).
+fn rows(dom: &str) -> Vec<(String, String)> {
+    dom.split("<div class=\"row span-row")
+        .skip(1)
+        .map(|chunk| {
+            let id = chunk
+                .split("data-span-id=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_string();
+            (id, chunk.to_string())
+        })
+        .collect()
+}
+
+/// Asserts what a person sees in the rendered waterfall of the fixture trace.
+fn assert_waterfall(dom: &str) {
+    let rows = rows(dom);
+    let order: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "a000000000000001", // POST /orders (service-a)
+            "a000000000000002", //   orders create
+            "d000000000000001", //     ↪ linked: orders publish
+            "b000000000000001", //     orders receive (baton)
+            "b000000000000002", //     orders-sub deliver (baton)
+            "c000000000000001", //     orders-sub subscribe (service-b, error)
+            "e000000000000001", //       ↪ linked: orders-sub nack
+            "c000000000000003", //       charge payment (error)
+            "b000000000000003", //     orders-sub redeliver (baton)
+            "c000000000000002", //     orders-sub subscribe (attempt 2)
+            "e000000000000002", //       ↪ linked: orders-sub ack
+            "c000000000000004", //       charge payment
+            "c000000000000005", //       INSERT orders
+        ],
+        "waterfall rows in tree order; DOM was:\n{dom}"
+    );
+    let row = |id: &str| &rows.iter().find(|(r, _)| r == id).unwrap().1;
+
+    // Names and services are visible.
+    assert!(row("a000000000000001").contains("POST /orders"));
+    assert!(row("b000000000000001").contains(">baton<"));
+    assert!(row("c000000000000002").contains(">service-b<"));
+    // Linked spans are marked as such, one level under their target.
+    for id in ["d000000000000001", "e000000000000001", "e000000000000002"] {
+        assert!(row(id).contains("data-linked=\"true\""), "{id} not linked");
+        assert!(row(id).contains("↪ linked"), "{id} has no linked marker");
+    }
+    assert!(row("d000000000000001").contains("data-depth=\"2\""));
+    assert!(!row("c000000000000002").contains("data-linked"));
+    // The queue time is drawn, with its duration.
+    assert!(
+        row("c000000000000001").contains("waiting in queue 30.9 ms"),
+        "queue gap label missing: {}",
+        row("c000000000000001")
+    );
+    assert!(row("c000000000000001").contains("class=\"gap\""));
+    assert!(row("c000000000000002").contains("waiting for redelivery 14.4 ms"));
+    assert!(row("b000000000000002").contains("in queue 30.1 ms"));
+    // Errors stand out (each chunk starts with the rest of the row's class).
+    let classes = |id: &str| row(id).split('"').next().unwrap_or_default().to_string();
+    assert!(classes("c000000000000001").contains("error"));
+    assert!(classes("c000000000000003").contains("error"));
+    assert!(!classes("c000000000000002").contains("error"));
+    // Legend with the three services.
+    for svc in ["service-a", "baton", "service-b", "waiting in queue"] {
+        assert!(
+            dom.contains(&format!("<span>{svc}</span>")),
+            "legend lacks {svc}"
+        );
+    }
+    // The span picked by the URL shows its details; data is escaped, not markup.
+    assert!(classes("c000000000000001").contains("selected"));
+    assert!(dom.contains("payment service unavailable"));
+    assert!(dom.contains("card declined &lt;b&gt;bold&lt;/b&gt;"));
+    assert!(!dom.contains("<b>bold</b>"));
+    assert!(dom.contains("messaging.gcp_pubsub.message.delivery_attempt"));
+    assert!(dom.contains("linked from"));
+}
+
+/// Loads `/ui/trace/{TRACE_ID}` from `addr` in Chromium, checks the DOM and
+/// takes a screenshot (kept as `docs/screenshot-trace.png` when `keep`).
+async fn check_trace_page(addr: SocketAddr, keep: bool) {
+    let url = format!("http://{addr}/ui/trace/{TRACE_ID}#span=c000000000000001");
+    let dom = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run_chromium(&url, &["--dump-dom".to_string()])
+    })
+    .await
+    .unwrap();
+    assert_waterfall(&dom);
+
+    // A screenshot a person can look at (and the docs keep).
+    let update = keep && std::env::var("BATON_UPDATE_SCREENSHOT").is_ok_and(|v| v == "1");
+    let shot: PathBuf = if update {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshot-trace.png")
+    } else {
+        std::env::temp_dir().join(format!(
+            "baton-screenshot-{}-{}.png",
+            std::process::id(),
+            addr.port()
+        ))
+    };
+    let args = vec![
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1366,900".to_string(),
+    ];
+    tokio::task::spawn_blocking(move || run_chromium(&url, &args))
+        .await
+        .unwrap();
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG: {}", shot.display());
+    assert!(png.len() > 10_000, "screenshot suspiciously small");
+    if !update {
+        let _ = std::fs::remove_file(&shot);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waterfall_renders_in_headless_chromium() {
+    let addr = serve_fixture().await;
+    check_trace_page(addr, false).await;
+}
+
+/// The whole path: spans sent over OTLP/HTTP (JSON) to `baton serve`'s
+/// receiver, stored, stitched (linked spans) by the store, served by the
+/// query API and drawn by the view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waterfall_of_spans_received_over_otlp() {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = baton_server::start(
+        baton_server::ServerConfig::new(loopback)
+            .with_otlp_http(loopback)
+            .with_broker_spans(false),
+    )
+    .await
+    .unwrap();
+    let otlp = server.otlp_http_addr().unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("http://{otlp}/v1/traces"))
+        .header("content-type", "application/json")
+        .body(OTLP)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{:?}",
+        response.text().await
+    );
+    check_trace_page(server.local_addr(), true).await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_list_renders_in_headless_chromium() {
+    let addr = serve_fixture().await;
+    let url = format!("http://{addr}/ui/");
+    let dom = tokio::task::spawn_blocking(move || run_chromium(&url, &["--dump-dom".to_string()]))
+        .await
+        .unwrap();
+    assert!(
+        dom.contains(&format!("data-trace-id=\"{TRACE_ID}\"")),
+        "{dom}"
+    );
+    assert!(dom.contains("POST /orders"));
+    assert!(dom.contains(">service-a<"));
+    assert!(dom.contains("102.0 ms"));
+    assert!(dom.contains("badge err"));
+    assert!(dom.contains("1 trace, newest first"));
+}
+
+#[tokio::test]
+async fn baton_serve_serves_the_view() {
+    let server = baton_server::start(baton_server::ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let client = reqwest::Client::new();
+    for (path, ty, needle) in [
+        ("/ui/", "text/html", "recent traces"),
+        ("/ui/trace/abc", "text/html", "/ui/assets/trace.js"),
+        ("/ui/assets/trace.js", "text/javascript", "waiting in queue"),
+        ("/ui/assets/list.js", "text/javascript", "/api/traces"),
+        ("/ui/assets/ui.css", "text/css", ".gap"),
+    ] {
+        let resp = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let content_type = resp.headers()[http::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(content_type.starts_with(ty), "{path}: {content_type}");
+        assert!(resp.text().await.unwrap().contains(needle), "{path}");
+    }
+    let missing = client
+        .get(format!("{base}/ui/assets/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    server.shutdown().await.unwrap();
+}

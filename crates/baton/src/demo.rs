@@ -1,0 +1,267 @@
+//! `baton demo`: the whole story in one command. Starts the embedded server
+//! with its OTLP receiver, trace store and web view; runs Service A (HTTP ->
+//! publish) and Service B (subscribe -> process -> inventory call) in this
+//! process, both exporting their spans to the embedded receiver; sends a few
+//! orders; waits until every order's trace is complete; prints the
+//! waterfalls and the web view's URL.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use baton_client::{Client, ClientConfig, Endpoint, SubscriptionConfig};
+use baton_server::RunningServer;
+use serde_json::Value;
+
+const PROJECT: &str = "demo";
+const TOPIC: &str = "orders";
+const SUBSCRIPTION: &str = "orders-worker";
+/// Every third order fails once in Service B and is redelivered.
+const FAIL_EVERY: u64 = 3;
+/// How long to wait for the traces to be complete.
+const TRACE_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Options of `baton demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Pub/Sub port (the web view is served on it too); a free one when taken.
+    #[arg(long, default_value_t = 8085)]
+    port: u16,
+    /// OTLP/gRPC receiver port; a free one when taken.
+    #[arg(long, default_value_t = 4317)]
+    otlp_grpc_port: u16,
+    /// OTLP/HTTP receiver port; a free one when taken.
+    #[arg(long, default_value_t = 4318)]
+    otlp_http_port: u16,
+    /// How many orders to send.
+    #[arg(long, default_value_t = 3)]
+    orders: u64,
+    /// Exit after printing the traces instead of serving until Ctrl-C.
+    #[arg(long)]
+    once: bool,
+}
+
+/// `port` when it can be bound on localhost, else 0 (a free one).
+fn port_or_free(port: u16) -> u16 {
+    if port != 0 && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        port
+    } else {
+        0
+    }
+}
+
+/// One order sent to Service A and what came back.
+#[derive(Debug)]
+struct SentOrder {
+    id: u64,
+    message_id: String,
+    trace_id: String,
+}
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let server = Embedded::start(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port_or_free(args.port))),
+        port_or_free(args.otlp_grpc_port),
+        port_or_free(args.otlp_http_port),
+    )
+    .await?;
+    let pubsub = server.pubsub_addr();
+    let web = format!("http://{pubsub}");
+    println!("Baton is listening on {pubsub} (Pub/Sub gRPC and REST, web view)");
+    let (otlp_grpc, otlp_http) = server.otlp_addrs()?;
+    println!("OTLP receiver: gRPC {otlp_grpc}, HTTP {otlp_http}");
+
+    let client = Client::connect(
+        ClientConfig::new(PROJECT).with_endpoint(Endpoint::Emulator(pubsub.to_string())),
+    )
+    .await?;
+    client
+        .create_topic(TOPIC)
+        .await
+        .context("creating the topic")?;
+    client
+        .create_subscription(
+            SubscriptionConfig::new(SUBSCRIPTION, TOPIC).ack_deadline(Duration::from_secs(10)),
+        )
+        .await
+        .context("creating the subscription")?;
+
+    let otlp = Some(format!("http://{otlp_grpc}"));
+    let service_b = service_b::run(service_b::Config {
+        pubsub_host: pubsub.to_string(),
+        project: PROJECT.into(),
+        subscription: SUBSCRIPTION.into(),
+        fail_every: FAIL_EVERY,
+        otlp_endpoint: otlp.clone(),
+    })
+    .await
+    .context("starting Service B")?;
+    let service_a = service_a::run(service_a::Config {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        pubsub_host: pubsub.to_string(),
+        project: PROJECT.into(),
+        topic: TOPIC.into(),
+        otlp_endpoint: otlp,
+    })
+    .await
+    .context("starting Service A")?;
+    let orders_url = format!("http://{}/orders", service_a.local_addr());
+    println!("Service A: POST {orders_url}; Service B: subscribed to {SUBSCRIPTION}");
+
+    let http = reqwest::Client::new();
+    let mut sent = Vec::new();
+    for id in 1..=args.orders {
+        let order = serde_json::json!({"id": id, "item": format!("widget-{id}"), "quantity": id});
+        let accepted: Value = http
+            .post(&orders_url)
+            .json(&order)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let field = |name: &str| accepted[name].as_str().unwrap_or_default().to_string();
+        println!(
+            "order {id} -> message {} (trace {})",
+            field("messageId"),
+            field("traceId")
+        );
+        sent.push(SentOrder {
+            id,
+            message_id: field("messageId"),
+            trace_id: field("traceId"),
+        });
+    }
+
+    // Flush both services until every trace holds its ack.
+    let deadline = Instant::now() + TRACE_TIMEOUT;
+    let mut traces = Vec::new();
+    for order in &sent {
+        let attempts = if order.id % FAIL_EVERY == 0 { 2 } else { 1 };
+        loop {
+            service_a.flush().await?;
+            service_b.flush().await?;
+            let detail = server.trace(&order.trace_id).await;
+            if let Some(detail) = detail.as_ref().filter(|d| is_complete(d, attempts)) {
+                traces.push((order, detail.clone()));
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!(
+                    "warning: the trace of order {} is still incomplete after {} s",
+                    order.id,
+                    TRACE_TIMEOUT.as_secs()
+                );
+                if let Some(detail) = detail {
+                    traces.push((order, detail));
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100);
+    for (order, detail) in &traces {
+        println!();
+        let note = if order.id % FAIL_EVERY == 0 {
+            " (failed once, nacked, redelivered)"
+        } else {
+            ""
+        };
+        println!(
+            "Order {} / message {}{note}: {web}/ui/trace/{}",
+            order.id, order.message_id, order.trace_id
+        );
+        print!("{}", crate::trace_cmd::render_waterfall(detail, width));
+    }
+    println!();
+    println!("Web view: {web}/ui/");
+
+    if !args.once {
+        println!("Send more orders with:");
+        println!(
+            "  curl -X POST {orders_url} -H 'content-type: application/json' -d '{{\"id\":7,\"item\":\"widget\",\"quantity\":1}}'"
+        );
+        println!("Press Ctrl-C to stop.");
+        crate::shutdown_signal().await;
+    }
+    service_a.shutdown().await?;
+    service_b.shutdown().await?;
+    server.shutdown().await?;
+    Ok(())
+}
+
+fn spans<'a>(detail: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    detail[key].as_array().into_iter().flatten()
+}
+
+fn name_ends(span: &Value, suffix: &str) -> bool {
+    span["name"].as_str().is_some_and(|n| n.ends_with(suffix))
+}
+
+/// Complete: the HTTP span, `attempts` process spans with their inventory
+/// calls, and the ack (a linked span) have arrived.
+fn is_complete(detail: &Value, attempts: usize) -> bool {
+    let count = |suffix: &str| {
+        spans(detail, "spans")
+            .filter(|s| name_ends(s, suffix))
+            .count()
+    };
+    count("POST /orders") == 1
+        && count(" process") >= attempts
+        && count("reserve inventory") >= attempts
+        && spans(detail, "linkedSpans").any(|s| name_ends(s, " ack"))
+}
+
+/// The embedded server with its OTLP receiver, trace store and web view.
+struct Embedded {
+    server: RunningServer,
+}
+
+impl Embedded {
+    async fn start(
+        addr: SocketAddr,
+        otlp_grpc_port: u16,
+        otlp_http_port: u16,
+    ) -> anyhow::Result<Self> {
+        let config = baton_server::ServerConfig::new(addr)
+            .with_otlp_grpc(SocketAddr::from((Ipv4Addr::LOCALHOST, otlp_grpc_port)))
+            .with_otlp_http(SocketAddr::from((Ipv4Addr::LOCALHOST, otlp_http_port)));
+        let server = baton_server::start(config)
+            .await
+            .with_context(|| format!("starting the server on {addr}"))?;
+        Ok(Self { server })
+    }
+
+    fn pubsub_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// `host:port` of the OTLP/gRPC and OTLP/HTTP receivers.
+    fn otlp_addrs(&self) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+        let grpc = self
+            .server
+            .otlp_grpc_addr()
+            .context("no OTLP/gRPC receiver")?;
+        let http = self
+            .server
+            .otlp_http_addr()
+            .context("no OTLP/HTTP receiver")?;
+        Ok((grpc, http))
+    }
+
+    /// A trace as the query API serves it (`GET /api/traces/{id}`).
+    async fn trace(&self, trace_id: &str) -> Option<Value> {
+        self.server.flush_traces().await;
+        serde_json::to_value(self.server.trace_store().trace(trace_id)?).ok()
+    }
+
+    async fn shutdown(self) -> anyhow::Result<()> {
+        Ok(self.server.shutdown().await?)
+    }
+}

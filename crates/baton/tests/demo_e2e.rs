@@ -1,0 +1,290 @@
+//! The demo end to end: Service A and Service B against a Baton server,
+//! their spans exported over OTLP/gRPC to the server's receiver, and the
+//! traces read back through the query API checked for one connected trace
+//! per order (with the broker's spans); plus `baton demo --once` run as a
+//! process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use baton_client::{Client, ClientConfig, Endpoint, SubscriptionConfig};
+use serde_json::Value;
+
+const DELIVERY_ATTEMPT: &str = "messaging.gcp_pubsub.message.delivery_attempt";
+
+fn spans<'a>(detail: &'a Value, key: &str) -> Vec<&'a Value> {
+    detail[key].as_array().into_iter().flatten().collect()
+}
+
+fn named<'a>(detail: &'a Value, name: &str) -> Vec<&'a Value> {
+    spans(detail, "spans")
+        .into_iter()
+        .filter(|s| s["name"] == name)
+        .collect()
+}
+
+fn one<'a>(detail: &'a Value, name: &str) -> &'a Value {
+    let found = named(detail, name);
+    assert_eq!(found.len(), 1, "{name} in {detail:#}");
+    found[0]
+}
+
+/// Asserts `child`'s parent is `parent`.
+fn child_of(child: &Value, parent: &Value) {
+    assert_eq!(
+        child["parentSpanId"], parent["spanId"],
+        "{} should be a child of {}",
+        child["name"], parent["name"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_traffic_makes_one_connected_trace_per_order() {
+    let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server =
+        baton_server::start(baton_server::ServerConfig::new(localhost).with_otlp_grpc(localhost))
+            .await
+            .unwrap();
+    let pubsub = server.local_addr().to_string();
+    let otlp = format!("http://{}", server.otlp_grpc_addr().unwrap());
+    let client = Client::connect(
+        ClientConfig::new("demo").with_endpoint(Endpoint::Emulator(pubsub.clone())),
+    )
+    .await
+    .unwrap();
+    client.create_topic("orders").await.unwrap();
+    client
+        .create_subscription(
+            SubscriptionConfig::new("orders-worker", "orders")
+                .ack_deadline(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    let service_b = service_b::run(service_b::Config {
+        pubsub_host: pubsub.clone(),
+        project: "demo".into(),
+        subscription: "orders-worker".into(),
+        fail_every: 2,
+        otlp_endpoint: Some(otlp.clone()),
+    })
+    .await
+    .unwrap();
+    let service_a = service_a::run(service_a::Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        pubsub_host: pubsub.clone(),
+        project: "demo".into(),
+        topic: "orders".into(),
+        otlp_endpoint: Some(otlp),
+    })
+    .await
+    .unwrap();
+
+    let http = reqwest::Client::new();
+    let mut orders = HashMap::new();
+    for id in 1..=2u64 {
+        let response = http
+            .post(format!("http://{}/orders", service_a.local_addr()))
+            .json(&serde_json::json!({"id": id, "item": "widget", "quantity": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let accepted: Value = response.json().await.unwrap();
+        orders.insert(id, accepted);
+    }
+
+    // Order 2 fails once (fail_every = 2): two deliveries; order 1 one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut details = HashMap::new();
+    for (id, accepted) in &orders {
+        let attempts = if id % 2 == 0 { 2 } else { 1 };
+        let trace_id = accepted["traceId"].as_str().unwrap();
+        loop {
+            service_a.flush().await.unwrap();
+            service_b.flush().await.unwrap();
+            server.flush_traces().await;
+            // The query API, as the web view and `baton trace show` read it.
+            let response = http
+                .get(format!("http://{pubsub}/api/traces/{trace_id}"))
+                .send()
+                .await
+                .unwrap();
+            let detail = if response.status().is_success() {
+                Some(response.json::<Value>().await.unwrap())
+            } else {
+                None
+            };
+            if let Some(detail) = detail.filter(|d| {
+                named(d, "reserve inventory").len() == attempts
+                    && named(d, "orders-worker process").len() == attempts
+                    && named(d, "orders-worker deliver").len() == attempts
+                    && spans(d, "linkedSpans")
+                        .iter()
+                        .any(|s| s["name"] == "orders-worker ack")
+            }) {
+                details.insert(*id, detail);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "trace of order {id} incomplete: {:#}",
+                server
+                    .trace_store()
+                    .trace(trace_id)
+                    .map(|d| serde_json::to_value(d).unwrap())
+                    .unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    for (id, detail) in &details {
+        let http_span = one(detail, "POST /orders");
+        assert_eq!(http_span["service"], "service-a");
+        assert_eq!(http_span["kind"], "SERVER");
+        assert_eq!(http_span["parentSpanId"], "");
+        let create = one(detail, "orders create");
+        assert_eq!(create["service"], "service-a");
+        assert_eq!(create["kind"], "PRODUCER");
+        child_of(create, http_span);
+        assert_eq!(
+            create["attributes"]["messaging.message.id"],
+            orders[id]["messageId"]
+        );
+
+        let subscribes = named(detail, "orders-worker subscribe");
+        let processes = named(detail, "orders-worker process");
+        let inventory = named(detail, "reserve inventory");
+        let attempts = if id % 2 == 0 { 2 } else { 1 };
+        assert_eq!(subscribes.len(), attempts, "order {id}: {detail:#}");
+        for subscribe in &subscribes {
+            assert_eq!(subscribe["service"], "service-b");
+            assert_eq!(subscribe["kind"], "CONSUMER");
+            child_of(subscribe, create);
+        }
+        for process in &processes {
+            assert!(
+                subscribes
+                    .iter()
+                    .any(|s| s["spanId"] == process["parentSpanId"]),
+                "process span's parent is not a subscribe span: {detail:#}"
+            );
+        }
+        for call in &inventory {
+            assert_eq!(call["service"], "service-b");
+            assert_eq!(call["kind"], "CLIENT");
+            assert!(
+                processes
+                    .iter()
+                    .any(|p| p["spanId"] == call["parentSpanId"]),
+                "reserve inventory's parent is not a process span: {detail:#}"
+            );
+        }
+        // The broker's spans: receive, then one deliver per attempt.
+        let receive = one(detail, "orders receive");
+        assert_eq!(receive["service"], "baton");
+        child_of(receive, create);
+        let delivers = named(detail, "orders-worker deliver");
+        assert_eq!(delivers.len(), attempts, "order {id}: {detail:#}");
+        let mut numbers: Vec<i64> = delivers
+            .iter()
+            .map(|d| {
+                child_of(d, create);
+                d["attributes"][DELIVERY_ATTEMPT].as_i64().unwrap()
+            })
+            .collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=attempts as i64).collect::<Vec<_>>());
+        if attempts == 2 {
+            let redeliver = one(detail, "orders-worker redeliver");
+            assert!(
+                redeliver["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["name"] == "nack"),
+                "{redeliver:#}"
+            );
+        }
+        for span in spans(detail, "spans") {
+            assert_eq!(span["traceId"], detail["traceId"]);
+        }
+        if attempts == 2 {
+            assert!(
+                inventory.iter().any(|c| c["status"]["code"] == "ERROR"),
+                "the failed attempt's inventory call is not an error: {detail:#}"
+            );
+            assert!(
+                spans(detail, "linkedSpans")
+                    .iter()
+                    .any(|s| s["name"] == "orders-worker nack"),
+                "no nack linked to the trace: {detail:#}"
+            );
+        }
+    }
+
+    service_a.shutdown().await.unwrap();
+    service_b.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[test]
+fn baton_demo_once_prints_waterfalls_and_the_web_view_url() {
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "demo",
+            "--once",
+            "--port",
+            "0",
+            "--otlp-grpc-port",
+            "0",
+            "--otlp-http-port",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("baton demo --once did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(status.success(), "exit {status}\n{stdout}\n{stderr}");
+    for expected in [
+        "POST /orders",
+        "orders create",
+        "orders-worker subscribe",
+        "orders-worker process",
+        "reserve inventory",
+        "Web view: http://127.0.0.1:",
+        "/ui/",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing:\n{stdout}\n{stderr}"
+        );
+    }
+    // Order 3 fails once: two subscribe spans in its waterfall.
+    let third = stdout
+        .split("Order 3 ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no third order:\n{stdout}"));
+    assert_eq!(
+        third.matches("orders-worker subscribe").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(!stderr.contains("incomplete"), "{stderr}");
+}

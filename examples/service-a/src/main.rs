@@ -1,0 +1,9 @@
+//! Runs Service A until Ctrl-C: `POST /orders` publishes order events.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let service = service_a::run(service_a::Config::from_env()?).await?;
+    println!("service-a: POST http://{}/orders", service.local_addr());
+    tokio::signal::ctrl_c().await?;
+    service.shutdown().await
+}

@@ -1,0 +1,9 @@
+//! Runs Service B until Ctrl-C: processes order events.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let service = service_b::run(service_b::Config::from_env()?).await?;
+    println!("service-b: processing orders");
+    tokio::signal::ctrl_c().await?;
+    service.shutdown().await
+}
