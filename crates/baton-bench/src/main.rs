@@ -21,7 +21,8 @@
 //! cost of making, ending and queueing every span is measured and the export
 //! is free); the Python client (`tests/python/bench_e2e.py` in the interop
 //! venv) with tracing off and (`--modes ...,py-on`) on, with the same kind
-//! of no-op batch export. Each
+//! of no-op batch export. The in-process server records no broker spans
+//! unless `--broker-spans`, so the overhead measured is the client's. Each
 //! round uses fresh resources; rounds interleave the modes, and the report
 //! gives the median (and the range) per mode, the Rust/Python ratio and the
 //! tracing overhead.
@@ -84,6 +85,11 @@ struct Args {
         default_value = "rust-off,rust-on,py-off"
     )]
     modes: Vec<Mode>,
+    /// Let the in-process server record its own broker spans for traced
+    /// messages (Baton's default). Off by default here, so that the tracing
+    /// overhead is the client's alone.
+    #[arg(long)]
+    broker_spans: bool,
     /// Cargo target dir holding the Python venv (`<dir>/interop-venv`,
     /// made on first use); default: the target dir of this binary.
     #[arg(long, env = "CARGO_TARGET_DIR")]
@@ -130,6 +136,31 @@ impl Mode {
 struct Rates {
     publish: f64,
     receive: f64,
+}
+
+/// CPU this process used in a phase, in cores (CPU time / wall time): the
+/// Rust client plus, when in-process, the server.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cores {
+    publish: Option<f64>,
+    receive: Option<f64>,
+}
+
+/// User + system CPU time of this process so far (all threads), from
+/// `/proc/self/stat` (in clock ticks of 10 ms).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn cores(cpu_before: Option<Duration>, wall: Duration) -> Option<f64> {
+    let used = process_cpu()?.checked_sub(cpu_before?)?;
+    Some(used.as_secs_f64() / wall.as_secs_f64())
 }
 
 /// A span exporter that only counts: the export costs nothing, so what the
@@ -195,7 +226,7 @@ struct InProcessServer {
 }
 
 impl InProcessServer {
-    fn start() -> Result<Self> {
+    fn start(broker_spans: bool) -> Result<Self> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -214,7 +245,9 @@ impl InProcessServer {
                 };
                 runtime.block_on(async move {
                     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-                    match baton_server::start(baton_server::ServerConfig::new(addr)).await {
+                    let mut config = baton_server::ServerConfig::new(addr);
+                    config.broker_spans = broker_spans;
+                    match baton_server::start(config).await {
                         Ok(server) => {
                             let _ = ready_tx.send(Ok(server.local_addr()));
                             let _ = stop_rx.await;
@@ -261,7 +294,7 @@ async fn rust_round(
     prefix: &str,
     n: usize,
     tracing: TracingConfig,
-) -> Result<Rates> {
+) -> Result<(Rates, Cores)> {
     let topic = format!("{prefix}-topic");
     let sub = format!("{prefix}-sub");
     client.create_topic(&topic).await?;
@@ -285,6 +318,7 @@ async fn rust_round(
             ..Default::default()
         },
     );
+    let cpu = process_cpu();
     let started = Instant::now();
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
@@ -296,6 +330,7 @@ async fn rust_round(
         ids.push(handle.await?);
     }
     let publish_time = started.elapsed();
+    let publish_cores = cores(cpu, publish_time);
     publisher.shutdown().await;
     ensure!(
         ids.iter().collect::<HashSet<_>>().len() == n,
@@ -315,6 +350,7 @@ async fn rust_round(
             ..Default::default()
         },
     );
+    let cpu = process_cpu();
     let started = Instant::now();
     let handle = subscriber.subscribe({
         let (seen, distinct, all_in) = (seen.clone(), distinct.clone(), all_in.clone());
@@ -339,6 +375,7 @@ async fn rust_round(
     let complete = tokio::time::timeout(limit, all_in.notified()).await.is_ok();
     handle.shutdown().await?;
     let receive_time = started.elapsed();
+    let receive_cores = cores(cpu, receive_time);
     ensure!(
         complete,
         "received {} of {n} messages within {limit:?}",
@@ -349,10 +386,16 @@ async fn rust_round(
 
     #[allow(clippy::cast_precision_loss)]
     let n = n as f64;
-    Ok(Rates {
-        publish: n / publish_time.as_secs_f64(),
-        receive: n / receive_time.as_secs_f64(),
-    })
+    Ok((
+        Rates {
+            publish: n / publish_time.as_secs_f64(),
+            receive: n / receive_time.as_secs_f64(),
+        },
+        Cores {
+            publish: publish_cores,
+            receive: receive_cores,
+        },
+    ))
 }
 
 /// One Python round: `bench_e2e.py` against `host`.
@@ -433,12 +476,16 @@ fn median(values: &mut [f64]) -> f64 {
 struct Series {
     publish: Vec<f64>,
     receive: Vec<f64>,
+    publish_cores: Vec<f64>,
+    receive_cores: Vec<f64>,
 }
 
 impl Series {
-    fn push(&mut self, rates: Rates) {
+    fn push(&mut self, rates: Rates, cores: Cores) {
         self.publish.push(rates.publish);
         self.receive.push(rates.receive);
+        self.publish_cores.extend(cores.publish);
+        self.receive_cores.extend(cores.receive);
     }
 
     fn medians(&self) -> Rates {
@@ -494,6 +541,7 @@ fn report(
     modes: &[(Mode, Series)],
     spans_per_message: Option<f64>,
     load: (&str, &str),
+    in_process: bool,
 ) {
     let find = |mode| {
         modes
@@ -526,6 +574,29 @@ fn report(
             Series::range(&series.publish),
             thousands(m.receive),
             Series::range(&series.receive)
+        );
+    }
+    let cpu: Vec<String> = modes
+        .iter()
+        .filter(|(_, series)| !series.publish_cores.is_empty())
+        .map(|(mode, series)| {
+            format!(
+                "{}: publish {:.2}, receive+ack {:.2}",
+                mode.label(),
+                median(&mut series.publish_cores.clone()),
+                median(&mut series.receive_cores.clone())
+            )
+        })
+        .collect();
+    if !cpu.is_empty() {
+        println!(
+            "CPU of this process ({}), median cores used: {}",
+            if in_process {
+                "Rust client + Baton"
+            } else {
+                "Rust client"
+            },
+            cpu.join("; ")
         );
     }
     println!();
@@ -581,7 +652,7 @@ async fn run(args: Args) -> Result<()> {
     );
     let server = match &args.endpoint {
         Some(_) => None,
-        None => Some(InProcessServer::start()?),
+        None => Some(InProcessServer::start(args.broker_spans)?),
     };
     let host = match (&args.endpoint, &server) {
         (Some(endpoint), _) => endpoint.clone(),
@@ -589,7 +660,8 @@ async fn run(args: Args) -> Result<()> {
         (None, None) => unreachable!("a server is started when no endpoint is given"),
     };
     let server_label = if server.is_some() {
-        format!("in-process Baton at {host}")
+        let spans = if args.broker_spans { "on" } else { "off" };
+        format!("in-process Baton at {host}, broker spans {spans}")
     } else {
         format!("{host} (--endpoint)")
     };
@@ -634,23 +706,27 @@ async fn run(args: Args) -> Result<()> {
                 if warmup { "warm-up" } else { "round" },
                 mode.label()
             );
-            let rates = match mode {
+            let (rates, cores) = match mode {
                 Mode::RustOff => {
                     rust_round(&client, &args, &prefix, n, TracingConfig::default()).await?
                 }
                 Mode::RustOn => {
-                    let rates = rust_round(&client, &args, &prefix, n, telemetry.config()).await?;
+                    let measured =
+                        rust_round(&client, &args, &prefix, n, telemetry.config()).await?;
                     let exported = telemetry.flushed_count().await;
                     if !warmup {
                         traced_messages += u64::try_from(n).unwrap_or(0);
                     } else {
                         spans_before = exported;
                     }
-                    rates
+                    measured
                 }
                 Mode::PythonOff | Mode::PythonOn => {
                     let python = python.as_deref().context("no Python")?;
-                    python_round(python, &host, &args, &prefix, n, *mode == Mode::PythonOn).await?
+                    let rates =
+                        python_round(python, &host, &args, &prefix, n, *mode == Mode::PythonOn)
+                            .await?;
+                    (rates, Cores::default())
                 }
             };
             eprintln!(
@@ -659,7 +735,7 @@ async fn run(args: Args) -> Result<()> {
                 thousands(rates.receive)
             );
             if !warmup {
-                results.push(rates);
+                results.push(rates, cores);
             }
         }
     }
@@ -674,6 +750,7 @@ async fn run(args: Args) -> Result<()> {
         &series,
         spans_per_message,
         (&load_before, &load_after),
+        server.is_some(),
     );
     drop(client);
     drop(server);

@@ -367,7 +367,7 @@ impl Publisher {
             trace.start_batching();
         }
         let (done, result) = oneshot::channel();
-        {
+        let wake = {
             let mut state = shared.lock();
             let key = if shared.config.enable_message_ordering {
                 message.ordering_key.clone()
@@ -392,8 +392,18 @@ impl Publisher {
                 permits,
                 trace,
             });
+            // Wake the dispatcher only when it has something new to decide:
+            // a first message (it arms the delay timer) or a full batch.
+            // Waking it for every message made it rescan all queues and
+            // fight the publishing task for this lock.
+            let settings = &shared.config.batching;
+            queue.pending.len() == 1
+                || queue.pending.len() >= settings.max_messages.clamp(1, API_MAX_MESSAGES)
+                || queue.bytes >= settings.max_bytes.clamp(1, API_MAX_BYTES)
+        };
+        if wake {
+            shared.wake.notify_one();
         }
-        shared.wake.notify_one();
         PublishHandle { result }
     }
 

@@ -1,8 +1,9 @@
 //! The trace web view in a real browser: headless Chromium loads
 //! `/ui/trace/{id}` from a running server, and the test reads the DOM it
 //! rendered, as a person would see it (row order, queue gap, linked spans,
-//! errors, escaped data). Also takes `docs/screenshot-trace.png` when run
-//! with `BATON_UPDATE_SCREENSHOT=1`.
+//! errors, escaped data), and checks that a screenshot can be taken. The
+//! README's `docs/screenshot-trace.png` comes from a real demo trace:
+//! `crates/baton/tests/demo_web_ui.rs` with `BATON_UPDATE_SCREENSHOT=1`.
 //!
 //! Chromium is required (Debian package `chromium`; `.ci/run` installs it);
 //! the test fails when it is missing. Set `CHROMIUM` to use another binary.
@@ -10,21 +11,22 @@
 //! The trace is the fixture `crates/baton/tests/fixtures/trace_detail.json`
 //! (the query API's JSON): once served as-is next to the UI routes (the view
 //! alone), once sent over OTLP/HTTP to a real server (receiver, store, linked
-//! spans, query API and view together; this one takes the screenshot).
+//! spans, query API and view together).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/chromium.rs"]
+mod chromium;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 use axum::Json;
 use axum::extract::Path as UrlPath;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use chromium::{rows, run_chromium};
 
 const DETAIL: &str = include_str!("../../baton/tests/fixtures/trace_detail.json");
 const LIST: &str = include_str!("../../baton/tests/fixtures/trace_list.json");
@@ -58,100 +60,6 @@ async fn serve_fixture() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
-}
-
-/// The Chromium binary, or a loud failure saying how to install it.
-fn chromium() -> String {
-    if let Ok(bin) = std::env::var("CHROMIUM") {
-        return bin;
-    }
-    for bin in ["chromium", "chromium-browser", "google-chrome"] {
-        let found = Command::new(bin)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if found {
-            return bin.to_string();
-        }
-    }
-    panic!(
-        "headless Chromium is required for the web view test: \
-         apt-get install -y --no-install-recommends chromium (or set CHROMIUM)"
-    );
-}
-
-/// Runs headless Chromium on `url` with `extra` arguments and returns stdout.
-fn run_chromium(url: &str, extra: &[String]) -> String {
-    static RUNS: AtomicUsize = AtomicUsize::new(0);
-    let profile = std::env::temp_dir().join(format!(
-        "baton-ui-test-{}-{}",
-        std::process::id(),
-        RUNS.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&profile).unwrap();
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting chromium");
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
-    let stderr = child.stderr.take().unwrap();
-    let err_reader =
-        std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 90 s on {url}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = reader.join().unwrap();
-    let err = err_reader.join().unwrap();
-    let _ = std::fs::remove_dir_all(&profile);
-    assert!(
-        status.success(),
-        "chromium failed ({status}) on {url}: {err}"
-    );
-    out
-}
-
-/// The rendered waterfall rows: (span id, the row's HTML).
-fn rows(dom: &str) -> Vec<(String, String)> {
-    dom.split("<div class=\"row span-row")
-        .skip(1)
-        .map(|chunk| {
-            let id = chunk
-                .split("data-span-id=\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap_or_default()
-                .to_string();
-            (id, chunk.to_string())
-        })
-        .collect()
 }
 
 /// Asserts what a person sees in the rendered waterfall of the fixture trace.
@@ -221,8 +129,8 @@ fn assert_waterfall(dom: &str) {
 }
 
 /// Loads `/ui/trace/{TRACE_ID}` from `addr` in Chromium, checks the DOM and
-/// takes a screenshot (kept as `docs/screenshot-trace.png` when `keep`).
-async fn check_trace_page(addr: SocketAddr, keep: bool) {
+/// takes a screenshot.
+async fn check_trace_page(addr: SocketAddr) {
     let url = format!("http://{addr}/ui/trace/{TRACE_ID}#span=c000000000000001");
     let dom = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -232,17 +140,12 @@ async fn check_trace_page(addr: SocketAddr, keep: bool) {
     .unwrap();
     assert_waterfall(&dom);
 
-    // A screenshot a person can look at (and the docs keep).
-    let update = keep && std::env::var("BATON_UPDATE_SCREENSHOT").is_ok_and(|v| v == "1");
-    let shot: PathBuf = if update {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshot-trace.png")
-    } else {
-        std::env::temp_dir().join(format!(
-            "baton-screenshot-{}-{}.png",
-            std::process::id(),
-            addr.port()
-        ))
-    };
+    // A screenshot a person could look at.
+    let shot: PathBuf = std::env::temp_dir().join(format!(
+        "baton-screenshot-{}-{}.png",
+        std::process::id(),
+        addr.port()
+    ));
     let args = vec![
         format!("--screenshot={}", shot.display()),
         "--window-size=1366,900".to_string(),
@@ -253,15 +156,13 @@ async fn check_trace_page(addr: SocketAddr, keep: bool) {
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG: {}", shot.display());
     assert!(png.len() > 10_000, "screenshot suspiciously small");
-    if !update {
-        let _ = std::fs::remove_file(&shot);
-    }
+    let _ = std::fs::remove_file(&shot);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waterfall_renders_in_headless_chromium() {
     let addr = serve_fixture().await;
-    check_trace_page(addr, false).await;
+    check_trace_page(addr).await;
 }
 
 /// The whole path: spans sent over OTLP/HTTP (JSON) to `baton serve`'s
@@ -290,7 +191,7 @@ async fn waterfall_of_spans_received_over_otlp() {
         "{:?}",
         response.text().await
     );
-    check_trace_page(server.local_addr(), true).await;
+    check_trace_page(server.local_addr()).await;
     server.shutdown().await.unwrap();
 }
 
