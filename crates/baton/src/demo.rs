@@ -215,6 +215,7 @@ fn is_complete(detail: &Value, attempts: usize) -> bool {
     count("POST /orders") == 1
         && count(" process") >= attempts
         && count("reserve inventory") >= attempts
+        && count("GET /inventory/{item}") >= attempts
         && spans(detail, "linkedSpans").any(|s| name_ends(s, " ack"))
 }
 

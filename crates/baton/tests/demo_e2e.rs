@@ -118,6 +118,7 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
             };
             if let Some(detail) = detail.filter(|d| {
                 named(d, "reserve inventory").len() == attempts
+                    && named(d, "GET /inventory/{item}").len() == attempts
                     && named(d, "orders-worker process").len() == attempts
                     && named(d, "orders-worker deliver").len() == attempts
                     && spans(d, "linkedSpans")
@@ -180,6 +181,20 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
                     .iter()
                     .any(|p| p["spanId"] == call["parentSpanId"]),
                 "reserve inventory's parent is not a process span: {detail:#}"
+            );
+        }
+        // The downstream service answered each call, as a child of the call
+        // (the traceparent crossed the HTTP hop).
+        let served = named(detail, "GET /inventory/{item}");
+        assert_eq!(served.len(), attempts, "order {id}: {detail:#}");
+        for span in &served {
+            assert_eq!(span["service"], "inventory");
+            assert_eq!(span["kind"], "SERVER");
+            assert!(
+                inventory
+                    .iter()
+                    .any(|c| c["spanId"] == span["parentSpanId"]),
+                "the inventory's span is not a child of the call: {detail:#}"
             );
         }
         // The broker's spans: receive, then one deliver per attempt.

@@ -1,8 +1,10 @@
 //! Service B of the demo: a worker that subscribes to the order events with
-//! tracing on. For each order it calls the inventory ("reserve inventory", a
-//! CLIENT span inside the client's `process` span) and acks. Every
-//! `fail_every`-th order fails once (the inventory is "unavailable") and is
-//! nacked, so its redelivery shows up in the trace.
+//! tracing on. For each order it calls the inventory service over HTTP
+//! ("reserve inventory", a CLIENT span inside the client's `process` span,
+//! with the W3C `traceparent` header) and acks. The inventory is a small HTTP
+//! service of its own (service name `inventory`), started next to the worker.
+//! Every `fail_every`-th order meets an inventory outage (HTTP 503) on its
+//! first delivery and is nacked, so its redelivery shows up in the trace.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -27,6 +29,8 @@ use serde::Deserialize;
 
 /// The service name in the traces.
 pub const SERVICE_NAME: &str = "service-b";
+/// The service name of the inventory Service B calls.
+pub const INVENTORY_SERVICE_NAME: &str = "inventory";
 
 /// Settings of Service B.
 #[derive(Debug, Clone)]
@@ -98,6 +102,8 @@ pub fn tracer_provider(
 /// What the handler shares across messages.
 struct Worker {
     tracer: SdkTracer,
+    http: reqwest::Client,
+    inventory_url: String,
     fail_every: u64,
     /// Messages that already failed once (their redelivery succeeds).
     failed: Mutex<HashSet<String>>,
@@ -123,9 +129,12 @@ impl Worker {
         }
     }
 
-    /// The "downstream call": a CLIENT span child of the current context
-    /// (the `process` span).
-    async fn reserve_inventory(&self, order: &Order, fail: bool) -> Result<(), ()> {
+    /// The downstream call: `GET /inventory/{item}` on the inventory service,
+    /// in a CLIENT span that is a child of the current context (the `process`
+    /// span) and whose context travels in the `traceparent` header. `outage`
+    /// asks the inventory to answer 503, as an outage would.
+    async fn reserve_inventory(&self, order: &Order, outage: bool) -> Result<(), ()> {
+        use opentelemetry::propagation::TextMapPropagator as _;
         let span = self
             .tracer
             .span_builder("reserve inventory")
@@ -137,18 +146,119 @@ impl Worker {
             ])
             .start_with_context(&self.tracer, &Context::current());
         let cx = Context::current_with_span(span);
-        // Stands in for an HTTP call to the inventory service.
-        tokio::time::sleep(Duration::from_millis(15))
-            .with_context(cx.clone())
-            .await;
-        let span = cx.span();
-        if fail {
-            span.set_status(Status::error("inventory service unavailable"));
-            span.end();
-            return Err(());
+        let mut headers = std::collections::HashMap::new();
+        opentelemetry_sdk::propagation::TraceContextPropagator::new()
+            .inject_context(&cx, &mut headers);
+        let mut request = self
+            .http
+            .get(format!("{}/inventory/{}", self.inventory_url, order.item))
+            .query(&[("quantity", order.quantity.to_string())]);
+        if outage {
+            request = request.query(&[("outage", "true")]);
         }
+        for (key, value) in headers {
+            request = request.header(key, value);
+        }
+        let response = request.send().with_context(cx.clone()).await;
+        let span = cx.span();
+        let result = match response {
+            Ok(response) if response.status().is_success() => {
+                span.set_attribute(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(response.status().as_u16()),
+                ));
+                Ok(())
+            }
+            Ok(response) => {
+                span.set_attribute(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(response.status().as_u16()),
+                ));
+                span.set_status(Status::error("inventory service unavailable"));
+                Err(())
+            }
+            Err(error) => {
+                span.set_status(Status::error(format!("inventory call failed: {error}")));
+                Err(())
+            }
+        };
         span.end();
-        Ok(())
+        result
+    }
+}
+
+/// The inventory service Service B calls: `GET /inventory/{item}?quantity=n`
+/// answers 200 with the reservation, or 503 when asked to simulate an outage.
+/// Each request is a SERVER span, a child of the caller's `traceparent`.
+mod inventory {
+    use std::collections::HashMap;
+
+    use axum::extract::{Path, Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use opentelemetry::KeyValue;
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
+    use opentelemetry_sdk::trace::SdkTracer;
+
+    async fn reserve(
+        State(tracer): State<SdkTracer>,
+        Path(item): Path<String>,
+        Query(query): Query<HashMap<String, String>>,
+        headers: HeaderMap,
+    ) -> impl IntoResponse {
+        let carrier: HashMap<String, String> = headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let parent =
+            opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+        let quantity: u32 = query
+            .get("quantity")
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(1);
+        let span = tracer
+            .span_builder("GET /inventory/{item}")
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new("inventory.item", item.clone()),
+            ])
+            .start_with_context(&tracer, &parent);
+        let cx = parent.with_span(span);
+        let outage = query.get("outage").is_some_and(|v| v == "true");
+        let answer = if outage {
+            cx.span()
+                .set_status(Status::error("inventory database unreachable"));
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "error": "inventory database unreachable" })),
+            )
+        } else {
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({ "item": item, "reserved": quantity })),
+            )
+        };
+        cx.span().set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(answer.0.as_u16()),
+        ));
+        cx.span().end();
+        answer
+    }
+
+    /// Serves the inventory on a free local port; returns its base URL.
+    pub async fn start(
+        tracer: SdkTracer,
+    ) -> anyhow::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let app = axum::Router::new()
+            .route("/inventory/{item}", axum::routing::get(reserve))
+            .with_state(tracer);
+        let task = tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok((url, task))
     }
 }
 
@@ -157,21 +267,33 @@ impl Worker {
 pub struct ServiceB {
     handle: SubscriptionHandle,
     provider: SdkTracerProvider,
+    inventory_provider: SdkTracerProvider,
+    inventory: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl ServiceB {
     /// Sends the spans recorded so far (waiting on a blocking thread, as
     /// the exporter needs the async runtime to make progress).
     pub async fn flush(&self) -> anyhow::Result<()> {
-        let provider = self.provider.clone();
-        Ok(tokio::task::spawn_blocking(move || provider.force_flush()).await??)
+        let providers = [self.provider.clone(), self.inventory_provider.clone()];
+        tokio::task::spawn_blocking(move || {
+            providers
+                .iter()
+                .try_for_each(SdkTracerProvider::force_flush)
+        })
+        .await??;
+        Ok(())
     }
 
     /// Stops the subscriber (waiting for running handlers) and flushes the spans.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.handle.shutdown().await?;
-        let provider = self.provider;
-        tokio::task::spawn_blocking(move || provider.shutdown()).await??;
+        self.inventory.abort();
+        let providers = [self.provider, self.inventory_provider];
+        tokio::task::spawn_blocking(move || {
+            providers.iter().try_for_each(SdkTracerProvider::shutdown)
+        })
+        .await??;
         Ok(())
     }
 }
@@ -180,6 +302,10 @@ impl ServiceB {
 /// [`ServiceB::shutdown`].
 pub async fn run(config: Config) -> anyhow::Result<ServiceB> {
     let provider = tracer_provider(SERVICE_NAME, config.otlp_endpoint.as_deref())?;
+    let inventory_provider =
+        tracer_provider(INVENTORY_SERVICE_NAME, config.otlp_endpoint.as_deref())?;
+    let (inventory_url, inventory) =
+        inventory::start(inventory_provider.tracer(INVENTORY_SERVICE_NAME)).await?;
     let client = Client::connect(
         ClientConfig::new(config.project).with_endpoint(Endpoint::Emulator(config.pubsub_host)),
     )
@@ -196,6 +322,8 @@ pub async fn run(config: Config) -> anyhow::Result<ServiceB> {
     );
     let worker = Arc::new(Worker {
         tracer: provider.tracer(SERVICE_NAME),
+        http: reqwest::Client::new(),
+        inventory_url,
         fail_every: config.fail_every,
         failed: Mutex::new(HashSet::new()),
     });
@@ -203,5 +331,10 @@ pub async fn run(config: Config) -> anyhow::Result<ServiceB> {
         let worker = worker.clone();
         async move { worker.handle(message).await }
     });
-    Ok(ServiceB { handle, provider })
+    Ok(ServiceB {
+        handle,
+        provider,
+        inventory_provider,
+        inventory,
+    })
 }
