@@ -27,6 +27,13 @@
 //! gives the median (and the range) per mode, the Rust/Python ratio and the
 //! tracing overhead.
 
+/// mimalloc, as `baton` itself uses: with glibc malloc, memory allocated on a
+/// Tokio worker and freed on the span exporter's thread costs several times
+/// more (see BENCHMARKS.md for both).
+#[cfg(not(feature = "system-allocator"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,7 +49,7 @@ use baton_client::{
 use clap::Parser;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
 };
 
 /// Targets the report checks.
@@ -90,6 +97,11 @@ struct Args {
     /// overhead is the client's alone.
     #[arg(long)]
     broker_spans: bool,
+    /// Share of traces the Rust client records in `rust-on` mode
+    /// (parent-based, trace-id ratio sampler; 1 records every message).
+    /// Messages of unsampled traces still carry their trace context.
+    #[arg(long, default_value_t = 1.0)]
+    sample_ratio: f64,
     /// Cargo target dir holding the Python venv (`<dir>/interop-venv`,
     /// made on first use); default: the target dir of this binary.
     #[arg(long, env = "CARGO_TARGET_DIR")]
@@ -185,7 +197,7 @@ struct Telemetry {
 }
 
 impl Telemetry {
-    fn new() -> Self {
+    fn new(sample_ratio: f64) -> Self {
         let sink = CountingSink::default();
         let exported = sink.0.clone();
         let processor = BatchSpanProcessor::builder(sink)
@@ -198,6 +210,9 @@ impl Telemetry {
             .build();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                sample_ratio,
+            ))))
             .build();
         Self { provider, exported }
     }
@@ -606,7 +621,10 @@ fn report(
             overhead(off.publish, on.publish),
             overhead(off.receive, on.receive),
         );
-        println!("Rust tracing overhead:       publish {p:5.1}%   receive+ack {r:5.1}%");
+        println!(
+            "Rust tracing overhead:       publish {p:5.1}%   receive+ack {r:5.1}%   (sampling {}%)",
+            args.sample_ratio * 100.0
+        );
         if let Some(spans) = spans_per_message {
             println!("  ({spans:.1} spans per message exported to the counting sink)");
         }
@@ -690,7 +708,7 @@ async fn run(args: Args) -> Result<()> {
         None
     };
     let load_before = load_average();
-    let telemetry = Telemetry::new();
+    let telemetry = Telemetry::new(args.sample_ratio);
     let run_id = baton_interop::unique_prefix("bench");
     let mut series: Vec<(Mode, Series)> = modes.iter().map(|m| (*m, Series::default())).collect();
     let mut traced_messages = 0u64;

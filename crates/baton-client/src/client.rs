@@ -266,6 +266,14 @@ pub fn short_id(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
+/// The project of a full resource name (`projects/p/topics/t` -> `p`), or
+/// `default` for a name without one.
+pub(crate) fn project_of<'a>(name: &'a str, default: &'a str) -> &'a str {
+    name.strip_prefix("projects/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(default)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,4 +36,4 @@ pub use publisher::{
 pub use subscriber::{
     ReceivedMessage, ShutdownBehavior, Subscriber, SubscriberConfig, SubscriptionHandle,
 };
-pub use telemetry::{ProcessScope, PropagationOptions, TracingConfig};
+pub use telemetry::{DEFAULT_MAX_LINKS_PER_SPAN, ProcessScope, PropagationOptions, TracingConfig};

@@ -19,7 +19,7 @@ use baton_proto::pubsub::{PublishRequest, PubsubMessage};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
-use crate::client::{Client, short_id};
+use crate::client::{Client, project_of};
 use crate::error::{Error, Result};
 use crate::retry::{RetrySettings, publish_retryable, with_retry};
 use crate::telemetry::{CreateTrace, Telemetry, TracingConfig};
@@ -287,12 +287,19 @@ impl Client {
                 })
                 .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))))
         };
+        let topic_name = self.topic_name(topic);
+        // The project of the topic, which may be another than the client's.
+        let telemetry = Telemetry::new(
+            &config.tracing,
+            project_of(&topic_name, self.project_id()),
+            &topic_name,
+        );
         let shared = Arc::new(Shared {
             client: self.clone(),
-            topic: self.topic_name(topic),
+            topic: topic_name,
             messages_window: semaphore(config.flow_control.max_outstanding_messages),
             bytes_window: semaphore(config.flow_control.max_outstanding_bytes),
-            telemetry: Telemetry::new(&config.tracing),
+            telemetry,
             config,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
@@ -334,11 +341,7 @@ impl Publisher {
             // The server would reject the whole batch it travels in.
             return PublishHandle::failed(Error::EmptyMessage);
         }
-        let project = shared.client.project_id().to_string();
-        let mut trace =
-            shared
-                .telemetry
-                .start_create(short_id(&shared.topic), &project, &mut message);
+        let mut trace = shared.telemetry.start_create(&mut message);
         let size = message_size(&message);
         if size > API_MAX_BYTES {
             let error = Error::MessageTooLarge {
@@ -351,7 +354,7 @@ impl Publisher {
             return PublishHandle::failed(error);
         }
         if let Some(trace) = trace.as_mut() {
-            trace.start_flow_control();
+            trace.start_flow_control(&shared.telemetry);
         }
         let permits = match self.acquire_flow_control(size).await {
             Ok(permits) => permits,
@@ -364,7 +367,7 @@ impl Publisher {
         };
         if let Some(trace) = trace.as_mut() {
             trace.end_flow_control();
-            trace.start_batching();
+            trace.start_batching(&shared.telemetry);
         }
         let (done, result) = oneshot::channel();
         let wake = {
@@ -572,7 +575,6 @@ async fn dispatch(shared: Arc<Shared>) {
 
 async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
     let topic = shared.topic.clone();
-    let project = shared.client.project_id().to_string();
     let count = batch.len();
     let mut rpc_span = {
         let mut traces: Vec<&mut CreateTrace> =
@@ -581,9 +583,7 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
             trace.end_batching();
             trace.publish_start();
         }
-        shared
-            .telemetry
-            .start_publish_rpc(short_id(&topic), &project, count, &mut traces)
+        shared.telemetry.start_publish_rpc(count, &mut traces)
     };
     let messages: Vec<PubsubMessage> = batch.iter().map(|p| p.message.clone()).collect();
     let result = with_retry(&shared.config.retry, publish_retryable, || {

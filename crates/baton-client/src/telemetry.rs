@@ -4,19 +4,23 @@
 //! `tracing` span), and settle spans follow the sampling decision of the
 //! subscribe spans they settle.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage};
 use baton_trace as bt;
 use opentelemetry::global::{BoxedSpan, BoxedTracer, ObjectSafeTracerProvider};
 use opentelemetry::trace::{Link, Span, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub use baton_trace::PropagationOptions;
 
+/// The OpenTelemetry SDK's default limit of links on one span.
+pub const DEFAULT_MAX_LINKS_PER_SPAN: usize = 128;
+
 /// Tracing settings of a publisher or subscriber.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct TracingConfig {
     /// Record spans and carry the trace context in `googclient_traceparent`
     /// (off by default, as in the official clients).
@@ -25,6 +29,22 @@ pub struct TracingConfig {
     pub propagation: PropagationOptions,
     /// The provider to create spans with; the global one when `None`.
     pub tracer_provider: Option<Arc<dyn ObjectSafeTracerProvider + Send + Sync>>,
+    /// Most links a publish or settle RPC span gets to the message spans of
+    /// its batch (a batch can hold thousands). Links beyond the SDK's own
+    /// limit (`SpanLimits::max_links_per_span`, 128 by default) would be
+    /// made only to be dropped, so keep the two equal.
+    pub max_links_per_span: usize,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            enable_open_telemetry_tracing: false,
+            propagation: PropagationOptions::default(),
+            tracer_provider: None,
+            max_links_per_span: DEFAULT_MAX_LINKS_PER_SPAN,
+        }
+    }
 }
 
 impl std::fmt::Debug for TracingConfig {
@@ -36,6 +56,7 @@ impl std::fmt::Debug for TracingConfig {
             )
             .field("propagation", &self.propagation)
             .field("tracer_provider", &self.tracer_provider.is_some())
+            .field("max_links_per_span", &self.max_links_per_span)
             .finish()
     }
 }
@@ -53,83 +74,175 @@ impl TracingConfig {
 /// The tracer of one publisher or subscriber, or nothing when tracing is off.
 #[derive(Clone)]
 pub(crate) struct Telemetry {
-    tracer: Option<Arc<BoxedTracer>>,
+    instrument: Option<Arc<Instrument>>,
+}
+
+/// What every span of one publisher (topic) or subscriber (subscription)
+/// shares, built once: at some 100,000 messages a second the per-span cost
+/// is what tracing costs, so a span start formats no name and copies no
+/// string it can share.
+struct Instrument {
+    tracer: BoxedTracer,
     propagation: PropagationOptions,
+    max_links: usize,
+    names: SpanNames,
+    /// `messaging.system`, `messaging.destination.name`, `gcp.project_id`.
+    common: [KeyValue; 3],
+}
+
+/// The span names of one topic or subscription id.
+struct SpanNames {
+    create: &'static str,
+    publish: &'static str,
+    subscribe: &'static str,
+    process: &'static str,
+    ack: &'static str,
+    nack: &'static str,
+    modack: &'static str,
+}
+
+impl SpanNames {
+    fn new(id: &str) -> Self {
+        Self {
+            create: intern(bt::create_span_name(id)),
+            publish: intern(bt::publish_span_name(id)),
+            subscribe: intern(bt::subscribe_span_name(id)),
+            process: intern(bt::process_span_name(id)),
+            ack: intern(bt::settle_span_name(id, bt::SettleKind::Ack)),
+            nack: intern(bt::settle_span_name(id, bt::SettleKind::Nack)),
+            modack: intern(bt::settle_span_name(id, bt::SettleKind::Modack)),
+        }
+    }
+
+    fn settle(&self, kind: bt::SettleKind) -> &'static str {
+        match kind {
+            bt::SettleKind::Ack => self.ack,
+            bt::SettleKind::Nack => self.nack,
+            bt::SettleKind::Modack => self.modack,
+        }
+    }
+}
+
+/// A `'static` copy of `text`, made once per distinct text.
+///
+/// Span names and attribute values borrowed for `'static` are shared by
+/// every span without a copy. The texts are topic, subscription and project
+/// ids with fixed suffixes, so the memory kept is bounded by the distinct
+/// destinations a process traces.
+fn intern(text: String) -> &'static str {
+    static TEXTS: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Mutex::default);
+    let mut texts = TEXTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = texts.get(text.as_str()) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    texts.insert(leaked);
+    leaked
 }
 
 /// The context a new `create` span is parented on: the current `tracing`
 /// span's OpenTelemetry context when it has one, else the current
 /// OpenTelemetry context.
 fn current_parent() -> Context {
-    let from_tracing = tracing::Span::current().context();
-    if from_tracing.span().span_context().is_valid() {
-        from_tracing
-    } else {
-        Context::current()
+    let span = tracing::Span::current();
+    if !span.is_none() {
+        let from_tracing = span.context();
+        if from_tracing.span().span_context().is_valid() {
+            return from_tracing;
+        }
     }
-}
-
-fn common(project: &str, destination: &str) -> Vec<KeyValue> {
-    vec![
-        KeyValue::new(bt::MESSAGING_SYSTEM, bt::MESSAGING_SYSTEM_VALUE),
-        KeyValue::new(bt::MESSAGING_DESTINATION_NAME, destination.to_string()),
-        KeyValue::new(bt::GCP_PROJECT_ID, project.to_string()),
-    ]
+    Context::current()
 }
 
 fn as_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// An attribute value shared, not copied, when it is empty (the usual
+/// ordering key).
+fn text_value(text: &str) -> Value {
+    if text.is_empty() {
+        Value::from("")
+    } else {
+        Value::from(text.to_string())
+    }
+}
+
 impl Telemetry {
-    pub fn new(config: &TracingConfig) -> Self {
-        let tracer = config.enable_open_telemetry_tracing.then(|| {
+    /// The telemetry of the publisher of a topic or the subscriber of a
+    /// subscription (`resource` is its id or full name) in `project`.
+    pub fn new(config: &TracingConfig, project: &str, resource: &str) -> Self {
+        let instrument = config.enable_open_telemetry_tracing.then(|| {
             let tracer = match &config.tracer_provider {
                 Some(provider) => BoxedTracer::new(provider.boxed_tracer(bt::scope())),
                 None => opentelemetry::global::tracer_with_scope(bt::scope()),
             };
-            Arc::new(tracer)
+            let id = bt::short_id(resource);
+            Arc::new(Instrument {
+                tracer,
+                propagation: config.propagation,
+                max_links: config.max_links_per_span,
+                names: SpanNames::new(id),
+                common: [
+                    KeyValue::new(bt::MESSAGING_SYSTEM, bt::MESSAGING_SYSTEM_VALUE),
+                    KeyValue::new(bt::MESSAGING_DESTINATION_NAME, intern(id.to_string())),
+                    KeyValue::new(bt::GCP_PROJECT_ID, intern(project.to_string())),
+                ],
+            })
         });
-        Self {
-            tracer,
-            propagation: config.propagation,
-        }
+        Self { instrument }
     }
 
     pub fn enabled(&self) -> bool {
-        self.tracer.is_some()
+        self.instrument.is_some()
+    }
+
+    /// Starts an attribute-less INTERNAL child span of `parent`.
+    fn child(&self, name: &'static str, parent: &Context) -> Option<BoxedSpan> {
+        let tracer = &self.instrument.as_ref()?.tracer;
+        Some(
+            tracer
+                .span_builder(name)
+                .with_kind(SpanKind::Internal)
+                .start_with_context(tracer, parent),
+        )
+    }
+
+    /// The common attributes plus room for `more` (and for the one an
+    /// ended span gets later, so adding it does not grow the list).
+    fn attributes(instrument: &Instrument, more: usize) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(instrument.common.len() + more + 1);
+        attributes.extend_from_slice(&instrument.common);
+        attributes
     }
 
     /// Starts the per-message `create` span and writes its context into the
     /// message's attributes.
-    pub fn start_create(
-        &self,
-        topic_id: &str,
-        project: &str,
-        message: &mut PubsubMessage,
-    ) -> Option<CreateTrace> {
-        let tracer = self.tracer.as_ref()?;
+    pub fn start_create(&self, message: &mut PubsubMessage) -> Option<CreateTrace> {
+        let instrument = self.instrument.as_ref()?;
+        let tracer = &instrument.tracer;
         let parent = current_parent();
-        let mut attributes = common(project, topic_id);
+        let mut attributes = Self::attributes(instrument, 4);
         attributes.extend([
             KeyValue::new(bt::MESSAGING_OPERATION, bt::OPERATION_CREATE),
             KeyValue::new(bt::CODE_FUNCTION, "publish"),
             KeyValue::new(bt::MESSAGING_MESSAGE_BODY_SIZE, as_i64(message.data.len())),
             KeyValue::new(
                 bt::MESSAGING_GCP_PUBSUB_ORDERING_KEY,
-                message.ordering_key.clone(),
+                text_value(&message.ordering_key),
             ),
         ]);
         let span = tracer
-            .span_builder(bt::create_span_name(topic_id))
+            .span_builder(instrument.names.create)
             .with_kind(SpanKind::Producer)
             .with_attributes(attributes)
-            .start_with_context(tracer.as_ref(), &parent);
+            .start_with_context(tracer, &parent);
+        let recording = span.is_recording();
         let cx = parent.with_span(span);
-        bt::inject(&cx, &mut message.attributes, &self.propagation);
+        bt::inject(&cx, &mut message.attributes, &instrument.propagation);
         Some(CreateTrace {
-            tracer: tracer.clone(),
             cx,
+            recording,
             flow_control: None,
             batching: None,
             ended: false,
@@ -140,32 +253,32 @@ impl Telemetry {
     /// create spans of its batch.
     pub fn start_publish_rpc(
         &self,
-        topic_id: &str,
-        project: &str,
         count: usize,
         creates: &mut [&mut CreateTrace],
     ) -> Option<RpcSpan> {
-        let tracer = self.tracer.as_ref()?;
+        let instrument = self.instrument.as_ref()?;
+        let tracer = &instrument.tracer;
         let links: Vec<Link> = creates
             .iter()
             .map(|c| c.cx.span().span_context().clone())
             .filter(SpanContext::is_sampled)
+            .take(instrument.max_links)
             .map(|sc| bt::link_to(&sc, None))
             .collect();
-        let mut attributes = common(project, topic_id);
+        let mut attributes = Self::attributes(instrument, 3);
         attributes.extend([
             KeyValue::new(bt::MESSAGING_BATCH_MESSAGE_COUNT, as_i64(count)),
             KeyValue::new(bt::MESSAGING_OPERATION, bt::OPERATION_PUBLISH),
             KeyValue::new(bt::CODE_FUNCTION, "_commit"),
         ]);
         let span = tracer
-            .span_builder(bt::publish_span_name(topic_id))
+            .span_builder(instrument.names.publish)
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
             .with_links(links)
-            .start_with_context(tracer.as_ref(), &Context::new());
+            .start_with_context(tracer, &Context::new());
         let rpc = span.span_context().clone();
-        for create in creates.iter_mut() {
+        for create in creates.iter_mut().filter(|c| c.recording) {
             create.cx.span().add_link(rpc.clone(), Vec::new());
         }
         Some(RpcSpan { span })
@@ -175,22 +288,22 @@ impl Telemetry {
     /// `create` span when the message carries its context.
     pub fn start_subscribe(
         &self,
-        subscription_id: &str,
-        project: &str,
         received: &ReceivedMessage,
         exactly_once: bool,
     ) -> Option<DeliveryTrace> {
-        let tracer = self.tracer.as_ref()?;
+        let instrument = self.instrument.as_ref()?;
+        let tracer = &instrument.tracer;
         let message = received.message.as_ref();
-        let empty = std::collections::HashMap::new();
-        let attributes_map = message.map(|m| &m.attributes).unwrap_or(&empty);
-        let parent = bt::extract(attributes_map, &self.propagation);
+        let parent = match message {
+            Some(m) => bt::extract(&m.attributes, &instrument.propagation),
+            None => Context::new(),
+        };
         let create = parent.span().span_context().clone();
-        let mut attributes = common(project, subscription_id);
+        let mut attributes = Self::attributes(instrument, 7);
         attributes.extend([
             KeyValue::new(
                 bt::MESSAGING_MESSAGE_ID,
-                message.map(|m| m.message_id.clone()).unwrap_or_default(),
+                text_value(message.map_or("", |m| m.message_id.as_str())),
             ),
             KeyValue::new(
                 bt::MESSAGING_MESSAGE_BODY_SIZE,
@@ -199,7 +312,7 @@ impl Telemetry {
             KeyValue::new(bt::MESSAGING_GCP_PUBSUB_ACK_ID, received.ack_id.clone()),
             KeyValue::new(
                 bt::MESSAGING_GCP_PUBSUB_ORDERING_KEY,
-                message.map(|m| m.ordering_key.clone()).unwrap_or_default(),
+                text_value(message.map_or("", |m| m.ordering_key.as_str())),
             ),
             KeyValue::new(bt::MESSAGING_GCP_PUBSUB_EXACTLY_ONCE_DELIVERY, exactly_once),
             KeyValue::new(bt::CODE_FUNCTION, "_on_response"),
@@ -209,13 +322,12 @@ impl Telemetry {
             ),
         ]);
         let span = tracer
-            .span_builder(bt::subscribe_span_name(subscription_id))
+            .span_builder(instrument.names.subscribe)
             .with_kind(SpanKind::Consumer)
             .with_attributes(attributes)
-            .start_with_context(tracer.as_ref(), &parent);
+            .start_with_context(tracer, &parent);
         Some(DeliveryTrace {
-            tracer: tracer.clone(),
-            subscription_id: subscription_id.to_string(),
+            recording: span.is_recording(),
             cx: parent.with_span(span),
             create: create.is_valid().then_some(create),
             scheduler: None,
@@ -230,21 +342,23 @@ impl Telemetry {
     /// official clients make a root whose fate the sampler decides at random).
     pub fn start_settle(
         &self,
-        subscription_id: &str,
-        project: &str,
         kind: bt::SettleKind,
         modack: Option<ModackInfo>,
         deliveries: &mut [&mut DeliveryTrace],
     ) -> Option<RpcSpan> {
-        let tracer = self.tracer.as_ref()?;
-        let contexts: Vec<SpanContext> = deliveries
+        let instrument = self.instrument.as_ref()?;
+        let tracer = &instrument.tracer;
+        let mut sampled = deliveries
             .iter()
             .map(|d| d.cx.span().span_context().clone())
+            .filter(SpanContext::is_sampled)
+            .peekable();
+        sampled.peek()?;
+        let links: Vec<Link> = sampled
+            .take(instrument.max_links)
+            .map(|sc| bt::link_to(&sc, None))
             .collect();
-        if !contexts.iter().any(SpanContext::is_sampled) {
-            return None;
-        }
-        let mut attributes = common(project, subscription_id);
+        let mut attributes = Self::attributes(instrument, 4);
         attributes.push(KeyValue::new(
             bt::MESSAGING_BATCH_MESSAGE_COUNT,
             as_i64(deliveries.len()),
@@ -269,26 +383,18 @@ impl Telemetry {
             _ => attributes.push(KeyValue::new(bt::MESSAGING_OPERATION, kind.operation())),
         }
         let span = tracer
-            .span_builder(bt::settle_span_name(subscription_id, kind))
+            .span_builder(instrument.names.settle(kind))
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
-            .with_links(
-                contexts
-                    .iter()
-                    .filter(|sc| sc.is_sampled())
-                    .map(|sc| bt::link_to(sc, None))
-                    .collect(),
-            )
-            .start_with_context(tracer.as_ref(), &Context::new());
+            .with_links(links)
+            .start_with_context(tracer, &Context::new());
         let settle = span.span_context().clone();
-        for delivery in deliveries.iter_mut() {
-            delivery.cx.span().add_event(kind.start_event(), Vec::new());
+        for delivery in deliveries.iter_mut().filter(|d| d.recording) {
+            let subscribe = delivery.cx.span();
+            subscribe.add_event(kind.start_event(), Vec::new());
             if settle.is_valid() {
                 let link = bt::settle_link(&settle, kind);
-                delivery
-                    .cx
-                    .span()
-                    .add_link(link.span_context, link.attributes);
+                subscribe.add_link(link.span_context, link.attributes);
             }
         }
         Some(RpcSpan { span })
@@ -325,24 +431,23 @@ impl Drop for RpcSpan {
 }
 
 /// The `create` span of one message and its child spans.
+///
+/// Child spans, events and late attributes follow the create span's
+/// sampling decision: a message whose trace is not recorded costs one
+/// non-recording span and the context it carries, nothing more.
 pub(crate) struct CreateTrace {
-    tracer: Arc<BoxedTracer>,
     cx: Context,
+    recording: bool,
     flow_control: Option<BoxedSpan>,
     batching: Option<BoxedSpan>,
     ended: bool,
 }
 
 impl CreateTrace {
-    fn child(&self, name: &'static str) -> BoxedSpan {
-        self.tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Internal)
-            .start_with_context(self.tracer.as_ref(), &self.cx)
-    }
-
-    pub fn start_flow_control(&mut self) {
-        self.flow_control = Some(self.child(bt::PUBLISHER_FLOW_CONTROL_SPAN));
+    pub fn start_flow_control(&mut self, telemetry: &Telemetry) {
+        if self.recording {
+            self.flow_control = telemetry.child(bt::PUBLISHER_FLOW_CONTROL_SPAN, &self.cx);
+        }
     }
 
     pub fn end_flow_control(&mut self) {
@@ -351,8 +456,10 @@ impl CreateTrace {
         }
     }
 
-    pub fn start_batching(&mut self) {
-        self.batching = Some(self.child(bt::PUBLISHER_BATCHING_SPAN));
+    pub fn start_batching(&mut self, telemetry: &Telemetry) {
+        if self.recording {
+            self.batching = telemetry.child(bt::PUBLISHER_BATCHING_SPAN, &self.cx);
+        }
     }
 
     pub fn end_batching(&mut self) {
@@ -362,20 +469,26 @@ impl CreateTrace {
     }
 
     pub fn publish_start(&mut self) {
-        self.cx
-            .span()
-            .add_event(bt::EVENT_PUBLISH_START, Vec::new());
+        if self.recording {
+            self.cx
+                .span()
+                .add_event(bt::EVENT_PUBLISH_START, Vec::new());
+        }
     }
 
     /// Ends the create span with the outcome of its publish.
     pub fn publish_end(&mut self, result: Result<&str, &crate::Error>) {
         let span = self.cx.span();
-        span.add_event(bt::EVENT_PUBLISH_END, Vec::new());
-        match result {
-            Ok(id) => span.set_attribute(KeyValue::new(bt::MESSAGING_MESSAGE_ID, id.to_string())),
-            Err(error) => {
-                span.record_error(error);
-                span.set_status(Status::error(error.to_string()));
+        if self.recording {
+            span.add_event(bt::EVENT_PUBLISH_END, Vec::new());
+            match result {
+                Ok(id) => {
+                    span.set_attribute(KeyValue::new(bt::MESSAGING_MESSAGE_ID, id.to_string()));
+                }
+                Err(error) => {
+                    span.record_error(error);
+                    span.set_status(Status::error(error.to_string()));
+                }
             }
         }
         span.end();
@@ -393,8 +506,10 @@ impl CreateTrace {
             child.end();
         }
         let span = self.cx.span();
-        span.record_error(error);
-        span.set_status(Status::error(error.to_string()));
+        if self.recording {
+            span.record_error(error);
+            span.set_status(Status::error(error.to_string()));
+        }
         span.end();
         self.ended = true;
     }
@@ -410,11 +525,11 @@ impl Drop for CreateTrace {
     }
 }
 
-/// The spans of one delivery: `subscribe` and its children.
+/// The spans of one delivery: `subscribe` and its children, which follow
+/// its sampling decision (as [`CreateTrace`]'s do).
 pub(crate) struct DeliveryTrace {
-    tracer: Arc<BoxedTracer>,
-    subscription_id: String,
     cx: Context,
+    recording: bool,
     create: Option<SpanContext>,
     scheduler: Option<BoxedSpan>,
     concurrency: Option<BoxedSpan>,
@@ -432,6 +547,9 @@ pub struct ProcessScope {
     /// The process span when it was created through the OpenTelemetry API
     /// (no tracing-opentelemetry layer); ended when the scope drops.
     own_span: bool,
+    /// False for a delivery whose trace is not sampled: no process span,
+    /// no events.
+    recording: bool,
 }
 
 impl std::fmt::Debug for ProcessScope {
@@ -445,6 +563,9 @@ impl std::fmt::Debug for ProcessScope {
 impl ProcessScope {
     /// Records an event (`ack called`, `nack called`, `expired`).
     pub(crate) fn event(&self, name: &'static str) {
+        if !self.recording {
+            return;
+        }
         if self.own_span {
             self.context.span().add_event(name, Vec::new());
         } else {
@@ -462,15 +583,10 @@ impl Drop for ProcessScope {
 }
 
 impl DeliveryTrace {
-    fn child(&self, name: &'static str) -> BoxedSpan {
-        self.tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Internal)
-            .start_with_context(self.tracer.as_ref(), &self.cx)
-    }
-
-    pub fn start_scheduler(&mut self) {
-        self.scheduler = Some(self.child(bt::SUBSCRIBER_SCHEDULER_SPAN));
+    pub fn start_scheduler(&mut self, telemetry: &Telemetry) {
+        if self.recording {
+            self.scheduler = telemetry.child(bt::SUBSCRIBER_SCHEDULER_SPAN, &self.cx);
+        }
     }
 
     pub fn end_scheduler(&mut self) {
@@ -479,8 +595,10 @@ impl DeliveryTrace {
         }
     }
 
-    pub fn start_concurrency_control(&mut self) {
-        self.concurrency = Some(self.child(bt::SUBSCRIBER_CONCURRENCY_CONTROL_SPAN));
+    pub fn start_concurrency_control(&mut self, telemetry: &Telemetry) {
+        if self.recording {
+            self.concurrency = telemetry.child(bt::SUBSCRIBER_CONCURRENCY_CONTROL_SPAN, &self.cx);
+        }
     }
 
     pub fn end_concurrency_control(&mut self) {
@@ -491,48 +609,65 @@ impl DeliveryTrace {
 
     /// Records an event on the subscribe span (`modack end`, `ack end`...).
     pub fn event(&self, name: &'static str) {
-        self.cx.span().add_event(name, Vec::new());
+        if self.recording {
+            self.cx.span().add_event(name, Vec::new());
+        }
     }
 
-    /// Starts the `process` span the handler runs in.
-    pub fn start_process(&self) -> ProcessScope {
-        let name = bt::process_span_name(&self.subscription_id);
+    /// Starts the `process` span the handler runs in (`None` when tracing
+    /// is off).
+    pub fn start_process(&self, telemetry: &Telemetry) -> Option<ProcessScope> {
+        let instrument = telemetry.instrument.as_ref()?;
+        if !self.recording {
+            // Not sampled: the handler runs in the subscribe span's context,
+            // so what it publishes stays in the (unrecorded) trace.
+            return Some(ProcessScope {
+                span: tracing::Span::none(),
+                context: self.cx.clone(),
+                own_span: false,
+                recording: false,
+            });
+        }
+        let name = instrument.names.process;
         let span = tracing::info_span!(
             "process",
-            otel.name = %name,
+            otel.name = name,
             otel.kind = "internal",
             messaging.system = bt::MESSAGING_SYSTEM_VALUE,
         );
-        // Fails only without a tracing-opentelemetry layer; handled below.
-        let _ = span.set_parent(self.cx.clone());
-        if let Some(create) = &self.create {
-            span.add_link(create.clone());
-        }
-        let bridged = span.context();
-        if bridged.span().span_context().is_valid() {
-            return ProcessScope {
-                span,
-                context: bridged,
-                own_span: false,
-            };
+        // A disabled span (no subscriber wants it) has no OpenTelemetry
+        // side; skip straight to the API span.
+        if !span.is_disabled() {
+            // Fails only without a tracing-opentelemetry layer; handled below.
+            let _ = span.set_parent(self.cx.clone());
+            if let Some(create) = &self.create {
+                span.add_link(create.clone());
+            }
+            let bridged = span.context();
+            if bridged.span().span_context().is_valid() {
+                return Some(ProcessScope {
+                    span,
+                    context: bridged,
+                    own_span: false,
+                    recording: true,
+                });
+            }
         }
         // No tracing-opentelemetry layer: make the span through the API.
         let links = self.create.iter().map(|sc| bt::link_to(sc, None)).collect();
-        let otel = self
-            .tracer
+        let tracer = &instrument.tracer;
+        let otel = tracer
             .span_builder(name)
             .with_kind(SpanKind::Internal)
-            .with_attributes(vec![KeyValue::new(
-                bt::MESSAGING_SYSTEM,
-                bt::MESSAGING_SYSTEM_VALUE,
-            )])
+            .with_attributes(vec![instrument.common[0].clone()])
             .with_links(links)
-            .start_with_context(self.tracer.as_ref(), &self.cx);
-        ProcessScope {
+            .start_with_context(tracer, &self.cx);
+        Some(ProcessScope {
             span,
             context: self.cx.with_span(otel),
             own_span: true,
-        }
+            recording: true,
+        })
     }
 
     /// Ends the subscribe span with its result (`acked`, `nacked`, `expired`).
@@ -543,7 +678,9 @@ impl DeliveryTrace {
         self.end_scheduler();
         self.end_concurrency_control();
         let span = self.cx.span();
-        span.set_attribute(KeyValue::new(bt::MESSAGING_GCP_PUBSUB_RESULT, result));
+        if self.recording {
+            span.set_attribute(KeyValue::new(bt::MESSAGING_GCP_PUBSUB_RESULT, result));
+        }
         span.end();
         self.ended = true;
     }

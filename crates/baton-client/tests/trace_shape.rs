@@ -404,3 +404,120 @@ async fn handler_work_nests_under_the_process_span() {
         process.span_context.trace_id()
     );
 }
+
+/// A message whose trace is not sampled still carries its trace context
+/// (flag 00), and the handler runs inside that trace, but the client records
+/// no span, event or link for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_messages_carry_their_context_and_record_nothing() {
+    let _serial = SERIAL.lock().await;
+    let scenario = scenario(false).await;
+    let exporter = InMemorySpanExporter::default();
+    let unsampled = SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+            opentelemetry_sdk::trace::Sampler::AlwaysOff,
+        )))
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let publisher = scenario.client.publisher_with(
+        &scenario.topic,
+        PublisherConfig {
+            tracing: tracing_config(&unsampled),
+            ..Default::default()
+        },
+    );
+    publisher.publish(Message::new("x")).await.await.unwrap();
+    publisher.shutdown().await;
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let subscriber = scenario.client.subscriber_with(
+        &scenario.subscription,
+        SubscriberConfig {
+            tracing: tracing_config(&unsampled),
+            ..Default::default()
+        },
+    );
+    let handle = subscriber.subscribe(move |message| {
+        let seen = seen_tx.clone();
+        async move {
+            let traceparent = message.attributes().get("googclient_traceparent").cloned();
+            let current = opentelemetry::Context::current()
+                .span()
+                .span_context()
+                .clone();
+            message.ack();
+            let _ = seen.send((traceparent, current));
+        }
+    });
+    let (traceparent, current) = tokio::time::timeout(Duration::from_secs(20), seen_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    handle.shutdown().await.unwrap();
+    let _ = unsampled.force_flush();
+    let traceparent = traceparent.expect("the message carries googclient_traceparent");
+    assert!(traceparent.ends_with("-00"), "not sampled: {traceparent}");
+    assert!(
+        current.is_valid(),
+        "the handler runs in the message's trace"
+    );
+    assert!(!current.is_sampled());
+    assert_eq!(
+        traceparent.split('-').nth(1).unwrap(),
+        current.trace_id().to_string()
+    );
+    assert_eq!(exporter.get_finished_spans().unwrap(), Vec::new());
+}
+
+/// A batch larger than `max_links_per_span` links the publish span to the
+/// first create spans only, while every create span still links back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_span_links_stop_at_the_configured_limit() {
+    let _serial = SERIAL.lock().await;
+    let scenario = scenario(false).await;
+    let publisher = scenario.client.publisher_with(
+        &scenario.topic,
+        PublisherConfig {
+            batching: baton_client::BatchSettings {
+                max_messages: 100,
+                max_bytes: 1_000_000,
+                max_delay: Duration::from_secs(5),
+            },
+            tracing: TracingConfig {
+                max_links_per_span: 2,
+                ..tracing_config(&scenario.provider)
+            },
+            ..Default::default()
+        },
+    );
+    let mut handles = Vec::new();
+    for i in 0..5 {
+        handles.push(publisher.publish(Message::new(format!("m{i}"))).await);
+    }
+    publisher.flush().await;
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let _ = scenario.provider.force_flush();
+    let spans = scenario.exporter.get_finished_spans().unwrap();
+    let publish: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == "orders-topic publish")
+        .collect();
+    assert_eq!(publish.len(), 1, "one batch, one publish span");
+    assert_eq!(publish[0].links.links.len(), 2);
+    let creates: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == "orders-topic create")
+        .collect();
+    assert_eq!(creates.len(), 5);
+    for create in creates {
+        assert_eq!(
+            create
+                .links
+                .iter()
+                .map(|l| l.span_context.span_id())
+                .collect::<Vec<_>>(),
+            vec![publish[0].span_context.span_id()]
+        );
+    }
+}

@@ -7,7 +7,7 @@
 //! W3C propagator directly (never the process-global propagator, which may
 //! carry extra keys such as baggage).
 
-use std::borrow::{Borrow, BorrowMut};
+use std::borrow::{Borrow, BorrowMut, Cow};
 use std::collections::HashMap;
 
 use opentelemetry::Context;
@@ -45,6 +45,8 @@ pub const STANDARD_TRACESTATE_ATTRIBUTE: &str = "tracestate";
 /// Unprefixed propagator field name for the tracestate (what the W3C
 /// propagator asks a carrier to set).
 const TRACESTATE_FIELD: &str = "tracestate";
+/// The W3C propagator's field for `traceparent`.
+const TRACEPARENT_FIELD: &str = "traceparent";
 
 /// Opt-in extras beyond the official clients' wire format (`tracing.md` 4.4).
 ///
@@ -114,8 +116,16 @@ impl<A> MessageCarrier<A> {
         self.attributes
     }
 
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+    /// The attribute key of a propagator field. The two W3C fields of the
+    /// `googclient_` carrier are constants, so reading and writing them (for
+    /// every traced message) allocates nothing.
+    fn key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        match (self.prefix, key) {
+            ("", _) => Cow::Borrowed(key),
+            (ATTRIBUTE_PREFIX, TRACEPARENT_FIELD) => Cow::Borrowed(TRACEPARENT_ATTRIBUTE),
+            (ATTRIBUTE_PREFIX, TRACESTATE_FIELD) => Cow::Borrowed(TRACESTATE_ATTRIBUTE),
+            (prefix, key) => Cow::Owned(format!("{prefix}{key}")),
+        }
     }
 }
 
@@ -124,7 +134,7 @@ impl<A: Borrow<HashMap<String, String>>> Extractor for MessageCarrier<A> {
     fn get(&self, key: &str) -> Option<&str> {
         self.attributes
             .borrow()
-            .get(&self.key(key))
+            .get(self.key(key).as_ref())
             .map(String::as_str)
     }
 
@@ -145,9 +155,9 @@ impl<A: BorrowMut<HashMap<String, String>>> Injector for MessageCarrier<A> {
         let full_key = self.key(key);
         let attributes = self.attributes.borrow_mut();
         if key == TRACESTATE_FIELD && value.is_empty() {
-            attributes.remove(&full_key);
+            attributes.remove(full_key.as_ref());
         } else {
-            attributes.insert(full_key, value);
+            attributes.insert(full_key.into_owned(), value);
         }
     }
 

@@ -399,13 +399,9 @@ pub(crate) async fn send(shared: &Shared, kind: Kind, requests: Vec<SettleReques
             _ => None,
         };
         with_traces(&deliveries, |traces| {
-            shared.telemetry.start_settle(
-                &shared.subscription_id,
-                &shared.project,
-                kind.settle_kind(),
-                modack,
-                traces,
-            )
+            shared
+                .telemetry
+                .start_settle(kind.settle_kind(), modack, traces)
         })
         .flatten()
     };

@@ -209,10 +209,11 @@ impl Core {
             return;
         }
         let ordering = self.ordering.load(Ordering::Acquire);
+        let telemetry = &self.shared.telemetry;
         for pending in &pendings {
             pending
                 .delivery
-                .with_trace(|traced| traced.trace.start_concurrency_control());
+                .with_trace(|traced| traced.trace.start_concurrency_control(telemetry));
         }
         {
             let mut state = self.lock();
@@ -268,7 +269,7 @@ impl Core {
         for pending in released {
             pending.delivery.with_trace(|traced| {
                 traced.trace.end_concurrency_control();
-                traced.trace.start_scheduler();
+                traced.trace.start_scheduler(&self.shared.telemetry);
             });
             self.running.fetch_add(1, Ordering::AcqRel);
             let guard = HandlerGuard {
@@ -487,12 +488,15 @@ async fn run_handler(core: Arc<Core>, pending: Pending, mut guard: HandlerGuard)
         drop(guard);
         return;
     }
-    let process = pending.delivery.with_trace(|traced| {
-        traced.trace.end_scheduler();
-        let scope = Arc::new(traced.trace.start_process());
-        traced.process = Some(Arc::downgrade(&scope));
-        scope
-    });
+    let process = pending
+        .delivery
+        .with_trace(|traced| {
+            traced.trace.end_scheduler();
+            let scope = Arc::new(traced.trace.start_process(&core.shared.telemetry)?);
+            traced.process = Some(Arc::downgrade(&scope));
+            Some(scope)
+        })
+        .flatten();
     let message = ReceivedMessage::new(pending, process.clone());
     let handler = core.handler.clone();
     let work = AssertUnwindSafe(async move { handler(message).await }).catch_unwind();

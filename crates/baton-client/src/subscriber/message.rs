@@ -140,14 +140,7 @@ impl Pending {
         // Tracing off: one branch, nothing else.
         let trace = telemetry
             .enabled()
-            .then(|| {
-                telemetry.start_subscribe(
-                    &shared.subscription_id,
-                    &shared.project,
-                    &received,
-                    exactly_once,
-                )
-            })
+            .then(|| telemetry.start_subscribe(&received, exactly_once))
             .flatten()
             .map(|trace| {
                 Mutex::new(Traced {

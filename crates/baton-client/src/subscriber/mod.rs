@@ -39,7 +39,7 @@ use baton_proto::pubsub::{PullRequest, PullResponse};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::client::{Client, short_id};
+use crate::client::{Client, project_of};
 use crate::error::{Error, Result};
 use crate::retry::{RetrySettings, idempotent_retryable, with_retry};
 use crate::telemetry::{Telemetry, TracingConfig};
@@ -265,10 +265,6 @@ pub(crate) struct Shared {
     pub client: Client,
     /// Full subscription name.
     pub subscription: String,
-    /// Short subscription id (span names).
-    pub subscription_id: String,
-    /// Project of the subscription (span attribute).
-    pub project: String,
     pub config: SubscriberConfig,
     pub telemetry: Telemetry,
 }
@@ -276,17 +272,12 @@ pub(crate) struct Shared {
 impl Shared {
     fn new(client: &Client, subscription: &str, config: SubscriberConfig) -> Self {
         let subscription = client.subscription_name(subscription);
-        let project = subscription
-            .strip_prefix("projects/")
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or(client.project_id())
-            .to_string();
+        let project = project_of(&subscription, client.project_id());
+        let telemetry = Telemetry::new(&config.tracing, project, &subscription);
         Self {
             client: client.clone(),
-            subscription_id: short_id(&subscription).to_string(),
             subscription,
-            project,
-            telemetry: Telemetry::new(&config.tracing),
+            telemetry,
             config,
         }
     }
