@@ -12,6 +12,7 @@ pub mod otlp;
 mod push;
 mod rest;
 mod schema_service;
+mod serve;
 mod status;
 pub mod trace_api;
 pub mod web_ui;
@@ -397,11 +398,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let app = router_with_traces(broker.clone(), trace_store.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+        serve::serve(listener, app, async move {
+            let _ = stopped.await;
+        })
+        .await
     });
     tracing::info!(%local_addr, "baton server listening (gRPC and REST)");
     Ok(RunningServer {

@@ -279,11 +279,10 @@ pub(crate) fn spawn(
 ) -> Result<Listener, std::io::Error> {
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            })
-            .await
+        crate::serve::serve(listener, app, async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+        .await
     });
     Ok(Listener { addr, task })
 }
