@@ -74,9 +74,12 @@ struct Args {
     /// Measured rounds (every mode once per round); the report gives medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Messages of the warm-up round of each mode (0: none).
-    #[arg(long, default_value_t = 5_000)]
-    warmup: usize,
+    /// Messages of the warm-up round of each mode (0: none); default: as
+    /// many as a measured round. A smaller warm-up leaves the first measured
+    /// round paying for the heap's growth (page faults), which made it up
+    /// to three times slower than the next.
+    #[arg(long)]
+    warmup: Option<usize>,
     /// Most messages per publish batch (both clients).
     #[arg(long, default_value_t = 1000)]
     batch_max_messages: usize,
@@ -713,10 +716,15 @@ async fn run(args: Args) -> Result<()> {
     let mut series: Vec<(Mode, Series)> = modes.iter().map(|m| (*m, Series::default())).collect();
     let mut traced_messages = 0u64;
     let mut spans_before = 0u64;
-    let rounds = usize::from(args.warmup > 0) + args.rounds;
+    let warmup_messages = args.warmup.unwrap_or(args.messages);
+    let rounds = usize::from(warmup_messages > 0) + args.rounds;
     for round in 0..rounds {
-        let warmup = args.warmup > 0 && round == 0;
-        let n = if warmup { args.warmup } else { args.messages };
+        let warmup = warmup_messages > 0 && round == 0;
+        let n = if warmup {
+            warmup_messages
+        } else {
+            args.messages
+        };
         for (mode, results) in &mut series {
             let prefix = format!("{run_id}-{round}-{}", mode.slug());
             eprintln!(

@@ -332,6 +332,10 @@ impl Publisher {
     /// Queues `message` for publishing. Waits only when flow control is full
     /// and set to block; the returned handle resolves to the message id.
     pub async fn publish(&self, message: impl Into<Message>) -> PublishHandle {
+        // A loop of publishes that never wait would hold its worker thread
+        // until it ends, and the connection and batch tasks queued behind
+        // it would wait too; yield now and then to let them run.
+        tokio::task::consume_budget().await;
         let shared = &self.shared;
         let mut message = message.into().into_proto();
         if !message.ordering_key.is_empty() && !shared.config.enable_message_ordering {

@@ -154,6 +154,14 @@ fn current_parent() -> Context {
     Context::current()
 }
 
+/// A valid parent whose trace is not sampled: with the (default)
+/// parent-based sampler, no span under it is recorded, so none is made.
+fn is_unsampled(parent: &Context) -> bool {
+    let span = parent.span();
+    let context = span.span_context();
+    context.is_valid() && !context.is_sampled()
+}
+
 fn as_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -217,11 +225,19 @@ impl Telemetry {
     }
 
     /// Starts the per-message `create` span and writes its context into the
-    /// message's attributes.
+    /// message's attributes. `None` when the span is not recorded: tracing
+    /// is off, or the trace is not sampled, in which case the message still
+    /// carries the trace context (flag `00`), so the trace stays whole.
     pub fn start_create(&self, message: &mut PubsubMessage) -> Option<CreateTrace> {
         let instrument = self.instrument.as_ref()?;
         let tracer = &instrument.tracer;
         let parent = current_parent();
+        if is_unsampled(&parent) {
+            // The parent-based sampler would not record the span: skip
+            // making it, and let the message carry the parent's context.
+            bt::inject(&parent, &mut message.attributes, &instrument.propagation);
+            return None;
+        }
         let mut attributes = Self::attributes(instrument, 4);
         attributes.extend([
             KeyValue::new(bt::MESSAGING_OPERATION, bt::OPERATION_CREATE),
@@ -240,9 +256,11 @@ impl Telemetry {
         let recording = span.is_recording();
         let cx = parent.with_span(span);
         bt::inject(&cx, &mut message.attributes, &instrument.propagation);
+        if !recording {
+            return None;
+        }
         Some(CreateTrace {
             cx,
-            recording,
             flow_control: None,
             batching: None,
             ended: false,
@@ -278,19 +296,20 @@ impl Telemetry {
             .with_links(links)
             .start_with_context(tracer, &Context::new());
         let rpc = span.span_context().clone();
-        for create in creates.iter_mut().filter(|c| c.recording) {
+        for create in creates.iter_mut() {
             create.cx.span().add_link(rpc.clone(), Vec::new());
         }
         Some(RpcSpan { span })
     }
 
     /// Starts the `subscribe` span of one delivery, a child of the publisher's
-    /// `create` span when the message carries its context.
+    /// `create` span when the message carries its context (`None` when
+    /// tracing is off).
     pub fn start_subscribe(
         &self,
         received: &ReceivedMessage,
         exactly_once: bool,
-    ) -> Option<DeliveryTrace> {
+    ) -> Option<SubscribeTrace> {
         let instrument = self.instrument.as_ref()?;
         let tracer = &instrument.tracer;
         let message = received.message.as_ref();
@@ -298,6 +317,9 @@ impl Telemetry {
             Some(m) => bt::extract(&m.attributes, &instrument.propagation),
             None => Context::new(),
         };
+        if is_unsampled(&parent) {
+            return Some(SubscribeTrace::Unsampled(parent));
+        }
         let create = parent.span().span_context().clone();
         let mut attributes = Self::attributes(instrument, 7);
         attributes.extend([
@@ -326,14 +348,16 @@ impl Telemetry {
             .with_kind(SpanKind::Consumer)
             .with_attributes(attributes)
             .start_with_context(tracer, &parent);
-        Some(DeliveryTrace {
-            recording: span.is_recording(),
+        if !span.is_recording() {
+            return Some(SubscribeTrace::Unsampled(parent.with_span(span)));
+        }
+        Some(SubscribeTrace::Recording(DeliveryTrace {
             cx: parent.with_span(span),
             create: create.is_valid().then_some(create),
             scheduler: None,
             concurrency: None,
             ended: false,
-        })
+        }))
     }
 
     /// Starts an ack, nack or modack RPC span (a root) linked both ways to
@@ -389,7 +413,7 @@ impl Telemetry {
             .with_links(links)
             .start_with_context(tracer, &Context::new());
         let settle = span.span_context().clone();
-        for delivery in deliveries.iter_mut().filter(|d| d.recording) {
+        for delivery in deliveries.iter_mut() {
             let subscribe = delivery.cx.span();
             subscribe.add_event(kind.start_event(), Vec::new());
             if settle.is_valid() {
@@ -430,14 +454,9 @@ impl Drop for RpcSpan {
     }
 }
 
-/// The `create` span of one message and its child spans.
-///
-/// Child spans, events and late attributes follow the create span's
-/// sampling decision: a message whose trace is not recorded costs one
-/// non-recording span and the context it carries, nothing more.
+/// The recorded `create` span of one message and its child spans.
 pub(crate) struct CreateTrace {
     cx: Context,
-    recording: bool,
     flow_control: Option<BoxedSpan>,
     batching: Option<BoxedSpan>,
     ended: bool,
@@ -445,9 +464,7 @@ pub(crate) struct CreateTrace {
 
 impl CreateTrace {
     pub fn start_flow_control(&mut self, telemetry: &Telemetry) {
-        if self.recording {
-            self.flow_control = telemetry.child(bt::PUBLISHER_FLOW_CONTROL_SPAN, &self.cx);
-        }
+        self.flow_control = telemetry.child(bt::PUBLISHER_FLOW_CONTROL_SPAN, &self.cx);
     }
 
     pub fn end_flow_control(&mut self) {
@@ -457,9 +474,7 @@ impl CreateTrace {
     }
 
     pub fn start_batching(&mut self, telemetry: &Telemetry) {
-        if self.recording {
-            self.batching = telemetry.child(bt::PUBLISHER_BATCHING_SPAN, &self.cx);
-        }
+        self.batching = telemetry.child(bt::PUBLISHER_BATCHING_SPAN, &self.cx);
     }
 
     pub fn end_batching(&mut self) {
@@ -469,26 +484,20 @@ impl CreateTrace {
     }
 
     pub fn publish_start(&mut self) {
-        if self.recording {
-            self.cx
-                .span()
-                .add_event(bt::EVENT_PUBLISH_START, Vec::new());
-        }
+        self.cx
+            .span()
+            .add_event(bt::EVENT_PUBLISH_START, Vec::new());
     }
 
     /// Ends the create span with the outcome of its publish.
     pub fn publish_end(&mut self, result: Result<&str, &crate::Error>) {
         let span = self.cx.span();
-        if self.recording {
-            span.add_event(bt::EVENT_PUBLISH_END, Vec::new());
-            match result {
-                Ok(id) => {
-                    span.set_attribute(KeyValue::new(bt::MESSAGING_MESSAGE_ID, id.to_string()));
-                }
-                Err(error) => {
-                    span.record_error(error);
-                    span.set_status(Status::error(error.to_string()));
-                }
+        span.add_event(bt::EVENT_PUBLISH_END, Vec::new());
+        match result {
+            Ok(id) => span.set_attribute(KeyValue::new(bt::MESSAGING_MESSAGE_ID, id.to_string())),
+            Err(error) => {
+                span.record_error(error);
+                span.set_status(Status::error(error.to_string()));
             }
         }
         span.end();
@@ -506,10 +515,8 @@ impl CreateTrace {
             child.end();
         }
         let span = self.cx.span();
-        if self.recording {
-            span.record_error(error);
-            span.set_status(Status::error(error.to_string()));
-        }
+        span.record_error(error);
+        span.set_status(Status::error(error.to_string()));
         span.end();
         self.ended = true;
     }
@@ -525,11 +532,18 @@ impl Drop for CreateTrace {
     }
 }
 
-/// The spans of one delivery: `subscribe` and its children, which follow
-/// its sampling decision (as [`CreateTrace`]'s do).
+/// How one delivery is traced.
+pub(crate) enum SubscribeTrace {
+    /// Its `subscribe` span is recorded.
+    Recording(DeliveryTrace),
+    /// Its trace is not sampled: no span is recorded, and the handler runs
+    /// in this context, so what it publishes stays in the trace.
+    Unsampled(Context),
+}
+
+/// The recorded spans of one delivery: `subscribe` and its children.
 pub(crate) struct DeliveryTrace {
     cx: Context,
-    recording: bool,
     create: Option<SpanContext>,
     scheduler: Option<BoxedSpan>,
     concurrency: Option<BoxedSpan>,
@@ -547,9 +561,6 @@ pub struct ProcessScope {
     /// The process span when it was created through the OpenTelemetry API
     /// (no tracing-opentelemetry layer); ended when the scope drops.
     own_span: bool,
-    /// False for a delivery whose trace is not sampled: no process span,
-    /// no events.
-    recording: bool,
 }
 
 impl std::fmt::Debug for ProcessScope {
@@ -563,9 +574,6 @@ impl std::fmt::Debug for ProcessScope {
 impl ProcessScope {
     /// Records an event (`ack called`, `nack called`, `expired`).
     pub(crate) fn event(&self, name: &'static str) {
-        if !self.recording {
-            return;
-        }
         if self.own_span {
             self.context.span().add_event(name, Vec::new());
         } else {
@@ -584,9 +592,7 @@ impl Drop for ProcessScope {
 
 impl DeliveryTrace {
     pub fn start_scheduler(&mut self, telemetry: &Telemetry) {
-        if self.recording {
-            self.scheduler = telemetry.child(bt::SUBSCRIBER_SCHEDULER_SPAN, &self.cx);
-        }
+        self.scheduler = telemetry.child(bt::SUBSCRIBER_SCHEDULER_SPAN, &self.cx);
     }
 
     pub fn end_scheduler(&mut self) {
@@ -596,9 +602,7 @@ impl DeliveryTrace {
     }
 
     pub fn start_concurrency_control(&mut self, telemetry: &Telemetry) {
-        if self.recording {
-            self.concurrency = telemetry.child(bt::SUBSCRIBER_CONCURRENCY_CONTROL_SPAN, &self.cx);
-        }
+        self.concurrency = telemetry.child(bt::SUBSCRIBER_CONCURRENCY_CONTROL_SPAN, &self.cx);
     }
 
     pub fn end_concurrency_control(&mut self) {
@@ -609,25 +613,13 @@ impl DeliveryTrace {
 
     /// Records an event on the subscribe span (`modack end`, `ack end`...).
     pub fn event(&self, name: &'static str) {
-        if self.recording {
-            self.cx.span().add_event(name, Vec::new());
-        }
+        self.cx.span().add_event(name, Vec::new());
     }
 
     /// Starts the `process` span the handler runs in (`None` when tracing
     /// is off).
     pub fn start_process(&self, telemetry: &Telemetry) -> Option<ProcessScope> {
         let instrument = telemetry.instrument.as_ref()?;
-        if !self.recording {
-            // Not sampled: the handler runs in the subscribe span's context,
-            // so what it publishes stays in the (unrecorded) trace.
-            return Some(ProcessScope {
-                span: tracing::Span::none(),
-                context: self.cx.clone(),
-                own_span: false,
-                recording: false,
-            });
-        }
         let name = instrument.names.process;
         let span = tracing::info_span!(
             "process",
@@ -649,7 +641,6 @@ impl DeliveryTrace {
                     span,
                     context: bridged,
                     own_span: false,
-                    recording: true,
                 });
             }
         }
@@ -666,7 +657,6 @@ impl DeliveryTrace {
             span,
             context: self.cx.with_span(otel),
             own_span: true,
-            recording: true,
         })
     }
 
@@ -678,9 +668,7 @@ impl DeliveryTrace {
         self.end_scheduler();
         self.end_concurrency_control();
         let span = self.cx.span();
-        if self.recording {
-            span.set_attribute(KeyValue::new(bt::MESSAGING_GCP_PUBSUB_RESULT, result));
-        }
+        span.set_attribute(KeyValue::new(bt::MESSAGING_GCP_PUBSUB_RESULT, result));
         span.end();
         self.ended = true;
     }

@@ -497,16 +497,18 @@ async fn run_handler(core: Arc<Core>, pending: Pending, mut guard: HandlerGuard)
             Some(scope)
         })
         .flatten();
+    let unsampled = pending.delivery.unsampled_context().cloned();
     let message = ReceivedMessage::new(pending, process.clone());
     let handler = core.handler.clone();
     let work = AssertUnwindSafe(async move { handler(message).await }).catch_unwind();
-    let outcome = match &process {
-        Some(scope) => {
+    let outcome = match (&process, unsampled) {
+        (Some(scope), _) => {
             work.instrument(scope.span.clone())
                 .with_context(scope.context.clone())
                 .await
         }
-        None => work.await,
+        (None, Some(context)) => work.with_context(context).await,
+        (None, None) => work.await,
     };
     if outcome.is_err() {
         tracing::error!(

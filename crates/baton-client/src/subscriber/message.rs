@@ -14,7 +14,7 @@ use super::Shared;
 use super::acker::{AckerHandle, Kind, Reply, SettleRequest};
 use super::dispatcher::Core;
 use crate::error::AckError;
-use crate::telemetry::{DeliveryTrace, ProcessScope};
+use crate::telemetry::{DeliveryTrace, ProcessScope, SubscribeTrace};
 
 /// The span of messages that have none (tracing off, unary pulls).
 static NO_SPAN: tracing::Span = tracing::Span::none();
@@ -34,7 +34,11 @@ pub(crate) struct Delivery {
     pub size: usize,
     pub ordering_key: String,
     pub received_at: Instant,
+    /// Its recorded spans.
     trace: Option<Mutex<Traced>>,
+    /// The trace context of a delivery whose trace is not sampled (nothing
+    /// recorded); the handler runs in it.
+    unsampled: Option<opentelemetry::Context>,
     /// Set by the first ack or nack (the user's or shutdown's).
     settled: AtomicBool,
     acker: AckerHandle,
@@ -54,6 +58,11 @@ impl Delivery {
 
     pub fn is_traced(&self) -> bool {
         self.trace.is_some()
+    }
+
+    /// The context of a delivery whose trace is not sampled.
+    pub fn unsampled_context(&self) -> Option<&opentelemetry::Context> {
+        self.unsampled.as_ref()
     }
 
     /// Claims the right to settle; `false` when it was settled already.
@@ -138,16 +147,21 @@ impl Pending {
     ) -> Self {
         let telemetry = &shared.telemetry;
         // Tracing off: one branch, nothing else.
-        let trace = telemetry
+        let (trace, unsampled) = match telemetry
             .enabled()
             .then(|| telemetry.start_subscribe(&received, exactly_once))
             .flatten()
-            .map(|trace| {
-                Mutex::new(Traced {
+        {
+            Some(SubscribeTrace::Recording(trace)) => (
+                Some(Mutex::new(Traced {
                     trace,
                     process: None,
-                })
-            });
+                })),
+                None,
+            ),
+            Some(SubscribeTrace::Unsampled(context)) => (None, Some(context)),
+            None => (None, None),
+        };
         let message = received.message.unwrap_or_default();
         let delivery = Delivery {
             ack_id: received.ack_id,
@@ -155,6 +169,7 @@ impl Pending {
             ordering_key: message.ordering_key.clone(),
             received_at: Instant::now(),
             trace,
+            unsampled,
             settled: AtomicBool::new(false),
             acker,
             session,
