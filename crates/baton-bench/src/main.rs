@@ -496,6 +496,10 @@ struct Series {
     receive: Vec<f64>,
     publish_cores: Vec<f64>,
     receive_cores: Vec<f64>,
+    /// CPU microseconds per message (cores used / messages per second),
+    /// per round: steadier than the rates when the machine is busy.
+    publish_cpu_us: Vec<f64>,
+    receive_cpu_us: Vec<f64>,
 }
 
 impl Series {
@@ -504,6 +508,22 @@ impl Series {
         self.receive.push(rates.receive);
         self.publish_cores.extend(cores.publish);
         self.receive_cores.extend(cores.receive);
+        let per_message = |cores: f64, rate: f64| cores / rate * 1e6;
+        self.publish_cpu_us
+            .extend(cores.publish.map(|c| per_message(c, rates.publish)));
+        self.receive_cpu_us
+            .extend(cores.receive.map(|c| per_message(c, rates.receive)));
+    }
+
+    /// Median CPU microseconds per message: (publish, receive+ack).
+    fn cpu_per_message(&self) -> Option<(f64, f64)> {
+        if self.publish_cpu_us.is_empty() || self.receive_cpu_us.is_empty() {
+            return None;
+        }
+        Some((
+            median(&mut self.publish_cpu_us.clone()),
+            median(&mut self.receive_cpu_us.clone()),
+        ))
     }
 
     fn medians(&self) -> Rates {
@@ -628,6 +648,23 @@ fn report(
             "Rust tracing overhead:       publish {p:5.1}%   receive+ack {r:5.1}%   (sampling {}%)",
             args.sample_ratio * 100.0
         );
+        let cpu = |mode| {
+            modes
+                .iter()
+                .find(|(m, _)| *m == mode)
+                .and_then(|(_, series)| series.cpu_per_message())
+        };
+        if let (Some(off), Some(on)) = (cpu(Mode::RustOff), cpu(Mode::RustOn)) {
+            println!(
+                "  CPU per message (us): publish {:.2} off, {:.2} on (+{:.2}); receive+ack {:.2} off, {:.2} on (+{:.2})",
+                off.0,
+                on.0,
+                on.0 - off.0,
+                off.1,
+                on.1,
+                on.1 - off.1
+            );
+        }
         if let Some(spans) = spans_per_message {
             println!("  ({spans:.1} spans per message exported to the counting sink)");
         }
