@@ -1,5 +1,11 @@
 //! The `baton` command line.
 
+/// mimalloc instead of the platform's malloc: the server and the client
+/// verbs allocate messages and spans on one thread and free them on another,
+/// which glibc's malloc serves slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod demo;
 mod otel;
 mod pubsub_cmds;
@@ -10,8 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-/// Baton: a Pub/Sub-API server (and soon client tools) that keeps traces
-/// whole across asynchronous hops.
+/// Baton: a Pub/Sub-API server, client tools and a trace view that keep
+/// traces whole across asynchronous hops.
 #[derive(Debug, Parser)]
 #[command(name = "baton", version, about)]
 struct Cli {
