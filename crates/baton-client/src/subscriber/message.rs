@@ -337,7 +337,8 @@ impl ReceivedMessage {
     }
 
     /// The `process` span the handler runs in (a disabled span when tracing
-    /// is off or the message came from a unary pull).
+    /// is off, the message's trace is not sampled, or the message came from
+    /// a unary pull).
     ///
     /// ```no_run
     /// # async fn run(client: baton_client::Client) {
