@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage};
 use baton_trace as bt;
@@ -360,14 +361,20 @@ impl Telemetry {
         }))
     }
 
-    /// Starts an ack, nack or modack RPC span (a root) linked both ways to
-    /// the subscribe spans it settles. It follows their sampling decision:
+    /// Makes the span of an ack, nack or modack RPC sent at `sent` (a root)
+    /// linked both ways to the subscribe spans it settles, with their
+    /// `{kind} start` events at `sent`. It follows their sampling decision:
     /// when none of them is sampled, no settle span is made at all (the
     /// official clients make a root whose fate the sampler decides at random).
+    ///
+    /// The caller makes it once the RPC has answered: every subscribe span is
+    /// then touched once per RPC, not once before and once after, and the RPC
+    /// itself waits for no tracing work.
     pub fn start_settle(
         &self,
         kind: bt::SettleKind,
         modack: Option<ModackInfo>,
+        sent: SystemTime,
         deliveries: &mut [&mut DeliveryTrace],
     ) -> Option<RpcSpan> {
         let instrument = self.instrument.as_ref()?;
@@ -409,13 +416,14 @@ impl Telemetry {
         let span = tracer
             .span_builder(instrument.names.settle(kind))
             .with_kind(SpanKind::Client)
+            .with_start_time(sent)
             .with_attributes(attributes)
             .with_links(links)
             .start_with_context(tracer, &Context::new());
         let settle = span.span_context().clone();
         for delivery in deliveries.iter_mut() {
             let subscribe = delivery.cx.span();
-            subscribe.add_event(kind.start_event(), Vec::new());
+            subscribe.add_event_with_timestamp(kind.start_event(), sent, Vec::new());
             if settle.is_valid() {
                 let link = bt::settle_link(&settle, kind);
                 subscribe.add_link(link.span_context, link.attributes);

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use baton_proto::pubsub::{AcknowledgeRequest, ModifyAckDeadlineRequest};
 use baton_trace::SettleKind;
@@ -389,22 +389,11 @@ pub(crate) async fn send(shared: &Shared, kind: Kind, requests: Vec<SettleReques
     if requests.is_empty() {
         return;
     }
-    let mut span = {
-        let deliveries: Vec<&Arc<Delivery>> = requests.iter().map(|r| &r.delivery).collect();
-        let modack = match kind {
-            Kind::Modack { seconds, receipt } => Some(ModackInfo {
-                deadline_seconds: seconds,
-                receipt,
-            }),
-            _ => None,
-        };
-        with_traces(&deliveries, |traces| {
-            shared
-                .telemetry
-                .start_settle(kind.settle_kind(), modack, traces)
-        })
-        .flatten()
-    };
+    // The settle span is made once the RPC has answered, with this start.
+    let sent = requests
+        .iter()
+        .any(|r| r.delivery.is_traced())
+        .then(SystemTime::now);
     let ids: Vec<String> = requests.iter().map(|r| r.delivery.ack_id.clone()).collect();
     let settings = &shared.config.retry;
     let results = settle_ids(&ids, retry.then_some(settings), |batch| async move {
@@ -430,25 +419,51 @@ pub(crate) async fn send(shared: &Shared, kind: Kind, requests: Vec<SettleReques
             "settling messages failed"
         );
     }
-    for request in &requests {
-        request.delivery.with_trace(|traced| {
-            traced.trace.event(kind.settle_kind().end_event());
-            if let Some(result) = kind.result() {
-                traced.trace.finish(result);
-            }
-        });
-    }
-    if let Some(span) = span.as_mut() {
-        match &failure {
-            Some(error) => span.fail(&error.to_string()),
-            None => span.succeed(),
-        }
+    if let Some(sent) = sent {
+        trace_settle(shared, kind, sent, &requests, failure.as_ref());
     }
     for (request, result) in requests.into_iter().zip(results) {
         if let Some(reply) = request.reply {
             let _ = reply.send(result);
         }
     }
+}
+
+/// Records a settle RPC that was sent at `sent` and has answered: its span,
+/// and its start and end on every subscribe span it settled (ending those
+/// that an ack or nack settles for good).
+fn trace_settle(
+    shared: &Shared,
+    kind: Kind,
+    sent: SystemTime,
+    requests: &[SettleRequest],
+    failure: Option<&AckError>,
+) {
+    let deliveries: Vec<&Arc<Delivery>> = requests.iter().map(|r| &r.delivery).collect();
+    let modack = match kind {
+        Kind::Modack { seconds, receipt } => Some(ModackInfo {
+            deadline_seconds: seconds,
+            receipt,
+        }),
+        _ => None,
+    };
+    with_traces(&deliveries, |traces| {
+        let span = shared
+            .telemetry
+            .start_settle(kind.settle_kind(), modack, sent, traces);
+        for trace in traces.iter_mut() {
+            trace.event(kind.settle_kind().end_event());
+            if let Some(result) = kind.result() {
+                trace.finish(result);
+            }
+        }
+        if let Some(mut span) = span {
+            match failure {
+                Some(error) => span.fail(&error.to_string()),
+                None => span.succeed(),
+            }
+        }
+    });
 }
 
 #[cfg(test)]
