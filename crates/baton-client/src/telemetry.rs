@@ -167,8 +167,8 @@ fn as_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// An attribute value shared, not copied, when it is empty (the usual
-/// ordering key).
+/// A text attribute value; an empty one (the usual ordering key) allocates
+/// nothing.
 fn text_value(text: &str) -> Value {
     if text.is_empty() {
         Value::from("")
