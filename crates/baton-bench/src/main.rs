@@ -34,6 +34,8 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod sdk_floor;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -105,6 +107,10 @@ struct Args {
     /// Messages of unsampled traces still carry their trace context.
     #[arg(long, default_value_t = 1.0)]
     sample_ratio: f64,
+    /// Only measure what the OpenTelemetry SDK alone needs for the spans of
+    /// `--messages` messages (same shape, one thread, no Baton code), then exit.
+    #[arg(long)]
+    sdk_floor: bool,
     /// Cargo target dir holding the Python venv (`<dir>/interop-venv`,
     /// made on first use); default: the target dir of this binary.
     #[arg(long, env = "CARGO_TARGET_DIR")]
@@ -822,6 +828,11 @@ async fn run(args: Args) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.sdk_floor {
+        let telemetry = Telemetry::new(args.sample_ratio);
+        sdk_floor::report(&telemetry.provider, args.messages);
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
