@@ -1249,6 +1249,18 @@ impl Broker {
             .ok_or_else(BrokerError::subscription_not_found)
     }
 
+    /// StreamingPull streams currently registered on a subscription. A client
+    /// that drops its stream is only seen once the server reads the reset, so
+    /// callers that need "no stream can lease this" wait for zero.
+    pub fn open_streams(&self, name: &str) -> BrokerResult<usize> {
+        let inner = self.lock();
+        inner
+            .subscriptions
+            .get(name)
+            .map(|s| s.streams.len())
+            .ok_or_else(BrokerError::subscription_not_found)
+    }
+
     /// Messages neither acked nor dead-lettered on a subscription.
     pub fn backlog_len(&self, name: &str) -> BrokerResult<usize> {
         let inner = self.lock();

@@ -162,6 +162,13 @@ async fn ack_ids_work_across_streams_and_unary_calls() {
         "acks on another stream settle the messages"
     );
     drop(second);
+    // Until the server reads the reset, the dropped stream could still lease
+    // the next message (to nobody, until its deadline).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.server().broker().open_streams(&sub).unwrap() != 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(t.server().broker().open_streams(&sub).unwrap(), 0);
 
     // A unary pull's ack id nacked from a stream comes back on that stream.
     t.publish(&topic, &["four"]).await;
