@@ -102,6 +102,10 @@ struct Args {
     /// overhead is the client's alone.
     #[arg(long)]
     broker_spans: bool,
+    /// Run the in-process server on the disk store in this directory
+    /// (emptied first) instead of in memory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Share of traces the Rust client records in `rust-on` mode
     /// (parent-based, trace-id ratio sampler; 1 records every message).
     /// Messages of unsampled traces still carry their trace context.
@@ -250,7 +254,7 @@ struct InProcessServer {
 }
 
 impl InProcessServer {
-    fn start(broker_spans: bool) -> Result<Self> {
+    fn start(broker_spans: bool, data_dir: Option<PathBuf>) -> Result<Self> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -271,6 +275,7 @@ impl InProcessServer {
                     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
                     let mut config = baton_server::ServerConfig::new(addr);
                     config.broker_spans = broker_spans;
+                    config.data_dir = data_dir;
                     match baton_server::start(config).await {
                         Ok(server) => {
                             let _ = ready_tx.send(Ok(server.local_addr()));
@@ -716,7 +721,20 @@ async fn run(args: Args) -> Result<()> {
     );
     let server = match &args.endpoint {
         Some(_) => None,
-        None => Some(InProcessServer::start(args.broker_spans)?),
+        None => {
+            if let Some(dir) = &args.data_dir {
+                // Measure an empty store, not whatever an earlier run left.
+                let file = dir.join(baton_broker::STORE_FILE);
+                if file.exists() {
+                    std::fs::remove_file(&file)
+                        .with_context(|| format!("removing {}", file.display()))?;
+                }
+            }
+            Some(InProcessServer::start(
+                args.broker_spans,
+                args.data_dir.clone(),
+            )?)
+        }
     };
     let host = match (&args.endpoint, &server) {
         (Some(endpoint), _) => endpoint.clone(),

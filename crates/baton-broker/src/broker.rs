@@ -18,11 +18,12 @@ use baton_proto::pubsub::{
 use baton_proto::wkt;
 use tokio::sync::{Notify, watch};
 
-use crate::delivery::{RequeueOutcome, StreamFlow, SubState, Taken};
-use crate::error::{AckFailure, BrokerError, BrokerResult};
+use crate::delivery::{RequeueOutcome, StreamFlow, SubJournal, SubState, Taken};
+use crate::error::{AckFailure, BrokerError, BrokerResult, ErrorCode};
 use crate::names::{self, Collection};
 use crate::observer::{DeadLetter, Delivery, DeliveryKind, DeliveryObserver, LeaseEnd, Redelivery};
 use crate::schema::{self, SchemaRegistry, SchemaSource, TopicBinding};
+use crate::store::{Catalog, Journal, Recovered, Storage, StoreError, StoreOp};
 use crate::validate;
 
 /// The topic a subscription reports once its topic has been deleted.
@@ -66,15 +67,23 @@ impl TopicState {
             .and_then(validate::to_std)
     }
 
-    /// Drops logged messages older than the retention (all, if none).
-    fn prune_log(&mut self, now: SystemTime) {
+    /// Drops logged messages older than the retention (all, if none),
+    /// recording each for the disk store.
+    fn prune_log(&mut self, now: SystemTime, journal: Option<&Journal>) {
         let retention = self.retention().unwrap_or_default();
         while self
             .log
             .front()
             .is_some_and(|m| now.duration_since(m.published).unwrap_or_default() > retention)
         {
-            self.log.pop_front();
+            if let Some(dropped) = self.log.pop_front()
+                && let Some(journal) = journal
+            {
+                journal.push(StoreOp::Unlog {
+                    topic: self.topic.name.as_str().into(),
+                    seq: dropped.seq,
+                });
+            }
         }
     }
 }
@@ -126,6 +135,64 @@ struct Inner {
     /// Who hears about publishes, deliveries, nacks, expiries and
     /// dead-lettering (the server's broker spans); `None` costs nothing.
     observer: Option<Arc<dyn DeliveryObserver>>,
+    /// The disk store's journal; `None` keeps everything in memory only.
+    journal: Option<Journal>,
+}
+
+impl Inner {
+    /// Records a change for the disk store (nothing in memory mode).
+    fn record(&self, op: impl FnOnce() -> StoreOp) {
+        if let Some(journal) = &self.journal {
+            journal.push(op());
+        }
+    }
+
+    /// Records the whole catalog after a change to it.
+    fn record_catalog(&self) {
+        self.record(|| {
+            StoreOp::Catalog(Box::new(Catalog {
+                topics: self.topics.values().map(|t| t.topic.clone()).collect(),
+                subscriptions: self
+                    .subscriptions
+                    .values()
+                    .map(|s| (s.uid, s.config.clone()))
+                    .collect(),
+                next_uid: self.next_uid,
+                snapshots: self
+                    .snapshots
+                    .values()
+                    .map(|s| s.snapshot.clone())
+                    .collect(),
+                schemas: self.schemas.export(),
+                policies: self.iam.export(),
+            }))
+        });
+    }
+}
+
+/// The broker's lock. Letting go of it ends the operation: the changes it
+/// recorded go to the disk store as one unit, in lock order.
+struct Locked<'a>(MutexGuard<'a, Inner>);
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.0
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if let Some(journal) = &self.0.journal {
+            journal.flush();
+        }
+    }
 }
 
 /// The Pub/Sub engine. Cheap to share: hand out `Arc<Broker>`.
@@ -139,6 +206,8 @@ pub struct Broker {
     /// deleted or detached or its push config changes, so push delivery can
     /// follow the catalog without polling it.
     catalog: watch::Sender<u64>,
+    /// The disk store, when the broker is durable (see [`Broker::open`]).
+    storage: std::sync::OnceLock<Arc<Storage>>,
 }
 
 /// A registered StreamingPull stream: its flow-control window lives in the
@@ -347,9 +416,83 @@ impl Broker {
             timer_wake: Arc::new(Notify::new()),
             shutdown,
             catalog,
+            storage: std::sync::OnceLock::new(),
         });
         tokio::spawn(run_timers(Arc::downgrade(&broker)));
         broker
+    }
+
+    /// Opens a durable broker on the disk store in `dir` (created if
+    /// missing): everything the store holds comes back (catalog, unacked
+    /// messages, snapshots, retained messages) and every later change is
+    /// written to it. Unacked messages are ready for delivery again; leases
+    /// and delivery attempts start afresh. Starts the timer task on the
+    /// current tokio runtime, like [`Broker::start`].
+    pub fn open(dir: &std::path::Path) -> Result<Arc<Self>, StoreError> {
+        let (storage, recovered) = Storage::open(dir)?;
+        let storage = Arc::new(storage);
+        let broker = Self::start();
+        {
+            let mut inner = broker.lock();
+            let inner = &mut *inner;
+            restore(inner, recovered);
+            let journal = Journal::new(storage.clone());
+            for (name, sub) in &mut inner.subscriptions {
+                sub.journal = Some(SubJournal {
+                    journal: journal.clone(),
+                    name: name.as_str().into(),
+                });
+            }
+            inner.journal = Some(journal);
+        }
+        // Freshly started: nobody else can have set it.
+        let _ = broker.storage.set(storage);
+        Ok(broker)
+    }
+
+    /// Resolves once every change made so far is on disk (at once for an
+    /// in-memory broker). Requests that promise durability (publish, ack,
+    /// catalog changes) await it before answering.
+    pub fn durable(&self) -> impl Future<Output = BrokerResult<()>> + Send + 'static {
+        let wait = self.storage.get().map(|storage| storage.durable());
+        async move {
+            match wait {
+                None => Ok(()),
+                Some(wait) => wait.await.map_err(|error| {
+                    BrokerError::new(ErrorCode::Internal, format!("storage failure: {error}"))
+                }),
+            }
+        }
+    }
+
+    /// `result`, once the changes made so far are durable (see
+    /// [`Broker::durable`]); a storage failure replaces it.
+    pub async fn durably<T>(&self, result: BrokerResult<T>) -> BrokerResult<T> {
+        if self.storage.get().is_some() {
+            self.durable().await?;
+        }
+        result
+    }
+
+    /// The disk store, if the broker is durable.
+    pub fn storage(&self) -> Option<&Arc<Storage>> {
+        self.storage.get()
+    }
+
+    /// Writes what is queued and closes the disk store (so another broker
+    /// may open it); later changes stay in memory only. Blocks until the
+    /// store's writer is done, so call it from a blocking context.
+    pub fn close_storage(&self) {
+        {
+            let mut inner = self.lock();
+            inner.journal = None;
+            for sub in inner.subscriptions.values_mut() {
+                sub.journal = None;
+            }
+        }
+        if let Some(storage) = self.storage.get() {
+            storage.close();
+        }
     }
 
     /// Reports publishes, deliveries, nacks, expiries and dead-lettering to
@@ -364,9 +507,9 @@ impl Broker {
         self.lock().observer = None;
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> Locked<'_> {
         // A panic elsewhere must not take every later request down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        Locked(self.inner.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Tells every waiting pull and stream that the broker is going away.
@@ -439,6 +582,7 @@ impl Broker {
                 log: Default::default(),
             },
         );
+        inner.record_catalog();
         tracing::debug!(topic = %topic.name, "topic created");
         Ok(topic)
     }
@@ -511,7 +655,9 @@ impl Broker {
                 _ => {}
             }
         }
-        Ok(topic.clone())
+        let answer = topic.clone();
+        inner.record_catalog();
+        Ok(answer)
     }
 
     /// ListTopics of `project` (`projects/{id}`).
@@ -598,6 +744,8 @@ impl Broker {
                 sub.config.topic = DELETED_TOPIC.to_string();
             }
         }
+        inner.record(|| StoreOp::LogNone { topic: name.into() });
+        inner.record_catalog();
         tracing::debug!(topic = %name, "topic deleted");
         Ok(())
     }
@@ -647,6 +795,7 @@ impl Broker {
             )
         };
         let mut inner = self.lock();
+        let inner = &mut *inner;
         if inner.subscriptions.contains_key(&sub.name) {
             return Err(BrokerError::already_exists("Subscription already exists"));
         }
@@ -665,19 +814,24 @@ impl Broker {
         inner.next_uid += 1;
         let mut state = SubState::new(uid, sub.clone());
         state.filter = filter;
+        state.journal = inner.journal.as_ref().map(|journal| SubJournal {
+            journal: journal.clone(),
+            name: sub.name.as_str().into(),
+        });
         if let Some(topic) = inner.topics.get_mut(&sub.topic)
             && !sub.detached
         {
             topic.subscriptions.insert(sub.name.clone());
             // A topic that retains messages hands its retained backlog
             // to subscriptions created later.
-            topic.prune_log(SystemTime::now());
+            topic.prune_log(SystemTime::now(), inner.journal.as_ref());
             let now = Instant::now();
             for logged in &topic.log {
                 state.offer(logged.seq, logged.message.clone(), now);
             }
         }
         inner.subscriptions.insert(sub.name.clone(), state);
+        inner.record_catalog();
         self.catalog_changed();
         tracing::debug!(subscription = %sub.name, topic = %sub.topic, "subscription created");
         Ok(sub)
@@ -812,6 +966,7 @@ impl Broker {
             sub.config = next.clone();
             sub.notify.notify_waiters();
         }
+        inner.record_catalog();
         self.catalog_changed();
         Ok(next)
     }
@@ -847,7 +1002,14 @@ impl Broker {
                 }
                 inner.retained.remove(&sub.uid);
                 sub.notify.notify_waiters();
+                inner.record(|| StoreOp::SettleAll {
+                    subscription: name.into(),
+                });
+                inner.record(|| StoreOp::RetainNone {
+                    subscription: name.into(),
+                });
             }
+            inner.record_catalog();
             self.catalog_changed();
             Ok(())
         })
@@ -861,6 +1023,7 @@ impl Broker {
             if let Some(sub) = inner.subscriptions.get_mut(name) {
                 sub.config.push_config = Some(push);
             }
+            inner.record_catalog();
             self.catalog_changed();
             Ok(())
         })
@@ -944,6 +1107,13 @@ impl Broker {
                 let store = inner.retained.entry(uid).or_default();
                 for (seq, message, published) in retained {
                     store.insert(seq, (message, published));
+                    if let Some(journal) = &inner.journal {
+                        journal.push(StoreOp::Retain {
+                            subscription: name.into(),
+                            seq,
+                            published,
+                        });
+                    }
                 }
             }
             if failures.is_empty() {
@@ -1295,11 +1465,15 @@ impl Broker {
                 "The subscription's topic has been deleted.",
             ));
         }
-        let messages = sub
+        let messages: BTreeMap<u64, Arc<PubsubMessage>> = sub
             .messages
             .iter()
             .map(|(seq, entry)| (*seq, entry.message.clone()))
             .collect();
+        inner.record(|| StoreOp::SnapshotHold {
+            snapshot: name.into(),
+            seqs: messages.keys().copied().collect(),
+        });
         let snapshot = Snapshot {
             name: name.to_string(),
             topic: sub.config.topic.clone(),
@@ -1313,6 +1487,7 @@ impl Broker {
                 messages,
             },
         );
+        inner.record_catalog();
         Ok(snapshot)
     }
 
@@ -1351,7 +1526,9 @@ impl Broker {
                 }
             }
         }
-        Ok(state.snapshot.clone())
+        let answer = state.snapshot.clone();
+        inner.record_catalog();
+        Ok(answer)
     }
 
     /// ListSnapshots of `project`.
@@ -1382,8 +1559,12 @@ impl Broker {
         inner
             .snapshots
             .remove(name)
-            .map(|_| ())
-            .ok_or_else(|| BrokerError::not_found("Snapshot does not exist"))
+            .ok_or_else(|| BrokerError::not_found("Snapshot does not exist"))?;
+        inner.record(|| StoreOp::SnapshotDrop {
+            snapshot: name.into(),
+        });
+        inner.record_catalog();
+        Ok(())
     }
 
     /// Seek, to a snapshot or a time (the two targets of a SeekRequest).
@@ -1470,6 +1651,18 @@ impl Broker {
                 acked.insert(seq, (message, when));
             }
         }
+        if let Some(journal) = &inner.journal {
+            journal.push(StoreOp::RetainNone {
+                subscription: subscription.into(),
+            });
+            for (seq, (_, published)) in &acked {
+                journal.push(StoreOp::Retain {
+                    subscription: subscription.into(),
+                    seq: *seq,
+                    published: *published,
+                });
+            }
+        }
         *retained = acked;
         reset_backlog(sub, unacked);
         Ok(())
@@ -1488,6 +1681,7 @@ impl Broker {
             if let Some(topic) = inner.topics.get_mut(&topic) {
                 topic.subscriptions.remove(name);
             }
+            inner.record_catalog();
             self.catalog_changed();
             Ok(())
         })
@@ -1589,17 +1783,138 @@ struct DeadLetterBatch {
     letters: Vec<(Arc<PubsubMessage>, i32)>,
 }
 
+/// Ack numbers one opening of a disk store may hand out, as a power of two.
+const ACK_RANGE_BITS: u32 = 40;
+
+/// Rebuilds the broker's state from what the disk store held.
+fn restore(inner: &mut Inner, recovered: Recovered) {
+    let Recovered {
+        catalog,
+        messages,
+        owed,
+        snapshot_messages,
+        retained,
+        logged,
+        next_seq,
+        opening,
+    } = recovered;
+    let messages: HashMap<u64, (Arc<PubsubMessage>, SystemTime)> = messages
+        .into_iter()
+        .map(|(seq, stored)| (seq, (Arc::new(stored.message), stored.published)))
+        .collect();
+    inner.next_seq = next_seq;
+    // Ack ids of earlier runs must not settle this run's deliveries: each
+    // opening numbers its acks from its own range of 2^40 (the first from
+    // 1, like an in-memory broker).
+    inner.next_ack = (opening.saturating_sub(1) << ACK_RANGE_BITS) | 1;
+    inner.schemas = SchemaRegistry::restore(catalog.schemas);
+    inner.iam = crate::iam::IamPolicies::restore(catalog.policies);
+    for topic in catalog.topics {
+        inner.topics.insert(
+            topic.name.clone(),
+            TopicState {
+                topic,
+                subscriptions: BTreeSet::new(),
+                log: Default::default(),
+            },
+        );
+    }
+    let mut missing = 0usize;
+    for (topic, seq) in logged {
+        match (inner.topics.get_mut(&topic), messages.get(&seq)) {
+            (Some(state), Some((message, published))) => state.log.push_back(LoggedMessage {
+                seq,
+                message: message.clone(),
+                published: *published,
+            }),
+            _ => missing += 1,
+        }
+    }
+    // Uids as before: long-named subscriptions' ack ids carry them.
+    inner.next_uid = catalog
+        .subscriptions
+        .iter()
+        .map(|(uid, _)| uid + 1)
+        .fold(catalog.next_uid.max(1), u64::max);
+    let mut uids = HashMap::new();
+    for (uid, config) in catalog.subscriptions {
+        let mut state = SubState::new(uid, config.clone());
+        if !config.filter.is_empty() {
+            match crate::filter::Filter::parse(&config.filter) {
+                Ok(filter) => state.filter = Some(filter),
+                Err(error) => {
+                    tracing::warn!(subscription = %config.name, %error, "stored filter does not parse; delivering everything");
+                }
+            }
+        }
+        if !config.detached
+            && let Some(topic) = inner.topics.get_mut(&config.topic)
+        {
+            topic.subscriptions.insert(config.name.clone());
+        }
+        uids.insert(config.name.clone(), uid);
+        inner.subscriptions.insert(config.name, state);
+    }
+    let now = Instant::now();
+    for (name, seq) in owed {
+        match (inner.subscriptions.get_mut(&name), messages.get(&seq)) {
+            (Some(sub), Some((message, _))) => sub.enqueue(seq, message.clone(), now),
+            _ => missing += 1,
+        }
+    }
+    for snapshot in catalog.snapshots {
+        inner.snapshots.insert(
+            snapshot.name.clone(),
+            SnapshotState {
+                snapshot,
+                messages: BTreeMap::new(),
+            },
+        );
+    }
+    for (name, seq) in snapshot_messages {
+        match (inner.snapshots.get_mut(&name), messages.get(&seq)) {
+            (Some(snapshot), Some((message, _))) => {
+                snapshot.messages.insert(seq, message.clone());
+            }
+            _ => missing += 1,
+        }
+    }
+    for (name, seq, published) in retained {
+        match (uids.get(&name), messages.get(&seq)) {
+            (Some(uid), Some((message, _))) => {
+                inner
+                    .retained
+                    .entry(*uid)
+                    .or_default()
+                    .insert(seq, (message.clone(), published));
+            }
+            _ => missing += 1,
+        }
+    }
+    if missing > 0 {
+        tracing::warn!(
+            missing,
+            "store rows refer to messages or resources that are gone; ignored"
+        );
+    }
+    let backlog: usize = inner
+        .subscriptions
+        .values()
+        .map(SubState::backlog_len)
+        .sum();
+    tracing::info!(
+        topics = inner.topics.len(),
+        subscriptions = inner.subscriptions.len(),
+        snapshots = inner.snapshots.len(),
+        unacked = backlog,
+        "state recovered from the disk store"
+    );
+}
+
 /// Replaces a subscription's backlog with `messages`, all unacked and ready,
 /// and forgets every outstanding lease.
 fn reset_backlog(sub: &mut SubState, messages: Vec<(u64, Arc<PubsubMessage>)>) {
-    sub.messages.clear();
-    sub.ready.clear();
-    sub.acks.clear();
-    sub.held_keys.clear();
-    for flow in sub.streams.values_mut() {
-        flow.outstanding_messages = 0;
-        flow.outstanding_bytes = 0;
-    }
+    sub.clear();
     let mut messages = messages;
     messages.sort_by_key(|(seq, _)| *seq);
     let now = Instant::now();
@@ -1624,6 +1939,8 @@ fn publish_locked(
         return Err(BrokerError::topic_not_found());
     };
     let retention = state.retention();
+    let journal = inner.journal.as_ref();
+    let topic_key: Option<Arc<str>> = journal.map(|_| topic.into());
     let mut ids = Vec::with_capacity(messages.len());
     let mut stored = Vec::with_capacity(messages.len());
     for mut message in messages {
@@ -1632,7 +1949,15 @@ fn publish_locked(
         message.message_id = seq.to_string();
         message.publish_time = Some(publish_time);
         ids.push(message.message_id.clone());
-        stored.push((seq, Arc::new(message)));
+        let message = Arc::new(message);
+        if let Some(journal) = journal {
+            journal.push(StoreOp::Message {
+                seq,
+                published: now,
+                message: message.clone(),
+            });
+        }
+        stored.push((seq, message));
     }
     if retention.is_some() {
         for (seq, message) in &stored {
@@ -1641,13 +1966,25 @@ fn publish_locked(
                 message: message.clone(),
                 published: now,
             });
+            if let (Some(journal), Some(topic)) = (journal, &topic_key) {
+                journal.push(StoreOp::Log {
+                    topic: topic.clone(),
+                    seq: *seq,
+                });
+            }
         }
     }
-    state.prune_log(now);
-    for snapshot in inner.snapshots.values_mut() {
+    state.prune_log(now, journal);
+    for (name, snapshot) in &mut inner.snapshots {
         if snapshot.snapshot.topic == topic {
             for (seq, message) in &stored {
                 snapshot.messages.insert(*seq, message.clone());
+            }
+            if let Some(journal) = journal {
+                journal.push(StoreOp::SnapshotHold {
+                    snapshot: name.as_str().into(),
+                    seqs: stored.iter().map(|(seq, _)| *seq).collect(),
+                });
             }
         }
     }
@@ -1772,7 +2109,18 @@ impl Broker {
         schema_id: &str,
         schema: Option<&Schema>,
     ) -> BrokerResult<Schema> {
-        self.lock().schemas.create(parent, schema_id, schema)
+        self.catalog_change(|inner| inner.schemas.create(parent, schema_id, schema))
+    }
+
+    /// Runs a catalog change; when it succeeds, the catalog is recorded.
+    fn catalog_change<T>(
+        &self,
+        change: impl FnOnce(&mut Inner) -> BrokerResult<T>,
+    ) -> BrokerResult<T> {
+        let mut inner = self.lock();
+        let answer = change(&mut inner)?;
+        inner.record_catalog();
+        Ok(answer)
     }
 
     /// GetSchema of `name` or `name@revision`.
@@ -1808,17 +2156,17 @@ impl Broker {
 
     /// CommitSchema: a new revision of `name`.
     pub fn commit_schema(&self, name: &str, schema: Option<&Schema>) -> BrokerResult<Schema> {
-        self.lock().schemas.commit(name, schema)
+        self.catalog_change(|inner| inner.schemas.commit(name, schema))
     }
 
     /// RollbackSchema: a new revision copying `revision_id`.
     pub fn rollback_schema(&self, name: &str, revision_id: &str) -> BrokerResult<Schema> {
-        self.lock().schemas.rollback(name, revision_id)
+        self.catalog_change(|inner| inner.schemas.rollback(name, revision_id))
     }
 
     /// DeleteSchemaRevision of `name@revision`.
     pub fn delete_schema_revision(&self, name: &str) -> BrokerResult<Schema> {
-        self.lock().schemas.delete_revision(name)
+        self.catalog_change(|inner| inner.schemas.delete_revision(name))
     }
 
     /// DeleteSchema. Topics bound to it keep their settings but report the
@@ -1833,6 +2181,7 @@ impl Broker {
                 settings.schema = schema::DELETED_SCHEMA.to_owned();
             }
         }
+        inner.record_catalog();
         Ok(())
     }
 
@@ -1909,9 +2258,10 @@ impl Broker {
         policy: baton_proto::iam::Policy,
         paths: &[String],
     ) -> BrokerResult<baton_proto::iam::Policy> {
-        let mut inner = self.lock();
-        Self::check_resource(&inner, resource)?;
-        inner.iam.set(resource, policy, paths)
+        self.catalog_change(|inner| {
+            Self::check_resource(inner, resource)?;
+            inner.iam.set(resource, policy, paths)
+        })
     }
 
     /// TestIamPermissions: every permission asked for is granted.
@@ -1923,6 +2273,55 @@ impl Broker {
         let inner = self.lock();
         Self::check_resource(&inner, resource)?;
         Ok(permissions)
+    }
+}
+
+#[cfg(test)]
+impl Broker {
+    /// Everything the disk store promises to bring back, in a comparable
+    /// form: catalog, each subscription's unacked messages and retained
+    /// ones, topic logs, snapshot contents and the next message id.
+    pub(crate) fn durable_view(&self) -> String {
+        use std::fmt::Write as _;
+        let inner = self.lock();
+        let mut view = String::new();
+        let _ = writeln!(view, "next_seq {}", inner.next_seq);
+        for (name, topic) in &inner.topics {
+            let log: Vec<u64> = topic.log.iter().map(|m| m.seq).collect();
+            let _ = writeln!(
+                view,
+                "topic {name} {:?} subs={:?} log={log:?}",
+                topic.topic, topic.subscriptions
+            );
+        }
+        for (name, sub) in &inner.subscriptions {
+            let backlog: BTreeMap<u64, &PubsubMessage> = sub
+                .messages
+                .iter()
+                .map(|(seq, entry)| (*seq, &*entry.message))
+                .collect();
+            let retained: Vec<u64> = inner
+                .retained
+                .get(&sub.uid)
+                .map(|r| r.keys().copied().collect())
+                .unwrap_or_default();
+            let _ = writeln!(
+                view,
+                "sub {name} uid={} {:?} filter={} backlog={backlog:?} retained={retained:?}",
+                sub.uid,
+                sub.config,
+                sub.filter.is_some()
+            );
+        }
+        for (name, snapshot) in &inner.snapshots {
+            let seqs: Vec<u64> = snapshot.messages.keys().copied().collect();
+            let _ = writeln!(view, "snapshot {name} {:?} {seqs:?}", snapshot.snapshot);
+        }
+        let _ = writeln!(view, "schemas {:?}", inner.schemas.export());
+        let mut policies = inner.iam.export();
+        policies.sort_by(|a, b| a.0.cmp(&b.0));
+        let _ = writeln!(view, "policies {policies:?}");
+        view
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
 
+use crate::store::{Journal, StoreOp};
 use crate::validate;
 
 /// A message as one subscription holds it.
@@ -128,6 +129,16 @@ pub(crate) struct SubState {
     pub notify: Arc<tokio::sync::Notify>,
     /// The parsed `filter`; messages it rejects are acked on arrival.
     pub filter: Option<crate::filter::Filter>,
+    /// Where backlog changes are recorded when the broker is durable.
+    pub journal: Option<SubJournal>,
+}
+
+/// A subscription's view of the broker's [`Journal`]: the backlog entries
+/// it gains and loses.
+#[derive(Debug, Clone)]
+pub(crate) struct SubJournal {
+    pub journal: Journal,
+    pub name: Arc<str>,
 }
 
 /// Largest batch in one StreamingPull response, in bytes; clients accept
@@ -147,6 +158,7 @@ impl SubState {
             held_keys: HashMap::new(),
             notify: Arc::new(tokio::sync::Notify::new()),
             filter: None,
+            journal: None,
         }
     }
 
@@ -177,6 +189,12 @@ impl SubState {
 
     /// Adds a message to the backlog, available from `now`.
     pub fn enqueue(&mut self, seq: u64, message: Arc<PubsubMessage>, now: Instant) {
+        if let Some(j) = &self.journal {
+            j.journal.push(StoreOp::Owe {
+                subscription: j.name.clone(),
+                seq,
+            });
+        }
         let size = validate::message_size(&message);
         self.messages.insert(
             seq,
@@ -318,6 +336,29 @@ impl SubState {
             for ack in entry.ack_ids {
                 self.acks.remove(&ack);
             }
+            if let Some(j) = &self.journal {
+                j.journal.push(StoreOp::Settle {
+                    subscription: j.name.clone(),
+                    seq,
+                });
+            }
+        }
+    }
+
+    /// Empties the backlog and forgets every lease.
+    pub fn clear(&mut self) {
+        self.messages.clear();
+        self.ready.clear();
+        self.acks.clear();
+        self.held_keys.clear();
+        for flow in self.streams.values_mut() {
+            flow.outstanding_messages = 0;
+            flow.outstanding_bytes = 0;
+        }
+        if let Some(j) = &self.journal {
+            j.journal.push(StoreOp::SettleAll {
+                subscription: j.name.clone(),
+            });
         }
     }
 

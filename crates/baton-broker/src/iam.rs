@@ -77,6 +77,28 @@ impl IamPolicies {
         Ok(next)
     }
 
+    /// Every stored policy, for the disk store.
+    pub fn export(&self) -> Vec<(String, Policy)> {
+        self.policies
+            .iter()
+            .map(|(resource, policy)| (resource.clone(), policy.clone()))
+            .collect()
+    }
+
+    /// Rebuilds the policies from [`Self::export`]; later etags stay unique.
+    pub fn restore(policies: Vec<(String, Policy)>) -> Self {
+        let next_etag = policies
+            .iter()
+            .filter_map(|(_, p)| <[u8; 8]>::try_from(p.etag.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .max()
+            .unwrap_or(0);
+        Self {
+            policies: policies.into_iter().collect(),
+            next_etag,
+        }
+    }
+
     /// Forgets the policy of a deleted resource.
     pub fn remove(&mut self, resource: &str) {
         self.policies.remove(resource);

@@ -15,8 +15,12 @@ mod iam;
 pub mod names;
 pub mod observer;
 pub mod schema;
+mod store;
+#[cfg(test)]
+mod store_tests;
 pub mod validate;
 
 pub use broker::{Broker, DELETED_TOPIC, ListPage, PullWait, StreamRegistration};
 pub use error::{AckFailure, BrokerError, BrokerResult, ErrorCode};
 pub use observer::{DeadLetter, Delivery, DeliveryKind, DeliveryObserver, LeaseEnd, Redelivery};
+pub use store::{STORE_FILE, Storage, StoreError};

@@ -605,6 +605,61 @@ impl SchemaRegistry {
         }
     }
 
+    /// Every revision of every schema, oldest first per schema, for the
+    /// disk store.
+    pub(crate) fn export(&self) -> Vec<Schema> {
+        self.schemas
+            .iter()
+            .flat_map(|(name, entry)| {
+                entry
+                    .revisions
+                    .iter()
+                    .map(|r| r.to_proto(name, SchemaView::Full as i32))
+            })
+            .collect()
+    }
+
+    /// Rebuilds the registry from [`Self::export`]ed revisions. A revision
+    /// that no longer compiles is skipped with a warning.
+    pub(crate) fn restore(revisions: Vec<Schema>) -> Self {
+        let mut registry = Self::default();
+        for schema in revisions {
+            let compiled = match CompiledSchema::compile(schema.r#type, &schema.definition) {
+                Ok(compiled) => compiled,
+                Err(error) => {
+                    tracing::warn!(schema = %schema.name, revision = %schema.revision_id, %error, "stored schema revision does not compile; skipped");
+                    continue;
+                }
+            };
+            let created = schema
+                .revision_create_time
+                .map(|t| {
+                    UNIX_EPOCH
+                        + Duration::new(
+                            u64::try_from(t.seconds).unwrap_or(0),
+                            u32::try_from(t.nanos).unwrap_or(0),
+                        )
+                })
+                .unwrap_or(UNIX_EPOCH);
+            let revision = Revision {
+                id: schema.revision_id,
+                kind: schema.r#type,
+                definition: schema.definition,
+                created,
+                compiled: Arc::new(compiled),
+            };
+            registry
+                .schemas
+                .entry(schema.name)
+                .or_insert_with(|| SchemaEntry {
+                    revisions: Vec::new(),
+                })
+                .revisions
+                .push(revision);
+        }
+        registry
+    }
+
     /// CreateSchema: `parent/schemas/schema_id` with its first revision.
     pub fn create(
         &mut self,

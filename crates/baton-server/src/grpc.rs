@@ -94,7 +94,10 @@ pub fn pull_deadline(caller_timeout: Option<Duration>) -> Instant {
 #[tonic::async_trait]
 impl Publisher for PubSubService {
     async fn create_topic(&self, request: Request<Topic>) -> Reply<Topic> {
-        ok(self.broker.create_topic(request.into_inner()))
+        ok(self
+            .broker
+            .durably(self.broker.create_topic(request.into_inner()))
+            .await)
     }
 
     async fn update_topic(&self, request: Request<UpdateTopicRequest>) -> Reply<Topic> {
@@ -102,15 +105,23 @@ impl Publisher for PubSubService {
         let paths = mask_paths(request.update_mask);
         ok(self
             .broker
-            .update_topic(request.topic.unwrap_or_default(), &paths))
+            .durably(
+                self.broker
+                    .update_topic(request.topic.unwrap_or_default(), &paths),
+            )
+            .await)
     }
 
     async fn publish(&self, request: Request<PublishRequest>) -> Reply<PublishResponse> {
         let request = request.into_inner();
         ok(self
             .broker
-            .publish(&request.topic, request.messages)
-            .map(|message_ids| PublishResponse { message_ids }))
+            .durably(
+                self.broker
+                    .publish(&request.topic, request.messages)
+                    .map(|message_ids| PublishResponse { message_ids }),
+            )
+            .await)
     }
 
     async fn get_topic(&self, request: Request<GetTopicRequest>) -> Reply<Topic> {
@@ -157,7 +168,11 @@ impl Publisher for PubSubService {
     }
 
     async fn delete_topic(&self, request: Request<DeleteTopicRequest>) -> Reply<wkt::Empty> {
-        empty(self.broker.delete_topic(&request.into_inner().topic))
+        empty(
+            self.broker
+                .durably(self.broker.delete_topic(&request.into_inner().topic))
+                .await,
+        )
     }
 
     async fn detach_subscription(
@@ -166,8 +181,12 @@ impl Publisher for PubSubService {
     ) -> Reply<DetachSubscriptionResponse> {
         ok(self
             .broker
-            .detach_subscription(&request.into_inner().subscription)
-            .map(|()| DetachSubscriptionResponse {}))
+            .durably(
+                self.broker
+                    .detach_subscription(&request.into_inner().subscription)
+                    .map(|()| DetachSubscriptionResponse {}),
+            )
+            .await)
     }
 }
 
@@ -176,7 +195,10 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<StreamingPullResponse, St
 #[tonic::async_trait]
 impl Subscriber for PubSubService {
     async fn create_subscription(&self, request: Request<Subscription>) -> Reply<Subscription> {
-        ok(self.broker.create_subscription(request.into_inner()))
+        ok(self
+            .broker
+            .durably(self.broker.create_subscription(request.into_inner()))
+            .await)
     }
 
     async fn get_subscription(
@@ -196,7 +218,11 @@ impl Subscriber for PubSubService {
         let paths = mask_paths(request.update_mask);
         ok(self
             .broker
-            .update_subscription(request.subscription.unwrap_or_default(), &paths))
+            .durably(
+                self.broker
+                    .update_subscription(request.subscription.unwrap_or_default(), &paths),
+            )
+            .await)
     }
 
     async fn list_subscriptions(
@@ -219,7 +245,11 @@ impl Subscriber for PubSubService {
     ) -> Reply<wkt::Empty> {
         empty(
             self.broker
-                .delete_subscription(&request.into_inner().subscription),
+                .durably(
+                    self.broker
+                        .delete_subscription(&request.into_inner().subscription),
+                )
+                .await,
         )
     }
 
@@ -236,7 +266,11 @@ impl Subscriber for PubSubService {
 
     async fn acknowledge(&self, request: Request<AcknowledgeRequest>) -> Reply<wkt::Empty> {
         let r = request.into_inner();
-        empty(self.broker.acknowledge(&r.subscription, &r.ack_ids))
+        empty(
+            self.broker
+                .durably(self.broker.acknowledge(&r.subscription, &r.ack_ids))
+                .await,
+        )
     }
 
     async fn pull(&self, request: Request<PullRequest>) -> Reply<PullResponse> {
@@ -322,7 +356,11 @@ impl Subscriber for PubSubService {
         let r = request.into_inner();
         empty(
             self.broker
-                .modify_push_config(&r.subscription, r.push_config),
+                .durably(
+                    self.broker
+                        .modify_push_config(&r.subscription, r.push_config),
+                )
+                .await,
         )
     }
 
@@ -348,7 +386,11 @@ impl Subscriber for PubSubService {
         let r = request.into_inner();
         ok(self
             .broker
-            .create_snapshot(&r.name, &r.subscription, r.labels))
+            .durably(
+                self.broker
+                    .create_snapshot(&r.name, &r.subscription, r.labels),
+            )
+            .await)
     }
 
     async fn update_snapshot(&self, request: Request<UpdateSnapshotRequest>) -> Reply<Snapshot> {
@@ -356,19 +398,31 @@ impl Subscriber for PubSubService {
         let paths = mask_paths(r.update_mask);
         ok(self
             .broker
-            .update_snapshot(r.snapshot.unwrap_or_default(), &paths))
+            .durably(
+                self.broker
+                    .update_snapshot(r.snapshot.unwrap_or_default(), &paths),
+            )
+            .await)
     }
 
     async fn delete_snapshot(&self, request: Request<DeleteSnapshotRequest>) -> Reply<wkt::Empty> {
-        empty(self.broker.delete_snapshot(&request.into_inner().snapshot))
+        empty(
+            self.broker
+                .durably(self.broker.delete_snapshot(&request.into_inner().snapshot))
+                .await,
+        )
     }
 
     async fn seek(&self, request: Request<SeekRequest>) -> Reply<SeekResponse> {
         let r = request.into_inner();
         ok(self
             .broker
-            .seek(&r.subscription, r.target)
-            .map(|()| SeekResponse {}))
+            .durably(
+                self.broker
+                    .seek(&r.subscription, r.target)
+                    .map(|()| SeekResponse {}),
+            )
+            .await)
     }
 }
 
@@ -586,7 +640,9 @@ impl StreamSession {
             .map(|(eod, _)| eod)
             .unwrap_or(false);
         if exactly_once && !confirmation.is_empty() {
-            // Exactly-once clients wait for these confirmations.
+            // Exactly-once clients wait for these confirmations, and an
+            // ack they confirm must not come back after a restart.
+            self.broker.durable().await.map_err(to_status)?;
             let mut response = self.response(Vec::new());
             response.acknowledge_confirmation = Some(confirmation.ack);
             response.modify_ack_deadline_confirmation = Some(confirmation.modack);

@@ -35,8 +35,12 @@ impl IamPolicy for IamService {
     ) -> Result<Response<Policy>, Status> {
         let r = request.into_inner();
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let result = self
+            .broker
+            .set_iam_policy(&r.resource, r.policy.unwrap_or_default(), &paths);
         self.broker
-            .set_iam_policy(&r.resource, r.policy.unwrap_or_default(), &paths)
+            .durably(result)
+            .await
             .map(Response::new)
             .map_err(to_status)
     }

@@ -18,6 +18,7 @@ pub mod trace_api;
 pub mod web_ui;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_broker::Broker;
@@ -67,6 +68,9 @@ pub enum ServerError {
     /// Push delivery could not start.
     #[error("push delivery: {0}")]
     Push(#[from] PushError),
+    /// The disk store could not be opened.
+    #[error(transparent)]
+    Store(#[from] baton_broker::StoreError),
 }
 
 /// Where and how to serve.
@@ -92,6 +96,10 @@ pub struct ServerConfig {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
     /// is set. Tests may pass their own (for example an in-memory one).
     pub tracer_provider: Option<SdkTracerProvider>,
+    /// Directory of the disk store; `None` (the default of
+    /// [`ServerConfig::new`]) keeps everything in memory. With a store,
+    /// whatever was acknowledged survives a restart or a crash.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -104,7 +112,15 @@ impl ServerConfig {
             otlp_http_addr: None,
             trace_store_spans: baton_traces::DEFAULT_MAX_SPANS,
             tracer_provider: None,
+            data_dir: None,
         }
+    }
+
+    /// Keeps the server's state in the disk store in `dir` (created if
+    /// missing; recovered if it holds a store already).
+    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
     }
 
     /// Receives OTLP/gRPC traces on `addr` (port 0 picks a free port).
@@ -285,6 +301,10 @@ impl RunningServer {
         }
         let provider = self.tracer_provider.clone();
         let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        // Everything acknowledged is on disk already; this writes the rest
+        // (lease-free bookkeeping) and lets go of the file.
+        let broker = self.broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.close_storage()).await;
         Ok(())
     }
 
@@ -386,7 +406,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .collect();
         build_tracer_provider(&trace_store, &own_ports)
     });
-    let broker = Broker::start();
+    let broker = match &config.data_dir {
+        Some(dir) => Broker::open(dir)?,
+        None => Broker::start(),
+    };
     let span_recorder = config.broker_spans.then(|| {
         let tracer = tracer_provider.tracer_with_scope(broker_spans::scope());
         let recorder = broker_spans::BrokerSpans::start(tracer);

@@ -253,14 +253,23 @@ pub async fn handle(State(broker): State<Arc<Broker>>, request: Request) -> Resp
             )));
         }
     };
-    route(
+    let response = route(
         &broker,
         &parts.method,
         parts.uri.path(),
         parts.uri.query(),
         body,
     )
-    .await
+    .await;
+    // A change is answered once it is durable (pulls change nothing durable).
+    let changes = parts.method != Method::GET && !parts.uri.path().ends_with(":pull");
+    if changes
+        && response.status().is_success()
+        && let Err(error) = broker.durable().await
+    {
+        return error_response(&error);
+    }
+    response
 }
 
 async fn route(

@@ -52,7 +52,11 @@ impl SchemaService for SchemaServiceImpl {
         let r = request.into_inner();
         ok(self
             .broker
-            .create_schema(&r.parent, &r.schema_id, r.schema.as_ref()))
+            .durably(
+                self.broker
+                    .create_schema(&r.parent, &r.schema_id, r.schema.as_ref()),
+            )
+            .await)
     }
 
     async fn get_schema(&self, request: Request<GetSchemaRequest>) -> Reply<Schema> {
@@ -90,12 +94,18 @@ impl SchemaService for SchemaServiceImpl {
 
     async fn commit_schema(&self, request: Request<CommitSchemaRequest>) -> Reply<Schema> {
         let r = request.into_inner();
-        ok(self.broker.commit_schema(&r.name, r.schema.as_ref()))
+        ok(self
+            .broker
+            .durably(self.broker.commit_schema(&r.name, r.schema.as_ref()))
+            .await)
     }
 
     async fn rollback_schema(&self, request: Request<RollbackSchemaRequest>) -> Reply<Schema> {
         let r = request.into_inner();
-        ok(self.broker.rollback_schema(&r.name, &r.revision_id))
+        ok(self
+            .broker
+            .durably(self.broker.rollback_schema(&r.name, &r.revision_id))
+            .await)
     }
 
     async fn delete_schema_revision(
@@ -106,14 +116,22 @@ impl SchemaService for SchemaServiceImpl {
         // the revision is named as `name@revision`.
         ok(self
             .broker
-            .delete_schema_revision(&request.into_inner().name))
+            .durably(
+                self.broker
+                    .delete_schema_revision(&request.into_inner().name),
+            )
+            .await)
     }
 
     async fn delete_schema(&self, request: Request<DeleteSchemaRequest>) -> Reply<wkt::Empty> {
         ok(self
             .broker
-            .delete_schema(&request.into_inner().name)
-            .map(|()| wkt::Empty {}))
+            .durably(
+                self.broker
+                    .delete_schema(&request.into_inner().name)
+                    .map(|()| wkt::Empty {}),
+            )
+            .await)
     }
 
     async fn validate_schema(

@@ -100,6 +100,21 @@ fn required_programs_exist() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_emulator_corpus() {
+    replay(None, "conformance-report.txt").await;
+}
+
+/// The same corpus against a server on the disk store: durability must not
+/// change a single answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_emulator_corpus_on_the_disk_store() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    replay(Some(dir.path()), "conformance-report-disk.txt").await;
+}
+
+/// Replays every program (or those named in `BATON_CONFORMANCE_PROGRAMS`),
+/// each on a fresh server, prints and writes the report, and fails if a
+/// required program fails.
+async fn replay(data_dir: Option<&std::path::Path>, report_name: &str) {
     let corpus = corpus::load();
     let only: Option<Vec<String>> = std::env::var("BATON_CONFORMANCE_PROGRAMS")
         .ok()
@@ -113,7 +128,9 @@ async fn replay_emulator_corpus() {
         if only.as_ref().is_some_and(|ids| !ids.contains(&program.id)) {
             continue;
         }
-        let result = runner::run_program(program).await;
+        // Each program gets a store of its own, like a fresh emulator.
+        let program_dir = data_dir.map(|dir| dir.join(&program.id));
+        let result = runner::run_program(program, program_dir.as_deref()).await;
         let passed = result.passed();
         let total = result.steps.len();
         passed_total += passed;
@@ -142,8 +159,13 @@ async fn replay_emulator_corpus() {
             required_failures.push(format!("{} ({passed}/{total})", result.id));
         }
     }
+    let store = if data_dir.is_some() {
+        " (disk store)"
+    } else {
+        ""
+    };
     let summary = format!(
-        "conformance: {passed_total}/{steps_total} steps passed; required programs failing: {}\n",
+        "conformance{store}: {passed_total}/{steps_total} steps passed; required programs failing: {}\n",
         if required_failures.is_empty() {
             "none".to_owned()
         } else {
@@ -152,8 +174,7 @@ async fn replay_emulator_corpus() {
     );
     print!("{summary}");
     report.push_str(&summary);
-    let report_path =
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-report.txt");
+    let report_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(report_name);
     if let Err(e) = std::fs::write(&report_path, &report) {
         println!("could not write {}: {e}", report_path.display());
     }

@@ -12,6 +12,7 @@ mod pubsub_cmds;
 mod trace_cmd;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -68,9 +69,13 @@ struct ServeArgs {
     /// Port to listen on; 0 picks a free one and prints it.
     #[arg(long, env = "BATON_PORT", default_value_t = 8085)]
     port: u16,
-    /// Keep everything in memory (the only store for now; a durable disk
-    /// store will become the default).
-    #[arg(long, default_value_t = true)]
+    /// Directory of the durable store: topics, subscriptions, snapshots,
+    /// schemas and every acknowledged publish survive restarts and crashes.
+    #[arg(long, env = "BATON_DATA_DIR", default_value = "baton-data")]
+    data_dir: PathBuf,
+    /// Keep everything in memory instead (lost when the server stops);
+    /// faster, for tests and throwaway runs.
+    #[arg(long, env = "BATON_IN_MEMORY", conflicts_with = "data_dir")]
     in_memory: bool,
     /// Do not record the server's own spans (receive, deliver, redeliver,
     /// dead-letter) in the traces of messages that carry a trace context
@@ -138,6 +143,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = baton_server::ServerConfig::new(addr);
     config.broker_spans = args.broker_spans && !args.no_broker_spans;
     config = config.with_trace_store_spans(args.trace_store_spans);
+    if !args.in_memory {
+        config = config.with_data_dir(&args.data_dir);
+    }
     if !args.no_otlp {
         config = config
             .with_otlp_grpc(SocketAddr::new(args.host, args.otlp_grpc_port))
@@ -147,7 +155,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting the server on {addr}"))?;
     let local = server.local_addr();
-    println!("Baton Pub/Sub server listening on {local} (gRPC and REST, in-memory store)");
+    let store = match server.broker().storage() {
+        Some(storage) => format!("durable store {}", storage.path().display()),
+        None => "in-memory store".to_string(),
+    };
+    println!("Baton Pub/Sub server listening on {local} (gRPC and REST, {store})");
     println!("Point Google's client libraries at it with:");
     println!("  export PUBSUB_EMULATOR_HOST={local}");
     println!("Trace view: http://{local}/ui/");

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use baton_proto::pubsub::publisher_client::PublisherClient;
@@ -30,6 +31,8 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// A running server plus clients for it.
 pub struct TestServer {
     server: Option<RunningServer>,
+    /// What the server was started with (for [`TestServer::restart`]).
+    config: ServerConfig,
     pub addr: SocketAddr,
     pub channel: Channel,
     pub http: reqwest::Client,
@@ -38,11 +41,28 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a fresh server with an empty broker and connects to it.
     pub async fn start() -> Self {
-        let server = baton_server::start(ServerConfig::new(
-            "127.0.0.1:0".parse().expect("loopback address"),
-        ))
-        .await
-        .expect("server starts");
+        Self::start_with(ServerConfig::new(loopback())).await
+    }
+
+    /// Starts a durable server keeping its state in `dir` (recovering what
+    /// the directory holds already) and connects to it.
+    pub async fn start_durable(dir: &Path) -> Self {
+        Self::start_with(ServerConfig::new(loopback()).with_data_dir(dir)).await
+    }
+
+    /// Shuts the server down cleanly (closing its store) and starts a new
+    /// one with the same configuration (same data directory, a new port).
+    pub async fn restart(self) -> Self {
+        let config = self.config.clone();
+        self.shutdown().await;
+        Self::start_with(config).await
+    }
+
+    /// Starts a server with `config` and connects to it.
+    pub async fn start_with(config: ServerConfig) -> Self {
+        let server = baton_server::start(config.clone())
+            .await
+            .expect("server starts");
         let addr = server.local_addr();
         let channel = connect(addr).await;
         let http = reqwest::Client::builder()
@@ -51,6 +71,7 @@ impl TestServer {
             .expect("http client");
         Self {
             server: Some(server),
+            config,
             addr,
             channel,
             http,
@@ -274,6 +295,11 @@ impl TestServer {
                 .expect("clean shutdown");
         }
     }
+}
+
+/// `127.0.0.1:0`: a free loopback port.
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("loopback address")
 }
 
 async fn connect(addr: SocketAddr) -> Channel {

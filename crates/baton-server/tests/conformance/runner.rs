@@ -83,7 +83,9 @@ struct Ctx<'p> {
 }
 
 /// Runs `program` on a fresh server.
-pub async fn run_program(program: &Program) -> ProgramResult {
+/// Runs one program against a fresh server: in memory, or on a disk store
+/// in `data_dir`.
+pub async fn run_program(program: &Program, data_dir: Option<&std::path::Path>) -> ProgramResult {
     let fail_all = |message: String| ProgramResult {
         id: program.id.clone(),
         steps: program
@@ -98,7 +100,10 @@ pub async fn run_program(program: &Program) -> ProgramResult {
             })
             .collect(),
     };
-    let config = baton_server::ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut config = baton_server::ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    if let Some(dir) = data_dir {
+        config = config.with_data_dir(dir);
+    }
     let server = match baton_server::start(config).await {
         Ok(server) => server,
         Err(e) => return fail_all(format!("server did not start: {e:?}")),

@@ -1,0 +1,742 @@
+//! The disk store: what the broker must find again after a restart.
+//!
+//! The broker keeps serving from memory; the store is a write-behind journal
+//! of its durable state in one [redb] file. Every change is recorded under
+//! the broker's lock (so the store sees changes in the order the broker made
+//! them) as a [`StoreOp`] on a channel; one writer thread applies whatever
+//! has queued up in a single transaction and commits it with an fsync (group
+//! commit: a burst of concurrent publishes shares one fsync). Requests that
+//! promise durability (publish, ack, catalog changes) wait on
+//! [`Storage::durable`] before answering.
+//!
+//! What is stored: the catalog (topics, subscriptions, snapshots, schemas
+//! with their revisions, IAM policies), each message once, and which
+//! subscriptions still owe it, which snapshots hold it, which acked messages
+//! a subscription retains, and which messages a topic retains. A message row
+//! goes when nothing refers to it any more. Leases, delivery attempts and
+//! ack ids are not stored: after a restart every unacked message is ready
+//! again.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use baton_proto::iam::Policy;
+use baton_proto::pubsub::{PubsubMessage, Schema, Snapshot, Subscription, Topic};
+use prost::Message as _;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tokio::sync::watch;
+
+/// Catalog rows: (kind, resource name, number) -> protobuf bytes. The
+/// number orders a schema's revisions and is a subscription's uid (its ack
+/// ids may name it); it is 0 for everything else.
+const CATALOG: TableDefinition<(u8, &str, u64), &[u8]> = TableDefinition::new("catalog");
+/// Messages: sequence -> (publish time in ns since the epoch, protobuf bytes).
+const MESSAGES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("messages");
+/// (subscription, sequence): the subscription has not acked the message.
+const OWED: TableDefinition<(&str, u64), ()> = TableDefinition::new("owed");
+/// (snapshot, sequence): the snapshot holds the message.
+const SNAPSHOT_MESSAGES: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("snapshot_messages");
+/// (subscription, sequence) -> publish time (ns): an acked message the
+/// subscription retains (`retain_acked_messages`).
+const RETAINED: TableDefinition<(&str, u64), u64> = TableDefinition::new("retained");
+/// (topic, sequence): a message the topic retains (`message_retention_duration`).
+const LOGGED: TableDefinition<(&str, u64), ()> = TableDefinition::new("logged");
+/// Counters that must never go back (the next message sequence).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const NEXT_SEQ: &str = "next_seq";
+const NEXT_UID: &str = "next_uid";
+/// How many times the store has been opened.
+const OPENINGS: &str = "openings";
+/// The most changes one transaction takes; more wait for the next one.
+const MAX_BATCH: usize = 50_000;
+
+/// Kinds of catalog rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum CatalogKind {
+    Topic = 1,
+    Subscription = 2,
+    Snapshot = 3,
+    Schema = 4,
+    Policy = 5,
+}
+
+/// The whole catalog, as the broker hands it to the store after a change.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Catalog {
+    pub topics: Vec<Topic>,
+    /// With their uids.
+    pub subscriptions: Vec<(u64, Subscription)>,
+    /// The uid the next subscription gets (uids are never reused).
+    pub next_uid: u64,
+    pub snapshots: Vec<Snapshot>,
+    /// Every revision of every schema, oldest first per schema.
+    pub schemas: Vec<Schema>,
+    pub policies: Vec<(String, Policy)>,
+}
+
+/// One change to the durable state, in the order the broker made it.
+#[derive(Debug)]
+pub(crate) enum StoreOp {
+    /// The catalog as it is now (catalog changes are rare and small).
+    Catalog(Box<Catalog>),
+    /// A newly published message.
+    Message {
+        seq: u64,
+        published: SystemTime,
+        message: Arc<PubsubMessage>,
+    },
+    /// A subscription now owes the message (it is in its backlog).
+    Owe { subscription: Arc<str>, seq: u64 },
+    /// A subscription no longer owes the message (acked, dead-lettered or
+    /// filtered out).
+    Settle { subscription: Arc<str>, seq: u64 },
+    /// The subscription owes nothing any more (deleted, or reset by a seek).
+    SettleAll { subscription: Arc<str> },
+    /// A snapshot holds the messages.
+    SnapshotHold { snapshot: Arc<str>, seqs: Vec<u64> },
+    /// The snapshot is gone.
+    SnapshotDrop { snapshot: Arc<str> },
+    /// A subscription retains an acked message (with its publish time,
+    /// which seeks compare against).
+    Retain {
+        subscription: Arc<str>,
+        seq: u64,
+        published: SystemTime,
+    },
+    /// The subscription retains nothing any more (deleted).
+    RetainNone { subscription: Arc<str> },
+    /// A topic retains the message.
+    Log { topic: Arc<str>, seq: u64 },
+    /// The topic's retention let the message go.
+    Unlog { topic: Arc<str>, seq: u64 },
+    /// The topic retains nothing any more (deleted).
+    LogNone { topic: Arc<str> },
+}
+
+/// Failures of the disk store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The database file could not be opened (another server may hold it).
+    #[error("cannot open the store {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What redb said.
+        source: Box<redb::DatabaseError>,
+    },
+    /// Reading or writing the database failed.
+    #[error("store i/o: {0}")]
+    Io(String),
+    /// A stored record does not decode.
+    #[error("corrupt record in {table}: {detail}")]
+    Corrupt {
+        /// The table holding it.
+        table: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The writer stopped after an earlier failure; nothing is durable now.
+    #[error("the store failed earlier and accepts no more writes: {0}")]
+    Failed(String),
+}
+
+macro_rules! io_error {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for StoreError {
+            fn from(error: $ty) -> Self {
+                StoreError::Io(error.to_string())
+            }
+        }
+    )*};
+}
+io_error!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A message as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredMessage {
+    pub published: SystemTime,
+    pub message: PubsubMessage,
+}
+
+/// Everything the store held when it was opened.
+#[derive(Debug, Default)]
+pub(crate) struct Recovered {
+    pub catalog: Catalog,
+    pub messages: HashMap<u64, StoredMessage>,
+    /// (subscription, seq), in sequence order per subscription.
+    pub owed: Vec<(String, u64)>,
+    pub snapshot_messages: Vec<(String, u64)>,
+    pub retained: Vec<(String, u64, SystemTime)>,
+    /// (topic, seq), in sequence order per topic.
+    pub logged: Vec<(String, u64)>,
+    pub next_seq: u64,
+    /// How many times the store was opened before, this time included
+    /// (ack ids of earlier runs must never match this run's).
+    pub opening: u64,
+}
+
+/// Writer progress: changes made durable so far, or why writing stopped.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    durable: u64,
+    failed: Option<String>,
+}
+
+/// The durable side of a broker; see the module docs.
+pub struct Storage {
+    path: PathBuf,
+    sender: Mutex<Option<mpsc::Sender<Vec<StoreOp>>>>,
+    /// Changes handed to the writer so far.
+    recorded: AtomicU64,
+    progress: watch::Receiver<Progress>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// For reads; the writer has its own handle. Both go on close, which
+    /// releases the file.
+    db: Mutex<Option<Arc<Database>>>,
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Storage")
+            .field("path", &self.path)
+            .field("recorded", &self.recorded.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Collects the changes of the current broker operation (under the broker's
+/// lock) and hands them to the [`Storage`] as one unit when the lock is let
+/// go, so the writer never commits half an operation.
+#[derive(Debug, Clone)]
+pub(crate) struct Journal {
+    pending: Arc<Mutex<Vec<StoreOp>>>,
+    storage: Arc<Storage>,
+}
+
+impl Journal {
+    pub fn new(storage: Arc<Storage>) -> Self {
+        Self {
+            pending: Arc::default(),
+            storage,
+        }
+    }
+
+    /// Adds a change to the current operation.
+    pub fn push(&self, op: StoreOp) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(op);
+    }
+
+    /// Ends the current operation: its changes go to the writer.
+    pub fn flush(&self) {
+        let ops = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        if !ops.is_empty() {
+            self.storage.record(ops);
+        }
+    }
+}
+
+/// Name of the database file inside the data directory.
+pub const STORE_FILE: &str = "baton.redb";
+
+impl Storage {
+    /// Opens (or creates) the store in `dir`, reads everything it holds and
+    /// starts the writer.
+    pub(crate) fn open(dir: &Path) -> Result<(Self, Recovered), StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(STORE_FILE);
+        let db = Database::create(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        let opening = create_tables(&db)?;
+        let mut recovered = read_all(&db)?;
+        recovered.opening = opening;
+        let refs = count_refs(&recovered);
+        let (sender, receiver) = mpsc::channel();
+        let (progress_tx, progress) = watch::channel(Progress::default());
+        let db = Arc::new(db);
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("baton-store".into())
+            .spawn(move || {
+                Writer {
+                    db: writer_db,
+                    refs,
+                }
+                .run(&receiver, &progress_tx);
+            })
+            .map_err(|e| StoreError::Io(format!("cannot start the store writer: {e}")))?;
+        Ok((
+            Self {
+                path,
+                sender: Mutex::new(Some(sender)),
+                recorded: AtomicU64::new(0),
+                progress,
+                writer: Mutex::new(Some(writer)),
+                db: Mutex::new(Some(db)),
+            },
+            recovered,
+        ))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues the changes of one broker operation; the writer commits them
+    /// in one transaction. Called under the broker's lock, so operations
+    /// reach the writer in the order they were made.
+    fn record(&self, ops: Vec<StoreOp>) {
+        let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = sender.as_ref()
+            && sender.send(ops).is_ok()
+        {
+            self.recorded.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Resolves once every change recorded before the call is on disk, or
+    /// with the error that stopped the writer.
+    pub fn durable(&self) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let target = self.recorded.load(Ordering::Acquire);
+        let mut progress = self.progress.clone();
+        async move {
+            let reached = progress
+                .wait_for(|p| p.durable >= target || p.failed.is_some())
+                .await
+                .map_err(|_| StoreError::Failed("the store writer is gone".into()))?;
+            match &reached.failed {
+                Some(error) => Err(StoreError::Failed(error.clone())),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// How many messages the store holds (each once, however many
+    /// subscriptions owe it).
+    pub fn message_rows(&self) -> Result<u64, StoreError> {
+        let db = self
+            .db
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| StoreError::Failed("the store is closed".into()))?;
+        let txn = db.begin_read()?;
+        Ok(txn.open_table(MESSAGES)?.len()?)
+    }
+
+    /// Stops taking changes, writes what is queued and closes the file (so
+    /// another broker may open it). Blocks until the writer is done.
+    pub fn close(&self) {
+        drop(
+            self.sender
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer
+            && writer.join().is_err()
+        {
+            tracing::error!("the store writer panicked");
+        }
+        drop(
+            self.db
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Creates missing tables and counts this opening; returns its number.
+fn create_tables(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_write()?;
+    txn.open_table(CATALOG)?;
+    txn.open_table(MESSAGES)?;
+    txn.open_table(OWED)?;
+    txn.open_table(SNAPSHOT_MESSAGES)?;
+    txn.open_table(RETAINED)?;
+    txn.open_table(LOGGED)?;
+    let opening = {
+        let mut meta = txn.open_table(META)?;
+        let opening = meta.get(OPENINGS)?.map_or(0, |v| v.value()) + 1;
+        meta.insert(OPENINGS, opening)?;
+        opening
+    };
+    txn.commit()?;
+    Ok(opening)
+}
+
+fn nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn from_nanos(nanos: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(nanos)
+}
+
+fn decode<M: prost::Message + Default>(table: &'static str, bytes: &[u8]) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: e.to_string(),
+    })
+}
+
+fn read_all(db: &Database) -> Result<Recovered, StoreError> {
+    let txn = db.begin_read()?;
+    let mut recovered = Recovered::default();
+    for row in txn.open_table(CATALOG)?.iter()? {
+        let (key, value) = row?;
+        let (kind, name, number) = key.value();
+        let bytes = value.value();
+        let catalog = &mut recovered.catalog;
+        match kind {
+            k if k == CatalogKind::Topic as u8 => catalog.topics.push(decode("catalog", bytes)?),
+            k if k == CatalogKind::Subscription as u8 => {
+                catalog
+                    .subscriptions
+                    .push((number, decode("catalog", bytes)?));
+            }
+            k if k == CatalogKind::Snapshot as u8 => {
+                catalog.snapshots.push(decode("catalog", bytes)?);
+            }
+            k if k == CatalogKind::Schema as u8 => catalog.schemas.push(decode("catalog", bytes)?),
+            k if k == CatalogKind::Policy as u8 => {
+                catalog
+                    .policies
+                    .push((name.to_string(), decode("catalog", bytes)?));
+            }
+            other => {
+                return Err(StoreError::Corrupt {
+                    table: "catalog",
+                    detail: format!("unknown kind {other} for {name}"),
+                });
+            }
+        }
+    }
+    for row in txn.open_table(MESSAGES)?.iter()? {
+        let (seq, value) = row?;
+        let (published, bytes) = value.value();
+        recovered.messages.insert(
+            seq.value(),
+            StoredMessage {
+                published: from_nanos(published),
+                message: decode("messages", bytes)?,
+            },
+        );
+    }
+    for row in txn.open_table(OWED)?.iter()? {
+        let (key, _) = row?;
+        let (name, seq) = key.value();
+        recovered.owed.push((name.to_string(), seq));
+    }
+    for row in txn.open_table(SNAPSHOT_MESSAGES)?.iter()? {
+        let (key, _) = row?;
+        let (name, seq) = key.value();
+        recovered.snapshot_messages.push((name.to_string(), seq));
+    }
+    for row in txn.open_table(RETAINED)?.iter()? {
+        let (key, acked) = row?;
+        let (name, seq) = key.value();
+        recovered
+            .retained
+            .push((name.to_string(), seq, from_nanos(acked.value())));
+    }
+    for row in txn.open_table(LOGGED)?.iter()? {
+        let (key, _) = row?;
+        let (name, seq) = key.value();
+        recovered.logged.push((name.to_string(), seq));
+    }
+    let meta = txn.open_table(META)?;
+    let stored_next = meta.get(NEXT_SEQ)?.map_or(1, |v| v.value());
+    recovered.catalog.next_uid = meta.get(NEXT_UID)?.map_or(1, |v| v.value());
+    let after_messages = recovered.messages.keys().max().map_or(1, |seq| seq + 1);
+    recovered.next_seq = stored_next.max(after_messages);
+    Ok(recovered)
+}
+
+/// How many owed / snapshot / retained / logged rows refer to each message.
+fn count_refs(recovered: &Recovered) -> HashMap<u64, u32> {
+    let mut refs: HashMap<u64, u32> = recovered.messages.keys().map(|seq| (*seq, 0)).collect();
+    let seqs = recovered
+        .owed
+        .iter()
+        .map(|(_, seq)| seq)
+        .chain(recovered.snapshot_messages.iter().map(|(_, seq)| seq))
+        .chain(recovered.retained.iter().map(|(_, seq, _)| seq))
+        .chain(recovered.logged.iter().map(|(_, seq)| seq));
+    for seq in seqs {
+        if let Some(count) = refs.get_mut(seq) {
+            *count += 1;
+        }
+    }
+    refs
+}
+
+/// The writer thread: applies queued changes in batches, one fsync each.
+struct Writer {
+    db: Arc<Database>,
+    /// References to each stored message; a message row is deleted when
+    /// its count drops to zero.
+    refs: HashMap<u64, u32>,
+}
+
+impl Writer {
+    fn run(mut self, receiver: &mpsc::Receiver<Vec<StoreOp>>, progress: &watch::Sender<Progress>) {
+        let mut batch = Vec::new();
+        // Ends when every sender is gone (the broker closed or dropped the store).
+        while let Ok(first) = receiver.recv() {
+            batch.extend(first);
+            let mut count = 1u64;
+            // Operations are never split across transactions.
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(ops) => {
+                        batch.extend(ops);
+                        count += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let failed = progress.borrow().failed.is_some();
+            if failed {
+                batch.clear();
+                continue;
+            }
+            match self.apply(&mut batch) {
+                Ok(()) => progress.send_modify(|p| p.durable += count),
+                Err(error) => {
+                    tracing::error!(%error, "the disk store failed; publishes and acks now fail");
+                    progress.send_modify(|p| p.failed = Some(error.to_string()));
+                }
+            }
+            batch.clear();
+        }
+    }
+
+    fn apply(&mut self, batch: &mut Vec<StoreOp>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut catalog = txn.open_table(CATALOG)?;
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut owed = txn.open_table(OWED)?;
+            let mut held = txn.open_table(SNAPSHOT_MESSAGES)?;
+            let mut retained = txn.open_table(RETAINED)?;
+            let mut logged = txn.open_table(LOGGED)?;
+            let mut meta = txn.open_table(META)?;
+            let mut released = Vec::new();
+            let mut next_seq = None;
+            let mut encoded = Vec::new();
+            for op in batch.drain(..) {
+                match op {
+                    StoreOp::Catalog(snapshot) => {
+                        write_catalog(&mut catalog, &snapshot)?;
+                        meta.insert(NEXT_UID, snapshot.next_uid)?;
+                    }
+                    StoreOp::Message {
+                        seq,
+                        published,
+                        message,
+                    } => {
+                        encoded.clear();
+                        message
+                            .encode(&mut encoded)
+                            .map_err(|e| StoreError::Io(e.to_string()))?;
+                        messages.insert(seq, (nanos(published), encoded.as_slice()))?;
+                        self.refs.insert(seq, 0);
+                        // Unreferenced at the end of the batch: nobody wanted it.
+                        released.push(seq);
+                        next_seq = Some(seq + 1);
+                    }
+                    StoreOp::Owe { subscription, seq } => {
+                        if owed.insert((&*subscription, seq), ())?.is_none() {
+                            self.hold(seq);
+                        }
+                    }
+                    StoreOp::Settle { subscription, seq } => {
+                        if owed.remove((&*subscription, seq))?.is_some() {
+                            self.release(seq, &mut released);
+                        }
+                    }
+                    StoreOp::SettleAll { subscription } => {
+                        for seq in remove_all(&mut owed, &subscription)? {
+                            self.release(seq, &mut released);
+                        }
+                    }
+                    StoreOp::SnapshotHold { snapshot, seqs } => {
+                        for seq in seqs {
+                            if held.insert((&*snapshot, seq), ())?.is_none() {
+                                self.hold(seq);
+                            }
+                        }
+                    }
+                    StoreOp::SnapshotDrop { snapshot } => {
+                        for seq in remove_all(&mut held, &snapshot)? {
+                            self.release(seq, &mut released);
+                        }
+                    }
+                    StoreOp::Retain {
+                        subscription,
+                        seq,
+                        published,
+                    } => {
+                        if retained
+                            .insert((&*subscription, seq), nanos(published))?
+                            .is_none()
+                        {
+                            self.hold(seq);
+                        }
+                    }
+                    StoreOp::RetainNone { subscription } => {
+                        for seq in remove_all(&mut retained, &subscription)? {
+                            self.release(seq, &mut released);
+                        }
+                    }
+                    StoreOp::Log { topic, seq } => {
+                        if logged.insert((&*topic, seq), ())?.is_none() {
+                            self.hold(seq);
+                        }
+                    }
+                    StoreOp::Unlog { topic, seq } => {
+                        if logged.remove((&*topic, seq))?.is_some() {
+                            self.release(seq, &mut released);
+                        }
+                    }
+                    StoreOp::LogNone { topic } => {
+                        for seq in remove_all(&mut logged, &topic)? {
+                            self.release(seq, &mut released);
+                        }
+                    }
+                }
+            }
+            for seq in released {
+                if self.refs.get(&seq) == Some(&0) {
+                    self.refs.remove(&seq);
+                    messages.remove(seq)?;
+                }
+            }
+            if let Some(next) = next_seq {
+                meta.insert(NEXT_SEQ, next)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn hold(&mut self, seq: u64) {
+        if let Some(count) = self.refs.get_mut(&seq) {
+            *count += 1;
+        }
+    }
+
+    fn release(&mut self, seq: u64, released: &mut Vec<u64>) {
+        if let Some(count) = self.refs.get_mut(&seq) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                released.push(seq);
+            }
+        }
+    }
+}
+
+/// Removes every `(name, seq)` row of `name`; the sequences removed.
+fn remove_all<V: redb::Value + 'static>(
+    table: &mut redb::Table<'_, (&'static str, u64), V>,
+    name: &str,
+) -> Result<Vec<u64>, StoreError> {
+    let mut seqs = Vec::new();
+    let rows = table.extract_from_if((name, 0)..=(name, u64::MAX), |_, _| true)?;
+    for row in rows {
+        let (key, _) = row?;
+        seqs.push(key.value().1);
+    }
+    Ok(seqs)
+}
+
+fn write_catalog(
+    table: &mut redb::Table<'_, (u8, &'static str, u64), &'static [u8]>,
+    catalog: &Catalog,
+) -> Result<(), StoreError> {
+    table.retain(|_, _| false)?;
+    let mut put = |kind: CatalogKind, name: &str, number: u64, bytes: Vec<u8>| {
+        table
+            .insert((kind as u8, name, number), bytes.as_slice())
+            .map(|_| ())
+    };
+    for topic in &catalog.topics {
+        put(CatalogKind::Topic, &topic.name, 0, topic.encode_to_vec())?;
+    }
+    for (uid, sub) in &catalog.subscriptions {
+        put(
+            CatalogKind::Subscription,
+            &sub.name,
+            *uid,
+            sub.encode_to_vec(),
+        )?;
+    }
+    for snapshot in &catalog.snapshots {
+        put(
+            CatalogKind::Snapshot,
+            &snapshot.name,
+            0,
+            snapshot.encode_to_vec(),
+        )?;
+    }
+    let mut ordinal: HashMap<&str, u64> = HashMap::new();
+    for schema in &catalog.schemas {
+        let n = ordinal.entry(&schema.name).or_default();
+        put(
+            CatalogKind::Schema,
+            &schema.name,
+            *n,
+            schema.encode_to_vec(),
+        )?;
+        *n += 1;
+    }
+    for (resource, policy) in &catalog.policies {
+        put(CatalogKind::Policy, resource, 0, policy.encode_to_vec())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! The disk store against its model, the in-memory broker: after any
+//! sequence of operations, a broker reopened on the store holds the same
+//! durable state as the one that wrote it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use baton_proto::pubsub::{PubsubMessage, Subscription, Topic, seek_request};
+use baton_proto::wkt;
+use proptest::prelude::*;
+
+use crate::{Broker, PullWait};
+
+const PROJECT: &str = "projects/store-test";
+
+fn topic(n: usize) -> String {
+    format!("{PROJECT}/topics/topic-{n}")
+}
+
+fn sub(n: usize) -> String {
+    format!("{PROJECT}/subscriptions/sub-{n}")
+}
+
+fn snapshot(n: usize) -> String {
+    format!("{PROJECT}/snapshots/snap-{n}")
+}
+
+/// Topic 0 keeps nothing; topic 1 retains messages for an hour.
+/// Subscriptions 0 and 1 read topic 0 (1 retains acked messages, and is
+/// ordered), 2 and 3 read topic 1 (3 filters on an attribute).
+fn subscription_config(n: usize) -> Subscription {
+    Subscription {
+        name: sub(n),
+        topic: topic(if n < 2 { 0 } else { 1 }),
+        retain_acked_messages: n == 1,
+        enable_message_ordering: n == 1,
+        filter: if n == 3 {
+            "attributes.kind = \"a\"".into()
+        } else {
+            String::new()
+        },
+        ..Default::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Publish {
+        topic: usize,
+        kinds: Vec<bool>,
+        key: bool,
+    },
+    Pull {
+        sub: usize,
+        max: i32,
+        ack: Vec<bool>,
+    },
+    Snapshot {
+        sub: usize,
+        name: usize,
+    },
+    DeleteSnapshot {
+        name: usize,
+    },
+    SeekSnapshot {
+        sub: usize,
+        name: usize,
+    },
+    SeekBack {
+        sub: usize,
+        seconds: i64,
+    },
+    DeleteSubscription {
+        sub: usize,
+    },
+    CreateSubscription {
+        sub: usize,
+    },
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..2usize, prop::collection::vec(any::<bool>(), 1..5), any::<bool>())
+            .prop_map(|(topic, kinds, key)| Op::Publish { topic, kinds, key }),
+        4 => (0..4usize, 1..6i32, prop::collection::vec(any::<bool>(), 6))
+            .prop_map(|(sub, max, ack)| Op::Pull { sub, max, ack }),
+        1 => (0..4usize, 0..2usize).prop_map(|(sub, name)| Op::Snapshot { sub, name }),
+        1 => (0..2usize).prop_map(|name| Op::DeleteSnapshot { name }),
+        1 => (0..4usize, 0..2usize).prop_map(|(sub, name)| Op::SeekSnapshot { sub, name }),
+        1 => (0..4usize, 0..3i64).prop_map(|(sub, seconds)| Op::SeekBack { sub, seconds }),
+        1 => (0..4usize).prop_map(|sub| Op::DeleteSubscription { sub }),
+        1 => (0..4usize).prop_map(|sub| Op::CreateSubscription { sub }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn setup(broker: &Broker) {
+    for n in 0..2 {
+        broker
+            .create_topic(Topic {
+                name: topic(n),
+                message_retention_duration: (n == 1).then_some(wkt::Duration {
+                    seconds: 3600,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            })
+            .expect("topic");
+    }
+    for n in 0..4 {
+        broker
+            .create_subscription(subscription_config(n))
+            .expect("subscription");
+    }
+}
+
+async fn apply(broker: &Arc<Broker>, op: &Op, published: &mut u64) {
+    match op {
+        Op::Publish {
+            topic: t,
+            kinds,
+            key,
+        } => {
+            let messages = kinds
+                .iter()
+                .map(|a| {
+                    *published += 1;
+                    PubsubMessage {
+                        data: format!("m{published}").into_bytes(),
+                        attributes: HashMap::from([(
+                            "kind".to_string(),
+                            if *a { "a" } else { "b" }.to_string(),
+                        )]),
+                        ordering_key: if *key { "k".into() } else { String::new() },
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            broker.publish(&topic(*t), messages).expect("publish");
+        }
+        Op::Pull { sub: s, max, ack } => {
+            if let Ok(got) = broker.pull(&sub(*s), *max, PullWait::Immediate).await {
+                let ids: Vec<String> = got
+                    .iter()
+                    .zip(ack)
+                    .filter(|(_, ack)| **ack)
+                    .map(|(m, _)| m.ack_id.clone())
+                    .collect();
+                let nacks: Vec<String> = got
+                    .iter()
+                    .zip(ack)
+                    .filter(|(_, ack)| !**ack)
+                    .map(|(m, _)| m.ack_id.clone())
+                    .collect();
+                if !ids.is_empty() {
+                    broker.acknowledge(&sub(*s), &ids).expect("ack");
+                }
+                if !nacks.is_empty() {
+                    broker
+                        .modify_ack_deadline(&sub(*s), &nacks, 0)
+                        .expect("nack");
+                }
+            }
+        }
+        Op::Snapshot { sub: s, name } => {
+            let _ = broker.create_snapshot(&snapshot(*name), &sub(*s), HashMap::new());
+        }
+        Op::DeleteSnapshot { name } => {
+            let _ = broker.delete_snapshot(&snapshot(*name));
+        }
+        Op::SeekSnapshot { sub: s, name } => {
+            let _ = broker.seek(
+                &sub(*s),
+                Some(seek_request::Target::Snapshot(snapshot(*name))),
+            );
+        }
+        Op::SeekBack { sub: s, seconds } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let time = wkt::Timestamp {
+                seconds: i64::try_from(now.as_secs()).unwrap_or(0) - seconds,
+                nanos: 0,
+            };
+            let _ = broker.seek(&sub(*s), Some(seek_request::Target::Time(time)));
+        }
+        Op::DeleteSubscription { sub: s } => {
+            let _ = broker.delete_subscription(&sub(*s));
+        }
+        Op::CreateSubscription { sub: s } => {
+            let _ = broker.create_subscription(subscription_config(*s));
+        }
+        Op::Reopen => {}
+    }
+}
+
+/// Closes the broker's store and opens a new broker on it.
+async fn reopen(broker: Arc<Broker>, dir: &std::path::Path) -> Arc<Broker> {
+    broker.durable().await.expect("durable");
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.close_storage())
+        .await
+        .expect("close");
+    drop(broker);
+    Broker::open(dir).expect("reopen")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_reopened_store_holds_what_the_broker_held(ops in prop::collection::vec(op(), 1..40)) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut broker = Broker::open(dir.path()).expect("open");
+            setup(&broker);
+            let mut published = 0;
+            for op in &ops {
+                if matches!(op, Op::Reopen) {
+                    let before = broker.durable_view();
+                    broker = reopen(broker, dir.path()).await;
+                    prop_assert_eq!(before, broker.durable_view());
+                } else {
+                    apply(&broker, op, &mut published).await;
+                }
+            }
+            let before = broker.durable_view();
+            let broker = reopen(broker, dir.path()).await;
+            prop_assert_eq!(before, broker.durable_view());
+            Ok(())
+        })?;
+    }
+}
+
+#[tokio::test]
+async fn message_rows_go_once_nothing_refers_to_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::open(dir.path()).expect("open");
+    setup(&broker);
+    let messages = (0..50)
+        .map(|n| PubsubMessage {
+            data: vec![b'x'; 1000 + n],
+            ..Default::default()
+        })
+        .collect::<Vec<_>>();
+    broker.publish(&topic(0), messages).expect("publish");
+    for s in [0, 1] {
+        loop {
+            let got = broker
+                .pull(&sub(s), 100, PullWait::Immediate)
+                .await
+                .expect("pull");
+            if got.is_empty() {
+                break;
+            }
+            let ids: Vec<String> = got.into_iter().map(|m| m.ack_id).collect();
+            broker.acknowledge(&sub(s), &ids).expect("ack");
+        }
+    }
+    // Subscription 1 retains acked messages; once it is gone nothing holds them.
+    broker.delete_subscription(&sub(1)).expect("delete");
+    broker.durable().await.expect("durable");
+    let storage = broker.storage().expect("durable broker").clone();
+    assert_eq!(storage.message_rows().expect("count"), 0);
+}

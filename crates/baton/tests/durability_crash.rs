@@ -1,0 +1,479 @@
+//! The durable store against a real crash: `baton serve --data-dir` killed
+//! with SIGKILL while publishes are in flight, then started again on the
+//! same directory. Every publish the server answered must come back, and
+//! nothing acked before the kill may.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use baton_proto::pubsub::publisher_client::PublisherClient;
+use baton_proto::pubsub::subscriber_client::SubscriberClient;
+use baton_proto::pubsub::{
+    AcknowledgeRequest, PublishRequest, PubsubMessage, PullRequest, ReceivedMessage, Subscription,
+    Topic,
+};
+use tonic::transport::{Channel, Endpoint};
+
+const PROJECT: &str = "crash-project";
+
+fn topic_name(id: &str) -> String {
+    format!("projects/{PROJECT}/topics/{id}")
+}
+
+fn subscription_name(id: &str) -> String {
+    format!("projects/{PROJECT}/subscriptions/{id}")
+}
+
+/// A `baton serve` process; killed (SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    first_line: String,
+}
+
+impl Server {
+    /// Starts `baton serve --port 0 --no-otlp` plus `args` in `cwd` and
+    /// waits for the line naming its address. Its log goes to `log`.
+    fn spawn(cwd: &Path, args: &[&str], log: &Path) -> Self {
+        let log = std::fs::File::create(log).expect("server log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["serve", "--port", "0", "--no-otlp"])
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("BATON_PORT")
+            .env_remove("BATON_HOST")
+            .env_remove("BATON_DATA_DIR")
+            .env_remove("BATON_IN_MEMORY")
+            .env("BATON_LOG", "info")
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("the baton binary runs");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines, first) = mpsc::channel();
+        // Reads the first line, then keeps draining stdout until it closes.
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = lines.send(line);
+            let mut rest = String::new();
+            while matches!(reader.read_line(&mut rest), Ok(n) if n > 0) {
+                rest.clear();
+            }
+        });
+        let first_line = match first.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("baton serve printed no address within 30 s");
+            }
+        };
+        let addr = first_line
+            .strip_prefix("Baton Pub/Sub server listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
+            .to_string();
+        Self {
+            child,
+            addr,
+            first_line,
+        }
+    }
+
+    /// `baton serve --data-dir dir`, logging next to it.
+    fn durable(dir: &Path, log_name: &str) -> Self {
+        let parent = dir.parent().expect("data dir has a parent");
+        let server = Self::spawn(
+            parent,
+            &["--data-dir", dir.to_str().expect("utf-8 path")],
+            &parent.join(log_name),
+        );
+        assert!(
+            server.first_line.contains(&format!(
+                "durable store {}",
+                dir.join("baton.redb").display()
+            )),
+            "first line {:?}",
+            server.first_line
+        );
+        server
+    }
+
+    /// SIGKILL, and reap it.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+
+    async fn channel(&self) -> Channel {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Endpoint::from_shared(format!("http://{}", self.addr))
+                .expect("endpoint")
+                .connect()
+                .await
+            {
+                Ok(channel) => return channel,
+                Err(error) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "cannot connect to {}: {error}",
+                        self.addr
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn create_topic_and_subscription(channel: &Channel, topic: &str, sub: &str) {
+    PublisherClient::new(channel.clone())
+        .create_topic(Topic {
+            name: topic_name(topic),
+            ..Default::default()
+        })
+        .await
+        .expect("create topic");
+    SubscriberClient::new(channel.clone())
+        .create_subscription(Subscription {
+            name: subscription_name(sub),
+            topic: topic_name(topic),
+            ack_deadline_seconds: 600,
+            ..Default::default()
+        })
+        .await
+        .expect("create subscription");
+}
+
+async fn publish(
+    channel: &Channel,
+    topic: &str,
+    data: &[String],
+) -> Result<Vec<String>, tonic::Status> {
+    let mut request = tonic::Request::new(PublishRequest {
+        topic: topic_name(topic),
+        messages: data
+            .iter()
+            .map(|d| PubsubMessage {
+                data: d.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .collect(),
+    });
+    request.set_timeout(Duration::from_secs(10));
+    PublisherClient::new(channel.clone())
+        .publish(request)
+        .await
+        .map(|r| r.into_inner().message_ids)
+}
+
+#[allow(deprecated)]
+async fn pull(channel: &Channel, sub: &str, max: i32, wait: Duration) -> Vec<ReceivedMessage> {
+    let mut request = tonic::Request::new(PullRequest {
+        subscription: subscription_name(sub),
+        return_immediately: false,
+        max_messages: max,
+    });
+    request.set_timeout(wait);
+    match SubscriberClient::new(channel.clone()).pull(request).await {
+        Ok(response) => response.into_inner().received_messages,
+        Err(status) if status.code() == tonic::Code::DeadlineExceeded => Vec::new(),
+        Err(status) => panic!("pull failed: {status:?}"),
+    }
+}
+
+async fn ack(channel: &Channel, sub: &str, received: &[ReceivedMessage]) {
+    SubscriberClient::new(channel.clone())
+        .acknowledge(AcknowledgeRequest {
+            subscription: subscription_name(sub),
+            ack_ids: received.iter().map(|r| r.ack_id.clone()).collect(),
+        })
+        .await
+        .expect("ack");
+}
+
+fn id_and_data(received: &ReceivedMessage) -> (String, String) {
+    let message = received.message.as_ref().expect("message present");
+    (
+        message.message_id.clone(),
+        String::from_utf8(message.data.clone()).expect("utf-8 data"),
+    )
+}
+
+/// Pulls and acks until every id of `expected` arrived (then drains what
+/// else is ready) or `within` passed; answers every delivery, in order.
+async fn collect(
+    channel: &Channel,
+    sub: &str,
+    expected: &BTreeSet<String>,
+    within: Duration,
+) -> Vec<(String, String)> {
+    let end = Instant::now() + within;
+    let mut got = Vec::new();
+    let mut missing = expected.clone();
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left < Duration::from_millis(200) {
+            break;
+        }
+        let batch = pull(channel, sub, 1000, left.min(Duration::from_secs(2))).await;
+        if batch.is_empty() && missing.is_empty() {
+            break;
+        }
+        if !batch.is_empty() {
+            ack(channel, sub, &batch).await;
+        }
+        for received in &batch {
+            let (id, data) = id_and_data(received);
+            missing.remove(&id);
+            got.push((id, data));
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_publishes_survive_sigkill_mid_storm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::durable(&data, "first.log");
+    let channel = server.channel().await;
+    create_topic_and_subscription(&channel, "crash-topic", "crash-sub").await;
+
+    // Before the storm: 40 messages, 20 acked (must stay gone) and 20
+    // left leased (must come back).
+    let pre: Vec<String> = (0..40).map(|i| format!("pre-{i}")).collect();
+    let pre_ids = publish(&channel, "crash-topic", &pre).await.unwrap();
+    let mut leased = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leased.len() < 40 {
+        assert!(Instant::now() < deadline, "pre messages not delivered");
+        leased.extend(pull(&channel, "crash-sub", 40, Duration::from_secs(2)).await);
+    }
+    leased.sort_by_key(|r| {
+        id_and_data(r)
+            .1
+            .trim_start_matches("pre-")
+            .parse::<u32>()
+            .unwrap()
+    });
+    ack(&channel, "crash-sub", &leased[..20]).await;
+    let acked_before: BTreeSet<String> = leased[..20].iter().map(|r| id_and_data(r).0).collect();
+    let leased_before: BTreeMap<String, String> = leased[20..].iter().map(id_and_data).collect();
+    assert_eq!(pre_ids.len(), 40);
+
+    // The storm: 8 publishers, each on its own connection, record every
+    // id the server answered.
+    let confirmed: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let failures = Arc::new(AtomicUsize::new(0));
+    let mut publishers = Vec::new();
+    for task in 0..8 {
+        let channel = server.channel().await;
+        let confirmed = confirmed.clone();
+        let failures = failures.clone();
+        publishers.push(tokio::spawn(async move {
+            for n in 0.. {
+                // Batches of 1 to 3 messages.
+                let batch: Vec<String> =
+                    (0..=(n % 3)).map(|k| format!("w{task}-{n}-{k}")).collect();
+                match publish(&channel, "crash-topic", &batch).await {
+                    Ok(ids) => {
+                        assert_eq!(ids.len(), batch.len());
+                        let mut confirmed = confirmed.lock().unwrap();
+                        for (id, data) in ids.into_iter().zip(batch) {
+                            let earlier = confirmed.insert(id.clone(), data);
+                            assert!(earlier.is_none(), "id {id} handed out twice");
+                        }
+                    }
+                    Err(_) => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    // Kill once a few hundred messages were confirmed, mid-flight.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while confirmed.lock().unwrap().len() < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} publishes confirmed within 20 s",
+            confirmed.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+    let killed_at = confirmed.lock().unwrap().len();
+    for publisher in publishers {
+        tokio::time::timeout(Duration::from_secs(15), publisher)
+            .await
+            .expect("publishers notice the kill")
+            .expect("publisher task");
+    }
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        8,
+        "every publisher was cut off by the kill"
+    );
+    let confirmed = Arc::into_inner(confirmed).unwrap().into_inner().unwrap();
+    assert!(confirmed.len() >= killed_at);
+    drop(channel);
+
+    // Restart on the same directory.
+    let server = Server::durable(&data, "second.log");
+    let channel = server.channel().await;
+    let mut expected: BTreeSet<String> = confirmed.keys().cloned().collect();
+    expected.extend(leased_before.keys().cloned());
+    let got = collect(&channel, "crash-sub", &expected, Duration::from_secs(20)).await;
+
+    let mut seen: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for (id, data) in &got {
+        let entry = seen.entry(id.clone()).or_insert_with(|| (data.clone(), 0));
+        assert_eq!(&entry.0, data, "id {id} came back with other data");
+        entry.1 += 1;
+    }
+    let lost: Vec<&String> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} confirmed or leased messages were lost after SIGKILL: {:?}",
+        lost.len(),
+        expected.len(),
+        lost.iter().take(20).collect::<Vec<_>>()
+    );
+    for (id, data) in &confirmed {
+        assert_eq!(&seen[id].0, data, "confirmed id {id} has other data");
+    }
+    for (id, data) in &leased_before {
+        assert_eq!(&seen[id].0, data, "leased id {id} has other data");
+    }
+    let resurrected: Vec<&String> = acked_before
+        .iter()
+        .filter(|id| seen.contains_key(*id))
+        .collect();
+    assert!(
+        resurrected.is_empty(),
+        "messages acked before the kill came back: {resurrected:?}"
+    );
+    // Anything else was a publish in flight at the kill (committed, answer
+    // lost): allowed, but it must be one of the storm's messages.
+    for (id, (data, _)) in &seen {
+        if !expected.contains(id) {
+            assert!(
+                data.starts_with('w'),
+                "unexpected message {id} {data:?} after the restart"
+            );
+        }
+    }
+
+    let extras = seen.keys().filter(|id| !expected.contains(*id)).count();
+    eprintln!(
+        "confirmed {} ({killed_at} when the kill was sent), {} leased before, {extras} in flight and kept, {} deliveries",
+        confirmed.len(),
+        leased_before.len(),
+        got.len()
+    );
+
+    // Ids keep increasing after the crash.
+    let max_seen = seen
+        .keys()
+        .chain(acked_before.iter())
+        .map(|id| id.parse::<u64>().expect("numeric id"))
+        .max()
+        .unwrap();
+    let after = publish(&channel, "crash-topic", &["after".to_string()])
+        .await
+        .unwrap();
+    let after_id: u64 = after[0].parse().unwrap();
+    assert!(
+        after_id > max_seen,
+        "id {after_id} after the crash is not above {max_seen}"
+    );
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_right_after_create_publish_and_ack_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::durable(&data, "first.log");
+    let channel = server.channel().await;
+    create_topic_and_subscription(&channel, "quick-topic", "quick-sub").await;
+    let acked = publish(&channel, "quick-topic", &["acked".to_string()])
+        .await
+        .unwrap();
+    let delivered = pull(&channel, "quick-sub", 10, Duration::from_secs(5)).await;
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(id_and_data(&delivered[0]).0, acked[0]);
+    ack(&channel, "quick-sub", &delivered).await;
+    let kept = publish(&channel, "quick-topic", &["kept".to_string()])
+        .await
+        .unwrap();
+    // No pause: the answers promised all of it is on disk.
+    server.kill();
+    drop(channel);
+
+    let server = Server::durable(&data, "second.log");
+    let channel = server.channel().await;
+    let expected: BTreeSet<String> = kept.iter().cloned().collect();
+    let got = collect(&channel, "quick-sub", &expected, Duration::from_secs(10)).await;
+    assert_eq!(
+        got,
+        vec![(kept[0].clone(), "kept".to_string())],
+        "the acked message stays acked, the published one is there"
+    );
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_flag_disables_the_store_and_the_default_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Server::spawn(dir.path(), &["--in-memory"], &dir.path().join("memory.log"));
+    assert!(
+        memory
+            .first_line
+            .contains("(gRPC and REST, in-memory store)"),
+        "{:?}",
+        memory.first_line
+    );
+    drop(memory);
+    assert!(
+        !dir.path().join("baton-data").exists(),
+        "--in-memory writes no store"
+    );
+
+    // Without either flag the store is ./baton-data/baton.redb.
+    let default = Server::spawn(dir.path(), &[], &dir.path().join("default.log"));
+    assert!(
+        default
+            .first_line
+            .contains("durable store baton-data/baton.redb"),
+        "{:?}",
+        default.first_line
+    );
+    assert!(dir.path().join("baton-data").join("baton.redb").is_file());
+    drop(default);
+}
