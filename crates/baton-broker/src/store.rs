@@ -125,7 +125,7 @@ pub(crate) enum StoreOp {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The data directory could not be created.
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create the data directory {path}")]
     Directory {
         /// The directory.
         path: PathBuf,
@@ -133,7 +133,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The database file could not be opened (another server may hold it).
-    #[error("cannot open the store {path}: {source}")]
+    #[error("cannot open the store {path}")]
     Open {
         /// The database file.
         path: PathBuf,
