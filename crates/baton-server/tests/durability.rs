@@ -70,41 +70,12 @@ fn publish_time(received: &ReceivedMessage) -> wkt::Timestamp {
     message(received).publish_time.expect("publish time")
 }
 
-/// Pulls (acking every batch) until `count` messages arrived or `within`
-/// passed; answers everything received, in delivery order.
-async fn drain(
-    t: &TestServer,
-    subscription: &str,
-    count: usize,
-    within: Duration,
-) -> Vec<ReceivedMessage> {
-    let end = Instant::now() + within;
-    let mut got = Vec::new();
-    while got.len() < count {
-        let left = end.saturating_duration_since(Instant::now());
-        if left < Duration::from_millis(200) {
-            break;
-        }
-        let batch = match t
-            .pull_wait(subscription, 100, left.min(Duration::from_secs(2)))
-            .await
-        {
-            Ok(batch) => batch,
-            Err(status) if status.code() == Code::DeadlineExceeded => Vec::new(),
-            Err(status) => panic!("pull failed: {status:?}"),
-        };
-        if !batch.is_empty() {
-            t.ack(subscription, &ack_ids(&batch)).await.expect("ack");
-            got.extend(batch);
-        }
-    }
-    got
-}
-
 /// Pulls and acks everything `subscription` holds (`count` expected), then
 /// checks nothing else is ready.
 async fn drain_exactly(t: &TestServer, subscription: &str, count: usize) -> Vec<ReceivedMessage> {
-    let got = drain(t, subscription, count, Duration::from_secs(5)).await;
+    let got = t
+        .pull_acking_until(subscription, count, Duration::from_secs(5))
+        .await;
     assert_eq!(
         got.len(),
         count,

@@ -192,6 +192,26 @@ impl TestServer {
         count: usize,
         within: Duration,
     ) -> Vec<ReceivedMessage> {
+        self.pull_loop(subscription, count, within, false).await
+    }
+
+    /// Like [`Self::pull_until`], acking each batch as it arrives.
+    pub async fn pull_acking_until(
+        &self,
+        subscription: &str,
+        count: usize,
+        within: Duration,
+    ) -> Vec<ReceivedMessage> {
+        self.pull_loop(subscription, count, within, true).await
+    }
+
+    async fn pull_loop(
+        &self,
+        subscription: &str,
+        count: usize,
+        within: Duration,
+        ack: bool,
+    ) -> Vec<ReceivedMessage> {
         let end = Instant::now() + within;
         let mut got = Vec::new();
         while got.len() < count {
@@ -200,11 +220,18 @@ impl TestServer {
                 break;
             }
             let max = i32::try_from(count - got.len()).unwrap_or(i32::MAX);
-            got.extend(
-                self.pull_wait(subscription, max, left)
-                    .await
-                    .expect("waiting pull"),
-            );
+            let batch = match self
+                .pull_wait(subscription, max, left.min(Duration::from_secs(2)))
+                .await
+            {
+                Ok(batch) => batch,
+                Err(status) if status.code() == Code::DeadlineExceeded => Vec::new(),
+                Err(status) => panic!("waiting pull: {status:?}"),
+            };
+            if ack && !batch.is_empty() {
+                self.ack(subscription, &ack_ids(&batch)).await.expect("ack");
+            }
+            got.extend(batch);
         }
         got
     }
