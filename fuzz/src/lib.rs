@@ -1,0 +1,231 @@
+//! Fuzz harnesses for everything Baton parses from people it does not
+//! control: subscription filters, schema definitions and the messages
+//! validated against them, trace context in message attributes, REST
+//! requests, and OTLP/HTTP exports.
+//!
+//! Each harness takes raw bytes and must never panic or hang: a bad request
+//! gets an error, nothing more. `fuzz_targets/` wraps each one for
+//! cargo-fuzz (`scripts/fuzz`), and `tests/corpus.rs` replays the committed
+//! corpus (`corpus/<target>/`) through them on every `cargo test`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use baton_broker::Broker;
+use baton_broker::filter::Filter;
+use baton_broker::schema::{CompiledSchema, MessageEncoding};
+use baton_server::TraceStore;
+use http::{Method, Request, header};
+use tower::ServiceExt as _;
+
+/// Longest any one request may take before the harness gives up on it (a
+/// REST pull without `returnImmediately` waits for messages by design).
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The project the REST fixture lives in.
+pub const PROJECT: &str = "projects/fuzz-project";
+
+/// A subscription filter, parsed and (when it parses) evaluated.
+pub fn filter(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(filter) = Filter::parse(&text) {
+        let attributes = HashMap::from([
+            ("a".to_string(), "1".to_string()),
+            ("kind".to_string(), "x".to_string()),
+            (String::new(), String::new()),
+        ]);
+        filter.matches(&attributes);
+        filter.matches(&HashMap::new());
+    }
+}
+
+/// A schema definition (Protocol Buffer or Avro), then a message validated
+/// against it. Layout: one selector byte (bit 0: Avro, bit 1: binary
+/// encoding), the definition, a zero byte, the message.
+pub fn schema(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let kind = if selector & 1 == 1 { 2 } else { 1 };
+    let encoding = if selector & 2 == 2 {
+        MessageEncoding::Binary
+    } else {
+        MessageEncoding::Json
+    };
+    let (definition, message) = match rest.iter().position(|b| *b == 0) {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (rest, &[][..]),
+    };
+    if let Ok(compiled) = CompiledSchema::compile(kind, &String::from_utf8_lossy(definition)) {
+        let _ = compiled.validate(message, encoding);
+    }
+}
+
+/// Trace context read from message attributes: newline-separated values
+/// for `googclient_traceparent`, `googclient_tracestate`, `traceparent`,
+/// `tracestate`, `googclient_baggage`, `baggage`.
+pub fn trace_context(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let keys = [
+        baton_trace::TRACEPARENT_ATTRIBUTE,
+        baton_trace::TRACESTATE_ATTRIBUTE,
+        baton_trace::STANDARD_TRACEPARENT_ATTRIBUTE,
+        baton_trace::STANDARD_TRACESTATE_ATTRIBUTE,
+        baton_trace::BAGGAGE_ATTRIBUTE,
+        "baggage",
+    ];
+    let attributes: HashMap<String, String> = keys
+        .iter()
+        .zip(text.split('\n'))
+        .map(|(key, value)| ((*key).to_string(), value.to_string()))
+        .collect();
+    let options = baton_trace::PropagationOptions {
+        standard_keys: true,
+        baggage: true,
+    };
+    let _ = baton_trace::extract(&attributes, &options);
+}
+
+/// One REST request to a server holding a topic (`orders`, with a few
+/// messages), a subscription (`workers`) and a snapshot. Layout: one
+/// selector byte (the method), the path and query up to a newline, the body.
+pub fn rest(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let method = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ][usize::from(selector) % 5]
+        .clone();
+    let (path, body) = match rest.iter().position(|b| *b == b'\n') {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (rest, &[][..]),
+    };
+    let Ok(request) = Request::builder()
+        .method(method)
+        .uri(String::from_utf8_lossy(path).as_ref())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_vec()))
+    else {
+        return;
+    };
+    let fixture = fixture();
+    fixture
+        .runtime
+        .block_on(send(fixture.rest.clone(), request));
+}
+
+/// One OTLP/HTTP export. Layout: one selector byte (bit 0: JSON rather than
+/// protobuf, bit 1: gzip content encoding declared), the body.
+pub fn otlp_http(data: &[u8]) {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let content_type = if selector & 1 == 1 {
+        "application/json"
+    } else {
+        "application/x-protobuf"
+    };
+    let mut builder = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/traces")
+        .header(header::CONTENT_TYPE, content_type);
+    if selector & 2 == 2 {
+        builder = builder.header(header::CONTENT_ENCODING, "gzip");
+    }
+    let Ok(request) = builder.body(Body::from(body.to_vec())) else {
+        return;
+    };
+    let fixture = fixture();
+    fixture
+        .runtime
+        .block_on(send(fixture.otlp.clone(), request));
+}
+
+async fn send(router: axum::Router, request: Request<Body>) {
+    if let Ok(Ok(response)) = tokio::time::timeout(REQUEST_TIMEOUT, router.oneshot(request)).await {
+        // Read the whole answer: encoding it must not fail either.
+        let _ = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            axum::body::to_bytes(response.into_body(), usize::MAX),
+        )
+        .await;
+    }
+}
+
+/// The servers the HTTP harnesses talk to, built once per process.
+struct Fixture {
+    runtime: tokio::runtime::Runtime,
+    rest: axum::Router,
+    otlp: axum::Router,
+    /// Keeps the broker (and its timer task) alive.
+    _broker: Arc<Broker>,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("fuzz fixture runtime: {e}"));
+        let broker = runtime.block_on(async { populated_broker() });
+        let traces = TraceStore::new(10_000);
+        Fixture {
+            rest: baton_server::router_with_traces(broker.clone(), traces.clone()),
+            otlp: baton_server::otlp::http_router(traces),
+            runtime,
+            _broker: broker,
+        }
+    })
+}
+
+/// A broker with something to find: a topic with messages, a subscription
+/// and a snapshot, so requests reach past "not found".
+fn populated_broker() -> Arc<Broker> {
+    use baton_proto::pubsub::{PubsubMessage, Subscription, Topic};
+    let broker = Broker::start();
+    let topic = format!("{PROJECT}/topics/orders");
+    let subscription = format!("{PROJECT}/subscriptions/workers");
+    let ready = broker
+        .create_topic(Topic {
+            name: topic.clone(),
+            ..Default::default()
+        })
+        .and_then(|_| {
+            broker.create_subscription(Subscription {
+                name: subscription.clone(),
+                topic: topic.clone(),
+                ..Default::default()
+            })
+        })
+        .and_then(|_| {
+            broker.publish(
+                &topic,
+                (0..3)
+                    .map(|n| PubsubMessage {
+                        data: format!("message {n}").into_bytes(),
+                        ordering_key: "k".into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
+        })
+        .and_then(|_| {
+            broker.create_snapshot(
+                &format!("{PROJECT}/snapshots/before"),
+                &subscription,
+                HashMap::new(),
+            )
+        });
+    if let Err(error) = ready {
+        panic!("fuzz fixture: {error}");
+    }
+    broker
+}
