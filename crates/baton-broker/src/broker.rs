@@ -18,7 +18,7 @@ use baton_proto::pubsub::{
 use baton_proto::wkt;
 use tokio::sync::{Notify, watch};
 
-use crate::delivery::{RequeueOutcome, StreamFlow, SubJournal, SubState, Taken};
+use crate::delivery::{RequeueOutcome, StreamFlow, SubState, Taken};
 use crate::error::{AckFailure, BrokerError, BrokerResult, ErrorCode};
 use crate::names::{self, Collection};
 use crate::observer::{DeadLetter, Delivery, DeliveryKind, DeliveryObserver, LeaseEnd, Redelivery};
@@ -437,11 +437,8 @@ impl Broker {
             let inner = &mut *inner;
             restore(inner, recovered);
             let journal = Journal::new(storage.clone());
-            for (name, sub) in &mut inner.subscriptions {
-                sub.journal = Some(SubJournal {
-                    journal: journal.clone(),
-                    name: name.as_str().into(),
-                });
+            for sub in inner.subscriptions.values_mut() {
+                sub.journal = Some(journal.clone());
             }
             inner.journal = Some(journal);
         }
@@ -814,10 +811,7 @@ impl Broker {
         inner.next_uid += 1;
         let mut state = SubState::new(uid, sub.clone());
         state.filter = filter;
-        state.journal = inner.journal.as_ref().map(|journal| SubJournal {
-            journal: journal.clone(),
-            name: sub.name.as_str().into(),
-        });
+        state.journal = inner.journal.clone();
         if let Some(topic) = inner.topics.get_mut(&sub.topic)
             && !sub.detached
         {
@@ -1003,10 +997,10 @@ impl Broker {
                 inner.retained.remove(&sub.uid);
                 sub.notify.notify_waiters();
                 inner.record(|| StoreOp::SettleAll {
-                    subscription: name.into(),
+                    subscription: sub.uid,
                 });
                 inner.record(|| StoreOp::RetainNone {
-                    subscription: name.into(),
+                    subscription: sub.uid,
                 });
             }
             inner.record_catalog();
@@ -1109,7 +1103,7 @@ impl Broker {
                     store.insert(seq, (message, published));
                     if let Some(journal) = &inner.journal {
                         journal.push(StoreOp::Retain {
-                            subscription: name.into(),
+                            subscription: uid,
                             seq,
                             published,
                         });
@@ -1653,11 +1647,11 @@ impl Broker {
         }
         if let Some(journal) = &inner.journal {
             journal.push(StoreOp::RetainNone {
-                subscription: subscription.into(),
+                subscription: sub.uid,
             });
             for (seq, (_, published)) in &acked {
                 journal.push(StoreOp::Retain {
-                    subscription: subscription.into(),
+                    subscription: sub.uid,
                     seq: *seq,
                     published: *published,
                 });
@@ -1836,7 +1830,7 @@ fn restore(inner: &mut Inner, recovered: Recovered) {
         .iter()
         .map(|(uid, _)| uid + 1)
         .fold(catalog.next_uid.max(1), u64::max);
-    let mut uids = HashMap::new();
+    let mut names = HashMap::new();
     for (uid, config) in catalog.subscriptions {
         let mut state = SubState::new(uid, config.clone());
         if !config.filter.is_empty() {
@@ -1852,12 +1846,15 @@ fn restore(inner: &mut Inner, recovered: Recovered) {
         {
             topic.subscriptions.insert(config.name.clone());
         }
-        uids.insert(config.name.clone(), uid);
+        names.insert(uid, config.name.clone());
         inner.subscriptions.insert(config.name, state);
     }
     let now = Instant::now();
-    for (name, seq) in owed {
-        match (inner.subscriptions.get_mut(&name), messages.get(&seq)) {
+    for (uid, seq) in owed {
+        let sub = names
+            .get(&uid)
+            .and_then(|name| inner.subscriptions.get_mut(name));
+        match (sub, messages.get(&seq)) {
             (Some(sub), Some((message, _))) => sub.enqueue(seq, message.clone(), now),
             _ => missing += 1,
         }
@@ -1879,12 +1876,12 @@ fn restore(inner: &mut Inner, recovered: Recovered) {
             _ => missing += 1,
         }
     }
-    for (name, seq, published) in retained {
-        match (uids.get(&name), messages.get(&seq)) {
-            (Some(uid), Some((message, _))) => {
+    for (uid, seq, published) in retained {
+        match (names.contains_key(&uid), messages.get(&seq)) {
+            (true, Some((message, _))) => {
                 inner
                     .retained
-                    .entry(*uid)
+                    .entry(uid)
                     .or_default()
                     .insert(seq, (message.clone(), published));
             }

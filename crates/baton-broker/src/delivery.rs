@@ -130,15 +130,7 @@ pub(crate) struct SubState {
     /// The parsed `filter`; messages it rejects are acked on arrival.
     pub filter: Option<crate::filter::Filter>,
     /// Where backlog changes are recorded when the broker is durable.
-    pub journal: Option<SubJournal>,
-}
-
-/// A subscription's view of the broker's [`Journal`]: the backlog entries
-/// it gains and loses.
-#[derive(Debug, Clone)]
-pub(crate) struct SubJournal {
-    pub journal: Journal,
-    pub name: Arc<str>,
+    pub journal: Option<Journal>,
 }
 
 /// Largest batch in one StreamingPull response, in bytes; clients accept
@@ -189,9 +181,9 @@ impl SubState {
 
     /// Adds a message to the backlog, available from `now`.
     pub fn enqueue(&mut self, seq: u64, message: Arc<PubsubMessage>, now: Instant) {
-        if let Some(j) = &self.journal {
-            j.journal.push(StoreOp::Owe {
-                subscription: j.name.clone(),
+        if let Some(journal) = &self.journal {
+            journal.push(StoreOp::Owe {
+                subscription: self.uid,
                 seq,
             });
         }
@@ -336,9 +328,9 @@ impl SubState {
             for ack in entry.ack_ids {
                 self.acks.remove(&ack);
             }
-            if let Some(j) = &self.journal {
-                j.journal.push(StoreOp::Settle {
-                    subscription: j.name.clone(),
+            if let Some(journal) = &self.journal {
+                journal.push(StoreOp::Settle {
+                    subscription: self.uid,
                     seq,
                 });
             }
@@ -355,9 +347,9 @@ impl SubState {
             flow.outstanding_messages = 0;
             flow.outstanding_bytes = 0;
         }
-        if let Some(j) = &self.journal {
-            j.journal.push(StoreOp::SettleAll {
-                subscription: j.name.clone(),
+        if let Some(journal) = &self.journal {
+            journal.push(StoreOp::SettleAll {
+                subscription: self.uid,
             });
         }
     }

@@ -37,14 +37,14 @@ use tokio::sync::watch;
 const CATALOG: TableDefinition<(u8, &str, u64), &[u8]> = TableDefinition::new("catalog");
 /// Messages: sequence -> (publish time in ns since the epoch, protobuf bytes).
 const MESSAGES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("messages");
-/// (subscription, sequence): the subscription has not acked the message.
-const OWED: TableDefinition<(&str, u64), ()> = TableDefinition::new("owed");
+/// (subscription uid, sequence): the subscription has not acked the message.
+const OWED: TableDefinition<(u64, u64), ()> = TableDefinition::new("owed");
 /// (snapshot, sequence): the snapshot holds the message.
 const SNAPSHOT_MESSAGES: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("snapshot_messages");
-/// (subscription, sequence) -> publish time (ns): an acked message the
+/// (subscription uid, sequence) -> publish time (ns): an acked message the
 /// subscription retains (`retain_acked_messages`).
-const RETAINED: TableDefinition<(&str, u64), u64> = TableDefinition::new("retained");
+const RETAINED: TableDefinition<(u64, u64), u64> = TableDefinition::new("retained");
 /// (topic, sequence): a message the topic retains (`message_retention_duration`).
 const LOGGED: TableDefinition<(&str, u64), ()> = TableDefinition::new("logged");
 /// Counters that must never go back (the next message sequence).
@@ -94,12 +94,12 @@ pub(crate) enum StoreOp {
         message: Arc<PubsubMessage>,
     },
     /// A subscription now owes the message (it is in its backlog).
-    Owe { subscription: Arc<str>, seq: u64 },
+    Owe { subscription: u64, seq: u64 },
     /// A subscription no longer owes the message (acked, dead-lettered or
     /// filtered out).
-    Settle { subscription: Arc<str>, seq: u64 },
+    Settle { subscription: u64, seq: u64 },
     /// The subscription owes nothing any more (deleted, or reset by a seek).
-    SettleAll { subscription: Arc<str> },
+    SettleAll { subscription: u64 },
     /// A snapshot holds the messages.
     SnapshotHold { snapshot: Arc<str>, seqs: Vec<u64> },
     /// The snapshot is gone.
@@ -107,12 +107,12 @@ pub(crate) enum StoreOp {
     /// A subscription retains an acked message (with its publish time,
     /// which seeks compare against).
     Retain {
-        subscription: Arc<str>,
+        subscription: u64,
         seq: u64,
         published: SystemTime,
     },
     /// The subscription retains nothing any more (deleted).
-    RetainNone { subscription: Arc<str> },
+    RetainNone { subscription: u64 },
     /// A topic retains the message.
     Log { topic: Arc<str>, seq: u64 },
     /// The topic's retention let the message go.
@@ -185,10 +185,11 @@ pub(crate) struct StoredMessage {
 pub(crate) struct Recovered {
     pub catalog: Catalog,
     pub messages: HashMap<u64, StoredMessage>,
-    /// (subscription, seq), in sequence order per subscription.
-    pub owed: Vec<(String, u64)>,
+    /// (subscription uid, seq), in sequence order per subscription.
+    pub owed: Vec<(u64, u64)>,
     pub snapshot_messages: Vec<(String, u64)>,
-    pub retained: Vec<(String, u64, SystemTime)>,
+    /// (subscription uid, seq, publish time).
+    pub retained: Vec<(u64, u64, SystemTime)>,
     /// (topic, seq), in sequence order per topic.
     pub logged: Vec<(String, u64)>,
     pub next_seq: u64,
@@ -469,8 +470,7 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
     }
     for row in txn.open_table(OWED)?.iter()? {
         let (key, _) = row?;
-        let (name, seq) = key.value();
-        recovered.owed.push((name.to_string(), seq));
+        recovered.owed.push(key.value());
     }
     for row in txn.open_table(SNAPSHOT_MESSAGES)?.iter()? {
         let (key, _) = row?;
@@ -478,11 +478,11 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
         recovered.snapshot_messages.push((name.to_string(), seq));
     }
     for row in txn.open_table(RETAINED)?.iter()? {
-        let (key, acked) = row?;
-        let (name, seq) = key.value();
+        let (key, published) = row?;
+        let (uid, seq) = key.value();
         recovered
             .retained
-            .push((name.to_string(), seq, from_nanos(acked.value())));
+            .push((uid, seq, from_nanos(published.value())));
     }
     for row in txn.open_table(LOGGED)?.iter()? {
         let (key, _) = row?;
@@ -591,17 +591,17 @@ impl Writer {
                         next_seq = Some(seq + 1);
                     }
                     StoreOp::Owe { subscription, seq } => {
-                        if owed.insert((&*subscription, seq), ())?.is_none() {
+                        if owed.insert((subscription, seq), ())?.is_none() {
                             self.hold(seq);
                         }
                     }
                     StoreOp::Settle { subscription, seq } => {
-                        if owed.remove((&*subscription, seq))?.is_some() {
+                        if owed.remove((subscription, seq))?.is_some() {
                             self.release(seq, &mut released);
                         }
                     }
                     StoreOp::SettleAll { subscription } => {
-                        for seq in remove_all(&mut owed, &subscription)? {
+                        for seq in remove_all(&mut owed, subscription)? {
                             self.release(seq, &mut released);
                         }
                     }
@@ -613,7 +613,7 @@ impl Writer {
                         }
                     }
                     StoreOp::SnapshotDrop { snapshot } => {
-                        for seq in remove_all(&mut held, &snapshot)? {
+                        for seq in remove_all(&mut held, &*snapshot)? {
                             self.release(seq, &mut released);
                         }
                     }
@@ -623,14 +623,14 @@ impl Writer {
                         published,
                     } => {
                         if retained
-                            .insert((&*subscription, seq), nanos(published))?
+                            .insert((subscription, seq), nanos(published))?
                             .is_none()
                         {
                             self.hold(seq);
                         }
                     }
                     StoreOp::RetainNone { subscription } => {
-                        for seq in remove_all(&mut retained, &subscription)? {
+                        for seq in remove_all(&mut retained, subscription)? {
                             self.release(seq, &mut released);
                         }
                     }
@@ -645,7 +645,7 @@ impl Writer {
                         }
                     }
                     StoreOp::LogNone { topic } => {
-                        for seq in remove_all(&mut logged, &topic)? {
+                        for seq in remove_all(&mut logged, &*topic)? {
                             self.release(seq, &mut released);
                         }
                     }
@@ -681,13 +681,19 @@ impl Writer {
     }
 }
 
-/// Removes every `(name, seq)` row of `name`; the sequences removed.
-fn remove_all<V: redb::Value + 'static>(
-    table: &mut redb::Table<'_, (&'static str, u64), V>,
-    name: &str,
-) -> Result<Vec<u64>, StoreError> {
+/// Removes every `(owner, seq)` row of `owner` (a name or a uid); the
+/// sequences removed.
+fn remove_all<'o, O, V>(
+    table: &mut redb::Table<'_, (O, u64), V>,
+    owner: O::SelfType<'o>,
+) -> Result<Vec<u64>, StoreError>
+where
+    O: redb::Key + 'static,
+    O::SelfType<'o>: Copy,
+    V: redb::Value + 'static,
+{
     let mut seqs = Vec::new();
-    let rows = table.extract_from_if((name, 0)..=(name, u64::MAX), |_, _| true)?;
+    let rows = table.extract_from_if((owner, 0)..=(owner, u64::MAX), |_, _| true)?;
     for row in rows {
         let (key, _) = row?;
         seqs.push(key.value().1);
