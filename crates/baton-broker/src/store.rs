@@ -198,7 +198,7 @@ pub(crate) struct Recovered {
     pub opening: u64,
 }
 
-/// Writer progress: changes made durable so far, or why writing stopped.
+/// Writer progress: operations made durable so far, or why writing stopped.
 #[derive(Debug, Clone, Default)]
 struct Progress {
     durable: u64,
@@ -209,7 +209,7 @@ struct Progress {
 pub struct Storage {
     path: PathBuf,
     sender: Mutex<Option<mpsc::Sender<Vec<StoreOp>>>>,
-    /// Changes handed to the writer so far.
+    /// Operations (each a unit of changes) handed to the writer so far.
     recorded: AtomicU64,
     progress: watch::Receiver<Progress>,
     writer: Mutex<Option<JoinHandle<()>>>,
