@@ -1850,12 +1850,12 @@ fn restore(inner: &mut Inner, recovered: Recovered) {
         inner.subscriptions.insert(config.name, state);
     }
     let now = Instant::now();
-    for (uid, seq) in owed {
+    for (uid, seq, attempts) in owed {
         let sub = names
             .get(&uid)
             .and_then(|name| inner.subscriptions.get_mut(name));
         match (sub, messages.get(&seq)) {
-            (Some(sub), Some((message, _))) => sub.enqueue(seq, message.clone(), now),
+            (Some(sub), Some((message, _))) => sub.restore(seq, message.clone(), attempts, now),
             _ => missing += 1,
         }
     }
@@ -2292,10 +2292,10 @@ impl Broker {
             );
         }
         for (name, sub) in &inner.subscriptions {
-            let backlog: BTreeMap<u64, &PubsubMessage> = sub
+            let backlog: BTreeMap<u64, (i32, &PubsubMessage)> = sub
                 .messages
                 .iter()
-                .map(|(seq, entry)| (*seq, &*entry.message))
+                .map(|(seq, entry)| (*seq, (entry.attempts, &*entry.message)))
                 .collect();
             let retained: Vec<u64> = inner
                 .retained

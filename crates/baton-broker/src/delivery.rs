@@ -337,6 +337,27 @@ impl SubState {
         }
     }
 
+    /// Records a message's delivery attempts for the disk store (they count
+    /// towards the dead-letter policy after a restart too).
+    fn record_attempts(&self, seq: u64) {
+        if let (Some(journal), Some(entry)) = (&self.journal, self.messages.get(&seq)) {
+            journal.push(StoreOp::Attempted {
+                subscription: self.uid,
+                seq,
+                attempts: entry.attempts,
+            });
+        }
+    }
+
+    /// A message restored from the disk store with the delivery attempts it
+    /// had used.
+    pub fn restore(&mut self, seq: u64, message: Arc<PubsubMessage>, attempts: u32, now: Instant) {
+        self.enqueue(seq, message, now);
+        if let Some(entry) = self.messages.get_mut(&seq) {
+            entry.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        }
+    }
+
     /// Empties the backlog and forgets every lease.
     pub fn clear(&mut self) {
         self.messages.clear();
@@ -428,6 +449,7 @@ impl SubState {
                             .requeued
                             .push((entry.message.clone(), entry.attempts, now));
                     }
+                    self.record_attempts(seq);
                     self.push_ready(seq);
                 }
                 Requeue::Later(until) => {
@@ -437,6 +459,7 @@ impl SubState {
                             .requeued
                             .push((entry.message.clone(), entry.attempts, until));
                     }
+                    self.record_attempts(seq);
                     outcome.backoff_timers.push((until, seq));
                 }
                 Requeue::DeadLetter(message, attempts) => {

@@ -37,8 +37,9 @@ use tokio::sync::watch;
 const CATALOG: TableDefinition<(u8, &str, u64), &[u8]> = TableDefinition::new("catalog");
 /// Messages: sequence -> (publish time in ns since the epoch, protobuf bytes).
 const MESSAGES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("messages");
-/// (subscription uid, sequence): the subscription has not acked the message.
-const OWED: TableDefinition<(u64, u64), ()> = TableDefinition::new("owed");
+/// (subscription uid, sequence) -> delivery attempts that ended without an
+/// ack: the subscription has not acked the message.
+const OWED: TableDefinition<(u64, u64), u32> = TableDefinition::new("owed");
 /// (snapshot, sequence): the snapshot holds the message.
 const SNAPSHOT_MESSAGES: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("snapshot_messages");
@@ -95,6 +96,13 @@ pub(crate) enum StoreOp {
     },
     /// A subscription now owes the message (it is in its backlog).
     Owe { subscription: u64, seq: u64 },
+    /// A delivery of an owed message ended without an ack (nack, expiry):
+    /// `attempts` deliveries so far, which dead-letter policies count.
+    Attempted {
+        subscription: u64,
+        seq: u64,
+        attempts: i32,
+    },
     /// A subscription no longer owes the message (acked, dead-lettered or
     /// filtered out).
     Settle { subscription: u64, seq: u64 },
@@ -185,8 +193,9 @@ pub(crate) struct StoredMessage {
 pub(crate) struct Recovered {
     pub catalog: Catalog,
     pub messages: HashMap<u64, StoredMessage>,
-    /// (subscription uid, seq), in sequence order per subscription.
-    pub owed: Vec<(u64, u64)>,
+    /// (subscription uid, seq, delivery attempts), in sequence order per
+    /// subscription.
+    pub owed: Vec<(u64, u64, u32)>,
     pub snapshot_messages: Vec<(String, u64)>,
     /// (subscription uid, seq, publish time).
     pub retained: Vec<(u64, u64, SystemTime)>,
@@ -469,8 +478,9 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
         );
     }
     for row in txn.open_table(OWED)?.iter()? {
-        let (key, _) = row?;
-        recovered.owed.push(key.value());
+        let (key, attempts) = row?;
+        let (uid, seq) = key.value();
+        recovered.owed.push((uid, seq, attempts.value()));
     }
     for row in txn.open_table(SNAPSHOT_MESSAGES)?.iter()? {
         let (key, _) = row?;
@@ -503,7 +513,7 @@ fn count_refs(recovered: &Recovered) -> HashMap<u64, u32> {
     let seqs = recovered
         .owed
         .iter()
-        .map(|(_, seq)| seq)
+        .map(|(_, seq, _)| seq)
         .chain(recovered.snapshot_messages.iter().map(|(_, seq)| seq))
         .chain(recovered.retained.iter().map(|(_, seq, _)| seq))
         .chain(recovered.logged.iter().map(|(_, seq)| seq));
@@ -591,8 +601,19 @@ impl Writer {
                         next_seq = Some(seq + 1);
                     }
                     StoreOp::Owe { subscription, seq } => {
-                        if owed.insert((subscription, seq), ())?.is_none() {
+                        if owed.insert((subscription, seq), 0)?.is_none() {
                             self.hold(seq);
+                        }
+                    }
+                    StoreOp::Attempted {
+                        subscription,
+                        seq,
+                        attempts,
+                    } => {
+                        let key = (subscription, seq);
+                        // Only a message still owed: an ack may have come first.
+                        if owed.get(key)?.is_some() {
+                            owed.insert(key, u32::try_from(attempts).unwrap_or(0))?;
                         }
                     }
                     StoreOp::Settle { subscription, seq } => {

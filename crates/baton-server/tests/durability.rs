@@ -1388,6 +1388,44 @@ async fn dead_letter_policy_applies_after_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_delivery_attempts_still_count_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = TestServer::start_durable(dir.path()).await;
+    let topic = t.create_topic("orders").await;
+    let dead = t.create_topic("dead-letters").await;
+    let dead_sub = t.create_subscription("dlq-sub", &dead).await;
+    let sub = t
+        .create_subscription_with(Subscription {
+            dead_letter_policy: Some(DeadLetterPolicy {
+                dead_letter_topic: dead.clone(),
+                max_delivery_attempts: 5,
+            }),
+            ..subscription("guarded", &topic)
+        })
+        .await
+        .name;
+    t.publish(&topic, &["poison"]).await;
+    // Three deliveries nacked before the restart...
+    for attempt in 1..=3 {
+        let got = t.pull_until(&sub, 1, Duration::from_secs(5)).await;
+        assert_eq!(got[0].delivery_attempt, attempt);
+        t.modack(&sub, &ack_ids(&got), 0).await.unwrap();
+    }
+    let t = t.restart().await;
+    // ...so the next is the fourth, and the fifth nack dead-letters it.
+    for attempt in 4..=5 {
+        let got = t.pull_until(&sub, 1, Duration::from_secs(5)).await;
+        assert_eq!(datas(&got), vec!["poison"]);
+        assert_eq!(got[0].delivery_attempt, attempt, "attempts survive");
+        t.modack(&sub, &ack_ids(&got), 0).await.unwrap();
+    }
+    wait_backlog(&t, &sub, 0).await;
+    let letters = t.pull_until(&dead_sub, 1, Duration::from_secs(5)).await;
+    assert_eq!(datas(&letters), vec!["poison"]);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_restarts_in_a_row_keep_the_backlog() {
     let dir = tempfile::tempdir().unwrap();
     let t = TestServer::start_durable(dir.path()).await;
