@@ -74,8 +74,8 @@ struct ServeArgs {
     #[arg(long, env = "BATON_DATA_DIR", default_value = "baton-data")]
     data_dir: PathBuf,
     /// Keep everything in memory instead (lost when the server stops);
-    /// faster, for tests and throwaway runs.
-    #[arg(long, env = "BATON_IN_MEMORY", conflicts_with = "data_dir")]
+    /// faster, for tests and throwaway runs. Wins over `--data-dir`.
+    #[arg(long, env = "BATON_IN_MEMORY")]
     in_memory: bool,
     /// Do not record the server's own spans (receive, deliver, redeliver,
     /// dead-letter) in the traces of messages that carry a trace context

@@ -460,8 +460,20 @@ async fn in_memory_flag_disables_the_store_and_the_default_is_durable() {
         memory.first_line
     );
     drop(memory);
+    // --in-memory wins over a data directory given too.
+    let both = Server::spawn(
+        dir.path(),
+        &["--in-memory", "--data-dir", "elsewhere"],
+        &dir.path().join("both.log"),
+    );
     assert!(
-        !dir.path().join("baton-data").exists(),
+        both.first_line.contains("in-memory store"),
+        "{:?}",
+        both.first_line
+    );
+    drop(both);
+    assert!(
+        !dir.path().join("baton-data").exists() && !dir.path().join("elsewhere").exists(),
         "--in-memory writes no store"
     );
 
