@@ -424,9 +424,9 @@ impl Broker {
 
     /// Opens a durable broker on the disk store in `dir` (created if
     /// missing): everything the store holds comes back (catalog, unacked
-    /// messages, snapshots, retained messages) and every later change is
-    /// written to it. Unacked messages are ready for delivery again; leases
-    /// and delivery attempts start afresh. Starts the timer task on the
+    /// messages, snapshots, retained messages, failed delivery attempts) and
+    /// every later change is written to it. Unacked messages are ready for
+    /// delivery again; leases start afresh. Starts the timer task on the
     /// current tokio runtime, like [`Broker::start`].
     pub fn open(dir: &std::path::Path) -> Result<Arc<Self>, StoreError> {
         let (storage, recovered) = Storage::open(dir)?;
@@ -455,8 +455,13 @@ impl Broker {
         async move {
             match wait {
                 None => Ok(()),
-                Some(wait) => wait.await.map_err(|error| {
-                    BrokerError::new(ErrorCode::Internal, format!("storage failure: {error}"))
+                Some(wait) => wait.await.map_err(|error| match error {
+                    StoreError::Closed => {
+                        BrokerError::new(ErrorCode::Unavailable, "The service is shutting down.")
+                    }
+                    error => {
+                        BrokerError::new(ErrorCode::Internal, format!("storage failure: {error}"))
+                    }
                 }),
             }
         }
@@ -1777,8 +1782,9 @@ struct DeadLetterBatch {
     letters: Vec<(Arc<PubsubMessage>, i32)>,
 }
 
-/// Ack numbers one opening of a disk store may hand out, as a power of two.
-const ACK_RANGE_BITS: u32 = 40;
+/// Message ids and ack numbers one opening of a disk store may hand out, as
+/// a power of two.
+const OPENING_RANGE_BITS: u32 = 40;
 
 /// Rebuilds the broker's state from what the disk store held.
 fn restore(inner: &mut Inner, recovered: Recovered) {
@@ -1796,11 +1802,14 @@ fn restore(inner: &mut Inner, recovered: Recovered) {
         .into_iter()
         .map(|(seq, stored)| (seq, (Arc::new(stored.message), stored.published)))
         .collect();
-    inner.next_seq = next_seq;
+    // Messages are delivered before their fsync; if the process died in
+    // between, ids it handed out are not in the store. Each opening takes
+    // ids from its own range of 2^40 (the first from 1), so none repeats.
+    inner.next_seq = next_seq.max((opening.saturating_sub(1) << OPENING_RANGE_BITS) | 1);
     // Ack ids of earlier runs must not settle this run's deliveries: each
     // opening numbers its acks from its own range of 2^40 (the first from
     // 1, like an in-memory broker).
-    inner.next_ack = (opening.saturating_sub(1) << ACK_RANGE_BITS) | 1;
+    inner.next_ack = (opening.saturating_sub(1) << OPENING_RANGE_BITS) | 1;
     inner.schemas = SchemaRegistry::restore(catalog.schemas);
     inner.iam = crate::iam::IamPolicies::restore(catalog.policies);
     for topic in catalog.topics {
@@ -2277,12 +2286,11 @@ impl Broker {
 impl Broker {
     /// Everything the disk store promises to bring back, in a comparable
     /// form: catalog, each subscription's unacked messages and retained
-    /// ones, topic logs, snapshot contents and the next message id.
+    /// ones, topic logs and snapshot contents.
     pub(crate) fn durable_view(&self) -> String {
         use std::fmt::Write as _;
         let inner = self.lock();
         let mut view = String::new();
-        let _ = writeln!(view, "next_seq {}", inner.next_seq);
         for (name, topic) in &inner.topics {
             let log: Vec<u64> = topic.log.iter().map(|m| m.seq).collect();
             let _ = writeln!(
@@ -2319,6 +2327,11 @@ impl Broker {
         policies.sort_by(|a, b| a.0.cmp(&b.0));
         let _ = writeln!(view, "policies {policies:?}");
         view
+    }
+
+    /// The sequence (message id) the next published message gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.lock().next_seq
     }
 }
 

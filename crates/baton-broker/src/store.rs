@@ -12,10 +12,10 @@
 //! What is stored: the catalog (topics, subscriptions, snapshots, schemas
 //! with their revisions, IAM policies), each message once, and which
 //! subscriptions still owe it, which snapshots hold it, which acked messages
-//! a subscription retains, and which messages a topic retains. A message row
-//! goes when nothing refers to it any more. Leases, delivery attempts and
-//! ack ids are not stored: after a restart every unacked message is ready
-//! again.
+//! a subscription retains, which messages a topic retains, and the delivery
+//! attempts that ended without an ack. A message row goes when nothing
+//! refers to it any more. Leases and ack ids are not stored: after a restart
+//! every unacked message is ready again.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -162,6 +162,9 @@ pub enum StoreError {
     /// The writer stopped after an earlier failure; nothing is durable now.
     #[error("the store failed earlier and accepts no more writes: {0}")]
     Failed(String),
+    /// The store was closed (the server is shutting down).
+    #[error("the store is closed")]
+    Closed,
 }
 
 macro_rules! io_error {
@@ -225,6 +228,9 @@ pub struct Storage {
     /// For reads; the writer has its own handle. Both go on close, which
     /// releases the file.
     db: Mutex<Option<Arc<Database>>>,
+    /// Set by [`Storage::close`], and when an operation could not be handed
+    /// to the writer (it is gone): from then on nothing is reported durable.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Storage {
@@ -312,6 +318,7 @@ impl Storage {
                 progress,
                 writer: Mutex::new(Some(writer)),
                 db: Mutex::new(Some(db)),
+                closed: std::sync::atomic::AtomicBool::new(false),
             },
             recovered,
         ))
@@ -331,6 +338,10 @@ impl Storage {
             && sender.send(ops).is_ok()
         {
             self.recorded.fetch_add(1, Ordering::Release);
+        } else {
+            // Closed, or the writer is gone: this change will never be on
+            // disk, and no later request may be told otherwise.
+            self.closed.store(true, Ordering::Release);
         }
     }
 
@@ -338,8 +349,12 @@ impl Storage {
     /// with the error that stopped the writer.
     pub fn durable(&self) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let target = self.recorded.load(Ordering::Acquire);
+        let closed = self.closed.load(Ordering::Acquire);
         let mut progress = self.progress.clone();
         async move {
+            if closed {
+                return Err(StoreError::Closed);
+            }
             let reached = progress
                 .wait_for(|p| p.durable >= target || p.failed.is_some())
                 .await
@@ -367,6 +382,7 @@ impl Storage {
     /// Stops taking changes, writes what is queued and closes the file (so
     /// another broker may open it). Blocks until the writer is done.
     pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         drop(
             self.sender
                 .lock()
@@ -555,7 +571,13 @@ impl Writer {
                 batch.clear();
                 continue;
             }
-            match self.apply(&mut batch) {
+            // A panic in redb must not leave requests waiting, or later ones
+            // told their changes are durable: it fails the store like an
+            // i/o error.
+            let applied =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(&mut batch)))
+                    .unwrap_or_else(|_| Err(StoreError::Io("the store writer panicked".into())));
+            match applied {
                 Ok(()) => progress.send_modify(|p| p.durable += count),
                 Err(error) => {
                     tracing::error!(%error, "the disk store failed; publishes and acks now fail");

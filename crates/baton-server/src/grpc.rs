@@ -258,10 +258,11 @@ impl Subscriber for PubSubService {
         request: Request<ModifyAckDeadlineRequest>,
     ) -> Reply<wkt::Empty> {
         let r = request.into_inner();
-        empty(
+        // A nack counts a delivery attempt (and may dead-letter): durable too.
+        let result =
             self.broker
-                .modify_ack_deadline(&r.subscription, &r.ack_ids, r.ack_deadline_seconds),
-        )
+                .modify_ack_deadline(&r.subscription, &r.ack_ids, r.ack_deadline_seconds);
+        empty(self.broker.durably(result).await)
     }
 
     async fn acknowledge(&self, request: Request<AcknowledgeRequest>) -> Reply<wkt::Empty> {

@@ -261,12 +261,11 @@ pub async fn handle(State(broker): State<Arc<Broker>>, request: Request) -> Resp
         body,
     )
     .await;
-    // A change is answered once it is durable (pulls change nothing durable).
+    // A change is answered once it is durable (pulls change nothing
+    // durable), failures too: an exactly-once ack that fails for some ids
+    // applied the others.
     let changes = parts.method != Method::GET && !parts.uri.path().ends_with(":pull");
-    if changes
-        && response.status().is_success()
-        && let Err(error) = broker.durable().await
-    {
+    if changes && let Err(error) = broker.durable().await {
         return error_response(&error);
     }
     response
