@@ -266,7 +266,8 @@ impl Drop for StreamRegistration {
     }
 }
 
-fn timestamp(time: SystemTime) -> wkt::Timestamp {
+/// A wall-clock time as a protobuf timestamp.
+pub(crate) fn timestamp(time: SystemTime) -> wkt::Timestamp {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     wkt::Timestamp {
         seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
@@ -322,7 +323,8 @@ fn observe_requeue(
     }
 }
 
-fn system_time(ts: &wkt::Timestamp) -> SystemTime {
+/// A protobuf timestamp as wall-clock time (before the epoch: the epoch).
+pub(crate) fn system_time(ts: &wkt::Timestamp) -> SystemTime {
     let secs = u64::try_from(ts.seconds).unwrap_or(0);
     let nanos = u32::try_from(ts.nanos).unwrap_or(0);
     UNIX_EPOCH + Duration::new(secs, nanos)

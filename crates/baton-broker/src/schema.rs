@@ -23,7 +23,7 @@ use baton_proto::wkt;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use serde_json::Value;
 
-use crate::broker::ListPage;
+use crate::broker::{ListPage, system_time, timestamp};
 use crate::error::{BrokerError, BrokerResult};
 use crate::names::{self, Collection};
 
@@ -572,14 +572,6 @@ fn compile_request(schema: Option<&Schema>) -> Result<(i32, CompiledSchema), Sch
     Ok((schema.r#type, compiled))
 }
 
-fn timestamp(time: SystemTime) -> wkt::Timestamp {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    wkt::Timestamp {
-        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
-    }
-}
-
 /// A revision page token: the creation time of the first revision of the
 /// next page, in RFC 3339 (what the emulator sends).
 fn time_token(time: SystemTime) -> String {
@@ -656,14 +648,8 @@ impl SchemaRegistry {
             };
             let created = schema
                 .revision_create_time
-                .map(|t| {
-                    UNIX_EPOCH
-                        + Duration::new(
-                            u64::try_from(t.seconds).unwrap_or(0),
-                            u32::try_from(t.nanos).unwrap_or(0),
-                        )
-                })
-                .unwrap_or(UNIX_EPOCH);
+                .as_ref()
+                .map_or(UNIX_EPOCH, system_time);
             let revision = Revision {
                 id: schema.revision_id,
                 kind: schema.r#type,
