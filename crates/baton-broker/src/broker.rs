@@ -1405,41 +1405,35 @@ impl Broker {
         .map(|(messages, _)| messages)
     }
 
-    /// Current exactly-once and ordering flags of a subscription.
-    pub fn subscription_flags(&self, name: &str) -> BrokerResult<(bool, bool)> {
-        let inner = self.lock();
-        inner
+    /// Reads something of a subscription's state (NOT_FOUND when it is gone).
+    fn read_sub<T>(&self, name: &str, read: impl FnOnce(&SubState) -> T) -> BrokerResult<T> {
+        self.lock()
             .subscriptions
             .get(name)
-            .map(|s| {
-                (
-                    s.config.enable_exactly_once_delivery,
-                    s.config.enable_message_ordering,
-                )
-            })
+            .map(read)
             .ok_or_else(BrokerError::subscription_not_found)
+    }
+
+    /// Current exactly-once and ordering flags of a subscription.
+    pub fn subscription_flags(&self, name: &str) -> BrokerResult<(bool, bool)> {
+        self.read_sub(name, |s| {
+            (
+                s.config.enable_exactly_once_delivery,
+                s.config.enable_message_ordering,
+            )
+        })
     }
 
     /// StreamingPull streams currently registered on a subscription. A client
     /// that drops its stream is only seen once the server reads the reset, so
     /// callers that need "no stream can lease this" wait for zero.
     pub fn open_streams(&self, name: &str) -> BrokerResult<usize> {
-        let inner = self.lock();
-        inner
-            .subscriptions
-            .get(name)
-            .map(|s| s.streams.len())
-            .ok_or_else(BrokerError::subscription_not_found)
+        self.read_sub(name, |s| s.streams.len())
     }
 
     /// Messages neither acked nor dead-lettered on a subscription.
     pub fn backlog_len(&self, name: &str) -> BrokerResult<usize> {
-        let inner = self.lock();
-        inner
-            .subscriptions
-            .get(name)
-            .map(SubState::backlog_len)
-            .ok_or_else(BrokerError::subscription_not_found)
+        self.read_sub(name, SubState::backlog_len)
     }
 
     // ----- snapshots and seek --------------------------------------------
