@@ -1,12 +1,14 @@
-//! Compiles Baton's own `.proto` files with the pure-Rust `protox` compiler so
-//! no system `protoc` is needed, then generates prost messages, tonic services
-//! and pbjson (proto3 JSON) serde impls from the same descriptor set.
+//! Compiles Baton's own `.proto` files (in this crate's `proto/` folder, so the
+//! crate can be packaged) with the pure-Rust `protox` compiler so no system
+//! `protoc` is needed, then generates prost messages, pbjson (proto3 JSON)
+//! serde impls and, when the `client` or `server` feature asks for them, tonic
+//! stubs, all from the same descriptor set.
 
 use std::path::PathBuf;
 
 use prost::Message;
 
-const PROTO_ROOT: &str = "../../proto";
+const PROTO_ROOT: &str = "proto";
 const PROTO_FILES: &[&str] = &[
     "google/pubsub/v1/pubsub.proto",
     "google/pubsub/v1/schema.proto",
@@ -33,9 +35,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let encoded = descriptors.encode_to_vec();
     std::fs::write(&descriptor_path, &encoded)?;
 
+    // Cargo tells a build script which features are on through the environment.
+    let client = std::env::var_os("CARGO_FEATURE_CLIENT").is_some();
+    let server = std::env::var_os("CARGO_FEATURE_SERVER").is_some();
     tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
+        .build_client(client)
+        .build_server(server)
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .file_descriptor_set_path(&descriptor_path)

@@ -69,11 +69,11 @@ pub fn schema(data: &[u8]) {
 pub fn trace_context(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let keys = [
-        baton_trace::TRACEPARENT_ATTRIBUTE,
-        baton_trace::TRACESTATE_ATTRIBUTE,
-        baton_trace::STANDARD_TRACEPARENT_ATTRIBUTE,
-        baton_trace::STANDARD_TRACESTATE_ATTRIBUTE,
-        baton_trace::BAGGAGE_ATTRIBUTE,
+        baton_trace_context::TRACEPARENT_ATTRIBUTE,
+        baton_trace_context::TRACESTATE_ATTRIBUTE,
+        baton_trace_context::STANDARD_TRACEPARENT_ATTRIBUTE,
+        baton_trace_context::STANDARD_TRACESTATE_ATTRIBUTE,
+        baton_trace_context::BAGGAGE_ATTRIBUTE,
         "baggage",
     ];
     let attributes: HashMap<String, String> = keys
@@ -81,11 +81,11 @@ pub fn trace_context(data: &[u8]) {
         .zip(text.split('\n'))
         .map(|(key, value)| ((*key).to_string(), value.to_string()))
         .collect();
-    let options = baton_trace::PropagationOptions {
+    let options = baton_trace_context::PropagationOptions {
         standard_keys: true,
         baggage: true,
     };
-    let _ = baton_trace::extract(&attributes, &options);
+    let _ = baton_trace_context::extract(&attributes, &options);
 }
 
 /// One REST request to a server holding a topic (`orders`, with a few
@@ -179,7 +179,7 @@ fn fixture() -> &'static Fixture {
         let traces = TraceStore::new(10_000);
         Fixture {
             rest: baton_server::router_with_traces(broker.clone(), traces.clone()),
-            otlp: baton_server::otlp::http_router(traces),
+            otlp: baton_trace_store::otlp::http_router(traces),
             runtime,
             _broker: broker,
         }

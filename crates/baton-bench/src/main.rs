@@ -34,6 +34,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod python;
 mod sdk_floor;
 
 use std::collections::HashSet;
@@ -456,9 +457,8 @@ async fn python_round(
         extra.push("--tracing");
     }
     let timeout = Duration::from_secs(120) + Duration::from_millis(u64::try_from(n).unwrap_or(0));
-    let run =
-        baton_interop::run_script(python, "bench_e2e.py", host, prefix, timeout, &extra).await?;
-    let r = &run.result;
+    let result = python::bench_e2e(python, host, prefix, timeout, &extra).await?;
+    let r = &result;
     ensure!(
         r["complete"] == true,
         "the Python client received {} of {n} messages",
@@ -748,7 +748,7 @@ async fn run(args: Args) -> Result<()> {
         format!("{host} (--endpoint)")
     };
     let client = Client::connect(
-        ClientConfig::new(baton_interop::PROJECT).with_endpoint(Endpoint::Emulator(host.clone())),
+        ClientConfig::new(python::PROJECT).with_endpoint(Endpoint::Emulator(host.clone())),
     )
     .await?;
     let mut modes: Vec<Mode> = Vec::new();
@@ -766,14 +766,13 @@ async fn run(args: Args) -> Result<()> {
             "== Python venv under {}",
             tmp.parent().unwrap_or(&tmp).display()
         );
-        let tmp = tmp.to_string_lossy().into_owned();
-        Some(tokio::task::spawn_blocking(move || baton_interop::python(&tmp)).await?)
+        Some(tokio::task::spawn_blocking(move || python::venv(&tmp)).await??)
     } else {
         None
     };
     let load_before = load_average();
     let telemetry = Telemetry::new(args.sample_ratio);
-    let run_id = baton_interop::unique_prefix("bench");
+    let run_id = unique_prefix("bench");
     let mut series: Vec<(Mode, Series)> = modes.iter().map(|m| (*m, Series::default())).collect();
     let mut traced_messages = 0u64;
     let mut spans_before = 0u64;
@@ -855,4 +854,12 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(run(args))
+}
+
+/// A fresh resource-id prefix (ids must start with a letter).
+fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{name}-{}-{nanos:x}", std::process::id())
 }

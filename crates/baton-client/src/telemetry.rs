@@ -9,13 +9,13 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage};
-use baton_trace as bt;
+use baton_trace_context as bt;
 use opentelemetry::global::{BoxedSpan, BoxedTracer, ObjectSafeTracerProvider};
 use opentelemetry::trace::{Link, Span, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-pub use baton_trace::PropagationOptions;
+pub use baton_trace_context::PropagationOptions;
 
 /// The OpenTelemetry SDK's default limit of links on one span.
 pub const DEFAULT_MAX_LINKS_PER_SPAN: usize = 128;

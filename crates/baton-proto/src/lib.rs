@@ -1,10 +1,12 @@
 //! Wire types of the Pub/Sub API as Baton speaks it.
 //!
-//! Everything here is generated at build time from the `.proto` files in the
-//! repository's `proto/` folder: prost messages, tonic clients and servers, and
-//! serde impls that follow the proto3 JSON mapping (camelCase names, base64
-//! bytes, `"600s"` durations, RFC 3339 timestamps, int64 as strings), so the
-//! gRPC and REST faces of the server share one set of types.
+//! Everything here is generated at build time from the `.proto` files in this
+//! crate's `proto/` folder: prost messages and serde impls that follow the
+//! proto3 JSON mapping (camelCase names, base64 bytes, `"600s"` durations,
+//! RFC 3339 timestamps, int64 as strings), so the gRPC and REST faces of the
+//! server share one set of types. The tonic clients and servers are generated
+//! only with the `client` and `server` features, so code that needs just the
+//! messages (the broker) does not build tonic.
 
 /// `google.pubsub.v1`: topics, subscriptions, messages and their services.
 pub mod pubsub {

@@ -159,10 +159,10 @@ impl BrokerSpans {
 fn traced(message: &PubsubMessage) -> bool {
     message
         .attributes
-        .contains_key(baton_trace::TRACEPARENT_ATTRIBUTE)
+        .contains_key(baton_trace_context::TRACEPARENT_ATTRIBUTE)
         || message
             .attributes
-            .contains_key(baton_trace::LEGACY_SPAN_CONTEXT_ATTRIBUTE)
+            .contains_key(baton_trace_context::LEGACY_SPAN_CONTEXT_ATTRIBUTE)
 }
 
 impl DeliveryObserver for BrokerSpans {
@@ -242,7 +242,8 @@ where
 /// The parent context of the message's spans: its `create` span, or `None`
 /// when the attributes carry no valid trace context.
 fn parent(message: &PubsubMessage) -> Option<Context> {
-    let span_context = baton_trace::extract_span_context(&message.attributes, &Default::default())?;
+    let span_context =
+        baton_trace_context::extract_span_context(&message.attributes, &Default::default())?;
     Some(Context::new().with_remote_span_context(span_context))
 }
 
@@ -257,16 +258,19 @@ fn project(name: &str) -> &str {
 fn common(resource: &str, message: &PubsubMessage) -> Vec<KeyValue> {
     vec![
         KeyValue::new(
-            baton_trace::MESSAGING_SYSTEM,
-            baton_trace::MESSAGING_SYSTEM_VALUE,
+            baton_trace_context::MESSAGING_SYSTEM,
+            baton_trace_context::MESSAGING_SYSTEM_VALUE,
         ),
         KeyValue::new(
-            baton_trace::MESSAGING_DESTINATION_NAME,
-            baton_trace::short_id(resource).to_owned(),
+            baton_trace_context::MESSAGING_DESTINATION_NAME,
+            baton_trace_context::short_id(resource).to_owned(),
         ),
-        KeyValue::new(baton_trace::GCP_PROJECT_ID, project(resource).to_owned()),
         KeyValue::new(
-            baton_trace::MESSAGING_MESSAGE_ID,
+            baton_trace_context::GCP_PROJECT_ID,
+            project(resource).to_owned(),
+        ),
+        KeyValue::new(
+            baton_trace_context::MESSAGING_MESSAGE_ID,
             message.message_id.clone(),
         ),
     ]
@@ -316,13 +320,13 @@ fn record<T: Tracer>(tracer: &T, event: Event) {
             };
             let mut attributes = common(&topic, &message);
             attributes.push(KeyValue::new(
-                baton_trace::MESSAGING_MESSAGE_BODY_SIZE,
+                baton_trace_context::MESSAGING_MESSAGE_BODY_SIZE,
                 i64::try_from(message.data.len()).unwrap_or(i64::MAX),
             ));
             emit(
                 tracer,
                 &parent,
-                format!("{} receive", baton_trace::short_id(&topic)),
+                format!("{} receive", baton_trace_context::short_id(&topic)),
                 SpanKind::Server,
                 received,
                 stored,
@@ -345,17 +349,17 @@ fn record<T: Tracer>(tracer: &T, event: Event) {
             let mut attributes = common(&subscription, &message);
             attributes.extend([
                 KeyValue::new(
-                    baton_trace::MESSAGING_GCP_PUBSUB_DELIVERY_ATTEMPT,
+                    baton_trace_context::MESSAGING_GCP_PUBSUB_DELIVERY_ATTEMPT,
                     i64::from(attempt),
                 ),
-                KeyValue::new(baton_trace::MESSAGING_GCP_PUBSUB_ACK_ID, ack_id),
+                KeyValue::new(baton_trace_context::MESSAGING_GCP_PUBSUB_ACK_ID, ack_id),
                 KeyValue::new(BACKLOG_WAIT_MS, millis(available_since, delivered_at)),
                 KeyValue::new(DELIVERY, kind.as_str()),
             ]);
             emit(
                 tracer,
                 &parent,
-                format!("{} deliver", baton_trace::short_id(&subscription)),
+                format!("{} deliver", baton_trace_context::short_id(&subscription)),
                 SpanKind::Internal,
                 available_since,
                 delivered_at,
@@ -377,7 +381,7 @@ fn record<T: Tracer>(tracer: &T, event: Event) {
             let mut attributes = common(&subscription, &message);
             attributes.extend([
                 KeyValue::new(
-                    baton_trace::MESSAGING_GCP_PUBSUB_DELIVERY_ATTEMPT,
+                    baton_trace_context::MESSAGING_GCP_PUBSUB_DELIVERY_ATTEMPT,
                     i64::from(attempt),
                 ),
                 KeyValue::new(REDELIVERY_REASON, reason.as_str()),
@@ -386,7 +390,7 @@ fn record<T: Tracer>(tracer: &T, event: Event) {
             emit(
                 tracer,
                 &parent,
-                format!("{} redeliver", baton_trace::short_id(&subscription)),
+                format!("{} redeliver", baton_trace_context::short_id(&subscription)),
                 SpanKind::Internal,
                 at,
                 available_at,
@@ -408,19 +412,22 @@ fn record<T: Tracer>(tracer: &T, event: Event) {
             let mut attributes = common(&subscription, &message);
             attributes.extend([
                 KeyValue::new(
-                    baton_trace::MESSAGING_GCP_PUBSUB_DELIVERY_ATTEMPT,
+                    baton_trace_context::MESSAGING_GCP_PUBSUB_DELIVERY_ATTEMPT,
                     i64::from(attempts),
                 ),
                 KeyValue::new(REDELIVERY_REASON, reason.as_str()),
                 KeyValue::new(
                     DEAD_LETTER_TOPIC,
-                    baton_trace::short_id(&dead_letter_topic).to_owned(),
+                    baton_trace_context::short_id(&dead_letter_topic).to_owned(),
                 ),
             ]);
             emit(
                 tracer,
                 &parent,
-                format!("{} dead-letter", baton_trace::short_id(&subscription)),
+                format!(
+                    "{} dead-letter",
+                    baton_trace_context::short_id(&subscription)
+                ),
                 SpanKind::Internal,
                 at,
                 at,
@@ -452,7 +459,7 @@ mod tests {
         let mut message = PubsubMessage::default();
         assert!(!traced(&message));
         message.attributes.insert(
-            baton_trace::TRACEPARENT_ATTRIBUTE.to_owned(),
+            baton_trace_context::TRACEPARENT_ATTRIBUTE.to_owned(),
             "garbage".to_owned(),
         );
         assert!(traced(&message));

@@ -8,14 +8,11 @@
 pub mod broker_spans;
 mod grpc;
 mod iam_service;
-pub mod otlp;
 mod push;
 mod rest;
 mod schema_service;
 mod serve;
 mod status;
-pub mod trace_api;
-pub mod web_ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,7 +35,7 @@ pub use push::{PushError, PushManager, PushSettings};
 pub use schema_service::SchemaServiceImpl;
 pub use status::{mapping as status_mapping, to_http, to_status};
 
-pub use baton_traces::{self, TraceStore};
+pub use baton_trace_store::{self, TraceStore};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
@@ -110,7 +107,7 @@ impl ServerConfig {
             broker_spans: true,
             otlp_grpc_addr: None,
             otlp_http_addr: None,
-            trace_store_spans: baton_traces::DEFAULT_MAX_SPANS,
+            trace_store_spans: baton_trace_store::DEFAULT_MAX_SPANS,
             tracer_provider: None,
             data_dir: None,
         }
@@ -163,13 +160,14 @@ pub const SERVICE_NAME: &str = "baton";
 /// variables name one (unless they name one of this server's own OTLP ports,
 /// `own_ports`: its spans are in the store already).
 fn build_tracer_provider(store: &TraceStore, own_ports: &[u16]) -> SdkTracerProvider {
-    let to_store = BatchSpanProcessor::builder(baton_traces::StoreExporter::new(store.clone()))
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_scheduled_delay(std::time::Duration::from_millis(100))
-                .build(),
-        )
-        .build();
+    let to_store =
+        BatchSpanProcessor::builder(baton_trace_store::StoreExporter::new(store.clone()))
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_scheduled_delay(std::time::Duration::from_millis(100))
+                    .build(),
+            )
+            .build();
     let resource = opentelemetry_sdk::Resource::builder_empty()
         .with_service_name(SERVICE_NAME)
         .build();
@@ -214,8 +212,8 @@ pub struct RunningServer {
     tracer_provider: SdkTracerProvider,
     /// The broker-span recorder, to flush its queue before the provider.
     span_recorder: Option<broker_spans::BrokerSpans>,
-    otlp_grpc: Option<otlp::Listener>,
-    otlp_http: Option<otlp::Listener>,
+    otlp_grpc: Option<serve::Listener>,
+    otlp_http: Option<serve::Listener>,
     otlp_stop: watch::Sender<bool>,
 }
 
@@ -366,8 +364,7 @@ pub fn router_with_traces(broker: Arc<Broker>, traces: TraceStore) -> axum::Rout
     let router = with_grpc(router, subscriber);
     let router = with_grpc(router, schemas);
     let router = with_grpc(router, iam);
-    let router = router.merge(web_ui::routes());
-    let router = router.merge(trace_api::routes(traces));
+    let router = router.merge(baton_trace_store::router(traces));
     router.fallback(rest::handle).with_state(broker)
 }
 
@@ -383,17 +380,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let trace_store = TraceStore::new(config.trace_store_spans);
     let (otlp_stop, otlp_stopped) = watch::channel(false);
     let otlp_grpc = match config.otlp_grpc_addr {
-        Some(addr) => Some(otlp::spawn(
+        Some(addr) => Some(serve::spawn(
             bind(addr).await?,
-            otlp::grpc_router(trace_store.clone()),
+            baton_trace_store::otlp::grpc_router(trace_store.clone()),
             otlp_stopped.clone(),
         )?),
         None => None,
     };
     let otlp_http = match config.otlp_http_addr {
-        Some(addr) => Some(otlp::spawn(
+        Some(addr) => Some(serve::spawn(
             bind(addr).await?,
-            otlp::http_router(trace_store.clone()),
+            baton_trace_store::otlp::http_router(trace_store.clone()),
             otlp_stopped,
         )?),
         None => None,

@@ -15,7 +15,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::net::SocketAddr;
+
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Receive window of one HTTP/2 stream (one RPC): a full batch.
 const STREAM_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
@@ -73,4 +77,28 @@ pub(crate) async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// A port served in the background (the OTLP receivers): its address and
+/// serving task.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) addr: SocketAddr,
+    pub(crate) task: JoinHandle<Result<(), std::io::Error>>,
+}
+
+/// Serves `app` on `listener` in the background until `stop` turns true.
+pub(crate) fn spawn(
+    listener: TcpListener,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Listener, std::io::Error> {
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        serve(listener, app, async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+        .await
+    });
+    Ok(Listener { addr, task })
 }

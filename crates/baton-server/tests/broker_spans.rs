@@ -90,7 +90,7 @@ fn traced_message(data: &str, traceparent: &str) -> PubsubMessage {
         data: data.as_bytes().to_vec(),
         attributes: HashMap::from([
             (
-                baton_trace::TRACEPARENT_ATTRIBUTE.to_string(),
+                baton_trace_context::TRACEPARENT_ATTRIBUTE.to_string(),
                 traceparent.to_string(),
             ),
             ("googclient_tracestate".to_string(), "k=v".to_string()),
@@ -542,7 +542,7 @@ async fn push_deliveries_are_recorded_and_a_failed_push_is_a_nack() {
             .unwrap()
             .unwrap();
         assert_eq!(
-            body["message"]["attributes"][baton_trace::TRACEPARENT_ATTRIBUTE],
+            body["message"]["attributes"][baton_trace_context::TRACEPARENT_ATTRIBUTE],
             traceparent.as_str()
         );
     }

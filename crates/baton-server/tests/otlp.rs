@@ -6,15 +6,15 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use baton_server::baton_traces::opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use baton_server::baton_traces::opentelemetry_proto::tonic::collector::trace::v1::{
+use baton_server::baton_trace_store::opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use baton_server::baton_trace_store::opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use baton_server::baton_traces::opentelemetry_proto::tonic::common::v1::{
+use baton_server::baton_trace_store::opentelemetry_proto::tonic::common::v1::{
     AnyValue, KeyValue, any_value,
 };
-use baton_server::baton_traces::opentelemetry_proto::tonic::resource::v1::Resource;
-use baton_server::baton_traces::opentelemetry_proto::tonic::trace::v1::{
+use baton_server::baton_trace_store::opentelemetry_proto::tonic::resource::v1::Resource;
+use baton_server::baton_trace_store::opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span,
 };
 use baton_server::{RunningServer, ServerConfig};
@@ -215,7 +215,7 @@ async fn grpc_rejects_bad_spans_and_huge_batches() {
     assert!(!partial.error_message.is_empty());
     assert_eq!(server.trace_store().trace(&hex(&t)).unwrap().spans.len(), 1);
     // Too many spans at once.
-    let many = (0..=baton_server::baton_traces::MAX_SPANS_PER_REQUEST)
+    let many = (0..=baton_server::baton_trace_store::MAX_SPANS_PER_REQUEST)
         .map(|_| Span::default())
         .collect();
     let status = client.export(request("svc", many)).await.unwrap_err();
@@ -332,7 +332,7 @@ async fn links_from_other_traces_show_as_linked_spans() {
     let start = now();
     let mut ack_span = span(&ack, 1, None, "ack", start + 50, start + 60);
     ack_span.links.push(
-        baton_server::baton_traces::opentelemetry_proto::tonic::trace::v1::span::Link {
+        baton_server::baton_trace_store::opentelemetry_proto::tonic::trace::v1::span::Link {
             trace_id: publish.clone(),
             span_id: vec![9, 9, 9, 9, 9, 9, 9, 1],
             ..Default::default()
@@ -438,7 +438,7 @@ async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
     .await;
     assert_eq!(response.status(), 413);
     // Too many spans at once.
-    let many = (0..=baton_server::baton_traces::MAX_SPANS_PER_REQUEST)
+    let many = (0..=baton_server::baton_trace_store::MAX_SPANS_PER_REQUEST)
         .map(|_| Span::default())
         .collect();
     let response = post(

@@ -39,7 +39,7 @@ async fn serve_fixture() -> SocketAddr {
     let detail: serde_json::Value = serde_json::from_str(DETAIL).unwrap();
     let list: serde_json::Value = serde_json::from_str(LIST).unwrap();
     let by_id = detail.clone();
-    let app: axum::Router = baton_server::web_ui::routes()
+    let app: axum::Router = baton_trace_store::web_view()
         .route("/api/traces", get(move || async move { Json(list) }))
         .route("/api/traces/last", get(move || async move { Json(detail) }))
         .route(

@@ -88,7 +88,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .context("creating the subscription")?;
 
     let otlp = Some(format!("http://{otlp_grpc}"));
-    let service_b = service_b::run(service_b::Config {
+    let service_b = baton_demo::service_b::run(baton_demo::service_b::Config {
         pubsub_host: pubsub.to_string(),
         project: PROJECT.into(),
         subscription: SUBSCRIPTION.into(),
@@ -97,7 +97,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     })
     .await
     .context("starting Service B")?;
-    let service_a = service_a::run(service_a::Config {
+    let service_a = baton_demo::service_a::run(baton_demo::service_a::Config {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         pubsub_host: pubsub.to_string(),
         project: PROJECT.into(),

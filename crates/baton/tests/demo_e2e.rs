@@ -62,7 +62,7 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
         )
         .await
         .unwrap();
-    let service_b = service_b::run(service_b::Config {
+    let service_b = baton_demo::service_b::run(baton_demo::service_b::Config {
         pubsub_host: pubsub.clone(),
         project: "demo".into(),
         subscription: "orders-worker".into(),
@@ -71,7 +71,7 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
     })
     .await
     .unwrap();
-    let service_a = service_a::run(service_a::Config {
+    let service_a = baton_demo::service_a::run(baton_demo::service_a::Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         pubsub_host: pubsub.clone(),
         project: "demo".into(),

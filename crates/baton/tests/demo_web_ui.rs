@@ -197,7 +197,7 @@ async fn web_view_of_a_demo_trace_in_headless_chromium() {
         )
         .await
         .unwrap();
-    let service_b = service_b::run(service_b::Config {
+    let service_b = baton_demo::service_b::run(baton_demo::service_b::Config {
         pubsub_host: pubsub.clone(),
         project: "demo".into(),
         subscription: "orders-worker".into(),
@@ -206,7 +206,7 @@ async fn web_view_of_a_demo_trace_in_headless_chromium() {
     })
     .await
     .unwrap();
-    let service_a = service_a::run(service_a::Config {
+    let service_a = baton_demo::service_a::run(baton_demo::service_a::Config {
         listen: localhost,
         pubsub_host: pubsub.clone(),
         project: "demo".into(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use baton_proto::pubsub::{AcknowledgeRequest, ModifyAckDeadlineRequest};
-use baton_trace::SettleKind;
+use baton_trace_context::SettleKind;
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -69,8 +69,8 @@ impl Kind {
     /// ends the delivery.
     fn result(self) -> Option<&'static str> {
         match self {
-            Self::Ack => Some(baton_trace::RESULT_ACKED),
-            Self::Nack => Some(baton_trace::RESULT_NACKED),
+            Self::Ack => Some(baton_trace_context::RESULT_ACKED),
+            Self::Nack => Some(baton_trace_context::RESULT_NACKED),
             Self::Modack { .. } => None,
         }
     }

@@ -457,9 +457,9 @@ impl Core {
 fn expire_trace(delivery: &Delivery) {
     delivery.with_trace(|traced| {
         if let Some(scope) = traced.process.as_ref().and_then(Weak::upgrade) {
-            scope.event(baton_trace::EVENT_EXPIRED);
+            scope.event(baton_trace_context::EVENT_EXPIRED);
         }
-        traced.trace.finish(baton_trace::RESULT_EXPIRED);
+        traced.trace.finish(baton_trace_context::RESULT_EXPIRED);
     });
 }
 

@@ -325,7 +325,7 @@ impl ReceivedMessage {
     }
 
     /// The message as received on the wire, e.g. for
-    /// [`baton_trace::extract`]-style helpers.
+    /// [`baton_trace_context::extract`]-style helpers.
     ///
     /// ```no_run
     /// # fn f(message: baton_client::ReceivedMessage) {
@@ -478,8 +478,8 @@ impl ReceivedMessage {
         self.done = true;
         if let Some(scope) = &self.process {
             scope.event(match kind {
-                Kind::Ack => baton_trace::EVENT_ACK_CALLED,
-                _ => baton_trace::EVENT_NACK_CALLED,
+                Kind::Ack => baton_trace_context::EVENT_ACK_CALLED,
+                _ => baton_trace_context::EVENT_NACK_CALLED,
             });
         }
         settle(&self.delivery, kind, reply);

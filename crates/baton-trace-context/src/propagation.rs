@@ -54,7 +54,7 @@ const TRACEPARENT_FIELD: &str = "traceparent";
 /// `googclient_traceparent` and, when non-empty, `googclient_tracestate`.
 ///
 /// ```
-/// let options = baton_trace::PropagationOptions { standard_keys: true, ..Default::default() };
+/// let options = baton_trace_context::PropagationOptions { standard_keys: true, ..Default::default() };
 /// assert!(!options.baggage);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -79,7 +79,7 @@ pub struct PropagationOptions {
 ///
 /// ```
 /// use std::collections::HashMap;
-/// use baton_trace::MessageCarrier;
+/// use baton_trace_context::MessageCarrier;
 /// use opentelemetry::propagation::{Extractor, Injector};
 ///
 /// let mut attributes = HashMap::new();
@@ -193,7 +193,7 @@ impl<A: BorrowMut<HashMap<String, String>>> Injector for MessageCarrier<A> {
 /// );
 /// let cx = Context::new().with_remote_span_context(span_context);
 /// let mut attributes = HashMap::new();
-/// baton_trace::inject(&cx, &mut attributes, &Default::default());
+/// baton_trace_context::inject(&cx, &mut attributes, &Default::default());
 /// assert_eq!(
 ///     attributes["googclient_traceparent"],
 ///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -237,11 +237,11 @@ pub fn inject(
 ///     "googclient_traceparent".to_owned(),
 ///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03".to_owned(),
 /// )]);
-/// let cx = baton_trace::extract(&attributes, &Default::default());
+/// let cx = baton_trace_context::extract(&attributes, &Default::default());
 /// assert!(cx.span().span_context().is_sampled());
 /// assert!(cx.span().span_context().is_remote());
 ///
-/// let cx = baton_trace::extract(&HashMap::new(), &Default::default());
+/// let cx = baton_trace_context::extract(&HashMap::new(), &Default::default());
 /// assert!(!cx.has_active_span());
 /// ```
 #[must_use]

@@ -175,8 +175,8 @@ pub const EVENT_EXPIRED: &str = "expired";
 /// full resource name. A string without `/` is returned unchanged.
 ///
 /// ```
-/// assert_eq!(baton_trace::short_id("projects/p/topics/orders"), "orders");
-/// assert_eq!(baton_trace::short_id("orders"), "orders");
+/// assert_eq!(baton_trace_context::short_id("projects/p/topics/orders"), "orders");
+/// assert_eq!(baton_trace_context::short_id("orders"), "orders");
 /// ```
 #[must_use]
 pub fn short_id(name: &str) -> &str {
@@ -192,7 +192,7 @@ fn span_name(resource: &str, operation: &str) -> String {
 /// Accepts a short topic id or a full topic name (shortened with [`short_id`]).
 ///
 /// ```
-/// assert_eq!(baton_trace::create_span_name("projects/p/topics/orders"), "orders create");
+/// assert_eq!(baton_trace_context::create_span_name("projects/p/topics/orders"), "orders create");
 /// ```
 #[must_use]
 pub fn create_span_name(topic: &str) -> String {
@@ -204,7 +204,7 @@ pub fn create_span_name(topic: &str) -> String {
 /// Accepts a short topic id or a full topic name.
 ///
 /// ```
-/// assert_eq!(baton_trace::publish_span_name("orders"), "orders publish");
+/// assert_eq!(baton_trace_context::publish_span_name("orders"), "orders publish");
 /// ```
 #[must_use]
 pub fn publish_span_name(topic: &str) -> String {
@@ -217,7 +217,7 @@ pub fn publish_span_name(topic: &str) -> String {
 ///
 /// ```
 /// assert_eq!(
-///     baton_trace::subscribe_span_name("projects/p/subscriptions/worker"),
+///     baton_trace_context::subscribe_span_name("projects/p/subscriptions/worker"),
 ///     "worker subscribe"
 /// );
 /// ```
@@ -241,7 +241,7 @@ pub fn process_span_name(subscription: &str) -> String {
 /// Accepts a short subscription id or a full subscription name.
 ///
 /// ```
-/// use baton_trace::{settle_span_name, SettleKind};
+/// use baton_trace_context::{settle_span_name, SettleKind};
 /// assert_eq!(settle_span_name("worker", SettleKind::Modack), "worker modack");
 /// ```
 #[must_use]

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use baton_trace::{
+use baton_trace_context::{
     LEGACY_SPAN_CONTEXT_ATTRIBUTE, PropagationOptions, STANDARD_TRACEPARENT_ATTRIBUTE,
     TRACEPARENT_ATTRIBUTE, TRACESTATE_ATTRIBUTE, extract, extract_span_context, inject,
 };

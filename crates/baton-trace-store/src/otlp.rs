@@ -4,7 +4,7 @@
 //!
 //! Input is never trusted: malformed protobuf or JSON gets HTTP 400 /
 //! `INVALID_ARGUMENT`, bodies over [`MAX_BODY_BYTES`] and batches over
-//! [`baton_traces::MAX_SPANS_PER_REQUEST`] spans get HTTP 413 /
+//! [`crate::MAX_SPANS_PER_REQUEST`] spans get HTTP 413 /
 //! `RESOURCE_EXHAUSTED`, and spans with bad ids or absurd timestamps are
 //! dropped and reported in `partialSuccess.rejectedSpans`. Each connection is
 //! served on its own task, so one bad client does not hold up others.
@@ -13,25 +13,20 @@
 //! [`MAX_BODY_BYTES`] inflated); other encodings get 415. gRPC compression is
 //! not supported (tonic answers `UNIMPLEMENTED`).
 
-use std::net::SocketAddr;
-
+use crate::{IngestError, IngestSummary, TraceStore};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use baton_traces::opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
-use baton_traces::opentelemetry_proto::tonic::collector::trace::v1::{
+use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use baton_traces::{IngestError, IngestSummary, TraceStore};
 use prost::Message;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 use tower::ServiceExt;
 
@@ -262,27 +257,4 @@ fn too_large_body() -> Response {
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("request body larger than {MAX_BODY_BYTES} bytes"),
     )
-}
-
-/// A bound receiver listener: its address and serving task.
-#[derive(Debug)]
-pub(crate) struct Listener {
-    pub(crate) addr: SocketAddr,
-    pub(crate) task: JoinHandle<Result<(), std::io::Error>>,
-}
-
-/// Serves `app` on `listener` until `stop` turns true.
-pub(crate) fn spawn(
-    listener: TcpListener,
-    app: Router,
-    mut stop: watch::Receiver<bool>,
-) -> Result<Listener, std::io::Error> {
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        crate::serve::serve(listener, app, async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        })
-        .await
-    });
-    Ok(Listener { addr, task })
 }

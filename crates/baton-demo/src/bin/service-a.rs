@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let service = service_a::run(service_a::Config::from_env()?).await?;
+    let service = baton_demo::service_a::run(baton_demo::service_a::Config::from_env()?).await?;
     println!("service-a: POST http://{}/orders", service.local_addr());
     tokio::signal::ctrl_c().await?;
     service.shutdown().await

@@ -18,7 +18,7 @@
 //! use std::collections::HashMap;
 //! use opentelemetry::Context;
 //! use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-//! use baton_trace::PropagationOptions;
+//! use baton_trace_context::PropagationOptions;
 //!
 //! // Publisher: the context of the per-message "{topic} create" span.
 //! let create = SpanContext::new(
@@ -30,10 +30,10 @@
 //! );
 //! let mut attributes = HashMap::new();
 //! let options = PropagationOptions::default();
-//! baton_trace::inject(&Context::new().with_remote_span_context(create), &mut attributes, &options);
+//! baton_trace_context::inject(&Context::new().with_remote_span_context(create), &mut attributes, &options);
 //!
 //! // Subscriber: parent of the "{subscription} subscribe" span.
-//! let parent = baton_trace::extract(&attributes, &options);
+//! let parent = baton_trace_context::extract(&attributes, &options);
 //! assert_eq!(parent.span().span_context().trace_id(), TraceId::from(1_u128));
 //! ```
 
@@ -61,7 +61,7 @@ pub const INSTRUMENTATION_SCOPE_NAME: &str = "baton";
 /// with this crate's version.
 ///
 /// ```
-/// let scope = baton_trace::scope();
+/// let scope = baton_trace_context::scope();
 /// assert_eq!(scope.name(), "baton");
 /// assert_eq!(scope.version(), Some(env!("CARGO_PKG_VERSION")));
 /// // e.g. opentelemetry::global::tracer_with_scope(scope)

@@ -7,12 +7,19 @@
 //! timestamps are rejected and counted, never stored, and never panic.
 //!
 //! The query model ([`TraceSummary`], [`TraceDetail`], [`Span`]) serializes
-//! to the JSON served by `baton serve`'s query API (see
-//! `docs/trace-view-design.md`).
+//! to the JSON of the query API (see `docs/trace-view-design.md`).
+//!
+//! Besides the store, this crate holds everything that feeds and shows it, as
+//! axum routers the server mounts: the OTLP receivers ([`otlp`]), the JSON
+//! query API and the web view ([`router`]). The server decides on which ports
+//! they are served.
 
 mod convert;
 mod exporter;
 mod model;
+pub mod otlp;
+mod query_api;
+mod web_ui;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,6 +31,25 @@ use convert::{SpanKey, StoredSpan, TraceKey};
 pub use exporter::StoreExporter;
 pub use model::{Event, Link, Span, SpanKind, Status, StatusCode, TraceDetail, TraceSummary};
 pub use opentelemetry_proto;
+
+/// The query API (`/api/traces...`) over `store` and the web view (`/ui/`),
+/// for merging into a server's router. They carry their own state, so they
+/// fit any router state `S`.
+pub fn router<S>(store: TraceStore) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    web_view().merge(query_api::routes(store))
+}
+
+/// The web view alone (`/ui/`), which reads the query API of its own origin;
+/// for serving it over another source of that API.
+pub fn web_view<S>() -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    web_ui::routes()
+}
 
 /// Default bound of a store, in spans.
 pub const DEFAULT_MAX_SPANS: usize = 100_000;

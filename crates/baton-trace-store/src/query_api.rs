@@ -7,12 +7,12 @@
 //! Unknown traces answer 404 with `{"error": ...}`. The shapes are those of
 //! `docs/trace-view-design.md`.
 
+use crate::TraceStore;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use baton_traces::TraceStore;
 use serde::Deserialize;
 
 /// Default and largest `limit` of `GET /api/traces`.
@@ -21,7 +21,7 @@ const MAX_LIMIT: usize = 1000;
 
 /// The query API's routes, for merging before the REST fallback; they carry
 /// their own state, so they fit any router state `S`.
-pub fn routes<S>(store: TraceStore) -> Router<S>
+pub(crate) fn routes<S>(store: TraceStore) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {

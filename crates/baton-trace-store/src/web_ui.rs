@@ -21,7 +21,7 @@ const TRACE_JS: &str = include_str!("../assets/trace.js");
 
 /// Routes of the web view, for merging into the server's router before its
 /// REST fallback. Stateless, so they fit any router state `S`.
-pub fn routes<S>() -> Router<S>
+pub(crate) fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {

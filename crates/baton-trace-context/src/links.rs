@@ -16,10 +16,10 @@ use crate::names::{LINK_OPERATION_NAME, SettleKind};
 /// ```
 /// use opentelemetry::trace::SpanContext;
 ///
-/// let link = baton_trace::link_to(&SpanContext::empty_context(), Some("ack"));
+/// let link = baton_trace_context::link_to(&SpanContext::empty_context(), Some("ack"));
 /// assert_eq!(link.attributes.len(), 1);
 /// assert_eq!(link.attributes[0].key.as_str(), "messaging.operation.name");
-/// assert!(baton_trace::link_to(&SpanContext::empty_context(), None).attributes.is_empty());
+/// assert!(baton_trace_context::link_to(&SpanContext::empty_context(), None).attributes.is_empty());
 /// ```
 #[must_use]
 pub fn link_to(span_context: &SpanContext, operation: Option<&str>) -> Link {
