@@ -8,19 +8,22 @@
 //! status through one table.
 
 mod broker;
-mod delivery;
+mod clock;
 mod error;
 pub mod filter;
 mod iam;
 pub mod names;
 pub mod observer;
+mod paging;
 pub mod schema;
 mod store;
 #[cfg(test)]
 mod store_tests;
 pub mod validate;
 
-pub use broker::{Broker, DELETED_TOPIC, ListPage, PullWait, StreamRegistration};
+pub use broker::{Broker, BrokerBuilder, DELETED_TOPIC, PullWait, StreamRegistration};
+pub use clock::Clock;
 pub use error::{AckFailure, BrokerError, BrokerResult, ErrorCode};
 pub use observer::{DeadLetter, Delivery, DeliveryKind, DeliveryObserver, LeaseEnd, Redelivery};
+pub use paging::ListPage;
 pub use store::{STORE_FILE, Storage, StoreError};

@@ -23,9 +23,10 @@ use baton_proto::wkt;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use serde_json::Value;
 
-use crate::broker::{ListPage, system_time, timestamp};
+use crate::clock::{system_time, timestamp};
 use crate::error::{BrokerError, BrokerResult};
 use crate::names::{self, Collection};
+use crate::paging::ListPage;
 
 /// The schema a topic reports once the schema it was bound to is deleted.
 pub const DELETED_SCHEMA: &str = "_deleted-schema_";

@@ -242,37 +242,22 @@ impl fmt::Debug for Storage {
     }
 }
 
-/// Collects the changes of the current broker operation (under the broker's
-/// lock) and hands them to the [`Storage`] as one unit when the lock is let
-/// go, so the writer never commits half an operation.
+/// Where the broker sends the changes of each operation: one unit per
+/// operation, in the order the broker made them, so the writer never commits
+/// half an operation.
 #[derive(Debug, Clone)]
 pub(crate) struct Journal {
-    pending: Arc<Mutex<Vec<StoreOp>>>,
     storage: Arc<Storage>,
 }
 
 impl Journal {
     pub fn new(storage: Arc<Storage>) -> Self {
-        Self {
-            pending: Arc::default(),
-            storage,
-        }
+        Self { storage }
     }
 
-    /// Adds a change to the current operation.
-    pub fn push(&self, op: StoreOp) {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(op);
-    }
-
-    /// Ends the current operation: its changes go to the writer.
-    pub fn flush(&self) {
-        let ops = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-        if !ops.is_empty() {
-            self.storage.record(ops);
-        }
+    /// Hands the changes of one operation to the writer.
+    pub fn record(&self, ops: Vec<StoreOp>) {
+        self.storage.record(ops);
     }
 }
 

@@ -1,16 +1,19 @@
 //! Baton's network face.
 //!
 //! One port serves gRPC (HTTP/2) and the REST mapping (HTTP/1.1 JSON) over
-//! the same [`Broker`]: gRPC requests are routed by their service path, all
-//! else goes to the REST handler. [`start`] binds, serves in the background
+//! the same [`Broker`]. Both are thin transports over one request layer
+//! ([`api`]): each RPC is one function there, and what applies to every
+//! request (the durability wait) is written once. gRPC requests are routed
+//! by their service path, all else goes to the REST route table. The trace
+//! store's routers (query API, web view; the OTLP receivers on their own
+//! ports) are mounted beside them. [`start`] binds, serves in the background
 //! and hands back a [`RunningServer`] to learn the address and to shut down.
 
+pub mod api;
 pub mod broker_spans;
 mod grpc;
-mod iam_service;
 mod push;
 mod rest;
-mod schema_service;
 mod serve;
 mod status;
 
@@ -29,10 +32,9 @@ use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 use tower::ServiceExt;
 
-pub use grpc::{PubSubService, parse_grpc_timeout};
-pub use iam_service::IamService;
+pub use api::PubSubApi;
+pub use grpc::{GrpcServices, parse_grpc_timeout};
 pub use push::{PushError, PushManager, PushSettings};
-pub use schema_service::SchemaServiceImpl;
 pub use status::{mapping as status_mapping, to_http, to_status};
 
 pub use baton_trace_store::{self, TraceStore};
@@ -321,7 +323,7 @@ impl RunningServer {
 }
 
 /// Mounts a tonic service under its `/package.Service/` path prefix.
-fn with_grpc<S>(router: axum::Router<Arc<Broker>>, service: S) -> axum::Router<Arc<Broker>>
+fn with_grpc<S>(router: axum::Router<PubSubApi>, service: S) -> axum::Router<PubSubApi>
 where
     S: tower::Service<
             http::Request<tonic::body::Body>,
@@ -346,26 +348,27 @@ pub fn router(broker: Arc<Broker>) -> axum::Router {
     router_with_traces(broker, TraceStore::new(1))
 }
 
-/// [`router`], with the trace query API (`/api/traces`) over `traces`.
+/// [`router`], with the trace store's query API and web view over `traces`.
 pub fn router_with_traces(broker: Arc<Broker>, traces: TraceStore) -> axum::Router {
-    let service = PubSubService::new(broker.clone());
-    let publisher = PublisherServer::new(service.clone())
+    let api = PubSubApi::new(broker);
+    let grpc = GrpcServices::new(api.clone());
+    let publisher = PublisherServer::new(grpc.clone())
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
-    let subscriber = SubscriberServer::new(service)
+    let subscriber = SubscriberServer::new(grpc.clone())
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
-    let schemas = SchemaServiceServer::new(SchemaServiceImpl::new(broker.clone()))
+    let schemas = SchemaServiceServer::new(grpc.clone())
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
-    let iam = IamPolicyServer::new(IamService::new(broker.clone()));
+    let iam = IamPolicyServer::new(grpc);
     let router = axum::Router::new();
     let router = with_grpc(router, publisher);
     let router = with_grpc(router, subscriber);
     let router = with_grpc(router, schemas);
     let router = with_grpc(router, iam);
     let router = router.merge(baton_trace_store::router(traces));
-    router.fallback(rest::handle).with_state(broker)
+    router.fallback(rest::handle).with_state(api)
 }
 
 /// Binds `config.addr` and serves until [`RunningServer::shutdown`].

@@ -1,15 +1,20 @@
 //! Delivery state of one subscription: which messages are ready, which are
 //! leased to whom until when, and which ordering keys are held. Everything
-//! here is synchronous and takes `now` explicitly, so it is easy to test; the
-//! broker wraps it with locking, timers and wake-ups.
+//! here is synchronous and takes `now` explicitly, so it is easy to test.
+//! Every change records its effects (journal, timers, wake-ups, observer
+//! events, dead letters) in the [`Effects`] it is handed, which the broker
+//! carries out when the operation ends.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
+use tokio::time::Instant;
 
-use crate::store::{Journal, StoreOp};
+use super::effects::{DeadLetter, Effects, Event, Timer, TimerKind};
+use crate::observer::{DeliveryKind, LeaseEnd};
+use crate::store::StoreOp;
 use crate::validate;
 
 /// A message as one subscription holds it.
@@ -76,27 +81,6 @@ pub(crate) enum Requeue {
     DeadLetter(Arc<PubsubMessage>, i32),
 }
 
-/// One message leased by [`SubState::take`], for the delivery observer.
-#[derive(Debug)]
-pub(crate) struct Delivered {
-    pub message: Arc<PubsubMessage>,
-    /// Attempt number, counting from 1 (also without a dead-letter policy).
-    pub attempt: i32,
-    /// Start of the wait in the backlog.
-    pub available_since: Instant,
-}
-
-/// What [`SubState::take`] leased.
-#[derive(Debug, Default)]
-pub(crate) struct Taken {
-    /// The messages to hand out.
-    pub messages: Vec<ReceivedMessage>,
-    /// (deadline, ack) pairs the broker must arm lease timers for.
-    pub timers: Vec<(Instant, u64)>,
-    /// The same deliveries as `messages`, in the same order, for the observer.
-    pub deliveries: Vec<Delivered>,
-}
-
 /// Longest ack id the official clients plan their request sizes for.
 pub const MAX_ACK_ID_BYTES: usize = 164;
 
@@ -116,6 +100,8 @@ pub(crate) fn ack_id_prefix(uid: u64, name: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct SubState {
     pub uid: u64,
+    /// The subscription's full name, shared by its timers and events.
+    pub name: Arc<str>,
     /// See [`ack_id_prefix`].
     pub ack_prefix: String,
     pub config: Subscription,
@@ -129,8 +115,6 @@ pub(crate) struct SubState {
     pub notify: Arc<tokio::sync::Notify>,
     /// The parsed `filter`; messages it rejects are acked on arrival.
     pub filter: Option<crate::filter::Filter>,
-    /// Where backlog changes are recorded when the broker is durable.
-    pub journal: Option<Journal>,
 }
 
 /// Largest batch in one StreamingPull response, in bytes; clients accept
@@ -141,6 +125,7 @@ impl SubState {
     pub fn new(uid: u64, config: Subscription) -> Self {
         Self {
             uid,
+            name: Arc::from(config.name.as_str()),
             ack_prefix: ack_id_prefix(uid, &config.name),
             config,
             messages: HashMap::new(),
@@ -150,7 +135,6 @@ impl SubState {
             held_keys: HashMap::new(),
             notify: Arc::new(tokio::sync::Notify::new()),
             filter: None,
-            journal: None,
         }
     }
 
@@ -166,9 +150,28 @@ impl SubState {
             .map(|p| p.max_delivery_attempts)
     }
 
+    /// The dead-letter topic, when the subscription forwards messages that
+    /// ran out of attempts.
+    fn dead_letter_topic(&self) -> Option<&str> {
+        self.config
+            .dead_letter_policy
+            .as_ref()
+            .map(|p| p.dead_letter_topic.as_str())
+            .filter(|topic| !topic.is_empty())
+    }
+
+    fn timer(&self, at: Instant, kind: TimerKind) -> Timer {
+        Timer {
+            at,
+            sub_uid: self.uid,
+            sub_name: self.name.clone(),
+            kind,
+        }
+    }
+
     /// Adds a newly published message to the backlog unless the
     /// subscription's filter rejects it (then it counts as acked at once).
-    pub fn offer(&mut self, seq: u64, message: Arc<PubsubMessage>, now: Instant) {
+    pub fn offer(&mut self, seq: u64, message: Arc<PubsubMessage>, now: Instant, fx: &mut Effects) {
         if self
             .filter
             .as_ref()
@@ -176,17 +179,23 @@ impl SubState {
         {
             return;
         }
-        self.enqueue(seq, message, now);
+        self.enqueue(seq, message, now, fx);
     }
 
     /// Adds a message to the backlog, available from `now`.
-    pub fn enqueue(&mut self, seq: u64, message: Arc<PubsubMessage>, now: Instant) {
-        if let Some(journal) = &self.journal {
-            journal.push(StoreOp::Owe {
-                subscription: self.uid,
-                seq,
-            });
-        }
+    pub fn enqueue(
+        &mut self,
+        seq: u64,
+        message: Arc<PubsubMessage>,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        let uid = self.uid;
+        fx.journal(|| StoreOp::Owe {
+            subscription: uid,
+            seq,
+        });
+        fx.wake(&self.notify);
         let size = validate::message_size(&message);
         self.messages.insert(
             seq,
@@ -203,7 +212,9 @@ impl SubState {
     }
 
     /// Leases up to `max` ready messages, honouring ordering keys and the
-    /// stream's flow-control window.
+    /// stream's flow-control window; `kind` says how they reach the
+    /// subscriber, for the observer.
+    #[allow(clippy::too_many_arguments)]
     pub fn take(
         &mut self,
         max: usize,
@@ -211,10 +222,10 @@ impl SubState {
         stream: Option<u64>,
         next_ack: &mut u64,
         now: Instant,
-    ) -> Taken {
+        kind: DeliveryKind,
+        fx: &mut Effects,
+    ) -> Vec<ReceivedMessage> {
         let mut out = Vec::new();
-        let mut timers = Vec::new();
-        let mut deliveries = Vec::new();
         let mut skipped = Vec::new();
         let mut batch_bytes = 0usize;
         let mut batch_keys: Vec<String> = Vec::new();
@@ -274,35 +285,42 @@ impl SubState {
                 flow.outstanding_bytes += i64::try_from(size).unwrap_or(i64::MAX);
             }
             batch_bytes += size;
-            timers.push((lease_deadline, ack));
-            deliveries.push(Delivered {
-                message: entry.message.clone(),
-                attempt: entry.attempts,
-                available_since: entry.available_since,
-            });
-            out.push(ReceivedMessage {
+            let received = ReceivedMessage {
                 ack_id: format!("{prefix}:{ack}"),
                 message: Some((*entry.message).clone()),
                 delivery_attempt: if report_attempts { entry.attempts } else { 0 },
+            };
+            fx.observe(|| Event::Delivered {
+                subscription: self.name.clone(),
+                message: entry.message.clone(),
+                ack_id: received.ack_id.clone(),
+                attempt: entry.attempts,
+                available_since: entry.available_since,
+                at: now,
+                kind,
             });
+            fx.arm(Timer {
+                at: lease_deadline,
+                sub_uid: self.uid,
+                sub_name: self.name.clone(),
+                kind: TimerKind::LeaseExpiry { ack },
+            });
+            out.push(received);
         }
         for seq in skipped.into_iter().rev() {
             self.ready.push_front(seq);
         }
-        Taken {
-            messages: out,
-            timers,
-            deliveries,
-        }
+        out
     }
 
     /// Ends the lease of `seq` (ack, nack or expiry): frees its stream's
-    /// window and its ordering key.
-    fn release(&mut self, seq: u64) {
+    /// window and its ordering key, so waiting streams may take more.
+    fn release(&mut self, seq: u64, fx: &mut Effects) {
         let Some(entry) = self.messages.get(&seq) else {
             return;
         };
         if let EntryState::Leased { stream, .. } = entry.state {
+            fx.wake(&self.notify);
             let size = i64::try_from(entry.size).unwrap_or(i64::MAX);
             if let Some(flow) = stream.and_then(|id| self.streams.get_mut(&id)) {
                 flow.outstanding_messages -= 1;
@@ -321,45 +339,52 @@ impl SubState {
         }
     }
 
-    /// Settles `seq` for good.
-    pub fn acknowledge(&mut self, seq: u64) {
-        self.release(seq);
-        if let Some(entry) = self.messages.remove(&seq) {
-            for ack in entry.ack_ids {
-                self.acks.remove(&ack);
-            }
-            if let Some(journal) = &self.journal {
-                journal.push(StoreOp::Settle {
-                    subscription: self.uid,
-                    seq,
-                });
-            }
+    /// Settles `seq` for good; the message it was, if it was still owed.
+    pub fn acknowledge(&mut self, seq: u64, fx: &mut Effects) -> Option<Arc<PubsubMessage>> {
+        self.release(seq, fx);
+        let entry = self.messages.remove(&seq)?;
+        for ack in &entry.ack_ids {
+            self.acks.remove(ack);
         }
+        let uid = self.uid;
+        fx.journal(|| StoreOp::Settle {
+            subscription: uid,
+            seq,
+        });
+        Some(entry.message)
     }
 
     /// Records a message's delivery attempts for the disk store (they count
     /// towards the dead-letter policy after a restart too).
-    fn record_attempts(&self, seq: u64) {
-        if let (Some(journal), Some(entry)) = (&self.journal, self.messages.get(&seq)) {
-            journal.push(StoreOp::Attempted {
-                subscription: self.uid,
+    fn record_attempts(&self, seq: u64, fx: &mut Effects) {
+        if let Some(entry) = self.messages.get(&seq) {
+            let (uid, attempts) = (self.uid, entry.attempts);
+            fx.journal(|| StoreOp::Attempted {
+                subscription: uid,
                 seq,
-                attempts: entry.attempts,
+                attempts,
             });
         }
     }
 
     /// A message restored from the disk store with the delivery attempts it
     /// had used.
-    pub fn restore(&mut self, seq: u64, message: Arc<PubsubMessage>, attempts: u32, now: Instant) {
-        self.enqueue(seq, message, now);
+    pub fn restore(
+        &mut self,
+        seq: u64,
+        message: Arc<PubsubMessage>,
+        attempts: u32,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        self.enqueue(seq, message, now, fx);
         if let Some(entry) = self.messages.get_mut(&seq) {
             entry.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
         }
     }
 
     /// Empties the backlog and forgets every lease.
-    pub fn clear(&mut self) {
+    pub fn clear(&mut self, fx: &mut Effects) {
         self.messages.clear();
         self.ready.clear();
         self.acks.clear();
@@ -368,11 +393,9 @@ impl SubState {
             flow.outstanding_messages = 0;
             flow.outstanding_bytes = 0;
         }
-        if let Some(journal) = &self.journal {
-            journal.push(StoreOp::SettleAll {
-                subscription: self.uid,
-            });
-        }
+        let uid = self.uid;
+        fx.journal(|| StoreOp::SettleAll { subscription: uid });
+        fx.wake(&self.notify);
     }
 
     /// Decides what happens to a message whose lease ended without an ack.
@@ -408,13 +431,12 @@ impl SubState {
         }
     }
 
-    /// Puts a leased message back (nack or expiry). In an ordered
+    /// Puts a leased message back (nack or expiry, `reason`). In an ordered
     /// subscription the later outstanding messages of its key come back too,
-    /// and the key's messages stay in publish order in the queue.
-    /// Returns a dead-letter request when attempts are used up, and the
-    /// backoff timers to arm.
-    pub fn requeue(&mut self, seq: u64, now: Instant) -> RequeueOutcome {
-        let mut outcome = RequeueOutcome::default();
+    /// and the key's messages stay in publish order in the queue. A message
+    /// whose attempts are used up goes to the dead-letter topic instead, and
+    /// one under a retry policy waits out its backoff first.
+    pub fn requeue(&mut self, seq: u64, now: Instant, reason: LeaseEnd, fx: &mut Effects) {
         let mut seqs = vec![seq];
         if self.ordered()
             && let Some(entry) = self.messages.get(&seq)
@@ -439,40 +461,64 @@ impl SubState {
             let Some(decision) = self.requeue_decision(seq, now) else {
                 continue;
             };
-            self.release(seq);
-            match decision {
-                Requeue::Ready => {
-                    if let Some(entry) = self.messages.get_mut(&seq) {
-                        entry.state = EntryState::Ready;
-                        entry.available_since = now;
-                        outcome
-                            .requeued
-                            .push((entry.message.clone(), entry.attempts, now));
-                    }
-                    self.record_attempts(seq);
-                    self.push_ready(seq);
-                }
-                Requeue::Later(until) => {
-                    if let Some(entry) = self.messages.get_mut(&seq) {
-                        entry.state = EntryState::Backoff { until };
-                        outcome
-                            .requeued
-                            .push((entry.message.clone(), entry.attempts, until));
-                    }
-                    self.record_attempts(seq);
-                    outcome.backoff_timers.push((until, seq));
-                }
+            self.release(seq, fx);
+            let available_at = match decision {
+                Requeue::Ready => now,
+                Requeue::Later(until) => until,
                 Requeue::DeadLetter(message, attempts) => {
-                    self.acknowledge(seq);
-                    outcome.dead_letters.push((message, attempts));
+                    self.acknowledge(seq, fx);
+                    if let Some(topic) = self.dead_letter_topic() {
+                        let topic: Arc<str> = Arc::from(topic);
+                        fx.observe(|| Event::DeadLettered {
+                            subscription: self.name.clone(),
+                            message: message.clone(),
+                            attempts,
+                            reason,
+                            dead_letter_topic: topic.clone(),
+                            at: now,
+                        });
+                        fx.dead_letter(DeadLetter {
+                            subscription: self.name.clone(),
+                            dead_letter_topic: topic,
+                            message,
+                            attempts,
+                        });
+                    }
+                    continue;
                 }
+            };
+            let Some(entry) = self.messages.get_mut(&seq) else {
+                continue;
+            };
+            entry.state = if available_at > now {
+                EntryState::Backoff {
+                    until: available_at,
+                }
+            } else {
+                entry.available_since = now;
+                EntryState::Ready
+            };
+            fx.observe(|| Event::Redelivery {
+                subscription: self.name.clone(),
+                message: entry.message.clone(),
+                attempt: entry.attempts,
+                reason,
+                at: now,
+                available_at,
+            });
+            self.record_attempts(seq, fx);
+            if available_at > now {
+                fx.arm(self.timer(available_at, TimerKind::BackoffOver { seq }));
+            } else {
+                self.push_ready(seq);
+                fx.wake(&self.notify);
             }
         }
-        outcome
     }
 
-    /// Backoff over: the message is ready again.
-    pub fn backoff_elapsed(&mut self, seq: u64, now: Instant) -> bool {
+    /// Backoff over: the message is ready again (false when it was not
+    /// waiting out a backoff that has ended).
+    pub fn backoff_elapsed(&mut self, seq: u64, now: Instant, fx: &mut Effects) -> bool {
         match self.messages.get_mut(&seq) {
             Some(entry) if matches!(entry.state, EntryState::Backoff { until } if until <= now) => {
                 if let EntryState::Backoff { until } = entry.state {
@@ -482,6 +528,7 @@ impl SubState {
                 }
                 entry.state = EntryState::Ready;
                 self.push_ready(seq);
+                fx.wake(&self.notify);
                 true
             }
             _ => false,
@@ -515,7 +562,7 @@ impl SubState {
 
     /// Sets a new deadline on the current lease `ack`; `None` when `ack` is
     /// not the current lease of an outstanding message.
-    pub fn extend(&mut self, ack: u64, until: Instant) -> Option<()> {
+    pub fn extend(&mut self, ack: u64, until: Instant, fx: &mut Effects) -> Option<()> {
         let seq = *self.acks.get(&ack)?;
         let entry = self.messages.get_mut(&seq)?;
         match &mut entry.state {
@@ -525,6 +572,7 @@ impl SubState {
                 ..
             } if *current == ack => {
                 *deadline = until;
+                fx.arm(self.timer(until, TimerKind::LeaseExpiry { ack }));
                 Some(())
             }
             _ => None,
@@ -555,17 +603,10 @@ impl SubState {
     }
 }
 
-/// Side effects of a requeue the broker must carry out.
-#[derive(Debug, Default)]
-pub(crate) struct RequeueOutcome {
-    pub dead_letters: Vec<(Arc<PubsubMessage>, i32)>,
-    /// Messages put back: (message, attempt whose lease ended, available again at).
-    pub requeued: Vec<(Arc<PubsubMessage>, i32, Instant)>,
-    pub backoff_timers: Vec<(Instant, u64)>,
-}
-
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn message(data: &str, key: &str) -> Arc<PubsubMessage> {
@@ -587,63 +628,74 @@ mod tests {
         )
     }
 
+    fn take(
+        s: &mut SubState,
+        max: usize,
+        stream: Option<u64>,
+        next_ack: &mut u64,
+    ) -> Vec<ReceivedMessage> {
+        let mut fx = Effects::default();
+        s.take(
+            max,
+            Duration::from_secs(10),
+            stream,
+            next_ack,
+            Instant::now(),
+            DeliveryKind::Pull,
+            &mut fx,
+        )
+    }
+
+    fn datas(messages: &[ReceivedMessage]) -> Vec<Vec<u8>> {
+        messages
+            .iter()
+            .map(|m| m.message.as_ref().unwrap().data.clone())
+            .collect()
+    }
+
     #[test]
     fn nacked_message_goes_behind_later_ones() {
         let mut s = sub(false);
+        let mut fx = Effects::default();
         let now = Instant::now();
         let mut next_ack = 1;
         for seq in 1..=3 {
-            s.enqueue(seq, message(&seq.to_string(), ""), now);
+            s.enqueue(seq, message(&seq.to_string(), ""), now, &mut fx);
         }
-        let got = s
-            .take(1, Duration::from_secs(10), None, &mut next_ack, now)
-            .messages;
-        assert_eq!(got.len(), 1);
+        assert_eq!(take(&mut s, 1, None, &mut next_ack).len(), 1);
         let seq = s.current_lease(1).unwrap();
-        s.requeue(seq, now);
-        let rest = s
-            .take(10, Duration::from_secs(10), None, &mut next_ack, now)
-            .messages;
-        let data: Vec<_> = rest
-            .iter()
-            .map(|m| m.message.as_ref().unwrap().data.clone())
-            .collect();
-        assert_eq!(data, vec![b"2".to_vec(), b"3".to_vec(), b"1".to_vec()]);
+        s.requeue(seq, now, LeaseEnd::Nacked, &mut fx);
+        let rest = take(&mut s, 10, None, &mut next_ack);
+        assert_eq!(
+            datas(&rest),
+            vec![b"2".to_vec(), b"3".to_vec(), b"1".to_vec()]
+        );
     }
 
     #[test]
     fn ordering_key_is_held_while_outstanding_and_keeps_order_on_nack() {
         let mut s = sub(true);
+        let mut fx = Effects::default();
         let now = Instant::now();
         let mut next_ack = 1;
-        s.enqueue(1, message("a1", "a"), now);
-        s.enqueue(2, message("a2", "a"), now);
-        s.enqueue(3, message("b1", "b"), now);
-        let first = s
-            .take(1, Duration::from_secs(10), None, &mut next_ack, now)
-            .messages;
-        assert_eq!(first[0].message.as_ref().unwrap().data, b"a1".to_vec());
+        s.enqueue(1, message("a1", "a"), now, &mut fx);
+        s.enqueue(2, message("a2", "a"), now, &mut fx);
+        s.enqueue(3, message("b1", "b"), now, &mut fx);
+        let first = take(&mut s, 1, None, &mut next_ack);
+        assert_eq!(datas(&first), vec![b"a1".to_vec()]);
         // a2 is held behind a1; b1 may go.
-        let second = s
-            .take(10, Duration::from_secs(10), None, &mut next_ack, now)
-            .messages;
-        assert_eq!(second.len(), 1);
-        assert_eq!(second[0].message.as_ref().unwrap().data, b"b1".to_vec());
+        let second = take(&mut s, 10, None, &mut next_ack);
+        assert_eq!(datas(&second), vec![b"b1".to_vec()]);
         // nack a1: it must come before a2 again.
-        s.requeue(1, now);
-        let third = s
-            .take(10, Duration::from_secs(10), None, &mut next_ack, now)
-            .messages;
-        let data: Vec<_> = third
-            .iter()
-            .map(|m| m.message.as_ref().unwrap().data.clone())
-            .collect();
-        assert_eq!(data, vec![b"a1".to_vec(), b"a2".to_vec()]);
+        s.requeue(1, now, LeaseEnd::Nacked, &mut fx);
+        let third = take(&mut s, 10, None, &mut next_ack);
+        assert_eq!(datas(&third), vec![b"a1".to_vec(), b"a2".to_vec()]);
     }
 
     #[test]
     fn flow_control_limits_outstanding_messages() {
         let mut s = sub(false);
+        let mut fx = Effects::default();
         let now = Instant::now();
         let mut next_ack = 1;
         s.streams.insert(
@@ -654,20 +706,65 @@ mod tests {
             },
         );
         for seq in 1..=5 {
-            s.enqueue(seq, message("x", ""), now);
+            s.enqueue(seq, message("x", ""), now, &mut fx);
         }
-        let got = s
-            .take(100, Duration::from_secs(10), Some(7), &mut next_ack, now)
-            .messages;
-        assert_eq!(got.len(), 2);
-        let none = s
-            .take(100, Duration::from_secs(10), Some(7), &mut next_ack, now)
-            .messages;
-        assert!(none.is_empty());
-        s.acknowledge(s.current_lease(1).unwrap());
-        let one = s
-            .take(100, Duration::from_secs(10), Some(7), &mut next_ack, now)
-            .messages;
-        assert_eq!(one.len(), 1);
+        assert_eq!(take(&mut s, 100, Some(7), &mut next_ack).len(), 2);
+        assert!(take(&mut s, 100, Some(7), &mut next_ack).is_empty());
+        s.acknowledge(s.current_lease(1).unwrap(), &mut fx);
+        assert_eq!(take(&mut s, 100, Some(7), &mut next_ack).len(), 1);
+    }
+
+    #[test]
+    fn every_change_records_its_effects() {
+        let mut s = sub(false);
+        let mut fx = Effects {
+            durable: true,
+            observing: true,
+            ..Effects::default()
+        };
+        let now = Instant::now();
+        let mut next_ack = 1;
+        s.enqueue(1, message("x", ""), now, &mut fx);
+        assert!(matches!(
+            fx.journal.as_slice(),
+            [StoreOp::Owe {
+                subscription: 1,
+                seq: 1
+            }]
+        ));
+        assert_eq!(
+            fx.wake.len(),
+            1,
+            "a ready message wakes the subscription's waiters"
+        );
+        let leased = s.take(
+            10,
+            Duration::from_secs(10),
+            None,
+            &mut next_ack,
+            now,
+            DeliveryKind::Pull,
+            &mut fx,
+        );
+        assert_eq!(leased.len(), 1);
+        assert!(matches!(
+            fx.timers.as_slice(),
+            [Timer {
+                kind: TimerKind::LeaseExpiry { ack: 1 },
+                ..
+            }]
+        ));
+        assert!(matches!(
+            fx.events.as_slice(),
+            [Event::Delivered { attempt: 1, .. }]
+        ));
+        s.acknowledge(1, &mut fx);
+        assert!(matches!(
+            fx.journal.last(),
+            Some(StoreOp::Settle {
+                subscription: 1,
+                seq: 1
+            })
+        ));
     }
 }

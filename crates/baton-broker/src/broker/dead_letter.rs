@@ -1,0 +1,115 @@
+//! Dead-lettering: a message that ran out of delivery attempts is
+//! republished on its subscription's dead-letter topic, with the attributes
+//! the service adds to say where it came from.
+
+use std::sync::Arc;
+
+use baton_proto::pubsub::PubsubMessage;
+
+use super::effects::DeadLetter;
+use super::fanout;
+use super::state::State;
+use crate::clock::{Clock, format_rfc3339};
+use crate::names::{self, Collection};
+
+/// Republishes `letters`, one publish per run of letters of the same
+/// subscription. A missing dead-letter topic drops them (the service does
+/// the same, logging a permission error).
+pub(crate) fn forward(state: &mut State, letters: Vec<DeadLetter>, clock: &Clock) {
+    let mut letters = letters.into_iter().peekable();
+    while let Some(first) = letters.next() {
+        let subscription = first.subscription.clone();
+        let topic = first.dead_letter_topic.clone();
+        let mut batch = vec![first];
+        while let Some(next) = letters.next_if(|l| {
+            Arc::ptr_eq(&l.subscription, &subscription) && l.dead_letter_topic == topic
+        }) {
+            batch.push(next);
+        }
+        let copies = source_copies(&subscription, batch);
+        if let Err(error) = fanout::append(state, &topic, copies, clock.wall(), clock) {
+            tracing::warn!(%subscription, dead_letter_topic = %topic, %error, "dead-lettering failed");
+        }
+    }
+}
+
+/// The copies to publish: new ids and publish times, plus the
+/// `CloudPubSubDeadLetterSource*` attributes.
+fn source_copies(subscription: &str, letters: Vec<DeadLetter>) -> Vec<PubsubMessage> {
+    let (project, short) = names::parse(subscription, Collection::Subscriptions)
+        .map(|n| (n.project.to_string(), n.id.to_string()))
+        .unwrap_or_default();
+    letters
+        .into_iter()
+        .map(|letter| {
+            let mut copy = (*letter.message).clone();
+            let publish_time = copy.publish_time.take();
+            copy.message_id.clear();
+            copy.attributes.insert(
+                "CloudPubSubDeadLetterSourceDeliveryCount".into(),
+                letter.attempts.to_string(),
+            );
+            copy.attributes.insert(
+                "CloudPubSubDeadLetterSourceSubscription".into(),
+                short.clone(),
+            );
+            copy.attributes.insert(
+                "CloudPubSubDeadLetterSourceSubscriptionProject".into(),
+                project.clone(),
+            );
+            if let Some(ts) = publish_time {
+                copy.attributes.insert(
+                    "CloudPubSubDeadLetterSourceTopicPublishTime".into(),
+                    format_rfc3339(&ts),
+                );
+            }
+            copy
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_proto::wkt;
+
+    #[test]
+    fn copies_name_their_source() {
+        let message = Arc::new(PubsubMessage {
+            data: b"x".to_vec(),
+            message_id: "7".into(),
+            publish_time: Some(wkt::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 123_000_000,
+            }),
+            ..Default::default()
+        });
+        let copies = source_copies(
+            "projects/proj/subscriptions/orders-worker",
+            vec![DeadLetter {
+                subscription: Arc::from("projects/proj/subscriptions/orders-worker"),
+                dead_letter_topic: Arc::from("projects/p/topics/dlq"),
+                message,
+                attempts: 5,
+            }],
+        );
+        let copy = &copies[0];
+        assert!(copy.message_id.is_empty() && copy.publish_time.is_none());
+        assert_eq!(
+            copy.attributes["CloudPubSubDeadLetterSourceDeliveryCount"],
+            "5"
+        );
+        assert_eq!(
+            copy.attributes["CloudPubSubDeadLetterSourceSubscription"],
+            "orders-worker"
+        );
+        assert_eq!(
+            copy.attributes["CloudPubSubDeadLetterSourceSubscriptionProject"],
+            "proj"
+        );
+        assert_eq!(
+            copy.attributes["CloudPubSubDeadLetterSourceTopicPublishTime"],
+            "2023-11-14T22:13:20.123Z"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! Appending messages to a topic: ids and publish times, the topic's
+//! retention log, snapshots that follow the topic, and the backlog of every
+//! attached subscription.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use baton_proto::pubsub::PubsubMessage;
+
+use super::effects::Event;
+use super::state::{LoggedMessage, State};
+use crate::clock::{Clock, timestamp};
+use crate::error::{BrokerError, BrokerResult};
+use crate::store::StoreOp;
+
+/// Appends `messages` (already validated) to `topic` and fans them out;
+/// their ids, in order. `received` is when the request arrived, for the
+/// observer.
+pub(crate) fn append(
+    state: &mut State,
+    topic: &str,
+    messages: Vec<PubsubMessage>,
+    received: SystemTime,
+    clock: &Clock,
+) -> BrokerResult<Vec<String>> {
+    let reading = clock.read();
+    let publish_time = timestamp(reading.wall);
+    let State {
+        topics,
+        subscriptions,
+        snapshots,
+        next_seq,
+        fx,
+        ..
+    } = state;
+    let Some(topic_state) = topics.get_mut(topic) else {
+        return Err(BrokerError::topic_not_found());
+    };
+    let mut ids = Vec::with_capacity(messages.len());
+    let mut stored = Vec::with_capacity(messages.len());
+    for mut message in messages {
+        let seq = *next_seq;
+        *next_seq += 1;
+        message.message_id = seq.to_string();
+        message.publish_time = Some(publish_time);
+        ids.push(message.message_id.clone());
+        let message = Arc::new(message);
+        fx.journal(|| StoreOp::Message {
+            seq,
+            published: reading.wall,
+            message: message.clone(),
+        });
+        stored.push((seq, message));
+    }
+    if topic_state.retention().is_some() {
+        let key: Arc<str> = Arc::from(topic);
+        for (seq, message) in &stored {
+            topic_state.log.push_back(LoggedMessage {
+                seq: *seq,
+                message: message.clone(),
+                published: reading.wall,
+            });
+            fx.journal(|| StoreOp::Log {
+                topic: key.clone(),
+                seq: *seq,
+            });
+        }
+    }
+    topic_state.prune_log(reading.wall, fx);
+    for (name, snapshot) in snapshots.iter_mut() {
+        if snapshot.snapshot.topic == topic {
+            for (seq, message) in &stored {
+                snapshot.messages.insert(*seq, message.clone());
+            }
+            fx.journal(|| StoreOp::SnapshotHold {
+                snapshot: name.as_str().into(),
+                seqs: stored.iter().map(|(seq, _)| *seq).collect(),
+            });
+        }
+    }
+    for sub_name in &topic_state.subscriptions {
+        if let Some(sub) = subscriptions.get_mut(sub_name) {
+            if sub.config.detached {
+                continue;
+            }
+            for (seq, message) in &stored {
+                sub.offer(*seq, message.clone(), reading.now, fx);
+            }
+        }
+    }
+    fx.observe(|| Event::Published {
+        topic: Arc::from(topic),
+        messages: stored.into_iter().map(|(_, m)| m).collect(),
+        received,
+        stored: reading.wall,
+    });
+    Ok(ids)
+}

@@ -1,0 +1,148 @@
+//! Rebuilding the broker's state from what the disk store held: the
+//! catalog, every unacked message (ready again, with the delivery attempts it
+//! had used), snapshot contents, retained messages and topic logs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use baton_proto::pubsub::PubsubMessage;
+use tokio::time::Instant;
+
+use super::delivery::SubState;
+use super::state::{LoggedMessage, SnapshotState, State, TopicState};
+use crate::iam::IamPolicies;
+use crate::schema::SchemaRegistry;
+use crate::store::Recovered;
+
+/// Message ids and ack numbers one opening of a disk store may hand out, as
+/// a power of two.
+const OPENING_RANGE_BITS: u32 = 40;
+
+/// Fills an empty `state` with what the store held.
+pub(crate) fn restore(state: &mut State, recovered: Recovered, now: Instant) {
+    let Recovered {
+        catalog,
+        messages,
+        owed,
+        snapshot_messages,
+        retained,
+        logged,
+        next_seq,
+        opening,
+    } = recovered;
+    let messages: HashMap<u64, (Arc<PubsubMessage>, SystemTime)> = messages
+        .into_iter()
+        .map(|(seq, stored)| (seq, (Arc::new(stored.message), stored.published)))
+        .collect();
+    // Messages are delivered before their fsync; if the process died in
+    // between, ids it handed out are not in the store. Each opening takes
+    // ids from its own range of 2^40 (the first from 1), so none repeats.
+    state.next_seq = next_seq.max((opening.saturating_sub(1) << OPENING_RANGE_BITS) | 1);
+    // Ack ids of earlier runs must not settle this run's deliveries: each
+    // opening numbers its acks from its own range of 2^40 (the first from
+    // 1, like an in-memory broker).
+    state.next_ack = (opening.saturating_sub(1) << OPENING_RANGE_BITS) | 1;
+    state.schemas = SchemaRegistry::restore(catalog.schemas);
+    state.iam = IamPolicies::restore(catalog.policies);
+    for topic in catalog.topics {
+        state
+            .topics
+            .insert(topic.name.clone(), TopicState::new(topic));
+    }
+    let mut missing = 0usize;
+    for (topic, seq) in logged {
+        match (state.topics.get_mut(&topic), messages.get(&seq)) {
+            (Some(topic), Some((message, published))) => topic.log.push_back(LoggedMessage {
+                seq,
+                message: message.clone(),
+                published: *published,
+            }),
+            _ => missing += 1,
+        }
+    }
+    // Uids as before: long-named subscriptions' ack ids carry them.
+    state.next_uid = catalog
+        .subscriptions
+        .iter()
+        .map(|(uid, _)| uid + 1)
+        .fold(catalog.next_uid.max(1), u64::max);
+    let mut names = HashMap::new();
+    for (uid, config) in catalog.subscriptions {
+        let mut sub = SubState::new(uid, config.clone());
+        if !config.filter.is_empty() {
+            match crate::filter::Filter::parse(&config.filter) {
+                Ok(filter) => sub.filter = Some(filter),
+                Err(error) => {
+                    tracing::warn!(subscription = %config.name, %error, "stored filter does not parse; delivering everything");
+                }
+            }
+        }
+        if !config.detached
+            && let Some(topic) = state.topics.get_mut(&config.topic)
+        {
+            topic.subscriptions.insert(config.name.clone());
+        }
+        names.insert(uid, config.name.clone());
+        state.subscriptions.insert(config.name, sub);
+    }
+    let State {
+        subscriptions, fx, ..
+    } = &mut *state;
+    for (uid, seq, attempts) in owed {
+        let sub = names.get(&uid).and_then(|name| subscriptions.get_mut(name));
+        match (sub, messages.get(&seq)) {
+            (Some(sub), Some((message, _))) => {
+                sub.restore(seq, message.clone(), attempts, now, fx);
+            }
+            _ => missing += 1,
+        }
+    }
+    for snapshot in catalog.snapshots {
+        state.snapshots.insert(
+            snapshot.name.clone(),
+            SnapshotState {
+                snapshot,
+                messages: BTreeMap::new(),
+            },
+        );
+    }
+    for (name, seq) in snapshot_messages {
+        match (state.snapshots.get_mut(&name), messages.get(&seq)) {
+            (Some(snapshot), Some((message, _))) => {
+                snapshot.messages.insert(seq, message.clone());
+            }
+            _ => missing += 1,
+        }
+    }
+    for (uid, seq, published) in retained {
+        match (names.contains_key(&uid), messages.get(&seq)) {
+            (true, Some((message, _))) => {
+                state
+                    .retained
+                    .entry(uid)
+                    .or_default()
+                    .insert(seq, (message.clone(), published));
+            }
+            _ => missing += 1,
+        }
+    }
+    if missing > 0 {
+        tracing::warn!(
+            missing,
+            "store rows refer to messages or resources that are gone; ignored"
+        );
+    }
+    let backlog: usize = state
+        .subscriptions
+        .values()
+        .map(SubState::backlog_len)
+        .sum();
+    tracing::info!(
+        topics = state.topics.len(),
+        subscriptions = state.subscriptions.len(),
+        snapshots = state.snapshots.len(),
+        unacked = backlog,
+        "state recovered from the disk store"
+    );
+}

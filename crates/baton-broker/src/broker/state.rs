@@ -1,0 +1,161 @@
+//! Everything the broker holds, behind its one lock: the catalog (topics,
+//! subscriptions with their delivery state, snapshots, schemas, IAM
+//! policies), the counters that name messages, acks and streams, and the
+//! timer heap.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use baton_proto::pubsub::{PubsubMessage, Snapshot, Topic};
+
+use super::delivery::SubState;
+use super::effects::{Effects, Timer};
+use crate::iam::IamPolicies;
+use crate::observer::DeliveryObserver;
+use crate::schema::SchemaRegistry;
+use crate::store::{Catalog, Journal, StoreOp};
+use crate::validate;
+
+/// A topic and what it keeps.
+#[derive(Debug)]
+pub(crate) struct TopicState {
+    pub topic: Topic,
+    /// Names of its attached subscriptions.
+    pub subscriptions: BTreeSet<String>,
+    /// Messages kept for the topic's own retention (seek back in time, and
+    /// the backlog of subscriptions created later).
+    pub log: VecDeque<LoggedMessage>,
+}
+
+impl TopicState {
+    pub fn new(topic: Topic) -> Self {
+        Self {
+            topic,
+            subscriptions: BTreeSet::new(),
+            log: VecDeque::new(),
+        }
+    }
+
+    /// The topic's own message retention, if it keeps messages.
+    pub fn retention(&self) -> Option<Duration> {
+        self.topic
+            .message_retention_duration
+            .as_ref()
+            .and_then(validate::to_std)
+    }
+
+    /// Drops logged messages older than the retention (all, if none).
+    pub fn prune_log(&mut self, now: SystemTime, fx: &mut Effects) {
+        let retention = self.retention().unwrap_or_default();
+        while self
+            .log
+            .front()
+            .is_some_and(|m| now.duration_since(m.published).unwrap_or_default() > retention)
+        {
+            if let Some(dropped) = self.log.pop_front() {
+                let topic = &self.topic.name;
+                fx.journal(|| StoreOp::Unlog {
+                    topic: topic.as_str().into(),
+                    seq: dropped.seq,
+                });
+            }
+        }
+    }
+}
+
+/// A message in a topic's retention log.
+#[derive(Debug, Clone)]
+pub(crate) struct LoggedMessage {
+    pub seq: u64,
+    pub message: Arc<PubsubMessage>,
+    pub published: SystemTime,
+}
+
+/// A snapshot and the messages it holds.
+#[derive(Debug)]
+pub(crate) struct SnapshotState {
+    pub snapshot: Snapshot,
+    /// Unacked messages at creation plus everything published since.
+    pub messages: BTreeMap<u64, Arc<PubsubMessage>>,
+}
+
+/// The broker's state; see the module docs.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub topics: BTreeMap<String, TopicState>,
+    pub subscriptions: BTreeMap<String, SubState>,
+    pub snapshots: BTreeMap<String, SnapshotState>,
+    /// Acked messages kept by `retain_acked_messages`, per subscription uid,
+    /// with their publish times.
+    pub retained: HashMap<u64, BTreeMap<u64, (Arc<PubsubMessage>, SystemTime)>>,
+    /// The sequence (message id) of the next published message.
+    pub next_seq: u64,
+    /// The number of the next ack id.
+    pub next_ack: u64,
+    /// The uid of the next subscription (uids are never reused).
+    pub next_uid: u64,
+    pub next_stream: u64,
+    pub timers: BinaryHeap<Reverse<Timer>>,
+    /// The SchemaService's catalog; topics' `schema_settings` refer to it.
+    pub schemas: SchemaRegistry,
+    /// IAM policies by resource name.
+    pub iam: IamPolicies,
+    /// Who hears about publishes, deliveries, nacks, expiries and
+    /// dead-lettering (the server's broker spans); `None` costs nothing.
+    pub observer: Option<Arc<dyn DeliveryObserver>>,
+    /// The disk store's journal; `None` keeps everything in memory only.
+    pub journal: Option<Journal>,
+    /// Effects of the operation in progress.
+    pub fx: Effects,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            topics: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            retained: HashMap::new(),
+            next_seq: 1,
+            next_ack: 1,
+            next_uid: 1,
+            next_stream: 1,
+            timers: BinaryHeap::new(),
+            schemas: SchemaRegistry::default(),
+            iam: IamPolicies::default(),
+            observer: None,
+            journal: None,
+            fx: Effects::default(),
+        }
+    }
+}
+
+impl State {
+    /// The whole catalog, for the disk store.
+    pub fn catalog(&self) -> Catalog {
+        Catalog {
+            topics: self.topics.values().map(|t| t.topic.clone()).collect(),
+            subscriptions: self
+                .subscriptions
+                .values()
+                .map(|s| (s.uid, s.config.clone()))
+                .collect(),
+            next_uid: self.next_uid,
+            snapshots: self
+                .snapshots
+                .values()
+                .map(|s| s.snapshot.clone())
+                .collect(),
+            schemas: self.schemas.export(),
+            policies: self.iam.export(),
+        }
+    }
+
+    /// The subscription named `name` whose uid is `uid`: the same one a
+    /// timer or stream was made for, not a later one of the same name.
+    pub fn subscription_with_uid(&mut self, name: &str, uid: u64) -> Option<&mut SubState> {
+        self.subscriptions.get_mut(name).filter(|s| s.uid == uid)
+    }
+}

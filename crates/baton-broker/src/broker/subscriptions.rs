@@ -1,0 +1,341 @@
+//! Subscriptions: CreateSubscription, GetSubscription, UpdateSubscription,
+//! ListSubscriptions, DeleteSubscription, ModifyPushConfig and
+//! DetachSubscription, plus what the server reads of them (push endpoints,
+//! flags, streams, backlog).
+
+use baton_proto::pubsub::{PushConfig, Subscription};
+use baton_proto::wkt;
+
+use super::delivery::SubState;
+use super::state::State;
+use super::{Broker, Txn};
+use crate::error::{BrokerError, BrokerResult};
+use crate::filter::Filter;
+use crate::names::{self, Collection};
+use crate::paging::{ListPage, page};
+use crate::store::StoreOp;
+use crate::validate;
+
+/// Fields of a Subscription that UpdateSubscription may change.
+const MUTABLE: &[&str] = &[
+    "ack_deadline_seconds",
+    "push_config",
+    "bigquery_config",
+    "cloud_storage_config",
+    "retain_acked_messages",
+    "message_retention_duration",
+    "labels",
+    "expiration_policy",
+    "dead_letter_policy",
+    "retry_policy",
+    "enable_exactly_once_delivery",
+    "message_transforms",
+];
+
+/// Fields of a Subscription fixed at creation.
+const IMMUTABLE: &[&str] = &[
+    "topic",
+    "enable_message_ordering",
+    "detached",
+    "filter",
+    "name",
+];
+
+impl Broker {
+    /// CreateSubscription. A topic that retains messages hands its retained
+    /// backlog to the new subscription.
+    pub fn create_subscription(&self, mut sub: Subscription) -> BrokerResult<Subscription> {
+        names::parse(&sub.name, Collection::Subscriptions)?;
+        names::parse(&sub.topic, Collection::Topics)?;
+        validate::subscription_settings(&mut sub)?;
+        let filter = if sub.filter.is_empty() {
+            None
+        } else {
+            Some(
+                Filter::parse(&sub.filter)
+                    .map_err(|error| BrokerError::invalid(error.to_string()))?,
+            )
+        };
+        let wall = self.clock.wall();
+        let now = self.clock.now();
+        let mut txn = self.lock();
+        let state = &mut *txn;
+        if state.subscriptions.contains_key(&sub.name) {
+            return Err(BrokerError::already_exists("Subscription already exists"));
+        }
+        if !state.topics.contains_key(&sub.topic) {
+            return Err(BrokerError::not_found("Subscription topic does not exist"));
+        }
+        if let Some(policy) = &mut sub.dead_letter_policy {
+            policy.max_delivery_attempts =
+                validate::max_delivery_attempts(policy.max_delivery_attempts)?;
+            if !state.topics.contains_key(&policy.dead_letter_topic) {
+                return Err(BrokerError::not_found("Dead letter topic not found"));
+            }
+        }
+        sub.state = 0;
+        let uid = state.next_uid;
+        state.next_uid += 1;
+        let mut delivery = SubState::new(uid, sub.clone());
+        delivery.filter = filter;
+        let State { topics, fx, .. } = state;
+        if let Some(topic) = topics.get_mut(&sub.topic)
+            && !sub.detached
+        {
+            topic.subscriptions.insert(sub.name.clone());
+            topic.prune_log(wall, fx);
+            for logged in &topic.log {
+                delivery.offer(logged.seq, logged.message.clone(), now, fx);
+            }
+        }
+        state.subscriptions.insert(sub.name.clone(), delivery);
+        state.fx.catalog_changed();
+        tracing::debug!(subscription = %sub.name, topic = %sub.topic, "subscription created");
+        Ok(sub)
+    }
+
+    /// The lock, once `name` is known to be a subscription's valid name and
+    /// the subscription exists.
+    pub(crate) fn lock_subscription(&self, name: &str) -> BrokerResult<Txn<'_>> {
+        names::parse(name, Collection::Subscriptions)?;
+        let txn = self.lock();
+        if txn.subscriptions.contains_key(name) {
+            Ok(txn)
+        } else {
+            Err(BrokerError::subscription_not_found())
+        }
+    }
+
+    /// Reads something of a subscription's state (NOT_FOUND when it is gone).
+    fn read_subscription<T>(
+        &self,
+        name: &str,
+        read: impl FnOnce(&SubState) -> T,
+    ) -> BrokerResult<T> {
+        self.lock()
+            .subscriptions
+            .get(name)
+            .map(read)
+            .ok_or_else(BrokerError::subscription_not_found)
+    }
+
+    /// GetSubscription.
+    pub fn get_subscription(&self, name: &str) -> BrokerResult<Subscription> {
+        names::parse(name, Collection::Subscriptions)?;
+        self.read_subscription(name, |s| s.config.clone())
+    }
+
+    /// UpdateSubscription: applies the mutable fields named in `paths`.
+    pub fn update_subscription(
+        &self,
+        update: Subscription,
+        paths: &[String],
+    ) -> BrokerResult<Subscription> {
+        if paths.is_empty() {
+            return Err(BrokerError::invalid(
+                "The update_mask in the UpdateSubscriptionRequest must be set, and must contain a non-empty paths list.",
+            ));
+        }
+        names::parse(&update.name, Collection::Subscriptions)?;
+        for path in paths {
+            if IMMUTABLE.contains(&path.as_str()) {
+                return Err(BrokerError::invalid(format!(
+                    "Invalid update_mask provided in the UpdateSubscriptionRequest: the {path} field in the Subscription is not mutable."
+                )));
+            }
+            if !MUTABLE.contains(&path.as_str()) {
+                return Err(BrokerError::invalid(format!(
+                    "Invalid update_mask provided in the UpdateSubscriptionRequest: {path} is not a known Subscription field. Note that field paths must be of the form 'push_config' rather than 'pushConfig'."
+                )));
+            }
+        }
+        let mut state = self.lock();
+        let Some(current) = state
+            .subscriptions
+            .get(&update.name)
+            .map(|s| s.config.clone())
+        else {
+            return Err(BrokerError::not_found("Subscription not found."));
+        };
+        let mut next = current;
+        for path in paths {
+            match path.as_str() {
+                "ack_deadline_seconds" => {
+                    next.ack_deadline_seconds = validate::ack_deadline(update.ack_deadline_seconds)?
+                }
+                "push_config" => {
+                    let push = update.push_config.clone().unwrap_or_default();
+                    validate::push_endpoint(&push.push_endpoint)?;
+                    next.push_config = Some(push);
+                }
+                "bigquery_config" => next.bigquery_config = update.bigquery_config.clone(),
+                "cloud_storage_config" => {
+                    next.cloud_storage_config = update.cloud_storage_config.clone()
+                }
+                "retain_acked_messages" => {
+                    next.retain_acked_messages = update.retain_acked_messages
+                }
+                "message_retention_duration" => {
+                    let retention = update.message_retention_duration.unwrap_or(wkt::Duration {
+                        seconds: validate::DEFAULT_RETENTION_SECS,
+                        nanos: 0,
+                    });
+                    let mut probe = next.clone();
+                    probe.message_retention_duration = Some(retention);
+                    validate::subscription_settings(&mut probe)?;
+                    next.message_retention_duration = Some(retention);
+                }
+                "labels" => next.labels = update.labels.clone(),
+                "expiration_policy" => next.expiration_policy = update.expiration_policy,
+                "dead_letter_policy" => {
+                    let mut policy = update.dead_letter_policy.clone();
+                    if let Some(policy) = &mut policy {
+                        policy.max_delivery_attempts =
+                            validate::max_delivery_attempts(policy.max_delivery_attempts)?;
+                        if !state.topics.contains_key(&policy.dead_letter_topic) {
+                            return Err(BrokerError::not_found("Dead letter topic not found"));
+                        }
+                    }
+                    next.dead_letter_policy = policy;
+                }
+                "retry_policy" => {
+                    let mut policy = update.retry_policy;
+                    if let Some(policy) = &mut policy {
+                        validate::retry_policy(policy)?;
+                    }
+                    next.retry_policy = policy;
+                }
+                "enable_exactly_once_delivery" => {
+                    next.enable_exactly_once_delivery = update.enable_exactly_once_delivery
+                }
+                "message_transforms" => next.message_transforms = update.message_transforms.clone(),
+                _ => {}
+            }
+        }
+        let State {
+            subscriptions, fx, ..
+        } = &mut *state;
+        if let Some(sub) = subscriptions.get_mut(&update.name) {
+            sub.config = next.clone();
+            // Streams read the flags (exactly-once, deadlines) as they go.
+            fx.wake(&sub.notify);
+        }
+        fx.catalog_changed();
+        Ok(next)
+    }
+
+    /// ListSubscriptions of `project`.
+    pub fn list_subscriptions(
+        &self,
+        project: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> BrokerResult<ListPage<Subscription>> {
+        let project = names::parse_project(project)?;
+        let prefix = format!("projects/{project}/subscriptions/");
+        let state = self.lock();
+        Ok(page(
+            &state.subscriptions,
+            &prefix,
+            page_size,
+            page_token,
+            |_| true,
+            |_, s| s.config.clone(),
+        ))
+    }
+
+    /// DeleteSubscription: its backlog and leases go with it; open streams
+    /// end with NOT_FOUND.
+    pub fn delete_subscription(&self, name: &str) -> BrokerResult<()> {
+        let mut state = self.lock_subscription(name)?;
+        state.iam.remove(name);
+        if let Some(sub) = state.subscriptions.remove(name) {
+            if let Some(topic) = state.topics.get_mut(&sub.config.topic) {
+                topic.subscriptions.remove(name);
+            }
+            state.retained.remove(&sub.uid);
+            state.fx.wake(&sub.notify);
+            state.fx.journal(|| StoreOp::SettleAll {
+                subscription: sub.uid,
+            });
+            state.fx.journal(|| StoreOp::RetainNone {
+                subscription: sub.uid,
+            });
+        }
+        state.fx.catalog_changed();
+        Ok(())
+    }
+
+    /// ModifyPushConfig.
+    pub fn modify_push_config(&self, name: &str, push: Option<PushConfig>) -> BrokerResult<()> {
+        let push = push.unwrap_or_default();
+        validate::push_endpoint(&push.push_endpoint)?;
+        let mut state = self.lock_subscription(name)?;
+        if let Some(sub) = state.subscriptions.get_mut(name) {
+            sub.config.push_config = Some(push);
+        }
+        state.fx.catalog_changed();
+        Ok(())
+    }
+
+    /// DetachSubscription: the subscription stops receiving and its backlog
+    /// is dropped; pulls answer FAILED_PRECONDITION.
+    pub fn detach_subscription(&self, name: &str) -> BrokerResult<()> {
+        let mut txn = self.lock_subscription(name)?;
+        let State {
+            subscriptions,
+            topics,
+            fx,
+            ..
+        } = &mut *txn;
+        let Some(sub) = subscriptions.get_mut(name) else {
+            return Err(BrokerError::subscription_not_found());
+        };
+        sub.config.detached = true;
+        sub.clear(fx);
+        if let Some(topic) = topics.get_mut(&sub.config.topic) {
+            topic.subscriptions.remove(name);
+        }
+        fx.catalog_changed();
+        Ok(())
+    }
+
+    /// Every attached subscription with a push endpoint: the ones push
+    /// delivery must serve.
+    pub fn push_subscriptions(&self) -> Vec<Subscription> {
+        self.lock()
+            .subscriptions
+            .values()
+            .filter(|s| {
+                !s.config.detached
+                    && s.config
+                        .push_config
+                        .as_ref()
+                        .is_some_and(|p| !p.push_endpoint.is_empty())
+            })
+            .map(|s| s.config.clone())
+            .collect()
+    }
+
+    /// Current exactly-once and ordering flags of a subscription.
+    pub fn subscription_flags(&self, name: &str) -> BrokerResult<(bool, bool)> {
+        self.read_subscription(name, |s| {
+            (
+                s.config.enable_exactly_once_delivery,
+                s.config.enable_message_ordering,
+            )
+        })
+    }
+
+    /// StreamingPull streams currently registered on a subscription. A client
+    /// that drops its stream is only seen once the server reads the reset, so
+    /// callers that need "no stream can lease this" wait for zero.
+    pub fn open_streams(&self, name: &str) -> BrokerResult<usize> {
+        self.read_subscription(name, |s| s.streams.len())
+    }
+
+    /// Messages neither acked nor dead-lettered on a subscription.
+    pub fn backlog_len(&self, name: &str) -> BrokerResult<usize> {
+        self.read_subscription(name, SubState::backlog_len)
+    }
+}

@@ -1,0 +1,47 @@
+//! The broker's timers: lease deadlines and retry backoffs, in one heap
+//! ordered by when they are due. A timer whose lease was settled or
+//! extended, or whose subscription was deleted, is skipped when it fires.
+
+use std::cmp::Reverse;
+
+use tokio::time::Instant;
+
+use super::effects::TimerKind;
+use super::state::State;
+use crate::observer::LeaseEnd;
+
+/// Fires every timer due at `now`; when the next one is due.
+pub(crate) fn fire_due(state: &mut State, now: Instant) -> Option<Instant> {
+    while let Some(Reverse(timer)) = state.timers.peek() {
+        if timer.at > now {
+            break;
+        }
+        let Some(Reverse(timer)) = state.timers.pop() else {
+            break;
+        };
+        let State {
+            subscriptions, fx, ..
+        } = &mut *state;
+        let Some(sub) = subscriptions
+            .get_mut(&*timer.sub_name)
+            .filter(|s| s.uid == timer.sub_uid)
+        else {
+            continue;
+        };
+        match timer.kind {
+            TimerKind::LeaseExpiry { ack } => {
+                if let Some(seq) = sub.lease_expired(ack, now) {
+                    sub.requeue(seq, now, LeaseEnd::Expired, fx);
+                }
+            }
+            TimerKind::BackoffOver { seq } => {
+                sub.backoff_elapsed(seq, now, fx);
+            }
+        }
+    }
+    // Timers armed by what just fired (backoffs) are still in the effects;
+    // the earliest of both is when to look again.
+    let armed = state.fx.timers.iter().map(|t| t.at).min();
+    let queued = state.timers.peek().map(|Reverse(t)| t.at);
+    armed.into_iter().chain(queued).min()
+}

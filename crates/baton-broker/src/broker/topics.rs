@@ -1,0 +1,218 @@
+//! Topics: CreateTopic, GetTopic, UpdateTopic, ListTopics,
+//! ListTopicSubscriptions, ListTopicSnapshots, DeleteTopic, and Publish.
+
+use baton_proto::pubsub::{PubsubMessage, Topic};
+
+use super::state::TopicState;
+use super::{Broker, DELETED_TOPIC, fanout};
+use crate::error::{BrokerError, BrokerResult};
+use crate::names::{self, Collection};
+use crate::paging::{ListPage, page};
+use crate::schema::TopicBinding;
+use crate::store::StoreOp;
+use crate::validate;
+
+/// Fields of a Topic that UpdateTopic may change.
+const UPDATABLE: &[&str] = &[
+    "labels",
+    "message_storage_policy",
+    "kms_key_name",
+    "schema_settings",
+    "message_retention_duration",
+    "ingestion_data_source_settings",
+    "message_transforms",
+];
+
+impl Broker {
+    /// CreateTopic.
+    pub fn create_topic(&self, mut topic: Topic) -> BrokerResult<Topic> {
+        names::parse(&topic.name, Collection::Topics)?;
+        validate::topic_settings(&topic)?;
+        let mut state = self.lock();
+        if let Some(settings) = &topic.schema_settings {
+            state.schemas.check_settings(settings)?;
+        }
+        if state.topics.contains_key(&topic.name) {
+            return Err(BrokerError::already_exists("Topic already exists"));
+        }
+        topic.state = 0;
+        state
+            .topics
+            .insert(topic.name.clone(), TopicState::new(topic.clone()));
+        state.fx.catalog_changed();
+        tracing::debug!(topic = %topic.name, "topic created");
+        Ok(topic)
+    }
+
+    /// GetTopic.
+    pub fn get_topic(&self, name: &str) -> BrokerResult<Topic> {
+        names::parse(name, Collection::Topics)?;
+        self.lock()
+            .topics
+            .get(name)
+            .map(|t| t.topic.clone())
+            .ok_or_else(BrokerError::topic_not_found)
+    }
+
+    /// UpdateTopic: applies the fields named in `paths` (snake_case).
+    pub fn update_topic(&self, update: Topic, paths: &[String]) -> BrokerResult<Topic> {
+        if paths.is_empty() {
+            return Err(BrokerError::invalid(
+                "The update_mask in the UpdateTopicRequest must be set, and must contain a non-empty paths list.",
+            ));
+        }
+        names::parse(&update.name, Collection::Topics)?;
+        if let Some(other) = paths.iter().find(|p| !UPDATABLE.contains(&p.as_str())) {
+            return Err(BrokerError::invalid(format!(
+                "Invalid update_mask provided in the UpdateTopicRequest: {other} is not a known Topic field. Note that field paths must be of the form 'schema_settings' rather than 'schemaSetings'."
+            )));
+        }
+        validate::topic_settings(&update)?;
+        let mut state = self.lock();
+        if let Some(settings) = &update.schema_settings
+            && paths.iter().any(|p| p == "schema_settings")
+        {
+            state.schemas.check_settings(settings)?;
+        }
+        let topic = &mut state
+            .topics
+            .get_mut(&update.name)
+            .ok_or_else(|| BrokerError::not_found("Topic not found."))?
+            .topic;
+        for path in paths {
+            match path.as_str() {
+                "labels" => topic.labels = update.labels.clone(),
+                "message_storage_policy" => {
+                    topic.message_storage_policy = update.message_storage_policy.clone()
+                }
+                "kms_key_name" => topic.kms_key_name = update.kms_key_name.clone(),
+                "schema_settings" => topic.schema_settings = update.schema_settings.clone(),
+                "message_retention_duration" => {
+                    topic.message_retention_duration = update.message_retention_duration
+                }
+                "ingestion_data_source_settings" => {
+                    topic.ingestion_data_source_settings =
+                        update.ingestion_data_source_settings.clone()
+                }
+                "message_transforms" => {
+                    topic.message_transforms = update.message_transforms.clone()
+                }
+                _ => {}
+            }
+        }
+        let answer = topic.clone();
+        state.fx.catalog_changed();
+        Ok(answer)
+    }
+
+    /// ListTopics of `project` (`projects/{id}`).
+    pub fn list_topics(
+        &self,
+        project: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> BrokerResult<ListPage<Topic>> {
+        let project = names::parse_project(project)?;
+        let prefix = format!("projects/{project}/topics/");
+        let state = self.lock();
+        Ok(page(
+            &state.topics,
+            &prefix,
+            page_size,
+            page_token,
+            |_| true,
+            |_, t| t.topic.clone(),
+        ))
+    }
+
+    /// ListTopicSubscriptions: names of the topic's attached subscriptions.
+    pub fn list_topic_subscriptions(
+        &self,
+        topic: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> BrokerResult<ListPage<String>> {
+        names::parse(topic, Collection::Topics)?;
+        let state = self.lock();
+        // The emulator lists nothing (rather than NOT_FOUND) for a missing topic.
+        let attached: std::collections::BTreeMap<String, ()> = state
+            .topics
+            .get(topic)
+            .map(|t| t.subscriptions.iter().map(|s| (s.clone(), ())).collect())
+            .unwrap_or_default();
+        Ok(page(
+            &attached,
+            "projects/",
+            page_size,
+            page_token,
+            |_| true,
+            |n, _| n.clone(),
+        ))
+    }
+
+    /// ListTopicSnapshots: names of the snapshots taken from the topic.
+    pub fn list_topic_snapshots(
+        &self,
+        topic: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> BrokerResult<ListPage<String>> {
+        names::parse(topic, Collection::Topics)?;
+        let state = self.lock();
+        Ok(page(
+            &state.snapshots,
+            "projects/",
+            page_size,
+            page_token,
+            |s| s.snapshot.topic == topic,
+            |n, _| n.clone(),
+        ))
+    }
+
+    /// DeleteTopic: its subscriptions stay, reporting [`DELETED_TOPIC`].
+    pub fn delete_topic(&self, name: &str) -> BrokerResult<()> {
+        names::parse(name, Collection::Topics)?;
+        let mut state = self.lock();
+        let topic = state
+            .topics
+            .remove(name)
+            .ok_or_else(BrokerError::topic_not_found)?;
+        state.iam.remove(name);
+        for sub_name in topic.subscriptions {
+            if let Some(sub) = state.subscriptions.get_mut(&sub_name) {
+                sub.config.topic = DELETED_TOPIC.to_string();
+            }
+        }
+        state.fx.journal(|| StoreOp::LogNone { topic: name.into() });
+        state.fx.catalog_changed();
+        tracing::debug!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
+    /// Publish: validates, assigns ids and publish times, fans out to every
+    /// attached subscription and wakes their waiters.
+    pub fn publish(
+        &self,
+        topic: &str,
+        mut messages: Vec<PubsubMessage>,
+    ) -> BrokerResult<Vec<String>> {
+        let received = self.clock.wall();
+        names::parse(topic, Collection::Topics)?;
+        let binding: Option<BrokerResult<TopicBinding>> = {
+            let state = self.lock();
+            let topic = state
+                .topics
+                .get(topic)
+                .ok_or_else(BrokerError::topic_not_found)?;
+            let settings = topic.topic.schema_settings.as_ref();
+            settings.map(|settings| state.schemas.binding(settings))
+        };
+        validate::publish_messages(&messages)?;
+        if let Some(binding) = binding {
+            // Decoding happens outside the lock: schemas are compiled once
+            // and shared by `Arc`.
+            binding?.stamp(&mut messages)?;
+        }
+        fanout::append(&mut self.lock(), topic, messages, received, &self.clock)
+    }
+}
