@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use baton_broker::Broker;
+use baton_broker::{Broker, Clock};
 use baton_proto::iam::iam_policy_server::IamPolicyServer;
 use baton_proto::pubsub::publisher_server::PublisherServer;
 use baton_proto::pubsub::schema_service_server::SchemaServiceServer;
@@ -99,6 +99,9 @@ pub struct ServerConfig {
     /// [`ServerConfig::new`]) keeps everything in memory. With a store,
     /// whatever was acknowledged survives a restart or a crash.
     pub data_dir: Option<PathBuf>,
+    /// The broker's clock: the system's by default; tests that pause Tokio's
+    /// time give [`Clock::virtual_time`] so publish times move with it.
+    pub clock: Clock,
 }
 
 impl ServerConfig {
@@ -112,7 +115,14 @@ impl ServerConfig {
             trace_store_spans: baton_trace_store::DEFAULT_MAX_SPANS,
             tracer_provider: None,
             data_dir: None,
+            clock: Clock::system(),
         }
+    }
+
+    /// Runs the broker on `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Keeps the server's state in the disk store in `dir` (created if
@@ -406,10 +416,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .collect();
         build_tracer_provider(&trace_store, &own_ports)
     });
-    let broker = match &config.data_dir {
-        Some(dir) => Broker::open(dir)?,
-        None => Broker::start(),
-    };
+    let mut broker = Broker::builder().clock(config.clock);
+    if let Some(dir) = &config.data_dir {
+        broker = broker.data_dir(dir);
+    }
+    let broker = broker.start()?;
     let span_recorder = config.broker_spans.then(|| {
         let tracer = tracer_provider.tracer_with_scope(broker_spans::scope());
         let recorder = broker_spans::BrokerSpans::start(tracer);
