@@ -21,7 +21,8 @@ mod store;
 mod store_tests;
 pub mod validate;
 
-pub use broker::{Broker, BrokerBuilder, DELETED_TOPIC, PullWait, StreamRegistration};
+pub use broker::leases::{PullWait, StreamRegistration};
+pub use broker::{Broker, BrokerBuilder, DELETED_TOPIC};
 pub use clock::Clock;
 pub use error::{AckFailure, BrokerError, BrokerResult, ErrorCode};
 pub use observer::{DeadLetter, Delivery, DeliveryKind, DeliveryObserver, LeaseEnd, Redelivery};

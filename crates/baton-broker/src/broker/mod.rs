@@ -22,7 +22,7 @@ mod dead_letter;
 mod delivery;
 mod effects;
 mod fanout;
-mod leases;
+pub(crate) mod leases;
 mod policies;
 mod recovery;
 mod schemas;
@@ -36,8 +36,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
-
-pub use leases::{PullWait, StreamRegistration};
 
 use self::state::State;
 use crate::clock::Clock;

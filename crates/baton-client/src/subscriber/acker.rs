@@ -10,15 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use baton_proto::pubsub::{AcknowledgeRequest, ModifyAckDeadlineRequest};
-use baton_trace_context::SettleKind;
 use prost::Message as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
-use super::Shared;
-use super::message::{Delivery, with_traces};
+use super::delivery::{AckerHandle, Command, Delivery, Kind, SettleRequest, with_traces};
+use super::shared::Shared;
 use crate::error::AckError;
 use crate::retry::{Backoff, RetrySettings, idempotent_retryable, with_retry};
 use crate::telemetry::ModackInfo;
@@ -44,86 +43,11 @@ const INVALID_ACK_ID: &str = "PERMANENT_FAILURE_INVALID_ACK_ID";
 /// Prefix of per-id failures worth retrying.
 const TRANSIENT_PREFIX: &str = "TRANSIENT_FAILURE";
 
-/// What a settle request does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Kind {
-    Ack,
-    Nack,
-    /// A new ack deadline; `receipt` for the modack sent on arrival.
-    Modack {
-        seconds: i32,
-        receipt: bool,
-    },
-}
-
-impl Kind {
-    fn settle_kind(self) -> SettleKind {
-        match self {
-            Self::Ack => SettleKind::Ack,
-            Self::Nack => SettleKind::Nack,
-            Self::Modack { .. } => SettleKind::Modack,
-        }
-    }
-
-    /// The subscribe span's result once this request completes, when it
-    /// ends the delivery.
-    fn result(self) -> Option<&'static str> {
-        match self {
-            Self::Ack => Some(baton_trace_context::RESULT_ACKED),
-            Self::Nack => Some(baton_trace_context::RESULT_NACKED),
-            Self::Modack { .. } => None,
-        }
-    }
-}
-
-/// Where the outcome of one id goes.
-pub(crate) type Reply = oneshot::Sender<Result<(), AckError>>;
-
-/// One id to settle.
-pub(crate) struct SettleRequest {
-    pub kind: Kind,
-    pub delivery: Arc<Delivery>,
-    pub reply: Option<Reply>,
-}
-
-enum Command {
-    Settle(SettleRequest),
-    Close(oneshot::Sender<()>),
-}
-
-/// Queues settle requests for the acker task. The task ends after
-/// [`AckerHandle::close`] or when every handle is gone, sending what is
-/// queued first.
-#[derive(Clone)]
-pub(crate) struct AckerHandle {
-    tx: mpsc::UnboundedSender<Command>,
-}
-
-impl AckerHandle {
-    /// Starts an acker task for `shared`'s subscription.
-    pub fn spawn(shared: Arc<Shared>) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(shared, rx));
-        Self { tx }
-    }
-
-    /// Queues `request`; gives it back when the acker has stopped.
-    pub fn send(&self, request: SettleRequest) -> Result<(), SettleRequest> {
-        match self.tx.send(Command::Settle(request)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(Command::Settle(request))) => Err(request),
-            Err(mpsc::error::SendError(Command::Close(_))) => Ok(()),
-        }
-    }
-
-    /// Sends everything queued, waits for every request in flight (with its
-    /// retries) and stops the acker.
-    pub async fn close(&self) {
-        let (done, finished) = oneshot::channel();
-        if self.tx.send(Command::Close(done)).is_ok() {
-            let _ = finished.await;
-        }
-    }
+/// Starts an acker task for `shared`'s subscription.
+pub(crate) fn spawn(shared: Arc<Shared>) -> AckerHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(shared, rx));
+    AckerHandle::new(tx)
 }
 
 #[derive(Default)]

@@ -8,17 +8,21 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use futures::FutureExt as _;
+use futures::future::BoxFuture;
 use opentelemetry::trace::FutureExt as _;
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::acker::{AckerHandle, Kind, SettleRequest};
+use super::delivery::{AckerHandle, Delivery, Kind, SessionBooks, SettleRequest};
 use super::lease::{Histogram, Lease, LeaseAction, LeaseClock};
-use super::message::{Delivery, Pending, ReceivedMessage};
+use super::message::{Pending, ReceivedMessage};
 use super::scheduler::Scheduler;
-use super::{Handler, Shared};
+use super::shared::Shared;
 use crate::error::AckError;
+
+/// The handler as the session stores it.
+pub(crate) type Handler = Arc<dyn Fn(ReceivedMessage) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Load (percent of a flow-control limit) at which the stream stops reading.
 pub(crate) const PAUSE_AT_PERCENT: usize = 100;
@@ -454,6 +458,16 @@ impl Core {
 }
 
 /// Records the end of a delivery whose lease ran out.
+impl SessionBooks for Core {
+    fn on_settled(self: Arc<Self>, delivery: &Delivery, acked: bool) {
+        Core::on_settled(&self, delivery, acked);
+    }
+
+    fn on_modify(&self, ack_id: &str, deadline_seconds: i32) {
+        Core::on_modify(self, ack_id, deadline_seconds);
+    }
+}
+
 fn expire_trace(delivery: &Delivery) {
     delivery.with_trace(|traced| {
         if let Some(scope) = traced.process.as_ref().and_then(Weak::upgrade) {
@@ -527,6 +541,7 @@ mod tests {
 
     use super::*;
     use crate::subscriber::SubscriberConfig;
+    use crate::subscriber::acker;
     use crate::{Client, ClientConfig, Endpoint};
 
     async fn core_with(config: SubscriberConfig, handler: Handler) -> Arc<Core> {
@@ -537,7 +552,7 @@ mod tests {
         .unwrap();
         let shared = Arc::new(Shared::new(&client, "s", config));
         // An acker whose RPCs fail fast (nothing listens on port 1).
-        let acker = AckerHandle::spawn(shared.clone());
+        let acker = acker::spawn(shared.clone());
         Core::new(shared, handler, acker)
     }
 
@@ -556,7 +571,7 @@ mod tests {
             },
             false,
             core.acker.clone(),
-            Some(Arc::downgrade(core)),
+            Some(Arc::downgrade(core) as Weak<dyn SessionBooks>),
         )
     }
 

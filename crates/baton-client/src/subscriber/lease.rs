@@ -6,11 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
-use super::dispatcher::Core;
-use super::message::Delivery;
+use super::delivery::Delivery;
 
 /// How often outstanding leases are looked at.
 pub(crate) const LEASE_TICK: Duration = Duration::from_millis(500);
@@ -120,20 +118,6 @@ impl LeaseClock {
             LeaseAction::Extend(seconds)
         } else {
             LeaseAction::Keep
-        }
-    }
-}
-
-/// Extends and expires leases every [`LEASE_TICK`] until `stop`.
-pub(crate) async fn run(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(LEASE_TICK);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => core.maintain_leases(Instant::now()),
-            changed = stop.changed() => if changed.is_err() || *stop.borrow() {
-                return;
-            },
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Received messages, the per-delivery state behind them, and settling.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_proto::pubsub::{self as proto, PubsubMessage};
@@ -10,100 +10,13 @@ use prost::Message as _;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::Shared;
-use super::acker::{AckerHandle, Kind, Reply, SettleRequest};
-use super::dispatcher::Core;
+use super::delivery::{AckerHandle, Delivery, Kind, Reply, SessionBooks, SettleRequest, Traced};
+use super::shared::Shared;
 use crate::error::AckError;
-use crate::telemetry::{DeliveryTrace, ProcessScope, SubscribeTrace};
+use crate::telemetry::{ProcessScope, SubscribeTrace};
 
 /// The span of messages that have none (tracing off, unary pulls).
 static NO_SPAN: tracing::Span = tracing::Span::none();
-
-/// The spans of one delivery.
-pub(crate) struct Traced {
-    pub trace: DeliveryTrace,
-    /// The handler's process span while it lives (for the `expired` event).
-    pub process: Option<Weak<ProcessScope>>,
-}
-
-/// One delivery of a message: what settling, leasing and tracing need,
-/// shared by the message handed to the user and the session's books.
-pub(crate) struct Delivery {
-    pub ack_id: String,
-    /// Size counted by flow control (the message's encoded length).
-    pub size: usize,
-    pub ordering_key: String,
-    pub received_at: Instant,
-    /// Its recorded spans.
-    trace: Option<Mutex<Traced>>,
-    /// The trace context of a delivery whose trace is not sampled (nothing
-    /// recorded); the handler runs in it.
-    unsampled: Option<opentelemetry::Context>,
-    /// Set by the first ack or nack (the user's or shutdown's).
-    settled: AtomicBool,
-    acker: AckerHandle,
-    /// The streaming session that leases it; `None` for unary pulls.
-    session: Option<Weak<Core>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Delivery {
-    /// Runs `f` on the delivery's spans, when it has any.
-    pub fn with_trace<R>(&self, f: impl FnOnce(&mut Traced) -> R) -> Option<R> {
-        self.trace.as_ref().map(|t| f(&mut lock(t)))
-    }
-
-    pub fn is_traced(&self) -> bool {
-        self.trace.is_some()
-    }
-
-    /// The context of a delivery whose trace is not sampled.
-    pub fn unsampled_context(&self) -> Option<&opentelemetry::Context> {
-        self.unsampled.as_ref()
-    }
-
-    /// Claims the right to settle; `false` when it was settled already.
-    pub fn claim_settlement(&self) -> bool {
-        !self.settled.swap(true, Ordering::AcqRel)
-    }
-
-    pub fn is_settled(&self) -> bool {
-        self.settled.load(Ordering::Acquire)
-    }
-
-    pub fn session(&self) -> Option<Arc<Core>> {
-        self.session.as_ref().and_then(Weak::upgrade)
-    }
-}
-
-/// Runs `f` on the subscribe spans of `deliveries` at once (for settle
-/// spans, which link to all of them). Locks in address order, each
-/// delivery once, so concurrent batches cannot deadlock.
-pub(crate) fn with_traces<R>(
-    deliveries: &[&Arc<Delivery>],
-    f: impl FnOnce(&mut [&mut DeliveryTrace]) -> R,
-) -> Option<R> {
-    let mut traced: Vec<&Arc<Delivery>> = deliveries
-        .iter()
-        .copied()
-        .filter(|d| d.is_traced())
-        .collect();
-    if traced.is_empty() {
-        return None;
-    }
-    traced.sort_by_key(|d| Arc::as_ptr(d).addr());
-    traced.dedup_by_key(|d| Arc::as_ptr(d).addr());
-    let mut guards: Vec<MutexGuard<'_, Traced>> = traced
-        .iter()
-        .filter_map(|d| d.trace.as_ref())
-        .map(lock)
-        .collect();
-    let mut traces: Vec<&mut DeliveryTrace> = guards.iter_mut().map(|g| &mut g.trace).collect();
-    Some(f(&mut traces))
-}
 
 /// Acks or nacks a delivery once: updates the session's books (lease, flow
 /// control, ordering key) and queues the RPC.
@@ -143,7 +56,7 @@ impl Pending {
         received: proto::ReceivedMessage,
         exactly_once: bool,
         acker: AckerHandle,
-        session: Option<Weak<Core>>,
+        session: Option<Weak<dyn SessionBooks>>,
     ) -> Self {
         let telemetry = &shared.telemetry;
         // Tracing off: one branch, nothing else.

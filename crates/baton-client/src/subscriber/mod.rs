@@ -24,11 +24,14 @@
 //! acknowledgement before returning.
 
 mod acker;
+mod config;
+mod delivery;
 mod dispatcher;
 mod lease;
 mod message;
 mod scheduler;
 mod session;
+mod shared;
 mod stream;
 
 use std::future::Future;
@@ -36,252 +39,18 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use baton_proto::pubsub::{PullRequest, PullResponse};
-use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::client::{Client, project_of};
+use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::retry::{RetrySettings, idempotent_retryable, with_retry};
-use crate::telemetry::{Telemetry, TracingConfig};
+use crate::retry::{idempotent_retryable, with_retry};
 
+pub use config::{ShutdownBehavior, SubscriberConfig};
 pub use message::ReceivedMessage;
 
-use acker::AckerHandle;
-
-/// What [`SubscriptionHandle::shutdown`] does with messages whose handler is
-/// already running.
-///
-/// ```
-/// use baton_client::{ShutdownBehavior, SubscriberConfig};
-/// assert_eq!(SubscriberConfig::default().shutdown, ShutdownBehavior::WaitForHandlers);
-/// let config = SubscriberConfig::default().with_shutdown(ShutdownBehavior::NackImmediately);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ShutdownBehavior {
-    /// Let running handlers finish (their messages' leases keep being
-    /// extended meanwhile), then flush their acks and nacks. Messages that
-    /// were received but not yet handed to a handler are nacked. This is the
-    /// default, like `await_callbacks_on_shutdown=True` in the Python client.
-    #[default]
-    WaitForHandlers,
-    /// Nack every outstanding message at once, including those whose handler
-    /// is still running (their later ack or nack is ignored and
-    /// [`ReceivedMessage::ack_with_result`] reports [`crate::AckError::Shutdown`]),
-    /// and return without waiting for handlers.
-    NackImmediately,
-}
-
-/// Settings of a [`Subscriber`]. `Default` gives the official clients'
-/// defaults; the `with_*` methods change one setting at a time.
-///
-/// ```
-/// use std::time::Duration;
-/// use baton_client::{ShutdownBehavior, SubscriberConfig, TracingConfig};
-///
-/// let config = SubscriberConfig::default()
-///     .with_flow_control(100, 10 * 1024 * 1024)
-///     .with_max_concurrent_handlers(8)
-///     .with_max_lease_extension(Duration::from_secs(600))
-///     .with_shutdown(ShutdownBehavior::NackImmediately)
-///     .with_tracing(TracingConfig::enabled());
-/// assert_eq!(config.max_outstanding_messages, 100);
-/// assert_eq!(config.min_ack_deadline, Duration::from_secs(10));
-/// ```
-#[derive(Debug, Clone)]
-pub struct SubscriberConfig {
-    /// Most messages received and not yet acked or nacked (flow control;
-    /// official default 1000, 0 means no limit). Also sent to the server in
-    /// the first StreamingPull request so it stops sending beyond it.
-    pub max_outstanding_messages: usize,
-    /// Most bytes of messages received and not yet acked or nacked
-    /// (official default 100 MiB, 0 means no limit).
-    pub max_outstanding_bytes: usize,
-    /// How long a message's lease is extended at most while its handler
-    /// runs (official default 60 minutes); afterwards the server may
-    /// redeliver it.
-    pub max_lease_extension: Duration,
-    /// Shortest ack deadline the client asks for (stream deadline, receipt
-    /// modacks and lease extensions; official default 10 s; at least 60 s
-    /// with exactly-once delivery, as in the official clients).
-    pub min_ack_deadline: Duration,
-    /// Longest ack deadline the client asks for (official default 600 s).
-    /// Between the two, the deadline follows the 99th percentile of how long
-    /// handlers took to ack.
-    pub max_ack_deadline: Duration,
-    /// Most handlers running at once (default 32).
-    pub max_concurrent_handlers: usize,
-    /// What shutdown does with running handlers.
-    pub shutdown: ShutdownBehavior,
-    /// OpenTelemetry tracing (off by default, as in the official clients).
-    pub tracing: TracingConfig,
-    /// Retries of the unary Acknowledge, ModifyAckDeadline and Pull calls.
-    pub retry: RetrySettings,
-    /// Longest a [`Subscriber::pull`] waits for messages before answering
-    /// with none (default 10 s).
-    pub pull_timeout: Duration,
-}
-
-impl Default for SubscriberConfig {
-    fn default() -> Self {
-        Self {
-            max_outstanding_messages: 1000,
-            max_outstanding_bytes: 100 * 1024 * 1024,
-            max_lease_extension: Duration::from_secs(60 * 60),
-            min_ack_deadline: Duration::from_secs(10),
-            max_ack_deadline: Duration::from_secs(600),
-            max_concurrent_handlers: 32,
-            shutdown: ShutdownBehavior::default(),
-            tracing: TracingConfig::default(),
-            retry: RetrySettings::admin_default(),
-            pull_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl SubscriberConfig {
-    /// Sets the flow-control limits (0 means no limit).
-    ///
-    /// ```
-    /// let config = baton_client::SubscriberConfig::default().with_flow_control(2, 0);
-    /// assert_eq!((config.max_outstanding_messages, config.max_outstanding_bytes), (2, 0));
-    /// ```
-    #[must_use]
-    pub fn with_flow_control(mut self, max_messages: usize, max_bytes: usize) -> Self {
-        self.max_outstanding_messages = max_messages;
-        self.max_outstanding_bytes = max_bytes;
-        self
-    }
-
-    /// Sets how long a lease is extended at most.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let config = baton_client::SubscriberConfig::default()
-    ///     .with_max_lease_extension(Duration::from_secs(300));
-    /// assert_eq!(config.max_lease_extension, Duration::from_secs(300));
-    /// ```
-    #[must_use]
-    pub fn with_max_lease_extension(mut self, max: Duration) -> Self {
-        self.max_lease_extension = max;
-        self
-    }
-
-    /// Sets the bounds of the ack deadline the client asks for (each is
-    /// clamped to the API's 10-600 s).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let config = baton_client::SubscriberConfig::default()
-    ///     .with_ack_deadline_bounds(Duration::from_secs(30), Duration::from_secs(120));
-    /// assert_eq!(config.min_ack_deadline, Duration::from_secs(30));
-    /// ```
-    #[must_use]
-    pub fn with_ack_deadline_bounds(mut self, min: Duration, max: Duration) -> Self {
-        self.min_ack_deadline = min;
-        self.max_ack_deadline = max;
-        self
-    }
-
-    /// Sets how many handlers may run at once (at least 1).
-    ///
-    /// ```
-    /// let config = baton_client::SubscriberConfig::default().with_max_concurrent_handlers(4);
-    /// assert_eq!(config.max_concurrent_handlers, 4);
-    /// ```
-    #[must_use]
-    pub fn with_max_concurrent_handlers(mut self, handlers: usize) -> Self {
-        self.max_concurrent_handlers = handlers;
-        self
-    }
-
-    /// Sets what shutdown does with running handlers.
-    ///
-    /// ```
-    /// use baton_client::{ShutdownBehavior, SubscriberConfig};
-    /// let config = SubscriberConfig::default().with_shutdown(ShutdownBehavior::NackImmediately);
-    /// assert_eq!(config.shutdown, ShutdownBehavior::NackImmediately);
-    /// ```
-    #[must_use]
-    pub fn with_shutdown(mut self, behavior: ShutdownBehavior) -> Self {
-        self.shutdown = behavior;
-        self
-    }
-
-    /// Sets the tracing settings.
-    ///
-    /// ```
-    /// use baton_client::{SubscriberConfig, TracingConfig};
-    /// let config = SubscriberConfig::default().with_tracing(TracingConfig::enabled());
-    /// assert!(config.tracing.enable_open_telemetry_tracing);
-    /// ```
-    #[must_use]
-    pub fn with_tracing(mut self, tracing: TracingConfig) -> Self {
-        self.tracing = tracing;
-        self
-    }
-
-    /// Sets the retries of unary calls.
-    ///
-    /// ```
-    /// use baton_client::{SubscriberConfig, retry::RetrySettings};
-    /// let config = SubscriberConfig::default().with_retry(RetrySettings::publisher_default());
-    /// assert_eq!(config.retry, RetrySettings::publisher_default());
-    /// ```
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetrySettings) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Sets how long a unary [`Subscriber::pull`] waits for messages.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let config = baton_client::SubscriberConfig::default()
-    ///     .with_pull_timeout(Duration::from_secs(2));
-    /// assert_eq!(config.pull_timeout, Duration::from_secs(2));
-    /// ```
-    #[must_use]
-    pub fn with_pull_timeout(mut self, timeout: Duration) -> Self {
-        self.pull_timeout = timeout;
-        self
-    }
-
-    /// The ack deadline bounds in whole seconds, clamped to the API's range
-    /// (`exactly_once` raises the minimum to 60 s).
-    pub(crate) fn deadline_bounds(&self, exactly_once: bool) -> (i32, i32) {
-        let seconds = |d: Duration| i32::try_from(d.as_secs()).unwrap_or(i32::MAX);
-        let mut min = seconds(self.min_ack_deadline).clamp(10, 600);
-        if exactly_once {
-            min = min.max(60);
-        }
-        let max = seconds(self.max_ack_deadline).clamp(min, 600);
-        (min, max)
-    }
-}
-
-/// What every part of a subscriber shares: where to call and how.
-pub(crate) struct Shared {
-    pub client: Client,
-    /// Full subscription name.
-    pub subscription: String,
-    pub config: SubscriberConfig,
-    pub telemetry: Telemetry,
-}
-
-impl Shared {
-    fn new(client: &Client, subscription: &str, config: SubscriberConfig) -> Self {
-        let subscription = client.subscription_name(subscription);
-        let project = project_of(&subscription, client.project_id());
-        let telemetry = Telemetry::new(&config.tracing, project, &subscription);
-        Self {
-            client: client.clone(),
-            subscription,
-            telemetry,
-            config,
-        }
-    }
-}
+use delivery::AckerHandle;
+use dispatcher::Handler;
+use shared::Shared;
 
 /// Receives from one subscription, by StreamingPull ([`Subscriber::subscribe`])
 /// or unary Pull ([`Subscriber::pull`]). Cheap to clone.
@@ -345,9 +114,6 @@ impl Client {
         }
     }
 }
-
-/// The handler as the session stores it.
-pub(crate) type Handler = Arc<dyn Fn(ReceivedMessage) -> BoxFuture<'static, ()> + Send + Sync>;
 
 impl Subscriber {
     /// The subscription's full name.
@@ -482,7 +248,7 @@ impl Subscriber {
         }
         let acker = self
             .pull_acker
-            .get_or_init(|| AckerHandle::spawn(shared.clone()))
+            .get_or_init(|| acker::spawn(shared.clone()))
             .clone();
         Ok(received
             .into_iter()

@@ -3,11 +3,15 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
 
-use super::acker::{AckerHandle, Kind};
-use super::dispatcher::Core;
+use super::config::ShutdownBehavior;
+use super::delivery::Kind;
+use super::dispatcher::{Core, Handler};
+use super::lease::LEASE_TICK;
 use super::message::settle;
-use super::{Handler, Shared, ShutdownBehavior, lease, stream};
+use super::shared::Shared;
+use super::{acker, stream};
 
 /// Runs a session until `stop` (or a fatal stream error), then shuts it
 /// down so nothing is lost: messages not yet handed to a handler are
@@ -19,10 +23,10 @@ pub(crate) async fn run(
     handler: Handler,
     stop: watch::Receiver<bool>,
 ) -> Result<(), tonic::Status> {
-    let acker = AckerHandle::spawn(shared.clone());
+    let acker = acker::spawn(shared.clone());
     let core = Core::new(shared.clone(), handler, acker.clone());
     let (stop_leases, leases_stopped) = watch::channel(false);
-    let leases = tokio::spawn(lease::run(core.clone(), leases_stopped));
+    let leases = tokio::spawn(maintain_leases(core.clone(), leases_stopped));
     let (receipt_tx, receipt_rx) = mpsc::unbounded_channel();
     let receipts = tokio::spawn(stream::run_receipts(core.clone(), receipt_rx));
 
@@ -46,4 +50,18 @@ pub(crate) async fn run(
     let _ = leases.await;
     tracing::debug!(subscription = %shared.subscription, "subscriber session ended");
     outcome
+}
+
+/// Extends and expires leases every [`LEASE_TICK`] until `stop`.
+async fn maintain_leases(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(LEASE_TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => core.maintain_leases(Instant::now()),
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() {
+                return;
+            },
+        }
+    }
 }

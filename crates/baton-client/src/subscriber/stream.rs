@@ -11,9 +11,8 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::acker::{
-    self, Kind, MAX_IDS_PER_REQUEST, MAX_REQUEST_BYTES, REQUEST_OVERHEAD, SettleRequest,
-};
+use super::acker::{self, MAX_IDS_PER_REQUEST, MAX_REQUEST_BYTES, REQUEST_OVERHEAD};
+use super::delivery::{Kind, SettleRequest};
 use super::dispatcher::{Core, PAUSE_AT_PERCENT, RESUME_BELOW_PERCENT};
 use super::message::Pending;
 use crate::retry::{Backoff, RetrySettings, stream_retryable};

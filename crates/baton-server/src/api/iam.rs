@@ -7,7 +7,7 @@ use baton_proto::iam::{
     TestIamPermissionsResponse,
 };
 
-use super::{mask_paths, rpcs};
+use super::rpc::{mask_paths, rpcs};
 
 rpcs! {
     /// SetIamPolicy; the update mask, when given, names the fields to set.

@@ -8,7 +8,7 @@ use baton_proto::pubsub::{
 };
 use baton_proto::wkt;
 
-use super::{FromPage, list_response, mask_paths, rpcs};
+use super::rpc::{FromPage, list_response, mask_paths, rpcs};
 
 list_response!(ListTopicsResponse, topics, Topic);
 list_response!(ListTopicSubscriptionsResponse, subscriptions, String);

@@ -10,7 +10,7 @@ use baton_proto::pubsub::{
 };
 use baton_proto::wkt;
 
-use super::{FromPage, list_response, rpcs};
+use super::rpc::{FromPage, list_response, rpcs};
 
 list_response!(ListSchemasResponse, schemas, Schema);
 list_response!(ListSchemaRevisionsResponse, schemas, Schema);

@@ -17,7 +17,7 @@ use baton_proto::pubsub::{
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use super::{PubSubApi, RequestContext};
+use super::rpc::{PubSubApi, RequestContext};
 
 /// The RPC's full name.
 pub const NAME: &str = "google.pubsub.v1.Subscriber/StreamingPull";

@@ -11,7 +11,7 @@ use baton_proto::pubsub::{
 };
 use baton_proto::wkt;
 
-use super::{FromPage, list_response, mask_paths, rpcs};
+use super::rpc::{FromPage, list_response, mask_paths, rpcs};
 
 list_response!(ListSubscriptionsResponse, subscriptions, Subscription);
 list_response!(ListSnapshotsResponse, snapshots, Snapshot);
