@@ -461,11 +461,11 @@ impl SubState {
             let Some(decision) = self.requeue_decision(seq, now) else {
                 continue;
             };
-            self.release(seq, fx);
             let available_at = match decision {
                 Requeue::Ready => now,
                 Requeue::Later(until) => until,
                 Requeue::DeadLetter(message, attempts) => {
+                    // Acknowledging ends the lease (releases it once).
                     self.acknowledge(seq, fx);
                     if let Some(topic) = self.dead_letter_topic() {
                         let topic: Arc<str> = Arc::from(topic);
@@ -487,6 +487,7 @@ impl SubState {
                     continue;
                 }
             };
+            self.release(seq, fx);
             let Some(entry) = self.messages.get_mut(&seq) else {
                 continue;
             };
