@@ -110,7 +110,8 @@ pub(crate) struct SubState {
     /// Ack id number -> message sequence, for every live ack id.
     pub acks: HashMap<u64, u64>,
     pub streams: HashMap<u64, StreamFlow>,
-    /// Outstanding messages per ordering key (ordered subscriptions only).
+    /// Messages holding each ordering key: outstanding, or waiting out a
+    /// retry backoff (ordered subscriptions only).
     pub held_keys: HashMap<String, usize>,
     pub notify: Arc<tokio::sync::Notify>,
     /// The parsed `filter`; messages it rejects are acked on arrival.
@@ -314,27 +315,54 @@ impl SubState {
     }
 
     /// Ends the lease of `seq` (ack, nack or expiry): frees its stream's
-    /// window and its ordering key, so waiting streams may take more.
+    /// window and its ordering key, so waiting streams may take more. A
+    /// message waiting out a backoff holds its key too; acking it frees it.
     fn release(&mut self, seq: u64, fx: &mut Effects) {
         let Some(entry) = self.messages.get(&seq) else {
             return;
         };
-        if let EntryState::Leased { stream, .. } = entry.state {
-            fx.wake(&self.notify);
-            let size = i64::try_from(entry.size).unwrap_or(i64::MAX);
-            if let Some(flow) = stream.and_then(|id| self.streams.get_mut(&id)) {
-                flow.outstanding_messages -= 1;
-                flow.outstanding_bytes -= size;
-            }
-            let key = &entry.message.ordering_key;
-            if self.config.enable_message_ordering
-                && !key.is_empty()
-                && let Some(count) = self.held_keys.get_mut(key)
-            {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    self.held_keys.remove(key);
+        match entry.state {
+            EntryState::Leased { stream, .. } => {
+                let size = i64::try_from(entry.size).unwrap_or(i64::MAX);
+                if let Some(flow) = stream.and_then(|id| self.streams.get_mut(&id)) {
+                    flow.outstanding_messages -= 1;
+                    flow.outstanding_bytes -= size;
                 }
+            }
+            EntryState::Backoff { .. } => {}
+            EntryState::Ready => return,
+        }
+        fx.wake(&self.notify);
+        self.unhold_key(seq);
+    }
+
+    /// The ordering key `seq` holds while it is outstanding or backing off
+    /// (ordered subscriptions only).
+    fn held_key(&self, seq: u64) -> Option<String> {
+        if !self.ordered() {
+            return None;
+        }
+        self.messages
+            .get(&seq)
+            .map(|e| e.message.ordering_key.clone())
+            .filter(|key| !key.is_empty())
+    }
+
+    /// `seq` holds its ordering key: later messages of the key wait.
+    fn hold_key(&mut self, seq: u64) {
+        if let Some(key) = self.held_key(seq) {
+            *self.held_keys.entry(key).or_default() += 1;
+        }
+    }
+
+    /// `seq` no longer holds its ordering key.
+    fn unhold_key(&mut self, seq: u64) {
+        if let Some(key) = self.held_key(seq)
+            && let Some(count) = self.held_keys.get_mut(&key)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.held_keys.remove(&key);
             }
         }
     }
@@ -461,11 +489,11 @@ impl SubState {
             let Some(decision) = self.requeue_decision(seq, now) else {
                 continue;
             };
-            self.release(seq, fx);
             let available_at = match decision {
                 Requeue::Ready => now,
                 Requeue::Later(until) => until,
                 Requeue::DeadLetter(message, attempts) => {
+                    // Acknowledging ends the lease (releases it once).
                     self.acknowledge(seq, fx);
                     if let Some(topic) = self.dead_letter_topic() {
                         let topic: Arc<str> = Arc::from(topic);
@@ -487,6 +515,7 @@ impl SubState {
                     continue;
                 }
             };
+            self.release(seq, fx);
             let Some(entry) = self.messages.get_mut(&seq) else {
                 continue;
             };
@@ -508,6 +537,8 @@ impl SubState {
             });
             self.record_attempts(seq, fx);
             if available_at > now {
+                // Later messages of its key must not overtake it meanwhile.
+                self.hold_key(seq);
                 fx.arm(self.timer(available_at, TimerKind::BackoffOver { seq }));
             } else {
                 self.push_ready(seq);
@@ -527,6 +558,7 @@ impl SubState {
                     entry.available_since = until;
                 }
                 entry.state = EntryState::Ready;
+                self.unhold_key(seq);
                 self.push_ready(seq);
                 fx.wake(&self.notify);
                 true
