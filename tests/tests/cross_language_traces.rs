@@ -29,9 +29,12 @@ use baton_client::{
     Client, ClientConfig, Endpoint, Message, PublisherConfig, ReceivedMessage, SubscriberConfig,
     SubscriptionConfig, TracingConfig,
 };
-use baton_interop::{Baton, Emulator, PROJECT, python, run_script, unique_prefix};
+use baton_testkit::emulator::Emulator;
+use baton_testkit::python::{PROJECT, python, run_script, unique_prefix};
+use baton_testkit::server::TestServer;
+use baton_testkit::spans::{SpanCapture, span_names as names};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceContextExt, TraceId};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::SpanData;
 use serde_json::Value;
 
 const TMP: &str = env!("CARGO_TARGET_TMPDIR");
@@ -106,7 +109,8 @@ where
     let emulator = tokio::task::spawn_blocking(|| Emulator::shared(TMP))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    let baton = Baton::start().await;
+    let baton = TestServer::start().await;
+    let baton_host = baton.host();
     let prefix = unique_prefix(name);
     let server = |name, host: &str| Server {
         name,
@@ -115,7 +119,7 @@ where
         prefix: prefix.clone(),
     };
     let (ours, theirs) = tokio::join!(
-        scenario(server("Baton", baton.host())),
+        scenario(server("Baton", &baton_host)),
         scenario(server("gcloud emulator", emulator.host())),
     );
     baton.shutdown().await;
@@ -132,33 +136,19 @@ where
     assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n\n"));
 }
 
-/// An SDK tracer provider exporting to memory, for one client.
-struct Capture {
-    provider: SdkTracerProvider,
-    exporter: InMemorySpanExporter,
+/// Tracing on, recording into `capture`.
+fn tracing_into(capture: &SpanCapture) -> TracingConfig {
+    TracingConfig {
+        enable_open_telemetry_tracing: true,
+        tracer_provider: Some(Arc::new(capture.provider.clone())),
+        ..Default::default()
+    }
 }
 
-impl Capture {
-    fn new() -> Self {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        Self { provider, exporter }
-    }
-
-    fn config(&self) -> TracingConfig {
-        TracingConfig {
-            enable_open_telemetry_tracing: true,
-            tracer_provider: Some(Arc::new(self.provider.clone())),
-            ..Default::default()
-        }
-    }
-
-    fn spans(&self) -> Result<Vec<SpanData>> {
-        self.provider.force_flush()?;
-        Ok(self.exporter.get_finished_spans()?)
-    }
+/// Every span `capture` holds, flushed first.
+fn captured(capture: &SpanCapture) -> Result<Vec<SpanData>> {
+    capture.provider.force_flush()?;
+    Ok(capture.exporter.get_finished_spans()?)
 }
 
 fn attribute(span: &SpanData, key: &str) -> Option<String> {
@@ -183,10 +173,6 @@ fn span_of<'a>(spans: &'a [SpanData], name: &str, message_id: &str) -> Result<&'
             names(spans)
         )),
     }
-}
-
-fn names(spans: &[SpanData]) -> Vec<String> {
-    spans.iter().map(|s| s.name.to_string()).collect()
 }
 
 /// `value[pointer]` as a string.
@@ -297,9 +283,9 @@ async fn python_to_rust(server: Server) -> Result<()> {
         "the Python publisher did not record its spans: {published}"
     );
 
-    let capture = Capture::new();
-    let received = receive(&client, &sub, capture.config(), COUNT).await?;
-    let spans = capture.spans()?;
+    let capture = SpanCapture::new();
+    let received = receive(&client, &sub, tracing_into(&capture), COUNT).await?;
+    let spans = captured(&capture)?;
     let python_messages = published["messages"]
         .as_array()
         .context("no messages in trace_publish.py's result")?;
@@ -398,11 +384,11 @@ async fn rust_to_python(server: Server) -> Result<()> {
     server.topic_and_subscriptions(&client, &["sub"]).await?;
     let topic = server.id("topic");
 
-    let capture = Capture::new();
+    let capture = SpanCapture::new();
     let publisher = client.publisher_with(
         &topic,
         PublisherConfig {
-            tracing: capture.config(),
+            tracing: tracing_into(&capture),
             ..Default::default()
         },
     );
@@ -416,7 +402,7 @@ async fn rust_to_python(server: Server) -> Result<()> {
         ids.push(handle.await?);
     }
     publisher.shutdown().await;
-    let spans = capture.spans()?;
+    let spans = captured(&capture)?;
     let mut creates = HashMap::new();
     for id in &ids {
         let create = span_of(&spans, &format!("{topic} create"), id)?;
@@ -565,18 +551,18 @@ async fn bad_trace_attributes(server: Server) -> Result<()> {
     }
     publisher.shutdown().await;
 
-    let capture = Capture::new();
+    let capture = SpanCapture::new();
     let rust_sub = server.id("rust-sub");
     let expect = cases.len().to_string();
     let python_args = ["--subscription", "py-sub", "--expect", &expect];
     let (rust, python) = tokio::join!(
-        receive(&client, &rust_sub, capture.config(), cases.len()),
+        receive(&client, &rust_sub, tracing_into(&capture), cases.len()),
         server.script("trace_subscribe.py", &python_args),
     );
     let (rust, python) = (rust?, python?);
 
     // The Rust subscriber got every message, attributes untouched.
-    let spans = capture.spans()?;
+    let spans = captured(&capture)?;
     let mut new_traces = HashSet::new();
     for (id, (case, attributes)) in &published {
         let got = rust

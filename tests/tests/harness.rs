@@ -1,4 +1,5 @@
-//! The interop harness itself: the emulator it starts really goes away.
+//! The testkit's gcloud emulator harness itself: the emulator it starts
+//! really goes away.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -6,7 +7,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use baton_interop::{Emulator, PROJECT};
+use baton_testkit::emulator::Emulator;
+use baton_testkit::python::PROJECT;
 
 #[test]
 fn emulator_starts_and_its_process_group_dies_on_drop() {

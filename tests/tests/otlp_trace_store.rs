@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,39 +16,28 @@ use baton_client::{
     Client, ClientConfig, Endpoint, ReceivedMessage, SubscriberConfig, SubscriptionConfig,
     TracingConfig,
 };
-use baton_interop::{PROJECT, python, run_script, unique_prefix};
-use opentelemetry_otlp::WithExportConfig as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use baton_server::ServerConfig;
+use baton_testkit::otlp::grpc_exporting_provider;
+use baton_testkit::python::{PROJECT, python, run_script, unique_prefix};
+use baton_testkit::server::{TestServer, loopback};
+use baton_testkit::trace_api::{named, spans};
 use serde_json::Value;
 
 const TMP: &str = env!("CARGO_TARGET_TMPDIR");
 const COUNT: usize = 2;
 
-fn spans<'a>(detail: &'a Value, key: &str) -> Vec<&'a Value> {
-    detail[key].as_array().into_iter().flatten().collect()
-}
-
-fn named<'a>(detail: &'a Value, name: &str) -> Vec<&'a Value> {
-    spans(detail, "spans")
-        .into_iter()
-        .filter(|s| s["name"] == name)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_publisher_and_rust_subscriber_share_a_stored_trace() {
     let python = tokio::task::spawn_blocking(|| python(TMP)).await.unwrap();
-    let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = baton_server::start(
-        baton_server::ServerConfig::new(localhost)
-            .with_otlp_grpc(localhost)
-            .with_otlp_http(localhost),
+    let server = TestServer::start_with(
+        ServerConfig::new(loopback())
+            .with_otlp_grpc(loopback())
+            .with_otlp_http(loopback()),
     )
-    .await
-    .unwrap();
-    let host = server.local_addr().to_string();
-    let otlp_http = format!("http://{}", server.otlp_http_addr().unwrap());
-    let otlp_grpc = format!("http://{}", server.otlp_grpc_addr().unwrap());
+    .await;
+    let host = server.host();
+    let otlp_http = server.otlp_http_endpoint();
+    let otlp_grpc = server.otlp_grpc_endpoint();
 
     let prefix = unique_prefix("otlp-store");
     let (topic, sub) = (format!("{prefix}-topic"), format!("{prefix}-sub"));
@@ -82,19 +70,7 @@ async fn python_publisher_and_rust_subscriber_share_a_stored_trace() {
     assert_eq!(messages.len(), COUNT, "{published}");
 
     // Rust: subscribe with tracing on, spans over OTLP/gRPC to Baton.
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(otlp_grpc)
-        .build()
-        .unwrap();
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name("rust-worker")
-                .build(),
-        )
-        .build();
+    let provider = grpc_exporting_provider(&otlp_grpc, "rust-worker");
     let subscriber = client.subscriber_with(
         &sub,
         SubscriberConfig {
@@ -134,7 +110,7 @@ async fn python_publisher_and_rust_subscriber_share_a_stored_trace() {
                 .await
                 .unwrap()
                 .unwrap();
-            server.flush_traces().await;
+            server.server().flush_traces().await;
             let response = http
                 .get(format!("http://{host}/api/traces/{trace_id}"))
                 .send()
@@ -155,6 +131,7 @@ async fn python_publisher_and_rust_subscriber_share_a_stored_trace() {
                 Instant::now() < deadline,
                 "trace {trace_id} of message {message_id} incomplete: {:#}",
                 server
+                    .server()
                     .trace_store()
                     .trace(trace_id)
                     .map(|d| serde_json::to_value(d).unwrap())
@@ -212,5 +189,5 @@ async fn python_publisher_and_rust_subscriber_share_a_stored_trace() {
         .await
         .unwrap()
         .unwrap();
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use baton_interop::{Pair, assert_same, at, compare};
+use baton_testkit::python::{Pair, assert_same, at, compare};
 use serde_json::{Value, json};
 
 const TMP: &str = env!("CARGO_TARGET_TMPDIR");

@@ -2,7 +2,7 @@
 //! paging, the subscription builder's settings, error codes and seek.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod client_suite;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use baton_client::SubscriptionConfig;
 use baton_proto::pubsub::{PublishRequest, PubsubMessage, Subscription, Topic};
 use baton_proto::wkt;
-use common::{Proxy, TestServer, rpc_code};
+use client_suite::{ClientServer, Proxy, rpc_code};
 use tonic::Code;
 
 fn secs(seconds: i64) -> Option<wkt::Duration> {
@@ -26,7 +26,7 @@ fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 
 #[tokio::test]
 async fn topic_lifecycle() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let client = &server.client;
 
     let created = client.create_topic("orders").await.unwrap();
@@ -159,7 +159,7 @@ async fn topic_lifecycle() {
 
 #[tokio::test]
 async fn listing_follows_every_page() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let mut expected = BTreeSet::new();
     for i in 0..30 {
         expected.insert(
@@ -245,7 +245,7 @@ async fn listing_follows_every_page() {
 
 #[tokio::test]
 async fn subscription_settings_round_trip() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let client = &server.client;
     client.create_topic("events").await.unwrap();
     client.create_topic("dead-letters").await.unwrap();
@@ -325,7 +325,7 @@ async fn subscription_settings_round_trip() {
 
 #[tokio::test]
 async fn subscription_update_list_and_delete() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let client = &server.client;
     client.create_topic("jobs").await.unwrap();
     client.create_topic("jobs-dlq").await.unwrap();
@@ -461,7 +461,7 @@ async fn subscription_update_list_and_delete() {
 
 #[tokio::test]
 async fn subscription_errors_carry_the_right_codes() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let client = &server.client;
     client.create_topic("t-errors").await.unwrap();
     let create = |config: SubscriptionConfig| client.create_subscription(config);
@@ -533,7 +533,7 @@ async fn subscription_errors_carry_the_right_codes() {
 
 #[tokio::test]
 async fn seek_to_time_redelivers_what_came_later() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let client = &server.client;
     client.create_topic("replay").await.unwrap();
     let sub = client
@@ -545,7 +545,7 @@ async fn seek_to_time_redelivers_what_came_later() {
         .unwrap()
         .name;
     let publish = |data: &'static str| {
-        let mut stub = server.publisher_stub();
+        let mut stub = server.publisher();
         async move {
             stub.publish(PublishRequest {
                 topic: "projects/p/topics/replay".into(),
@@ -575,19 +575,31 @@ async fn seek_to_time_redelivers_what_came_later() {
     publish("late-1").await;
     publish("late-2").await;
     assert_eq!(
-        data(server.pull_n(&sub, 3, Duration::from_secs(5)).await),
+        data(
+            server
+                .pull_acking_all(&sub, 3, Duration::from_secs(5))
+                .await
+        ),
         ["early", "late-1", "late-2"]
     );
-    assert!(server.pull_once(&sub).await.is_empty(), "all acked");
+    assert!(server.pull_acking_now(&sub).await.is_empty(), "all acked");
 
     client.seek_to_time("replay-sub", middle).await.unwrap();
     assert_eq!(
-        data(server.pull_n(&sub, 2, Duration::from_secs(5)).await),
+        data(
+            server
+                .pull_acking_all(&sub, 2, Duration::from_secs(5))
+                .await
+        ),
         ["late-1", "late-2"]
     );
     client.seek_to_time(&sub, start).await.unwrap();
     assert_eq!(
-        data(server.pull_n(&sub, 3, Duration::from_secs(5)).await),
+        data(
+            server
+                .pull_acking_all(&sub, 3, Duration::from_secs(5))
+                .await
+        ),
         ["early", "late-1", "late-2"]
     );
     // Seeking past everything marks it all acked again.
@@ -598,7 +610,7 @@ async fn seek_to_time_redelivers_what_came_later() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        server.pull_once(&sub).await.is_empty(),
+        server.pull_acking_now(&sub).await.is_empty(),
         "nothing after the seek"
     );
 }

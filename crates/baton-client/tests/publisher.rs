@@ -4,7 +4,7 @@
 //! flush, shutdown and drop.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod client_suite;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -14,7 +14,8 @@ use baton_client::{
     PublisherConfig, PublisherFlowControl,
 };
 use baton_proto::pubsub::PubsubMessage;
-use common::{Proxy, TestServer, by_key, rpc_code};
+use baton_testkit::messages::{by_ordering_key as by_key, payload_size};
+use client_suite::{ClientServer, Proxy, rpc_code};
 use futures::FutureExt;
 use tokio::time::{Instant, timeout};
 use tonic::{Code, Status};
@@ -105,7 +106,7 @@ fn assert_in_order_without_gaps(messages: &[PubsubMessage], expected: &HashMap<S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_arrives_exactly_as_published() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (topic, sub) = server.topic_and_subscription("roundtrip", true).await;
     let publisher = server.client.publisher_with("roundtrip", ordered());
     assert_eq!(publisher.topic(), topic);
@@ -134,7 +135,7 @@ async fn every_message_arrives_exactly_as_published() {
     );
 
     let received = server
-        .pull_n(&sub, published.len(), Duration::from_secs(10))
+        .pull_acking_all(&sub, published.len(), Duration::from_secs(10))
         .await;
     assert_eq!(
         received.len(),
@@ -163,7 +164,7 @@ async fn every_message_arrives_exactly_as_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_by_full_name_and_clones_share_one_queue() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (topic, sub) = server.topic_and_subscription("clones", false).await;
     let publisher = server.client.publisher(&topic);
     assert_eq!(publisher.topic(), topic);
@@ -175,7 +176,9 @@ async fn publisher_by_full_name_and_clones_share_one_queue() {
     let ids = resolve_ids(vec![first, second]).await;
     assert_ne!(ids[0], ids[1]);
     clone.shutdown().await;
-    let received = server.pull_n(&sub, 2, Duration::from_secs(5)).await;
+    let received = server
+        .pull_acking_all(&sub, 2, Duration::from_secs(5))
+        .await;
     let mut data: Vec<_> = received.iter().map(|m| m.data.to_vec()).collect();
     data.sort();
     assert_eq!(
@@ -188,7 +191,7 @@ async fn publisher_by_full_name_and_clones_share_one_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_messages_caps_every_request() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("batch-count", false).await;
     let proxy = Proxy::start(server.addr).await;
     let client = proxy.client().await;
@@ -215,7 +218,10 @@ async fn max_messages_caps_every_request() {
     expected.insert(0, 5);
     assert_eq!(counts, expected, "full batches of 10, the rest on flush");
     assert_eq!(
-        server.pull_n(&sub, 95, Duration::from_secs(5)).await.len(),
+        server
+            .pull_acking_all(&sub, 95, Duration::from_secs(5))
+            .await
+            .len(),
         95
     );
 
@@ -233,7 +239,7 @@ async fn max_messages_caps_every_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_bytes_caps_every_request_but_a_single_oversized_message() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("batch-bytes", false).await;
     let proxy = Proxy::start(server.addr).await;
     let client = proxy.client().await;
@@ -272,7 +278,7 @@ async fn max_bytes_caps_every_request_but_a_single_oversized_message() {
     assert_eq!(requests.iter().map(|r| r.count).sum::<usize>(), total);
     assert_eq!(
         server
-            .pull_n(&sub, total, Duration::from_secs(5))
+            .pull_acking_all(&sub, total, Duration::from_secs(5))
             .await
             .len(),
         total
@@ -281,7 +287,7 @@ async fn max_bytes_caps_every_request_but_a_single_oversized_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_message_is_sent_after_max_delay() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     server.topic_and_subscription("batch-delay", false).await;
     let proxy = Proxy::start(server.addr).await;
     let client = proxy.client().await;
@@ -337,7 +343,7 @@ async fn a_lone_message_is_sent_after_max_delay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_stay_within_api_limits_whatever_the_settings() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("batch-api", false).await;
     let proxy = Proxy::start(server.addr).await;
     let client = proxy.client().await;
@@ -364,7 +370,7 @@ async fn requests_stay_within_api_limits_whatever_the_settings() {
     );
     assert_eq!(
         server
-            .pull_n(&sub, 2500, Duration::from_secs(10))
+            .pull_acking_all(&sub, 2500, Duration::from_secs(10))
             .await
             .len(),
         2500
@@ -401,7 +407,7 @@ async fn requests_stay_within_api_limits_whatever_the_settings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordering_survives_retries() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("ordered-retries", true).await;
     let proxy = Proxy::start(server.addr).await;
     // Every third call fails before reaching the server.
@@ -454,7 +460,9 @@ async fn ordering_survives_retries() {
         .collect();
     assert_in_order_without_gaps(&forwarded, &expected);
 
-    let received = server.pull_n(&sub, 200, Duration::from_secs(10)).await;
+    let received = server
+        .pull_acking_all(&sub, 200, Duration::from_secs(10))
+        .await;
     assert_eq!(received.len(), 200);
     assert_in_order_without_gaps(&received, &expected);
     publisher.shutdown().await;
@@ -462,7 +470,7 @@ async fn ordering_survives_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_codes_are_retried_with_the_official_backoff() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("retries", false).await;
     let proxy = Proxy::start(server.addr).await;
     let client = proxy.client().await;
@@ -545,7 +553,9 @@ async fn retryable_codes_are_retried_with_the_official_backoff() {
     );
 
     proxy.clear_fault();
-    let received = server.pull_n(&sub, 2, Duration::from_secs(5)).await;
+    let received = server
+        .pull_acking_all(&sub, 2, Duration::from_secs(5))
+        .await;
     let mut data: Vec<_> = received.iter().map(|m| m.data.to_vec()).collect();
     data.sort();
     assert_eq!(data, [b"persistent".to_vec(), b"warm-up".to_vec()]);
@@ -555,7 +565,7 @@ async fn retryable_codes_are_retried_with_the_official_backoff() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_ordered_publish_pauses_its_key_until_resumed() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("paused", true).await;
     let proxy = Proxy::start(server.addr).await;
     proxy.set_delay(Duration::from_millis(200));
@@ -614,7 +624,9 @@ async fn a_failed_ordered_publish_pauses_its_key_until_resumed() {
         .unwrap();
     publisher.shutdown().await;
 
-    let received = server.pull_n(&sub, 5, Duration::from_secs(5)).await;
+    let received = server
+        .pull_acking_all(&sub, 5, Duration::from_secs(5))
+        .await;
     let mut data: Vec<String> = received
         .iter()
         .map(|m| String::from_utf8(m.data.to_vec()).unwrap())
@@ -625,7 +637,7 @@ async fn a_failed_ordered_publish_pauses_its_key_until_resumed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_to_a_deleted_topic_fails_with_not_found() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     server.topic_and_subscription("deleted", false).await;
     let publisher = server.client.publisher_with("deleted", ordered());
     publisher.publish(seq_message("k", 0)).await.await.unwrap();
@@ -669,7 +681,7 @@ async fn publishing_to_a_deleted_topic_fails_with_not_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_limits_outstanding_messages_and_bytes() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("block", false).await;
     let proxy = Proxy::start(server.addr).await;
     proxy.set_delay(Duration::from_millis(100));
@@ -713,14 +725,17 @@ async fn block_limits_outstanding_messages_and_bytes() {
     assert!((300..=1000).contains(&max), "{max} bytes in flight");
 
     assert_eq!(
-        server.pull_n(&sub, 72, Duration::from_secs(5)).await.len(),
+        server
+            .pull_acking_all(&sub, 72, Duration::from_secs(5))
+            .await
+            .len(),
         72
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_behavior_fails_publishes_over_the_limit() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     server.topic_and_subscription("errors", false).await;
     let proxy = Proxy::start(server.addr).await;
     proxy.set_delay(Duration::from_millis(300));
@@ -775,7 +790,7 @@ async fn error_behavior_fails_publishes_over_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_publishes_fail_without_a_round_trip() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("invalid", false).await;
 
     for behavior in [LimitExceededBehavior::Block, LimitExceededBehavior::Error] {
@@ -828,8 +843,10 @@ async fn invalid_publishes_fail_without_a_round_trip() {
     unordered.publish(at_limit).await.await.unwrap();
     unordered.shutdown().await;
     // 2 x 100 + 2 x 101 bytes and the 10 MB one; nothing of the failures.
-    let received = server.pull_n(&sub, 5, Duration::from_secs(10)).await;
-    let mut sizes: Vec<usize> = received.iter().map(common::payload_size).collect();
+    let received = server
+        .pull_acking_all(&sub, 5, Duration::from_secs(10))
+        .await;
+    let mut sizes: Vec<usize> = received.iter().map(payload_size).collect();
     sizes.sort_unstable();
     assert_eq!(sizes, vec![100, 100, 101, 101, 10_000_000]);
 }
@@ -838,7 +855,7 @@ async fn invalid_publishes_fail_without_a_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_waits_for_everything() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("flush", true).await;
     let proxy = Proxy::start(server.addr).await;
     proxy.set_delay(Duration::from_millis(100));
@@ -881,14 +898,16 @@ async fn flush_waits_for_everything() {
             other => panic!("message {i} not published when flush returned: {other:?}"),
         }
     }
-    let received = server.pull_n(&sub, 300, Duration::from_secs(5)).await;
+    let received = server
+        .pull_acking_all(&sub, 300, Duration::from_secs(5))
+        .await;
     assert_eq!(received.len(), 300);
     assert_in_order_without_gaps(&received, &expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_loses_nothing() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("shutdown", true).await;
     let publisher = server.client.publisher_with(
         "shutdown",
@@ -920,14 +939,16 @@ async fn shutdown_loses_nothing() {
             "message {i} not published when shutdown returned"
         );
     }
-    let received = server.pull_n(&sub, 1000, Duration::from_secs(10)).await;
+    let received = server
+        .pull_acking_all(&sub, 1000, Duration::from_secs(10))
+        .await;
     assert_eq!(received.len(), 1000);
     assert_in_order_without_gaps(&received, &expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_publisher_still_delivers_what_was_queued() {
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("dropped", false).await;
     let publisher = server.client.publisher_with(
         "dropped",
@@ -940,7 +961,9 @@ async fn dropping_the_publisher_still_delivers_what_was_queued() {
     let handles = publish_all(&publisher, messages).await;
     drop(publisher);
     // Well within max_delay: the drop sends the partial batch at once.
-    let received = server.pull_n(&sub, 250, Duration::from_secs(5)).await;
+    let received = server
+        .pull_acking_all(&sub, 250, Duration::from_secs(5))
+        .await;
     assert_eq!(received.len(), 250);
     assert_eq!(
         resolve_ids(handles).await.len(),
@@ -962,7 +985,7 @@ async fn waiting_behind_an_in_flight_batch_does_not_spin() {
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 
-    let server = TestServer::start().await;
+    let server = ClientServer::start().await;
     server.topic_and_subscription("no-spin", true).await;
     let proxy = Proxy::start(server.addr).await;
     let client = proxy.client().await;

@@ -4,53 +4,35 @@
 //! once delivery and unary pull.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod client_suite;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use baton_client::proto::{Subscription, Topic};
 use baton_client::{
-    AckError, Client, ClientConfig, Endpoint, Error, Message, PublisherConfig, ReceivedMessage,
-    ShutdownBehavior, SubscriberConfig, SubscriptionConfig, TracingConfig,
+    AckError, Client, Error, Message, PublisherConfig, ReceivedMessage, ShutdownBehavior,
+    SubscriberConfig, SubscriptionConfig, TracingConfig,
 };
-use baton_server::{RunningServer, ServerConfig};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use baton_testkit::server::TestServer;
+use baton_testkit::spans::SpanCapture;
+use client_suite::client_at;
+use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::mpsc;
-
-async fn start_server(addr: SocketAddr) -> RunningServer {
-    // The port of a server just stopped may take a moment to be free.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match baton_server::start(ServerConfig::new(addr)).await {
-            Ok(server) => return server,
-            Err(error) if Instant::now() < deadline => {
-                eprintln!("retrying bind: {error}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(error) => panic!("cannot start the server: {error}"),
-        }
-    }
-}
-
-async fn client_at(addr: SocketAddr) -> Client {
-    Client::connect(ClientConfig::new("p").with_endpoint(Endpoint::Emulator(addr.to_string())))
-        .await
-        .unwrap()
-}
 
 /// A server with one topic and one subscription configured by `configure`.
 struct Setup {
-    server: RunningServer,
+    server: TestServer,
     client: Client,
     topic: String,
     subscription: String,
 }
 
 async fn setup(configure: impl FnOnce(SubscriptionConfig) -> SubscriptionConfig) -> Setup {
-    let server = start_server("127.0.0.1:0".parse().unwrap()).await;
-    let client = client_at(server.local_addr()).await;
+    let server = TestServer::start().await;
+    let client = client_at(server.addr).await;
     client.create_topic("events").await.unwrap();
     client
         .create_subscription(configure(SubscriptionConfig::new("worker", "events")))
@@ -185,7 +167,7 @@ async fn receives_and_acks_everything_exactly_as_published() {
     let again = pull_until_quiet(&s.client, &s.subscription, Duration::from_millis(500)).await;
     assert!(again.is_empty(), "redelivered {again:?}");
     assert!(rx.try_recv().is_err());
-    s.server.shutdown().await.unwrap();
+    s.server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,13 +239,7 @@ async fn lease_extension_keeps_a_slow_message() {
         "redelivered during the handler"
     );
     handle.shutdown().await.unwrap();
-    assert_eq!(
-        s.server
-            .broker()
-            .backlog_len("projects/p/subscriptions/worker")
-            .unwrap(),
-        0
-    );
+    assert_eq!(s.server.backlog("projects/p/subscriptions/worker"), 0);
 }
 
 /// Past `max_lease_extension` the lease is no longer extended: the server
@@ -274,10 +250,7 @@ async fn lease_extension_keeps_a_slow_message() {
 async fn leases_stop_after_the_maximum_extension() {
     let s = setup(|c| c.ack_deadline(Duration::from_secs(10))).await;
     publish(&s.client, &s.topic, vec![Message::new("held")], false).await;
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
+    let SpanCapture { provider, exporter } = SpanCapture::new();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let counter = Arc::new(AtomicUsize::new(0));
     let config = SubscriberConfig::default()
@@ -439,7 +412,7 @@ async fn ordering_keys_are_handled_one_at_a_time_in_order() {
 #[tokio::test(flavor = "current_thread")]
 async fn reconnects_after_a_server_restart() {
     let s = setup(|c| c).await;
-    let addr = s.server.local_addr();
+    let addr = s.server.addr;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = s
         .client
@@ -459,13 +432,13 @@ async fn reconnects_after_a_server_restart() {
     );
     // Let the ack reach the first server.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    s.server.shutdown().await.unwrap();
+    s.server.shutdown().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!handle.is_finished());
 
-    let server = start_server(addr).await;
+    let server = TestServer::start_on(addr).await;
     // No await between start and these: the subscriber cannot get in first.
-    let broker = server.broker();
+    let broker = server.server().broker();
     broker
         .create_topic(Topic {
             name: "projects/p/topics/events".to_string(),
@@ -486,7 +459,7 @@ async fn reconnects_after_a_server_restart() {
     );
     assert!(!handle.is_finished());
     handle.shutdown().await.unwrap();
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 /// Shutdown lets running handlers finish and flushes their acks; what was
@@ -641,13 +614,7 @@ async fn exactly_once_acks_report_their_result() {
     assert_ne!(first.ack_id(), second.ack_id());
     assert_eq!(second.ack_with_result().await, Ok(()));
     assert_eq!(first.ack_with_result().await, Err(AckError::InvalidAckId));
-    assert_eq!(
-        s.server
-            .broker()
-            .backlog_len("projects/p/subscriptions/worker")
-            .unwrap(),
-        0
-    );
+    assert_eq!(s.server.backlog("projects/p/subscriptions/worker"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

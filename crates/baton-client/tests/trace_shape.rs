@@ -15,6 +15,8 @@ use baton_client::{
     Client, ClientConfig, Endpoint, Message, PublisherConfig, SubscriberConfig, SubscriptionConfig,
     TracingConfig,
 };
+use baton_testkit::server::TestServer;
+use baton_testkit::spans::SpanCapture;
 use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde_json::Value;
@@ -214,7 +216,7 @@ fn assert_same_shape(scenario: &str, ours: Vec<SpanData>, topic: &str, subscript
 }
 
 struct Scenario {
-    _server: baton_server::RunningServer,
+    _server: TestServer,
     client: Client,
     exporter: InMemorySpanExporter,
     provider: SdkTracerProvider,
@@ -223,14 +225,9 @@ struct Scenario {
 }
 
 async fn scenario(ordered: bool) -> Scenario {
-    let server = baton_server::start(baton_server::ServerConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
+    let server = TestServer::start().await;
     let client = Client::connect(
-        ClientConfig::new("trace-project")
-            .with_endpoint(Endpoint::Emulator(server.local_addr().to_string())),
+        ClientConfig::new("trace-project").with_endpoint(Endpoint::Emulator(server.host())),
     )
     .await
     .unwrap();
@@ -243,10 +240,7 @@ async fn scenario(ordered: bool) -> Scenario {
         )
         .await
         .unwrap();
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
+    let SpanCapture { provider, exporter } = SpanCapture::new();
     Scenario {
         _server: server,
         client,

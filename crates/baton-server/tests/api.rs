@@ -4,8 +4,6 @@
 //! Messages are the recorded emulator's (the conformance corpus) where it
 //! records one, and the real service's where the spec says to follow it.
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_proto::pubsub::{
@@ -17,7 +15,7 @@ use baton_proto::pubsub::{
     UpdateSnapshotRequest, UpdateSubscriptionRequest, UpdateTopicRequest, seek_request,
 };
 use baton_proto::wkt;
-use common::*;
+use baton_testkit::prelude::*;
 use tonic::Code;
 
 fn invalid_topic(name: &str) -> String {
@@ -476,27 +474,24 @@ async fn list_topics_subscriptions_and_snapshots_page() {
     expected_topics.sort();
 
     // Pages of 3: 3 + 3 + 1, tokens on all but the last page.
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    let mut sizes = Vec::new();
-    loop {
-        let page = publisher
+    let pages = all_pages(async |page_token| {
+        publisher
             .list_topics(ListTopicsRequest {
                 project: project(),
                 page_size: 3,
-                page_token: token.clone(),
+                page_token,
             })
             .await
             .unwrap()
-            .into_inner();
-        sizes.push(page.topics.len());
-        seen.extend(page.topics.into_iter().map(|t| t.name));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-        assert!(sizes.len() < 10, "paging does not end");
-    }
+            .into_inner()
+    })
+    .await;
+    let sizes: Vec<usize> = pages.iter().map(|p| p.topics.len()).collect();
+    let seen: Vec<String> = pages
+        .into_iter()
+        .flat_map(|p| p.topics)
+        .map(|t| t.name)
+        .collect();
     assert_eq!(sizes, vec![3, 3, 1]);
     assert_eq!(seen, expected_topics);
     let all = publisher
@@ -546,29 +541,27 @@ async fn list_topics_subscriptions_and_snapshots_page() {
     all_subs.push(side_sub.clone());
     all_subs.sort();
 
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    let mut pages = 0;
-    loop {
-        let page = subscriber
+    let pages = all_pages(async |page_token| {
+        subscriber
             .list_subscriptions(ListSubscriptionsRequest {
                 project: project(),
                 page_size: 4,
-                page_token: token.clone(),
+                page_token,
             })
             .await
             .unwrap()
-            .into_inner();
-        pages += 1;
+            .into_inner()
+    })
+    .await;
+    for page in &pages {
         assert!(page.subscriptions.len() <= 4);
-        seen.extend(page.subscriptions.into_iter().map(|s| s.name));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-        assert!(pages < 10, "paging does not end");
     }
-    assert_eq!(pages, 2);
+    assert_eq!(pages.len(), 2);
+    let seen: Vec<String> = pages
+        .into_iter()
+        .flat_map(|p| p.subscriptions)
+        .map(|s| s.name)
+        .collect();
     assert_eq!(seen, all_subs);
     assert_status(
         subscriber
@@ -581,27 +574,20 @@ async fn list_topics_subscriptions_and_snapshots_page() {
         "Application error processing RPC",
     );
 
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    let mut sizes = Vec::new();
-    loop {
-        let page = publisher
+    let pages = all_pages(async |page_token| {
+        publisher
             .list_topic_subscriptions(ListTopicSubscriptionsRequest {
                 topic: main.clone(),
                 page_size: 2,
-                page_token: token.clone(),
+                page_token,
             })
             .await
             .unwrap()
-            .into_inner();
-        sizes.push(page.subscriptions.len());
-        seen.extend(page.subscriptions);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-        assert!(sizes.len() < 10, "paging does not end");
-    }
+            .into_inner()
+    })
+    .await;
+    let sizes: Vec<usize> = pages.iter().map(|p| p.subscriptions.len()).collect();
+    let seen: Vec<String> = pages.into_iter().flat_map(|p| p.subscriptions).collect();
     assert_eq!(sizes, vec![2, 2, 1]);
     assert_eq!(seen, main_subs);
     assert_status(
@@ -642,51 +628,41 @@ async fn list_topics_subscriptions_and_snapshots_page() {
     all_snapshots.push(side_snapshot);
     all_snapshots.sort();
 
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    let mut sizes = Vec::new();
-    loop {
-        let page = subscriber
+    let pages = all_pages(async |page_token| {
+        subscriber
             .list_snapshots(ListSnapshotsRequest {
                 project: project(),
                 page_size: 3,
-                page_token: token.clone(),
+                page_token,
             })
             .await
             .unwrap()
-            .into_inner();
-        sizes.push(page.snapshots.len());
-        seen.extend(page.snapshots.into_iter().map(|s| s.name));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-        assert!(sizes.len() < 10, "paging does not end");
-    }
+            .into_inner()
+    })
+    .await;
+    let sizes: Vec<usize> = pages.iter().map(|p| p.snapshots.len()).collect();
+    let seen: Vec<String> = pages
+        .into_iter()
+        .flat_map(|p| p.snapshots)
+        .map(|s| s.name)
+        .collect();
     assert_eq!(sizes, vec![3, 1]);
     assert_eq!(seen, all_snapshots);
 
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    let mut sizes = Vec::new();
-    loop {
-        let page = publisher
+    let pages = all_pages(async |page_token| {
+        publisher
             .list_topic_snapshots(ListTopicSnapshotsRequest {
                 topic: main.clone(),
                 page_size: 2,
-                page_token: token.clone(),
+                page_token,
             })
             .await
             .unwrap()
-            .into_inner();
-        sizes.push(page.snapshots.len());
-        seen.extend(page.snapshots);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-        assert!(sizes.len() < 10, "paging does not end");
-    }
+            .into_inner()
+    })
+    .await;
+    let sizes: Vec<usize> = pages.iter().map(|p| p.snapshots.len()).collect();
+    let seen: Vec<String> = pages.into_iter().flat_map(|p| p.snapshots).collect();
     assert_eq!(sizes, vec![2, 1]);
     assert_eq!(seen, main_snapshots);
     assert_status(

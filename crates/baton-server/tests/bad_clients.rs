@@ -7,8 +7,6 @@
 //! keep flowing, every bad request must get its exact error, and the server
 //! must neither panic nor hang.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,7 +14,7 @@ use std::time::{Duration, Instant};
 use baton_proto::pubsub::{
     AcknowledgeRequest, PublishRequest, PubsubMessage, StreamingPullRequest,
 };
-use common::*;
+use baton_testkit::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 

@@ -7,8 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,23 +17,17 @@ use baton_proto::pubsub::{
     Subscription,
 };
 use baton_server::broker_spans::{BrokerSpans, SCOPE_NAME};
-use common::{TestServer, stream_request, subscription_name, topic_name};
+use baton_testkit::messages::{PROJECT, subscription_name, topic_name};
+use baton_testkit::push::PushRecorder;
+use baton_testkit::server::{TestServer, loopback};
+use baton_testkit::spans::{
+    SpanCapture, event_names, int_attribute as int, named, string_attribute as string,
+};
+use baton_testkit::streaming::stream_request;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId, TracerProvider as _};
-use opentelemetry::{KeyValue, Value};
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 
 const SOON: Duration = Duration::from_secs(5);
-
-/// A tracer provider exporting synchronously into memory, named `baton`.
-fn memory_provider() -> (SdkTracerProvider, InMemorySpanExporter) {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .with_resource(Resource::builder().with_service_name("baton").build())
-        .build();
-    (provider, exporter)
-}
 
 /// A test server whose broker reports to an in-memory exporter.
 struct Traced {
@@ -48,14 +40,14 @@ struct Traced {
 impl Traced {
     async fn start() -> Self {
         let t = TestServer::start().await;
-        let (provider, exporter) = memory_provider();
-        let spans = BrokerSpans::start(provider.tracer(SCOPE_NAME));
+        let capture = SpanCapture::for_service("baton");
+        let spans = BrokerSpans::start(capture.provider.tracer(SCOPE_NAME));
         t.server().broker().set_observer(Arc::new(spans.clone()));
         Self {
             t,
             spans,
-            exporter,
-            _provider: provider,
+            exporter: capture.exporter,
+            _provider: capture.provider,
         }
     }
 
@@ -98,35 +90,6 @@ fn traced_message(data: &str, traceparent: &str) -> PubsubMessage {
         ]),
         ..Default::default()
     }
-}
-
-fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv: &KeyValue| &kv.value)
-}
-
-fn int(span: &SpanData, key: &str) -> i64 {
-    match attr(span, key) {
-        Some(Value::I64(n)) => *n,
-        other => panic!("{key} on {}: {other:?}", span.name),
-    }
-}
-
-fn string(span: &SpanData, key: &str) -> String {
-    match attr(span, key) {
-        Some(value) => value.as_str().into_owned(),
-        None => panic!("{key} missing on {}", span.name),
-    }
-}
-
-fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
-    spans.iter().filter(|s| s.name == name).collect()
-}
-
-fn event_names(span: &SpanData) -> Vec<String> {
-    span.events.iter().map(|e| e.name.to_string()).collect()
 }
 
 /// Every span is a child of the create span, in its trace, from our scope.
@@ -203,7 +166,7 @@ async fn pull_attempts_are_children_of_the_create_span_and_show_the_backlog_wait
     assert_eq!(receive.span_kind, SpanKind::Server);
     assert_eq!(string(receive, "messaging.system"), "gcp_pubsub");
     assert_eq!(string(receive, "messaging.destination.name"), "orders");
-    assert_eq!(string(receive, "gcp.project_id"), common::PROJECT);
+    assert_eq!(string(receive, "gcp.project_id"), PROJECT);
     assert_eq!(string(receive, "messaging.message.id"), ids[0]);
     assert_eq!(int(receive, "messaging.message.body.size"), 5);
 
@@ -416,19 +379,14 @@ async fn messages_without_a_valid_context_get_no_spans_and_are_delivered() {
 /// in-memory provider and `broker_spans`; returns the spans of the message's
 /// trace once they arrived (or after a grace period when none are expected).
 async fn round_trip(broker_spans: bool) -> Vec<SpanData> {
-    let (provider, exporter) = memory_provider();
-    let config = baton_server::ServerConfig::new("127.0.0.1:0".parse().unwrap())
-        .with_tracer_provider(provider.clone())
+    let capture = SpanCapture::for_service("baton");
+    let exporter = capture.exporter.clone();
+    let config = baton_server::ServerConfig::new(loopback())
+        .with_tracer_provider(capture.provider.clone())
         .with_broker_spans(broker_spans);
-    let server = baton_server::start(config).await.unwrap();
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr()))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-    let mut publisher = common::publisher(channel.clone());
-    let mut subscriber = common::subscriber(channel);
+    let server = TestServer::start_with(config).await;
+    let mut publisher = server.publisher();
+    let mut subscriber = server.subscriber();
     let topic = topic_name("switch");
     let sub = subscription_name("switch-sub");
     publisher
@@ -478,7 +436,7 @@ async fn round_trip(broker_spans: bool) -> Vec<SpanData> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let spans = of_trace();
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
     spans
 }
 
@@ -495,32 +453,12 @@ async fn the_server_records_with_its_provider_and_the_off_switch_silences_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_deliveries_are_recorded_and_a_failed_push_is_a_nack() {
-    use std::sync::atomic::AtomicUsize;
-
     let x = Traced::start().await;
     // An endpoint that fails the first push and accepts the rest.
-    let (pushed, mut bodies) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let app = axum::Router::new().route(
-        "/push",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let pushed = pushed.clone();
-            let calls = calls.clone();
-            async move {
-                let _ = pushed.send(serde_json::from_slice(&body).unwrap());
-                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    axum::http::StatusCode::NO_CONTENT
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}/push", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let pushes = PushRecorder::start().await;
+    pushes.script(&[500]);
+    pushes.set_status(204);
+    let endpoint = pushes.url("/push");
 
     let topic = x.t.create_topic("orders").await;
     x.t.create_subscription_with(Subscription {
@@ -537,10 +475,11 @@ async fn push_deliveries_are_recorded_and_a_failed_push_is_a_nack() {
     let published = traced_message("pushed", &traceparent);
     x.t.publish_messages(&topic, vec![published.clone()]).await;
     for _ in 0..2 {
-        let body = tokio::time::timeout(Duration::from_secs(10), bodies.recv())
+        let body = pushes
+            .next(Duration::from_secs(10))
             .await
-            .unwrap()
-            .unwrap();
+            .expect("a push within 10 s")
+            .json();
         assert_eq!(
             body["message"]["attributes"][baton_trace_context::TRACEPARENT_ATTRIBUTE],
             traceparent.as_str()

@@ -2,8 +2,9 @@
 //! Conformance replay: runs the recorded corpus of the official Pub/Sub emulator's
 //! behaviour (`tests/fixtures/pubsub-v1/`, 42 programs, 916 steps) against Baton.
 //!
-//! Each program gets a fresh server (`baton_server::start` on 127.0.0.1:0), a fresh
-//! template registry and a recording push endpoint; its steps run in order exactly as
+//! Each program gets a fresh server (the testkit's `TestServer` on 127.0.0.1:0), a fresh
+//! template registry and a recording push endpoint (the testkit's `PushRecorder`); its
+//! steps run in order exactly as
 //! `tests/fixtures/pubsub-v1/STEP_SEMANTICS.md` describes. Our answers are normalised
 //! like the recorded ones and compared canonically. Steps listed in
 //! `conformance/deviations.rs` are compared with our own expected answer instead.

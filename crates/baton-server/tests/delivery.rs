@@ -4,15 +4,13 @@
 //! exactly-once, retry backoff and filters. Ack deadlines are shortened with
 //! ModifyAckDeadline to 1 s to keep the tests fast.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use baton_proto::pubsub::{
     DeadLetterPolicy, RetryPolicy, StreamingPullRequest, Subscription, Topic,
 };
-use common::*;
+use baton_testkit::prelude::*;
 use prost::Message as _;
 use tonic::Code;
 

@@ -7,13 +7,10 @@
 //! starts a new one on the same directory; crashes (SIGKILL of the binary)
 //! are tested in `crates/baton/tests/durability_crash.rs`.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_proto::iam::iam_policy_client::IamPolicyClient;
 use baton_proto::iam::{Binding, GetIamPolicyRequest, Policy, SetIamPolicyRequest};
 use baton_proto::pubsub::schema_service_client::SchemaServiceClient;
 use baton_proto::pubsub::{
@@ -28,7 +25,7 @@ use baton_proto::pubsub::{
     UpdateTopicRequest, schema, seek_request,
 };
 use baton_proto::wkt;
-use common::*;
+use baton_testkit::prelude::*;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -170,33 +167,51 @@ async fn catalog_view(
 ) -> CatalogView {
     let mut publisher = t.publisher();
     let mut subscriber = t.subscriber();
-    let listed_topics = publisher
-        .list_topics(ListTopicsRequest {
-            project: project(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .topics;
-    let listed_subs = subscriber
-        .list_subscriptions(ListSubscriptionsRequest {
-            project: project(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .subscriptions;
-    let listed_snaps = subscriber
-        .list_snapshots(ListSnapshotsRequest {
-            project: project(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .snapshots;
+    let listed_topics: Vec<Topic> = all_pages(async |page_token| {
+        publisher
+            .list_topics(ListTopicsRequest {
+                project: project(),
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    })
+    .await
+    .into_iter()
+    .flat_map(|page| page.topics)
+    .collect();
+    let listed_subs: Vec<Subscription> = all_pages(async |page_token| {
+        subscriber
+            .list_subscriptions(ListSubscriptionsRequest {
+                project: project(),
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    })
+    .await
+    .into_iter()
+    .flat_map(|page| page.subscriptions)
+    .collect();
+    let listed_snaps: Vec<Snapshot> = all_pages(async |page_token| {
+        subscriber
+            .list_snapshots(ListSnapshotsRequest {
+                project: project(),
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    })
+    .await
+    .into_iter()
+    .flat_map(|page| page.snapshots)
+    .collect();
     let mut got_topics = Vec::new();
     let mut got_subscriptions = Vec::new();
     let mut got_snapshots = Vec::new();
@@ -211,26 +226,38 @@ async fn catalog_view(
             .unwrap()
             .into_inner();
         got_topics.push(answer);
-        let mut subs = publisher
-            .list_topic_subscriptions(ListTopicSubscriptionsRequest {
-                topic: topic.to_string(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .subscriptions;
+        let mut subs: Vec<String> = all_pages(async |page_token| {
+            publisher
+                .list_topic_subscriptions(ListTopicSubscriptionsRequest {
+                    topic: topic.to_string(),
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        })
+        .await
+        .into_iter()
+        .flat_map(|page| page.subscriptions)
+        .collect();
         subs.sort();
         topic_subscriptions.push(subs);
-        let mut snaps = publisher
-            .list_topic_snapshots(ListTopicSnapshotsRequest {
-                topic: topic.to_string(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .snapshots;
+        let mut snaps: Vec<String> = all_pages(async |page_token| {
+            publisher
+                .list_topic_snapshots(ListTopicSnapshotsRequest {
+                    topic: topic.to_string(),
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        })
+        .await
+        .into_iter()
+        .flat_map(|page| page.snapshots)
+        .collect();
         snaps.sort();
         topic_snapshots.push(snaps);
     }
@@ -534,7 +561,7 @@ async fn deletions_and_detaching_are_durable() {
 async fn schema_revisions_and_iam_policies_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let t = TestServer::start_durable(dir.path()).await;
-    let mut schemas = SchemaServiceClient::new(t.channel.clone());
+    let mut schemas = t.schema();
     let v1 = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"}]}"#;
     let v2 = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"},{"name":"qty","type":"int","default":0}]}"#;
     let created = schemas
@@ -593,7 +620,7 @@ async fn schema_revisions_and_iam_policies_survive_a_restart() {
         .name;
     let typed_sub = t.create_subscription("typed-sub", &typed).await;
 
-    let mut iam = IamPolicyClient::new(t.channel.clone());
+    let mut iam = t.iam();
     let policy = |member: &str| Policy {
         version: 1,
         bindings: vec![Binding {
@@ -623,7 +650,7 @@ async fn schema_revisions_and_iam_policies_survive_a_restart() {
         .into_inner();
 
     let t = t.restart().await;
-    let mut schemas = SchemaServiceClient::new(t.channel.clone());
+    let mut schemas = t.schema();
     let revisions_after = revisions(schemas.clone(), schema_name.clone()).await;
     assert_eq!(revisions_after, revisions_before, "every schema revision");
     let latest_after = schemas
@@ -657,7 +684,7 @@ async fn schema_revisions_and_iam_policies_survive_a_restart() {
     let good = t.publish(&typed, &[r#"{"id":"o-1"}"#]).await;
     assert_eq!(good.len(), 1);
 
-    let mut iam = IamPolicyClient::new(t.channel.clone());
+    let mut iam = t.iam();
     let get = |resource: String| {
         let mut iam = iam.clone();
         async move {
@@ -727,7 +754,7 @@ async fn schema_revisions_and_iam_policies_survive_a_restart() {
         .await
         .unwrap();
     let t = t.restart().await;
-    let mut schemas = SchemaServiceClient::new(t.channel.clone());
+    let mut schemas = t.schema();
     let third = revisions(schemas.clone(), schema_name.clone()).await;
     let ids: Vec<&str> = third.iter().map(|s| s.revision_id.as_str()).collect();
     assert_eq!(
@@ -746,7 +773,7 @@ async fn schema_revisions_and_iam_policies_survive_a_restart() {
             .await,
         Code::NotFound,
     );
-    let mut iam = IamPolicyClient::new(t.channel.clone());
+    let mut iam = t.iam();
     let reread = iam
         .get_iam_policy(GetIamPolicyRequest {
             resource: typed.clone(),
@@ -759,18 +786,24 @@ async fn schema_revisions_and_iam_policies_survive_a_restart() {
     t.shutdown().await;
 }
 
-/// Every revision of `name`, full view.
+/// Every revision of `name`, full view, following every page.
 async fn revisions(mut client: SchemaServiceClient<Channel>, name: String) -> Vec<Schema> {
-    client
-        .list_schema_revisions(ListSchemaRevisionsRequest {
-            name,
-            view: SchemaView::Full as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .schemas
+    all_pages(async |page_token| {
+        client
+            .list_schema_revisions(ListSchemaRevisionsRequest {
+                name: name.clone(),
+                view: SchemaView::Full as i32,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    })
+    .await
+    .into_iter()
+    .flat_map(|page| page.schemas)
+    .collect()
 }
 
 // ----- messages ----------------------------------------------------------

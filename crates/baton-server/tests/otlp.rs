@@ -4,154 +4,44 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use baton_server::baton_trace_store::opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use baton_server::baton_trace_store::opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+use baton_server::ServerConfig;
+use baton_server::baton_trace_store::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use baton_server::baton_trace_store::opentelemetry_proto::tonic::trace::v1::Span;
+use baton_testkit::otlp::{
+    grpc_exporting_provider, hex, now_nanos as now, post_traces, request, span, trace_id,
+    trace_service_client,
 };
-use baton_server::baton_trace_store::opentelemetry_proto::tonic::common::v1::{
-    AnyValue, KeyValue, any_value,
-};
-use baton_server::baton_trace_store::opentelemetry_proto::tonic::resource::v1::Resource;
-use baton_server::baton_trace_store::opentelemetry_proto::tonic::trace::v1::{
-    ResourceSpans, ScopeSpans, Span,
-};
-use baton_server::{RunningServer, ServerConfig};
+use baton_testkit::server::{TestServer, loopback};
+use baton_testkit::trace_api::{get_json, wait_for_trace};
 use prost::Message;
 use serde_json::Value;
 
-async fn start() -> RunningServer {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    baton_server::start(
-        ServerConfig::new(any)
-            .with_otlp_grpc(any)
-            .with_otlp_http(any),
+/// A server receiving OTLP over gRPC and HTTP, on free ports.
+async fn start() -> TestServer {
+    TestServer::start_with(
+        ServerConfig::new(loopback())
+            .with_otlp_grpc(loopback())
+            .with_otlp_http(loopback()),
     )
     .await
-    .unwrap()
 }
 
-fn now() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    )
-    .unwrap()
+/// Where `server` receives OTLP/HTTP.
+fn otlp_http(server: &TestServer) -> SocketAddr {
+    server.server().otlp_http_addr().unwrap()
 }
 
-/// A fresh random-ish trace id (distinct per call).
-fn trace_id(seed: u8) -> Vec<u8> {
-    let mut id = now().to_be_bytes().to_vec();
-    id.extend_from_slice(&[seed, 1, 2, 3, 4, 5, 6, 7]);
-    id
-}
-
-fn span(trace: &[u8], id: u8, parent: Option<u8>, name: &str, start: u64, end: u64) -> Span {
-    Span {
-        trace_id: trace.to_vec(),
-        span_id: vec![9, 9, 9, 9, 9, 9, 9, id],
-        parent_span_id: parent
-            .map(|p| vec![9, 9, 9, 9, 9, 9, 9, p])
-            .unwrap_or_default(),
-        name: name.into(),
-        kind: 2,
-        start_time_unix_nano: start,
-        end_time_unix_nano: end,
-        ..Default::default()
-    }
-}
-
-fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue(service.into())),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            schema_url: String::new(),
-        }],
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-async fn get_json(server: &RunningServer, path: &str) -> (u16, Value) {
-    let response = reqwest::get(format!("http://{}{path}", server.local_addr()))
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-async fn post(
-    server: &RunningServer,
-    content_type: &str,
-    body: impl Into<reqwest::Body>,
-) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/traces",
-            server.otlp_http_addr().unwrap()
-        ))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn grpc_client(server: &RunningServer) -> TraceServiceClient<tonic::transport::Channel> {
-    TraceServiceClient::connect(format!("http://{}", server.otlp_grpc_addr().unwrap()))
-        .await
-        .unwrap()
-}
-
-/// Waits until the query API knows `trace` (the store is synchronous, but
-/// SDK exporters batch).
-async fn wait_for_trace(server: &RunningServer, trace: &str) -> Value {
-    for _ in 0..100 {
-        let (status, body) = get_json(server, &format!("/api/traces/{trace}")).await;
-        if status == 200 {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("trace {trace} never arrived");
+/// Where `server` receives OTLP/gRPC.
+fn otlp_grpc(server: &TestServer) -> SocketAddr {
+    server.server().otlp_grpc_addr().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opentelemetry_otlp_exporter_over_grpc() {
     use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
-    use opentelemetry_otlp::WithExportConfig;
     let server = start().await;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(format!("http://{}", server.otlp_grpc_addr().unwrap()))
-        .build()
-        .unwrap();
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            opentelemetry_sdk::Resource::builder_empty()
-                .with_service_name("svc-grpc")
-                .build(),
-        )
-        .build();
+    let provider = grpc_exporting_provider(&format!("http://{}", otlp_grpc(&server)), "svc-grpc");
     let tracer = provider.tracer("test");
     let trace = tracer.in_span("POST /orders", |cx| {
         tracer.in_span("child", |_| {});
@@ -163,14 +53,14 @@ async fn opentelemetry_otlp_exporter_over_grpc() {
     })
     .await
     .unwrap();
-    let detail = wait_for_trace(&server, &trace).await;
+    let detail = wait_for_trace(server.addr, &trace).await;
     assert_eq!(detail["traceId"], trace);
     let spans = detail["spans"].as_array().unwrap();
     assert_eq!(spans.len(), 2);
     assert_eq!(spans[0]["name"], "POST /orders");
     assert_eq!(spans[0]["service"], "svc-grpc");
     assert_eq!(spans[1]["parentSpanId"], spans[0]["spanId"]);
-    let (status, list) = get_json(&server, "/api/traces?limit=10").await;
+    let (status, list) = get_json(server.addr, "/api/traces?limit=10").await;
     assert_eq!(status, 200);
     let summary = list["traces"]
         .as_array()
@@ -181,13 +71,13 @@ async fn opentelemetry_otlp_exporter_over_grpc() {
     assert_eq!(summary["rootName"], "POST /orders");
     assert_eq!(summary["spanCount"], 2);
     assert_eq!(summary["services"], serde_json::json!(["svc-grpc"]));
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn grpc_rejects_bad_spans_and_huge_batches() {
     let server = start().await;
-    let mut client = grpc_client(&server).await;
+    let mut client = trace_service_client(otlp_grpc(&server)).await;
     let t = trace_id(1);
     let start = now();
     // One good span, one ending before it starts, one far in the future.
@@ -213,7 +103,16 @@ async fn grpc_rejects_bad_spans_and_huge_batches() {
     let partial = reply.partial_success.unwrap();
     assert_eq!(partial.rejected_spans, 2);
     assert!(!partial.error_message.is_empty());
-    assert_eq!(server.trace_store().trace(&hex(&t)).unwrap().spans.len(), 1);
+    assert_eq!(
+        server
+            .server()
+            .trace_store()
+            .trace(&hex(&t))
+            .unwrap()
+            .spans
+            .len(),
+        1
+    );
     // Too many spans at once.
     let many = (0..=baton_server::baton_trace_store::MAX_SPANS_PER_REQUEST)
         .map(|_| Span::default())
@@ -234,7 +133,7 @@ async fn grpc_rejects_bad_spans_and_huge_batches() {
         .unwrap()
         .into_inner();
     assert!(reply.partial_success.is_none());
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -250,18 +149,18 @@ async fn http_protobuf_round_trip() {
         ],
     )
     .encode_to_vec();
-    let response = post(&server, "application/x-protobuf", body).await;
+    let response = post_traces(otlp_http(&server), "application/x-protobuf", body).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/x-protobuf");
     let reply = ExportTraceServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
     assert!(reply.partial_success.is_none());
-    let detail = wait_for_trace(&server, &hex(&t)).await;
+    let detail = wait_for_trace(server.addr, &hex(&t)).await;
     assert_eq!(detail["spans"].as_array().unwrap().len(), 2);
     assert_eq!(detail["spans"][0]["kind"], "SERVER");
-    let (status, last) = get_json(&server, "/api/traces/last").await;
+    let (status, last) = get_json(server.addr, "/api/traces/last").await;
     assert_eq!(status, 200);
     assert_eq!(last["traceId"], hex(&t));
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -297,11 +196,11 @@ async fn http_json_round_trip() {
             }]
         }]
     });
-    let response = post(&server, "application/json", body.to_string()).await;
+    let response = post_traces(otlp_http(&server), "application/json", body.to_string()).await;
     assert_eq!(response.status(), 200);
     let reply: Value = response.json().await.unwrap();
     assert_eq!(reply["partialSuccess"]["rejectedSpans"], 1);
-    let detail = wait_for_trace(&server, &t).await;
+    let detail = wait_for_trace(server.addr, &t).await;
     let spans = detail["spans"].as_array().unwrap();
     assert_eq!(spans.len(), 1);
     let span = &spans[0];
@@ -312,7 +211,7 @@ async fn http_json_round_trip() {
     assert_eq!(span["events"][0]["name"], "hello");
     assert_eq!(span["links"][0]["spanId"], "b7ad6b7169203331");
     assert_eq!(span["status"]["code"], "ERROR");
-    let (_, list) = get_json(&server, "/api/traces").await;
+    let (_, list) = get_json(server.addr, "/api/traces").await;
     let summary = list["traces"]
         .as_array()
         .unwrap()
@@ -320,13 +219,13 @@ async fn http_json_round_trip() {
         .find(|s| s["traceId"] == t)
         .unwrap();
     assert_eq!(summary["error"], true);
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn links_from_other_traces_show_as_linked_spans() {
     let server = start().await;
-    let mut client = grpc_client(&server).await;
+    let mut client = trace_service_client(otlp_grpc(&server)).await;
     let publish = trace_id(4);
     let ack = trace_id(5);
     let start = now();
@@ -349,18 +248,18 @@ async fn links_from_other_traces_show_as_linked_spans() {
         .export(request("subscriber", vec![ack_span]))
         .await
         .unwrap();
-    let detail = wait_for_trace(&server, &hex(&publish)).await;
+    let detail = wait_for_trace(server.addr, &hex(&publish)).await;
     assert_eq!(detail["linkedSpans"][0]["name"], "ack");
     assert_eq!(detail["linkedSpans"][0]["traceId"], hex(&ack));
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
     let server = start().await;
     // Malformed protobuf.
-    let response = post(
-        &server,
+    let response = post_traces(
+        otlp_http(&server),
         "application/x-protobuf",
         vec![0xff, 0xff, 0xff, 0x0f],
     )
@@ -370,7 +269,7 @@ async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
     assert!(error["error"].as_str().unwrap().contains("protobuf"));
     // Malformed JSON, and JSON of the wrong shape.
     for body in ["{\"resourceSpans\": [", "{\"resourceSpans\": 5}", "[]"] {
-        let response = post(&server, "application/json", body).await;
+        let response = post_traces(otlp_http(&server), "application/json", body).await;
         assert_eq!(response.status(), 400, "{body}");
         let error: Value = response.json().await.unwrap();
         assert!(error["error"].as_str().unwrap().contains("JSON"), "{body}");
@@ -379,7 +278,7 @@ async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
     let body = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [
         {"traceId": "abcd", "spanId": "0102030405060708", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
     ]}]}]});
-    let response = post(&server, "application/json", body.to_string()).await;
+    let response = post_traces(otlp_http(&server), "application/json", body.to_string()).await;
     // Either refused as malformed hex or counted as rejected: never stored.
     let status = response.status().as_u16();
     let reply: Value = response.json().await.unwrap();
@@ -388,13 +287,10 @@ async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
         "{status} {reply}"
     );
     // Unsupported content type and encoding.
-    let response = post(&server, "text/plain", "hi").await;
+    let response = post_traces(otlp_http(&server), "text/plain", "hi").await;
     assert_eq!(response.status(), 415);
     let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/traces",
-            server.otlp_http_addr().unwrap()
-        ))
+        .post(format!("http://{}/v1/traces", otlp_http(&server)))
         .header("content-type", "application/x-protobuf")
         .header("content-encoding", "br")
         .body(vec![1, 2, 3])
@@ -404,10 +300,7 @@ async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
     assert_eq!(response.status(), 415);
     // Malformed gzip, and a gzip bomb inflating past the limit.
     let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/traces",
-            server.otlp_http_addr().unwrap()
-        ))
+        .post(format!("http://{}/v1/traces", otlp_http(&server)))
         .header("content-type", "application/x-protobuf")
         .header("content-encoding", "gzip")
         .body(vec![1, 2, 3])
@@ -418,10 +311,7 @@ async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
     let bomb = gzip(&vec![0u8; 20 * 1024 * 1024]);
     assert!(bomb.len() < 1024 * 1024);
     let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/traces",
-            server.otlp_http_addr().unwrap()
-        ))
+        .post(format!("http://{}/v1/traces", otlp_http(&server)))
         .header("content-type", "application/x-protobuf")
         .header("content-encoding", "gzip")
         .body(bomb)
@@ -430,8 +320,8 @@ async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
         .unwrap();
     assert_eq!(response.status(), 413);
     // Too large a body.
-    let response = post(
-        &server,
+    let response = post_traces(
+        otlp_http(&server),
         "application/x-protobuf",
         vec![0u8; 17 * 1024 * 1024],
     )
@@ -441,8 +331,8 @@ async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
     let many = (0..=baton_server::baton_trace_store::MAX_SPANS_PER_REQUEST)
         .map(|_| Span::default())
         .collect();
-    let response = post(
-        &server,
+    let response = post_traces(
+        otlp_http(&server),
         "application/x-protobuf",
         request("svc", many).encode_to_vec(),
     )
@@ -458,73 +348,71 @@ async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
         ],
     )
     .encode_to_vec();
-    let response = post(&server, "application/x-protobuf", body).await;
+    let response = post_traces(otlp_http(&server), "application/x-protobuf", body).await;
     assert_eq!(response.status(), 200);
     let reply = ExportTraceServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
     assert_eq!(reply.partial_success.unwrap().rejected_spans, 2);
-    assert!(server.trace_store().trace(&hex(&t)).is_none());
+    assert!(server.server().trace_store().trace(&hex(&t)).is_none());
     // Wrong path on the OTLP port.
-    let response = reqwest::get(format!(
-        "http://{}/v1/metrics",
-        server.otlp_http_addr().unwrap()
-    ))
-    .await
-    .unwrap();
+    let response = reqwest::get(format!("http://{}/v1/metrics", otlp_http(&server)))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     // Still serving, both ports.
     let start = now();
-    let response = post(
-        &server,
+    let response = post_traces(
+        otlp_http(&server),
         "application/x-protobuf",
         request("svc", vec![span(&t, 3, None, "fine", start, start + 1)]).encode_to_vec(),
     )
     .await;
     assert_eq!(response.status(), 200);
-    let (status, _) = get_json(&server, &format!("/api/traces/{}", hex(&t))).await;
+    let (status, _) = get_json(server.addr, &format!("/api/traces/{}", hex(&t))).await;
     assert_eq!(status, 200);
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn query_api_errors() {
     let server = start().await;
-    let (status, body) = get_json(&server, "/api/traces/last").await;
+    let (status, body) = get_json(server.addr, "/api/traces/last").await;
     assert_eq!(status, 404);
     assert!(body["error"].is_string());
-    let (status, body) = get_json(&server, &format!("/api/traces/{}", "ab".repeat(16))).await;
+    let (status, body) = get_json(server.addr, &format!("/api/traces/{}", "ab".repeat(16))).await;
     assert_eq!(status, 404);
     assert!(body["error"].is_string());
-    let (status, _) = get_json(&server, "/api/traces/not-hex").await;
+    let (status, _) = get_json(server.addr, "/api/traces/not-hex").await;
     assert_eq!(status, 404);
-    let (status, body) = get_json(&server, "/api/traces?limit=5").await;
+    let (status, body) = get_json(server.addr, "/api/traces?limit=5").await;
     assert_eq!(status, 200);
     assert_eq!(body["traces"], serde_json::json!([]));
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn server_spans_land_in_the_store() {
     use opentelemetry::trace::Tracer;
     let server = start().await;
-    server.server_tracer().in_span("server work", |_| {});
-    server.flush_traces().await;
-    let last = server.trace_store().last().unwrap();
+    server
+        .server()
+        .server_tracer()
+        .in_span("server work", |_| {});
+    server.server().flush_traces().await;
+    let last = server.server().trace_store().last().unwrap();
     assert_eq!(last.spans[0].name, "server work");
     assert_eq!(last.spans[0].service, "baton");
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn otlp_is_off_by_default() {
-    let server = baton_server::start(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    assert!(server.otlp_grpc_addr().is_none());
-    assert!(server.otlp_http_addr().is_none());
+    let server = TestServer::start().await;
+    assert!(server.server().otlp_grpc_addr().is_none());
+    assert!(server.server().otlp_http_addr().is_none());
     // The query API is there regardless.
-    let (status, _) = get_json(&server, "/api/traces").await;
+    let (status, _) = get_json(server.addr, "/api/traces").await;
     assert_eq!(status, 200);
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 /// Sends raw bytes as a gRPC message (to send malformed protobuf).
@@ -574,14 +462,7 @@ impl tonic::codec::Decoder for RawCodec {
 #[tokio::test]
 async fn grpc_malformed_protobuf_is_invalid_argument() {
     let server = start().await;
-    let channel = tonic::transport::Endpoint::from_shared(format!(
-        "http://{}",
-        server.otlp_grpc_addr().unwrap()
-    ))
-    .unwrap()
-    .connect()
-    .await
-    .unwrap();
+    let channel = baton_testkit::grpc::connect(otlp_grpc(&server)).await;
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let path = http::uri::PathAndQuery::from_static(
@@ -597,10 +478,10 @@ async fn grpc_malformed_protobuf_is_invalid_argument() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     // The same connection and server still work.
-    let mut client = grpc_client(&server).await;
+    let mut client = trace_service_client(otlp_grpc(&server)).await;
     let reply = client.export(request("svc", vec![])).await.unwrap();
     assert!(reply.into_inner().partial_success.is_none());
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -620,10 +501,7 @@ async fn http_gzip_bodies() {
         vec![span(&t, 1, None, "zipped", start, start + 1)],
     );
     let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/traces",
-            server.otlp_http_addr().unwrap()
-        ))
+        .post(format!("http://{}/v1/traces", otlp_http(&server)))
         .header("content-type", "application/x-protobuf")
         .header("content-encoding", "gzip")
         .body(gzip(&body.encode_to_vec()))
@@ -631,7 +509,7 @@ async fn http_gzip_bodies() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let detail = wait_for_trace(&server, &hex(&t)).await;
+    let detail = wait_for_trace(server.addr, &hex(&t)).await;
     assert_eq!(detail["spans"][0]["name"], "zipped");
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }

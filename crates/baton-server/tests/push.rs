@@ -1,142 +1,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Push delivery end to end: a real server pushes to a local axum endpoint
-//! that records every request and answers with scripted statuses.
+//! Push delivery end to end: a real server pushes to the testkit's
+//! recording endpoint, which answers with scripted statuses.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::Method;
 use baton_broker::{Broker, PullWait};
 use baton_proto::pubsub::push_config::{NoWrapper, Wrapper};
 use baton_proto::pubsub::{DeadLetterPolicy, PubsubMessage, PushConfig, Subscription, Topic};
-use baton_server::{RunningServer, ServerConfig};
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio::time::{Instant, timeout};
+use baton_testkit::push::PushRecorder;
+use baton_testkit::server::TestServer;
+use serde_json::json;
+use tokio::time::Instant;
 
 const PROJECT: &str = "projects/push-tests";
-
-/// One request the endpoint received.
-#[derive(Debug)]
-struct Pushed {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-    at: Instant,
-}
-
-impl Pushed {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-#[derive(Debug)]
-struct Shared {
-    /// Statuses to answer, in order; 200 once they are used up.
-    script: Mutex<VecDeque<u16>>,
-    seen: mpsc::UnboundedSender<Pushed>,
-}
-
-/// A recording push endpoint on 127.0.0.1.
-struct Endpoint {
-    origin: String,
-    shared: Arc<Shared>,
-    received: mpsc::UnboundedReceiver<Pushed>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Endpoint {
-    async fn start() -> Self {
-        let (seen, received) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            script: Mutex::new(VecDeque::new()),
-            seen,
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            origin,
-            shared,
-            received,
-            server,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.origin)
-    }
-
-    /// Answers these statuses to the next requests, then 200.
-    fn script(&self, statuses: &[u16]) {
-        self.shared.script.lock().unwrap().extend(statuses);
-    }
-
-    /// The next request, or `None` when none comes within `wait`.
-    async fn next(&mut self, wait: Duration) -> Option<Pushed> {
-        timeout(wait, self.received.recv()).await.ok().flatten()
-    }
-
-    async fn expect(&mut self) -> Pushed {
-        self.next(Duration::from_secs(5))
-            .await
-            .expect("a push within 5 s")
-    }
-
-    /// Asserts that nothing arrives within `wait`.
-    async fn expect_none(&mut self, wait: Duration) {
-        if let Some(push) = self.next(wait).await {
-            panic!("unexpected push: {push:?}");
-        }
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-async fn record(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let status = shared.script.lock().unwrap().pop_front().unwrap_or(200);
-    let path = uri
-        .path_and_query()
-        .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    let _ = shared.seen.send(Pushed {
-        method,
-        path,
-        headers,
-        body,
-        at: Instant::now(),
-    });
-    StatusCode::from_u16(status).unwrap()
-}
-
-async fn server() -> RunningServer {
-    baton_server::start(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap()
-}
 
 fn topic(broker: &Broker, id: &str) -> String {
     let name = format!("{PROJECT}/topics/{id}");
@@ -199,9 +77,9 @@ async fn drained(broker: &Broker, sub: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrapped_envelope_headers_and_trace_context() {
-    let server = server().await;
-    let broker = server.broker().clone();
-    let mut endpoint = Endpoint::start().await;
+    let server = TestServer::start().await;
+    let broker = server.server().broker().clone();
+    let endpoint = PushRecorder::start().await;
     let topic = topic(&broker, "orders");
     let mut push = push_config(endpoint.url("/hook?x=1"));
     push.attributes
@@ -253,14 +131,14 @@ async fn wrapped_envelope_headers_and_trace_context() {
     );
     drained(&broker, &sub).await;
     endpoint.expect_none(Duration::from_millis(300)).await;
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_pushes_are_retried_with_backoff_until_acknowledged() {
-    let server = server().await;
-    let broker = server.broker().clone();
-    let mut endpoint = Endpoint::start().await;
+    let server = TestServer::start().await;
+    let broker = server.server().broker().clone();
+    let endpoint = PushRecorder::start().await;
     let topic = topic(&broker, "orders");
     let dead_letters = self::topic(&broker, "dead-letters");
     let sub = subscription_with(
@@ -308,14 +186,14 @@ async fn failed_pushes_are_retried_with_backoff_until_acknowledged() {
     let second = endpoint.expect().await;
     assert!(second.at - first.at < Duration::from_millis(400));
     drained(&broker, &sub).await;
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_wrapper_sends_raw_data_with_metadata_headers() {
-    let server = server().await;
-    let broker = server.broker().clone();
-    let mut endpoint = Endpoint::start().await;
+    let server = TestServer::start().await;
+    let broker = server.server().broker().clone();
+    let endpoint = PushRecorder::start().await;
     let topic = topic(&broker, "orders");
     let mut with_metadata = push_config(endpoint.url("/metadata"));
     with_metadata.wrapper = Some(Wrapper::NoWrapper(NoWrapper {
@@ -369,14 +247,14 @@ async fn no_wrapper_sends_raw_data_with_metadata_headers() {
     assert_eq!(raw.header("content-type"), None);
     drained(&broker, &metadata_sub).await;
     drained(&broker, &raw_sub).await;
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_between_push_and_pull_starts_and_stops_the_pusher() {
-    let server = server().await;
-    let broker = server.broker().clone();
-    let mut endpoint = Endpoint::start().await;
+    let server = TestServer::start().await;
+    let broker = server.server().broker().clone();
+    let endpoint = PushRecorder::start().await;
     let topic = topic(&broker, "orders");
     let sub = subscription(
         &broker,
@@ -419,14 +297,14 @@ async fn switching_between_push_and_pull_starts_and_stops_the_pusher() {
     broker.delete_subscription(&sub).unwrap();
     publish(&broker, &topic, vec![message("nobody", &[], "")]);
     endpoint.expect_none(Duration::from_millis(500)).await;
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_subscription_pushes_a_key_in_order_with_its_key() {
-    let server = server().await;
-    let broker = server.broker().clone();
-    let mut endpoint = Endpoint::start().await;
+    let server = TestServer::start().await;
+    let broker = server.server().broker().clone();
+    let endpoint = PushRecorder::start().await;
     let topic = topic(&broker, "orders");
     let sub = subscription_with(
         &broker,
@@ -458,5 +336,5 @@ async fn ordered_subscription_pushes_a_key_in_order_with_its_key() {
     assert_eq!(seen[..3], ids[..3]);
     assert_eq!(seen[3..], ids[2..]);
     drained(&broker, &sub).await;
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }

@@ -4,8 +4,6 @@
 //! map to the same message with the matching HTTP status and
 //! `{"error":{"code","message","status"}}` body.
 
-mod common;
-
 use base64::Engine as _;
 use baton_proto::pubsub::{
     AcknowledgeRequest, CreateSnapshotRequest, DeadLetterPolicy, DeleteSubscriptionRequest,
@@ -15,7 +13,7 @@ use baton_proto::pubsub::{
     ModifyPushConfigRequest, PublishRequest, PublishResponse, PubsubMessage, PushConfig,
     SeekRequest, Subscription, Topic, UpdateSubscriptionRequest, UpdateTopicRequest, seek_request,
 };
-use common::*;
+use baton_testkit::prelude::*;
 use prost::Message as _;
 use reqwest::Method;
 use serde::Serialize;
@@ -131,36 +129,31 @@ async fn topics_agree() {
     for i in 0..3 {
         t.create_topic(&format!("more-{i}")).await;
     }
-    let mut token = String::new();
-    let mut pages = 0;
-    loop {
+    // Each gRPC page must agree with the REST page of the same token.
+    let pages = all_pages(async |page_token| {
         let grpc = publisher
             .list_topics(ListTopicsRequest {
                 project: project(),
                 page_size: 2,
-                page_token: token.clone(),
+                page_token: page_token.clone(),
             })
             .await;
-        let next = grpc.as_ref().unwrap().get_ref().next_page_token.clone();
+        let page = grpc.as_ref().unwrap().get_ref().clone();
         let rest = t
             .rest(
                 Method::GET,
                 &format!(
                     "/v1/projects/{PROJECT}/topics?pageSize=2&pageToken={}",
-                    encode(&token)
+                    encode(&page_token)
                 ),
                 None,
             )
             .await;
         agree(rest, grpc);
-        pages += 1;
-        if next.is_empty() {
-            break;
-        }
-        token = next;
-        assert!(pages < 10);
-    }
-    assert_eq!(pages, 3);
+        page
+    })
+    .await;
+    assert_eq!(pages.len(), 3);
 
     // Updates, each checked through the other transport.
     let patched = t

@@ -4,8 +4,6 @@
 //! on every response, shared backlogs, in-stream acks and modacks, invalid
 //! first requests, and how streams end.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -13,7 +11,7 @@ use baton_proto::pubsub::{
     DeleteSubscriptionRequest, PubsubMessage, ReceivedMessage, StreamingPullRequest,
     StreamingPullResponse, Subscription,
 };
-use common::*;
+use baton_testkit::prelude::*;
 use tonic::Code;
 
 const SOON: Duration = Duration::from_secs(5);

@@ -4,26 +4,29 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use baton_testkit::process::baton_command;
+use baton_testkit::server::TestServer;
 use serde_json::Value;
 
-async fn server() -> baton_server::RunningServer {
-    baton_server::start(baton_server::ServerConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap()
+/// The `baton` binary under test.
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_baton"))
+}
+
+/// The `baton` binary talking to the server at `host`.
+fn command(host: &str) -> Command {
+    let mut command = baton_command(bin());
+    command.env("PUBSUB_EMULATOR_HOST", host);
+    command
 }
 
 fn baton(host: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_baton"))
+    command(host)
         .args(args)
-        .env("PUBSUB_EMULATOR_HOST", host)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .env("RUST_BACKTRACE", "0")
         .output()
         .expect("the baton binary runs")
 }
@@ -44,8 +47,8 @@ fn json(output: &Output) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_publish_and_pull() {
-    let server = server().await;
-    let host = server.local_addr().to_string();
+    let server = TestServer::start().await;
+    let host = server.host();
     let h = host.as_str();
     let created = json(&baton(
         h,
@@ -131,13 +134,7 @@ async fn admin_publish_and_pull() {
         &["subscriptions", "pull", "worker", "--format", "json"],
     ));
     assert_eq!(leased[0]["message"]["data"], "kept");
-    assert_eq!(
-        server
-            .broker()
-            .backlog_len("projects/baton/subscriptions/worker")
-            .unwrap(),
-        1
-    );
+    assert_eq!(server.backlog("projects/baton/subscriptions/worker"), 1);
     let immediately = json(&baton(
         h,
         &["subscriptions", "pull", "worker", "--format", "json"],
@@ -158,21 +155,20 @@ async fn admin_publish_and_pull() {
     ok(&baton(h, &["topics", "delete", "orders"]));
     let empty = json(&baton(h, &["topics", "list", "--format", "json"]));
     assert_eq!(empty.as_array().unwrap().len(), 0);
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_streams_until_stopped() {
-    let server = server().await;
-    let host = server.local_addr().to_string();
+    let server = TestServer::start().await;
+    let host = server.host();
     ok(&baton(&host, &["topics", "create", "events"]));
     ok(&baton(
         &host,
         &["subscriptions", "create", "tail", "--topic", "events"],
     ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+    let mut child = command(&host)
         .args(["subscribe", "tail", "--format", "json"])
-        .env("PUBSUB_EMULATOR_HOST", &host)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -196,12 +192,7 @@ async fn subscribe_streams_until_stopped() {
     assert_eq!(received["data"], "streamed");
     // It acks: the backlog empties while the stream runs.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server
-        .broker()
-        .backlog_len("projects/baton/subscriptions/tail")
-        .unwrap()
-        > 0
-    {
+    while server.backlog("projects/baton/subscriptions/tail") > 0 {
         assert!(
             Instant::now() < deadline,
             "the streamed message was not acked"
@@ -223,5 +214,5 @@ async fn subscribe_streams_until_stopped() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status}");
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }

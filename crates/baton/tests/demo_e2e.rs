@@ -6,24 +6,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use baton_client::{Client, ClientConfig, Endpoint, SubscriptionConfig};
+use baton_server::ServerConfig;
+use baton_testkit::process::baton_command;
+use baton_testkit::server::{TestServer, loopback};
+use baton_testkit::trace_api::{named, spans};
 use serde_json::Value;
 
 const DELIVERY_ATTEMPT: &str = "messaging.gcp_pubsub.message.delivery_attempt";
-
-fn spans<'a>(detail: &'a Value, key: &str) -> Vec<&'a Value> {
-    detail[key].as_array().into_iter().flatten().collect()
-}
-
-fn named<'a>(detail: &'a Value, name: &str) -> Vec<&'a Value> {
-    spans(detail, "spans")
-        .into_iter()
-        .filter(|s| s["name"] == name)
-        .collect()
-}
 
 fn one<'a>(detail: &'a Value, name: &str) -> &'a Value {
     let found = named(detail, name);
@@ -42,13 +35,10 @@ fn child_of(child: &Value, parent: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_traffic_makes_one_connected_trace_per_order() {
-    let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
     let server =
-        baton_server::start(baton_server::ServerConfig::new(localhost).with_otlp_grpc(localhost))
-            .await
-            .unwrap();
-    let pubsub = server.local_addr().to_string();
-    let otlp = format!("http://{}", server.otlp_grpc_addr().unwrap());
+        TestServer::start_with(ServerConfig::new(loopback()).with_otlp_grpc(loopback())).await;
+    let pubsub = server.host();
+    let otlp = server.otlp_grpc_endpoint();
     let client = Client::connect(
         ClientConfig::new("demo").with_endpoint(Endpoint::Emulator(pubsub.clone())),
     )
@@ -72,7 +62,7 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
     .await
     .unwrap();
     let service_a = baton_demo::service_a::run(baton_demo::service_a::Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen: loopback(),
         pubsub_host: pubsub.clone(),
         project: "demo".into(),
         topic: "orders".into(),
@@ -104,7 +94,7 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
         loop {
             service_a.flush().await.unwrap();
             service_b.flush().await.unwrap();
-            server.flush_traces().await;
+            server.server().flush_traces().await;
             // The query API, as the web view and `baton trace show` read it.
             let response = http
                 .get(format!("http://{pubsub}/api/traces/{trace_id}"))
@@ -132,6 +122,7 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
                 Instant::now() < deadline,
                 "trace of order {id} incomplete: {:#}",
                 server
+                    .server()
                     .trace_store()
                     .trace(trace_id)
                     .map(|d| serde_json::to_value(d).unwrap())
@@ -242,13 +233,13 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
 
     service_a.shutdown().await.unwrap();
     service_b.shutdown().await.unwrap();
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }
 
 #[test]
 fn baton_demo_once_prints_waterfalls_and_the_web_view_url() {
     let started = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+    let mut child = baton_command(Path::new(env!("CARGO_BIN_EXE_baton")))
         .args([
             "demo",
             "--once",

@@ -6,155 +6,63 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baton_proto::pubsub::publisher_client::PublisherClient;
-use baton_proto::pubsub::subscriber_client::SubscriberClient;
 use baton_proto::pubsub::{
-    AcknowledgeRequest, PublishRequest, PubsubMessage, PullRequest, ReceivedMessage, Subscription,
-    Topic,
+    AcknowledgeRequest, PublishRequest, PubsubMessage, ReceivedMessage, Subscription, Topic,
 };
-use tonic::transport::{Channel, Endpoint};
+use baton_testkit::grpc::{publisher, subscriber};
+use baton_testkit::messages::{pull_request, subscription_in, topic_in};
+use baton_testkit::process::ServeProcess;
+use tonic::transport::Channel;
 
 const PROJECT: &str = "crash-project";
 
 fn topic_name(id: &str) -> String {
-    format!("projects/{PROJECT}/topics/{id}")
+    topic_in(PROJECT, id)
 }
 
 fn subscription_name(id: &str) -> String {
-    format!("projects/{PROJECT}/subscriptions/{id}")
+    subscription_in(PROJECT, id)
 }
 
-/// A `baton serve` process; killed (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    first_line: String,
+/// `baton serve` with `args` in `cwd`, logging to `log`.
+fn serve(cwd: &Path, args: &[&str], log: &Path) -> ServeProcess {
+    ServeProcess::spawn(Path::new(env!("CARGO_BIN_EXE_baton")), cwd, args, log)
 }
 
-impl Server {
-    /// Starts `baton serve --port 0 --no-otlp` plus `args` in `cwd` and
-    /// waits for the line naming its address. Its log goes to `log`.
-    fn spawn(cwd: &Path, args: &[&str], log: &Path) -> Self {
-        let log = std::fs::File::create(log).expect("server log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["serve", "--port", "0", "--no-otlp"])
-            .args(args)
-            .current_dir(cwd)
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .env_remove("BATON_PORT")
-            .env_remove("BATON_HOST")
-            .env_remove("BATON_DATA_DIR")
-            .env_remove("BATON_IN_MEMORY")
-            .env("BATON_LOG", "info")
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("the baton binary runs");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (lines, first) = mpsc::channel();
-        // Reads the first line, then keeps draining stdout until it closes.
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = lines.send(line);
-            let mut rest = String::new();
-            while matches!(reader.read_line(&mut rest), Ok(n) if n > 0) {
-                rest.clear();
-            }
-        });
-        let first_line = match first.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("baton serve printed no address within 30 s");
-            }
-        };
-        let addr = first_line
-            .strip_prefix("Baton Pub/Sub server listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
-            .to_string();
-        Self {
-            child,
-            addr,
-            first_line,
-        }
-    }
-
-    /// `baton serve --data-dir dir`, logging next to it.
-    fn durable(dir: &Path, log_name: &str) -> Self {
-        let parent = dir.parent().expect("data dir has a parent");
-        let server = Self::spawn(
-            parent,
-            &["--data-dir", dir.to_str().expect("utf-8 path")],
-            &parent.join(log_name),
-        );
-        assert!(
-            server.first_line.contains(&format!(
-                "durable store {}",
-                dir.join("baton.redb").display()
-            )),
-            "first line {:?}",
-            server.first_line
-        );
-        server
-    }
-
-    /// SIGKILL, and reap it.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the server");
-    }
-
-    async fn channel(&self) -> Channel {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match Endpoint::from_shared(format!("http://{}", self.addr))
-                .expect("endpoint")
-                .connect()
-                .await
-            {
-                Ok(channel) => return channel,
-                Err(error) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "cannot connect to {}: {error}",
-                        self.addr
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `baton serve --data-dir dir`, logging next to it; its first line must
+/// name the store in `dir`.
+fn durable(dir: &Path, log_name: &str) -> ServeProcess {
+    let parent = dir.parent().expect("data dir has a parent");
+    let server = serve(
+        parent,
+        &["--data-dir", dir.to_str().expect("utf-8 path")],
+        &parent.join(log_name),
+    );
+    assert!(
+        server.first_line().contains(&format!(
+            "durable store {}",
+            dir.join("baton.redb").display()
+        )),
+        "first line {:?}",
+        server.first_line()
+    );
+    server
 }
 
 async fn create_topic_and_subscription(channel: &Channel, topic: &str, sub: &str) {
-    PublisherClient::new(channel.clone())
+    publisher(channel.clone())
         .create_topic(Topic {
             name: topic_name(topic),
             ..Default::default()
         })
         .await
         .expect("create topic");
-    SubscriberClient::new(channel.clone())
+    subscriber(channel.clone())
         .create_subscription(Subscription {
             name: subscription_name(sub),
             topic: topic_name(topic),
@@ -181,21 +89,16 @@ async fn publish(
             .collect(),
     });
     request.set_timeout(Duration::from_secs(10));
-    PublisherClient::new(channel.clone())
+    publisher(channel.clone())
         .publish(request)
         .await
         .map(|r| r.into_inner().message_ids)
 }
 
-#[allow(deprecated)]
 async fn pull(channel: &Channel, sub: &str, max: i32, wait: Duration) -> Vec<ReceivedMessage> {
-    let mut request = tonic::Request::new(PullRequest {
-        subscription: subscription_name(sub),
-        return_immediately: false,
-        max_messages: max,
-    });
+    let mut request = tonic::Request::new(pull_request(&subscription_name(sub), max, false));
     request.set_timeout(wait);
-    match SubscriberClient::new(channel.clone()).pull(request).await {
+    match subscriber(channel.clone()).pull(request).await {
         Ok(response) => response.into_inner().received_messages,
         Err(status) if status.code() == tonic::Code::DeadlineExceeded => Vec::new(),
         Err(status) => panic!("pull failed: {status:?}"),
@@ -203,7 +106,7 @@ async fn pull(channel: &Channel, sub: &str, max: i32, wait: Duration) -> Vec<Rec
 }
 
 async fn ack(channel: &Channel, sub: &str, received: &[ReceivedMessage]) {
-    SubscriberClient::new(channel.clone())
+    subscriber(channel.clone())
         .acknowledge(AcknowledgeRequest {
             subscription: subscription_name(sub),
             ack_ids: received.iter().map(|r| r.ack_id.clone()).collect(),
@@ -256,7 +159,7 @@ async fn collect(
 async fn acknowledged_publishes_survive_sigkill_mid_storm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = Server::durable(&data, "first.log");
+    let mut server = durable(&data, "first.log");
     let channel = server.channel().await;
     create_topic_and_subscription(&channel, "crash-topic", "crash-sub").await;
 
@@ -341,7 +244,7 @@ async fn acknowledged_publishes_survive_sigkill_mid_storm() {
     drop(channel);
 
     // Restart on the same directory.
-    let server = Server::durable(&data, "second.log");
+    let server = durable(&data, "second.log");
     let channel = server.channel().await;
     let mut expected: BTreeSet<String> = confirmed.keys().cloned().collect();
     expected.extend(leased_before.keys().cloned());
@@ -419,7 +322,7 @@ async fn acknowledged_publishes_survive_sigkill_mid_storm() {
 async fn sigkill_right_after_create_publish_and_ack_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = Server::durable(&data, "first.log");
+    let mut server = durable(&data, "first.log");
     let channel = server.channel().await;
     create_topic_and_subscription(&channel, "quick-topic", "quick-sub").await;
     let acked = publish(&channel, "quick-topic", &["acked".to_string()])
@@ -436,7 +339,7 @@ async fn sigkill_right_after_create_publish_and_ack_loses_nothing() {
     server.kill();
     drop(channel);
 
-    let server = Server::durable(&data, "second.log");
+    let server = durable(&data, "second.log");
     let channel = server.channel().await;
     let expected: BTreeSet<String> = kept.iter().cloned().collect();
     let got = collect(&channel, "quick-sub", &expected, Duration::from_secs(10)).await;
@@ -451,25 +354,25 @@ async fn sigkill_right_after_create_publish_and_ack_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_memory_flag_disables_the_store_and_the_default_is_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let memory = Server::spawn(dir.path(), &["--in-memory"], &dir.path().join("memory.log"));
+    let memory = serve(dir.path(), &["--in-memory"], &dir.path().join("memory.log"));
     assert!(
         memory
-            .first_line
+            .first_line()
             .contains("(gRPC and REST, in-memory store)"),
         "{:?}",
-        memory.first_line
+        memory.first_line()
     );
     drop(memory);
     // --in-memory wins over a data directory given too.
-    let both = Server::spawn(
+    let both = serve(
         dir.path(),
         &["--in-memory", "--data-dir", "elsewhere"],
         &dir.path().join("both.log"),
     );
     assert!(
-        both.first_line.contains("in-memory store"),
+        both.first_line().contains("in-memory store"),
         "{:?}",
-        both.first_line
+        both.first_line()
     );
     drop(both);
     assert!(
@@ -478,13 +381,13 @@ async fn in_memory_flag_disables_the_store_and_the_default_is_durable() {
     );
 
     // Without either flag the store is ./baton-data/baton.redb.
-    let default = Server::spawn(dir.path(), &[], &dir.path().join("default.log"));
+    let default = serve(dir.path(), &[], &dir.path().join("default.log"));
     assert!(
         default
-            .first_line
+            .first_line()
             .contains("durable store baton-data/baton.redb"),
         "{:?}",
-        default.first_line
+        default.first_line()
     );
     assert!(dir.path().join("baton-data").join("baton.redb").is_file());
     drop(default);

@@ -4,19 +4,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::process::Command;
+use std::path::Path;
+
+use baton_server::ServerConfig;
+use baton_testkit::otlp::post_traces;
+use baton_testkit::process::baton_command;
+use baton_testkit::server::{TestServer, loopback};
 
 const OTLP: &str = include_str!("fixtures/trace_otlp.json");
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-/// Runs the `baton` binary with `args`; returns (success, stdout, stderr).
+/// Runs the `baton` binary with `args` (110 columns wide); returns
+/// (success, stdout, stderr).
 fn baton(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+    let out = baton_command(Path::new(env!("CARGO_BIN_EXE_baton")))
         .args(args)
-        .env_remove("BATON_SERVER")
         .env("COLUMNS", "110")
-        .env("RUST_BACKTRACE", "0")
         .output()
         .unwrap();
     (
@@ -28,24 +31,16 @@ fn baton(args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_show_draws_a_stored_trace() {
-    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = baton_server::start(
-        baton_server::ServerConfig::new(loopback)
-            .with_otlp_http(loopback)
+    let server = TestServer::start_with(
+        ServerConfig::new(loopback())
+            .with_otlp_http(loopback())
             .with_broker_spans(false),
     )
-    .await
-    .unwrap();
-    let otlp = server.otlp_http_addr().unwrap();
-    let response = reqwest::Client::new()
-        .post(format!("http://{otlp}/v1/traces"))
-        .header("content-type", "application/json")
-        .body(OTLP)
-        .send()
-        .await
-        .unwrap();
+    .await;
+    let otlp = server.server().otlp_http_addr().unwrap();
+    let response = post_traces(otlp, "application/json", OTLP).await;
     assert!(response.status().is_success());
-    let base = format!("http://{}", server.local_addr());
+    let base = server.url("");
 
     let (ok, out, err) = tokio::task::spawn_blocking({
         let base = base.clone();
@@ -95,5 +90,5 @@ async fn trace_show_draws_a_stored_trace() {
     .unwrap();
     assert!(!ok);
     assert!(err.contains("404"), "{err}");
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }

@@ -6,15 +6,17 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_proto::pubsub::StreamingPullRequest;
+use baton_testkit::push::PushRecorder;
+use baton_testkit::server::{TestServer, loopback};
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep, timeout, timeout_at};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::corpus::{Action, Program, Request, Step};
 use super::deviations;
 use super::grpc::{self, StreamEvent, StreamSession};
 use super::normalize::{self, Registry, canonical};
-use super::push::PushEndpoint;
+use super::push;
 use super::templates::{Bindings, TimeShape, resolve_str, resolve_value};
 use super::wire;
 
@@ -77,7 +79,7 @@ struct Ctx<'p> {
     addr: SocketAddr,
     channel: Channel,
     http: reqwest::Client,
-    push: PushEndpoint,
+    push: PushRecorder,
     registry: Registry,
     finish_times: HashMap<String, i64>,
 }
@@ -100,23 +102,20 @@ pub async fn run_program(program: &Program, data_dir: Option<&std::path::Path>) 
             })
             .collect(),
     };
-    let mut config = baton_server::ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut config = baton_server::ServerConfig::new(loopback());
     if let Some(dir) = data_dir {
         config = config.with_data_dir(dir);
     }
-    let server = match baton_server::start(config).await {
+    let mut server = match TestServer::try_start_with(config).await {
         Ok(server) => server,
-        Err(e) => return fail_all(format!("server did not start: {e:?}")),
+        Err(e) => return fail_all(format!("server did not start: {e}")),
     };
-    let addr = server.local_addr();
-    let push = match PushEndpoint::start().await {
+    let addr = server.addr;
+    let push = match PushRecorder::try_start().await {
         Ok(push) => push,
         Err(e) => return fail_all(format!("push endpoint did not start: {e}")),
     };
-    let channel = match Endpoint::from_shared(format!("http://{addr}")) {
-        Ok(endpoint) => endpoint.connect_lazy(),
-        Err(e) => return fail_all(format!("bad endpoint: {e}")),
-    };
+    let channel = server.channel.clone();
     let http = match reqwest::Client::builder().build() {
         Ok(http) => http,
         Err(e) => return fail_all(format!("http client: {e}")),
@@ -135,7 +134,7 @@ pub async fn run_program(program: &Program, data_dir: Option<&std::path::Path>) 
         steps.push(ctx.run_step(step).await);
     }
     drop(ctx);
-    if let Err(e) = server.shutdown().await {
+    if let Err(e) = server.take_server().shutdown().await {
         println!("program {}: server shutdown failed: {e:?}", program.id);
     }
     ProgramResult {
@@ -180,7 +179,7 @@ impl Ctx<'_> {
                 let records: Vec<Value> = late
                     .iter()
                     .map(|p| {
-                        let mut record = p.to_json();
+                        let mut record = push::to_json(p);
                         normalize::normalize(&mut record, &mut self.registry, &step.id);
                         record
                     })
@@ -507,7 +506,7 @@ impl Ctx<'_> {
         // method, path, headers, body).
         let mut distinct: BTreeMap<String, Value> = BTreeMap::new();
         for push in &pushes {
-            let mut record = push.to_json();
+            let mut record = push::to_json(push);
             normalize::normalize(&mut record, &mut self.registry, &step.id);
             normalize::replace_origin(&mut record, self.push.origin());
             let text = format!(

@@ -1,11 +1,12 @@
-//! Harness of the client's integration tests: the real server in-process, a
-//! recording and fault-injecting gRPC proxy of the Publisher service, and
-//! pulls through the generated stubs (never the client's own subscriber), so
-//! what the tests see is what reached the server.
+//! What the client suite adds to the testkit: a `baton_client::Client`
+//! connected to a testkit server, and a recording, fault-injecting gRPC
+//! proxy of the Publisher service. The tests check what reached the server
+//! through the testkit's stubs (never the client's own subscriber), so what
+//! they see is what the server got.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,36 +14,21 @@ use std::time::Duration;
 use baton_client::{Client, ClientConfig, Endpoint, Error, SubscriptionConfig};
 use baton_proto::pubsub::publisher_client::PublisherClient;
 use baton_proto::pubsub::publisher_server::{Publisher as PublisherApi, PublisherServer};
-use baton_proto::pubsub::subscriber_client::SubscriberClient;
 use baton_proto::pubsub::{
-    AcknowledgeRequest, DeleteTopicRequest, DetachSubscriptionRequest, DetachSubscriptionResponse,
-    GetTopicRequest, ListTopicSnapshotsRequest, ListTopicSnapshotsResponse,
-    ListTopicSubscriptionsRequest, ListTopicSubscriptionsResponse, ListTopicsRequest,
-    ListTopicsResponse, PublishRequest, PublishResponse, PubsubMessage, PullRequest,
-    ReceivedMessage, Topic, UpdateTopicRequest,
+    DeleteTopicRequest, DetachSubscriptionRequest, DetachSubscriptionResponse, GetTopicRequest,
+    ListTopicSnapshotsRequest, ListTopicSnapshotsResponse, ListTopicSubscriptionsRequest,
+    ListTopicSubscriptionsResponse, ListTopicsRequest, ListTopicsResponse, PublishRequest,
+    PublishResponse, Topic, UpdateTopicRequest,
 };
-use baton_server::{RunningServer, ServerConfig};
+use baton_testkit::grpc::{MAX_MESSAGE, publisher};
+use baton_testkit::messages::payload_size;
+use baton_testkit::server::TestServer;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 /// Project of the tests' resources.
 pub const PROJECT: &str = "p";
-
-/// Room for 10 MB messages plus framing on every hop.
-const MAX_GRPC_BYTES: usize = 64 * 1024 * 1024;
-
-/// Size of a message as the service counts it: data, ordering key and
-/// attribute keys and values.
-pub fn payload_size(message: &PubsubMessage) -> usize {
-    message.data.len()
-        + message.ordering_key.len()
-        + message
-            .attributes
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
-}
 
 /// A client of `PROJECT` talking plaintext to `addr`.
 pub async fn client_at(addr: SocketAddr) -> Client {
@@ -60,48 +46,25 @@ pub fn rpc_code<T: std::fmt::Debug>(result: Result<T, Error>) -> Code {
     }
 }
 
-/// The real server plus a client and raw stubs for it.
-pub struct TestServer {
-    server: RunningServer,
-    pub addr: SocketAddr,
+/// A testkit server (its stubs and round trips through `Deref`) plus the
+/// client under test, connected to it.
+pub struct ClientServer {
+    /// The server, with the testkit's stubs and helpers.
+    pub kit: TestServer,
+    /// The client under test, of `PROJECT`.
     pub client: Client,
-    channel: Channel,
 }
 
-impl TestServer {
-    /// A fresh server on `127.0.0.1:0` with an empty broker.
+impl ClientServer {
+    /// A fresh server on `127.0.0.1:0` with an empty broker, and a client.
     pub async fn start() -> Self {
-        let server = baton_server::start(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
-            .await
-            .unwrap();
-        let addr = server.local_addr();
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        Self {
-            server,
-            addr,
-            client: client_at(addr).await,
-            channel,
-        }
+        let kit = TestServer::start().await;
+        let client = client_at(kit.addr).await;
+        Self { kit, client }
     }
 
-    pub fn subscriber_stub(&self) -> SubscriberClient<Channel> {
-        SubscriberClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_GRPC_BYTES)
-            .max_encoding_message_size(MAX_GRPC_BYTES)
-    }
-
-    pub fn publisher_stub(&self) -> PublisherClient<Channel> {
-        PublisherClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_GRPC_BYTES)
-            .max_encoding_message_size(MAX_GRPC_BYTES)
-    }
-
-    /// Creates topic `id` and subscription `id-sub` on it (ordered or not);
-    /// answers their full names.
+    /// Creates topic `id` and subscription `id-sub` on it (ordered or not)
+    /// through the client; answers their full names.
     pub async fn topic_and_subscription(&self, id: &str, ordered: bool) -> (String, String) {
         let topic = self.client.create_topic(id).await.unwrap().name;
         let sub = self
@@ -116,65 +79,13 @@ impl TestServer {
             .name;
         (topic, sub)
     }
+}
 
-    /// One Pull that returns at once; everything received is acked.
-    pub async fn pull_once(&self, subscription: &str) -> Vec<ReceivedMessage> {
-        let mut stub = self.subscriber_stub();
-        #[allow(deprecated)]
-        let request = PullRequest {
-            subscription: subscription.to_string(),
-            return_immediately: true,
-            max_messages: 1000,
-        };
-        let received = stub
-            .pull(request)
-            .await
-            .unwrap()
-            .into_inner()
-            .received_messages;
-        if !received.is_empty() {
-            stub.acknowledge(AcknowledgeRequest {
-                subscription: subscription.to_string(),
-                ack_ids: received.iter().map(|r| r.ack_id.clone()).collect(),
-            })
-            .await
-            .unwrap();
-        }
-        received
-    }
+impl Deref for ClientServer {
+    type Target = TestServer;
 
-    /// Pulls (and acks) until `expected` messages arrived or `timeout`
-    /// passed, then keeps pulling briefly so extra deliveries (duplicates)
-    /// show up too. Messages come back in delivery order.
-    pub async fn pull_n(
-        &self,
-        subscription: &str,
-        expected: usize,
-        timeout: Duration,
-    ) -> Vec<PubsubMessage> {
-        let deadline = Instant::now() + timeout;
-        let mut messages = Vec::new();
-        while messages.len() < expected && Instant::now() < deadline {
-            let received = self.pull_once(subscription).await;
-            if received.is_empty() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            messages.extend(received.into_iter().filter_map(|r| r.message));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        loop {
-            let received = self.pull_once(subscription).await;
-            if received.is_empty() {
-                break;
-            }
-            messages.extend(received.into_iter().filter_map(|r| r.message));
-        }
-        messages
-    }
-
-    /// The running server (its broker, for inspection).
-    pub fn server(&self) -> &RunningServer {
-        &self.server
+    fn deref(&self) -> &TestServer {
+        &self.kit
     }
 }
 
@@ -264,15 +175,9 @@ impl Drop for InFlight<'_> {
 impl Proxy {
     /// Serves on `127.0.0.1:0`, forwarding to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{upstream}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = baton_testkit::grpc::connect(upstream).await;
         let state = Arc::new(ProxyState {
-            upstream: PublisherClient::new(channel)
-                .max_decoding_message_size(MAX_GRPC_BYTES)
-                .max_encoding_message_size(MAX_GRPC_BYTES),
+            upstream: publisher(channel),
             requests: Mutex::new(Vec::new()),
             fault: Mutex::new(None),
             delay: Mutex::new(Duration::ZERO),
@@ -287,8 +192,8 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let service = PublisherServer::new(ProxyService(state.clone()))
-            .max_decoding_message_size(MAX_GRPC_BYTES)
-            .max_encoding_message_size(MAX_GRPC_BYTES);
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(service)
@@ -478,16 +383,4 @@ impl PublisherApi for ProxyService {
             .detach_subscription(request.into_inner())
             .await
     }
-}
-
-/// Messages grouped by ordering key, each group in delivery order.
-pub fn by_key(messages: &[PubsubMessage]) -> HashMap<String, Vec<PubsubMessage>> {
-    let mut groups: HashMap<String, Vec<PubsubMessage>> = HashMap::new();
-    for message in messages {
-        groups
-            .entry(message.ordering_key.clone())
-            .or_default()
-            .push(message.clone());
-    }
-    groups
 }

@@ -3,10 +3,12 @@
 //! rendered, as a person would see it (row order, queue gap, linked spans,
 //! errors, escaped data), and checks that a screenshot can be taken. The
 //! README's `docs/screenshot-trace.png` comes from a real demo trace:
-//! `crates/baton/tests/demo_web_ui.rs` with `BATON_UPDATE_SCREENSHOT=1`.
+//! `tests/tests/demo_web_ui.rs` with `BATON_UPDATE_SCREENSHOT=1`.
 //!
-//! Chromium is required (Debian package `chromium`; `.ci/run` installs it);
-//! the test fails when it is missing. Set `CHROMIUM` to use another binary.
+//! Chromium is required (Debian package `chromium`; `scripts/test` installs
+//! it); the test fails when it is missing. Set `CHROMIUM` to use another
+//! binary. That the server serves the view's pages at all is checked in the
+//! fast tier (`crates/baton-server/tests/web_view.rs`).
 //!
 //! The trace is the fixture `crates/baton/tests/fixtures/trace_detail.json`
 //! (the query API's JSON): once served as-is next to the UI routes (the view
@@ -14,9 +16,6 @@
 //! spans, query API and view together).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/chromium.rs"]
-mod chromium;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,12 +25,15 @@ use axum::extract::Path as UrlPath;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use chromium::{rows, run_chromium};
+use baton_server::ServerConfig;
+use baton_testkit::chromium::{rows, run_chromium};
+use baton_testkit::otlp::post_traces;
+use baton_testkit::server::{TestServer, loopback};
 
-const DETAIL: &str = include_str!("../../baton/tests/fixtures/trace_detail.json");
-const LIST: &str = include_str!("../../baton/tests/fixtures/trace_list.json");
+const DETAIL: &str = include_str!("../../crates/baton/tests/fixtures/trace_detail.json");
+const LIST: &str = include_str!("../../crates/baton/tests/fixtures/trace_list.json");
 /// The same spans as an OTLP/JSON export request.
-const OTLP: &str = include_str!("../../baton/tests/fixtures/trace_otlp.json");
+const OTLP: &str = include_str!("../../crates/baton/tests/fixtures/trace_otlp.json");
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 /// Serves the web view plus a query API answering from the fixture.
@@ -170,29 +172,21 @@ async fn waterfall_renders_in_headless_chromium() {
 /// query API and drawn by the view.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waterfall_of_spans_received_over_otlp() {
-    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = baton_server::start(
-        baton_server::ServerConfig::new(loopback)
-            .with_otlp_http(loopback)
+    let server = TestServer::start_with(
+        ServerConfig::new(loopback())
+            .with_otlp_http(loopback())
             .with_broker_spans(false),
     )
-    .await
-    .unwrap();
-    let otlp = server.otlp_http_addr().unwrap();
-    let response = reqwest::Client::new()
-        .post(format!("http://{otlp}/v1/traces"))
-        .header("content-type", "application/json")
-        .body(OTLP)
-        .send()
-        .await
-        .unwrap();
+    .await;
+    let otlp = server.server().otlp_http_addr().unwrap();
+    let response = post_traces(otlp, "application/json", OTLP).await;
     assert!(
         response.status().is_success(),
         "{:?}",
         response.text().await
     );
-    check_trace_page(server.local_addr()).await;
-    server.shutdown().await.unwrap();
+    check_trace_page(server.addr).await;
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,38 +205,4 @@ async fn trace_list_renders_in_headless_chromium() {
     assert!(dom.contains("102.0 ms"));
     assert!(dom.contains("badge err"));
     assert!(dom.contains("1 trace, newest first"));
-}
-
-#[tokio::test]
-async fn baton_serve_serves_the_view() {
-    let server = baton_server::start(baton_server::ServerConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let base = format!("http://{}", server.local_addr());
-    let client = reqwest::Client::new();
-    for (path, ty, needle) in [
-        ("/ui/", "text/html", "recent traces"),
-        ("/ui/trace/abc", "text/html", "/ui/assets/trace.js"),
-        ("/ui/assets/trace.js", "text/javascript", "waiting in queue"),
-        ("/ui/assets/list.js", "text/javascript", "/api/traces"),
-        ("/ui/assets/ui.css", "text/css", ".gap"),
-    ] {
-        let resp = client.get(format!("{base}{path}")).send().await.unwrap();
-        assert_eq!(resp.status(), 200, "{path}");
-        let content_type = resp.headers()[http::header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .to_string();
-        assert!(content_type.starts_with(ty), "{path}: {content_type}");
-        assert!(resp.text().await.unwrap().contains(needle), "{path}");
-    }
-    let missing = client
-        .get(format!("{base}/ui/assets/nope.js"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
-    server.shutdown().await.unwrap();
 }

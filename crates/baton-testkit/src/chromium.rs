@@ -1,14 +1,17 @@
 //! Headless Chromium for the browser tests of the web view: finds the
-//! binary (failing loudly when it is missing), runs it on a URL and reads
-//! the rendered waterfall rows out of a `--dump-dom`.
+//! binary (failing loudly when it is missing: these tests never skip), runs
+//! it on a URL, and reads the rendered waterfall rows out of a `--dump-dom`.
 //!
-//! Shared by `crates/baton-server/tests/web_ui.rs` and
-//! `crates/baton/tests/demo_web_ui.rs` (included with `#[path]`).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! `CHROMIUM` names another binary; otherwise `chromium`,
+//! `chromium-browser` or `google-chrome` from `PATH`. `scripts/test`
+//! installs Debian's `chromium`.
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// How long one Chromium run may take.
+const RUN_LIMIT: Duration = Duration::from_secs(90);
 
 /// The Chromium binary, or a loud failure saying how to install it.
 pub fn chromium() -> String {
@@ -28,11 +31,14 @@ pub fn chromium() -> String {
     }
     panic!(
         "headless Chromium is required for the web view test: \
-         apt-get install -y --no-install-recommends chromium (or set CHROMIUM)"
+         apt-get install -y --no-install-recommends chromium (or set CHROMIUM; \
+         scripts/test installs it)"
     );
 }
 
-/// Runs headless Chromium on `url` with `extra` arguments and returns stdout.
+/// Runs headless Chromium on `url` with `extra` arguments (such as
+/// `--dump-dom` or `--screenshot=...`) in a profile of its own; answers its
+/// stdout. Panics when it fails or takes longer than 90 s.
 pub fn run_chromium(url: &str, extra: &[String]) -> String {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let profile = std::env::temp_dir().join(format!(
@@ -66,7 +72,7 @@ pub fn run_chromium(url: &str, extra: &[String]) -> String {
     let stderr = child.stderr.take().unwrap();
     let err_reader =
         std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + RUN_LIMIT;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -74,7 +80,7 @@ pub fn run_chromium(url: &str, extra: &[String]) -> String {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("chromium did not finish within 90 s on {url}");
+            panic!("chromium did not finish within {RUN_LIMIT:?} on {url}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -88,7 +94,8 @@ pub fn run_chromium(url: &str, extra: &[String]) -> String {
     out
 }
 
-/// The rendered waterfall rows: (span id, the row's HTML).
+/// The rendered waterfall rows of a dumped DOM: (span id, the row's HTML
+/// from inside its class attribute on).
 pub fn rows(dom: &str) -> Vec<(String, String)> {
     dom.split("<div class=\"row span-row")
         .skip(1)
@@ -102,4 +109,22 @@ pub fn rows(dom: &str) -> Vec<(String, String)> {
             (id, chunk.to_string())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_read_in_order_with_their_span_ids() {
+        let dom = concat!(
+            r#"<div class="legend"></div>"#,
+            r#"<div class="row span-row error" data-span-id="a1">A</div>"#,
+            r#"<div class="row span-row" data-span-id="b2">B</div>"#,
+        );
+        let rows = rows(dom);
+        let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["a1", "b2"]);
+        assert!(rows[0].1.starts_with(" error\""));
+    }
 }

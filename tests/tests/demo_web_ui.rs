@@ -13,38 +13,28 @@
 //! is missing. Set `CHROMIUM` to use another binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../baton-server/tests/support/chromium.rs"]
-mod chromium;
-
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use baton_client::{Client, ClientConfig, Endpoint, SubscriptionConfig};
-use chromium::{rows, run_chromium};
+use baton_server::ServerConfig;
+use baton_testkit::chromium::{self, rows, run_chromium};
+use baton_testkit::server::{TestServer, loopback};
+use baton_testkit::trace_api::named_in;
 use serde_json::Value;
 
 /// Every third order fails once, as in `baton demo`.
 const FAIL_EVERY: u64 = 3;
 
-fn named<'a>(detail: &'a Value, key: &str, name: &str) -> Vec<&'a Value> {
-    detail[key]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["name"] == name)
-        .collect()
-}
-
 /// Complete: both attempts processed and the ack and nack linked in.
 fn is_complete(detail: &Value) -> bool {
-    named(detail, "spans", "POST /orders").len() == 1
-        && named(detail, "spans", "orders receive").len() == 1
-        && named(detail, "spans", "orders-worker deliver").len() == 2
-        && named(detail, "spans", "orders-worker process").len() == 2
-        && named(detail, "spans", "reserve inventory").len() == 2
-        && !named(detail, "linkedSpans", "orders-worker ack").is_empty()
-        && !named(detail, "linkedSpans", "orders-worker nack").is_empty()
+    named_in(detail, "spans", "POST /orders").len() == 1
+        && named_in(detail, "spans", "orders receive").len() == 1
+        && named_in(detail, "spans", "orders-worker deliver").len() == 2
+        && named_in(detail, "spans", "orders-worker process").len() == 2
+        && named_in(detail, "spans", "reserve inventory").len() == 2
+        && !named_in(detail, "linkedSpans", "orders-worker ack").is_empty()
+        && !named_in(detail, "linkedSpans", "orders-worker nack").is_empty()
 }
 
 /// The label (span name) of a rendered row.
@@ -177,13 +167,10 @@ async fn web_view_of_a_demo_trace_in_headless_chromium() {
     // Fail now, not after the demo ran, when there is no browser.
     chromium::chromium();
 
-    let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
     let server =
-        baton_server::start(baton_server::ServerConfig::new(localhost).with_otlp_grpc(localhost))
-            .await
-            .unwrap();
-    let pubsub = server.local_addr().to_string();
-    let otlp = format!("http://{}", server.otlp_grpc_addr().unwrap());
+        TestServer::start_with(ServerConfig::new(loopback()).with_otlp_grpc(loopback())).await;
+    let pubsub = server.host();
+    let otlp = server.otlp_grpc_endpoint();
     let client = Client::connect(
         ClientConfig::new("demo").with_endpoint(Endpoint::Emulator(pubsub.clone())),
     )
@@ -207,7 +194,7 @@ async fn web_view_of_a_demo_trace_in_headless_chromium() {
     .await
     .unwrap();
     let service_a = baton_demo::service_a::run(baton_demo::service_a::Config {
-        listen: localhost,
+        listen: loopback(),
         pubsub_host: pubsub.clone(),
         project: "demo".into(),
         topic: "orders".into(),
@@ -238,8 +225,9 @@ async fn web_view_of_a_demo_trace_in_headless_chromium() {
     let detail = loop {
         service_a.flush().await.unwrap();
         service_b.flush().await.unwrap();
-        server.flush_traces().await;
+        server.server().flush_traces().await;
         let detail = server
+            .server()
             .trace_store()
             .trace(&trace_id)
             .map(|d| serde_json::to_value(d).unwrap());
@@ -265,7 +253,7 @@ async fn web_view_of_a_demo_trace_in_headless_chromium() {
 
     // The screenshot, with the failed inventory call selected (its details
     // under the waterfall); kept for the README on request.
-    let failed = named(&detail, "spans", "reserve inventory")
+    let failed = named_in(&detail, "spans", "reserve inventory")
         .into_iter()
         .find(|s| s["status"]["code"] == "ERROR")
         .expect("a failed inventory call")["spanId"]
@@ -274,7 +262,7 @@ async fn web_view_of_a_demo_trace_in_headless_chromium() {
         .to_string();
     let update = std::env::var("BATON_UPDATE_SCREENSHOT").is_ok_and(|v| v == "1");
     let shot: PathBuf = if update {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshot-trace.png")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshot-trace.png")
     } else {
         std::env::temp_dir().join(format!("baton-demo-screenshot-{}.png", std::process::id()))
     };
@@ -295,5 +283,5 @@ async fn web_view_of_a_demo_trace_in_headless_chromium() {
 
     service_a.shutdown().await.unwrap();
     service_b.shutdown().await.unwrap();
-    server.shutdown().await.unwrap();
+    server.shutdown().await;
 }

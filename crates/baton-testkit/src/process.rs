@@ -1,0 +1,162 @@
+//! The `baton` binary as a child process: `baton serve` started on a free
+//! port (for tests of what only the real process shows: its first line,
+//! its flags, a crash), and any other verb run with a clean environment.
+//!
+//! Integration tests of the `baton` crate get the binary's path from
+//! `env!("CARGO_BIN_EXE_baton")`; this crate cannot know it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use crate::grpc;
+
+/// The beginning of `baton serve`'s first line, before the address.
+const LISTENING: &str = "Baton Pub/Sub server listening on ";
+
+/// How long `baton serve` may take to print its address.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// Environment variables `baton` reads that a developer's shell may set:
+/// removed so a test sees the binary's defaults and its own arguments only.
+const INHERITED: &[&str] = &[
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "BATON_PORT",
+    "BATON_HOST",
+    "BATON_DATA_DIR",
+    "BATON_IN_MEMORY",
+    "BATON_SERVER",
+];
+
+/// A command running the `baton` binary at `bin`, without the settings a
+/// shell may pass down (`OTEL_EXPORTER_OTLP_ENDPOINT`,
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `BATON_PORT`, `BATON_HOST`,
+/// `BATON_DATA_DIR`, `BATON_IN_MEMORY`, `BATON_SERVER`) and with short panic
+/// messages (`RUST_BACKTRACE=0`, so expected failures print one clear line).
+pub fn baton_command(bin: &Path) -> Command {
+    let mut command = Command::new(bin);
+    for name in INHERITED {
+        command.env_remove(name);
+    }
+    command.env("RUST_BACKTRACE", "0");
+    command
+}
+
+/// A `baton serve` child process; killed (SIGKILL) when dropped, so no test
+/// leaves a server behind.
+#[derive(Debug)]
+pub struct ServeProcess {
+    child: Child,
+    addr: SocketAddr,
+    first_line: String,
+}
+
+impl ServeProcess {
+    /// Starts `bin serve --port 0 --no-otlp` plus `args` in `cwd` and waits
+    /// (up to 30 s) for the first line, which names its address. Its log
+    /// (stderr, `BATON_LOG=info`) goes to the file `log`.
+    ///
+    /// `--no-otlp`: the default OTLP ports are fixed (4317, 4318), so test
+    /// servers running side by side would fight over them.
+    pub fn spawn(bin: &Path, cwd: &Path, args: &[&str], log: &Path) -> Self {
+        let log = std::fs::File::create(log).expect("server log file");
+        let mut child = baton_command(bin)
+            .args(["serve", "--port", "0", "--no-otlp"])
+            .args(args)
+            .current_dir(cwd)
+            .env("BATON_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("the baton binary runs");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines, first) = mpsc::channel();
+        // Reads the first line, then keeps draining stdout until it closes
+        // (a full pipe would block the server).
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = lines.send(line);
+            let mut rest = String::new();
+            while matches!(reader.read_line(&mut rest), Ok(n) if n > 0) {
+                rest.clear();
+            }
+        });
+        let first_line = match first.recv_timeout(START_LIMIT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("baton serve printed no address within {START_LIMIT:?}");
+            }
+        };
+        let addr = parse_listening_line(&first_line)
+            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"));
+        Self {
+            child,
+            addr,
+            first_line,
+        }
+    }
+
+    /// The address it listens on (gRPC and REST).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The first line it printed (address and store).
+    pub fn first_line(&self) -> &str {
+        &self.first_line
+    }
+
+    /// Kills it with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+
+    /// A new connection to it, retrying for up to 10 s.
+    pub async fn channel(&self) -> Channel {
+        grpc::connect_retrying(self.addr, Duration::from_secs(10)).await
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address in `baton serve`'s first line
+/// (`Baton Pub/Sub server listening on 127.0.0.1:PORT (...)`).
+fn parse_listening_line(line: &str) -> Option<SocketAddr> {
+    line.strip_prefix(LISTENING)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_comes_from_the_first_line() {
+        assert_eq!(
+            parse_listening_line(
+                "Baton Pub/Sub server listening on 127.0.0.1:4711 (gRPC and REST, in-memory store)\n"
+            ),
+            Some(SocketAddr::from(([127, 0, 0, 1], 4711)))
+        );
+        assert_eq!(parse_listening_line("something else"), None);
+    }
+}

@@ -1,0 +1,464 @@
+//! The real server in-process: started on a free loopback port, in memory
+//! or on a disk store, with the clients and round trips tests repeat. Every
+//! helper is a real round trip over the network, never a call into the
+//! broker behind the server's back (tests that want the broker get it from
+//! [`TestServer::server`]).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use baton_proto::iam::iam_policy_client::IamPolicyClient;
+use baton_proto::pubsub::publisher_client::PublisherClient;
+use baton_proto::pubsub::schema_service_client::SchemaServiceClient;
+use baton_proto::pubsub::subscriber_client::SubscriberClient;
+use baton_proto::pubsub::{
+    AcknowledgeRequest, ModifyAckDeadlineRequest, PublishRequest, PubsubMessage, ReceivedMessage,
+    StreamingPullRequest, Subscription, Topic,
+};
+use baton_server::{RunningServer, ServerConfig};
+use serde_json::Value;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::Error;
+use crate::grpc::{self, try_connect};
+use crate::messages::{ack_ids, msg, pull_request, subscription_name, topic_name};
+use crate::streaming::PullStream;
+
+/// How long [`TestServer::shutdown`] waits for a clean stop.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
+
+/// `127.0.0.1:0`: a free loopback port, chosen when the server binds.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A running in-process server plus clients for it.
+#[derive(Debug)]
+pub struct TestServer {
+    server: Option<RunningServer>,
+    /// What the server was started with (for [`TestServer::restart`]).
+    config: ServerConfig,
+    /// The bound address (gRPC and REST share it).
+    pub addr: SocketAddr,
+    /// A connection every stub of this server shares.
+    pub channel: Channel,
+    /// The REST client (30 s timeout per request).
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// Starts a fresh server with an empty in-memory broker on
+    /// `127.0.0.1:0` and connects to it.
+    pub async fn start() -> Self {
+        Self::start_with(ServerConfig::new(loopback())).await
+    }
+
+    /// Starts a durable server keeping its state in `dir` (recovering what
+    /// the directory holds already) and connects to it.
+    pub async fn start_durable(dir: &Path) -> Self {
+        Self::start_with(ServerConfig::new(loopback()).with_data_dir(dir)).await
+    }
+
+    /// Starts a server with `config` (see [`loopback`] for its address) and
+    /// connects to it; panics when it cannot.
+    pub async fn start_with(config: ServerConfig) -> Self {
+        Self::try_start_with(config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`TestServer::start_with`], answering the failure instead of
+    /// panicking (for callers that report it, like the conformance replay).
+    pub async fn try_start_with(config: ServerConfig) -> Result<Self, Error> {
+        let server = baton_server::start(config.clone()).await?;
+        let addr = server.local_addr();
+        let channel = try_connect(addr).await?;
+        Ok(Self::around(server, config, channel))
+    }
+
+    /// Starts a server on exactly `addr` (a port a server just stopped
+    /// held), retrying the bind for up to 5 s while the port is still taken.
+    /// Its channel connects lazily, on the first call: nothing awaits
+    /// between the bind and the return, so on a current-thread runtime the
+    /// caller can create resources before any client reaches the server.
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let config = ServerConfig::new(addr);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let server = loop {
+            match baton_server::start(config.clone()).await {
+                Ok(server) => break server,
+                Err(error) if Instant::now() < deadline => {
+                    eprintln!("retrying bind: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("cannot start the server: {error}"),
+            }
+        };
+        let channel = Endpoint::from_shared(format!("http://{}", server.local_addr()))
+            .expect("a socket address makes a valid URI")
+            .connect_lazy();
+        Self::around(server, config, channel)
+    }
+
+    fn around(server: RunningServer, config: ServerConfig, channel: Channel) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        Self {
+            addr: server.local_addr(),
+            server: Some(server),
+            config,
+            channel,
+            http,
+        }
+    }
+
+    /// Shuts the server down cleanly (closing its store) and starts a new
+    /// one with the same configuration (same data directory, a new port).
+    pub async fn restart(self) -> Self {
+        let config = self.config.clone();
+        self.shutdown().await;
+        Self::start_with(config).await
+    }
+
+    /// Shuts the server down, asserting it stops cleanly within 15 s.
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(SHUTDOWN_LIMIT, server.shutdown())
+                .await
+                .expect("shutdown finishes")
+                .expect("clean shutdown");
+        }
+    }
+
+    /// The running server (its broker, trace store, OTLP addresses).
+    pub fn server(&self) -> &RunningServer {
+        self.server.as_ref().expect("server still running")
+    }
+
+    /// Takes the server out, to shut it down (or watch it fail to) while
+    /// the clients stay around.
+    pub fn take_server(&mut self) -> RunningServer {
+        self.server.take().expect("server still running")
+    }
+
+    /// `host:port`, the value for `PUBSUB_EMULATOR_HOST`.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://host:port` of the OTLP/gRPC receiver (started with
+    /// `ServerConfig::with_otlp_grpc`), as exporters want it.
+    pub fn otlp_grpc_endpoint(&self) -> String {
+        let addr = self
+            .server()
+            .otlp_grpc_addr()
+            .expect("the server receives OTLP/gRPC");
+        format!("http://{addr}")
+    }
+
+    /// `http://host:port` of the OTLP/HTTP receiver (started with
+    /// `ServerConfig::with_otlp_http`).
+    pub fn otlp_http_endpoint(&self) -> String {
+        let addr = self
+            .server()
+            .otlp_http_addr()
+            .expect("the server receives OTLP/HTTP");
+        format!("http://{addr}")
+    }
+
+    /// A new connection (its own HTTP/2 connection) to the server.
+    pub async fn new_channel(&self) -> Channel {
+        grpc::connect(self.addr).await
+    }
+
+    /// A Publisher stub on the shared connection.
+    pub fn publisher(&self) -> PublisherClient<Channel> {
+        grpc::publisher(self.channel.clone())
+    }
+
+    /// A Subscriber stub on the shared connection.
+    pub fn subscriber(&self) -> SubscriberClient<Channel> {
+        grpc::subscriber(self.channel.clone())
+    }
+
+    /// A SchemaService stub on the shared connection.
+    pub fn schema(&self) -> SchemaServiceClient<Channel> {
+        grpc::schema(self.channel.clone())
+    }
+
+    /// An IAMPolicy stub on the shared connection.
+    pub fn iam(&self) -> IamPolicyClient<Channel> {
+        grpc::iam(self.channel.clone())
+    }
+
+    /// Number of messages of `subscription` neither acked nor dead-lettered.
+    pub fn backlog(&self, subscription: &str) -> usize {
+        self.server()
+            .broker()
+            .backlog_len(subscription)
+            .expect("subscription exists")
+    }
+
+    // ----- admin --------------------------------------------------------
+
+    /// Creates topic `id` of [`PROJECT`](crate::messages::PROJECT); answers
+    /// its full name.
+    pub async fn create_topic(&self, id: &str) -> String {
+        let name = topic_name(id);
+        self.publisher()
+            .create_topic(Topic {
+                name: name.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("create topic");
+        name
+    }
+
+    /// Creates subscription `id` of the topic named `topic` with default
+    /// settings; answers its full name.
+    pub async fn create_subscription(&self, id: &str, topic: &str) -> String {
+        self.create_subscription_with(Subscription {
+            name: subscription_name(id),
+            topic: topic.to_string(),
+            ..Default::default()
+        })
+        .await
+        .name
+    }
+
+    /// Creates `subscription` as given; answers what the server made of it.
+    pub async fn create_subscription_with(&self, subscription: Subscription) -> Subscription {
+        self.subscriber()
+            .create_subscription(subscription)
+            .await
+            .expect("create subscription")
+            .into_inner()
+    }
+
+    // ----- publish and pull ---------------------------------------------
+
+    /// Publishes one message per `data` item; answers the message ids.
+    pub async fn publish(&self, topic: &str, data: &[&str]) -> Vec<String> {
+        self.publish_messages(topic, data.iter().map(|d| msg(d)).collect())
+            .await
+    }
+
+    /// Publishes `messages` in one request; answers the message ids.
+    pub async fn publish_messages(&self, topic: &str, messages: Vec<PubsubMessage>) -> Vec<String> {
+        self.publisher()
+            .publish(PublishRequest {
+                topic: topic.to_string(),
+                messages,
+            })
+            .await
+            .expect("publish")
+            .into_inner()
+            .message_ids
+    }
+
+    /// Pull with `return_immediately`: whatever is ready now.
+    pub async fn pull_now(&self, subscription: &str, max: i32) -> Vec<ReceivedMessage> {
+        self.subscriber()
+            .pull(pull_request(subscription, max, true))
+            .await
+            .expect("pull")
+            .into_inner()
+            .received_messages
+    }
+
+    /// Pull with `return_immediately` (up to 1000 messages) and ack
+    /// whatever came.
+    pub async fn pull_acking_now(&self, subscription: &str) -> Vec<ReceivedMessage> {
+        let received = self.pull_now(subscription, 1000).await;
+        if !received.is_empty() {
+            self.ack(subscription, &ack_ids(&received))
+                .await
+                .expect("ack");
+        }
+        received
+    }
+
+    /// A waiting Pull with a gRPC deadline of `timeout`.
+    pub async fn pull_wait(
+        &self,
+        subscription: &str,
+        max: i32,
+        timeout: Duration,
+    ) -> Result<Vec<ReceivedMessage>, Status> {
+        let mut request = tonic::Request::new(pull_request(subscription, max, false));
+        request.set_timeout(timeout);
+        self.subscriber()
+            .pull(request)
+            .await
+            .map(|r| r.into_inner().received_messages)
+    }
+
+    /// Waiting Pulls until `count` messages arrived or `within` passed.
+    pub async fn pull_until(
+        &self,
+        subscription: &str,
+        count: usize,
+        within: Duration,
+    ) -> Vec<ReceivedMessage> {
+        self.pull_loop(subscription, count, within, false).await
+    }
+
+    /// Like [`Self::pull_until`], acking each batch as it arrives.
+    pub async fn pull_acking_until(
+        &self,
+        subscription: &str,
+        count: usize,
+        within: Duration,
+    ) -> Vec<ReceivedMessage> {
+        self.pull_loop(subscription, count, within, true).await
+    }
+
+    async fn pull_loop(
+        &self,
+        subscription: &str,
+        count: usize,
+        within: Duration,
+        ack: bool,
+    ) -> Vec<ReceivedMessage> {
+        let end = Instant::now() + within;
+        let mut got = Vec::new();
+        while got.len() < count {
+            let left = end.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(100) {
+                break;
+            }
+            let max = i32::try_from(count - got.len()).unwrap_or(i32::MAX);
+            let batch = match self
+                .pull_wait(subscription, max, left.min(Duration::from_secs(2)))
+                .await
+            {
+                Ok(batch) => batch,
+                Err(status) if status.code() == Code::DeadlineExceeded => Vec::new(),
+                Err(status) => panic!("waiting pull: {status:?}"),
+            };
+            if ack && !batch.is_empty() {
+                self.ack(subscription, &ack_ids(&batch)).await.expect("ack");
+            }
+            got.extend(batch);
+        }
+        got
+    }
+
+    /// Immediate Pulls, acking everything, until `expected` messages arrived
+    /// or `within` passed; then keeps pulling briefly (100 ms on) so extra
+    /// deliveries (duplicates) show up too. Messages in delivery order.
+    ///
+    /// Its clock is tokio's, so it follows a paused test clock.
+    pub async fn pull_acking_all(
+        &self,
+        subscription: &str,
+        expected: usize,
+        within: Duration,
+    ) -> Vec<PubsubMessage> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut messages = Vec::new();
+        while messages.len() < expected && tokio::time::Instant::now() < deadline {
+            let received = self.pull_acking_now(subscription).await;
+            if received.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            messages.extend(received.into_iter().filter_map(|r| r.message));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        loop {
+            let received = self.pull_acking_now(subscription).await;
+            if received.is_empty() {
+                break;
+            }
+            messages.extend(received.into_iter().filter_map(|r| r.message));
+        }
+        messages
+    }
+
+    /// Acknowledges `ack_ids`.
+    pub async fn ack(&self, subscription: &str, ack_ids: &[String]) -> Result<(), Status> {
+        self.subscriber()
+            .acknowledge(AcknowledgeRequest {
+                subscription: subscription.to_string(),
+                ack_ids: ack_ids.to_vec(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets the ack deadline of `ack_ids` to `seconds` (0 nacks).
+    pub async fn modack(
+        &self,
+        subscription: &str,
+        ack_ids: &[String],
+        seconds: i32,
+    ) -> Result<(), Status> {
+        self.subscriber()
+            .modify_ack_deadline(ModifyAckDeadlineRequest {
+                subscription: subscription.to_string(),
+                ack_ids: ack_ids.to_vec(),
+                ack_deadline_seconds: seconds,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    // ----- streaming pull -------------------------------------------------
+
+    /// Opens a StreamingPull on the shared connection whose first request
+    /// is `first`.
+    pub async fn open_stream(&self, first: StreamingPullRequest) -> Result<PullStream, Status> {
+        PullStream::open(self.channel.clone(), first).await
+    }
+
+    // ----- REST -----------------------------------------------------------
+
+    /// `http://host:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A REST call with an optional JSON body; answers the status and the
+    /// JSON answer (panicking when the answer is not JSON).
+    pub async fn rest(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("REST request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("REST body");
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("REST answer is not JSON: {status} {text:?}"));
+        (status, value)
+    }
+
+    /// A REST call with a raw body sent as JSON; answers status and text.
+    pub async fn rest_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &'static str,
+    ) -> (u16, String) {
+        let response = self
+            .http
+            .request(method, self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("REST request");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("REST body"))
+    }
+}
