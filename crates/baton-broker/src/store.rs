@@ -3,9 +3,12 @@
 //! The broker keeps serving from memory; the store is a write-behind journal
 //! of its durable state in one [redb] file. Every change is recorded under
 //! the broker's lock (so the store sees changes in the order the broker made
-//! them) as a [`StoreOp`] on a channel; one writer thread applies whatever
-//! has queued up in a single transaction and commits it with an fsync (group
-//! commit: a burst of concurrent publishes shares one fsync). Requests that
+//! them) as a [`StoreOp`] on a queue; one writer applies whatever has queued
+//! up in a single transaction and commits it with an fsync (group commit: a
+//! burst of concurrent publishes shares one fsync). The writer runs on
+//! Tokio's blocking pool while there is work, so a runtime whose time is
+//! paused (tests on virtual time) does not move its clock on while the disk
+//! is busy: time stands still until the fsync is done. Requests that
 //! promise durability (publish, ack, catalog changes) wait on
 //! [`Storage::durable`] before answering.
 //!
@@ -18,11 +21,11 @@
 //! every unacked message is ready again.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_proto::iam::Policy;
@@ -220,17 +223,38 @@ struct Progress {
 /// The durable side of a broker; see the module docs.
 pub struct Storage {
     path: PathBuf,
-    sender: Mutex<Option<mpsc::Sender<Vec<StoreOp>>>>,
+    /// Units of changes waiting for the writer, and whether a writer task
+    /// is on its way to them.
+    queue: Arc<Mutex<Queue>>,
+    /// The writer: only the task draining the queue (or [`Storage::close`])
+    /// holds it, so batches are committed one at a time, in order.
+    writer: Arc<Mutex<Option<Writer>>>,
+    /// Where writer tasks run (the blocking pool of the runtime that opened
+    /// the store); without one, changes are written as they are recorded.
+    runtime: Option<tokio::runtime::Handle>,
     /// Operations (each a unit of changes) handed to the writer so far.
     recorded: AtomicU64,
-    progress: watch::Receiver<Progress>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    progress: Arc<watch::Sender<Progress>>,
     /// For reads; the writer has its own handle. Both go on close, which
     /// releases the file.
     db: Mutex<Option<Arc<Database>>>,
     /// Set by [`Storage::close`], and when an operation could not be handed
     /// to the writer (it is gone): from then on nothing is reported durable.
     closed: std::sync::atomic::AtomicBool,
+}
+
+/// Units of changes waiting for the writer.
+#[derive(Debug, Default)]
+struct Queue {
+    units: VecDeque<Vec<StoreOp>>,
+    /// A writer task has been started and has not yet found the queue empty.
+    draining: bool,
+    /// No more units are taken.
+    closed: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl fmt::Debug for Storage {
@@ -281,27 +305,19 @@ impl Storage {
         let mut recovered = read_all(&db)?;
         recovered.opening = opening;
         let refs = count_refs(&recovered);
-        let (sender, receiver) = mpsc::channel();
-        let (progress_tx, progress) = watch::channel(Progress::default());
         let db = Arc::new(db);
-        let writer_db = db.clone();
-        let writer = std::thread::Builder::new()
-            .name("baton-store".into())
-            .spawn(move || {
-                Writer {
-                    db: writer_db,
-                    refs,
-                }
-                .run(&receiver, &progress_tx);
-            })
-            .map_err(|e| StoreError::Io(format!("cannot start the store writer: {e}")))?;
+        let writer = Writer {
+            db: db.clone(),
+            refs,
+        };
         Ok((
             Self {
                 path,
-                sender: Mutex::new(Some(sender)),
+                queue: Arc::default(),
+                writer: Arc::new(Mutex::new(Some(writer))),
+                runtime: tokio::runtime::Handle::try_current().ok(),
                 recorded: AtomicU64::new(0),
-                progress,
-                writer: Mutex::new(Some(writer)),
+                progress: Arc::new(watch::channel(Progress::default()).0),
                 db: Mutex::new(Some(db)),
                 closed: std::sync::atomic::AtomicBool::new(false),
             },
@@ -318,15 +334,30 @@ impl Storage {
     /// in one transaction. Called under the broker's lock, so operations
     /// reach the writer in the order they were made.
     fn record(&self, ops: Vec<StoreOp>) {
-        let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(sender) = sender.as_ref()
-            && sender.send(ops).is_ok()
-        {
+        let start = {
+            let mut queue = lock(&self.queue);
+            if queue.closed {
+                // This change will never be on disk, and no later request
+                // may be told otherwise.
+                self.closed.store(true, Ordering::Release);
+                return;
+            }
+            queue.units.push_back(ops);
             self.recorded.fetch_add(1, Ordering::Release);
-        } else {
-            // Closed, or the writer is gone: this change will never be on
-            // disk, and no later request may be told otherwise.
-            self.closed.store(true, Ordering::Release);
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if !start {
+            return;
+        }
+        let (queue, writer, progress) = (
+            self.queue.clone(),
+            self.writer.clone(),
+            self.progress.clone(),
+        );
+        let drain = move || drain(&queue, &writer, &progress);
+        match &self.runtime {
+            Some(runtime) => drop(runtime.spawn_blocking(drain)),
+            None => drain(),
         }
     }
 
@@ -335,7 +366,7 @@ impl Storage {
     pub fn durable(&self) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let target = self.recorded.load(Ordering::Acquire);
         let closed = self.closed.load(Ordering::Acquire);
-        let mut progress = self.progress.clone();
+        let mut progress = self.progress.subscribe();
         async move {
             if closed {
                 return Err(StoreError::Closed);
@@ -368,28 +399,12 @@ impl Storage {
     /// another broker may open it). Blocks until the writer is done.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        drop(
-            self.sender
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(writer) = writer
-            && writer.join().is_err()
-        {
-            tracing::error!("the store writer panicked");
-        }
-        drop(
-            self.db
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+        lock(&self.queue).closed = true;
+        // Whatever a writer task has not written yet (it may never run, if
+        // its runtime is going away) is written here.
+        drain(&self.queue, &self.writer, &self.progress);
+        drop(lock(&self.writer).take());
+        drop(lock(&self.db).take());
     }
 }
 
@@ -526,7 +541,41 @@ fn count_refs(recovered: &Recovered) -> HashMap<u64, u32> {
     refs
 }
 
-/// The writer thread: applies queued changes in batches, one fsync each.
+/// Writes queued units in batches, one transaction and one fsync each,
+/// until the queue is empty. Only one caller writes at a time (the writer's
+/// lock); the others find the queue emptied.
+fn drain(queue: &Mutex<Queue>, writer: &Mutex<Option<Writer>>, progress: &watch::Sender<Progress>) {
+    let mut writer = lock(writer);
+    loop {
+        let (batch, count) = {
+            let mut queue = lock(queue);
+            let mut batch = Vec::new();
+            let mut count = 0u64;
+            // Operations are never split across transactions.
+            while batch.is_empty() || batch.len() < MAX_BATCH {
+                let Some(unit) = queue.units.pop_front() else {
+                    break;
+                };
+                batch.extend(unit);
+                count += 1;
+            }
+            if count == 0 {
+                queue.draining = false;
+                return;
+            }
+            (batch, count)
+        };
+        match writer.as_mut() {
+            Some(writer) => writer.commit(batch, count, progress),
+            // Closed: nothing more reaches the disk.
+            None => progress.send_modify(|p| {
+                p.failed.get_or_insert_with(|| "the store is closed".into());
+            }),
+        }
+    }
+}
+
+/// The writer: applies queued changes in batches, one fsync each.
 struct Writer {
     db: Arc<Database>,
     /// References to each stored message; a message row is deleted when
@@ -535,41 +584,23 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, receiver: &mpsc::Receiver<Vec<StoreOp>>, progress: &watch::Sender<Progress>) {
-        let mut batch = Vec::new();
-        // Ends when every sender is gone (the broker closed or dropped the store).
-        while let Ok(first) = receiver.recv() {
-            batch.extend(first);
-            let mut count = 1u64;
-            // Operations are never split across transactions.
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(ops) => {
-                        batch.extend(ops);
-                        count += 1;
-                    }
-                    Err(_) => break,
-                }
+    /// Commits one batch of `count` units and reports it.
+    fn commit(&mut self, mut batch: Vec<StoreOp>, count: u64, progress: &watch::Sender<Progress>) {
+        if progress.borrow().failed.is_some() {
+            return;
+        }
+        // A panic in redb must not leave requests waiting, or later ones
+        // told their changes are durable: it fails the store like an i/o
+        // error.
+        let applied =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(&mut batch)))
+                .unwrap_or_else(|_| Err(StoreError::Io("the store writer panicked".into())));
+        match applied {
+            Ok(()) => progress.send_modify(|p| p.durable += count),
+            Err(error) => {
+                tracing::error!(%error, "the disk store failed; publishes and acks now fail");
+                progress.send_modify(|p| p.failed = Some(error.to_string()));
             }
-            let failed = progress.borrow().failed.is_some();
-            if failed {
-                batch.clear();
-                continue;
-            }
-            // A panic in redb must not leave requests waiting, or later ones
-            // told their changes are durable: it fails the store like an
-            // i/o error.
-            let applied =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(&mut batch)))
-                    .unwrap_or_else(|_| Err(StoreError::Io("the store writer panicked".into())));
-            match applied {
-                Ok(()) => progress.send_modify(|p| p.durable += count),
-                Err(error) => {
-                    tracing::error!(%error, "the disk store failed; publishes and acks now fail");
-                    progress.send_modify(|p| p.failed = Some(error.to_string()));
-                }
-            }
-            batch.clear();
         }
     }
 
