@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
+
+use baton_broker::Clock;
 
 use baton_proto::pubsub::StreamingPullRequest;
 use baton_testkit::push::PushRecorder;
@@ -63,8 +65,10 @@ impl ProgramResult {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
+/// Milliseconds since the epoch on the server's (virtual) wall clock.
+fn now_ms(clock: &Clock) -> i64 {
+    clock
+        .wall()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -82,12 +86,17 @@ struct Ctx<'p> {
     push: PushRecorder,
     registry: Registry,
     finish_times: HashMap<String, i64>,
+    /// The server's clock, whose wall-clock time the step templates use.
+    clock: Clock,
 }
 
-/// Runs `program` on a fresh server.
-/// Runs one program against a fresh server: in memory, or on a disk store
-/// in `data_dir`.
-pub async fn run_program(program: &Program, data_dir: Option<&std::path::Path>) -> ProgramResult {
+/// Runs one program against a fresh server on `clock`: in memory, or on a
+/// disk store in `data_dir`.
+pub async fn run_program(
+    program: &Program,
+    data_dir: Option<&std::path::Path>,
+    clock: Clock,
+) -> ProgramResult {
     let fail_all = |message: String| ProgramResult {
         id: program.id.clone(),
         steps: program
@@ -102,7 +111,7 @@ pub async fn run_program(program: &Program, data_dir: Option<&std::path::Path>) 
             })
             .collect(),
     };
-    let mut config = baton_server::ServerConfig::new(loopback());
+    let mut config = baton_server::ServerConfig::new(loopback()).with_clock(clock);
     if let Some(dir) = data_dir {
         config = config.with_data_dir(dir);
     }
@@ -128,6 +137,7 @@ pub async fn run_program(program: &Program, data_dir: Option<&std::path::Path>) 
         push,
         registry: Registry::new(program.steps.iter().map(|s| &s.request)),
         finish_times: HashMap::new(),
+        clock,
     };
     let mut steps = Vec::with_capacity(program.steps.len());
     for step in &program.steps {
@@ -171,7 +181,8 @@ impl Ctx<'_> {
                 }
             }
         };
-        self.finish_times.insert(step.id.clone(), now_ms());
+        self.finish_times
+            .insert(step.id.clone(), now_ms(&self.clock));
         // 3. Pushes that arrived during the step are recorded on it.
         if !matches!(request, Ok(Request::Pushes { .. })) {
             let late = self.push.drain();
