@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::telemetry::tracer_provider;
 use anyhow::Context as _;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,11 +20,7 @@ use opentelemetry::trace::{
     SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig as _;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
-};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -85,34 +81,6 @@ pub struct Accepted {
     pub message_id: String,
     /// The trace the request belongs to (hex).
     pub trace_id: String,
-}
-
-/// Builds a tracer provider exporting over OTLP/gRPC as `service_name`.
-pub fn tracer_provider(
-    service_name: &str,
-    endpoint: Option<&str>,
-) -> anyhow::Result<SdkTracerProvider> {
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-    if let Some(endpoint) = endpoint {
-        exporter = exporter.with_endpoint(endpoint);
-    }
-    let exporter = exporter.build().context("building the OTLP exporter")?;
-    // Export every 500 ms (the SDK default is 5 s) so the web view keeps up.
-    let batch = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_scheduled_delay(Duration::from_millis(500))
-                .build(),
-        )
-        .build();
-    Ok(SdkTracerProvider::builder()
-        .with_span_processor(batch)
-        .with_resource(
-            Resource::builder()
-                .with_service_name(service_name.to_string())
-                .build(),
-        )
-        .build())
 }
 
 #[derive(Clone)]

@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use baton_client::{
@@ -20,12 +19,10 @@ use opentelemetry::trace::{
     SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig as _;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
-};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use serde::Deserialize;
+
+use crate::telemetry::tracer_provider;
 
 /// The service name in the traces.
 pub const SERVICE_NAME: &str = "service-b";
@@ -69,34 +66,6 @@ struct Order {
     id: u64,
     item: String,
     quantity: u32,
-}
-
-/// Builds a tracer provider exporting over OTLP/gRPC as `service_name`.
-pub fn tracer_provider(
-    service_name: &str,
-    endpoint: Option<&str>,
-) -> anyhow::Result<SdkTracerProvider> {
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-    if let Some(endpoint) = endpoint {
-        exporter = exporter.with_endpoint(endpoint);
-    }
-    let exporter = exporter.build().context("building the OTLP exporter")?;
-    // Export every 500 ms (the SDK default is 5 s) so the web view keeps up.
-    let batch = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_scheduled_delay(Duration::from_millis(500))
-                .build(),
-        )
-        .build();
-    Ok(SdkTracerProvider::builder()
-        .with_span_processor(batch)
-        .with_resource(
-            Resource::builder()
-                .with_service_name(service_name.to_string())
-                .build(),
-        )
-        .build())
 }
 
 /// What the handler shares across messages.

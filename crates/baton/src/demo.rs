@@ -9,13 +9,10 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use baton_client::{Client, ClientConfig, Endpoint, SubscriptionConfig};
+use baton_demo::{Demo, DemoConfig};
 use baton_server::RunningServer;
 use serde_json::Value;
 
-const PROJECT: &str = "demo";
-const TOPIC: &str = "orders";
-const SUBSCRIPTION: &str = "orders-worker";
 /// Every third order fails once in Service B and is redelivered.
 const FAIL_EVERY: u64 = 3;
 /// How long to wait for the traces to be complete.
@@ -72,65 +69,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (otlp_grpc, otlp_http) = server.otlp_addrs()?;
     println!("OTLP receiver: gRPC {otlp_grpc}, HTTP {otlp_http}");
 
-    let client = Client::connect(
-        ClientConfig::new(PROJECT).with_endpoint(Endpoint::Emulator(pubsub.to_string())),
-    )
-    .await?;
-    client
-        .create_topic(TOPIC)
-        .await
-        .context("creating the topic")?;
-    client
-        .create_subscription(
-            SubscriptionConfig::new(SUBSCRIPTION, TOPIC).ack_deadline(Duration::from_secs(10)),
-        )
-        .await
-        .context("creating the subscription")?;
-
     let otlp = Some(format!("http://{otlp_grpc}"));
-    let service_b = baton_demo::service_b::run(baton_demo::service_b::Config {
-        pubsub_host: pubsub.to_string(),
-        project: PROJECT.into(),
-        subscription: SUBSCRIPTION.into(),
-        fail_every: FAIL_EVERY,
-        otlp_endpoint: otlp.clone(),
-    })
-    .await
-    .context("starting Service B")?;
-    let service_a = baton_demo::service_a::run(baton_demo::service_a::Config {
-        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        pubsub_host: pubsub.to_string(),
-        project: PROJECT.into(),
-        topic: TOPIC.into(),
-        otlp_endpoint: otlp,
-    })
-    .await
-    .context("starting Service A")?;
-    let orders_url = format!("http://{}/orders", service_a.local_addr());
-    println!("Service A: POST {orders_url}; Service B: subscribed to {SUBSCRIPTION}");
+    let demo =
+        Demo::start(DemoConfig::new(pubsub.to_string(), otlp).with_fail_every(FAIL_EVERY)).await?;
+    let orders_url = demo.orders_url();
+    println!(
+        "Service A: POST {orders_url}; Service B: subscribed to {}",
+        demo.config().subscription
+    );
 
-    let http = reqwest::Client::new();
     let mut sent = Vec::new();
     for id in 1..=args.orders {
-        let order = serde_json::json!({"id": id, "item": format!("widget-{id}"), "quantity": id});
-        let accepted: Value = http
-            .post(&orders_url)
-            .json(&order)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let field = |name: &str| accepted[name].as_str().unwrap_or_default().to_string();
+        let accepted = demo.send_order(id).await?;
         println!(
             "order {id} -> message {} (trace {})",
-            field("messageId"),
-            field("traceId")
+            accepted.message_id, accepted.trace_id
         );
         sent.push(SentOrder {
             id,
-            message_id: field("messageId"),
-            trace_id: field("traceId"),
+            message_id: accepted.message_id,
+            trace_id: accepted.trace_id,
         });
     }
 
@@ -138,10 +96,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + TRACE_TIMEOUT;
     let mut traces = Vec::new();
     for order in &sent {
-        let attempts = if order.id % FAIL_EVERY == 0 { 2 } else { 1 };
+        let attempts = if demo.fails_once(order.id) { 2 } else { 1 };
         loop {
-            service_a.flush().await?;
-            service_b.flush().await?;
+            demo.flush().await?;
             let detail = server.trace(&order.trace_id).await;
             if let Some(detail) = detail.as_ref().filter(|d| is_complete(d, attempts)) {
                 traces.push((order, detail.clone()));
@@ -168,7 +125,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .unwrap_or(100);
     for (order, detail) in &traces {
         println!();
-        let note = if order.id % FAIL_EVERY == 0 {
+        let note = if demo.fails_once(order.id) {
             " (failed once, nacked, redelivered)"
         } else {
             ""
@@ -190,8 +147,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("Press Ctrl-C to stop.");
         crate::shutdown_signal().await;
     }
-    service_a.shutdown().await?;
-    service_b.shutdown().await?;
+    demo.shutdown().await?;
     server.shutdown().await?;
     Ok(())
 }
