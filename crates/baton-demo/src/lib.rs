@@ -130,7 +130,7 @@ impl Demo {
 
     /// Whether order `id` fails once in Service B (and is redelivered).
     pub fn fails_once(&self, id: u64) -> bool {
-        self.config.fail_every != 0 && id % self.config.fail_every == 0
+        self.config.fail_every != 0 && id.is_multiple_of(self.config.fail_every)
     }
 
     /// Posts order `id` (item `widget-{id}`, quantity `id`) to Service A:
