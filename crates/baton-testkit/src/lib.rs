@@ -6,7 +6,9 @@
 //! - [`server::TestServer`]: the real server in-process on `127.0.0.1:0`, in
 //!   memory or durable, restartable on the same directory, with gRPC stubs, a
 //!   REST client and the round trips tests repeat (create, publish, pull,
-//!   ack, modack).
+//!   ack, modack); [`server::TestServer::start_virtual`] starts it on
+//!   [`virtual_time`], so a `start_paused` test drives its deadlines,
+//!   backoffs and waits on Tokio's paused clock.
 //! - [`process::ServeProcess`]: the real `baton serve` binary as a child
 //!   process (killed on drop, SIGKILL for the crash tests);
 //!   [`process::baton_command`] runs any other `baton` verb.
@@ -43,8 +45,8 @@ pub mod python;
 pub mod server;
 pub mod spans;
 pub mod streaming;
-pub mod timing;
 pub mod trace_api;
+pub mod virtual_time;
 
 pub use error::Error;
 
@@ -57,5 +59,5 @@ pub mod prelude {
     pub use crate::pages::{Page, all_pages};
     pub use crate::server::{TestServer, loopback};
     pub use crate::streaming::{PullStream, stream_failure, stream_request};
-    pub use crate::timing::median;
+    pub use crate::virtual_time::{settled, since};
 }
