@@ -27,8 +27,9 @@ use baton_server::ServerConfig;
 
 use crate::server::loopback;
 
-/// How many turns of the runtime [`settled`] gives the server.
-const SETTLE_TURNS: usize = 10_000;
+/// How long (real time) [`settled`] keeps giving the server turns: a bound
+/// for a condition that never comes true, not a latency anyone expects.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// The wall-clock time at which virtual-time servers start:
 /// 2023-11-14T22:13:20Z (`1_700_000_000` s after the epoch).
@@ -48,20 +49,32 @@ pub fn config() -> ServerConfig {
 }
 
 /// Gives the runtime turns (each polls the sockets and runs every ready
-/// task, and none moves the paused clock) until `condition` holds; panics
-/// naming `what` when it still does not after many turns. For paused
+/// task, and none moves the paused clock) until `condition` holds, and
+/// asserts the virtual clock did not move meanwhile; panics naming `what`
+/// when it still does not hold after 10 s of real time. For paused
 /// current-thread runtimes: there the server makes all the progress it can
-/// make without a timer firing, so a condition that needs no timer holds
-/// after a few turns, at the same virtual instant.
+/// without a timer firing (work on Tokio's blocking pool, such as the disk
+/// store's fsyncs, holds the clock still too), so a condition that needs no
+/// timer comes true after a few turns, at the same virtual instant.
 #[track_caller]
 pub fn settled<'a>(
     what: &'a str,
+    condition: impl FnMut() -> bool + 'a,
+) -> impl Future<Output = ()> + 'a {
+    settled_within(what, SETTLE_LIMIT, condition)
+}
+
+#[track_caller]
+fn settled_within<'a>(
+    what: &'a str,
+    limit: Duration,
     mut condition: impl FnMut() -> bool + 'a,
 ) -> impl Future<Output = ()> + 'a {
     let caller = std::panic::Location::caller();
     async move {
         let before = tokio::time::Instant::now();
-        for _ in 0..SETTLE_TURNS {
+        let give_up = std::time::Instant::now() + limit;
+        loop {
             if condition() {
                 assert_eq!(
                     tokio::time::Instant::now(),
@@ -70,9 +83,12 @@ pub fn settled<'a>(
                 );
                 return;
             }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "{what}: still not so after {limit:?} ({caller})"
+            );
             tokio::task::yield_now().await;
         }
-        panic!("{what}: still not so after {SETTLE_TURNS} turns of the runtime ({caller})");
     }
 }
 
@@ -117,6 +133,6 @@ mod tests {
     #[tokio::test(start_paused = true)]
     #[should_panic(expected = "never: still not so")]
     async fn settled_gives_up_on_a_condition_that_never_holds() {
-        settled("never", || false).await;
+        settled_within("never", Duration::from_millis(50), || false).await;
     }
 }
