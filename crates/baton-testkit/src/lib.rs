@@ -11,7 +11,8 @@
 //!   backoffs and waits on Tokio's paused clock.
 //! - [`process::ServeProcess`]: the real `baton serve` binary as a child
 //!   process (killed on drop, SIGKILL for the crash tests);
-//!   [`process::baton_command`] runs any other `baton` verb.
+//!   [`process::baton_command`] runs any other `baton` verb, and
+//!   [`process::output_within`] runs one to its end within a time limit.
 //! - [`grpc`]: connections and stubs of the Publisher, Subscriber, Schema and
 //!   IAM services; status assertions. [`streaming`]: StreamingPull sessions.
 //! - [`pages`]: follows `next_page_token` through any List call.
@@ -23,6 +24,13 @@
 //! - [`chromium`]: headless Chromium on a page of the web view.
 //! - [`python`] and [`emulator`]: Google's Python client (in a venv made
 //!   once) against Baton and against the official gcloud emulator.
+//!
+//! Waiting is event-driven where the server offers an event: waiting pulls
+//! instead of polling with immediate ones, the push recorder's arrival
+//! signal, [`virtual_time::settled`] for what the server reaches without a
+//! timer. Short bounded polls remain only where the wait is on something
+//! outside (a port the OS has yet to release, a child process still
+//! starting, an SDK exporter's own thread).
 //!
 //! The fast tier (`cargo test`) uses only the pure-Rust parts; Chromium,
 //! Python and gcloud are used by the full tier only, and fail loudly (never
