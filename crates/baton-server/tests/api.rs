@@ -16,7 +16,17 @@ use baton_proto::pubsub::{
 };
 use baton_proto::wkt;
 use baton_testkit::prelude::*;
+use baton_testkit::virtual_time;
 use tonic::Code;
+
+/// A wall-clock time as a protobuf timestamp.
+fn timestamp(time: SystemTime) -> wkt::Timestamp {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap();
+    wkt::Timestamp {
+        seconds: i64::try_from(since_epoch.as_secs()).unwrap(),
+        nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap(),
+    }
+}
 
 fn invalid_topic(name: &str) -> String {
     format!("Invalid [topics] name: (name={name})")
@@ -925,9 +935,11 @@ async fn publish_request_carries_one_ordering_key() {
     }
 }
 
-#[tokio::test]
+/// On virtual time, so the publish time is exactly the server's clock.
+#[tokio::test(start_paused = true)]
 async fn publish_replaces_client_ids_and_times() {
-    let t = TestServer::start().await;
+    let t = TestServer::start_virtual().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let topic = t.create_topic("orders").await;
     let sub = t.create_subscription("sub-a", &topic).await;
     let client_time = wkt::Timestamp {
@@ -963,13 +975,10 @@ async fn publish_replaces_client_ids_and_times() {
         .unwrap();
     assert_eq!(first.message_id, ids[0]);
     let published = first.publish_time.expect("publish time set");
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    assert!(
-        (now - 60..=now + 1).contains(&published.seconds),
-        "publish time {published:?} is the server's"
+    assert_eq!(
+        published,
+        timestamp(virtual_time::start_wall() + Duration::from_secs(5)),
+        "the publish time is the server's clock at the publish"
     );
 }
 
@@ -1784,9 +1793,10 @@ async fn pull_ack_and_modack_errors() {
     assert_eq!(t.backlog(&sub), 2);
 }
 
-#[tokio::test]
+/// On virtual time, so the snapshot's expiry is exact.
+#[tokio::test(start_paused = true)]
 async fn snapshots_crud_and_seek_to_snapshot() {
-    let t = TestServer::start().await;
+    let t = TestServer::start_virtual().await;
     let topic = t.create_topic("orders").await;
     let other_topic = t.create_topic("other").await;
     let sub = t.create_subscription("sub-a", &topic).await;
@@ -1813,14 +1823,12 @@ async fn snapshots_crud_and_seek_to_snapshot() {
     assert_eq!(created.name, snap);
     assert_eq!(created.topic, topic);
     assert_eq!(created.labels, labels);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let expires = created.expire_time.expect("expire time").seconds;
-    assert!(
-        (now + 6 * 86_400..=now + 8 * 86_400).contains(&expires),
-        "snapshots live about 7 days, got {expires} at {now}"
+    assert_eq!(
+        created.expire_time,
+        Some(timestamp(
+            virtual_time::start_wall() + Duration::from_secs(7 * 86_400)
+        )),
+        "a snapshot lives 7 days from its creation"
     );
     let got = subscriber
         .get_snapshot(GetSnapshotRequest {
@@ -1983,9 +1991,10 @@ async fn snapshots_crud_and_seek_to_snapshot() {
     );
 }
 
-#[tokio::test]
+/// On virtual time, so the two publish times are exactly a second apart.
+#[tokio::test(start_paused = true)]
 async fn seek_to_a_time() {
-    let t = TestServer::start().await;
+    let t = TestServer::start_virtual().await;
     let topic = t.create_topic("orders").await;
     let plain = t.create_subscription("plain", &topic).await;
     let retaining = t
@@ -1997,13 +2006,19 @@ async fn seek_to_a_time() {
         .name;
     let mut subscriber = t.subscriber();
     t.publish(&topic, &["x"]).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     t.publish(&topic, &["y"]).await;
 
     // Unacked messages published before the time become acked.
     let leased = t.pull_now(&plain, 10).await;
     assert_eq!(datas(&leased), vec!["x", "y"]);
     let y_time = leased[1].message.as_ref().unwrap().publish_time.unwrap();
+    let x_time = leased[0].message.as_ref().unwrap().publish_time.unwrap();
+    assert_eq!(
+        (y_time.seconds - x_time.seconds, y_time.nanos),
+        (1, x_time.nanos),
+        "published a virtual second apart"
+    );
     subscriber
         .seek(SeekRequest {
             subscription: plain.clone(),
@@ -2016,7 +2031,10 @@ async fn seek_to_a_time() {
     // With retain_acked_messages, acked messages after the time come back.
     let received = t.pull_now(&retaining, 10).await;
     assert_eq!(datas(&received), vec!["x", "y"]);
-    let x_time = received[0].message.as_ref().unwrap().publish_time.unwrap();
+    assert_eq!(
+        received[0].message.as_ref().unwrap().publish_time,
+        Some(x_time)
+    );
     t.ack(&retaining, &ack_ids(&received)).await.unwrap();
     assert!(t.pull_now(&retaining, 10).await.is_empty());
     subscriber

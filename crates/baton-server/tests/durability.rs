@@ -6,10 +6,17 @@
 //! Every test stops the server cleanly (which closes the store file) and
 //! starts a new one on the same directory; crashes (SIGKILL of the binary)
 //! are tested in `crates/baton/tests/durability_crash.rs`.
+//!
+//! The servers run on virtual time (`start_paused` and
+//! `TestServer::start_durable_virtual`; a restart keeps the clock, and the
+//! store's writer holds it still while an fsync runs), so publish times are
+//! exact virtual wall-clock times, a message leased for 600 s before a
+//! restart is shown to be ready at the very instant the new server starts,
+//! and no test waits in real time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use baton_proto::iam::{Binding, GetIamPolicyRequest, Policy, SetIamPolicyRequest};
 use baton_proto::pubsub::schema_service_client::SchemaServiceClient;
@@ -88,6 +95,15 @@ async fn drain_exactly(t: &TestServer, subscription: &str, count: usize) -> Vec<
     got
 }
 
+/// A wall-clock time as a protobuf timestamp.
+fn timestamp(time: std::time::SystemTime) -> wkt::Timestamp {
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap();
+    wkt::Timestamp {
+        seconds: i64::try_from(since_epoch.as_secs()).unwrap(),
+        nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap(),
+    }
+}
+
 fn sorted(mut values: Vec<String>) -> Vec<String> {
     values.sort();
     values
@@ -103,27 +119,21 @@ async fn seek_to_time(t: &TestServer, subscription: &str, time: wkt::Timestamp) 
         .expect("seek to a time");
 }
 
-/// Waits until `subscription`'s backlog is `expected` (polling).
+/// Waits until `subscription`'s backlog is `expected`, at the same virtual
+/// instant (what it waits for, an in-stream ack or a dead-lettering, needs no
+/// timer).
 async fn wait_backlog(t: &TestServer, subscription: &str, expected: usize) {
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = t.backlog(subscription);
-        if now == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "backlog of {subscription} stayed {now}, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settled(&format!("backlog of {subscription} is {expected}"), || {
+        t.backlog(subscription) == expected
+    })
+    .await;
 }
 
 // ----- the store itself ------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn in_memory_server_has_no_storage_and_durable_one_uses_the_store_file() {
-    let memory = TestServer::start().await;
+    let memory = TestServer::start_virtual().await;
     assert!(
         memory.server().broker().storage().is_none(),
         "the default server keeps everything in memory"
@@ -132,7 +142,7 @@ async fn in_memory_server_has_no_storage_and_durable_one_uses_the_store_file() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("nested").join("data");
-    let t = TestServer::start_durable(&data).await;
+    let t = TestServer::start_durable_virtual(&data).await;
     let storage = t
         .server()
         .broker()
@@ -299,10 +309,10 @@ async fn catalog_view(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn catalog_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let mut publisher = t.publisher();
     let mut subscriber = t.subscriber();
 
@@ -423,10 +433,10 @@ async fn catalog_survives_a_restart() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn deletions_and_detaching_are_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let kept = t.create_topic("kept").await;
     let doomed = t.create_topic("doomed").await;
     let orphan = t.create_subscription("orphan", &doomed).await;
@@ -557,10 +567,10 @@ async fn deletions_and_detaching_are_durable() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn schema_revisions_and_iam_policies_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let mut schemas = t.schema();
     let v1 = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"}]}"#;
     let v2 = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"},{"name":"qty","type":"int","default":0}]}"#;
@@ -808,10 +818,10 @@ async fn revisions(mut client: SchemaServiceClient<Channel>, name: String) -> Ve
 
 // ----- messages ----------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn unacked_messages_come_back_unchanged_and_acked_ones_do_not() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let sub = t
         .create_subscription_with(Subscription {
@@ -855,9 +865,11 @@ async fn unacked_messages_come_back_unchanged_and_acked_ones_do_not() {
     assert_eq!(expected.len(), 4);
 
     let t = t.restart().await;
+    let restarted = tokio::time::Instant::now();
     assert_eq!(t.backlog(&sub), 4, "the unacked messages are owed again");
     // Leased for 600 s before the restart, yet ready at once after it.
     let again = t.pull_until(&sub, 4, Duration::from_secs(5)).await;
+    assert_eq!(since(restarted), Duration::ZERO, "ready at the restart");
     assert_eq!(
         by_id(&again),
         expected,
@@ -880,10 +892,10 @@ fn data_lossy(received: &ReceivedMessage) -> String {
     String::from_utf8_lossy(&message(received).data).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn leased_nacked_and_streamed_messages_are_redelivered_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let pulled = t
         .create_subscription_with(Subscription {
@@ -930,8 +942,10 @@ async fn leased_nacked_and_streamed_messages_are_redelivered_after_restart() {
 
     // Restart with the stream still open and its messages outstanding.
     let t = t.restart().await;
+    let restarted = tokio::time::Instant::now();
     drop(stream);
     let again = t.pull_until(&pulled, 3, Duration::from_secs(5)).await;
+    assert_eq!(since(restarted), Duration::ZERO, "ready at the restart");
     assert_eq!(
         sorted(datas(&again)),
         vec!["leased", "nacked", "ready"],
@@ -971,10 +985,10 @@ fn stream_with_deadline(subscription: &str, seconds: i32) -> StreamingPullReques
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn message_ids_keep_increasing_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let lonely = t.create_topic("lonely").await;
     let sub = t.create_subscription("worker", &topic).await;
@@ -1007,10 +1021,10 @@ async fn message_ids_keep_increasing_across_restarts() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn stale_ack_ids_settle_nothing_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let plain = t
         .create_subscription_with(Subscription {
@@ -1067,12 +1081,12 @@ async fn stale_ack_ids_settle_nothing_after_restart() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn stale_ack_ids_of_long_subscription_names_are_ignored_after_restart() {
     // Names too long to fit an ack id use a short `@uid` owner instead;
     // uids must not make an old ack id look like another subscription's.
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let long = |first: char| format!("{first}{}", "x".repeat(200));
     // Created in the opposite order to their names.
@@ -1109,10 +1123,10 @@ async fn stale_ack_ids_of_long_subscription_names_are_ignored_after_restart() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn ordering_keys_keep_their_order_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let sub = t
         .create_subscription_with(Subscription {
@@ -1166,10 +1180,10 @@ async fn ordering_keys_keep_their_order_after_restart() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn topic_retention_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t
         .publisher()
         .create_topic(Topic {
@@ -1183,12 +1197,23 @@ async fn topic_retention_survives_a_restart() {
         .name;
     let early = t.create_subscription("early", &topic).await;
     let mut ids = Vec::new();
+    let first_time = timestamp(t.server().broker().clock().wall());
     for d in ["a", "b", "c"] {
         ids.extend(t.publish(&topic, &[d]).await);
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let received = drain_exactly(&t, &early, 3).await;
     assert_eq!(datas(&received), vec!["a", "b", "c"]);
+    // Published a second apart, on the virtual wall clock.
+    assert_eq!(
+        received.iter().map(publish_time).collect::<Vec<_>>(),
+        (0..3)
+            .map(|n| wkt::Timestamp {
+                seconds: first_time.seconds + n,
+                ..first_time
+            })
+            .collect::<Vec<_>>()
+    );
     let b_time = publish_time(&received[1]);
     let originals = by_id(&received);
 
@@ -1218,10 +1243,10 @@ async fn topic_retention_survives_a_restart() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn seek_to_a_snapshot_works_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let sub = t.create_subscription("worker", &topic).await;
     let ids_ab = t.publish(&topic, &["a", "b"]).await;
@@ -1287,10 +1312,10 @@ async fn seek_to_a_snapshot_works_after_restart() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn retained_acked_messages_seek_back_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let sub = t
         .create_subscription_with(Subscription {
@@ -1302,12 +1327,13 @@ async fn retained_acked_messages_seek_back_after_restart() {
     let plain = t.create_subscription("plain", &topic).await;
     for d in ["x", "y", "z"] {
         t.publish(&topic, &[d]).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let received = drain_exactly(&t, &sub, 3).await;
     let originals = by_id(&received);
     let x_time = publish_time(&received[0]);
     let y_time = publish_time(&received[1]);
+    assert_eq!(y_time.seconds, x_time.seconds + 1, "a second apart");
     drain_exactly(&t, &plain, 3).await;
 
     let t = t.restart().await;
@@ -1338,10 +1364,10 @@ async fn retained_acked_messages_seek_back_after_restart() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn filter_still_applies_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let sub = t
         .create_subscription_with(Subscription {
@@ -1377,10 +1403,10 @@ async fn filter_still_applies_after_restart() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn dead_letter_policy_applies_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let dead = t.create_topic("dead-letters").await;
     let dead_sub = t.create_subscription("dlq-sub", &dead).await;
@@ -1420,10 +1446,10 @@ async fn dead_letter_policy_applies_after_restart() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn failed_delivery_attempts_still_count_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let dead = t.create_topic("dead-letters").await;
     let dead_sub = t.create_subscription("dlq-sub", &dead).await;
@@ -1458,10 +1484,10 @@ async fn failed_delivery_attempts_still_count_after_restart() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn two_restarts_in_a_row_keep_the_backlog() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let sub = t.create_subscription("worker", &topic).await;
     let ids = t.publish(&topic, &["a", "b", "c", "d"]).await;
@@ -1487,10 +1513,10 @@ async fn two_restarts_in_a_row_keep_the_backlog() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn concurrent_publishes_and_acks_are_all_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic = t.create_topic("orders").await;
     let sub = t.create_subscription("worker", &topic).await;
     let t = Arc::new(t);
@@ -1536,11 +1562,11 @@ async fn concurrent_publishes_and_acks_are_all_durable() {
     t.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn rest_changes_are_durable() {
     use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap();
-    let t = TestServer::start_durable(dir.path()).await;
+    let t = TestServer::start_durable_virtual(dir.path()).await;
     let topic_path = format!("/v1/projects/{PROJECT}/topics/rest-topic");
     let sub_path = format!("/v1/projects/{PROJECT}/subscriptions/rest-sub");
     let (status, _) = t

@@ -1,6 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Push delivery end to end: a real server pushes to the testkit's
-//! recording endpoint, which answers with scripted statuses.
+//! recording endpoint, which answers with scripted statuses: the envelope and
+//! headers, retries under the push backoff (100 ms doubling up to 60 s,
+//! cleared by a success), switching between push and pull, and ordered
+//! pushes.
+//!
+//! Everything runs on virtual time (`start_paused` and
+//! `TestServer::start_virtual`; the server's push worker and the recorder
+//! both use Tokio's clock), so each push's arrival is an exact virtual
+//! instant: the first push of a publish comes the 50 ms dispatch delay after
+//! it, a retry exactly when the backoff ends, and minutes of backoff take no
+//! real time.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,6 +21,7 @@ use baton_proto::pubsub::push_config::{NoWrapper, Wrapper};
 use baton_proto::pubsub::{DeadLetterPolicy, PubsubMessage, PushConfig, Subscription, Topic};
 use baton_testkit::push::PushRecorder;
 use baton_testkit::server::TestServer;
+use baton_testkit::virtual_time::settled;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -66,18 +77,38 @@ fn publish(broker: &Broker, topic: &str, messages: Vec<PubsubMessage>) -> Vec<St
     broker.publish(topic, messages).unwrap()
 }
 
-/// Waits until the subscription's backlog is empty (every push acked).
+/// The delay between the signal that there is work and the lease of a
+/// push worker (`PushSettings::dispatch_delay`'s default).
+const DISPATCH_DELAY: Duration = Duration::from_millis(50);
+
+/// Waits until the subscription's backlog is empty (every push acked), at
+/// the virtual instant of the last push: the ack of a push needs no timer.
 async fn drained(broker: &Broker, sub: &str) {
-    let until = Instant::now() + Duration::from_secs(5);
-    while broker.backlog_len(sub).unwrap() > 0 {
-        assert!(Instant::now() < until, "{sub} still has a backlog");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settled(&format!("every push to {sub} acked"), || {
+        broker.backlog_len(sub).unwrap() == 0
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Lets the push manager start the workers of new push subscriptions
+/// (virtual time only moves on once everything waits, so after a second of
+/// it every worker is up and idle). A message published before its worker
+/// runs is pushed as soon as the worker starts, without the dispatch delay.
+async fn workers_started() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Gaps between consecutive pushes, in milliseconds.
+fn gaps_ms(pushes: &[baton_testkit::push::Push]) -> Vec<u128> {
+    pushes
+        .windows(2)
+        .map(|w| (w[1].at - w[0].at).as_millis())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
 async fn wrapped_envelope_headers_and_trace_context() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_virtual().await;
     let broker = server.server().broker().clone();
     let endpoint = PushRecorder::start().await;
     let topic = topic(&broker, "orders");
@@ -86,6 +117,8 @@ async fn wrapped_envelope_headers_and_trace_context() {
         .insert("x-goog-version".to_owned(), "v1".to_owned());
     let sub = subscription(&broker, "push-sub", &topic, Some(push));
     let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    workers_started().await;
+    let published = Instant::now();
     let ids = publish(
         &broker,
         &topic,
@@ -97,6 +130,7 @@ async fn wrapped_envelope_headers_and_trace_context() {
     );
 
     let pushed = endpoint.expect().await;
+    assert_eq!(pushed.at - published, DISPATCH_DELAY);
     assert_eq!(pushed.method, Method::POST);
     assert_eq!(pushed.path, "/hook?x=1");
     assert_eq!(pushed.header("content-type"), Some("application/json"));
@@ -134,9 +168,9 @@ async fn wrapped_envelope_headers_and_trace_context() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn failed_pushes_are_retried_with_backoff_until_acknowledged() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_virtual().await;
     let broker = server.server().broker().clone();
     let endpoint = PushRecorder::start().await;
     let topic = topic(&broker, "orders");
@@ -155,6 +189,8 @@ async fn failed_pushes_are_retried_with_backoff_until_acknowledged() {
         },
     );
     endpoint.script(&[500, 404, 302]);
+    workers_started().await;
+    let published = Instant::now();
     let ids = publish(&broker, &topic, vec![message("retry-me", &[], "")]);
 
     let mut pushes = Vec::new();
@@ -167,31 +203,75 @@ async fn failed_pushes_are_retried_with_backoff_until_acknowledged() {
         // The dead-letter policy makes the attempt count visible.
         assert_eq!(body["deliveryAttempt"], attempt + 1);
     }
-    // The push backoff doubles from 100 ms: 100, 200, 400 ms between tries.
-    let gaps: Vec<Duration> = pushes.windows(2).map(|w| w[1].at - w[0].at).collect();
-    for (gap, least) in gaps.iter().zip([90, 190, 390]) {
-        assert!(
-            *gap >= Duration::from_millis(least),
-            "gaps {gaps:?} shorter than the backoff"
-        );
-    }
+    // The first push after the dispatch delay, then each retry the instant
+    // the push backoff ends: 100, 200, 400 ms.
+    assert_eq!(pushes[0].at - published, DISPATCH_DELAY);
+    assert_eq!(gaps_ms(&pushes), [100, 200, 400]);
     // The fourth answer (200) acknowledged it: no more pushes.
     drained(&broker, &sub).await;
-    endpoint.expect_none(Duration::from_millis(800)).await;
+    endpoint.expect_none(Duration::from_secs(120)).await;
 
-    // A success resets the backoff: the next failure is retried after 100 ms.
+    // A success resets the backoff: the next failure is retried after
+    // 100 ms again, not 800 ms.
     endpoint.script(&[503]);
+    let published = Instant::now();
     publish(&broker, &topic, vec![message("again", &[], "")]);
     let first = endpoint.expect().await;
     let second = endpoint.expect().await;
-    assert!(second.at - first.at < Duration::from_millis(400));
+    assert_eq!(first.at - published, DISPATCH_DELAY);
+    assert_eq!(second.at - first.at, Duration::from_millis(100));
     drained(&broker, &sub).await;
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
+async fn the_push_backoff_doubles_up_to_sixty_seconds() {
+    let server = TestServer::start_virtual().await;
+    let broker = server.server().broker().clone();
+    let endpoint = PushRecorder::start().await;
+    let topic = topic(&broker, "orders");
+    let sub = subscription(
+        &broker,
+        "failing",
+        &topic,
+        Some(push_config(endpoint.url("/hook"))),
+    );
+    // Twelve failures, then a success.
+    endpoint.set_status(503);
+    publish(&broker, &topic, vec![message("stubborn", &[], "")]);
+    let mut pushes = vec![endpoint.expect().await];
+    for _ in 0..12 {
+        if pushes.len() == 12 {
+            endpoint.set_status(200);
+        }
+        let push = endpoint
+            .next(Duration::from_secs(61))
+            .await
+            .expect("a retry when the backoff ends");
+        pushes.push(push);
+    }
+    assert_eq!(
+        gaps_ms(&pushes),
+        [
+            100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 51_200, 60_000, 60_000
+        ],
+        "doubling from 100 ms, capped at 60 s"
+    );
+    drained(&broker, &sub).await;
+    // Acked by the thirteenth: nothing more, however long we wait.
+    endpoint.expect_none(Duration::from_secs(600)).await;
+
+    // A new message after the success is pushed without any backoff.
+    let published = Instant::now();
+    publish(&broker, &topic, vec![message("welcome", &[], "")]);
+    assert_eq!(endpoint.expect().await.at - published, DISPATCH_DELAY);
+    drained(&broker, &sub).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn no_wrapper_sends_raw_data_with_metadata_headers() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_virtual().await;
     let broker = server.server().broker().clone();
     let endpoint = PushRecorder::start().await;
     let topic = topic(&broker, "orders");
@@ -250,9 +330,9 @@ async fn no_wrapper_sends_raw_data_with_metadata_headers() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn switching_between_push_and_pull_starts_and_stops_the_pusher() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_virtual().await;
     let broker = server.server().broker().clone();
     let endpoint = PushRecorder::start().await;
     let topic = topic(&broker, "orders");
@@ -300,9 +380,9 @@ async fn switching_between_push_and_pull_starts_and_stops_the_pusher() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn ordered_subscription_pushes_a_key_in_order_with_its_key() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_virtual().await;
     let broker = server.server().broker().clone();
     let endpoint = PushRecorder::start().await;
     let topic = topic(&broker, "orders");

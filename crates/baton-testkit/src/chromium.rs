@@ -8,7 +8,9 @@
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::process::output_within;
 
 /// How long one Chromium run may take.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
@@ -47,7 +49,8 @@ pub fn run_chromium(url: &str, extra: &[String]) -> String {
         RUNS.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&profile).unwrap();
-    let mut child = Command::new(chromium())
+    let mut command = Command::new(chromium());
+    command
         .args([
             "--headless",
             "--no-sandbox",
@@ -62,30 +65,11 @@ pub fn run_chromium(url: &str, extra: &[String]) -> String {
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting chromium");
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
-    let stderr = child.stderr.take().unwrap();
-    let err_reader =
-        std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within {RUN_LIMIT:?} on {url}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = reader.join().unwrap();
-    let err = err_reader.join().unwrap();
+        .arg(url);
+    let output = output_within(&mut command, RUN_LIMIT);
+    let status = output.status;
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
     let _ = std::fs::remove_dir_all(&profile);
     assert!(
         status.success(),

@@ -6,10 +6,13 @@
 //! - [`server::TestServer`]: the real server in-process on `127.0.0.1:0`, in
 //!   memory or durable, restartable on the same directory, with gRPC stubs, a
 //!   REST client and the round trips tests repeat (create, publish, pull,
-//!   ack, modack).
+//!   ack, modack); [`server::TestServer::start_virtual`] starts it on
+//!   [`virtual_time`], so a `start_paused` test drives its deadlines,
+//!   backoffs and waits on Tokio's paused clock.
 //! - [`process::ServeProcess`]: the real `baton serve` binary as a child
 //!   process (killed on drop, SIGKILL for the crash tests);
-//!   [`process::baton_command`] runs any other `baton` verb.
+//!   [`process::baton_command`] runs any other `baton` verb, and
+//!   [`process::output_within`] runs one to its end within a time limit.
 //! - [`grpc`]: connections and stubs of the Publisher, Subscriber, Schema and
 //!   IAM services; status assertions. [`streaming`]: StreamingPull sessions.
 //! - [`pages`]: follows `next_page_token` through any List call.
@@ -21,6 +24,13 @@
 //! - [`chromium`]: headless Chromium on a page of the web view.
 //! - [`python`] and [`emulator`]: Google's Python client (in a venv made
 //!   once) against Baton and against the official gcloud emulator.
+//!
+//! Waiting is event-driven where the server offers an event: waiting pulls
+//! instead of polling with immediate ones, the push recorder's arrival
+//! signal, [`virtual_time::settled`] for what the server reaches without a
+//! timer. Short bounded polls remain only where the wait is on something
+//! outside (a port the OS has yet to release, a child process still
+//! starting, an SDK exporter's own thread).
 //!
 //! The fast tier (`cargo test`) uses only the pure-Rust parts; Chromium,
 //! Python and gcloud are used by the full tier only, and fail loudly (never
@@ -43,8 +53,8 @@ pub mod python;
 pub mod server;
 pub mod spans;
 pub mod streaming;
-pub mod timing;
 pub mod trace_api;
+pub mod virtual_time;
 
 pub use error::Error;
 
@@ -57,5 +67,5 @@ pub mod prelude {
     pub use crate::pages::{Page, all_pages};
     pub use crate::server::{TestServer, loopback};
     pub use crate::streaming::{PullStream, stream_failure, stream_request};
-    pub use crate::timing::median;
+    pub use crate::virtual_time::{settled, since};
 }

@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -46,6 +46,34 @@ pub fn baton_command(bin: &Path) -> Command {
     }
     command.env("RUST_BACKTRACE", "0");
     command
+}
+
+/// Runs `command` to its end (stdin closed, stdout and stderr collected) and
+/// answers its output; kills it (SIGKILL) and panics when it runs longer than
+/// `limit`. It waits on the process itself (a thread blocks in `wait`), so
+/// it returns the moment the process exits, and reads both pipes while
+/// waiting, so a chatty process cannot block on a full pipe.
+pub fn output_within(command: &mut Command, limit: Duration) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let pid = child.id();
+    let (done, output) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match output.recv_timeout(limit) {
+        Ok(output) => output.expect("waiting for the process"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{command:?} did not exit within {limit:?}; killed");
+        }
+    }
 }
 
 /// A `baton serve` child process; killed (SIGKILL) when dropped, so no test
@@ -148,6 +176,23 @@ fn parse_listening_line(line: &str) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_within_answers_the_exit_status_and_both_outputs() {
+        let output = output_within(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(30),
+        );
+        assert_eq!(output.status.code(), Some(3));
+        assert_eq!(output.stdout, b"out\n");
+        assert_eq!(output.stderr, b"err\n");
+    }
+
+    #[test]
+    #[should_panic(expected = "did not exit within")]
+    fn output_within_kills_a_process_that_runs_too_long() {
+        output_within(Command::new("sleep").arg("30"), Duration::from_millis(200));
+    }
 
     #[test]
     fn the_address_comes_from_the_first_line() {

@@ -193,7 +193,7 @@ async fn record(
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn records_pushes_and_answers_scripted_then_standing_statuses() {
         let endpoint = PushRecorder::start().await;
         endpoint.script(&[500, 404]);
@@ -224,16 +224,20 @@ mod tests {
         endpoint.expect_none(Duration::from_millis(50)).await;
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn next_waits_for_a_push_that_comes_later() {
         let endpoint = PushRecorder::start().await;
         let url = endpoint.url("/late");
+        let start = Instant::now();
         let sender = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
             reqwest::Client::new().post(url).send().await.unwrap();
         });
         let push = endpoint.next(Duration::from_secs(5)).await.unwrap();
         assert_eq!(push.path, "/late");
+        // Woken by the push itself, at the (virtual) instant it arrived.
+        assert_eq!(push.at - start, Duration::from_secs(3));
+        assert_eq!(Instant::now() - start, Duration::from_secs(3));
         sender.await.unwrap();
     }
 }

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use baton_proto::iam::iam_policy_client::IamPolicyClient;
 use baton_proto::pubsub::publisher_client::PublisherClient;
@@ -25,6 +25,7 @@ use crate::Error;
 use crate::grpc::{self, try_connect};
 use crate::messages::{ack_ids, msg, pull_request, subscription_name, topic_name};
 use crate::streaming::PullStream;
+use crate::virtual_time;
 
 /// How long [`TestServer::shutdown`] waits for a clean stop.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
@@ -61,6 +62,21 @@ impl TestServer {
         Self::start_with(ServerConfig::new(loopback()).with_data_dir(dir)).await
     }
 
+    /// Starts a fresh in-memory server on virtual time (see
+    /// [`virtual_time`](crate::virtual_time)): its broker's wall clock reads
+    /// [`virtual_time::start_wall`] now and follows Tokio's clock, so in a
+    /// `#[tokio::test(start_paused = true)]` every deadline, backoff and
+    /// wait of the server runs on the test's paused clock.
+    pub async fn start_virtual() -> Self {
+        Self::start_with(virtual_time::config()).await
+    }
+
+    /// [`Self::start_durable`] on virtual time, like [`Self::start_virtual`]
+    /// ([`Self::restart`] keeps the clock).
+    pub async fn start_durable_virtual(dir: &Path) -> Self {
+        Self::start_with(virtual_time::config().with_data_dir(dir)).await
+    }
+
     /// Starts a server with `config` (see [`loopback`] for its address) and
     /// connects to it; panics when it cannot.
     pub async fn start_with(config: ServerConfig) -> Self {
@@ -85,11 +101,12 @@ impl TestServer {
     /// caller can create resources before any client reaches the server.
     pub async fn start_on(addr: SocketAddr) -> Self {
         let config = ServerConfig::new(addr);
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // Waits on the OS (the port to be released): real time.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let server = loop {
             match baton_server::start(config.clone()).await {
                 Ok(server) => break server,
-                Err(error) if Instant::now() < deadline => {
+                Err(error) if std::time::Instant::now() < deadline => {
                     eprintln!("retrying bind: {error}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -298,7 +315,8 @@ impl TestServer {
             .map(|r| r.into_inner().received_messages)
     }
 
-    /// Waiting Pulls until `count` messages arrived or `within` passed.
+    /// Waiting Pulls until `count` messages arrived or `within` passed
+    /// (Tokio's clock: virtual time in a paused test).
     pub async fn pull_until(
         &self,
         subscription: &str,
@@ -325,10 +343,10 @@ impl TestServer {
         within: Duration,
         ack: bool,
     ) -> Vec<ReceivedMessage> {
-        let end = Instant::now() + within;
+        let end = tokio::time::Instant::now() + within;
         let mut got = Vec::new();
         while got.len() < count {
-            let left = end.saturating_duration_since(Instant::now());
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
             if left < Duration::from_millis(100) {
                 break;
             }
@@ -349,26 +367,22 @@ impl TestServer {
         got
     }
 
-    /// Immediate Pulls, acking everything, until `expected` messages arrived
-    /// or `within` passed; then keeps pulling briefly (100 ms on) so extra
+    /// Pulls, acking everything, until `expected` messages arrived or
+    /// `within` passed; then keeps pulling briefly (100 ms on) so extra
     /// deliveries (duplicates) show up too. Messages in delivery order.
     ///
-    /// Its clock is tokio's, so it follows a paused test clock.
+    /// The pulls wait for messages (answered as soon as one is published),
+    /// so nothing polls; its clock is Tokio's, so it follows a paused test
+    /// clock.
     pub async fn pull_acking_all(
         &self,
         subscription: &str,
         expected: usize,
         within: Duration,
     ) -> Vec<PubsubMessage> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut messages = Vec::new();
-        while messages.len() < expected && tokio::time::Instant::now() < deadline {
-            let received = self.pull_acking_now(subscription).await;
-            if received.is_empty() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            messages.extend(received.into_iter().filter_map(|r| r.message));
-        }
+        let received = self.pull_acking_until(subscription, expected, within).await;
+        let mut messages: Vec<PubsubMessage> =
+            received.into_iter().filter_map(|r| r.message).collect();
         tokio::time::sleep(Duration::from_millis(100)).await;
         loop {
             let received = self.pull_acking_now(subscription).await;

@@ -1,7 +1,11 @@
 //! StreamingPull sessions: open a stream, send further requests, and read
 //! responses with a time bound, so a test never hangs on a silent stream.
+//! The bounds are on Tokio's clock, so in a paused test they are virtual
+//! time: "nothing within 300 ms" costs no real time and is exact.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use baton_proto::pubsub::{ReceivedMessage, StreamingPullRequest, StreamingPullResponse};
 use tokio::sync::mpsc;

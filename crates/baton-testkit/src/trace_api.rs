@@ -25,7 +25,9 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
 }
 
 /// The detail of `trace` once the query API at `addr` knows it (the store
-/// is synchronous, but SDK exporters batch); panics after 5 s.
+/// is synchronous, but SDK exporters batch on threads of their own, which
+/// the server cannot signal: a short bounded poll, answered at the first ask
+/// when the exporter was flushed); panics after 5 s.
 pub async fn wait_for_trace(addr: SocketAddr, trace: &str) -> Value {
     for _ in 0..POLLS {
         let (status, body) = get_json(addr, &format!("/api/traces/{trace}")).await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use baton_client::{Client, ClientConfig, Endpoint, SubscriptionConfig};
 use baton_server::ServerConfig;
-use baton_testkit::process::baton_command;
+use baton_testkit::process::{baton_command, output_within};
 use baton_testkit::server::{TestServer, loopback};
 use baton_testkit::trace_api::{named, spans};
 use serde_json::Value;
@@ -238,9 +238,8 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
 
 #[test]
 fn baton_demo_once_prints_waterfalls_and_the_web_view_url() {
-    let started = Instant::now();
-    let mut child = baton_command(Path::new(env!("CARGO_BIN_EXE_baton")))
-        .args([
+    let output = output_within(
+        baton_command(Path::new(env!("CARGO_BIN_EXE_baton"))).args([
             "demo",
             "--once",
             "--port",
@@ -249,22 +248,10 @@ fn baton_demo_once_prints_waterfalls_and_the_web_view_url() {
             "0",
             "--otlp-http-port",
             "0",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("baton demo --once did not exit within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = child.wait_with_output().unwrap();
+        ]),
+        Duration::from_secs(60),
+    );
+    let status = output.status;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(status.success(), "exit {status}\n{stdout}\n{stderr}");

@@ -95,9 +95,14 @@ async fn publish(
         .map(|r| r.into_inner().message_ids)
 }
 
+/// A pull that waits up to about `wait` for messages, or (`Duration::ZERO`)
+/// answers at once with whatever is ready.
 async fn pull(channel: &Channel, sub: &str, max: i32, wait: Duration) -> Vec<ReceivedMessage> {
-    let mut request = tonic::Request::new(pull_request(&subscription_name(sub), max, false));
-    request.set_timeout(wait);
+    let immediately = wait.is_zero();
+    let mut request = tonic::Request::new(pull_request(&subscription_name(sub), max, immediately));
+    if !immediately {
+        request.set_timeout(wait);
+    }
     match subscriber(channel.clone()).pull(request).await {
         Ok(response) => response.into_inner().received_messages,
         Err(status) if status.code() == tonic::Code::DeadlineExceeded => Vec::new(),
@@ -124,7 +129,8 @@ fn id_and_data(received: &ReceivedMessage) -> (String, String) {
 }
 
 /// Pulls and acks until every id of `expected` arrived (then drains what
-/// else is ready) or `within` passed; answers every delivery, in order.
+/// else is ready, without waiting) or `within` passed; answers every
+/// delivery, in order. The pulls wait for messages, so nothing polls.
 async fn collect(
     channel: &Channel,
     sub: &str,
@@ -139,7 +145,12 @@ async fn collect(
         if left < Duration::from_millis(200) {
             break;
         }
-        let batch = pull(channel, sub, 1000, left.min(Duration::from_secs(2))).await;
+        let wait = if missing.is_empty() {
+            Duration::ZERO
+        } else {
+            left.min(Duration::from_secs(2))
+        };
+        let batch = pull(channel, sub, 1000, wait).await;
         if batch.is_empty() && missing.is_empty() {
             break;
         }
@@ -189,11 +200,15 @@ async fn acknowledged_publishes_survive_sigkill_mid_storm() {
     // id the server answered.
     let confirmed: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     let failures = Arc::new(AtomicUsize::new(0));
+    // How many publishes were confirmed, for the kill to wait on.
+    let (progress, mut confirmed_count) = tokio::sync::watch::channel(0usize);
+    let progress = Arc::new(progress);
     let mut publishers = Vec::new();
     for task in 0..8 {
         let channel = server.channel().await;
         let confirmed = confirmed.clone();
         let failures = failures.clone();
+        let progress = progress.clone();
         publishers.push(tokio::spawn(async move {
             for n in 0.. {
                 // Batches of 1 to 3 messages.
@@ -207,6 +222,7 @@ async fn acknowledged_publishes_survive_sigkill_mid_storm() {
                             let earlier = confirmed.insert(id.clone(), data);
                             assert!(earlier.is_none(), "id {id} handed out twice");
                         }
+                        progress.send_replace(confirmed.len());
                     }
                     Err(_) => {
                         failures.fetch_add(1, Ordering::Relaxed);
@@ -216,16 +232,19 @@ async fn acknowledged_publishes_survive_sigkill_mid_storm() {
             }
         }));
     }
-    // Kill once a few hundred messages were confirmed, mid-flight.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while confirmed.lock().unwrap().len() < 300 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} publishes confirmed within 20 s",
-            confirmed.lock().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Kill once a few hundred messages were confirmed, mid-flight: woken
+    // by the confirmation that reaches 300.
+    let reached = tokio::time::timeout(
+        Duration::from_secs(20),
+        confirmed_count.wait_for(|count| *count >= 300),
+    )
+    .await
+    .map(|count| *count.unwrap());
+    assert!(
+        reached.is_ok(),
+        "only {} publishes confirmed within 20 s",
+        confirmed.lock().unwrap().len()
+    );
     server.kill();
     let killed_at = confirmed.lock().unwrap().len();
     for publisher in publishers {
