@@ -432,7 +432,7 @@ async fn messages_without_a_valid_context_get_no_spans_and_are_delivered() {
 async fn round_trip(broker_spans: bool) -> Vec<SpanData> {
     let capture = SpanCapture::for_service("baton");
     let exporter = capture.exporter.clone();
-    let config = baton_testkit::virtual_time::config()
+    let config = baton_testkit::server::virtual_config()
         .with_tracer_provider(capture.provider.clone())
         .with_broker_spans(broker_spans);
     let server = TestServer::start_with(config).await;

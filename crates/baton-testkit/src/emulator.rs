@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 
-use crate::Error;
-use crate::python::PROJECT;
+use crate::error::Error;
 
 /// How long the emulator (a JVM) may take to say "Server started".
 const START_LIMIT: Duration = Duration::from_secs(120);
@@ -23,6 +22,9 @@ const START_LIMIT: Duration = Duration::from_secs(120);
 const START_ATTEMPTS: usize = 3;
 /// Lines of the emulator's log kept for error messages.
 const LOG_LINES: usize = 200;
+
+/// The project id every scenario uses.
+pub const PROJECT: &str = "baton-interop";
 
 /// The official gcloud Pub/Sub emulator, in a process group of its own.
 ///

@@ -12,7 +12,7 @@ use baton_proto::pubsub::subscriber_client::SubscriberClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Largest gRPC message the stubs send or accept: room for 10 MB messages
 /// (and pull answers holding several) plus framing.

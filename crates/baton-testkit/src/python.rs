@@ -19,12 +19,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
 
-use crate::Error;
 use crate::emulator::Emulator;
+pub use crate::emulator::PROJECT;
+use crate::error::Error;
 use crate::server::TestServer;
-
-/// The project id every scenario uses.
-pub const PROJECT: &str = "baton-interop";
 
 /// How long after its own timeout a script is killed (it dumps its threads'
 /// stacks and exits by itself at the timeout).

@@ -21,7 +21,7 @@ use serde_json::Value;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use crate::Error;
+use crate::error::Error;
 use crate::grpc::{self, try_connect};
 use crate::messages::{ack_ids, msg, pull_request, subscription_name, topic_name};
 use crate::streaming::PullStream;
@@ -33,6 +33,12 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
 /// `127.0.0.1:0`: a free loopback port, chosen when the server binds.
 pub fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A server configuration on [`loopback`] whose broker runs on
+/// [`virtual_time::clock`]: for tests on paused time.
+pub fn virtual_config() -> ServerConfig {
+    ServerConfig::new(loopback()).with_clock(virtual_time::clock())
 }
 
 /// A running in-process server plus clients for it.
@@ -68,13 +74,13 @@ impl TestServer {
     /// `#[tokio::test(start_paused = true)]` every deadline, backoff and
     /// wait of the server runs on the test's paused clock.
     pub async fn start_virtual() -> Self {
-        Self::start_with(virtual_time::config()).await
+        Self::start_with(virtual_config()).await
     }
 
     /// [`Self::start_durable`] on virtual time, like [`Self::start_virtual`]
     /// ([`Self::restart`] keeps the clock).
     pub async fn start_durable_virtual(dir: &Path) -> Self {
-        Self::start_with(virtual_time::config().with_data_dir(dir)).await
+        Self::start_with(virtual_config().with_data_dir(dir)).await
     }
 
     /// Starts a server with `config` (see [`loopback`] for its address) and

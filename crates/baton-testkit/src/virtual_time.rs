@@ -3,7 +3,8 @@
 //! A test written `#[tokio::test(start_paused = true)]` runs on a
 //! current-thread runtime whose clock stands still until every task waits;
 //! then Tokio moves it straight to the next timer. A server started with
-//! [`config`] (or [`TestServer::start_virtual`](crate::server::TestServer::start_virtual))
+//! [`virtual_config`](crate::server::virtual_config) (or
+//! [`TestServer::start_virtual`](crate::server::TestServer::start_virtual))
 //! runs its broker on a wall clock that follows that paused clock from
 //! [`start_wall`], so lease deadlines, retry backoffs, pull waits, push
 //! dispatch delays and push backoffs, publish times and span times all move
@@ -23,9 +24,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_broker::Clock;
-use baton_server::ServerConfig;
-
-use crate::server::loopback;
 
 /// How long (real time) [`settled`] keeps giving the server turns: a bound
 /// for a condition that never comes true, not a latency anyone expects.
@@ -41,11 +39,6 @@ pub fn start_wall() -> SystemTime {
 /// Tokio's clock. Call it inside the (paused) runtime it should follow.
 pub fn clock() -> Clock {
     Clock::virtual_time(start_wall())
-}
-
-/// A server configuration on [`loopback`] whose broker runs on [`clock`].
-pub fn config() -> ServerConfig {
-    ServerConfig::new(loopback()).with_clock(clock())
 }
 
 /// Gives the runtime turns (each polls the sockets and runs every ready

@@ -10,7 +10,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
-use crate::TraceStore;
+use crate::store::TraceStore;
 
 /// Service name used when the provider's resource names none.
 const DEFAULT_SERVICE: &str = "baton";

@@ -13,7 +13,7 @@
 //! [`MAX_BODY_BYTES`] inflated); other encodings get 415. gRPC compression is
 //! not supported (tonic answers `UNIMPLEMENTED`).
 
-use crate::{IngestError, IngestSummary, TraceStore};
+use crate::store::{IngestError, IngestSummary, TraceStore};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;

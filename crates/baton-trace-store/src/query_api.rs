@@ -7,7 +7,7 @@
 //! Unknown traces answer 404 with `{"error": ...}`. The shapes are those of
 //! `docs/trace-view-design.md`.
 
-use crate::TraceStore;
+use crate::store::TraceStore;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

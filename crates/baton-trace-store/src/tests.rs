@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use prost::Message;
 
 use super::*;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 type ProtoSpan = opentelemetry_proto::tonic::trace::v1::Span;
 

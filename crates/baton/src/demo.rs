@@ -145,7 +145,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "  curl -X POST {orders_url} -H 'content-type: application/json' -d '{{\"id\":7,\"item\":\"widget\",\"quantity\":1}}'"
         );
         println!("Press Ctrl-C to stop.");
-        crate::shutdown_signal().await;
+        crate::signals::shutdown_signal().await;
     }
     demo.shutdown().await?;
     server.shutdown().await?;

@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod demo;
 mod otel;
 mod pubsub_cmds;
+mod signals;
 mod trace_cmd;
 
 use std::net::{IpAddr, SocketAddr};
@@ -131,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
             pubsub_cmds::subscriptions(&client, command).await
         }
         Command::Subscribe { client, args } => {
-            pubsub_cmds::subscribe(&client, args, shutdown_signal()).await
+            pubsub_cmds::subscribe(&client, args, signals::shutdown_signal()).await
         }
         Command::Demo(args) => demo::run(args).await,
         Command::Trace { command } => trace_cmd::run(command).await,
@@ -172,36 +173,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("OTLP receiver off (--no-otlp)");
     }
     tracing::info!(%local, "ready; press Ctrl-C to stop");
-    shutdown_signal().await;
+    signals::shutdown_signal().await;
     tracing::info!("shutting down: closing streams with UNAVAILABLE");
     server.shutdown().await.context("shutting down")?;
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }
