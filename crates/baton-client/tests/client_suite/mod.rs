@@ -131,9 +131,9 @@ pub struct ClientServer {
 }
 
 impl ClientServer {
-    /// A fresh server on `127.0.0.1:0` with an empty broker, and a client.
+    /// A fresh [`virtual_server`] with an empty broker, and a client.
     pub async fn start() -> Self {
-        let kit = TestServer::start().await;
+        let kit = virtual_server().await;
         let client = client_at(kit.addr).await;
         Self { kit, client }
     }
