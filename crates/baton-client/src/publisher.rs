@@ -456,7 +456,15 @@ impl Publisher {
     /// Sends everything queued now and waits until it is published.
     pub async fn flush(&self) {
         let shared = &self.shared;
-        shared.lock().flush_requested = true;
+        {
+            let mut state = shared.lock();
+            // Nothing to send: a request left behind would make the
+            // dispatcher send the next messages at once, unbatched.
+            if state.idle() {
+                return;
+            }
+            state.flush_requested = true;
+        }
         shared.wake.notify_one();
         loop {
             let notified = shared.idle.notified();

@@ -1,17 +1,23 @@
-//! The client's admin calls against the real server: topics, subscriptions,
-//! paging, the subscription builder's settings, error codes and seek.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The client's admin calls against the real server: topics, subscriptions,
+//! paging, the subscription builder's settings, error codes, the retries of
+//! idempotent calls, and seek.
+//!
+//! The tests run on virtual time (`start_paused`, the server's wall clock
+//! following Tokio's), so retry backoffs take no real time and seeks name
+//! exact publish times.
 
 mod client_suite;
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_client::SubscriptionConfig;
 use baton_proto::pubsub::{PublishRequest, PubsubMessage, Subscription, Topic};
 use baton_proto::wkt;
-use client_suite::{ClientServer, Proxy, rpc_code};
-use tonic::Code;
+use client_suite::{ClientServer, Proxy, assert_backoff, rpc_code, server_wall};
+use tokio::time::Instant;
+use tonic::{Code, Status};
 
 fn secs(seconds: i64) -> Option<wkt::Duration> {
     Some(wkt::Duration { seconds, nanos: 0 })
@@ -24,7 +30,7 @@ fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn topic_lifecycle() {
     let server = ClientServer::start().await;
     let client = &server.client;
@@ -157,7 +163,7 @@ async fn topic_lifecycle() {
     assert_eq!(names, ["projects/p/topics/labelled"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn listing_follows_every_page() {
     let server = ClientServer::start().await;
     let mut expected = BTreeSet::new();
@@ -243,7 +249,7 @@ async fn listing_follows_every_page() {
     assert_eq!(all, subscriptions);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn subscription_settings_round_trip() {
     let server = ClientServer::start().await;
     let client = &server.client;
@@ -323,7 +329,7 @@ async fn subscription_settings_round_trip() {
     assert_eq!(got.push_config, push.push_config);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn subscription_update_list_and_delete() {
     let server = ClientServer::start().await;
     let client = &server.client;
@@ -459,7 +465,7 @@ async fn subscription_update_list_and_delete() {
     assert_eq!(listed, ["projects/p/subscriptions/auditor"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn subscription_errors_carry_the_right_codes() {
     let server = ClientServer::start().await;
     let client = &server.client;
@@ -517,7 +523,7 @@ async fn subscription_errors_carry_the_right_codes() {
         Code::NotFound
     );
     assert_eq!(
-        rpc_code(client.seek_to_time("nope", SystemTime::now()).await),
+        rpc_code(client.seek_to_time("nope", server_wall(&server)).await),
         Code::NotFound
     );
     // Nothing half-created by the failures.
@@ -531,7 +537,102 @@ async fn subscription_errors_carry_the_right_codes() {
     assert_eq!(names, ["projects/p/subscriptions/dup"]);
 }
 
-#[tokio::test]
+/// GetTopic, an idempotent call, is retried on UNAVAILABLE,
+/// DEADLINE_EXCEEDED and ABORTED with the admin backoff (100 ms, x1.3,
+/// jittered) until 60 s in total have passed; other codes fail at once.
+#[tokio::test(start_paused = true)]
+async fn idempotent_calls_are_retried_with_backoff() {
+    let server = ClientServer::start().await;
+    server.client.create_topic("retried").await.unwrap();
+    let proxy = Proxy::start(server.addr).await;
+    let client = proxy.client().await;
+    let attempts = |since: usize| -> Vec<Instant> {
+        proxy.calls_of("GetTopic")[since..]
+            .iter()
+            .map(|c| c.at)
+            .collect()
+    };
+    let backoff = |attempts: &[Instant]| {
+        assert_backoff(
+            attempts,
+            Duration::from_millis(100),
+            1.3,
+            Duration::from_secs(60),
+        )
+    };
+
+    let transient = [Code::Unavailable, Code::DeadlineExceeded, Code::Aborted];
+    proxy.set_call_fault(move |method, n| {
+        transient
+            .get(n)
+            .filter(|_| method == "GetTopic")
+            .map(|code| Status::new(*code, "injected"))
+    });
+    let started = Instant::now();
+    let topic = client.get_topic("retried").await.unwrap();
+    assert_eq!(topic.name, "projects/p/topics/retried");
+    let calls = proxy.calls_of("GetTopic");
+    let injected: Vec<Option<Code>> = calls.iter().map(|c| c.injected).collect();
+    assert_eq!(
+        injected,
+        [
+            Some(Code::Unavailable),
+            Some(Code::DeadlineExceeded),
+            Some(Code::Aborted),
+            None
+        ]
+    );
+    let times = attempts(0);
+    assert_eq!(times[0], started, "the first attempt at once");
+    backoff(&times);
+    assert_eq!(Instant::now(), times[3], "answered by the last attempt");
+
+    for code in [
+        Code::Internal,
+        Code::ResourceExhausted,
+        Code::Unknown,
+        Code::PermissionDenied,
+    ] {
+        proxy.set_call_fault(move |method, _| {
+            (method == "GetTopic").then(|| Status::new(code, "injected"))
+        });
+        let before = proxy.calls_of("GetTopic").len();
+        let started = Instant::now();
+        assert_eq!(rpc_code(client.get_topic("retried").await), code);
+        assert_eq!(attempts(before).len(), 1, "{code:?} is not retried");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    // Unavailable for good: retried until the next delay would pass the
+    // 60 s total.
+    let total = Duration::from_secs(60);
+    proxy.set_call_fault(|method, _| (method == "GetTopic").then(|| Status::unavailable("down")));
+    let before = proxy.calls_of("GetTopic").len();
+    assert_eq!(
+        rpc_code(client.get_topic("retried").await),
+        Code::Unavailable
+    );
+    let times = attempts(before);
+    let next = backoff(&times);
+    let (first, last) = (times[0], times[times.len() - 1]);
+    assert_eq!(
+        Instant::now(),
+        last,
+        "failed at once, without another sleep"
+    );
+    assert!(last - first <= total, "retried past the total timeout");
+    assert!(
+        last - first + next > total,
+        "gave up although the next retry (at most {next:?}) fitted"
+    );
+
+    proxy.clear_call_fault();
+    assert_eq!(client.get_topic("retried").await.unwrap(), topic);
+}
+
+/// Seeks to exact (virtual) publish times: what was published at or after
+/// the time comes back, what was published before stays acked.
+#[tokio::test(start_paused = true)]
 async fn seek_to_time_redelivers_what_came_later() {
     let server = ClientServer::start().await;
     let client = &server.client;
@@ -566,21 +667,37 @@ async fn seek_to_time_redelivers_what_came_later() {
         data.sort();
         data
     };
+    let publish_time = |message: &PubsubMessage| {
+        let time = message.publish_time.as_ref().unwrap();
+        UNIX_EPOCH
+            + Duration::new(
+                u64::try_from(time.seconds).unwrap(),
+                u32::try_from(time.nanos).unwrap(),
+            )
+    };
 
-    let start = SystemTime::now() - Duration::from_secs(1);
+    let start = server_wall(&server);
     publish("early").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let middle = SystemTime::now();
+    let middle = server_wall(&server);
     tokio::time::sleep(Duration::from_millis(100)).await;
+    let late = server_wall(&server);
     publish("late-1").await;
     publish("late-2").await;
+    let received = server
+        .pull_acking_all(&sub, 3, Duration::from_secs(5))
+        .await;
+    let times: Vec<(String, SystemTime)> = received
+        .iter()
+        .map(|m| (data(vec![m.clone()]).remove(0), publish_time(m)))
+        .collect();
     assert_eq!(
-        data(
-            server
-                .pull_acking_all(&sub, 3, Duration::from_secs(5))
-                .await
-        ),
-        ["early", "late-1", "late-2"]
+        times,
+        [
+            ("early".to_string(), start),
+            ("late-1".to_string(), late),
+            ("late-2".to_string(), late)
+        ]
     );
     assert!(server.pull_acking_now(&sub).await.is_empty(), "all acked");
 
@@ -602,10 +719,27 @@ async fn seek_to_time_redelivers_what_came_later() {
         ),
         ["early", "late-1", "late-2"]
     );
+    // The time goes to the server to the nanosecond: the exact publish time
+    // of the late messages brings them back, a nanosecond later does not.
+    client.seek_to_time(&sub, late).await.unwrap();
+    assert_eq!(
+        data(
+            server
+                .pull_acking_all(&sub, 2, Duration::from_secs(5))
+                .await
+        ),
+        ["late-1", "late-2"]
+    );
+    client
+        .seek_to_time(&sub, late + Duration::from_nanos(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(server.pull_acking_now(&sub).await.is_empty());
     // Seeking past everything marks it all acked again.
     client.seek_to_time(&sub, start).await.unwrap();
     client
-        .seek_to_time(&sub, SystemTime::now() + Duration::from_secs(1))
+        .seek_to_time(&sub, server_wall(&server) + Duration::from_secs(1))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -1,8 +1,14 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Behaviour of the publisher against the real server: what reaches the
 //! server (pulled with the generated stubs), how requests are batched (seen
-//! by a recording proxy), ordering under retries and failures, flow control,
-//! flush, shutdown and drop.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! by a recording proxy), the retry backoff, ordering under retries and
+//! failures, flow control, flush, shutdown and drop.
+//!
+//! The tests run on virtual time (`start_paused`): the publisher's batching
+//! delays and retry backoffs, the proxy's delays and timestamps and the
+//! server's clock share Tokio's paused clock, so the tests assert the exact
+//! virtual instants at which requests reach the server. One test measures
+//! CPU use while waiting and runs on real time.
 
 mod client_suite;
 
@@ -15,7 +21,7 @@ use baton_client::{
 };
 use baton_proto::pubsub::PubsubMessage;
 use baton_testkit::messages::{by_ordering_key as by_key, payload_size};
-use client_suite::{ClientServer, Proxy, rpc_code};
+use client_suite::{ClientServer, Proxy, assert_backoff, ms_since, rpc_code, server_wall};
 use futures::FutureExt;
 use tokio::time::{Instant, timeout};
 use tonic::{Code, Status};
@@ -104,7 +110,7 @@ fn assert_in_order_without_gaps(messages: &[PubsubMessage], expected: &HashMap<S
 
 // ----- 1. messages arrive as published ------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn every_message_arrives_exactly_as_published() {
     let server = ClientServer::start().await;
     let (topic, sub) = server.topic_and_subscription("roundtrip", true).await;
@@ -162,7 +168,7 @@ async fn every_message_arrives_exactly_as_published() {
     publisher.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn publisher_by_full_name_and_clones_share_one_queue() {
     let server = ClientServer::start().await;
     let (topic, sub) = server.topic_and_subscription("clones", false).await;
@@ -189,7 +195,7 @@ async fn publisher_by_full_name_and_clones_share_one_queue() {
 
 // ----- 2. batching ---------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn max_messages_caps_every_request() {
     let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("batch-count", false).await;
@@ -205,6 +211,7 @@ async fn max_messages_caps_every_request() {
         }),
     );
     let messages = (0..95).map(|i| Message::new(format!("m{i}"))).collect();
+    let started = Instant::now();
     let handles = publish_all(&publisher, messages).await;
     publisher.flush().await;
     let ids = resolve_ids(handles).await;
@@ -212,6 +219,10 @@ async fn max_messages_caps_every_request() {
 
     let requests = proxy.requests();
     assert!(requests.iter().all(|r| r.count <= 10), "{requests:?}");
+    assert!(
+        requests.iter().all(|r| r.at == started),
+        "a full batch goes at once, the rest on flush: none waits for max_delay"
+    );
     let mut counts: Vec<usize> = requests.iter().map(|r| r.count).collect();
     counts.sort_unstable();
     let mut expected = vec![10; 9];
@@ -237,7 +248,7 @@ async fn max_messages_caps_every_request() {
     assert_eq!(requests.iter().map(|r| r.count).sum::<usize>(), 250);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn max_bytes_caps_every_request_but_a_single_oversized_message() {
     let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("batch-bytes", false).await;
@@ -258,11 +269,16 @@ async fn max_bytes_caps_every_request_but_a_single_oversized_message() {
         (0..10).map(|_| Message::new(vec![b'a'; 100]).attribute("k".repeat(25), "v".repeat(25))),
     );
     let total = messages.len();
+    let started = Instant::now();
     let handles = publish_all(&publisher, messages).await;
     publisher.flush().await;
     assert_eq!(resolve_ids(handles).await.len(), total);
 
     let requests = proxy.requests();
+    assert!(
+        requests.iter().all(|r| r.at == started),
+        "none waits for max_delay"
+    );
     for request in &requests {
         assert!(
             request.bytes <= 1000 || request.count == 1,
@@ -285,7 +301,9 @@ async fn max_bytes_caps_every_request_but_a_single_oversized_message() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// A message that fills no batch goes out exactly `max_delay` after it was
+/// published (300 ms here, the official 10 ms by default).
+#[tokio::test(start_paused = true)]
 async fn a_lone_message_is_sent_after_max_delay() {
     let server = ClientServer::start().await;
     server.topic_and_subscription("batch-delay", false).await;
@@ -300,48 +318,46 @@ async fn a_lone_message_is_sent_after_max_delay() {
             ..Default::default()
         }),
     );
-    // Warm the connection up so the measurement is of batching alone.
-    publisher
-        .publish(Message::new("warm-up"))
-        .await
-        .await
-        .unwrap();
-    proxy.reset();
     let started = Instant::now();
     let handle = publisher.publish(Message::new("lone")).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(299)).await;
     assert!(proxy.requests().is_empty(), "sent before max_delay");
     handle.await.unwrap();
     let requests = proxy.requests();
     assert_eq!(requests.len(), 1);
-    let waited = requests[0].at - started;
-    assert!(
-        waited >= max_delay,
-        "sent after {waited:?}, before max_delay"
+    assert_eq!(
+        requests[0].at - started,
+        max_delay,
+        "sent when max_delay ran out"
     );
-    assert!(
-        waited <= max_delay + Duration::from_millis(400),
-        "sent after {waited:?}, long after max_delay"
-    );
+    assert_eq!(started.elapsed(), max_delay, "resolved with the answer");
+
+    // A second message 100 ms after the first joins its batch (the delay
+    // counts from the oldest message of the batch).
+    proxy.reset();
+    let started = Instant::now();
+    let first = publisher.publish(Message::new("first")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = publisher.publish(Message::new("second")).await;
+    resolve_ids(vec![first, second]).await;
+    let requests = proxy.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].count, 2);
+    assert_eq!(requests[0].at - started, max_delay);
 
     // The official default of 10 ms.
     let publisher = client.publisher("batch-delay");
-    publisher
-        .publish(Message::new("warm-up"))
-        .await
-        .await
-        .unwrap();
     proxy.reset();
     let started = Instant::now();
     publisher.publish(Message::new("lone")).await.await.unwrap();
-    let waited = proxy.requests()[0].at - started;
-    assert!(
-        waited <= Duration::from_millis(10 + 300),
-        "default max_delay: sent after {waited:?}"
+    assert_eq!(
+        proxy.requests()[0].at - started,
+        Duration::from_millis(10),
+        "default max_delay"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn requests_stay_within_api_limits_whatever_the_settings() {
     let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("batch-api", false).await;
@@ -358,9 +374,11 @@ async fn requests_stay_within_api_limits_whatever_the_settings() {
     let messages = (0..2500)
         .map(|i| Message::new(format!("small {i}")))
         .collect();
+    let started = Instant::now();
     let handles = publish_all(&publisher, messages).await;
     publisher.flush().await;
     assert_eq!(resolve_ids(handles).await.len(), 2500);
+    assert!(proxy.requests().iter().all(|r| r.at == started));
     let mut counts: Vec<usize> = proxy.requests().iter().map(|r| r.count).collect();
     counts.sort_unstable();
     assert_eq!(
@@ -403,9 +421,9 @@ async fn requests_stay_within_api_limits_whatever_the_settings() {
     publisher.shutdown().await;
 }
 
-// ----- 3. ordering under retries ------------------------------------------
+// ----- 3. retries and ordering under retries -------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn ordering_survives_retries() {
     let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("ordered-retries", true).await;
@@ -468,7 +486,7 @@ async fn ordering_survives_retries() {
     publisher.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn retryable_codes_are_retried_with_the_official_backoff() {
     let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("retries", false).await;
@@ -497,23 +515,31 @@ async fn retryable_codes_are_retried_with_the_official_backoff() {
             .get(call - first_call)
             .map(|code| Status::new(*code, "injected"))
     });
+    let started = Instant::now();
     publisher
         .publish(Message::new("persistent"))
         .await
         .await
         .unwrap();
-    let attempts = proxy.requests();
+    let attempts: Vec<Instant> = proxy.requests().iter().map(|r| r.at).collect();
     assert_eq!(attempts.len(), retryable.len() + 1, "one retry per failure");
-    // 100 ms, x1.3 each time, jittered to between half and all of it.
-    let mut nominal = Duration::from_millis(100);
-    for pair in attempts.windows(2) {
-        let gap = pair[1].at - pair[0].at;
-        assert!(
-            gap >= nominal / 2 && gap <= nominal + Duration::from_millis(150),
-            "gap {gap:?}, nominal backoff {nominal:?}"
-        );
-        nominal = nominal.mul_f64(1.3);
-    }
+    assert_eq!(
+        attempts[0] - started,
+        Duration::from_millis(10),
+        "max_delay"
+    );
+    // The official backoff: 100 ms, x1.3 each time (up to 60 s).
+    assert_backoff(
+        &attempts,
+        Duration::from_millis(100),
+        1.3,
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        Instant::now(),
+        attempts[attempts.len() - 1],
+        "resolved by the answer to the last attempt"
+    );
 
     for code in [
         Code::InvalidArgument,
@@ -531,39 +557,96 @@ async fn retryable_codes_are_retried_with_the_official_backoff() {
         assert_eq!(proxy.requests().len(), 1, "{code:?} is not retried");
     }
 
+    // Custom settings: 1 s, doubling, at most 3 s. The jitter ranges of
+    // the first delays do not overlap, so the multiplier shows.
+    let custom = client.publisher_with(
+        "retries",
+        PublisherConfig {
+            retry: baton_client::retry::RetrySettings {
+                initial_backoff: Duration::from_secs(1),
+                multiplier: 2.0,
+                max_backoff: Duration::from_secs(3),
+                total_timeout: Duration::from_secs(600),
+            },
+            ..Default::default()
+        },
+    );
+    proxy.reset();
+    let first_call = proxy.calls();
+    proxy
+        .set_fault(move |call, _| (call - first_call < 5).then(|| Status::unavailable("injected")));
+    custom.publish(Message::new("custom")).await.await.unwrap();
+    let attempts: Vec<Instant> = proxy.requests().iter().map(|r| r.at).collect();
+    assert_eq!(attempts.len(), 6);
+    // Nominal 1, 2, 3 (capped), 3, 3 s.
+    assert_backoff(
+        &attempts,
+        Duration::from_secs(1),
+        2.0,
+        Duration::from_secs(3),
+    );
+
     // A publisher gives up once the total timeout would be exceeded.
+    let total = Duration::from_millis(400);
     let impatient = client.publisher_with(
         "retries",
         PublisherConfig {
             retry: baton_client::retry::RetrySettings {
-                total_timeout: Duration::from_millis(400),
+                total_timeout: total,
                 ..Default::default()
             },
             ..Default::default()
         },
     );
+    proxy.reset();
     proxy.set_fault(|_, _| Some(Status::unavailable("injected")));
-    let started = Instant::now();
     let result = impatient.publish(Message::new("never")).await.await;
     assert_eq!(rpc_code(result), Code::Unavailable);
+    let attempts: Vec<Instant> = proxy.requests().iter().map(|r| r.at).collect();
+    let next = assert_backoff(
+        &attempts,
+        Duration::from_millis(100),
+        1.3,
+        Duration::from_secs(60),
+    );
+    let (first, last) = (attempts[0], attempts[attempts.len() - 1]);
+    assert_eq!(
+        Instant::now(),
+        last,
+        "failed at once, without another sleep"
+    );
+    assert!(last - first <= total, "retried past the total timeout");
     assert!(
-        started.elapsed() < Duration::from_millis(1000),
-        "{:?}",
-        started.elapsed()
+        last - first + next > total,
+        "gave up although the next retry (at most {next:?}) fitted"
+    );
+    // Three retries take at most 100 + 130 + 169 ms, so they always fit; a
+    // fifth would take at least 50 + 65 + 84.5 + 109.9 + 142.8 ms.
+    assert!(
+        (4..=5).contains(&attempts.len()),
+        "{} attempts",
+        attempts.len()
     );
 
     proxy.clear_fault();
     let received = server
-        .pull_acking_all(&sub, 2, Duration::from_secs(5))
+        .pull_acking_all(&sub, 3, Duration::from_secs(5))
         .await;
     let mut data: Vec<_> = received.iter().map(|m| m.data.to_vec()).collect();
     data.sort();
-    assert_eq!(data, [b"persistent".to_vec(), b"warm-up".to_vec()]);
+    assert_eq!(
+        data,
+        [
+            b"custom".to_vec(),
+            b"persistent".to_vec(),
+            b"warm-up".to_vec()
+        ]
+    );
 }
 
 // ----- 4. non-retryable failures pause a key --------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_failed_ordered_publish_pauses_its_key_until_resumed() {
     let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("paused", true).await;
@@ -575,8 +658,10 @@ async fn a_failed_ordered_publish_pauses_its_key_until_resumed() {
     let client = proxy.client().await;
     let publisher = client.publisher_with("paused", ordered());
 
+    let started = Instant::now();
     let bad1 = publisher.publish(seq_message("bad", 1)).await;
-    // bad/1 is in flight now; these wait behind it.
+    // bad/1 is in flight from 10 ms (max_delay) to 210 ms (the proxy's
+    // delay); these wait behind it.
     tokio::time::sleep(Duration::from_millis(60)).await;
     let bad2 = publisher.publish(seq_message("bad", 2)).await;
     let bad3 = publisher.publish(seq_message("bad", 3)).await;
@@ -584,30 +669,46 @@ async fn a_failed_ordered_publish_pauses_its_key_until_resumed() {
     let unordered = publisher.publish(Message::new("no key")).await;
 
     assert_eq!(rpc_code(bad1.await), Code::InvalidArgument);
+    assert_eq!(ms_since(started, Instant::now()), 210);
     for queued in [bad2, bad3] {
-        match queued.await {
-            Err(Error::OrderingKeyPaused(key)) => assert_eq!(key, "bad"),
+        match tokio::task::unconstrained(queued).now_or_never() {
+            Some(Err(Error::OrderingKeyPaused(key))) => assert_eq!(key, "bad"),
             other => panic!("queued behind a failure: {other:?}"),
         }
     }
     good1.await.unwrap();
     unordered.await.unwrap();
+    // Sent at 70 ms, answered at 270 ms: the failure held up no other key.
+    assert_eq!(ms_since(started, Instant::now()), 270);
+    let bad_requests: Vec<u64> = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.ordering_keys.iter().any(|k| k == "bad"))
+        .map(|r| ms_since(started, r.at))
+        .collect();
+    assert_eq!(
+        bad_requests,
+        [10],
+        "the queued bad/2 and bad/3 were never sent"
+    );
 
     // The key stays paused, at once and without a round trip.
+    let calls = proxy.calls();
     let later = publisher.publish(seq_message("bad", 4)).await;
-    match timeout(Duration::from_millis(100), later).await {
-        Ok(Err(Error::OrderingKeyPaused(key))) => assert_eq!(key, "bad"),
+    match tokio::task::unconstrained(later).now_or_never() {
+        Some(Err(Error::OrderingKeyPaused(key))) => assert_eq!(key, "bad"),
         other => panic!("publish on a paused key: {other:?}"),
     }
+    assert_eq!(proxy.calls(), calls);
     publisher
         .publish(seq_message("good", 1))
         .await
         .await
         .unwrap();
     // A paused key does not hold up flush.
-    timeout(Duration::from_secs(5), publisher.flush())
-        .await
-        .unwrap();
+    let flushed = Instant::now();
+    publisher.flush().await;
+    assert_eq!(flushed.elapsed(), Duration::ZERO);
 
     proxy.clear_fault();
     proxy.set_delay(Duration::ZERO);
@@ -635,7 +736,7 @@ async fn a_failed_ordered_publish_pauses_its_key_until_resumed() {
     assert_eq!(data, ["bad/5", "bad/6", "good/0", "good/1", "no key"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn publishing_to_a_deleted_topic_fails_with_not_found() {
     let server = ClientServer::start().await;
     server.topic_and_subscription("deleted", false).await;
@@ -679,7 +780,7 @@ async fn publishing_to_a_deleted_topic_fails_with_not_found() {
 
 // ----- 5. flow control and validation ----------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn block_limits_outstanding_messages_and_bytes() {
     let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("block", false).await;
@@ -704,25 +805,44 @@ async fn block_limits_outstanding_messages_and_bytes() {
         .map(|i| Message::new(format!("blocked {i}")))
         .collect();
     let handles = publish_all(&publisher, messages).await;
-    // Publishing 30 with 5 outstanding waits for at least 5 round trips.
-    assert!(
-        started.elapsed() >= Duration::from_millis(500),
-        "publish did not block"
-    );
+    // Five at a time: each five wait 10 ms (max_delay) and 100 ms (the
+    // round trip) before the next five get room, so publishing the last
+    // five waits for five such rounds.
+    assert_eq!(ms_since(started, Instant::now()), 550, "publish blocks");
     resolve_ids(handles).await;
     let max = proxy.max_in_flight_messages();
-    assert!((1..=5).contains(&max), "{max} messages in flight");
+    assert_eq!(max, 5, "messages in flight");
+    let rounds: Vec<(u64, usize)> = proxy
+        .requests()
+        .iter()
+        .map(|r| (ms_since(started, r.at), r.count))
+        .collect();
+    assert_eq!(
+        rounds,
+        [(10, 5), (120, 5), (230, 5), (340, 5), (450, 5), (560, 5)]
+    );
 
     proxy.reset();
     let publisher = client.publisher_with(
         "block",
         flow_control(None, Some(1000), LimitExceededBehavior::Block),
     );
+    let started = Instant::now();
     let messages = (0..12).map(|_| Message::new(vec![b'b'; 300])).collect();
     let handles = publish_all(&publisher, messages).await;
     resolve_ids(handles).await;
     let max = proxy.max_in_flight_bytes();
-    assert!((300..=1000).contains(&max), "{max} bytes in flight");
+    assert_eq!(max, 900, "bytes in flight");
+    let rounds: Vec<(u64, usize)> = proxy
+        .requests()
+        .iter()
+        .map(|r| (ms_since(started, r.at), r.count))
+        .collect();
+    assert_eq!(
+        rounds,
+        [(10, 3), (120, 3), (230, 3), (340, 3)],
+        "three at a time"
+    );
 
     assert_eq!(
         server
@@ -733,7 +853,7 @@ async fn block_limits_outstanding_messages_and_bytes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn error_behavior_fails_publishes_over_the_limit() {
     let server = ClientServer::start().await;
     server.topic_and_subscription("errors", false).await;
@@ -748,11 +868,14 @@ async fn error_behavior_fails_publishes_over_the_limit() {
     let messages = (0..5).map(|i| Message::new(format!("ok {i}"))).collect();
     let handles = publish_all(&publisher, messages).await;
     let over = publisher.publish(Message::new("one too many")).await;
-    match timeout(Duration::from_millis(100), over).await {
-        Ok(Err(Error::FlowControlLimit(_))) => {}
+    match tokio::task::unconstrained(over).now_or_never() {
+        Some(Err(Error::FlowControlLimit(_))) => {}
         other => panic!("expected FlowControlLimit at once, got {other:?}"),
     }
+    let started = Instant::now();
     resolve_ids(handles).await;
+    // Answered after max_delay and the proxy's delay.
+    assert_eq!(ms_since(started, Instant::now()), 310);
     // Room again once the earlier ones are published.
     publisher
         .publish(Message::new("later"))
@@ -788,7 +911,7 @@ async fn error_behavior_fails_publishes_over_the_limit() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn invalid_publishes_fail_without_a_round_trip() {
     let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("invalid", false).await;
@@ -797,15 +920,14 @@ async fn invalid_publishes_fail_without_a_round_trip() {
         let publisher = server
             .client
             .publisher_with("invalid", flow_control(None, Some(100), behavior));
-        let handle = timeout(
-            Duration::from_secs(2),
-            publisher.publish(Message::new(vec![b'x'; 101])),
-        )
-        .await
-        .expect("a message over the byte limit must not block");
-        match handle.await {
-            Err(Error::MessageTooLarge { size, limit }) => assert_eq!((size, limit), (101, 100)),
-            other => panic!("{behavior:?}: expected MessageTooLarge, got {other:?}"),
+        let handle = tokio::task::unconstrained(publisher.publish(Message::new(vec![b'x'; 101])))
+            .now_or_never()
+            .expect("a message over the byte limit must not block");
+        match tokio::task::unconstrained(handle).now_or_never() {
+            Some(Err(Error::MessageTooLarge { size, limit })) => {
+                assert_eq!((size, limit), (101, 100));
+            }
+            other => panic!("{behavior:?}: expected MessageTooLarge at once, got {other:?}"),
         }
         publisher
             .publish(Message::new(vec![b'x'; 100]))
@@ -853,7 +975,7 @@ async fn invalid_publishes_fail_without_a_round_trip() {
 
 // ----- 6. flush, shutdown, drop ----------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn flush_waits_for_everything() {
     let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("flush", true).await;
@@ -872,9 +994,9 @@ async fn flush_waits_for_everything() {
         },
     );
     // Flushing an idle publisher returns at once.
-    timeout(Duration::from_secs(1), publisher.flush())
-        .await
-        .unwrap();
+    let idle = Instant::now();
+    publisher.flush().await;
+    assert_eq!(idle.elapsed(), Duration::ZERO);
 
     let mut expected: HashMap<String, usize> = HashMap::new();
     let mut handles = Vec::new();
@@ -885,12 +1007,34 @@ async fn flush_waits_for_everything() {
         *seq += 1;
     }
     let started = Instant::now();
-    timeout(Duration::from_secs(10), publisher.flush())
-        .await
-        .expect("flush does not wait for max_delay");
-    assert!(
-        started.elapsed() >= Duration::from_millis(100),
-        "flush returned before a round trip"
+    publisher.flush().await;
+    // Each key has 75 messages: a full batch of 50 went out as soon as it
+    // filled; flush sends the other 25 at once without a key (answered at
+    // 100 ms), and for each ordering key behind its first batch (sent at
+    // 100 ms, answered at 200 ms). Not a word of the 30 s max_delay.
+    assert_eq!(
+        ms_since(started, Instant::now()),
+        200,
+        "flush returned before every round trip, or waited for max_delay"
+    );
+    let mut sent: Vec<(u64, usize)> = proxy
+        .requests()
+        .iter()
+        .map(|r| (ms_since(started, r.at), r.count))
+        .collect();
+    sent.sort_unstable();
+    assert_eq!(
+        sent,
+        [
+            (0, 25),
+            (0, 50),
+            (0, 50),
+            (0, 50),
+            (0, 50),
+            (100, 25),
+            (100, 25),
+            (100, 25)
+        ]
     );
     for (i, handle) in handles.into_iter().enumerate() {
         match tokio::task::unconstrained(handle).now_or_never() {
@@ -905,7 +1049,7 @@ async fn flush_waits_for_everything() {
     assert_in_order_without_gaps(&received, &expected);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_loses_nothing() {
     let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("shutdown", true).await;
@@ -927,9 +1071,13 @@ async fn shutdown_loses_nothing() {
         handles.push(publisher.publish(seq_message(key, *seq)).await);
         *seq += 1;
     }
-    timeout(Duration::from_secs(10), publisher.shutdown())
-        .await
-        .expect("shutdown does not wait for max_delay");
+    let started = Instant::now();
+    publisher.shutdown().await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "shutdown does not wait for max_delay"
+    );
     for (i, handle) in handles.into_iter().enumerate() {
         assert!(
             matches!(
@@ -946,7 +1094,7 @@ async fn shutdown_loses_nothing() {
     assert_in_order_without_gaps(&received, &expected);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn dropping_the_publisher_still_delivers_what_was_queued() {
     let server = ClientServer::start().await;
     let (_, sub) = server.topic_and_subscription("dropped", false).await;
@@ -959,12 +1107,22 @@ async fn dropping_the_publisher_still_delivers_what_was_queued() {
     );
     let messages = (0..250).map(|i| Message::new(format!("d{i}"))).collect();
     let handles = publish_all(&publisher, messages).await;
+    let dropped_at = server_wall(&server);
     drop(publisher);
-    // Well within max_delay: the drop sends the partial batch at once.
     let received = server
         .pull_acking_all(&sub, 250, Duration::from_secs(5))
         .await;
     assert_eq!(received.len(), 250);
+    // Far from max_delay: the drop sent the partial batch at once.
+    for message in &received {
+        let published = message.publish_time.as_ref().unwrap();
+        let published = std::time::UNIX_EPOCH
+            + Duration::new(
+                u64::try_from(published.seconds).unwrap(),
+                u32::try_from(published.nanos).unwrap(),
+            );
+        assert_eq!(published, dropped_at, "published later than the drop");
+    }
     assert_eq!(
         resolve_ids(handles).await.len(),
         250,
@@ -974,7 +1132,9 @@ async fn dropping_the_publisher_still_delivers_what_was_queued() {
 
 /// While an ordered key waits for its in-flight batch, the dispatcher must
 /// sleep rather than spin. Runs on a current-thread runtime so the test
-/// thread's CPU time is everything the client, proxy and server used.
+/// thread's CPU time is everything the client, proxy and server used. The
+/// one test on real time: on a paused clock a spinning task would stop
+/// virtual time and hang the test instead of failing it. It waits 0.6 s.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "current_thread")]
 async fn waiting_behind_an_in_flight_batch_does_not_spin() {
@@ -992,14 +1152,17 @@ async fn waiting_behind_an_in_flight_batch_does_not_spin() {
     let publisher = client.publisher_with("no-spin", ordered());
     publisher.publish(seq_message("k", 0)).await.await.unwrap();
 
-    proxy.set_delay(Duration::from_millis(1000));
+    proxy.set_delay(Duration::from_millis(600));
     let first = publisher.publish(seq_message("k", 1)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let second = publisher.publish(seq_message("k", 2)).await;
     let before = thread_cpu_ticks();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
     let used = thread_cpu_ticks() - before;
-    // Clock ticks are 10 ms; a spinning dispatcher burns about 70 of them.
-    assert!(used < 25, "{used} ticks of CPU while waiting");
+    // Clock ticks are 10 ms; a spinning dispatcher burns about 45 of them,
+    // a sleeping one none.
+    assert!(used < 15, "{used} ticks of CPU while waiting");
+    // The second batch, sent once the first is answered, need not wait.
+    proxy.set_delay(Duration::ZERO);
     resolve_ids(vec![first, second]).await;
 }

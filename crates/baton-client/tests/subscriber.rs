@@ -1,15 +1,22 @@
-//! The subscriber against the real server, in-process: StreamingPull
-//! delivery and acks, nack and redelivery, lease extension, flow control,
-//! ordering keys, reconnecting across a server restart, shutdown, exactly-
-//! once delivery and unary pull.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The subscriber against the real server, in-process: StreamingPull
+//! delivery and acks, receipt modacks and ack batching, nack and
+//! redelivery, lease extension and its maximum, flow control, ordering
+//! keys, reconnecting across a server restart, shutdown, exactly-once
+//! delivery and unary pull.
+//!
+//! Every test runs on virtual time (`start_paused`): the client's lease
+//! ticks, ack flushes and handlers' sleeps, the server's lease deadlines and
+//! the proxy's timestamps share Tokio's paused clock, so a handler that runs
+//! 25 s takes no real time and the tests assert the exact virtual instants
+//! at which modacks, acks and redeliveries reach the server.
 
 mod client_suite;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use baton_client::proto::{Subscription, Topic};
 use baton_client::{
@@ -18,21 +25,26 @@ use baton_client::{
 };
 use baton_testkit::server::TestServer;
 use baton_testkit::spans::SpanCapture;
-use client_suite::client_at;
+use client_suite::{Proxy, SettleKind, client_at, ms_since, server_wall, virtual_server};
 use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-/// A server with one topic and one subscription configured by `configure`.
+/// A server on virtual time with one topic and one subscription configured
+/// by `configure`, and a client whose every call goes through a recording
+/// proxy.
 struct Setup {
     server: TestServer,
+    proxy: Proxy,
     client: Client,
     topic: String,
     subscription: String,
 }
 
 async fn setup(configure: impl FnOnce(SubscriptionConfig) -> SubscriptionConfig) -> Setup {
-    let server = TestServer::start().await;
-    let client = client_at(server.addr).await;
+    let server = virtual_server().await;
+    let proxy = Proxy::start(server.addr).await;
+    let client = proxy.client().await;
     client.create_topic("events").await.unwrap();
     client
         .create_subscription(configure(SubscriptionConfig::new("worker", "events")))
@@ -40,10 +52,22 @@ async fn setup(configure: impl FnOnce(SubscriptionConfig) -> SubscriptionConfig)
         .unwrap();
     Setup {
         server,
+        proxy,
         client,
         topic: "events".to_string(),
         subscription: "worker".to_string(),
     }
+}
+
+/// The settle calls the server got, as (virtual ms since `since`, kind,
+/// number of ack ids).
+fn settles_since(proxy: &Proxy, since: Instant) -> Vec<(u64, SettleKind, usize)> {
+    proxy
+        .settled()
+        .iter()
+        .filter(|s| s.at >= since)
+        .map(|s| (ms_since(since, s.at), s.kind, s.ack_ids.len()))
+        .collect()
 }
 
 async fn publish(
@@ -116,10 +140,13 @@ struct Seen {
     publish_time: SystemTime,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Every message arrives once with what was published; the receipt modack
+/// goes out the instant the messages arrive, and the handlers' acks wait
+/// the acker's flush interval (100 ms) to go out together in one call.
+#[tokio::test(start_paused = true)]
 async fn receives_and_acks_everything_exactly_as_published() {
     let s = setup(|c| c).await;
-    let before = SystemTime::now() - Duration::from_secs(1);
+    let published_at = server_wall(&s.server);
     let messages: Vec<Message> = (0..50)
         .map(|i| {
             Message::new(format!("payload {i}"))
@@ -129,6 +156,7 @@ async fn receives_and_acks_everything_exactly_as_published() {
         .collect();
     let ids = publish(&s.client, &s.topic, messages, false).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let subscribed = Instant::now();
     let handle = s
         .client
         .subscriber(&s.subscription)
@@ -160,8 +188,28 @@ async fn receives_and_acks_everything_exactly_as_published() {
         assert_eq!(seen.attributes["kind"], "test");
         assert_eq!(seen.ordering_key, "");
         assert_eq!(seen.attempt, None);
-        assert!(seen.publish_time >= before && seen.publish_time <= SystemTime::now());
+        // The batch left the publisher after its 10 ms max_delay.
+        assert_eq!(
+            seen.publish_time,
+            published_at + Duration::from_millis(10),
+            "publish time of message {i}"
+        );
     }
+    // Everything was delivered the instant the stream opened, and handled
+    // at once.
+    let delivered = s.proxy.delivered();
+    assert_eq!(delivered.len(), 50);
+    assert!(
+        delivered.iter().all(|d| d.at == subscribed),
+        "{delivered:?}"
+    );
+    assert_eq!(Instant::now(), subscribed, "handled without waiting");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        settles_since(&s.proxy, subscribed),
+        [(0, SettleKind::Modack(10), 50), (100, SettleKind::Ack, 50)],
+        "receipt modack at once, then the acks batched for the 100 ms flush interval"
+    );
     handle.shutdown().await.unwrap();
     // Acked for good: nothing comes back.
     let again = pull_until_quiet(&s.client, &s.subscription, Duration::from_millis(500)).await;
@@ -170,7 +218,7 @@ async fn receives_and_acks_everything_exactly_as_published() {
     s.server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn nack_and_drop_lead_to_redelivery() {
     let s = setup(|c| c).await;
     let ids = publish(&s.client, &s.topic, vec![Message::new("again")], false).await;
@@ -200,24 +248,47 @@ async fn nack_and_drop_lead_to_redelivery() {
     assert!(seen.iter().all(|(id, _)| *id == ids[0]));
     let ack_ids: HashSet<&String> = seen.iter().map(|(_, ack)| ack).collect();
     assert_eq!(ack_ids.len(), 3, "each delivery has its own ack id");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A nack (explicit or by drop) waits for the acker's 100 ms flush, and
+    // the server redelivers the moment it arrives.
+    let delivered = s.proxy.delivered();
+    let first = delivered[0].at;
+    let times: Vec<u64> = delivered.iter().map(|d| ms_since(first, d.at)).collect();
+    assert_eq!(times, [0, 100, 200]);
+    let nacks: Vec<(u64, SettleKind, usize)> = settles_since(&s.proxy, first)
+        .into_iter()
+        .filter(|(_, kind, _)| *kind == SettleKind::Modack(0))
+        .collect();
+    assert_eq!(
+        nacks,
+        [
+            (100, SettleKind::Modack(0), 1),
+            (200, SettleKind::Modack(0), 1)
+        ]
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(
         deliveries.load(Ordering::SeqCst),
         3,
         "acked on the third delivery"
     );
+    assert_eq!(s.proxy.delivered().len(), 3);
     handle.shutdown().await.unwrap();
 }
 
-/// The subscription's ack deadline is 10 s and the handler takes 13 s: the
-/// lease is extended, so the message is not redelivered meanwhile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The subscription's ack deadline is 10 s and the handler takes 25 s: the
+/// lease is extended, so the message is not redelivered meanwhile. The
+/// lease task looks every 500 ms and extends a lease 2.5 s (a quarter of the
+/// 10 s deadline) before it ends; each extension then waits the acker's
+/// 100 ms flush. So the server sees, from the receipt at 0: the receipt
+/// modack at 0, extensions at 7.6 s, 15.1 s and 22.6 s, the ack at 25.1 s.
+#[tokio::test(start_paused = true)]
 async fn lease_extension_keeps_a_slow_message() {
     let s = setup(|c| c.ack_deadline(Duration::from_secs(10))).await;
     publish(&s.client, &s.topic, vec![Message::new("slow")], false).await;
     let deliveries = Arc::new(AtomicUsize::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let counter = deliveries.clone();
+    let subscribed = Instant::now();
     let handle = s
         .client
         .subscriber(&s.subscription)
@@ -225,19 +296,38 @@ async fn lease_extension_keeps_a_slow_message() {
             counter.fetch_add(1, Ordering::SeqCst);
             let tx = tx.clone();
             async move {
-                tokio::time::sleep(Duration::from_secs(13)).await;
+                let started = Instant::now();
+                tokio::time::sleep(Duration::from_secs(25)).await;
                 let result = message.ack_with_result().await;
-                tx.send(result).unwrap();
+                tx.send((started, result)).unwrap();
             }
         });
-    let results = collect(&mut rx, 1, Duration::from_secs(25)).await;
-    assert_eq!(results, [Ok(())]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let results = collect(&mut rx, 1, Duration::from_secs(40)).await;
+    assert_eq!(results, [(subscribed, Ok(()))]);
+    assert_eq!(
+        ms_since(subscribed, Instant::now()),
+        25_100,
+        "the ack was confirmed after its flush"
+    );
+    let extend = SettleKind::Modack(10);
+    assert_eq!(
+        settles_since(&s.proxy, subscribed),
+        [
+            (0, extend, 1),
+            (7_600, extend, 1),
+            (15_100, extend, 1),
+            (22_600, extend, 1),
+            (25_100, SettleKind::Ack, 1),
+        ]
+    );
+    // Never redelivered, during the handler or after the ack.
+    tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(
         deliveries.load(Ordering::SeqCst),
         1,
         "redelivered during the handler"
     );
+    assert_eq!(s.proxy.delivered().len(), 1);
     handle.shutdown().await.unwrap();
     assert_eq!(s.server.backlog("projects/p/subscriptions/worker"), 0);
 }
@@ -246,7 +336,7 @@ async fn lease_extension_keeps_a_slow_message() {
 /// redelivers the message after its deadline although the first handler
 /// still runs. The first delivery's subscribe span ends as `expired`, and
 /// its process span records the `expired` event.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn leases_stop_after_the_maximum_extension() {
     let s = setup(|c| c.ack_deadline(Duration::from_secs(10))).await;
     publish(&s.client, &s.topic, vec![Message::new("held")], false).await;
@@ -268,7 +358,7 @@ async fn leases_stop_after_the_maximum_extension() {
             let attempt = counter.fetch_add(1, Ordering::SeqCst);
             let tx = tx.clone();
             async move {
-                tx.send(started.elapsed()).unwrap();
+                tx.send(ms_since(started, Instant::now())).unwrap();
                 if attempt == 0 {
                     tokio::time::sleep(Duration::from_secs(12)).await;
                 }
@@ -276,14 +366,31 @@ async fn leases_stop_after_the_maximum_extension() {
             }
         });
     let times = collect(&mut rx, 2, Duration::from_secs(20)).await;
-    assert!(times[0] < Duration::from_secs(3));
-    assert!(
-        times[1] >= Duration::from_secs(9) && times[1] < Duration::from_secs(12),
-        "redelivered after {:?}",
-        times[1]
-    );
-    // Waits for the first handler, which acks the expired delivery.
+    // Received at once; never extended past the receipt modack (1 s of
+    // extension is over before the first extension is due at 7.5 s); the
+    // client lets the lease go when it ends at 10 s, and the server
+    // redelivers right then.
+    assert_eq!(times, [0, 10_000], "deliveries (ms)");
+    let delivered: Vec<u64> = s
+        .proxy
+        .delivered()
+        .iter()
+        .map(|d| ms_since(started, d.at))
+        .collect();
+    assert_eq!(delivered, [0, 10_000]);
+    // Waits for the first handler, which acks the expired delivery at 12 s.
     handle.shutdown().await.unwrap();
+    assert_eq!(ms_since(started, Instant::now()), 12_000);
+    assert_eq!(
+        settles_since(&s.proxy, started),
+        [
+            (0, SettleKind::Modack(10), 1),
+            (10_000, SettleKind::Modack(10), 1),
+            (10_100, SettleKind::Ack, 1),
+            (12_000, SettleKind::Ack, 1),
+        ],
+        "receipt modacks and acks only: no extension"
+    );
     let spans = exporter.get_finished_spans().unwrap();
     let result_of = |span: &SpanData| {
         span.attributes
@@ -310,9 +417,11 @@ async fn leases_stop_after_the_maximum_extension() {
     let _ = provider.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flow_control_limits_outstanding_messages() {
-    let s = setup(|c| c).await;
+/// Runs 12 messages through a subscriber limited to 2 outstanding messages
+/// whose handlers take 100 ms each and ack; answers the handlers' start
+/// times (virtual ms since subscribing, sorted) and the most that ran at
+/// once.
+async fn run_with_flow_control_of_two(s: &Setup) -> (Vec<u64>, usize) {
     publish(
         &s.client,
         &s.topic,
@@ -327,30 +436,77 @@ async fn flow_control_limits_outstanding_messages() {
         .with_flow_control(2, 0)
         .with_max_concurrent_handlers(10);
     let (r, m) = (running.clone(), most.clone());
+    let subscribed = Instant::now();
     let handle = s
         .client
         .subscriber_with(&s.subscription, config)
         .subscribe(move |message| {
             let (running, most, tx) = (r.clone(), m.clone(), tx.clone());
             async move {
+                let started = Instant::now();
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 running.fetch_sub(1, Ordering::SeqCst);
-                tx.send(message.message_id().to_string()).unwrap();
+                tx.send((message.message_id().to_string(), started))
+                    .unwrap();
                 message.ack();
             }
         });
-    let ids: HashSet<String> = collect(&mut rx, 12, Duration::from_secs(30))
-        .await
-        .into_iter()
-        .collect();
+    let seen = collect(&mut rx, 12, Duration::from_secs(30)).await;
+    let ids: HashSet<&String> = seen.iter().map(|(id, _)| id).collect();
     assert_eq!(ids.len(), 12);
-    assert_eq!(most.load(Ordering::SeqCst), 2, "at most 2 handlers at once");
     handle.shutdown().await.unwrap();
+    let mut starts: Vec<u64> = seen
+        .iter()
+        .map(|(_, at)| ms_since(subscribed, *at))
+        .collect();
+    starts.sort_unstable();
+    (starts, most.load(Ordering::SeqCst))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The client tells the server its limit of 2 outstanding messages in the
+/// stream's first request, and the server holds the rest until acks reach
+/// it: each pair runs 100 ms and its acks wait the 100 ms flush, so a new
+/// pair arrives and starts every 200 ms.
+#[tokio::test(start_paused = true)]
+async fn flow_control_limits_outstanding_messages() {
+    let s = setup(|c| c).await;
+    let (starts, most) = run_with_flow_control_of_two(&s).await;
+    assert_eq!(most, 2, "at most 2 handlers at once");
+    assert_eq!(
+        starts,
+        [0, 0, 200, 200, 400, 400, 600, 600, 800, 800, 1000, 1000]
+    );
+    let first = &s.proxy.stream_requests()[0];
+    assert_eq!(first.max_outstanding_messages, 2);
+}
+
+/// The same with the limits taken out of the stream's first request, so the
+/// server sends all 12 at once: the client's own flow control runs 2 at a
+/// time and lets the next one go the instant a handler acks (not when the
+/// ack reaches the server), so a new pair starts every 100 ms.
+#[tokio::test(start_paused = true)]
+async fn client_flow_control_releases_on_ack() {
+    let s = setup(|c| c).await;
+    s.proxy.strip_stream_flow_control();
+    let (starts, most) = run_with_flow_control_of_two(&s).await;
+    assert_eq!(s.proxy.delivered().len(), 12);
+    assert!(
+        s.proxy
+            .delivered()
+            .iter()
+            .all(|d| d.at == s.proxy.delivered()[0].at),
+        "all delivered at once"
+    );
+    assert_eq!(most, 2, "at most 2 handlers at once");
+    assert_eq!(
+        starts,
+        [0, 0, 100, 100, 200, 200, 300, 300, 400, 400, 500, 500]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn ordering_keys_are_handled_one_at_a_time_in_order() {
     let s = setup(|c| c.message_ordering(true)).await;
     let keys = ["a", "b", "c", "d"];
@@ -406,16 +562,17 @@ async fn ordering_keys_are_handled_one_at_a_time_in_order() {
 }
 
 /// The server goes away mid-stream (UNAVAILABLE) and a new one comes up on
-/// the same port: the same handle reconnects and keeps receiving.
-/// Single-threaded so the new server's topic and subscription exist before
-/// the subscriber can reach it.
-#[tokio::test(flavor = "current_thread")]
+/// the same port: the same handle reconnects and keeps receiving. The
+/// client talks to the server directly (no proxy) so the stream really
+/// breaks. The runtime is single-threaded, so the new server's topic and
+/// subscription exist before the subscriber can reach it.
+#[tokio::test(start_paused = true)]
 async fn reconnects_after_a_server_restart() {
     let s = setup(|c| c).await;
     let addr = s.server.addr;
+    let client = client_at(addr).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let handle = s
-        .client
+    let handle = client
         .subscriber(&s.subscription)
         .subscribe(move |message| {
             let tx = tx.clone();
@@ -425,15 +582,17 @@ async fn reconnects_after_a_server_restart() {
                 message.ack();
             }
         });
-    publish(&s.client, &s.topic, vec![Message::new("before")], false).await;
+    publish(&client, &s.topic, vec![Message::new("before")], false).await;
     assert_eq!(
         collect(&mut rx, 1, Duration::from_secs(10)).await,
         ["before"]
     );
-    // Let the ack reach the first server.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The ack reaches the first server after the 100 ms flush.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(s.server.backlog("projects/p/subscriptions/worker"), 0);
     s.server.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A while without a server: the handle keeps trying.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(!handle.is_finished());
 
     let server = TestServer::start_on(addr).await;
@@ -452,7 +611,7 @@ async fn reconnects_after_a_server_restart() {
             ..Default::default()
         })
         .unwrap();
-    publish(&s.client, &s.topic, vec![Message::new("after")], false).await;
+    publish(&client, &s.topic, vec![Message::new("after")], false).await;
     assert_eq!(
         collect(&mut rx, 1, Duration::from_secs(20)).await,
         ["after"]
@@ -465,7 +624,7 @@ async fn reconnects_after_a_server_restart() {
 /// Shutdown lets running handlers finish and flushes their acks; what was
 /// received but not started is nacked. Nothing is lost: the acked messages
 /// never come back and all the others do.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_handlers_and_loses_nothing() {
     let s = setup(|c| c).await;
     let ids: HashSet<String> = publish(
@@ -501,7 +660,14 @@ async fn shutdown_waits_for_handlers_and_loses_nothing() {
             }
         });
     collect(&mut rx, 1, Duration::from_secs(10)).await;
+    // All 20 arrived at once and 3 handlers started: shut down now.
+    let begun = Instant::now();
     handle.shutdown().await.unwrap();
+    assert_eq!(
+        ms_since(begun, Instant::now()),
+        400,
+        "shutdown waits for the running handlers, and only for them"
+    );
     let (started, finished) = (
         started.load(Ordering::SeqCst),
         finished.load(Ordering::SeqCst),
@@ -510,11 +676,19 @@ async fn shutdown_waits_for_handlers_and_loses_nothing() {
         started, finished,
         "shutdown returned before handlers finished"
     );
+    assert_eq!(finished, 3, "only the handlers running at shutdown ran");
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len(), finished);
-    assert!(
-        finished < 20,
-        "all handled before shutdown; the test proves nothing"
+    // The receipt modack of all 20; the 17 that never ran were nacked when
+    // shutdown began (sent after the 100 ms flush interval), and the 3 acks
+    // flushed as shutdown ended, without waiting for the interval.
+    assert_eq!(
+        settles_since(&s.proxy, begun),
+        [
+            (0, SettleKind::Modack(10), 20),
+            (100, SettleKind::Modack(0), 17),
+            (400, SettleKind::Ack, 3)
+        ]
     );
 
     let rest = pull_until_quiet(&s.client, &s.subscription, Duration::from_millis(800)).await;
@@ -530,7 +704,7 @@ async fn shutdown_waits_for_handlers_and_loses_nothing() {
 
 /// With `NackImmediately`, shutdown does not wait: outstanding messages are
 /// nacked at once (and come back), and the handlers' late acks are refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_nack_immediately() {
     let s = setup(|c| c).await;
     let ids: HashSet<String> = publish(
@@ -559,15 +733,27 @@ async fn shutdown_nack_immediately() {
     collect(&mut started_rx, 5, Duration::from_secs(10)).await;
     let begun = Instant::now();
     handle.shutdown().await.unwrap();
-    assert!(
-        begun.elapsed() < Duration::from_millis(900),
-        "shutdown waited for handlers"
+    assert_eq!(begun.elapsed(), Duration::ZERO, "shutdown waited");
+    // After the receipt modack, every outstanding message was nacked in one
+    // call the moment shutdown began.
+    assert_eq!(
+        settles_since(&s.proxy, begun),
+        [
+            (0, SettleKind::Modack(10), 5),
+            (0, SettleKind::Modack(0), 5)
+        ]
     );
     let results = collect(&mut result_rx, 5, Duration::from_secs(5)).await;
+    assert_eq!(
+        begun.elapsed(),
+        Duration::from_secs(1),
+        "the handlers ran on"
+    );
     assert!(
         results.iter().all(|r| *r == Err(AckError::Shutdown)),
         "{results:?}"
     );
+    assert_eq!(s.proxy.settled().len(), 2, "the late acks were not sent");
     let again = pull_until_quiet(&s.client, &s.subscription, Duration::from_millis(800)).await;
     let again_ids: HashSet<String> = again.iter().map(|m| m.message_id().to_string()).collect();
     assert_eq!(again_ids, ids);
@@ -576,7 +762,7 @@ async fn shutdown_nack_immediately() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn exactly_once_acks_report_their_result() {
     let s = setup(|c| c.exactly_once(true)).await;
     publish(&s.client, &s.topic, vec![Message::new("once")], false).await;
@@ -591,9 +777,19 @@ async fn exactly_once_acks_report_their_result() {
                 tx.send(result).unwrap();
             }
         });
+    let subscribed = Instant::now();
     assert_eq!(collect(&mut rx, 1, Duration::from_secs(10)).await, [Ok(())]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The ack is confirmed once its flush (100 ms) reached the server; the
+    // receipt modack asked for exactly-once delivery's 60 s minimum.
+    assert_eq!(ms_since(subscribed, Instant::now()), 100);
+    assert_eq!(
+        settles_since(&s.proxy, subscribed),
+        [(0, SettleKind::Modack(60), 1), (100, SettleKind::Ack, 1)]
+    );
+    // Well past the 60 s deadline: never redelivered.
+    tokio::time::sleep(Duration::from_secs(90)).await;
     assert!(rx.try_recv().is_err(), "redelivered after a confirmed ack");
+    assert_eq!(s.proxy.delivered().len(), 1);
     handle.shutdown().await.unwrap();
 
     // A stale ack id: give the message back with a deadline of 0, receive it
@@ -604,12 +800,15 @@ async fn exactly_once_acks_report_their_result() {
         SubscriberConfig::default().with_pull_timeout(Duration::from_secs(5)),
     );
     let first = subscriber.pull(1).await.unwrap().pop().expect("a message");
+    let given_back = Instant::now();
     first.modify_ack_deadline(0);
     let second = loop {
         if let Some(message) = subscriber.pull(1).await.unwrap().pop() {
             break message;
         }
     };
+    // Back as soon as the modack was flushed.
+    assert_eq!(ms_since(given_back, Instant::now()), 100);
     assert_eq!(first.message_id(), second.message_id());
     assert_ne!(first.ack_id(), second.ack_id());
     assert_eq!(second.ack_with_result().await, Ok(()));
@@ -617,7 +816,7 @@ async fn exactly_once_acks_report_their_result() {
     assert_eq!(s.server.backlog("projects/p/subscriptions/worker"), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn unary_pull_ack_and_nack() {
     let s = setup(|c| c).await;
     let ids: HashSet<String> = publish(
@@ -662,10 +861,15 @@ async fn unary_pull_ack_and_nack() {
         &s.subscription,
         SubscriberConfig::default().with_pull_timeout(Duration::from_millis(300)),
     );
+    let asked = Instant::now();
     assert!(quiet.pull(10).await.unwrap().is_empty());
+    // The pull timeout went to the server as the call's deadline, and the
+    // server answers empty-handed 50 ms before it (its margin for the trip
+    // back).
+    assert_eq!(ms_since(asked, Instant::now()), 250);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_missing_subscription_ends_the_session() {
     let s = setup(|c| c).await;
     let handle = s

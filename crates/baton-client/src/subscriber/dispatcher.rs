@@ -419,9 +419,12 @@ impl Core {
         self.pump();
     }
 
-    /// Shutdown begins: nothing new is handed to handlers.
+    /// Shutdown begins: nothing new is handed to handlers. Messages whose
+    /// handler task still waits for a slot are nacked now, not once the
+    /// running handlers have finished.
     pub fn begin_closing(&self) {
         self.closing.store(true, Ordering::Release);
+        self.slots.close();
     }
 
     /// Takes every message not yet handed to a handler.
@@ -622,6 +625,37 @@ mod tests {
         assert_eq!(core.in_flight(), (0, 0));
         assert_eq!(core.load_percent(), 0);
         core.wait_for_handlers().await;
+    }
+
+    /// Shutdown nacks the messages whose handler task still waits for a
+    /// slot at once, not after the running handlers have finished.
+    #[tokio::test(start_paused = true)]
+    async fn closing_nacks_messages_waiting_for_a_slot() {
+        let handler: Handler = Arc::new(|message: ReceivedMessage| {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                message.ack();
+            })
+        });
+        let config = SubscriberConfig::default().with_max_concurrent_handlers(1);
+        let core = core_with(config, handler).await;
+        let batch: Vec<Pending> = (0..3).map(|i| pending(&core, i, "", b"x")).collect();
+        core.add_leases(&batch, 10);
+        core.enqueue(batch);
+        tokio::task::yield_now().await;
+        assert_eq!(core.outstanding().len(), 3);
+        let begun = Instant::now();
+        core.begin_closing();
+        tokio::task::yield_now().await;
+        assert_eq!(
+            core.outstanding().len(),
+            1,
+            "the two waiting for a slot are nacked"
+        );
+        assert_eq!(begun.elapsed(), Duration::ZERO);
+        core.wait_for_handlers().await;
+        assert_eq!(begun.elapsed(), Duration::from_secs(60));
+        assert!(core.outstanding().is_empty());
     }
 
     /// Messages of one key run one at a time, in arrival order; the next
