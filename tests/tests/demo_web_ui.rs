@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use baton_client::{Client, ClientConfig, Endpoint, SubscriptionConfig};
+use baton_demo::{Demo, DemoConfig};
 use baton_server::ServerConfig;
 use baton_testkit::chromium::{self, rows, run_chromium};
 use baton_testkit::server::{TestServer, loopback};
@@ -171,51 +171,14 @@ async fn web_view_of_a_demo_trace_in_headless_chromium() {
         TestServer::start_with(ServerConfig::new(loopback()).with_otlp_grpc(loopback())).await;
     let pubsub = server.host();
     let otlp = server.otlp_grpc_endpoint();
-    let client = Client::connect(
-        ClientConfig::new("demo").with_endpoint(Endpoint::Emulator(pubsub.clone())),
-    )
-    .await
-    .unwrap();
-    client.create_topic("orders").await.unwrap();
-    client
-        .create_subscription(
-            SubscriptionConfig::new("orders-worker", "orders")
-                .ack_deadline(Duration::from_secs(10)),
-        )
+    let demo = Demo::start(DemoConfig::new(pubsub.clone(), Some(otlp)).with_fail_every(FAIL_EVERY))
         .await
         .unwrap();
-    let service_b = baton_demo::service_b::run(baton_demo::service_b::Config {
-        pubsub_host: pubsub.clone(),
-        project: "demo".into(),
-        subscription: "orders-worker".into(),
-        fail_every: FAIL_EVERY,
-        otlp_endpoint: Some(otlp.clone()),
-    })
-    .await
-    .unwrap();
-    let service_a = baton_demo::service_a::run(baton_demo::service_a::Config {
-        listen: loopback(),
-        pubsub_host: pubsub.clone(),
-        project: "demo".into(),
-        topic: "orders".into(),
-        otlp_endpoint: Some(otlp),
-    })
-    .await
-    .unwrap();
-
-    let http = reqwest::Client::new();
     let mut failed_trace = None;
     for id in 1..=3u64 {
-        let response = http
-            .post(format!("http://{}/orders", service_a.local_addr()))
-            .json(&serde_json::json!({"id": id, "item": format!("widget-{id}"), "quantity": id}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-        let accepted: Value = response.json().await.unwrap();
-        if id % FAIL_EVERY == 0 {
-            failed_trace = Some(accepted["traceId"].as_str().unwrap().to_string());
+        let accepted = demo.send_order(id).await.unwrap();
+        if demo.fails_once(id) {
+            failed_trace = Some(accepted.trace_id);
         }
     }
     let trace_id = failed_trace.unwrap();
@@ -223,8 +186,7 @@ async fn web_view_of_a_demo_trace_in_headless_chromium() {
     // Wait until the failed order's trace is complete in the store.
     let deadline = Instant::now() + Duration::from_secs(20);
     let detail = loop {
-        service_a.flush().await.unwrap();
-        service_b.flush().await.unwrap();
+        demo.flush().await.unwrap();
         server.server().flush_traces().await;
         let detail = server
             .server()
@@ -281,7 +243,6 @@ async fn web_view_of_a_demo_trace_in_headless_chromium() {
         let _ = std::fs::remove_file(&shot);
     }
 
-    service_a.shutdown().await.unwrap();
-    service_b.shutdown().await.unwrap();
+    demo.shutdown().await.unwrap();
     server.shutdown().await;
 }

@@ -35,17 +35,6 @@ pub const DEFAULT_ACK_DEADLINE_SECS: i32 = 10;
 /// Longest ack deadline.
 pub const MAX_ACK_DEADLINE_SECS: i32 = 600;
 
-/// Size of a message as the service counts it against the limits.
-pub fn message_size(message: &PubsubMessage) -> usize {
-    message.data.len()
-        + message.ordering_key.len()
-        + message
-            .attributes
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
-}
-
 fn too_large(
     field: &str,
     passed: impl std::fmt::Display,
@@ -83,7 +72,7 @@ pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
         if message.data.is_empty() && message.attributes.is_empty() {
             return Err(BrokerError::invalid("Some messages are empty"));
         }
-        let size = message_size(message);
+        let size = message.payload_size();
         if size > MAX_MESSAGE_BYTES {
             return Err(too_large("message_size", size, MAX_MESSAGE_BYTES));
         }

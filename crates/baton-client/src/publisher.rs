@@ -313,16 +313,6 @@ impl Client {
     }
 }
 
-fn message_size(message: &PubsubMessage) -> usize {
-    message.data.len()
-        + message.ordering_key.len()
-        + message
-            .attributes
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
-}
-
 impl Publisher {
     /// The topic's full name.
     pub fn topic(&self) -> &str {
@@ -346,7 +336,7 @@ impl Publisher {
             return PublishHandle::failed(Error::EmptyMessage);
         }
         let mut trace = shared.telemetry.start_create(&mut message);
-        let size = message_size(&message);
+        let size = message.payload_size();
         if size > API_MAX_BYTES {
             let error = Error::MessageTooLarge {
                 size,

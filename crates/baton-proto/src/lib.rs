@@ -78,3 +78,18 @@ pub use pbjson_types as wkt;
 /// that needs the schema at run time (reflection, JSON field lookups).
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/baton_descriptor.bin"));
+
+impl pubsub::PubsubMessage {
+    /// The size the service counts against its limits (10 MB a message, the
+    /// publisher's batch and flow-control bytes): data, ordering key, and
+    /// attribute keys and values, not the encoded protobuf.
+    pub fn payload_size(&self) -> usize {
+        self.data.len()
+            + self.ordering_key.len()
+            + self
+                .attributes
+                .iter()
+                .map(|(key, value)| key.len() + value.len())
+                .sum::<usize>()
+    }
+}

@@ -70,16 +70,10 @@ pub fn with_attributes(data: &str, attributes: &[(&str, &str)]) -> PubsubMessage
     }
 }
 
-/// Size of a message as the service counts it against its limits: data,
-/// ordering key, and attribute keys and values.
+/// Size of a message as the service counts it against its limits (see
+/// `PubsubMessage::payload_size`), as a function for `map`.
 pub fn payload_size(message: &PubsubMessage) -> usize {
-    message.data.len()
-        + message.ordering_key.len()
-        + message
-            .attributes
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
+    message.payload_size()
 }
 
 /// A protobuf duration of whole seconds.

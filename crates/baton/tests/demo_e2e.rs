@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use baton_client::{Client, ClientConfig, Endpoint, SubscriptionConfig};
+use baton_demo::{Demo, DemoConfig};
 use baton_server::ServerConfig;
 use baton_testkit::process::{baton_command, output_within};
 use baton_testkit::server::{TestServer, loopback};
@@ -39,61 +39,23 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
         TestServer::start_with(ServerConfig::new(loopback()).with_otlp_grpc(loopback())).await;
     let pubsub = server.host();
     let otlp = server.otlp_grpc_endpoint();
-    let client = Client::connect(
-        ClientConfig::new("demo").with_endpoint(Endpoint::Emulator(pubsub.clone())),
-    )
-    .await
-    .unwrap();
-    client.create_topic("orders").await.unwrap();
-    client
-        .create_subscription(
-            SubscriptionConfig::new("orders-worker", "orders")
-                .ack_deadline(Duration::from_secs(10)),
-        )
+    let demo = Demo::start(DemoConfig::new(pubsub.clone(), Some(otlp)).with_fail_every(2))
         .await
         .unwrap();
-    let service_b = baton_demo::service_b::run(baton_demo::service_b::Config {
-        pubsub_host: pubsub.clone(),
-        project: "demo".into(),
-        subscription: "orders-worker".into(),
-        fail_every: 2,
-        otlp_endpoint: Some(otlp.clone()),
-    })
-    .await
-    .unwrap();
-    let service_a = baton_demo::service_a::run(baton_demo::service_a::Config {
-        listen: loopback(),
-        pubsub_host: pubsub.clone(),
-        project: "demo".into(),
-        topic: "orders".into(),
-        otlp_endpoint: Some(otlp),
-    })
-    .await
-    .unwrap();
-
     let http = reqwest::Client::new();
     let mut orders = HashMap::new();
     for id in 1..=2u64 {
-        let response = http
-            .post(format!("http://{}/orders", service_a.local_addr()))
-            .json(&serde_json::json!({"id": id, "item": "widget", "quantity": 1}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-        let accepted: Value = response.json().await.unwrap();
-        orders.insert(id, accepted);
+        orders.insert(id, demo.send_order(id).await.unwrap());
     }
 
     // Order 2 fails once (fail_every = 2): two deliveries; order 1 one.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut details = HashMap::new();
     for (id, accepted) in &orders {
-        let attempts = if id % 2 == 0 { 2 } else { 1 };
-        let trace_id = accepted["traceId"].as_str().unwrap();
+        let attempts = if demo.fails_once(*id) { 2 } else { 1 };
+        let trace_id = accepted.trace_id.as_str();
         loop {
-            service_a.flush().await.unwrap();
-            service_b.flush().await.unwrap();
+            demo.flush().await.unwrap();
             server.server().flush_traces().await;
             // The query API, as the web view and `baton trace show` read it.
             let response = http
@@ -143,7 +105,7 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
         child_of(create, http_span);
         assert_eq!(
             create["attributes"]["messaging.message.id"],
-            orders[id]["messageId"]
+            orders[id].message_id.as_str()
         );
 
         let subscribes = named(detail, "orders-worker subscribe");
@@ -231,8 +193,7 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
         }
     }
 
-    service_a.shutdown().await.unwrap();
-    service_b.shutdown().await.unwrap();
+    demo.shutdown().await.unwrap();
     server.shutdown().await;
 }
 

@@ -197,7 +197,7 @@ impl SubState {
             seq,
         });
         fx.wake(&self.notify);
-        let size = validate::message_size(&message);
+        let size = message.payload_size();
         self.messages.insert(
             seq,
             Entry {
