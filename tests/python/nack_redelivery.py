@@ -80,7 +80,7 @@ def done():
 
 complete = wait_until(done, timeout=60)
 elapsed = time.monotonic() - started
-time.sleep(1.5)  # extra deliveries would show up here
+time.sleep(1.0)  # extra deliveries would show up here
 for f in futures:
     f.cancel()
 for f in futures:
