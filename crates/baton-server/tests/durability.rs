@@ -25,8 +25,7 @@ use baton_proto::pubsub::{
     DeleteSchemaRequest, DeleteSchemaRevisionRequest, DeleteSnapshotRequest,
     DeleteSubscriptionRequest, DeleteTopicRequest, DetachSubscriptionRequest, Encoding,
     ExpirationPolicy, GetSchemaRequest, GetSnapshotRequest, GetSubscriptionRequest,
-    GetTopicRequest, ListSchemaRevisionsRequest, ListSnapshotsRequest, ListSubscriptionsRequest,
-    ListTopicSnapshotsRequest, ListTopicSubscriptionsRequest, ListTopicsRequest, PubsubMessage,
+    GetTopicRequest, ListSchemaRevisionsRequest, ListTopicSubscriptionsRequest, PubsubMessage,
     ReceivedMessage, RetryPolicy, Schema, SchemaSettings, SchemaView, SeekRequest, Snapshot,
     StreamingPullRequest, Subscription, Topic, UpdateSnapshotRequest, UpdateSubscriptionRequest,
     UpdateTopicRequest, schema, seek_request,
@@ -177,51 +176,9 @@ async fn catalog_view(
 ) -> CatalogView {
     let mut publisher = t.publisher();
     let mut subscriber = t.subscriber();
-    let listed_topics: Vec<Topic> = all_pages(async |page_token| {
-        publisher
-            .list_topics(ListTopicsRequest {
-                project: project(),
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-    })
-    .await
-    .into_iter()
-    .flat_map(|page| page.topics)
-    .collect();
-    let listed_subs: Vec<Subscription> = all_pages(async |page_token| {
-        subscriber
-            .list_subscriptions(ListSubscriptionsRequest {
-                project: project(),
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-    })
-    .await
-    .into_iter()
-    .flat_map(|page| page.subscriptions)
-    .collect();
-    let listed_snaps: Vec<Snapshot> = all_pages(async |page_token| {
-        subscriber
-            .list_snapshots(ListSnapshotsRequest {
-                project: project(),
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-    })
-    .await
-    .into_iter()
-    .flat_map(|page| page.snapshots)
-    .collect();
+    let listed_topics = t.list_topics().await;
+    let listed_subs = t.list_subscriptions().await;
+    let listed_snaps = t.list_snapshots().await;
     let mut got_topics = Vec::new();
     let mut got_subscriptions = Vec::new();
     let mut got_snapshots = Vec::new();
@@ -236,38 +193,10 @@ async fn catalog_view(
             .unwrap()
             .into_inner();
         got_topics.push(answer);
-        let mut subs: Vec<String> = all_pages(async |page_token| {
-            publisher
-                .list_topic_subscriptions(ListTopicSubscriptionsRequest {
-                    topic: topic.to_string(),
-                    page_token,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-        })
-        .await
-        .into_iter()
-        .flat_map(|page| page.subscriptions)
-        .collect();
+        let mut subs = t.list_topic_subscriptions(topic).await;
         subs.sort();
         topic_subscriptions.push(subs);
-        let mut snaps: Vec<String> = all_pages(async |page_token| {
-            publisher
-                .list_topic_snapshots(ListTopicSnapshotsRequest {
-                    topic: topic.to_string(),
-                    page_token,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-        })
-        .await
-        .into_iter()
-        .flat_map(|page| page.snapshots)
-        .collect();
+        let mut snaps = t.list_topic_snapshots(topic).await;
         snaps.sort();
         topic_snapshots.push(snaps);
     }

@@ -63,3 +63,12 @@ pub async fn all_pages<P: Page>(mut list: impl AsyncFnMut(String) -> P) -> Vec<P
         assert!(pages.len() < MAX_PAGES, "paging does not end");
     }
 }
+
+/// Every item of every page of a List call: [`all_pages`], then `items`
+/// takes each page's items out.
+pub async fn all_items<P: Page, T>(
+    list: impl AsyncFnMut(String) -> P,
+    items: impl FnMut(P) -> Vec<T>,
+) -> Vec<T> {
+    all_pages(list).await.into_iter().flat_map(items).collect()
+}

@@ -13,8 +13,9 @@ use baton_proto::pubsub::publisher_client::PublisherClient;
 use baton_proto::pubsub::schema_service_client::SchemaServiceClient;
 use baton_proto::pubsub::subscriber_client::SubscriberClient;
 use baton_proto::pubsub::{
-    AcknowledgeRequest, ModifyAckDeadlineRequest, PublishRequest, PubsubMessage, ReceivedMessage,
-    StreamingPullRequest, Subscription, Topic,
+    AcknowledgeRequest, ListSnapshotsRequest, ListSubscriptionsRequest, ListTopicSnapshotsRequest,
+    ListTopicSubscriptionsRequest, ListTopicsRequest, ModifyAckDeadlineRequest, PublishRequest,
+    PubsubMessage, ReceivedMessage, Snapshot, StreamingPullRequest, Subscription, Topic,
 };
 use baton_server::{RunningServer, ServerConfig};
 use serde_json::Value;
@@ -23,7 +24,8 @@ use tonic::{Code, Status};
 
 use crate::error::Error;
 use crate::grpc::{self, try_connect};
-use crate::messages::{ack_ids, msg, pull_request, subscription_name, topic_name};
+use crate::messages::{ack_ids, msg, project, pull_request, subscription_name, topic_name};
+use crate::pages::all_items;
 use crate::streaming::PullStream;
 use crate::virtual_time;
 
@@ -216,6 +218,109 @@ impl TestServer {
     /// An IAMPolicy stub on the shared connection.
     pub fn iam(&self) -> IamPolicyClient<Channel> {
         grpc::iam(self.channel.clone())
+    }
+
+    // ----- listings (every page) -----------------------------------------
+
+    /// Every topic of the tests' project, through ListTopics page by page.
+    pub async fn list_topics(&self) -> Vec<Topic> {
+        let mut publisher = self.publisher();
+        all_items(
+            async |page_token| {
+                let request = ListTopicsRequest {
+                    project: project(),
+                    page_token,
+                    ..Default::default()
+                };
+                publisher.list_topics(request).await.unwrap().into_inner()
+            },
+            |page| page.topics,
+        )
+        .await
+    }
+
+    /// Every subscription of the tests' project, page by page.
+    pub async fn list_subscriptions(&self) -> Vec<Subscription> {
+        let mut subscriber = self.subscriber();
+        all_items(
+            async |page_token| {
+                let request = ListSubscriptionsRequest {
+                    project: project(),
+                    page_token,
+                    ..Default::default()
+                };
+                subscriber
+                    .list_subscriptions(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+            },
+            |page| page.subscriptions,
+        )
+        .await
+    }
+
+    /// Every snapshot of the tests' project, page by page.
+    pub async fn list_snapshots(&self) -> Vec<Snapshot> {
+        let mut subscriber = self.subscriber();
+        all_items(
+            async |page_token| {
+                let request = ListSnapshotsRequest {
+                    project: project(),
+                    page_token,
+                    ..Default::default()
+                };
+                subscriber
+                    .list_snapshots(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+            },
+            |page| page.snapshots,
+        )
+        .await
+    }
+
+    /// Names of the subscriptions attached to `topic`, page by page.
+    pub async fn list_topic_subscriptions(&self, topic: &str) -> Vec<String> {
+        let mut publisher = self.publisher();
+        all_items(
+            async |page_token| {
+                let request = ListTopicSubscriptionsRequest {
+                    topic: topic.to_string(),
+                    page_token,
+                    ..Default::default()
+                };
+                publisher
+                    .list_topic_subscriptions(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+            },
+            |page| page.subscriptions,
+        )
+        .await
+    }
+
+    /// Names of the snapshots of `topic`, page by page.
+    pub async fn list_topic_snapshots(&self, topic: &str) -> Vec<String> {
+        let mut publisher = self.publisher();
+        all_items(
+            async |page_token| {
+                let request = ListTopicSnapshotsRequest {
+                    topic: topic.to_string(),
+                    page_token,
+                    ..Default::default()
+                };
+                publisher
+                    .list_topic_snapshots(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+            },
+            |page| page.snapshots,
+        )
+        .await
     }
 
     /// Number of messages of `subscription` neither acked nor dead-lettered.
