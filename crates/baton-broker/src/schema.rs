@@ -594,7 +594,7 @@ fn page_limit(page_size: i32) -> Option<usize> {
 }
 
 impl SchemaRegistry {
-    /// A new revision of `kind` with `definition`, created now (strictly
+    /// A new revision of `kind` with `definition`, created `now` (strictly
     /// after the schema's newest revision, so creation times order them).
     fn new_revision(
         &mut self,
@@ -602,8 +602,9 @@ impl SchemaRegistry {
         kind: i32,
         definition: String,
         compiled: Arc<CompiledSchema>,
+        now: SystemTime,
     ) -> Revision {
-        let mut created = SystemTime::now();
+        let mut created = now;
         if let Some(newest) = entry.and_then(SchemaEntry::latest)
             && created <= newest.created
         {
@@ -676,6 +677,7 @@ impl SchemaRegistry {
         parent: &str,
         schema_id: &str,
         schema: Option<&Schema>,
+        now: SystemTime,
     ) -> BrokerResult<Schema> {
         let name = format!("{parent}/schemas/{schema_id}");
         names::parse(&name, Collection::Schemas)?;
@@ -684,7 +686,7 @@ impl SchemaRegistry {
             return Err(BrokerError::already_exists("Schema already exists"));
         }
         let definition = schema.map(|s| s.definition.clone()).unwrap_or_default();
-        let revision = self.new_revision(None, kind, definition, Arc::new(compiled));
+        let revision = self.new_revision(None, kind, definition, Arc::new(compiled), now);
         let answer = revision.to_proto(&name, SchemaView::Full as i32);
         self.schemas.insert(
             name,
@@ -787,11 +789,16 @@ impl SchemaRegistry {
     }
 
     /// CommitSchema: a new revision of `name` with the request's definition.
-    pub fn commit(&mut self, name: &str, schema: Option<&Schema>) -> BrokerResult<Schema> {
+    pub fn commit(
+        &mut self,
+        name: &str,
+        schema: Option<&Schema>,
+        now: SystemTime,
+    ) -> BrokerResult<Schema> {
         names::parse(name, Collection::Schemas)?;
         let (kind, compiled) = compile_request(schema)?;
         let definition = schema.map(|s| s.definition.clone()).unwrap_or_default();
-        self.push_revision(name, kind, definition, Arc::new(compiled))
+        self.push_revision(name, kind, definition, Arc::new(compiled), now)
     }
 
     fn push_revision(
@@ -800,9 +807,10 @@ impl SchemaRegistry {
         kind: i32,
         definition: String,
         compiled: Arc<CompiledSchema>,
+        now: SystemTime,
     ) -> BrokerResult<Schema> {
         let entry = self.schemas.remove(name).ok_or_else(schema_not_found)?;
-        let revision = self.new_revision(Some(&entry), kind, definition, compiled);
+        let revision = self.new_revision(Some(&entry), kind, definition, compiled, now);
         let answer = revision.to_proto(name, SchemaView::Full as i32);
         let mut entry = entry;
         entry.revisions.push(revision);
@@ -811,7 +819,12 @@ impl SchemaRegistry {
     }
 
     /// RollbackSchema: a new revision copying `revision_id`'s definition.
-    pub fn rollback(&mut self, name: &str, revision_id: &str) -> BrokerResult<Schema> {
+    pub fn rollback(
+        &mut self,
+        name: &str,
+        revision_id: &str,
+        now: SystemTime,
+    ) -> BrokerResult<Schema> {
         names::parse(name, Collection::Schemas)?;
         let entry = self.schemas.get(name).ok_or_else(schema_not_found)?;
         let source = entry
@@ -823,7 +836,7 @@ impl SchemaRegistry {
             source.definition.clone(),
             source.compiled.clone(),
         );
-        self.push_revision(name, kind, definition, compiled)
+        self.push_revision(name, kind, definition, compiled, now)
     }
 
     /// DeleteSchemaRevision of `name@revision` (the revision must be in the
@@ -1160,7 +1173,7 @@ mod tests {
     fn create_get_list_and_names() {
         let mut registry = SchemaRegistry::default();
         let created = registry
-            .create(PARENT, "readings", Some(&avro(READING)))
+            .create(PARENT, "readings", Some(&avro(READING)), SystemTime::now())
             .unwrap();
         assert_eq!(created.name, NAME);
         assert_eq!(created.definition, READING);
@@ -1168,24 +1181,26 @@ mod tests {
         assert!(created.revision_create_time.is_some());
 
         let dup = registry
-            .create(PARENT, "readings", Some(&avro(READING)))
+            .create(PARENT, "readings", Some(&avro(READING)), SystemTime::now())
             .unwrap_err();
         assert_eq!(dup.message, "Schema already exists");
         let no_id = registry
-            .create(PARENT, "", Some(&avro(READING)))
+            .create(PARENT, "", Some(&avro(READING)), SystemTime::now())
             .unwrap_err();
         assert_eq!(
             no_id.message,
             "Invalid [schemas] name: (name=projects/p/schemas/)"
         );
         let bad_parent = registry
-            .create("nope", "abc", Some(&avro(READING)))
+            .create("nope", "abc", Some(&avro(READING)), SystemTime::now())
             .unwrap_err();
         assert_eq!(
             bad_parent.message,
             "Invalid [schemas] name: (name=nope/schemas/abc)"
         );
-        let untyped = registry.create(PARENT, "untyped", None).unwrap_err();
+        let untyped = registry
+            .create(PARENT, "untyped", None, SystemTime::now())
+            .unwrap_err();
         assert_eq!(untyped.message, "Invalid schema type");
 
         let basic = registry.get(NAME, SchemaView::Basic as i32).unwrap();
@@ -1215,7 +1230,7 @@ mod tests {
         );
 
         registry
-            .create(PARENT, "alpha", Some(&avro("\"int\"")))
+            .create(PARENT, "alpha", Some(&avro("\"int\"")), SystemTime::now())
             .unwrap();
         let page = registry.list(PARENT, 0, 1, "").unwrap();
         assert_eq!(page.items.len(), 1);
@@ -1237,25 +1252,34 @@ mod tests {
     fn commit_rollback_and_revision_deletion() {
         let mut registry = SchemaRegistry::default();
         let first = registry
-            .create(PARENT, "readings", Some(&avro(READING)))
+            .create(PARENT, "readings", Some(&avro(READING)), SystemTime::now())
             .unwrap();
-        let second = registry.commit(NAME, Some(&avro(READING_V2))).unwrap();
+        let second = registry
+            .commit(NAME, Some(&avro(READING_V2)), SystemTime::now())
+            .unwrap();
         assert_ne!(first.revision_id, second.revision_id);
         assert_eq!(registry.get(NAME, 0).unwrap(), second);
         assert_eq!(
             registry
-                .commit(NAME, Some(&avro("{bad")))
+                .commit(NAME, Some(&avro("{bad")), SystemTime::now())
                 .unwrap_err()
                 .message,
             "Could not parse schema definition"
         );
         assert_eq!(
-            registry.commit(NAME, None).unwrap_err().message,
+            registry
+                .commit(NAME, None, SystemTime::now())
+                .unwrap_err()
+                .message,
             "Invalid schema type"
         );
         assert_eq!(
             registry
-                .commit("projects/p/schemas/missing", Some(&avro(READING)))
+                .commit(
+                    "projects/p/schemas/missing",
+                    Some(&avro(READING)),
+                    SystemTime::now()
+                )
                 .unwrap_err()
                 .message,
             "Schema not found"
@@ -1270,11 +1294,16 @@ mod tests {
         assert_eq!(rest.items, vec![second.clone()]);
         assert!(rest.next_page_token.is_empty());
 
-        let rolled = registry.rollback(NAME, &first.revision_id).unwrap();
+        let rolled = registry
+            .rollback(NAME, &first.revision_id, SystemTime::now())
+            .unwrap();
         assert_eq!(rolled.definition, READING);
         assert_ne!(rolled.revision_id, first.revision_id);
         assert_eq!(
-            registry.rollback(NAME, "deadbeef").unwrap_err().message,
+            registry
+                .rollback(NAME, "deadbeef", SystemTime::now())
+                .unwrap_err()
+                .message,
             "Revision not found"
         );
 
@@ -1299,7 +1328,12 @@ mod tests {
         );
 
         registry
-            .create(PARENT, "single", Some(&avro("\"string\"")))
+            .create(
+                PARENT,
+                "single",
+                Some(&avro("\"string\"")),
+                SystemTime::now(),
+            )
             .unwrap();
         let only = registry.get("projects/p/schemas/single", 0).unwrap();
         assert_eq!(
@@ -1321,7 +1355,7 @@ mod tests {
     fn topic_settings_and_bindings() {
         let mut registry = SchemaRegistry::default();
         let first = registry
-            .create(PARENT, "readings", Some(&avro(READING)))
+            .create(PARENT, "readings", Some(&avro(READING)), SystemTime::now())
             .unwrap();
         assert!(registry.check_settings(&settings(Encoding::Json)).is_ok());
         let unspecified = registry
@@ -1349,7 +1383,9 @@ mod tests {
             "First revision could not be found"
         );
 
-        let second = registry.commit(NAME, Some(&avro(READING_V2))).unwrap();
+        let second = registry
+            .commit(NAME, Some(&avro(READING_V2)), SystemTime::now())
+            .unwrap();
         let mut datum = vec![0x04, b's', b'1'];
         datum.extend_from_slice(&1.5f64.to_le_bytes());
         let binding = registry.binding(&settings(Encoding::Binary)).unwrap();

@@ -333,7 +333,7 @@ impl Storage {
     /// Queues the changes of one broker operation; the writer commits them
     /// in one transaction. Called under the broker's lock, so operations
     /// reach the writer in the order they were made.
-    fn record(&self, ops: Vec<StoreOp>) {
+    pub(crate) fn record(&self, ops: Vec<StoreOp>) {
         let start = {
             let mut queue = lock(&self.queue);
             if queue.closed {
@@ -349,15 +349,15 @@ impl Storage {
         if !start {
             return;
         }
-        let (queue, writer, progress) = (
-            self.queue.clone(),
-            self.writer.clone(),
-            self.progress.clone(),
-        );
-        let drain = move || drain(&queue, &writer, &progress);
+        let task = DrainTask {
+            queue: self.queue.clone(),
+            writer: self.writer.clone(),
+            progress: self.progress.clone(),
+            ran: false,
+        };
         match &self.runtime {
-            Some(runtime) => drop(runtime.spawn_blocking(drain)),
-            None => drain(),
+            Some(runtime) => drop(runtime.spawn_blocking(move || task.run())),
+            None => task.run(),
         }
     }
 
@@ -539,6 +539,32 @@ fn count_refs(recovered: &Recovered) -> HashMap<u64, u32> {
         }
     }
     refs
+}
+
+/// A writer task on its way: it drains the queue when it runs, and if it
+/// never runs (its runtime's blocking pool is shutting down and drops it),
+/// it drains the queue where it is dropped, so no unit is left behind with
+/// `draining` set and its waiters waiting.
+struct DrainTask {
+    queue: Arc<Mutex<Queue>>,
+    writer: Arc<Mutex<Option<Writer>>>,
+    progress: Arc<watch::Sender<Progress>>,
+    ran: bool,
+}
+
+impl DrainTask {
+    fn run(mut self) {
+        drain(&self.queue, &self.writer, &self.progress);
+        self.ran = true;
+    }
+}
+
+impl Drop for DrainTask {
+    fn drop(&mut self) {
+        if !self.ran {
+            drain(&self.queue, &self.writer, &self.progress);
+        }
+    }
 }
 
 /// Writes queued units in batches, one transaction and one fsync each,

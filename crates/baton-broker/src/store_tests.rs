@@ -312,3 +312,81 @@ fn one_message() -> PubsubMessage {
         ..Default::default()
     }
 }
+
+/// A delivery observer that panics on every delivery.
+#[derive(Debug)]
+struct PanickingObserver;
+
+impl crate::DeliveryObserver for PanickingObserver {
+    fn delivered(&self, _: crate::Delivery<'_>) {
+        panic!("an observer that fails");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_observer_does_not_keep_changes_from_the_store() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let broker = Broker::open(dir.path()).expect("open");
+    setup(&broker);
+    broker.set_observer(Arc::new(PanickingObserver));
+    broker
+        .publish(&topic(0), vec![one_message()])
+        .expect("publish");
+    // The observer panics while the pull's effects are carried out.
+    let leased = broker
+        .pull(&sub(0), 10, PullWait::Immediate)
+        .await
+        .expect("pull");
+    assert_eq!(leased.len(), 1);
+    broker
+        .acknowledge(&sub(0), &[leased[0].ack_id.clone()])
+        .expect("ack");
+    let reopened = reopen(broker, dir.path()).await;
+    assert_eq!(
+        reopened.backlog_len(&sub(0)).expect("sub 0"),
+        0,
+        "the ack is stored"
+    );
+    assert_eq!(
+        reopened.backlog_len(&sub(1)).expect("sub 1"),
+        1,
+        "so is the publish"
+    );
+}
+
+#[test]
+fn a_write_whose_runtime_is_gone_is_still_written() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (storage, _) = first
+        .block_on(async { crate::store::Storage::open(dir.path()) })
+        .expect("open");
+    // Its blocking pool takes no more work: the writer task it is handed is
+    // dropped without running, and writes where it is dropped.
+    first.shutdown_background();
+    storage.record(vec![
+        crate::store::StoreOp::Message {
+            seq: 7,
+            published: std::time::SystemTime::now(),
+            message: Arc::new(one_message()),
+        },
+        crate::store::StoreOp::Owe {
+            subscription: 1,
+            seq: 7,
+        },
+    ]);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    second
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(10), storage.durable()).await
+        })
+        .expect("written, not left waiting")
+        .expect("durable");
+    assert_eq!(storage.message_rows().expect("rows"), 1);
+}

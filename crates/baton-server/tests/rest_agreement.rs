@@ -1173,3 +1173,56 @@ async fn malformed_json_is_invalid_argument() {
         .into_inner();
     assert_eq!(topics.topics.len(), 1);
 }
+
+/// Paths the REST table must answer as the hand-written mapping did: the IAM
+/// mixin's verbs are its own whatever the method, an empty id before a verb
+/// is a bad name, and page sizes that are not int32 are ignored.
+#[tokio::test]
+async fn odd_rest_paths_answer_as_before() {
+    let t = TestServer::start().await;
+    let topic = t.create_topic("odd-paths").await;
+    let id = topic.rsplit('/').next().unwrap().to_string();
+    let project = project();
+    for (method, path) in [
+        (Method::GET, format!("/v1/{topic}:setIamPolicy")),
+        (Method::GET, format!("/v1/{topic}:testIamPermissions")),
+        (Method::PUT, format!("/v1/{topic}:getIamPolicy")),
+        (Method::DELETE, format!("/v1/{topic}:fooIamPolicy")),
+    ] {
+        let (status, body) = t.rest_raw(method.clone(), &path, "").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (404, "Not Found\n"),
+            "{method} {path}"
+        );
+    }
+    let (status, body) = t
+        .rest(
+            Method::POST,
+            &format!("/v1/{project}/topics/:publish"),
+            Some(json!({"messages": [{"data": "aGk="}]})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        format!("Invalid [topics] name: (name={project}/topics/)")
+    );
+    let (status, body) = t
+        .rest(
+            Method::GET,
+            &format!("/v1/{project}/topics?pageSize=3000000000"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"].as_str().is_some_and(|n| n.ends_with(&id))),
+        "{body}"
+    );
+    t.shutdown().await;
+}

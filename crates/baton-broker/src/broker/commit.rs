@@ -42,7 +42,14 @@ pub(crate) fn commit(
         if !fx.events.is_empty()
             && let Some(observer) = &state.observer
         {
-            report(observer.as_ref(), fx.events, clock.read());
+            // The observer is outside code called under the lock; a panic in
+            // it must not keep the operation's changes from the disk store.
+            let reported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                report(observer.as_ref(), fx.events, clock.read());
+            }));
+            if reported.is_err() {
+                tracing::error!("the delivery observer panicked; its events were dropped");
+            }
         }
         for notify in fx.wake {
             notify.notify_waiters();

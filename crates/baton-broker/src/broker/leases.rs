@@ -251,9 +251,9 @@ impl Broker {
             return Err(BrokerError::invalid("No ack ids specified"));
         }
         let seconds = seconds.min(validate::MAX_ACK_DEADLINE_SECS);
+        let mut txn = self.lock_subscription(name)?;
         let now = self.clock.now();
         let until = now + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
-        let mut txn = self.lock_subscription(name)?;
         let parsed = parse_ack_ids(&txn, name, ack_ids)?;
         let State {
             subscriptions, fx, ..
@@ -290,8 +290,9 @@ impl Broker {
         if self.is_shutting_down() {
             return Err(BrokerError::shutting_down());
         }
-        let now = self.clock.now();
         let mut txn = self.lock();
+        // Read under the lock, so no message can become available after it.
+        let now = self.clock.now();
         let State {
             subscriptions,
             next_ack,

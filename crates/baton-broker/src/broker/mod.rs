@@ -264,8 +264,9 @@ impl Broker {
 
     /// Fires due timers; when the next one is due.
     fn fire_timers(&self) -> Option<tokio::time::Instant> {
+        let mut state = self.lock();
         let now = self.clock.now();
-        timers::fire_due(&mut self.lock(), now)
+        timers::fire_due(&mut state, now)
     }
 }
 

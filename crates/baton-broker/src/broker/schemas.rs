@@ -30,7 +30,8 @@ impl Broker {
         schema_id: &str,
         schema: Option<&Schema>,
     ) -> BrokerResult<Schema> {
-        self.change_catalog(|state| state.schemas.create(parent, schema_id, schema))
+        let now = self.clock.wall();
+        self.change_catalog(|state| state.schemas.create(parent, schema_id, schema, now))
     }
 
     /// GetSchema of `name` or `name@revision`.
@@ -66,12 +67,14 @@ impl Broker {
 
     /// CommitSchema: a new revision of `name`.
     pub fn commit_schema(&self, name: &str, schema: Option<&Schema>) -> BrokerResult<Schema> {
-        self.change_catalog(|state| state.schemas.commit(name, schema))
+        let now = self.clock.wall();
+        self.change_catalog(|state| state.schemas.commit(name, schema, now))
     }
 
     /// RollbackSchema: a new revision copying `revision_id`.
     pub fn rollback_schema(&self, name: &str, revision_id: &str) -> BrokerResult<Schema> {
-        self.change_catalog(|state| state.schemas.rollback(name, revision_id))
+        let now = self.clock.wall();
+        self.change_catalog(|state| state.schemas.rollback(name, revision_id, now))
     }
 
     /// DeleteSchemaRevision of `name@revision`.

@@ -52,8 +52,8 @@ impl Broker {
         labels: HashMap<String, String>,
     ) -> BrokerResult<Snapshot> {
         names::parse(name, Collection::Snapshots)?;
-        let wall = self.clock.wall();
         let mut state = self.lock();
+        let wall = self.clock.wall();
         if state.snapshots.contains_key(name) {
             return Err(BrokerError::already_exists("Snapshot already exists"));
         }
@@ -183,8 +183,8 @@ impl Broker {
     pub fn seek_to_snapshot(&self, subscription: &str, snapshot: &str) -> BrokerResult<()> {
         names::parse(subscription, Collection::Subscriptions)?;
         names::parse(snapshot, Collection::Snapshots)?;
-        let now = self.clock.now();
         let mut txn = self.lock();
+        let now = self.clock.now();
         let State {
             snapshots,
             subscriptions,
@@ -216,8 +216,8 @@ impl Broker {
     pub fn seek_to_time(&self, subscription: &str, time: &wkt::Timestamp) -> BrokerResult<()> {
         names::parse(subscription, Collection::Subscriptions)?;
         let target = system_time(time);
-        let now = self.clock.now();
         let mut txn = self.lock();
+        let now = self.clock.now();
         let State {
             subscriptions,
             retained,

@@ -56,9 +56,8 @@ impl Broker {
                     .map_err(|error| BrokerError::invalid(error.to_string()))?,
             )
         };
-        let wall = self.clock.wall();
-        let now = self.clock.now();
         let mut txn = self.lock();
+        let (wall, now) = (self.clock.wall(), self.clock.now());
         let state = &mut *txn;
         if state.subscriptions.contains_key(&sub.name) {
             return Err(BrokerError::already_exists("Subscription already exists"));

@@ -25,13 +25,14 @@ pub(crate) enum Body {
 /// snake_case spelling is accepted too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Query {
-    /// An integer field (an unparsable value is ignored, like an absent one).
+    /// An int32 field (a value that is not one is ignored, like an absent one).
     Int(&'static str),
     /// A string field.
     Text(&'static str),
     /// `view`: a `SchemaView` by name or number.
     SchemaView,
-    /// `updateMask`: comma-separated field paths, used when the body has none.
+    /// `updateMask` (that spelling only): comma-separated field paths, used
+    /// when the body has none.
     UpdateMask,
 }
 
@@ -136,16 +137,19 @@ fn field_mask(text: &str) -> Value {
 
 /// The value of query parameter `key` (or its snake_case spelling).
 fn query_param(query: Option<&str>, key: &str) -> Option<String> {
-    let query = query?;
-    let snake = camel_to_snake(key);
-    query.split('&').find_map(|pair| {
+    query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key || k == snake).then(|| {
+        (k == key).then(|| {
             percent_encoding::percent_decode_str(&v.replace('+', " "))
                 .decode_utf8_lossy()
                 .into_owned()
         })
     })
+}
+
+/// The value of `key`, else of its snake_case spelling.
+fn query_param_either(query: Option<&str>, key: &str) -> Option<String> {
+    query_param(query, key).or_else(|| query_param(query, &camel_to_snake(key)))
 }
 
 /// The `view` query parameter: an enum name (or number) of `SchemaView`.
@@ -216,13 +220,15 @@ pub(crate) fn request_json(
     }
     for param in accepted {
         match *param {
+            // The integer parameters (page sizes) are int32 fields.
             Query::Int(key) => {
-                if let Some(n) = query_param(query, key).and_then(|v| v.parse::<i64>().ok()) {
+                if let Some(n) = query_param_either(query, key).and_then(|v| v.parse::<i32>().ok())
+                {
                     request.insert(key.into(), Value::from(n));
                 }
             }
             Query::Text(key) => {
-                if let Some(text) = query_param(query, key) {
+                if let Some(text) = query_param_either(query, key) {
                     request.insert(key.into(), Value::from(text));
                 }
             }
@@ -306,6 +312,40 @@ mod tests {
         assert_eq!(json["returnImmediately"], true);
         assert_eq!(json["pageSize"], 5);
         assert_eq!(json["view"], "FULL");
+    }
+
+    #[test]
+    fn query_spellings_and_ranges_as_before() {
+        let page = |query| {
+            request_json(
+                Body::None,
+                b"",
+                Some(query),
+                &[Query::Int("pageSize")],
+                None,
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            page("pageSize=3000000000"),
+            serde_json::json!({}),
+            "not an int32"
+        );
+        assert_eq!(
+            page("page_size=5&pageSize=2")["pageSize"],
+            2,
+            "camelCase first"
+        );
+        assert_eq!(page("pageSize=x&page_size=5"), serde_json::json!({}));
+        let mask = request_json(
+            Body::All,
+            b"{}",
+            Some("update_mask=labels"),
+            &[Query::UpdateMask],
+            None,
+        )
+        .unwrap();
+        assert_eq!(mask, serde_json::json!({}), "only updateMask names a mask");
     }
 
     #[test]

@@ -323,12 +323,26 @@ pub(crate) fn find(
     method: &Method,
     path: &[&str],
 ) -> Option<(&'static Route, Option<(&'static str, String)>)> {
+    // A resource path whose verb belongs to the IAM mixin is the mixin's,
+    // whatever the method: one it does not take is not found, rather than a
+    // request for a resource whose id ends in `:getIamPolicy`.
+    let iam = path.len() == 5
+        && path
+            .last()
+            .and_then(|last| last.rsplit_once(':'))
+            .is_some_and(|(_, verb)| is_iam_verb(verb));
     ROUTES.iter().find_map(|route| {
-        if route.method != *method {
+        if route.method != *method || route.template.verb().is_some_and(is_iam_verb) != iam {
             return None;
         }
         route.template.matches(path).map(|binding| (route, binding))
     })
+}
+
+/// The verbs of the IAM mixin (and any other `...IamPolicy` verb, which the
+/// mixin does not serve either).
+fn is_iam_verb(verb: &str) -> bool {
+    verb.ends_with("IamPolicy") || verb == "testIamPermissions"
 }
 
 #[cfg(test)]
@@ -363,6 +377,16 @@ mod tests {
             Some(("name", "projects/p/schemas/s:other".to_string()))
         );
         assert!(find(&Method::POST, &split("v1/projects/p/topics/t")).is_none());
+        // The IAM mixin's verbs are its own, whatever the method.
+        for (method, path) in [
+            (Method::GET, "v1/projects/p/topics/t:setIamPolicy"),
+            (Method::DELETE, "v1/projects/p/subscriptions/s:getIamPolicy"),
+            (Method::PUT, "v1/projects/p/topics/t:fooIamPolicy"),
+            (Method::GET, "v1/projects/p/topics/t:testIamPermissions"),
+        ] {
+            assert!(find(&method, &split(path)).is_none(), "{method} {path}");
+        }
+        assert!(find(&Method::GET, &split("v1/projects/p/topics/t:getIamPolicy")).is_some());
         assert!(find(&Method::POST, &split("v1/projects/p/topics/t:unknown")).is_none());
     }
 }

@@ -94,14 +94,16 @@ impl Template {
         if path.len() != self.segments.len() {
             return None;
         }
-        let fits = self
-            .segments
-            .iter()
-            .zip(&path)
-            .all(|(segment, part)| match segment {
-                Segment::Literal(literal) => literal == part,
-                Segment::Any => !part.is_empty(),
-            });
+        // The id a verb was split from may be empty (`topics/:publish`):
+        // the name check answers that, as the service does.
+        let last = path.len().saturating_sub(1);
+        let fits =
+            self.segments.iter().zip(&path).enumerate().all(
+                |(at, (segment, part))| match segment {
+                    Segment::Literal(literal) => literal == part,
+                    Segment::Any => !part.is_empty() || (at == last && self.verb.is_some()),
+                },
+            );
         if !fits {
             return None;
         }
@@ -115,6 +117,11 @@ impl Template {
     /// Whether the template requires a verb (such routes are tried first).
     pub fn has_verb(&self) -> bool {
         self.verb.is_some()
+    }
+
+    /// The verb the template requires, if any.
+    pub fn verb(&self) -> Option<&'static str> {
+        self.verb
     }
 }
 
@@ -134,6 +141,12 @@ mod tests {
 
     fn split(path: &str) -> Vec<&str> {
         path.split('/').collect()
+    }
+
+    fn get_of(path: &str) -> Option<Option<(&'static str, String)>> {
+        Template::parse("/v1/{topic=projects/*/topics/*}")
+            .unwrap()
+            .matches(&split(path))
     }
 
     #[test]
@@ -184,6 +197,13 @@ mod tests {
             update.matches(&split("v1/projects/p/topics/t")),
             Some(Some(("topic.name", "projects/p/topics/t".to_string())))
         );
+        let publish = Template::parse("/v1/{topic=projects/*/topics/*}:publish").unwrap();
+        assert_eq!(
+            publish.matches(&split("v1/projects/p/topics/:publish")),
+            Some(Some(("topic", "projects/p/topics/".to_string()))),
+            "an empty id before a verb is for the name check to refuse"
+        );
+        assert_eq!(get_of("v1/projects/p/topics/"), None);
         assert!(Template::parse("v1/x").is_err());
         assert!(Template::parse("/v1/{topic").is_err());
         assert!(Template::parse("/v1//x").is_err());
