@@ -48,6 +48,20 @@ pub(crate) enum EntryState {
     Backoff { until: Instant },
 }
 
+/// The ordering key `seq` holds while it is outstanding or backing off (in
+/// an ordered subscription): a reference into the message, so the ack path
+/// copies no key. A free function so the subscription's other fields stay
+/// free to change while it is held.
+fn held_key(ordered: bool, messages: &HashMap<u64, Entry>, seq: u64) -> Option<&str> {
+    if !ordered {
+        return None;
+    }
+    messages
+        .get(&seq)
+        .map(|e| e.message.ordering_key.as_str())
+        .filter(|key| !key.is_empty())
+}
+
 /// Flow-control window of one StreamingPull stream.
 #[derive(Debug, Default)]
 pub(crate) struct StreamFlow {
@@ -336,32 +350,29 @@ impl SubState {
         self.unhold_key(seq);
     }
 
-    /// The ordering key `seq` holds while it is outstanding or backing off
-    /// (ordered subscriptions only).
-    fn held_key(&self, seq: u64) -> Option<String> {
-        if !self.ordered() {
-            return None;
-        }
-        self.messages
-            .get(&seq)
-            .map(|e| e.message.ordering_key.clone())
-            .filter(|key| !key.is_empty())
-    }
-
     /// `seq` holds its ordering key: later messages of the key wait.
     fn hold_key(&mut self, seq: u64) {
-        if let Some(key) = self.held_key(seq) {
-            *self.held_keys.entry(key).or_default() += 1;
+        let Some(key) = held_key(self.ordered(), &self.messages, seq) else {
+            return;
+        };
+        match self.held_keys.get_mut(key) {
+            Some(count) => *count += 1,
+            None => {
+                let key = key.to_owned();
+                self.held_keys.insert(key, 1);
+            }
         }
     }
 
     /// `seq` no longer holds its ordering key.
     fn unhold_key(&mut self, seq: u64) {
-        if let Some(key) = self.held_key(seq)
-            && let Some(count) = self.held_keys.get_mut(&key)
-        {
+        let Some(key) = held_key(self.ordered(), &self.messages, seq) else {
+            return;
+        };
+        if let Some(count) = self.held_keys.get_mut(key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
+                let key = key.to_owned();
                 self.held_keys.remove(&key);
             }
         }
