@@ -16,9 +16,10 @@ mod push;
 mod rest;
 mod serve;
 mod status;
+mod tls;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use baton_broker::{Broker, Clock};
@@ -29,6 +30,7 @@ use baton_proto::pubsub::subscriber_server::SubscriberServer;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding;
 use tonic::server::NamedService;
 use tower::ServiceExt;
 
@@ -36,6 +38,7 @@ pub use api::PubSubApi;
 pub use grpc::{GrpcServices, parse_grpc_timeout};
 pub use push::{PushError, PushManager, PushSettings};
 pub use status::{mapping as status_mapping, to_http, to_status};
+pub use tls::{TlsError, TlsSettings};
 
 pub use baton_trace_store::{self, TraceStore};
 use opentelemetry::trace::TracerProvider as _;
@@ -70,6 +73,9 @@ pub enum ServerError {
     /// The disk store could not be opened.
     #[error(transparent)]
     Store(#[from] baton_broker::StoreError),
+    /// The TLS certificate could not be loaded or made.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Where and how to serve.
@@ -102,6 +108,9 @@ pub struct ServerConfig {
     /// The broker's clock: the system's by default; tests that pause Tokio's
     /// time give [`Clock::virtual_time`] so publish times move with it.
     pub clock: Clock,
+    /// Serve every port (gRPC, REST, web view, OTLP) over TLS with this
+    /// certificate; `None` (the default) serves plain text.
+    pub tls: Option<TlsSettings>,
 }
 
 impl ServerConfig {
@@ -116,7 +125,14 @@ impl ServerConfig {
             tracer_provider: None,
             data_dir: None,
             clock: Clock::system(),
+            tls: None,
         }
+    }
+
+    /// Serves every port over TLS with the certificate `tls` names.
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Runs the broker on `clock`.
@@ -227,12 +243,30 @@ pub struct RunningServer {
     otlp_grpc: Option<serve::Listener>,
     otlp_http: Option<serve::Listener>,
     otlp_stop: watch::Sender<bool>,
+    tls_root: Option<PathBuf>,
 }
 
 impl RunningServer {
     /// The bound address (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The certificate file clients should trust when serving TLS: the
+    /// development CA (`ca.pem`) or the given certificate file; `None` in
+    /// plain text.
+    pub fn tls_root(&self) -> Option<&Path> {
+        self.tls_root.as_deref()
+    }
+
+    /// `"https"` when serving TLS, else `"http"`: the scheme of URLs to
+    /// every port of this server.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_root.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The broker behind the server, for embedding and tests.
@@ -363,15 +397,23 @@ pub fn router_with_traces(broker: Arc<Broker>, traces: TraceStore) -> axum::Rout
     let api = PubSubApi::new(broker);
     let grpc = GrpcServices::new(api.clone());
     let publisher = PublisherServer::new(grpc.clone())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     let subscriber = SubscriberServer::new(grpc.clone())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     let schemas = SchemaServiceServer::new(grpc.clone())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
-    let iam = IamPolicyServer::new(grpc);
+    let iam = IamPolicyServer::new(grpc)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
     let router = axum::Router::new();
     let router = with_grpc(router, publisher);
     let router = with_grpc(router, subscriber);
@@ -383,6 +425,11 @@ pub fn router_with_traces(broker: Arc<Broker>, traces: TraceStore) -> axum::Rout
 
 /// Binds `config.addr` and serves until [`RunningServer::shutdown`].
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let tls = match &config.tls {
+        Some(settings) => Some(tls::prepare(settings, config.addr)?),
+        None => None,
+    };
+    let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -396,6 +443,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         Some(addr) => Some(serve::spawn(
             bind(addr).await?,
             baton_trace_store::otlp::grpc_router(trace_store.clone()),
+            acceptor.clone(),
             otlp_stopped.clone(),
         )?),
         None => None,
@@ -404,6 +452,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         Some(addr) => Some(serve::spawn(
             bind(addr).await?,
             baton_trace_store::otlp::http_router(trace_store.clone()),
+            acceptor.clone(),
             otlp_stopped,
         )?),
         None => None,
@@ -432,12 +481,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let app = router_with_traces(broker.clone(), trace_store.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        serve::serve(listener, app, async move {
+        serve::serve(listener, app, acceptor, async move {
             let _ = stopped.await;
         })
         .await
     });
-    tracing::info!(%local_addr, "baton server listening (gRPC and REST)");
+    let tls_root = tls.map(|tls| tls.root);
+    serve::announce(local_addr, tls_root.as_deref());
     Ok(RunningServer {
         local_addr,
         broker,
@@ -449,6 +499,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         otlp_grpc,
         otlp_http,
         otlp_stop,
+        tls_root,
     })
 }
 

@@ -3,13 +3,14 @@
 //! status of a failed call.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use baton_proto::iam::iam_policy_client::IamPolicyClient;
 use baton_proto::pubsub::publisher_client::PublisherClient;
 use baton_proto::pubsub::schema_service_client::SchemaServiceClient;
 use baton_proto::pubsub::subscriber_client::SubscriberClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 use crate::error::Error;
@@ -22,6 +23,23 @@ pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 pub async fn try_connect(addr: SocketAddr) -> Result<Channel, Error> {
     Endpoint::from_shared(format!("http://{addr}"))
         .expect("a socket address makes a valid URI")
+        .connect()
+        .await
+        .map_err(|source| Error::Connect { addr, source })
+}
+
+/// A new HTTP/2 connection over TLS to `addr`, trusting the PEM file
+/// `root` and checking the server's certificate for the name `localhost`
+/// (which Baton's development certificate covers).
+pub async fn try_connect_tls(addr: SocketAddr, root: &Path) -> Result<Channel, Error> {
+    let pem = std::fs::read(root)?;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(pem))
+        .domain_name("localhost");
+    Endpoint::from_shared(format!("https://{addr}"))
+        .expect("a socket address makes a valid URI")
+        .tls_config(tls)
+        .map_err(|source| Error::Connect { addr, source })?
         .connect()
         .await
         .map_err(|source| Error::Connect { addr, source })

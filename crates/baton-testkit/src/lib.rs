@@ -6,7 +6,9 @@
 //! - [`server::TestServer`]: the real server in-process on `127.0.0.1:0`, in
 //!   memory or durable, restartable on the same directory, with gRPC stubs, a
 //!   REST client and the round trips tests repeat (create, publish, pull,
-//!   ack, modack); [`server::TestServer::start_virtual`] starts it on
+//!   ack, modack); [`server::TestServer::start_tls`] serves TLS with a
+//!   development certificate (its clients trust it);
+//!   [`server::TestServer::start_virtual`] starts it on
 //!   [`virtual_time`], so a `start_paused` test drives its deadlines,
 //!   backoffs and waits on Tokio's paused clock.
 //! - [`process::ServeProcess`]: the real `baton serve` binary as a child

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::iam::iam_policy_client::IamPolicyClient;
@@ -17,7 +18,7 @@ use baton_proto::pubsub::{
     ListTopicSubscriptionsRequest, ListTopicsRequest, ModifyAckDeadlineRequest, PublishRequest,
     PubsubMessage, ReceivedMessage, Snapshot, StreamingPullRequest, Subscription, Topic,
 };
-use baton_server::{RunningServer, ServerConfig};
+use baton_server::{RunningServer, ServerConfig, TlsSettings};
 use serde_json::Value;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -53,8 +54,12 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// A connection every stub of this server shares.
     pub channel: Channel,
-    /// The REST client (30 s timeout per request).
+    /// The REST client (30 s timeout per request; trusting the server's
+    /// certificate when it serves TLS).
     pub http: reqwest::Client,
+    /// The directory of the development certificate of [`Self::start_tls`],
+    /// kept for as long as the server (and its restarts) lives.
+    tls_dir: Option<Arc<tempfile::TempDir>>,
 }
 
 impl TestServer {
@@ -68,6 +73,25 @@ impl TestServer {
     /// the directory holds already) and connects to it.
     pub async fn start_durable(dir: &Path) -> Self {
         Self::start_with(ServerConfig::new(loopback()).with_data_dir(dir)).await
+    }
+
+    /// Starts a fresh in-memory server serving TLS on every port with a
+    /// development certificate made in a temporary directory, and connects
+    /// to it over TLS (trusting [`Self::tls_root`]).
+    pub async fn start_tls() -> Self {
+        Self::start_tls_with(ServerConfig::new(loopback())).await
+    }
+
+    /// [`Self::start_tls`] with `config` otherwise (OTLP ports, a data
+    /// directory); its TLS setting is replaced.
+    pub async fn start_tls_with(config: ServerConfig) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory for the certificate");
+        let config = config.with_tls(TlsSettings::Development {
+            dir: dir.path().join("tls"),
+        });
+        let mut server = Self::start_with(config).await;
+        server.tls_dir = Some(Arc::new(dir));
+        server
     }
 
     /// Starts a fresh in-memory server on virtual time (see
@@ -98,7 +122,10 @@ impl TestServer {
     pub async fn try_start_with(config: ServerConfig) -> Result<Self, Error> {
         let server = baton_server::start(config.clone()).await?;
         let addr = server.local_addr();
-        let channel = try_connect(addr).await?;
+        let channel = match server.tls_root() {
+            Some(root) => grpc::try_connect_tls(addr, root).await?,
+            None => try_connect(addr).await?,
+        };
         Ok(Self::around(server, config, channel))
     }
 
@@ -128,16 +155,18 @@ impl TestServer {
     }
 
     fn around(server: RunningServer, config: ServerConfig, channel: Channel) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("http client");
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some(root) = server.tls_root() {
+            http = http.add_root_certificate(root_certificate(root));
+        }
+        let http = http.build().expect("http client");
         Self {
             addr: server.local_addr(),
             server: Some(server),
             config,
             channel,
             http,
+            tls_dir: None,
         }
     }
 
@@ -145,8 +174,11 @@ impl TestServer {
     /// one with the same configuration (same data directory, a new port).
     pub async fn restart(self) -> Self {
         let config = self.config.clone();
+        let tls_dir = self.tls_dir.clone();
         self.shutdown().await;
-        Self::start_with(config).await
+        let mut server = Self::start_with(config).await;
+        server.tls_dir = tls_dir;
+        server
     }
 
     /// Shuts the server down, asserting it stops cleanly within 15 s.
@@ -170,29 +202,35 @@ impl TestServer {
         self.server.take().expect("server still running")
     }
 
+    /// The certificate file clients trust when the server serves TLS (the
+    /// development CA of [`Self::start_tls`]); `None` in plain text.
+    pub fn tls_root(&self) -> Option<&Path> {
+        self.server().tls_root()
+    }
+
     /// `host:port`, the value for `PUBSUB_EMULATOR_HOST`.
     pub fn host(&self) -> String {
         self.addr.to_string()
     }
 
-    /// `http://host:port` of the OTLP/gRPC receiver (started with
-    /// `ServerConfig::with_otlp_grpc`), as exporters want it.
+    /// `http://host:port` (`https` with TLS) of the OTLP/gRPC receiver
+    /// (started with `ServerConfig::with_otlp_grpc`), as exporters want it.
     pub fn otlp_grpc_endpoint(&self) -> String {
         let addr = self
             .server()
             .otlp_grpc_addr()
             .expect("the server receives OTLP/gRPC");
-        format!("http://{addr}")
+        format!("{}://{addr}", self.server().scheme())
     }
 
-    /// `http://host:port` of the OTLP/HTTP receiver (started with
-    /// `ServerConfig::with_otlp_http`).
+    /// `http://host:port` (`https` with TLS) of the OTLP/HTTP receiver
+    /// (started with `ServerConfig::with_otlp_http`).
     pub fn otlp_http_endpoint(&self) -> String {
         let addr = self
             .server()
             .otlp_http_addr()
             .expect("the server receives OTLP/HTTP");
-        format!("http://{addr}")
+        format!("{}://{addr}", self.server().scheme())
     }
 
     /// A new connection (its own HTTP/2 connection) to the server.
@@ -543,9 +581,10 @@ impl TestServer {
 
     // ----- REST -----------------------------------------------------------
 
-    /// `http://host:port{path}`.
+    /// `http://host:port{path}` (`https` when serving TLS).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = self.server.as_ref().map_or("http", |s| s.scheme());
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// A REST call with an optional JSON body; answers the status and the
@@ -586,4 +625,10 @@ impl TestServer {
         let status = response.status().as_u16();
         (status, response.text().await.expect("REST body"))
     }
+}
+
+/// The PEM certificate in `path`, for a reqwest client to trust.
+pub fn root_certificate(path: &Path) -> reqwest::Certificate {
+    let pem = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    reqwest::Certificate::from_pem(&pem).expect("a PEM certificate")
 }

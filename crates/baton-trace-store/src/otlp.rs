@@ -10,8 +10,9 @@
 //! served on its own task, so one bad client does not hold up others.
 //!
 //! HTTP bodies may be gzip-compressed (`Content-Encoding: gzip`; at most
-//! [`MAX_BODY_BYTES`] inflated); other encodings get 415. gRPC compression is
-//! not supported (tonic answers `UNIMPLEMENTED`).
+//! [`MAX_BODY_BYTES`] inflated); other encodings get 415. gRPC messages may
+//! be gzip-compressed too (also at most [`MAX_BODY_BYTES`] inflated, else
+//! `RESOURCE_EXHAUSTED`), and responses are gzipped for clients that ask.
 
 use crate::store::{IngestError, IngestSummary, TraceStore};
 use axum::Router;
@@ -27,6 +28,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
+use tonic::codec::CompressionEncoding;
 use tonic::server::NamedService;
 use tower::ServiceExt;
 
@@ -73,6 +75,8 @@ impl TraceService for OtlpTraceService {
 /// The gRPC receiver's routes.
 pub fn grpc_router(store: TraceStore) -> Router {
     let service = TraceServiceServer::new(OtlpTraceService::new(store))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_BODY_BYTES);
     Router::new().route_service(
         &format!(

@@ -94,6 +94,29 @@ struct ServeArgs {
     /// own spans).
     #[arg(long)]
     no_otlp: bool,
+    /// Serve every port (gRPC, REST, web view, OTLP) over TLS with a
+    /// development certificate Baton makes and keeps in `<data-dir>/tls`
+    /// (trust its `ca.pem`; with `--in-memory`, made anew in a temporary
+    /// directory each run). Plain text is the default.
+    #[arg(long, env = "BATON_TLS")]
+    tls: bool,
+    /// Serve over TLS with this PEM certificate chain (server certificate
+    /// first) instead of a development certificate; needs `--tls-key`.
+    #[arg(
+        long,
+        env = "BATON_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(
+        long,
+        env = "BATON_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
     /// Most spans kept in memory; the oldest traces are evicted first.
     #[arg(long, env = "BATON_TRACE_STORE_SPANS", default_value_t = 100_000)]
     trace_store_spans: usize,
@@ -147,6 +170,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !args.in_memory {
         config = config.with_data_dir(&args.data_dir);
     }
+    // Lives until the server stops: the per-run certificate of `--in-memory`.
+    let mut _tls_temp_dir = None;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config = config.with_tls(baton_server::TlsSettings::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    } else if args.tls {
+        let dir = if args.in_memory {
+            let temp = tempfile::Builder::new()
+                .prefix("baton-tls-")
+                .tempdir()
+                .context("making a temporary directory for the TLS certificate")?;
+            let dir = temp.path().to_path_buf();
+            tracing::info!(
+                dir = %dir.display(),
+                "in memory: the development certificate is made anew for this run and deleted when the server stops (without --in-memory it is kept in <data-dir>/tls)"
+            );
+            _tls_temp_dir = Some(temp);
+            dir
+        } else {
+            args.data_dir.join("tls")
+        };
+        config = config.with_tls(baton_server::TlsSettings::Development { dir });
+    }
     if !args.no_otlp {
         config = config
             .with_otlp_grpc(SocketAddr::new(args.host, args.otlp_grpc_port))
@@ -156,19 +204,41 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting the server on {addr}"))?;
     let local = server.local_addr();
+    let scheme = server.scheme();
     let store = match server.broker().storage() {
         Some(storage) => format!("durable store {}", storage.path().display()),
         None => "in-memory store".to_string(),
     };
-    println!("Baton Pub/Sub server listening on {local} (gRPC and REST, {store})");
-    println!("Point Google's client libraries at it with:");
-    println!("  export PUBSUB_EMULATOR_HOST={local}");
-    println!("Trace view: http://{local}/ui/");
+    match server.tls_root() {
+        None => {
+            println!("Baton Pub/Sub server listening on {local} (gRPC and REST, {store})");
+            println!("Point Google's client libraries at it with:");
+            println!("  export PUBSUB_EMULATOR_HOST={local}");
+        }
+        Some(root) => {
+            let port = local.port();
+            println!(
+                "Baton Pub/Sub server listening on https://{local} (gRPC and REST over TLS, {store})"
+            );
+            println!("Trust its certificate with (PUBSUB_EMULATOR_HOST forces plain text):");
+            println!(
+                "  export GRPC_DEFAULT_SSL_ROOTS_FILE_PATH={}",
+                root.display()
+            );
+            println!("  export SSL_CERT_FILE={}", root.display());
+            println!("  export REQUESTS_CA_BUNDLE={}", root.display());
+            println!("  export NODE_EXTRA_CA_CERTS={}", root.display());
+            println!(
+                "and point Google's client libraries at api_endpoint localhost:{port} (anonymous credentials)"
+            );
+        }
+    }
+    println!("Trace view: {scheme}://{local}/ui/");
     if let (Some(grpc), Some(http)) = (server.otlp_grpc_addr(), server.otlp_http_addr()) {
         println!("OTLP traces: gRPC on {grpc}, HTTP on {http} (POST /v1/traces)");
         println!("Send your services' traces here with:");
-        println!("  export OTEL_EXPORTER_OTLP_ENDPOINT=http://{http}");
-        println!("  (OTLP/gRPC exporters, like Rust's tonic one: http://{grpc})");
+        println!("  export OTEL_EXPORTER_OTLP_ENDPOINT={scheme}://{http}");
+        println!("  (OTLP/gRPC exporters, like Rust's tonic one: {scheme}://{grpc})");
     } else {
         println!("OTLP receiver off (--no-otlp)");
     }
