@@ -1,7 +1,8 @@
 //! Fuzz harnesses for everything Baton parses from people it does not
 //! control: subscription filters, schema definitions and the messages
 //! validated against them, trace context in message attributes, REST
-//! requests, and OTLP/HTTP exports.
+//! requests, OTLP/HTTP exports, and credentials (`authorization` headers and
+//! token requests).
 //!
 //! Each harness takes raw bytes and must never panic or hang: a bad request
 //! gets an error, nothing more. `fuzz_targets/` wraps each one for
@@ -228,4 +229,66 @@ fn populated_broker() -> Arc<Broker> {
         panic!("fuzz fixture: {error}");
     }
     broker
+}
+
+/// The time the credential fixture verifies at (2023-11-14T22:13:20Z): the
+/// committed seeds are valid then, so the fuzzer starts on the success path.
+pub const CREDENTIAL_NOW_UNIX: u64 = 1_700_000_000;
+
+/// Baton's issuer in the credential fixture.
+pub const CREDENTIAL_ISSUER: &str = "https://127.0.0.1:8085";
+
+/// The token endpoint of the credential fixture (the seeds' `aud`).
+pub const CREDENTIAL_TOKEN_URI: &str = "https://127.0.0.1:8085/token";
+
+/// The operator token of the credential fixture.
+pub const CREDENTIAL_OPERATOR_TOKEN: &str = "fuzz-operator-token";
+
+/// An `authorization` header value and a token request body (the same
+/// bytes as both), verified at [`CREDENTIAL_NOW_UNIX`] by an authenticator
+/// with one account holding one key ([`credential_authenticator`]).
+pub fn credential_verifier(data: &[u8]) {
+    let authenticator = credential_authenticator();
+    let now = credential_now();
+    let _ = authenticator.verify_bearer(Some(data), now);
+    let _ = authenticator.exchange_jwt_bearer(data, CREDENTIAL_TOKEN_URI, now);
+}
+
+/// [`CREDENTIAL_NOW_UNIX`] as a time.
+pub fn credential_now() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(CREDENTIAL_NOW_UNIX)
+}
+
+/// The credential fixture: a fixed signing key and one service account,
+/// `fuzz-robot@fuzz-project.iam.gserviceaccount.com`, with one fixed public
+/// key (`fixtures/`; its id, derived from the key, is the `kid` of the
+/// seeds, which were signed with the matching private key, kept nowhere).
+/// Fixed keys make the seeds valid on every run, so the fuzzer mutates
+/// tokens that reach signature and claim checks.
+pub fn credential_authenticator() -> &'static baton_auth::Authenticator {
+    static AUTHENTICATOR: OnceLock<baton_auth::Authenticator> = OnceLock::new();
+    AUTHENTICATOR.get_or_init(|| {
+        let signing = baton_auth::SigningKey::from_pkcs8_pem(include_str!(
+            "../fixtures/credential-signing-key.pem"
+        ))
+        .unwrap_or_else(|e| panic!("fuzz signing key: {e}"));
+        let accounts = baton_auth::ServiceAccounts::open(None)
+            .unwrap_or_else(|e| panic!("fuzz accounts: {e}"));
+        let account = accounts
+            .create("fuzz-project", "fuzz-robot", "Fuzz robot", "")
+            .unwrap_or_else(|e| panic!("fuzz account: {e}"));
+        accounts
+            .upload_key(
+                &account.email,
+                include_str!("../fixtures/credential-account-key.pub"),
+                credential_now(),
+            )
+            .unwrap_or_else(|e| panic!("fuzz account key: {e}"));
+        baton_auth::Authenticator::new(
+            Arc::new(signing),
+            accounts,
+            CREDENTIAL_ISSUER.to_string(),
+            Some(CREDENTIAL_OPERATOR_TOKEN.to_string()),
+        )
+    })
 }

@@ -48,3 +48,40 @@ fn rest_corpus() {
 fn otlp_http_corpus() {
     replay("otlp_http", baton_fuzz::otlp_http);
 }
+
+#[test]
+fn credential_verifier_corpus() {
+    replay("credential_verifier", baton_fuzz::credential_verifier);
+}
+
+/// The valid seeds are valid for the fixture, so fuzzing starts from inputs
+/// that reach the signature and claim checks and the success path.
+#[test]
+fn credential_seeds_reach_the_success_path() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/credential_verifier");
+    let read = |name: &str| std::fs::read(corpus.join(name)).unwrap();
+    let authenticator = baton_fuzz::credential_authenticator();
+    let now = baton_fuzz::credential_now();
+    for seed in ["self-signed-aud", "self-signed-scope", "operator"] {
+        authenticator
+            .verify_bearer(Some(&read(seed)), now)
+            .unwrap_or_else(|e| panic!("{seed}: {e:?}"));
+    }
+    for seed in ["assertion", "assertion-no-kid"] {
+        authenticator
+            .exchange_jwt_bearer(&read(seed), baton_fuzz::CREDENTIAL_TOKEN_URI, now)
+            .unwrap_or_else(|e| panic!("{seed}: {e:?}"));
+    }
+    for seed in [
+        "self-signed-expired",
+        "alg-none",
+        "hs256-public-key",
+        "bearer-empty",
+        "not-utf8",
+    ] {
+        assert!(
+            authenticator.verify_bearer(Some(&read(seed)), now).is_err(),
+            "{seed}"
+        );
+    }
+}

@@ -227,6 +227,38 @@ impl ServiceAccounts {
         })
     }
 
+    /// Adds a public key the caller generated (Google's `keys.upload`): an
+    /// RSA public key, SPKI PEM (`-----BEGIN PUBLIC KEY-----`), valid after
+    /// `now`. Its id is derived from the key (the first 20 bytes of the
+    /// SHA-256 of its DER, in hex), so the same key always gets the same id.
+    pub fn upload_key(
+        &self,
+        email: &str,
+        public_key_pem: &str,
+        now: SystemTime,
+    ) -> Result<ServiceAccountKey, AuthError> {
+        let key_id = crate::keys::public_key_id(public_key_pem)?;
+        self.update(|accounts| {
+            if accounts
+                .values()
+                .any(|a| a.keys.iter().any(|k| k.key_id == key_id))
+            {
+                return Err(AuthError::AlreadyExists(format!(
+                    "Service account key {key_id}"
+                )));
+            }
+            let account = find_mut(accounts, email)?;
+            let key = ServiceAccountKey {
+                key_id: key_id.clone(),
+                public_key_pem: public_key_pem.to_string(),
+                valid_after: now,
+                disabled: false,
+            };
+            account.keys.push(key.clone());
+            Ok(key)
+        })
+    }
+
     /// The account with this email (case-insensitively) or unique id.
     pub fn get(&self, email_or_unique_id: &str) -> Option<ServiceAccount> {
         let state = self.read();
@@ -536,6 +568,22 @@ mod tests {
         assert!(accounts.public_key(&key.key_id).is_some());
         accounts.delete_key(&account.email, &key.key_id).unwrap();
         assert!(accounts.public_key(&key.key_id).is_none());
+        // An uploaded key gets an id derived from the key itself.
+        let uploaded = crate::keys::generate_rsa_key().unwrap();
+        let key_id = crate::keys::public_key_id(&uploaded.public_key_pem).unwrap();
+        let added = accounts
+            .upload_key(&account.email, &uploaded.public_key_pem, now)
+            .unwrap();
+        assert_eq!(added.key_id, key_id);
+        assert_eq!(accounts.public_key(&key_id).unwrap().0, account.email);
+        assert!(matches!(
+            accounts.upload_key(&account.email, &uploaded.public_key_pem, now),
+            Err(AuthError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            accounts.upload_key(&account.email, "garbage", now),
+            Err(AuthError::Crypto(_))
+        ));
         assert!(matches!(
             accounts.delete_key(&account.email, &key.key_id),
             Err(AuthError::NotFound(_))

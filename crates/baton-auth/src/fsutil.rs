@@ -11,7 +11,7 @@ use crate::error::{AuthError, io_error};
 /// Replaces `path` with `bytes` atomically. With `private`, the file is
 /// created with mode 0600 on unix (readable by its owner only) before any
 /// byte is written to it.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), AuthError> {
+pub fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), AuthError> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -6,10 +6,11 @@
 
 use std::fmt;
 
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{DecodePublicKey as _, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use rsa::{PrivateKey, PublicKey};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::error::AuthError;
 
@@ -154,6 +155,27 @@ pub fn generate_rsa_key() -> Result<GeneratedKey, AuthError> {
         private_pkcs8_pem,
         public_key_pem,
     })
+}
+
+/// The id Baton gives a public key it did not generate (an uploaded key,
+/// its own signing key): the first 20 bytes of the SHA-256 of the key's
+/// SPKI DER, as 40 hex digits. Refuses anything but an RSA public key in
+/// SPKI PEM.
+pub fn public_key_id(public_key_pem: &str) -> Result<String, AuthError> {
+    let public = PublicKey::from_public_key_pem(public_key_pem)
+        .map_err(|e| AuthError::Crypto(format!("not an RSA public key: {e}")))?;
+    spki_key_id(&public)
+}
+
+/// The key id of a public key (see [`public_key_id`]).
+pub(crate) fn spki_key_id(public: &PublicKey) -> Result<String, AuthError> {
+    let der = public
+        .to_public_key_der()
+        .map_err(|e| AuthError::Crypto(format!("encoding an RSA public key: {e}")))?;
+    Ok(Sha256::digest(der.as_bytes())[..20]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// `len` random bytes as lowercase hex.

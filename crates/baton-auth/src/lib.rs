@@ -19,6 +19,7 @@ pub mod verify;
 
 pub use accounts::{ServiceAccount, ServiceAccountKey, ServiceAccounts};
 pub use error::AuthError;
+pub use fsutil::write_atomically;
 pub use keys::{GeneratedKey, ServiceAccountKeyFile, generate_rsa_key};
 pub use signing::SigningKey;
 pub use verify::{Authenticator, Principal, TokenEndpointError, TokenResponse};

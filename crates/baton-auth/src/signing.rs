@@ -8,14 +8,13 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
-use rsa::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
+use rsa::pkcs8::DecodePrivateKey as _;
 use rsa::{PrivateKey, PublicKey};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
 use crate::error::{AuthError, io_error};
 use crate::fsutil::write_atomically;
-use crate::keys::{generate_rsa_key, rsa_components};
+use crate::keys::{generate_rsa_key, rsa_components, spki_key_id};
 
 /// The file, inside the state directory, that holds the private key
 /// (PKCS#8 PEM, mode 0600).
@@ -74,13 +73,7 @@ impl SigningKey {
         let private = PrivateKey::from_pkcs8_pem(pem)
             .map_err(|e| AuthError::Crypto(format!("parsing the signing key: {e}")))?;
         let public = PublicKey::from(&private);
-        let spki = public
-            .to_public_key_der()
-            .map_err(|e| AuthError::Crypto(format!("encoding the signing key: {e}")))?;
-        let key_id: String = Sha256::digest(spki.as_bytes())[..20]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key_id = spki_key_id(&public)?;
         let public_key_pem = crate::keys::public_key_pem(&public)?;
         let encoding = EncodingKey::from_rsa_pem(pem.as_bytes())
             .map_err(|e| AuthError::Crypto(format!("loading the signing key: {e}")))?;

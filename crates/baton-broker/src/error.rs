@@ -26,6 +26,11 @@ pub enum ErrorCode {
     Aborted,
     /// Internal invariant broken.
     Internal,
+    /// The request carries no valid credential (authentication is on).
+    Unauthenticated,
+    /// The caller's credential is valid but no IAM policy grants the
+    /// permission the request needs.
+    PermissionDenied,
 }
 
 /// An ack or modack that could not be applied on an exactly-once
@@ -59,6 +64,19 @@ impl BrokerError {
             message: message.into(),
             ack_failures: Vec::new(),
         }
+    }
+
+    /// PERMISSION_DENIED with the real service's wording.
+    pub fn permission_denied() -> Self {
+        Self::new(
+            ErrorCode::PermissionDenied,
+            "User not authorized to perform this action.",
+        )
+    }
+
+    /// UNAUTHENTICATED with `message` (the credential verifier's wording).
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthenticated, message)
     }
 
     /// INVALID_ARGUMENT with `message`.

@@ -1,10 +1,10 @@
 //! IAM policies on topics, subscriptions, snapshots and schemas.
 //!
-//! Baton does not enforce access control (like any local server, every
-//! caller may do everything), but tools and tests set and read policies, so
-//! they are stored and answered the way the real service answers: an unset
-//! policy is empty with an etag, a write with a stale etag is refused, and
-//! TestIamPermissions grants what is asked.
+//! Policies are stored and answered the way the real service answers: an
+//! unset policy is empty with an etag and a write with a stale etag is
+//! refused. The broker only keeps them; the server enforces them when
+//! authentication is on (with it off, like any local server, every caller
+//! may do everything and TestIamPermissions grants what is asked).
 
 use std::collections::HashMap;
 
@@ -32,6 +32,11 @@ impl IamPolicies {
                 etag: EMPTY_POLICY_ETAG.to_vec(),
                 ..Default::default()
             })
+    }
+
+    /// The policy set on `resource`, if any.
+    pub fn stored(&self, resource: &str) -> Option<&Policy> {
+        self.policies.get(resource)
     }
 
     /// Replaces the policy (or, with `paths`, the named fields of it). A

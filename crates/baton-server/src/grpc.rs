@@ -32,7 +32,7 @@ use baton_proto::wkt;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::{self, PubSubApi, RequestContext, Rpc, Transport};
+use crate::api::{self, Guarded, PubSubApi, RequestContext, Transport};
 use crate::status::to_status;
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -62,7 +62,13 @@ fn context<T>(request: &Request<T>) -> RequestContext {
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout);
-    RequestContext::new(Transport::Grpc).with_timeout(timeout)
+    let authorization = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| http::HeaderValue::from_bytes(v.as_encoded_bytes()).ok());
+    RequestContext::new(Transport::Grpc)
+        .with_timeout(timeout)
+        .with_authorization(authorization)
 }
 
 /// The four gRPC services over one request layer.
@@ -78,7 +84,7 @@ impl GrpcServices {
     }
 
     /// Serves one unary call of `R`.
-    async fn unary<R: Rpc>(&self, request: Request<R::Request>) -> Reply<R::Response> {
+    async fn unary<R: Guarded>(&self, request: Request<R::Request>) -> Reply<R::Response> {
         let ctx = context(&request);
         self.api
             .call::<R>(&ctx, request.into_inner())

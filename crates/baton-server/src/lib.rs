@@ -12,6 +12,7 @@
 pub mod api;
 pub mod broker_spans;
 mod grpc;
+pub mod identity;
 mod push;
 mod rest;
 mod serve;
@@ -34,8 +35,9 @@ use tonic::codec::CompressionEncoding;
 use tonic::server::NamedService;
 use tower::ServiceExt;
 
-pub use api::PubSubApi;
+pub use api::{AccessControl, PubSubApi};
 pub use grpc::{GrpcServices, parse_grpc_timeout};
+pub use identity::Identity;
 pub use push::{PushError, PushManager, PushSettings};
 pub use status::{mapping as status_mapping, to_http, to_status};
 pub use tls::{TlsError, TlsSettings};
@@ -76,6 +78,35 @@ pub enum ServerError {
     /// The TLS certificate could not be loaded or made.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    /// The identity state (signing key, service accounts, operator token)
+    /// could not be loaded or made.
+    #[error("authentication: {0}")]
+    Auth(#[from] baton_auth::AuthError),
+    /// The metadata server was asked for without a service account.
+    #[error("the metadata server needs a service account (--metadata-service-account)")]
+    MetadataAccount,
+}
+
+/// Authentication and IAM, off by default ([`ServerConfig::with_auth`]).
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// The bootstrap admin's bearer token, which may do everything (create
+    /// service accounts, set project policies); `None` makes a random one.
+    pub operator_token: Option<String>,
+    /// Where to write the operator token (mode 0600) for the CLI to read;
+    /// `None` writes `<data dir>/auth/operator-token` with a disk store and
+    /// nothing in memory.
+    pub operator_token_file: Option<PathBuf>,
+}
+
+/// The metadata server ([`identity::metadata`]), off by default.
+#[derive(Debug, Clone)]
+pub struct MetadataSettings {
+    /// Where to serve it (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// The instance's service account (its email), whose tokens it hands
+    /// out.
+    pub service_account: String,
 }
 
 /// Where and how to serve.
@@ -111,6 +142,15 @@ pub struct ServerConfig {
     /// Serve every port (gRPC, REST, web view, OTLP) over TLS with this
     /// certificate; `None` (the default) serves plain text.
     pub tls: Option<TlsSettings>,
+    /// Authentication and IAM enforcement; `None` (the default) lets every
+    /// caller do everything, as a local emulator does.
+    pub auth: Option<AuthSettings>,
+    /// The metadata server's token endpoints on a port of their own.
+    pub metadata: Option<MetadataSettings>,
+    /// Baton's URL as clients reach it (the issuer of its tokens, the base
+    /// of the `token_uri` in key files); `None` derives it from the bound
+    /// address.
+    pub public_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -126,12 +166,33 @@ impl ServerConfig {
             data_dir: None,
             clock: Clock::system(),
             tls: None,
+            auth: None,
+            metadata: None,
+            public_url: None,
         }
     }
 
     /// Serves every port over TLS with the certificate `tls` names.
     pub fn with_tls(mut self, tls: TlsSettings) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Turns authentication and IAM enforcement on.
+    pub fn with_auth(mut self, auth: AuthSettings) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Serves the metadata server's token endpoints.
+    pub fn with_metadata(mut self, metadata: MetadataSettings) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Sets the URL clients reach Baton at.
+    pub fn with_public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into());
         self
     }
 
@@ -242,11 +303,34 @@ pub struct RunningServer {
     span_recorder: Option<broker_spans::BrokerSpans>,
     otlp_grpc: Option<serve::Listener>,
     otlp_http: Option<serve::Listener>,
+    metadata: Option<serve::Listener>,
     otlp_stop: watch::Sender<bool>,
     tls_root: Option<PathBuf>,
+    identity: Identity,
+    operator_token: Option<String>,
 }
 
 impl RunningServer {
+    /// The identity state: service accounts, the signing key, the verifier.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The operator's bearer token, when authentication is on.
+    pub fn operator_token(&self) -> Option<&str> {
+        self.operator_token.as_deref()
+    }
+
+    /// The bound metadata-server address, when serving one.
+    pub fn metadata_addr(&self) -> Option<SocketAddr> {
+        self.metadata.as_ref().map(|l| l.addr)
+    }
+
+    /// Baton's URL as clients reach it.
+    pub fn public_url(&self) -> &str {
+        self.identity.public_url()
+    }
+
     /// The bound address (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -317,9 +401,13 @@ impl RunningServer {
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         self.broker.begin_shutdown();
         let _ = self.otlp_stop.send(true);
-        for listener in [self.otlp_grpc.take(), self.otlp_http.take()]
-            .into_iter()
-            .flatten()
+        for listener in [
+            self.otlp_grpc.take(),
+            self.otlp_http.take(),
+            self.metadata.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if tokio::time::timeout(std::time::Duration::from_secs(5), listener.task)
                 .await
@@ -394,7 +482,25 @@ pub fn router(broker: Arc<Broker>) -> axum::Router {
 
 /// [`router`], with the trace store's query API and web view over `traces`.
 pub fn router_with_traces(broker: Arc<Broker>, traces: TraceStore) -> axum::Router {
+    let clock = *broker.clock();
     let api = PubSubApi::new(broker);
+    match Identity::open(None, "http://127.0.0.1".to_string(), None, clock) {
+        Ok(identity) => app(api, identity, traces),
+        Err(error) => {
+            tracing::warn!(%error, "identity endpoints left out");
+            app_without_identity(api, traces)
+        }
+    }
+}
+
+/// Everything the main port serves: the Pub/Sub API over `api` (gRPC and
+/// REST), the identity endpoints of `identity`, and the trace store's query
+/// API and web view over `traces`.
+pub fn app(api: PubSubApi, identity: Identity, traces: TraceStore) -> axum::Router {
+    app_without_identity(api.clone(), traces).merge(identity::router(identity, api))
+}
+
+fn app_without_identity(api: PubSubApi, traces: TraceStore) -> axum::Router {
     let grpc = GrpcServices::new(api.clone());
     let publisher = PublisherServer::new(grpc.clone())
         .accept_compressed(CompressionEncoding::Gzip)
@@ -476,9 +582,71 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         broker.set_observer(Arc::new(recorder.clone()));
         recorder
     });
+    let public_url = config.public_url.clone().unwrap_or_else(|| {
+        default_public_url(local_addr, if tls.is_some() { "https" } else { "http" })
+    });
+    let operator_token = config.auth.as_ref().map(|auth| {
+        auth.operator_token
+            .clone()
+            .unwrap_or_else(identity::random_token)
+    });
+    let auth_dir = config.data_dir.as_ref().map(|dir| dir.join("auth"));
+    let identity = Identity::open(
+        auth_dir.clone(),
+        public_url.clone(),
+        operator_token.clone(),
+        config.clock,
+    )?;
+    let mut api = PubSubApi::new(broker.clone());
+    if let (Some(auth), Some(token)) = (&config.auth, &operator_token) {
+        let authenticator = identity.authenticator_async().await?;
+        api = api.with_access_control(AccessControl::new(authenticator));
+        let token_file = auth
+            .operator_token_file
+            .clone()
+            .or_else(|| auth_dir.as_ref().map(|dir| dir.join("operator-token")));
+        match token_file {
+            Some(file) => {
+                identity::write_secret(&file, token)?;
+                tracing::info!(file = %file.display(), "authentication on: the operator token (every permission) is in this file; `baton iam` reads it");
+            }
+            None => tracing::info!(
+                operator_token = %token,
+                "authentication on: the operator token (every permission)"
+            ),
+        }
+    }
+    let metadata = match &config.metadata {
+        Some(settings) => {
+            if settings.service_account.is_empty() {
+                return Err(ServerError::MetadataAccount);
+            }
+            let listener = serve::spawn(
+                bind(settings.addr).await?,
+                identity::metadata::router(identity.clone(), settings.service_account.clone()),
+                // Plain HTTP, as the real metadata server speaks.
+                None,
+                otlp_stop.subscribe(),
+            )?;
+            tracing::info!(
+                addr = %listener.addr,
+                account = %settings.service_account,
+                "metadata server listening: set GCE_METADATA_HOST={0} (and GCE_METADATA_IP={0} for Python)",
+                listener.addr
+            );
+            Some(listener)
+        }
+        None => None,
+    };
     // Push subscriptions are served for as long as the broker lives.
-    PushManager::start(&broker, PushSettings::default())?;
-    let app = router_with_traces(broker.clone(), trace_store.clone());
+    PushManager::start(
+        &broker,
+        PushSettings {
+            id_tokens: Some(identity.clone()),
+            ..PushSettings::default()
+        },
+    )?;
+    let app = app(api, identity.clone(), trace_store.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         serve::serve(listener, app, acceptor, async move {
@@ -498,9 +666,22 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         span_recorder,
         otlp_grpc,
         otlp_http,
+        metadata,
         otlp_stop,
         tls_root,
+        identity,
+        operator_token,
     })
+}
+
+/// `scheme://host:port` of a bound address, with loopback for an
+/// unspecified one (what a client on this machine dials).
+fn default_public_url(addr: SocketAddr, scheme: &str) -> String {
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

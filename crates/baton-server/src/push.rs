@@ -32,7 +32,11 @@
 //! the attributes as headers when `write_metadata` is set. A message carrying a
 //! `googclient_traceparent` attribute (the official clients' trace context)
 //! also gets a W3C `traceparent` header with its value, so tracing HTTP
-//! frameworks join the publisher's trace.
+//! frameworks join the publisher's trace. A subscription with an
+//! `oidc_token` sends `Authorization: Bearer <ID token>`, signed by Baton's
+//! key for its service account, with the audience it names (the endpoint by
+//! default); receivers verify it against Baton's certificates
+//! (`/oauth2/v1/certs`).
 //!
 //! Everything holds the broker weakly: when the broker goes away (or shutdown
 //! begins) the manager and its workers end on their own.
@@ -43,7 +47,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use baton_broker::{Broker, BrokerError, DeliveryKind, ErrorCode, StreamRegistration};
-use baton_proto::pubsub::push_config::Wrapper;
+use baton_proto::pubsub::push_config::{AuthenticationMethod as Authentication, Wrapper};
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
@@ -92,6 +96,9 @@ pub struct PushSettings {
     pub max_backoff: Duration,
     /// Most messages in flight per subscription (default 100).
     pub max_outstanding: usize,
+    /// Signs the ID tokens of subscriptions with an `oidc_token`; `None`
+    /// sends no `Authorization` header.
+    pub id_tokens: Option<crate::identity::Identity>,
 }
 
 impl Default for PushSettings {
@@ -101,6 +108,7 @@ impl Default for PushSettings {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(60),
             max_outstanding: 100,
+            id_tokens: None,
         }
     }
 }
@@ -517,9 +525,12 @@ impl Worker {
         }
         for group in groups {
             let acks: Vec<String> = group.iter().map(|r| r.ack_id.clone()).collect();
-            let handle = self
-                .tasks
-                .spawn(deliver_group(self.client.clone(), sub.clone(), group));
+            let handle = self.tasks.spawn(deliver_group(
+                self.client.clone(),
+                self.settings.id_tokens.clone(),
+                sub.clone(),
+                group,
+            ));
             self.task_acks.insert(handle.id(), acks);
         }
     }
@@ -615,6 +626,7 @@ async fn sleep_until_or_never(until: Option<Instant>) {
 /// key), the messages after a failed one are held back unsent.
 async fn deliver_group(
     client: reqwest::Client,
+    id_tokens: Option<crate::identity::Identity>,
     sub: Arc<Subscription>,
     group: Vec<ReceivedMessage>,
 ) -> Outcomes {
@@ -624,7 +636,7 @@ async fn deliver_group(
         let outcome = if failed {
             Err(PushFailure::HeldBack)
         } else {
-            push_one(&client, &sub, &received).await
+            push_one(&client, id_tokens.as_ref(), &sub, &received).await
         };
         failed |= outcome.is_err();
         outcomes.push((received.ack_id, outcome));
@@ -635,6 +647,7 @@ async fn deliver_group(
 /// POSTs one message to the subscription's endpoint.
 async fn push_one(
     client: &reqwest::Client,
+    id_tokens: Option<&crate::identity::Identity>,
     sub: &Subscription,
     received: &ReceivedMessage,
 ) -> Result<(), PushFailure> {
@@ -665,6 +678,22 @@ async fn push_one(
         .and_then(|v| HeaderValue::from_str(v).ok())
     {
         headers.insert(HeaderName::from_static("traceparent"), value);
+    }
+    if let (Some(oidc), Some(identity)) = (&push.authentication_method, id_tokens) {
+        let Authentication::OidcToken(oidc) = oidc;
+        // The audience defaults to the endpoint, as with the real service.
+        let audience = if oidc.audience.is_empty() {
+            push.push_endpoint.as_str()
+        } else {
+            oidc.audience.as_str()
+        };
+        let token = identity
+            .push_id_token(&oidc.service_account_email, audience)
+            .await
+            .map_err(|error| PushFailure::Request(format!("cannot sign the ID token: {error}")))?;
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|error| PushFailure::Request(error.to_string()))?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
     }
     let response = client
         .post(&push.push_endpoint)

@@ -44,6 +44,16 @@ pub fn mapping(code: ErrorCode) -> (tonic::Code, StatusCode, &'static str) {
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",
         ),
+        ErrorCode::Unauthenticated => (
+            tonic::Code::Unauthenticated,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+        ),
+        ErrorCode::PermissionDenied => (
+            tonic::Code::PermissionDenied,
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+        ),
     }
 }
 

@@ -7,6 +7,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod demo;
+mod iam_cmd;
 mod otel;
 mod pubsub_cmds;
 mod signals;
@@ -59,6 +60,22 @@ enum Command {
     Trace {
         #[command(subcommand)]
         command: trace_cmd::TraceCommand,
+    },
+    /// Service accounts and their key files (like `gcloud iam`), on a
+    /// server started with `--auth`.
+    Iam {
+        #[command(flatten)]
+        admin: iam_cmd::AdminArgs,
+        #[command(subcommand)]
+        command: iam_cmd::IamCommand,
+    },
+    /// Project-level IAM bindings (like `gcloud projects
+    /// add-iam-policy-binding`).
+    Projects {
+        #[command(flatten)]
+        admin: iam_cmd::AdminArgs,
+        #[command(subcommand)]
+        command: iam_cmd::ProjectsCommand,
     },
 }
 
@@ -131,6 +148,34 @@ struct ServeArgs {
         hide = true
     )]
     broker_spans: bool,
+    /// Require credentials on every Pub/Sub call and enforce IAM policies
+    /// (on the resource and on its project), as Google Cloud does. Clients
+    /// then authenticate with key files made by `baton iam service-accounts
+    /// keys create`, or through the metadata server (`--metadata-port`).
+    #[arg(long, env = "BATON_AUTH")]
+    auth: bool,
+    /// Where `--auth` writes the operator token, the bootstrap admin's
+    /// credential that `baton iam` and `baton projects` use (default
+    /// `<data-dir>/auth/operator-token`; with `--in-memory` it is logged).
+    #[arg(long, env = "BATON_OPERATOR_TOKEN_FILE")]
+    operator_token_file: Option<PathBuf>,
+    /// Serve the metadata server's token endpoints on this port (0 picks
+    /// one), so libraries that honour `GCE_METADATA_HOST` get tokens as if
+    /// on GKE or Compute Engine.
+    #[arg(long, env = "BATON_METADATA_PORT")]
+    metadata_port: Option<u16>,
+    /// The service account (email) the metadata server speaks for.
+    #[arg(
+        long,
+        env = "BATON_METADATA_SERVICE_ACCOUNT",
+        requires = "metadata_port"
+    )]
+    metadata_service_account: Option<String>,
+    /// The URL clients reach this server at, when it differs from the bound
+    /// address (behind a proxy, say): the issuer of its tokens and the
+    /// `token_uri` of the key files it makes.
+    #[arg(long, env = "BATON_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 #[tokio::main]
@@ -159,6 +204,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo::run(args).await,
         Command::Trace { command } => trace_cmd::run(command).await,
+        Command::Iam { admin, command } => iam_cmd::iam(&admin, command).await,
+        Command::Projects { admin, command } => iam_cmd::projects(&admin, command).await,
     }
 }
 
@@ -199,6 +246,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config = config
             .with_otlp_grpc(SocketAddr::new(args.host, args.otlp_grpc_port))
             .with_otlp_http(SocketAddr::new(args.host, args.otlp_http_port));
+    }
+    if args.auth {
+        config = config.with_auth(baton_server::AuthSettings {
+            operator_token_file: args.operator_token_file.clone(),
+            ..Default::default()
+        });
+    }
+    if let Some(port) = args.metadata_port {
+        let service_account = args.metadata_service_account.clone().context(
+            "--metadata-port needs --metadata-service-account (the account it speaks for)",
+        )?;
+        config = config.with_metadata(baton_server::MetadataSettings {
+            addr: SocketAddr::new(args.host, port),
+            service_account,
+        });
+    }
+    if let Some(url) = &args.public_url {
+        config = config.with_public_url(url.trim_end_matches('/'));
     }
     let server = baton_server::start(config)
         .await
@@ -241,6 +306,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("  (OTLP/gRPC exporters, like Rust's tonic one: {scheme}://{grpc})");
     } else {
         println!("OTLP receiver off (--no-otlp)");
+    }
+    if args.auth {
+        let url = server.public_url();
+        println!("Authentication on: every call needs a credential; IAM policies are enforced.");
+        println!(
+            "  Google's clients send credentials over TLS only: use api_endpoint={local} with a key file,"
+        );
+        println!(
+            "  not PUBSUB_EMULATOR_HOST (which sends none). Tokens: {url}/token; ID-token certs: {url}/oauth2/v1/certs"
+        );
+        println!("  baton iam service-accounts create NAME --project P");
+        println!(
+            "  baton iam service-accounts keys create key.json --iam-account NAME@P.iam.gserviceaccount.com"
+        );
+        println!(
+            "  baton projects add-iam-policy-binding P --member serviceAccount:NAME@P.iam.gserviceaccount.com --role roles/pubsub.editor"
+        );
+    }
+    if let Some(metadata) = server.metadata_addr() {
+        println!(
+            "Metadata server on {metadata}: export GCE_METADATA_HOST={metadata} GCE_METADATA_IP={metadata}"
+        );
     }
     tracing::info!(%local, "ready; press Ctrl-C to stop");
     signals::shutdown_signal().await;

@@ -1,6 +1,6 @@
-//! The IAM policy mixin over topics, subscriptions, snapshots and schemas:
-//! policies are stored per resource (see `crate::iam` for why nothing is
-//! enforced yet).
+//! The IAM policy mixin over projects, topics, subscriptions, snapshots and
+//! schemas: policies are stored per resource. The server enforces them when
+//! authentication is on ([`Broker::with_policies`] is what it reads).
 
 use baton_proto::iam::Policy;
 
@@ -9,8 +9,15 @@ use super::state::State;
 use crate::error::{BrokerError, BrokerResult};
 use crate::names::{self, Collection};
 
-/// The resource a policy call names must exist.
+/// The resource a policy call names must exist. A project (`projects/p`)
+/// always exists: projects are implicit, as on a local server.
 fn check_resource(state: &State, resource: &str) -> BrokerResult<()> {
+    if let Some(project) = resource.strip_prefix("projects/")
+        && !project.contains('/')
+    {
+        names::parse_project(resource)?;
+        return Ok(());
+    }
     let collection = resource.split('/').nth(2).unwrap_or_default();
     let kind = match collection {
         "topics" => Collection::Topics,
@@ -61,7 +68,22 @@ impl Broker {
         })
     }
 
-    /// TestIamPermissions: every permission asked for is granted.
+    /// Runs `check` over the stored policies of `resources` (those without a
+    /// policy are left out), read under one lock: the request layer's IAM
+    /// check on the hot path, so nothing is cloned.
+    pub fn with_policies<R>(&self, resources: &[&str], check: impl FnOnce(&[&Policy]) -> R) -> R {
+        let state = self.lock();
+        let mut found: [Option<&Policy>; 4] = [None; 4];
+        for (slot, resource) in found.iter_mut().zip(resources) {
+            *slot = state.iam.stored(resource);
+        }
+        let policies: Vec<&Policy> = found.into_iter().flatten().collect();
+        check(&policies)
+    }
+
+    /// TestIamPermissions without authentication: every permission asked
+    /// for is granted (the server answers from the policies when
+    /// authentication is on).
     pub fn test_iam_permissions(
         &self,
         resource: &str,

@@ -1,6 +1,7 @@
 //! The `google.iam.v1.IAMPolicy` mixin's RPCs on topics, subscriptions,
-//! snapshots and schemas. The emulator answers UNIMPLEMENTED; Baton stores
-//! policies and answers like the real service.
+//! snapshots, schemas and projects. The emulator answers UNIMPLEMENTED;
+//! Baton stores policies, enforces them when authentication is on, and
+//! answers like the real service.
 
 use baton_proto::iam::{
     GetIamPolicyRequest, Policy, SetIamPolicyRequest, TestIamPermissionsRequest,
@@ -20,11 +21,19 @@ rpcs! {
     GetIamPolicy("google.iam.v1.IAMPolicy", Immediate) GetIamPolicyRequest => Policy,
     |api, _, r| api.broker.get_iam_policy(&r.resource);
 
-    /// TestIamPermissions.
+    /// TestIamPermissions: with authentication on, the permissions asked
+    /// for that the caller's policies grant; with it off, all of them.
     TestIamPermissions("google.iam.v1.IAMPolicy", Immediate)
         TestIamPermissionsRequest => TestIamPermissionsResponse,
-    |api, _, r| api
-        .broker
-        .test_iam_permissions(&r.resource, r.permissions)
-        .map(|permissions| TestIamPermissionsResponse { permissions });
+    |api, ctx, r| {
+        let asked = api.broker.test_iam_permissions(&r.resource, r.permissions)?;
+        let permissions = match &api.access {
+            Some(access) => {
+                let principal = access.authenticate(&api.broker, ctx.authorization.as_ref())?;
+                access.granted(&api.broker, &principal, &r.resource, asked)
+            }
+            None => asked,
+        };
+        Ok(TestIamPermissionsResponse { permissions })
+    };
 }

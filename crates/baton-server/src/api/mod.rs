@@ -4,26 +4,32 @@
 //! Each RPC is a type implementing [`Rpc`]: its name, whether its answer
 //! waits for durability, and its handler (validation, the broker call, page
 //! conversion). [`PubSubApi::call`] runs one: it is the single place where
-//! something that applies to every request happens (today the durability
-//! wait), so a new RPC, or a new check on every RPC, is written once. The
+//! something that applies to every request happens (authentication and the
+//! IAM check of the RPC's row in [`permissions`], when authentication is
+//! on; the durability wait), so a new RPC, or a new check on every RPC, is
+//! written once. The
 //! gRPC services (`crate::grpc`) and the REST route table (`crate::rest`) are
 //! thin transports over it; StreamingPull, which only gRPC carries, has its
 //! session here too ([`streaming_pull`]).
 
+pub mod access;
 mod iam;
+pub mod permissions;
 mod publisher;
 pub(crate) mod rpc;
 mod schemas;
 pub(crate) mod streaming_pull;
 mod subscriber;
 
+pub use access::AccessControl;
 pub use iam::{GetIamPolicy, SetIamPolicy, TestIamPermissions};
 pub use publisher::{
     CreateTopic, DeleteTopic, DetachSubscription, GetTopic, ListTopicSnapshots,
     ListTopicSubscriptions, ListTopics, Publish, UpdateTopic,
 };
 pub use rpc::{
-    Durability, MAX_GRPC_PULL_WAIT, PubSubApi, REST_PULL_WAIT, RequestContext, Rpc, Transport,
+    Durability, Guarded, MAX_GRPC_PULL_WAIT, PubSubApi, REST_PULL_WAIT, RequestContext, Rpc,
+    Transport,
 };
 pub use schemas::{
     CommitSchema, CreateSchema, DeleteSchema, DeleteSchemaRevision, GetSchema, ListSchemaRevisions,

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use baton_auth::Principal;
 use baton_broker::{Broker, BrokerResult, ListPage};
+
+use super::access::{AccessControl, Checks};
 
 /// Longest a Pull without `return_immediately` waits over gRPC when the
 /// caller set no deadline (the emulator's long poll is about 90 s).
@@ -42,6 +45,9 @@ pub struct RequestContext {
     /// How long the caller waits for the answer (gRPC's `grpc-timeout`), if
     /// it said.
     pub timeout: Option<Duration>,
+    /// The `authorization` header, if sent: the credential checked when
+    /// authentication is on.
+    pub authorization: Option<http::HeaderValue>,
 }
 
 impl RequestContext {
@@ -50,7 +56,14 @@ impl RequestContext {
         Self {
             transport,
             timeout: None,
+            authorization: None,
         }
+    }
+
+    /// Sets the credential the request carries.
+    pub fn with_authorization(mut self, authorization: Option<http::HeaderValue>) -> Self {
+        self.authorization = authorization;
+        self
     }
 
     /// Sets the caller's deadline.
@@ -99,12 +112,44 @@ pub trait Rpc: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct PubSubApi {
     pub(super) broker: Arc<Broker>,
+    /// Authentication and IAM; `None` (the default) lets every caller do
+    /// everything, as a local emulator does.
+    pub(super) access: Option<AccessControl>,
 }
 
 impl PubSubApi {
-    /// Serves `broker`.
+    /// Serves `broker` to every caller.
     pub fn new(broker: Arc<Broker>) -> Self {
-        Self { broker }
+        Self {
+            broker,
+            access: None,
+        }
+    }
+
+    /// Serves `broker` to callers that `access` admits.
+    pub fn with_access_control(mut self, access: AccessControl) -> Self {
+        self.access = Some(access);
+        self
+    }
+
+    /// The authentication and IAM gate, when authentication is on.
+    pub fn access_control(&self) -> Option<&AccessControl> {
+        self.access.as_ref()
+    }
+
+    /// With authentication on, who sent the request and whether they may
+    /// make it; with it off, nothing (and `None`).
+    pub(super) fn admit(
+        &self,
+        ctx: &RequestContext,
+        checks: Checks<'_>,
+    ) -> BrokerResult<Option<Principal>> {
+        let Some(access) = &self.access else {
+            return Ok(None);
+        };
+        let principal = access.authenticate(&self.broker, ctx.authorization.as_ref())?;
+        access.authorize(&self.broker, &principal, checks)?;
+        Ok(Some(principal))
     }
 
     /// The broker behind the API.
@@ -112,20 +157,28 @@ impl PubSubApi {
         &self.broker
     }
 
-    /// Runs one RPC: its handler, then, for an RPC that changes durable
-    /// state, the wait until the change is on disk.
-    pub async fn call<R: Rpc>(
+    /// Runs one RPC: with authentication on, the credential and IAM check
+    /// of its row in the permissions table; its handler; then, for an RPC
+    /// that changes durable state, the wait until the change is on disk.
+    pub async fn call<R: Guarded>(
         &self,
         ctx: &RequestContext,
         request: R::Request,
     ) -> BrokerResult<R::Response> {
         tracing::trace!(rpc = R::NAME, transport = ?ctx.transport, "request");
+        self.admit(ctx, R::checks(&request))?;
         let answer = R::handle(self, ctx, request).await;
         if R::DURABILITY == Durability::Durable {
             self.broker.durable().await?;
         }
         answer
     }
+}
+
+/// An RPC whose permissions are in this table.
+pub trait Guarded: Rpc {
+    /// What the caller must hold for `request`.
+    fn checks(request: &Self::Request) -> Checks<'_>;
 }
 
 /// A list response built from one page of the broker's answer.

@@ -54,6 +54,7 @@ impl PubSubApi {
         let first = first
             .filter(|first| !first.subscription.is_empty())
             .ok_or_else(|| BrokerError::invalid("first message must set subscription"))?;
+        self.admit(ctx, super::permissions::consume_checks(&first.subscription))?;
         names::parse(&first.subscription, Collection::Subscriptions)?;
         if !(10..=600).contains(&first.stream_ack_deadline_seconds) {
             return Err(stream_deadline_error());

@@ -62,8 +62,11 @@ pub async fn handle(State(api): State<PubSubApi>, request: Request) -> Response 
             "Request payload size exceeds the limit: {MAX_BODY_BYTES} bytes."
         )));
     };
+    let ctx = RequestContext::new(Transport::Rest)
+        .with_authorization(parts.headers.get(header::AUTHORIZATION).cloned());
     serve(
         &api,
+        ctx,
         &parts.method,
         parts.uri.path(),
         parts.uri.query(),
@@ -74,6 +77,7 @@ pub async fn handle(State(api): State<PubSubApi>, request: Request) -> Response 
 
 async fn serve(
     api: &PubSubApi,
+    ctx: RequestContext,
     method: &Method,
     raw_path: &str,
     query: Option<&str>,
@@ -120,7 +124,7 @@ async fn serve(
         Ok(request) => request,
         Err(error) => return error_response(&error),
     };
-    match (route.call)(api, RequestContext::new(Transport::Rest), request).await {
+    match (route.call)(api, ctx, request).await {
         Ok(body) => json(StatusCode::OK, body),
         Err(error) => error_response(&error),
     }

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::json::{Body, Query, invalid_payload};
 use super::template::Template;
-use crate::api::{self, PubSubApi, RequestContext, Rpc};
+use crate::api::{self, Guarded, PubSubApi, RequestContext};
 
 /// A route's call: the request (as JSON) in, the response (as JSON) out.
 type Call = for<'a> fn(
@@ -41,7 +41,7 @@ fn call<R>(
     json: Value,
 ) -> Pin<Box<dyn Future<Output = BrokerResult<Vec<u8>>> + Send + '_>>
 where
-    R: Rpc,
+    R: Guarded,
     R::Request: DeserializeOwned,
     R::Response: Serialize,
 {
@@ -62,7 +62,7 @@ fn route<R>(
     query: &'static [Query],
 ) -> Option<Route>
 where
-    R: Rpc,
+    R: Guarded,
     R::Request: DeserializeOwned,
     R::Response: Serialize,
 {
@@ -309,6 +309,28 @@ pub(crate) static ROUTES: LazyLock<Vec<Route>> = LazyLock::new(|| {
             Body::All,
             NONE,
         ),
+        // A project's policy, in the Resource Manager API's shape
+        // (`cloudresourcemanager.googleapis.com/v1/projects/p:getIamPolicy`):
+        // with authentication on, its bindings grant on every resource of
+        // the project.
+        route::<api::GetIamPolicy>(
+            M::POST,
+            "/v1/{resource=projects/*}:getIamPolicy",
+            Body::None,
+            NONE,
+        ),
+        route::<api::SetIamPolicy>(
+            M::POST,
+            "/v1/{resource=projects/*}:setIamPolicy",
+            Body::All,
+            NONE,
+        ),
+        route::<api::TestIamPermissions>(
+            M::POST,
+            "/v1/{resource=projects/*}:testIamPermissions",
+            Body::All,
+            NONE,
+        ),
     ]
     .into_iter()
     .flatten()
@@ -326,7 +348,7 @@ pub(crate) fn find(
     // A resource path whose verb belongs to the IAM mixin is the mixin's,
     // whatever the method: one it does not take is not found, rather than a
     // request for a resource whose id ends in `:getIamPolicy`.
-    let iam = path.len() == 5
+    let iam = (path.len() == 5 || path.len() == 3)
         && path
             .last()
             .and_then(|last| last.rsplit_once(':'))
@@ -356,8 +378,9 @@ mod tests {
     #[test]
     fn every_template_parses() {
         // Every unary RPC once (9 Publisher, 15 Subscriber, 10 SchemaService,
-        // 3 IAMPolicy), GetIamPolicy twice (GET and POST).
-        assert_eq!(ROUTES.len(), 38);
+        // 3 IAMPolicy), GetIamPolicy twice (GET and POST), and the three
+        // IAMPolicy verbs on projects.
+        assert_eq!(ROUTES.len(), 41);
     }
 
     #[test]

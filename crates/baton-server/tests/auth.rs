@@ -1,0 +1,718 @@
+//! Authentication and IAM enforcement, end to end over gRPC and REST: the
+//! service-account key files Baton makes, both service-account flows
+//! (self-signed JWTs and the JWT-bearer token exchange), the metadata
+//! server, policies on resources and projects, the real service's error
+//! codes and wording, and the ID tokens of push subscriptions. Tokens
+//! expire on the broker's virtual clock.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use baton_proto::iam::iam_policy_client::IamPolicyClient;
+use baton_proto::iam::{Binding, Policy, SetIamPolicyRequest, TestIamPermissionsRequest};
+use baton_proto::pubsub::publisher_client::PublisherClient;
+use baton_proto::pubsub::subscriber_client::SubscriberClient;
+use baton_proto::pubsub::{PublishRequest, PubsubMessage, PullRequest, Subscription, Topic};
+use baton_server::AuthSettings;
+use baton_testkit::push::PushRecorder;
+use baton_testkit::server::{TestServer, virtual_config};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Value, json};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+const OPERATOR: &str = "operator-secret-for-tests";
+const MISSING: &str = "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
+const INVALID: &str = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
+const DENIED: &str = "User not authorized to perform this action.";
+const TOPIC: &str = "projects/p/topics/orders";
+const SUBSCRIPTION: &str = "projects/p/subscriptions/orders-worker";
+
+async fn start() -> TestServer {
+    TestServer::start_with(virtual_config().with_auth(AuthSettings {
+        operator_token: Some(OPERATOR.into()),
+        operator_token_file: None,
+    }))
+    .await
+}
+
+fn now(server: &TestServer) -> SystemTime {
+    server.server().broker().clock().wall()
+}
+
+fn unix(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Adds the `authorization` header to every call.
+type AddCredential = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>;
+type Authed = InterceptedService<Channel, AddCredential>;
+
+fn with_token(server: &TestServer, token: Option<String>) -> Authed {
+    let value: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
+        token.map(|t| format!("Bearer {t}").parse().unwrap());
+    let interceptor: AddCredential = Box::new(move |mut request: Request<()>| {
+        if let Some(value) = &value {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    });
+    InterceptedService::new(server.channel.clone(), interceptor)
+}
+
+fn publisher(server: &TestServer, token: Option<String>) -> PublisherClient<Authed> {
+    PublisherClient::new(with_token(server, token))
+}
+
+fn subscriber(server: &TestServer, token: Option<String>) -> SubscriberClient<Authed> {
+    SubscriberClient::new(with_token(server, token))
+}
+
+fn iam(server: &TestServer, token: Option<String>) -> IamPolicyClient<Authed> {
+    IamPolicyClient::new(with_token(server, token))
+}
+
+fn operator(server: &TestServer) -> (PublisherClient<Authed>, SubscriberClient<Authed>) {
+    (
+        publisher(server, Some(OPERATOR.into())),
+        subscriber(server, Some(OPERATOR.into())),
+    )
+}
+
+/// The operator makes the topic and subscription.
+async fn resources(server: &TestServer) {
+    let (mut publisher, mut subscriber) = operator(server);
+    publisher
+        .create_topic(Topic {
+            name: TOPIC.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    subscriber
+        .create_subscription(Subscription {
+            name: SUBSCRIPTION.into(),
+            topic: TOPIC.into(),
+            ack_deadline_seconds: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// A REST call as the operator.
+async fn admin(server: &TestServer, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let response = server
+        .http
+        .request(method, format!("http://{}{path}", server.addr))
+        .bearer_auth(OPERATOR)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let value: Value = response.json().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {value}");
+    value
+}
+
+/// A service account and the key file Baton made for it.
+async fn account(server: &TestServer, id: &str) -> Value {
+    let created = admin(
+        server,
+        reqwest::Method::POST,
+        "/v1/projects/p/serviceAccounts",
+        json!({"accountId": id, "serviceAccount": {"displayName": "test"}}),
+    )
+    .await;
+    let email = created["email"].as_str().unwrap().to_string();
+    assert_eq!(email, format!("{id}@p.iam.gserviceaccount.com"));
+    let key = admin(
+        server,
+        reqwest::Method::POST,
+        &format!("/v1/projects/p/serviceAccounts/{email}/keys"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(key["privateKeyType"], "TYPE_GOOGLE_CREDENTIALS_FILE");
+    let file = base64::engine::general_purpose::STANDARD
+        .decode(key["privateKeyData"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&file).unwrap()
+}
+
+/// A self-signed JWT as Google's libraries send it for a service account.
+fn self_signed(key_file: &Value, iat: u64, exp: u64, audience: Option<&str>) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(key_file["private_key_id"].as_str().unwrap().into());
+    let email = key_file["client_email"].as_str().unwrap();
+    let mut claims = json!({"iss": email, "sub": email, "iat": iat, "exp": exp});
+    match audience {
+        Some(aud) => claims["aud"] = json!(aud),
+        None => claims["scope"] = json!("https://www.googleapis.com/auth/cloud-platform"),
+    }
+    let key =
+        EncodingKey::from_rsa_pem(key_file["private_key"].as_str().unwrap().as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn jwt_now(server: &TestServer, key_file: &Value) -> String {
+    let iat = unix(now(server));
+    self_signed(key_file, iat, iat + 3600, None)
+}
+
+async fn publish(
+    publisher: &mut PublisherClient<Authed>,
+    data: &str,
+) -> Result<Vec<String>, Status> {
+    publisher
+        .publish(PublishRequest {
+            topic: TOPIC.into(),
+            messages: vec![PubsubMessage {
+                data: data.as_bytes().to_vec(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .map(|r| r.into_inner().message_ids)
+}
+
+async fn pull(subscriber: &mut SubscriberClient<Authed>) -> Result<usize, Status> {
+    #[allow(deprecated)]
+    let request = PullRequest {
+        subscription: SUBSCRIPTION.into(),
+        return_immediately: true,
+        max_messages: 10,
+    };
+    subscriber
+        .pull(request)
+        .await
+        .map(|r| r.into_inner().received_messages.len())
+}
+
+async fn grant(server: &TestServer, resource: &str, role: &str, member: &str) {
+    iam(server, Some(OPERATOR.into()))
+        .set_iam_policy(SetIamPolicyRequest {
+            resource: resource.into(),
+            policy: Some(Policy {
+                bindings: vec![Binding {
+                    role: role.into(),
+                    members: vec![member.into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+fn assert_status(result: Result<impl std::fmt::Debug, Status>, code: Code, message: &str) {
+    let status = result.expect_err("the call must fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(status.message(), message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_without_a_credential_is_unauthenticated_on_both_transports() {
+    let server = start().await;
+    resources(&server).await;
+    assert_status(
+        publish(&mut publisher(&server, None), "x").await,
+        Code::Unauthenticated,
+        MISSING,
+    );
+    let response = server
+        .http
+        .post(format!("http://{}/v1/{TOPIC}:publish", server.addr))
+        .json(&json!({"messages": [{"data": "eA=="}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["status"], "UNAUTHENTICATED");
+    assert_eq!(body["error"]["message"], MISSING);
+    // The operator token may do everything.
+    let (mut publisher, _) = operator(&server);
+    assert_eq!(publish(&mut publisher, "x").await.unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn garbage_foreign_and_forged_credentials_are_refused() {
+    let server = start().await;
+    resources(&server).await;
+    let key_file = account(&server, "forger-target").await;
+    let iat = unix(now(&server));
+    let email = key_file["client_email"].as_str().unwrap();
+    // alg "none": a JWT with no signature.
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let unsigned = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT", "kid": key_file["private_key_id"]})),
+        b64(
+            json!({"iss": email, "sub": email, "iat": iat, "exp": iat + 600,
+                   "scope": "https://www.googleapis.com/auth/cloud-platform"})
+        ),
+    );
+    // HS256 keyed with the public key (key confusion).
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = key_file["private_key_id"].as_str().map(str::to_string);
+    let confused = jsonwebtoken::encode(
+        &hs,
+        &json!({"iss": email, "sub": email, "iat": iat, "exp": iat + 600,
+                "aud": "https://pubsub.googleapis.com/"}),
+        &EncodingKey::from_secret(b"whatever").unwrap(),
+    )
+    .unwrap();
+    // Signed by another account's key but claiming to be this one.
+    let other = account(&server, "someone-else").await;
+    let mut forged_file = other.clone();
+    forged_file["client_email"] = json!(email);
+    let forged = self_signed(&forged_file, iat, iat + 600, None);
+    // A token for another API.
+    let wrong_audience = self_signed(
+        &key_file,
+        iat,
+        iat + 600,
+        Some("https://storage.googleapis.com/"),
+    );
+    for token in [
+        "not-a-jwt".to_string(),
+        "a.b.c".to_string(),
+        unsigned,
+        confused,
+        forged,
+        wrong_audience,
+        "x".repeat(12_000),
+    ] {
+        assert_status(
+            publish(&mut publisher(&server, Some(token)), "x").await,
+            Code::Unauthenticated,
+            INVALID,
+        );
+    }
+    // A header larger than the connection takes is refused by HTTP/2
+    // itself (431), before any parsing.
+    let oversized = publish(&mut publisher(&server, Some("x".repeat(64_000))), "x").await;
+    let status = oversized.expect_err("an oversized header must fail");
+    assert!(status.message().contains("431"), "{status:?}");
+    // A header that is not a bearer token at all.
+    let response = server
+        .http
+        .post(format!("http://{}/v1/{TOPIC}:publish", server.addr))
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .json(&json!({"messages": [{"data": "eA=="}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // The server still serves a good caller.
+    let (mut publisher, _) = operator(&server);
+    assert!(publish(&mut publisher, "still here").await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn self_signed_jwts_are_checked_against_resource_and_project_policies() {
+    let server = start().await;
+    resources(&server).await;
+    let key_file = account(&server, "orders-api").await;
+    let member = format!(
+        "serviceAccount:{}",
+        key_file["client_email"].as_str().unwrap()
+    );
+    let token = || Some(jwt_now(&server, &key_file));
+    // Authenticated, but no policy grants anything yet.
+    assert_status(
+        publish(&mut publisher(&server, token()), "x").await,
+        Code::PermissionDenied,
+        DENIED,
+    );
+    // Publisher on the topic: publishing works, consuming does not.
+    grant(&server, TOPIC, "roles/pubsub.publisher", &member).await;
+    assert_eq!(
+        publish(&mut publisher(&server, token()), "one")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_status(
+        pull(&mut subscriber(&server, token())).await,
+        Code::PermissionDenied,
+        DENIED,
+    );
+    // Subscriber on the project: every subscription of the project.
+    grant(&server, "projects/p", "roles/pubsub.subscriber", &member).await;
+    assert_eq!(pull(&mut subscriber(&server, token())).await.unwrap(), 1);
+    // Neither role may delete the topic or read another project.
+    let deleted = publisher(&server, token())
+        .delete_topic(baton_proto::pubsub::DeleteTopicRequest {
+            topic: TOPIC.into(),
+        })
+        .await;
+    assert_status(deleted, Code::PermissionDenied, DENIED);
+    // TestIamPermissions answers from the policies.
+    let held = iam(&server, token())
+        .test_iam_permissions(TestIamPermissionsRequest {
+            resource: TOPIC.into(),
+            permissions: vec![
+                "pubsub.topics.publish".into(),
+                "pubsub.topics.delete".into(),
+                "pubsub.topics.attachSubscription".into(),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .permissions;
+    assert_eq!(
+        held,
+        ["pubsub.topics.publish", "pubsub.topics.attachSubscription"]
+    );
+    // The audience form (Node's) works as the scope form does.
+    let iat = unix(now(&server));
+    let with_aud = self_signed(
+        &key_file,
+        iat,
+        iat + 600,
+        Some("https://pubsub.googleapis.com/"),
+    );
+    assert!(
+        publish(&mut publisher(&server, Some(with_aud)), "two")
+            .await
+            .is_ok()
+    );
+    // REST denies with 403 and the same wording.
+    let response = server
+        .http
+        .delete(format!("http://{}/v1/{TOPIC}", server.addr))
+        .bearer_auth(jwt_now(&server, &key_file))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["status"], "PERMISSION_DENIED");
+    assert_eq!(body["error"]["message"], DENIED);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_token_endpoint_exchanges_a_signed_assertion_for_an_access_token() {
+    let server = start().await;
+    resources(&server).await;
+    let key_file = account(&server, "orders-worker").await;
+    let token_uri = key_file["token_uri"].as_str().unwrap().to_string();
+    assert_eq!(token_uri, format!("http://{}/token", server.addr));
+    let member = format!(
+        "serviceAccount:{}",
+        key_file["client_email"].as_str().unwrap()
+    );
+    grant(&server, "projects/p", "roles/pubsub.editor", &member).await;
+    let iat = unix(now(&server));
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = key_file["private_key_id"].as_str().map(str::to_string);
+    let email = key_file["client_email"].as_str().unwrap();
+    let key =
+        EncodingKey::from_rsa_pem(key_file["private_key"].as_str().unwrap().as_bytes()).unwrap();
+    let assertion = |aud: &str, exp: u64| {
+        jsonwebtoken::encode(
+            &header,
+            &json!({"iss": email, "aud": aud, "iat": iat, "exp": exp,
+                    "scope": "https://www.googleapis.com/auth/pubsub"}),
+            &key,
+        )
+        .unwrap()
+    };
+    let exchange = |assertion: String| {
+        let http = server.http.clone();
+        let uri = token_uri.clone();
+        async move {
+            http.post(uri)
+                .form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let answer = exchange(assertion(&token_uri, iat + 3600)).await;
+    assert_eq!(answer.status(), 200);
+    let token: Value = answer.json().await.unwrap();
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(token["expires_in"], 3600);
+    let access = token["access_token"].as_str().unwrap().to_string();
+    assert!(
+        publish(&mut publisher(&server, Some(access.clone())), "x")
+            .await
+            .is_ok()
+    );
+    // Longer than an hour, or for another audience: invalid_grant.
+    for bad in [
+        assertion(&token_uri, iat + 7200),
+        assertion("https://elsewhere/token", iat + 600),
+    ] {
+        let answer = exchange(bad).await;
+        assert_eq!(answer.status(), 400);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_grant", "{body}");
+    }
+    // The access token expires with its hour, on the broker's clock.
+    tokio::time::advance(Duration::from_secs(3601)).await;
+    assert_status(
+        publish(&mut publisher(&server, Some(access)), "late").await,
+        Code::Unauthenticated,
+        INVALID,
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verified_token_stops_working_when_it_expires_or_its_key_is_deleted() {
+    let server = start().await;
+    resources(&server).await;
+    let key_file = account(&server, "short-lived").await;
+    let email = key_file["client_email"].as_str().unwrap().to_string();
+    grant(
+        &server,
+        TOPIC,
+        "roles/pubsub.publisher",
+        &format!("serviceAccount:{email}"),
+    )
+    .await;
+    let iat = unix(now(&server));
+    let token = self_signed(&key_file, iat, iat + 120, None);
+    assert!(
+        publish(&mut publisher(&server, Some(token.clone())), "a")
+            .await
+            .is_ok()
+    );
+    tokio::time::advance(Duration::from_secs(121)).await;
+    assert_status(
+        publish(&mut publisher(&server, Some(token)), "b").await,
+        Code::Unauthenticated,
+        INVALID,
+    );
+    let fresh = jwt_now(&server, &key_file);
+    assert!(
+        publish(&mut publisher(&server, Some(fresh.clone())), "c")
+            .await
+            .is_ok()
+    );
+    let key_id = key_file["private_key_id"].as_str().unwrap();
+    admin(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("/v1/projects/p/serviceAccounts/{email}/keys/{key_id}"),
+        json!({}),
+    )
+    .await;
+    assert_status(
+        publish(&mut publisher(&server, Some(fresh)), "d").await,
+        Code::Unauthenticated,
+        INVALID,
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_metadata_server_hands_out_tokens_for_its_service_account() {
+    let dir = tempfile::tempdir().unwrap();
+    // The account must exist before the metadata server speaks for it, so
+    // it is made on a first run and kept in the data directory.
+    let config = virtual_config()
+        .with_data_dir(dir.path())
+        .with_auth(AuthSettings {
+            operator_token: Some(OPERATOR.into()),
+            operator_token_file: None,
+        });
+    let first = TestServer::start_with(config.clone()).await;
+    let key_file = account(&first, "gke-workload").await;
+    let email = key_file["client_email"].as_str().unwrap().to_string();
+    first.shutdown().await;
+    let server = TestServer::start_with(config.with_metadata(baton_server::MetadataSettings {
+        addr: baton_testkit::server::loopback(),
+        service_account: email.clone(),
+    }))
+    .await;
+    resources(&server).await;
+    grant(
+        &server,
+        TOPIC,
+        "roles/pubsub.publisher",
+        &format!("serviceAccount:{email}"),
+    )
+    .await;
+    let metadata = format!("http://{}", server.server().metadata_addr().unwrap());
+    let ping = server.http.get(&metadata).send().await.unwrap();
+    assert_eq!(ping.headers()["metadata-flavor"], "Google");
+    let unflavored = server
+        .http
+        .get(format!(
+            "{metadata}/computeMetadata/v1/instance/service-accounts/default/token"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unflavored.status(), 403);
+    let get = |path: &str| {
+        server
+            .http
+            .get(format!("{metadata}/computeMetadata/v1/{path}"))
+            .header("Metadata-Flavor", "Google")
+            .send()
+    };
+    let info: Value = get("instance/service-accounts/default/?recursive=true")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["email"], email);
+    assert_eq!(
+        get("project/project-id")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "p"
+    );
+    let token: Value = get("instance/service-accounts/default/token")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = token["access_token"].as_str().unwrap().to_string();
+    assert!(
+        publish(&mut publisher(&server, Some(access)), "from gke")
+            .await
+            .is_ok()
+    );
+    // An ID token for an audience verifies with Baton's published keys.
+    let id_token = get("instance/service-accounts/default/identity?audience=https://svc.example")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let claims = verify_id_token(&server, &id_token, "https://svc.example").await;
+    assert_eq!(claims["email"], email);
+}
+
+/// Verifies `token` with the JWKS Baton publishes, as a receiver would.
+async fn verify_id_token(server: &TestServer, token: &str, audience: &str) -> Value {
+    let base = format!("http://{}", server.addr);
+    let discovery: Value = server
+        .http
+        .get(format!("{base}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], base);
+    let jwks: jsonwebtoken::jwk::JwkSet = server
+        .http
+        .get(discovery["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let jwk = jwks.find(&kid).expect("the token's key is published");
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[base.as_str()]);
+    // The token's times are on the broker's virtual clock.
+    validation.validate_exp = false;
+    jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+        .unwrap()
+        .claims
+}
+
+#[tokio::test(start_paused = true)]
+async fn push_with_an_oidc_token_sends_a_verifiable_id_token() {
+    let server = start().await;
+    let recorder = PushRecorder::start().await;
+    let key_file = account(&server, "push-invoker").await;
+    let email = key_file["client_email"].as_str().unwrap().to_string();
+    let (mut publisher, mut subscriber) = operator(&server);
+    publisher
+        .create_topic(Topic {
+            name: TOPIC.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let endpoint = recorder.url("/push");
+    subscriber
+        .create_subscription(Subscription {
+            name: "projects/p/subscriptions/pushed".into(),
+            topic: TOPIC.into(),
+            push_config: Some(baton_proto::pubsub::PushConfig {
+                push_endpoint: endpoint.clone(),
+                authentication_method: Some(
+                    baton_proto::pubsub::push_config::AuthenticationMethod::OidcToken(
+                        baton_proto::pubsub::push_config::OidcToken {
+                            service_account_email: email.clone(),
+                            audience: String::new(),
+                        },
+                    ),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    publish(&mut publisher, "pushed").await.unwrap();
+    let push = recorder.expect().await;
+    let bearer = push
+        .header("authorization")
+        .expect("an Authorization header");
+    let token = bearer.strip_prefix("Bearer ").unwrap();
+    // The audience defaults to the endpoint.
+    let claims = verify_id_token(&server, token, &endpoint).await;
+    assert_eq!(claims["email"], email);
+    assert_eq!(claims["email_verified"], true);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_authentication_off_every_caller_may_do_everything() {
+    let server = TestServer::start_virtual().await;
+    let topic = server.create_topic("open").await;
+    let held = server
+        .iam()
+        .test_iam_permissions(TestIamPermissionsRequest {
+            resource: topic.clone(),
+            permissions: vec!["pubsub.topics.delete".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .permissions;
+    assert_eq!(held, ["pubsub.topics.delete"]);
+    // A credential, even a bad one, is ignored.
+    let mut publisher = publisher(&server, Some("garbage".into()));
+    let published = publisher
+        .publish(PublishRequest {
+            topic,
+            messages: vec![PubsubMessage {
+                data: b"x".to_vec(),
+                ..Default::default()
+            }],
+        })
+        .await;
+    assert!(published.is_ok());
+}
