@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p baton-bench -- [--messages 50000] [--size 1024] [--rounds 3]
 //!     [--endpoint HOST:PORT] [--modes rust-off,rust-on,py-off,py-on]
+//! cargo run --release -p baton-bench -- --auth-cost [--messages N] [--rounds R]
 //! ```
 //!
 //! Against one Baton server (started in-process on its own Tokio runtime, or
@@ -34,6 +35,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod auth_cost;
 mod python;
 mod sdk_floor;
 
@@ -116,6 +118,11 @@ struct Args {
     /// `--messages` messages (same shape, one thread, no Baton code), then exit.
     #[arg(long)]
     sdk_floor: bool,
+    /// Only measure what authentication and IAM enforcement cost the
+    /// server: Publish and Pull+Acknowledge throughput against a server
+    /// with `--auth` and one without, interleaved, then exit.
+    #[arg(long)]
+    auth_cost: bool,
     /// Cargo target dir holding the Python venv (`<dir>/interop-venv`,
     /// made on first use); default: the target dir of this binary.
     #[arg(long, env = "CARGO_TARGET_DIR")]
@@ -853,6 +860,9 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if args.auth_cost {
+        return runtime.block_on(auth_cost::run(args.messages, args.size, args.rounds));
+    }
     runtime.block_on(run(args))
 }
 

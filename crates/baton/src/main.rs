@@ -293,8 +293,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("  export SSL_CERT_FILE={}", root.display());
             println!("  export REQUESTS_CA_BUNDLE={}", root.display());
             println!("  export NODE_EXTRA_CA_CERTS={}", root.display());
+            let credentials = if args.auth {
+                "and a key file, see below"
+            } else {
+                "anonymous credentials"
+            };
             println!(
-                "and point Google's client libraries at api_endpoint localhost:{port} (anonymous credentials)"
+                "and point Google's client libraries at api_endpoint localhost:{port} ({credentials})"
             );
         }
     }

@@ -1,0 +1,308 @@
+//! `baton-bench --auth-cost`: what authentication and IAM enforcement cost
+//! the server, measured as Pub/Sub throughput with them on against off, in
+//! one run on one machine.
+//!
+//! Two in-process servers, one plain and one with `--auth` (a service
+//! account holding `roles/pubsub.editor` on the project, calling with a
+//! self-signed JWT as Google's libraries do). Against each, interleaved per
+//! round: publish N messages as unary Publish calls of a small batch from
+//! several concurrent callers (small batches put the per-call cost of
+//! verifying the credential and checking the policies in front), then pull
+//! and acknowledge them all. Every call carries the same token, so after
+//! the first call the server's verified-token cache answers; that cache is
+//! what keeps the cost small.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, ensure};
+use baton_proto::iam::{Binding, Policy};
+use baton_proto::pubsub::publisher_client::PublisherClient;
+use baton_proto::pubsub::subscriber_client::SubscriberClient;
+use baton_proto::pubsub::{
+    AcknowledgeRequest, PublishRequest, PubsubMessage, PullRequest, Subscription, Topic,
+};
+use baton_server::{AuthSettings, ServerConfig};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+const PROJECT: &str = "bench";
+/// Concurrent callers per phase.
+const CALLERS: usize = 8;
+/// Messages per Publish call.
+const BATCH: usize = 10;
+/// Most messages per Pull call.
+const PULL_MAX: i32 = 100;
+
+/// Adds the credential (if any) to every call.
+#[derive(Clone)]
+struct Credential(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for Credential {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, Credential>;
+
+/// One server under test and a channel to it.
+struct Target {
+    label: &'static str,
+    server: baton_server::RunningServer,
+    channel: Channel,
+    credential: Credential,
+}
+
+impl Target {
+    fn publisher(&self) -> PublisherClient<Authed> {
+        PublisherClient::new(InterceptedService::new(
+            self.channel.clone(),
+            self.credential.clone(),
+        ))
+    }
+
+    fn subscriber(&self) -> SubscriberClient<Authed> {
+        SubscriberClient::new(InterceptedService::new(
+            self.channel.clone(),
+            self.credential.clone(),
+        ))
+    }
+}
+
+async fn connect(server: &baton_server::RunningServer) -> Result<Channel> {
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr()))?
+            .tcp_nodelay(true)
+            .connect()
+            .await?,
+    )
+}
+
+/// A server without authentication.
+async fn open_server() -> Result<Target> {
+    let server = baton_server::start(loopback()).await?;
+    let channel = connect(&server).await?;
+    Ok(Target {
+        label: "auth off",
+        server,
+        channel,
+        credential: Credential(None),
+    })
+}
+
+fn loopback() -> ServerConfig {
+    let mut config = ServerConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.broker_spans = false;
+    config
+}
+
+/// A server with authentication on, and the self-signed JWT of a service
+/// account that may publish and consume in the project.
+async fn guarded_server() -> Result<Target> {
+    let server = baton_server::start(loopback().with_auth(AuthSettings::default())).await?;
+    let accounts = server.identity().accounts().clone();
+    let token_uri = server.identity().token_uri();
+    let (email, key_file) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let account = accounts.create(PROJECT, "bench-caller", "bench", "")?;
+        let (_, file) = accounts.create_key(&account.email, &token_uri, SystemTime::now())?;
+        Ok((account.email, file))
+    })
+    .await??;
+    server.broker().set_iam_policy(
+        &format!("projects/{PROJECT}"),
+        Policy {
+            bindings: vec![Binding {
+                role: "roles/pubsub.editor".into(),
+                members: vec![format!("serviceAccount:{email}")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+        &[],
+    )?;
+    let iat = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(key_file.private_key_id.clone());
+    let claims = serde_json::json!({
+        "iss": email, "sub": email, "iat": iat, "exp": iat + 3600,
+        "aud": "https://pubsub.googleapis.com/",
+    });
+    let key = EncodingKey::from_rsa_pem(key_file.private_key.as_bytes())?;
+    let token = jsonwebtoken::encode(&header, &claims, &key)?;
+    let value: MetadataValue<Ascii> = format!("Bearer {token}").parse()?;
+    let channel = connect(&server).await?;
+    Ok(Target {
+        label: "auth on",
+        server,
+        channel,
+        credential: Credential(Some(value)),
+    })
+}
+
+/// Publish then pull+ack `n` messages of `size` bytes on fresh resources;
+/// messages per second of each phase.
+async fn round(target: &Target, prefix: &str, n: usize, size: usize) -> Result<(f64, f64)> {
+    let topic = format!("projects/{PROJECT}/topics/{prefix}");
+    let subscription = format!("projects/{PROJECT}/subscriptions/{prefix}");
+    target
+        .publisher()
+        .create_topic(Topic {
+            name: topic.clone(),
+            ..Default::default()
+        })
+        .await?;
+    target
+        .subscriber()
+        .create_subscription(Subscription {
+            name: subscription.clone(),
+            topic: topic.clone(),
+            ack_deadline_seconds: 600,
+            ..Default::default()
+        })
+        .await?;
+    let data = vec![b'x'; size];
+    let calls = n.div_ceil(BATCH);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CALLERS {
+        let (mut publisher, next, topic, data) =
+            (target.publisher(), next.clone(), topic.clone(), data.clone());
+        tasks.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < calls {
+                let messages = (0..BATCH)
+                    .map(|_| PubsubMessage {
+                        data: data.clone(),
+                        ..Default::default()
+                    })
+                    .collect();
+                publisher
+                    .publish(PublishRequest {
+                        topic: topic.clone(),
+                        messages,
+                    })
+                    .await?;
+            }
+            Ok::<_, Status>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let published = calls * BATCH;
+    let publish_rate = rate(published, started.elapsed());
+
+    let received = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    for _ in 0..CALLERS {
+        let (mut subscriber, received, subscription) = (
+            target.subscriber(),
+            received.clone(),
+            subscription.clone(),
+        );
+        tasks.spawn(async move {
+            while received.load(Ordering::Relaxed) < published {
+                #[allow(deprecated)]
+                let pulled = subscriber
+                    .pull(PullRequest {
+                        subscription: subscription.clone(),
+                        return_immediately: true,
+                        max_messages: PULL_MAX,
+                    })
+                    .await?
+                    .into_inner()
+                    .received_messages;
+                if pulled.is_empty() {
+                    continue;
+                }
+                received.fetch_add(pulled.len(), Ordering::Relaxed);
+                subscriber
+                    .acknowledge(AcknowledgeRequest {
+                        subscription: subscription.clone(),
+                        ack_ids: pulled.into_iter().map(|m| m.ack_id).collect(),
+                    })
+                    .await?;
+            }
+            Ok::<_, Status>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let got = received.load(Ordering::Relaxed);
+    ensure!(got >= published, "received {got} of {published}");
+    Ok((publish_rate, rate(published, started.elapsed())))
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn rate(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs the comparison and prints the report.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub async fn run(messages: usize, size: usize, rounds: usize) -> Result<()> {
+    ensure!(messages > 0 && rounds > 0, "--messages and --rounds must be positive");
+    let targets = [open_server().await?, guarded_server().await?];
+    let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); targets.len()];
+    // Round 0 warms both servers up and is not counted.
+    for round_no in 0..=rounds {
+        for (target, result) in targets.iter().zip(&mut results) {
+            let prefix = format!("r{round_no}-{}", target.label.replace(' ', "-"));
+            let (publish, receive) = round(target, &prefix, messages, size)
+                .await
+                .with_context(|| format!("{} round {round_no}", target.label))?;
+            eprintln!(
+                "== {} {round_no} {}: publish {publish:.0} msg/s, pull+ack {receive:.0} msg/s",
+                if round_no == 0 { "warm-up" } else { "round" },
+                target.label
+            );
+            if round_no > 0 {
+                result.0.push(publish);
+                result.1.push(receive);
+            }
+        }
+    }
+    println!();
+    println!(
+        "Authentication cost: {messages} x {size} B per round, {rounds} rounds (medians), \
+         {CALLERS} callers, Publish batches of {BATCH}, Pull of up to {PULL_MAX}"
+    );
+    let medians: Vec<(f64, f64)> = results
+        .into_iter()
+        .map(|(p, r)| (median(p), median(r)))
+        .collect();
+    for (target, (publish, receive)) in targets.iter().zip(&medians) {
+        println!(
+            "  {:<9} publish {publish:>9.0} msg/s   pull+ack {receive:>9.0} msg/s",
+            target.label
+        );
+    }
+    let (off, on) = (medians[0], medians[1]);
+    let publish = 100.0 * (on.0 / off.0 - 1.0);
+    let receive = 100.0 * (on.1 / off.1 - 1.0);
+    println!("  auth on vs off: publish {publish:+.1}%   pull+ack {receive:+.1}%");
+    let within = publish >= -10.0 && receive >= -10.0;
+    println!(
+        "target: within 10% of auth off: {}",
+        if within { "met" } else { "NOT met" }
+    );
+    for target in targets {
+        drop(target.channel);
+        target.server.shutdown().await?;
+    }
+    Ok(())
+}
