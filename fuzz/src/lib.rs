@@ -259,19 +259,88 @@ pub fn credential_now() -> std::time::SystemTime {
     std::time::UNIX_EPOCH + Duration::from_secs(CREDENTIAL_NOW_UNIX)
 }
 
-/// The credential fixture: a fixed signing key and one service account,
-/// `fuzz-robot@fuzz-project.iam.gserviceaccount.com`, with one fixed public
-/// key (`fixtures/`; its id, derived from the key, is the `kid` of the
-/// seeds, which were signed with the matching private key, kept nowhere).
-/// Fixed keys make the seeds valid on every run, so the fuzzer mutates
-/// tokens that reach signature and claim checks.
+/// The seed of the credential fixture's signing key (Baton's own key, which
+/// signs the access tokens the token exchange issues).
+const CREDENTIAL_SIGNING_KEY_SEED: [u8; 32] = *b"baton-fuzz credential signingkey";
+
+/// The seed of the credential fixture's account key (the key the
+/// account's self-signed JWTs and assertions in the seeds are signed with).
+const CREDENTIAL_ACCOUNT_KEY_SEED: [u8; 32] = *b"baton-fuzz credential accountkey";
+
+/// The id of the credential fixture's signing key, generated from
+/// [`CREDENTIAL_SIGNING_KEY_SEED`] (`tests/corpus.rs` checks it).
+pub const CREDENTIAL_SIGNING_KEY_ID: &str = "4009e7159edfbf9f48df942e2f8a88e32cc87ca8";
+
+/// The id of the credential fixture's account key, generated from
+/// [`CREDENTIAL_ACCOUNT_KEY_SEED`]: the `kid` of the seeds
+/// (`tests/corpus.rs` checks it).
+pub const CREDENTIAL_ACCOUNT_KEY_ID: &str = "d6e2c419b3446befaa62c02624662c9f97268b79";
+
+/// The key pairs of the credential fixture.
+#[derive(Debug)]
+pub struct CredentialKeys {
+    /// Baton's signing key.
+    pub signing: baton_auth::GeneratedKey,
+    /// The key of the fixture's one service account; the seeds are signed
+    /// with its private half.
+    pub account: baton_auth::GeneratedKey,
+}
+
+/// The credential fixture's keys, generated once per process. No key is
+/// committed: each is generated from a fixed seed, so it is the same on
+/// every run and the committed seeds, signed with the account key, stay
+/// valid (`regenerate_credential_seeds` in `tests/corpus.rs` re-signs them).
+pub fn credential_keys() -> &'static CredentialKeys {
+    static KEYS: OnceLock<CredentialKeys> = OnceLock::new();
+    KEYS.get_or_init(|| CredentialKeys {
+        signing: seeded_rsa_key(CREDENTIAL_SIGNING_KEY_SEED)
+            .unwrap_or_else(|e| panic!("fuzz signing key: {e}")),
+        account: seeded_rsa_key(CREDENTIAL_ACCOUNT_KEY_SEED)
+            .unwrap_or_else(|e| panic!("fuzz account key: {e}")),
+    })
+}
+
+/// A 2048-bit RSA key pair generated from `seed` (ChaCha20 as the random
+/// source), so the same seed gives the same key, PKCS#8 and SPKI PEM. Its
+/// id is the one Baton derives from the public key, as for an uploaded key.
+/// Deterministic only as long as the `rsa` crate's key generation draws
+/// the same way; `tests/corpus.rs` notices when it does not.
+pub fn seeded_rsa_key(seed: [u8; 32]) -> Result<baton_auth::GeneratedKey, baton_auth::AuthError> {
+    use chacha20::rand_core::SeedableRng as _;
+    use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+
+    let crypto = |what: &str, e: &dyn std::fmt::Display| {
+        baton_auth::AuthError::Crypto(format!("{what} the fuzz key: {e}"))
+    };
+    let mut rng = chacha20::ChaCha20Rng::from_seed(seed);
+    let private = rsa::PrivateKey::new(&mut rng, baton_auth::keys::RSA_KEY_BITS)
+        .map_err(|e| crypto("generating", &e))?;
+    let private_pkcs8_pem = private
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| crypto("encoding", &e))?
+        .to_string();
+    let public_key_pem = rsa::PublicKey::from(&private)
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| crypto("encoding", &e))?;
+    Ok(baton_auth::GeneratedKey {
+        key_id: baton_auth::keys::public_key_id(&public_key_pem)?,
+        private_pkcs8_pem,
+        public_key_pem,
+    })
+}
+
+/// The credential fixture: Baton's signing key and one service account,
+/// `fuzz-robot@fuzz-project.iam.gserviceaccount.com`, with one uploaded
+/// public key, both from [`credential_keys`]. The account key's id is the
+/// `kid` of the seeds, which were signed with its private half; fixed keys
+/// make the seeds valid on every run, so the fuzzer mutates tokens that
+/// reach signature and claim checks.
 pub fn credential_authenticator() -> &'static baton_auth::Authenticator {
     static AUTHENTICATOR: OnceLock<baton_auth::Authenticator> = OnceLock::new();
     AUTHENTICATOR.get_or_init(|| {
-        let signing = baton_auth::SigningKey::from_pkcs8_pem(include_str!(
-            "../fixtures/credential-signing-key.pem"
-        ))
-        .unwrap_or_else(|e| panic!("fuzz signing key: {e}"));
+        let keys = credential_keys();
+        let signing = baton_auth::SigningKey::from_pkcs8_pem(&keys.signing.private_pkcs8_pem)
+            .unwrap_or_else(|e| panic!("fuzz signing key: {e}"));
         let accounts = baton_auth::ServiceAccounts::open(None)
             .unwrap_or_else(|e| panic!("fuzz accounts: {e}"));
         let account = accounts
@@ -280,7 +349,7 @@ pub fn credential_authenticator() -> &'static baton_auth::Authenticator {
         accounts
             .upload_key(
                 &account.email,
-                include_str!("../fixtures/credential-account-key.pub"),
+                &keys.account.public_key_pem,
                 credential_now(),
             )
             .unwrap_or_else(|e| panic!("fuzz account key: {e}"));
