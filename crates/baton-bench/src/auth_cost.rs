@@ -45,7 +45,9 @@ struct Credential(Option<MetadataValue<Ascii>>);
 impl tonic::service::Interceptor for Credential {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -174,8 +176,12 @@ async fn round(target: &Target, prefix: &str, n: usize, size: usize) -> Result<(
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..CALLERS {
-        let (mut publisher, next, topic, data) =
-            (target.publisher(), next.clone(), topic.clone(), data.clone());
+        let (mut publisher, next, topic, data) = (
+            target.publisher(),
+            next.clone(),
+            topic.clone(),
+            data.clone(),
+        );
         tasks.spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < calls {
                 let messages = (0..BATCH)
@@ -203,11 +209,8 @@ async fn round(target: &Target, prefix: &str, n: usize, size: usize) -> Result<(
     let received = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     for _ in 0..CALLERS {
-        let (mut subscriber, received, subscription) = (
-            target.subscriber(),
-            received.clone(),
-            subscription.clone(),
-        );
+        let (mut subscriber, received, subscription) =
+            (target.subscriber(), received.clone(), subscription.clone());
         tasks.spawn(async move {
             while received.load(Ordering::Relaxed) < published {
                 #[allow(deprecated)]
@@ -255,7 +258,10 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// Runs the comparison and prints the report.
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 pub async fn run(messages: usize, size: usize, rounds: usize) -> Result<()> {
-    ensure!(messages > 0 && rounds > 0, "--messages and --rounds must be positive");
+    ensure!(
+        messages > 0 && rounds > 0,
+        "--messages and --rounds must be positive"
+    );
     let targets = [open_server().await?, guarded_server().await?];
     let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); targets.len()];
     // Round 0 warms both servers up and is not counted.

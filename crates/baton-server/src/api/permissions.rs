@@ -74,6 +74,9 @@ permissions! {
     ListTopicSubscriptions => |r| on("pubsub.topics.get", &r.topic);
     ListTopicSnapshots => |r| on("pubsub.topics.get", &r.topic);
     DeleteTopic => |r| on("pubsub.topics.delete", &r.topic);
+    // The real service checks this on the subscription's topic; the request
+    // names only the subscription, so the check is on its project (which a
+    // grant on the topic's project also passes when both are one project).
     DetachSubscription => |r| on_project("pubsub.topics.detachSubscription", &r.subscription);
 
     // Subscriber.
