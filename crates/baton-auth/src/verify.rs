@@ -1038,6 +1038,29 @@ mod tests {
                 .exchange_jwt_bearer(body.as_bytes(), TOKEN_URI, at(NOW))
                 .is_ok()
         );
+        // gcp_auth's assertions: no kid, every part base64url *with* padding.
+        let padded = {
+            use base64::Engine as _;
+            use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+            let header = URL_SAFE.encode(r#"{"alg":"RS256","typ":"JWT"}"#);
+            let claims = URL_SAFE.encode(f.assertion_claims().to_string());
+            let message = format!("{header}.{claims}");
+            let key = EncodingKey::from_rsa_pem(f.file.private_key.as_bytes()).unwrap();
+            let signature =
+                jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256).unwrap();
+            let signature = URL_SAFE.encode(URL_SAFE_NO_PAD.decode(signature).unwrap());
+            format!("{message}.{signature}")
+        };
+        assert!(padded.ends_with('='));
+        let body = format!(
+            "grant_type={JWT_BEARER_GRANT_TYPE}&assertion={}",
+            padded.replace('=', "%3D")
+        );
+        assert!(
+            f.auth
+                .exchange_jwt_bearer(body.as_bytes(), TOKEN_URI, at(NOW))
+                .is_ok()
+        );
         // A disabled account's access token stops working.
         f.auth.accounts().set_disabled(&f.email, true).unwrap();
         assert!(matches!(

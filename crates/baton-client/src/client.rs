@@ -1,19 +1,25 @@
 //! Connecting to a Pub/Sub endpoint: the local server or emulator named by
 //! `PUBSUB_EMULATOR_HOST` (plaintext, no credentials), Google Cloud (TLS and
-//! Application Default Credentials), or a custom endpoint.
+//! Application Default Credentials), or a custom endpoint (TLS trusting
+//! extra CA certificates, any [`Credentials`]).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_proto::pubsub::publisher_client::PublisherClient;
 use baton_proto::pubsub::schema_service_client::SchemaServiceClient;
 use baton_proto::pubsub::subscriber_client::SubscriberClient;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, ClientTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
+use crate::auth::Credentials;
 use crate::error::{Error, Result};
 
 /// The environment variable the official clients read for a local server.
 pub const EMULATOR_HOST_ENV: &str = "PUBSUB_EMULATOR_HOST";
+/// The environment variable naming a PEM file of CA certificates that TLS
+/// endpoints are trusted by too (as OpenSSL and rustls-native-certs read it).
+pub const SSL_CERT_FILE_ENV: &str = "SSL_CERT_FILE";
 /// Google Cloud Pub/Sub's endpoint.
 pub const GOOGLE_CLOUD_ENDPOINT: &str = "https://pubsub.googleapis.com";
 /// OAuth scope of Pub/Sub calls.
@@ -27,14 +33,20 @@ const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 pub enum Endpoint {
     /// A local server or emulator at `host:port`: plaintext, no credentials.
     Emulator(String),
-    /// Google Cloud Pub/Sub with TLS and Application Default Credentials.
+    /// Google Cloud Pub/Sub with TLS and the configured [`Credentials`]
+    /// (Application Default Credentials by default).
     GoogleCloud,
-    /// Any other endpoint, e.g. a regional one (`https://europe-west1-pubsub.googleapis.com`)
-    /// or a server behind a proxy.
+    /// Any other endpoint, e.g. a regional one (`https://europe-west1-pubsub.googleapis.com`),
+    /// a server behind a proxy, or a Baton serving TLS and authentication
+    /// (`https://localhost:8085`: its development certificate covers
+    /// `localhost` and `127.0.0.1`; trust its CA with
+    /// [`ClientConfig::with_ca_certificate_file`] or `SSL_CERT_FILE`).
     Custom {
         /// `http://host:port` or `https://host[:port]`.
         uri: String,
-        /// Send Application Default Credentials.
+        /// Send access tokens of the configured [`Credentials`]
+        /// (Application Default Credentials unless
+        /// [`ClientConfig::with_credentials`] says otherwise).
         authenticate: bool,
     },
 }
@@ -50,13 +62,31 @@ impl Endpoint {
     }
 }
 
-/// Settings of a [`Client`].
+/// Settings of a [`Client`]: made with [`ClientConfig::new`] and the
+/// `with_*` builders.
+///
+/// TLS endpoints (Google Cloud, `https://` custom ones) are trusted when
+/// their certificate chains to the Mozilla roots (webpki-roots), to a
+/// certificate of the PEM file named by `SSL_CERT_FILE` when set, or to one
+/// added with [`Self::with_ca_certificate`] or
+/// [`Self::with_ca_certificate_file`].
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The project resources belong to when given by short id.
     pub project_id: String,
     /// Where to connect.
     pub endpoint: Endpoint,
+    /// Where an authenticating endpoint's tokens come from.
+    credentials: Credentials,
+    /// Extra trusted CA certificates of TLS endpoints.
+    ca_certificates: Vec<CaCertificates>,
+}
+
+/// Trusted CA certificates, as given.
+#[derive(Debug, Clone)]
+enum CaCertificates {
+    Pem(Vec<u8>),
+    File(PathBuf),
 }
 
 impl ClientConfig {
@@ -66,6 +96,8 @@ impl ClientConfig {
         Self {
             project_id: project_id.into(),
             endpoint: Endpoint::from_env(),
+            credentials: Credentials::default(),
+            ca_certificates: Vec::new(),
         }
     }
 
@@ -73,6 +105,60 @@ impl ClientConfig {
     pub fn with_endpoint(mut self, endpoint: Endpoint) -> Self {
         self.endpoint = endpoint;
         self
+    }
+
+    /// Where an authenticating endpoint's access tokens come from; by
+    /// default [`Credentials::ApplicationDefault`]. Endpoints that do not
+    /// authenticate ignore it.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// The credentials of [`Self::with_credentials`].
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Also trusts the CA certificate(s) in `pem` (one or more PEM
+    /// `CERTIFICATE` blocks) on TLS endpoints, e.g. the `ca.pem` of a Baton
+    /// serving TLS with its development certificate. Repeatable.
+    pub fn with_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certificates.push(CaCertificates::Pem(pem.into()));
+        self
+    }
+
+    /// Also trusts the CA certificate(s) of the PEM file at `path` on TLS
+    /// endpoints; the file is read by [`Client::connect`], which fails with
+    /// [`Error::CaCertificates`] when it cannot. Repeatable.
+    pub fn with_ca_certificate_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_certificates.push(CaCertificates::File(path.into()));
+        self
+    }
+
+    /// The extra trusted roots of TLS endpoints as PEM: `SSL_CERT_FILE`'s
+    /// when set, then those given to the builders.
+    fn trusted_pems(&self) -> Result<Vec<Vec<u8>>> {
+        let from_env = std::env::var_os(SSL_CERT_FILE_ENV)
+            .filter(|path| !path.is_empty())
+            .map(PathBuf::from);
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| Error::CaCertificates {
+                path: path.clone(),
+                source,
+            })
+        };
+        let mut pems = Vec::new();
+        if let Some(path) = &from_env {
+            pems.push(read(path)?);
+        }
+        for certificates in &self.ca_certificates {
+            pems.push(match certificates {
+                CaCertificates::Pem(pem) => pem.clone(),
+                CaCertificates::File(path) => read(path)?,
+            });
+        }
+        Ok(pems)
     }
 }
 
@@ -112,7 +198,9 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Sets up the channel (connecting lazily, so a server that starts later
-    /// is fine) and, for Google Cloud, finds Application Default Credentials.
+    /// is fine) and, for an authenticating endpoint, its [`Credentials`]
+    /// (a key file is read now; a metadata server is first asked by the
+    /// first call).
     pub async fn connect(config: ClientConfig) -> Result<Self> {
         let (uri, tls, authenticate) = match &config.endpoint {
             Endpoint::Emulator(host) => (format!("http://{host}"), false, false),
@@ -137,11 +225,20 @@ impl Client {
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
         if tls {
-            endpoint = endpoint.tls_config(ClientTlsConfig::new().with_webpki_roots())?;
+            // The certificate is checked for the URI's host (`localhost`,
+            // `127.0.0.1` and `[::1]` alike).
+            let certificates = config
+                .trusted_pems()?
+                .into_iter()
+                .map(Certificate::from_pem);
+            let tls_config = ClientTlsConfig::new()
+                .with_webpki_roots()
+                .ca_certificates(certificates);
+            endpoint = endpoint.tls_config(tls_config)?;
         }
         let channel = endpoint.connect_lazy();
         let auth = if authenticate {
-            Some(gcp_auth::provider().await?)
+            Some(config.credentials.provider().await?)
         } else {
             None
         };

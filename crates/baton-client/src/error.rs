@@ -14,6 +14,32 @@ pub enum Error {
     /// Application Default Credentials could not be found or used.
     #[error("Google Cloud authentication failed: {0}")]
     Auth(#[from] gcp_auth::Error),
+    /// A service-account key file could not be read or used.
+    #[error("cannot use the service-account key file `{}`: {source}", .path.display())]
+    KeyFile {
+        /// The file as given.
+        path: std::path::PathBuf,
+        /// Why (unreadable, not JSON, no usable private key...).
+        source: gcp_auth::Error,
+    },
+    /// The metadata server gave no access token (reported through
+    /// [`Error::Auth`] when a call needs one).
+    #[error("metadata server at `{url}`: {reason}")]
+    MetadataServer {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A file of trusted CA certificates could not be read.
+    #[error("cannot read CA certificates from `{}`: {source}", .path.display())]
+    CaCertificates {
+        /// The file (from [`crate::ClientConfig::with_ca_certificate_file`]
+        /// or `SSL_CERT_FILE`).
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The TLS or HTTP/2 transport could not be set up.
     #[error("transport setup failed: {0}")]
     Transport(#[from] tonic::transport::Error),

@@ -5,6 +5,35 @@
 //! `PUBSUB_EMULATOR_HOST`, Google Cloud with Application Default Credentials,
 //! or a custom endpoint ([`Endpoint`]).
 //!
+//! A Baton serving TLS and authentication (`baton serve --tls --auth`) is a
+//! custom `https` endpoint that authenticates: trust its CA with
+//! [`ClientConfig::with_ca_certificate_file`] (or `SSL_CERT_FILE`), and
+//! choose [`Credentials`]: Application Default Credentials by default
+//! (`GOOGLE_APPLICATION_CREDENTIALS` naming a key file Baton made, or
+//! `GCE_METADATA_HOST` naming Baton's metadata server), or either one
+//! explicitly.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), baton_client::Error> {
+//! use baton_client::{Client, ClientConfig, Credentials, Endpoint};
+//! let client = Client::connect(
+//!     ClientConfig::new("my-project")
+//!         .with_endpoint(Endpoint::Custom {
+//!             uri: "https://localhost:8085".into(),
+//!             authenticate: true,
+//!         })
+//!         .with_ca_certificate_file("baton-data/tls/ca.pem")
+//!         // Baton's metadata server (`--metadata-port 8086`).
+//!         .with_credentials(Credentials::MetadataServer("127.0.0.1:8086".into())),
+//! )
+//! .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A key file's token exchange (by `gcp_auth`) trusts the system's roots or
+//! `SSL_CERT_FILE`, not the client's extra CA: with a development CA, set
+//! `SSL_CERT_FILE` to it for key files (it then covers the channel too).
+//!
 //! - [`Publisher`]: batching, flow control, ordering keys, retries.
 //! - [`Subscriber`]: StreamingPull with leases, flow control, ack/nack,
 //!   ordered and exactly-once delivery.
@@ -15,6 +44,7 @@
 //! clients do, so a publisher and a subscriber in any language form one trace.
 
 mod admin;
+mod auth;
 mod client;
 mod error;
 mod publisher;
@@ -23,10 +53,12 @@ mod subscriber;
 mod telemetry;
 
 pub use admin::SubscriptionConfig;
+pub use auth::{CREDENTIALS_FILE_ENV, Credentials, METADATA_HOST_ENV};
 /// The generated wire types, for settings this crate has no builder for.
 pub use baton_proto::pubsub as proto;
 pub use client::{
-    Client, ClientConfig, EMULATOR_HOST_ENV, Endpoint, GOOGLE_CLOUD_ENDPOINT, short_id,
+    Client, ClientConfig, EMULATOR_HOST_ENV, Endpoint, GOOGLE_CLOUD_ENDPOINT, SSL_CERT_FILE_ENV,
+    short_id,
 };
 pub use error::{AckError, Error, Result};
 pub use publisher::{

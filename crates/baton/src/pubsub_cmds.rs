@@ -47,6 +47,11 @@ pub struct ClientArgs {
     /// `PUBSUB_EMULATOR_HOST`, else Google Cloud.
     #[arg(long, global = true)]
     endpoint: Option<String>,
+    /// PEM file of CA certificates an `https` endpoint is trusted by too,
+    /// e.g. the `ca.pem` of `baton serve --tls` (`SSL_CERT_FILE` is
+    /// honoured as well).
+    #[arg(long, global = true, value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -72,7 +77,11 @@ impl ClientArgs {
             (None, Endpoint::Emulator(_)) => "baton".to_string(),
             (None, _) => bail!("no project: pass --project or set GOOGLE_CLOUD_PROJECT"),
         };
-        Client::connect(ClientConfig::new(project).with_endpoint(endpoint))
+        let mut config = ClientConfig::new(project).with_endpoint(endpoint);
+        if let Some(path) = &self.ca_file {
+            config = config.with_ca_certificate_file(path);
+        }
+        Client::connect(config)
             .await
             .context("connecting to Pub/Sub")
     }
