@@ -17,8 +17,11 @@ Run as
         [--key-file key.json] --topic T --subscription S --denied-topic D
 
 without ``PUBSUB_EMULATOR_HOST`` (which makes the client send no
-credentials). Prints one JSON object: each step's outcome (``ok`` or the
-exception class, ``Unauthenticated`` / ``PermissionDenied``).
+credentials). Publishes one message to T (``{prefix} via {flow}``), one to
+D, then pulls S and acks what came. Prints one JSON object: the credentials'
+class, each step's outcome (``ok`` or the exception class,
+``Unauthenticated`` / ``PermissionDenied``), the message published and the
+messages received.
 """
 
 import argparse
@@ -74,6 +77,7 @@ def credentials_for(args):
             scopes=["https://www.googleapis.com/auth/cloud-platform"]
         )
         log(f"ADC found {type(credentials).__module__}.{type(credentials).__name__} for {project}")
+        args.adc_project = project
         return credentials, f"metadata server ({type(credentials).__name__})"
     sys.exit(f"unknown flow {args.flow}")
 
@@ -87,9 +91,9 @@ def main():
     parser.add_argument("--subscription", required=True)
     parser.add_argument("--denied-topic", required=True)
     parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--prefix", default="auth", help="makes the published data unique")
     # Accepted for the shared runner; unused.
     parser.add_argument("--project")
-    parser.add_argument("--prefix")
     args = parser.parse_args()
     if os.environ.get("PUBSUB_EMULATOR_HOST"):
         sys.exit("PUBSUB_EMULATOR_HOST must not be set: it makes the client send no credentials")
@@ -104,7 +108,10 @@ def main():
     publisher = pubsub_v1.PublisherClient(credentials=credentials, client_options=options)
     subscriber = pubsub_v1.SubscriberClient(credentials=credentials, client_options=options)
 
-    status, _ = outcome(lambda: publisher.publish(args.topic, b"hello").result(timeout=30))
+    data = f"{args.prefix} via {args.flow}"
+    status, published_id = outcome(
+        lambda: publisher.publish(args.topic, data.encode()).result(timeout=30)
+    )
     steps["publish"] = status
     status, _ = outcome(lambda: publisher.publish(args.denied_topic, b"no").result(timeout=30))
     steps["publish_denied_topic"] = status
@@ -116,12 +123,25 @@ def main():
         ids = [m.ack_id for m in response.received_messages]
         if ids:
             subscriber.acknowledge(request={"subscription": args.subscription, "ack_ids": ids})
-        return [m.message.data.decode() for m in response.received_messages]
+        return [
+            {"message_id": m.message.message_id, "data": m.message.data.decode()}
+            for m in response.received_messages
+        ]
 
-    status, received = outcome(pull)
+    # Only when something was published: a pull of an empty subscription
+    # would wait out its deadline.
+    status, received = outcome(pull) if published_id or args.flow == "none" else ("skipped", [])
     steps["pull"] = status
     faulthandler.cancel_dump_traceback_later()
-    sys.stdout.write(json.dumps({"steps": steps, "received": received or []}, sort_keys=True) + "\n")
+    result = {
+        "credentials": f"{type(credentials).__module__}.{type(credentials).__name__}",
+        "steps": steps,
+        "published": {"message_id": published_id, "data": data} if published_id else None,
+        "received": received or [],
+    }
+    if args.flow == "metadata":
+        result["adc_project"] = args.adc_project
+    sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     sys.stdout.flush()
     os._exit(0)
 

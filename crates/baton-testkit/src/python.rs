@@ -7,10 +7,13 @@
 //!   `tests/python/requirements.txt`, under the cargo target dir
 //!   (`<target>/interop-venv`). No network means a loud failure.
 //! - [`run_script`] runs one `tests/python/*.py` scenario with a hard timeout
-//!   and parses the JSON object it prints last; [`compare`] does it against a
-//!   fresh Baton server and the shared [`Emulator`] at once, and
-//!   [`assert_same`] checks they agree.
+//!   and parses the JSON object it prints last; [`run_script_with`] does it
+//!   with an environment of the caller's ([`ScriptEnv`]: a TLS endpoint, a
+//!   metadata server, no `PUBSUB_EMULATOR_HOST`); [`compare`] runs a
+//!   scenario against a fresh Baton server and the shared [`Emulator`] at
+//!   once, and [`assert_same`] checks they agree.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -110,8 +113,9 @@ pub struct ScriptRun {
 
 /// Runs `tests/python/<script>` with `python` against `host` with
 /// `--project PROJECT --prefix <prefix> --timeout <timeout>` plus `extra`
-/// args. The script exits by itself at its timeout (dumping its threads'
-/// stacks); this side kills it 30 s later. The error holds its output.
+/// args, `PUBSUB_EMULATOR_HOST=<host>` in its environment. The script exits
+/// by itself at its timeout (dumping its threads' stacks); this side kills
+/// it 30 s later. The error holds its output.
 pub async fn run_script(
     python: &Path,
     script: &str,
@@ -120,7 +124,47 @@ pub async fn run_script(
     timeout: Duration,
     extra: &[&str],
 ) -> Result<ScriptRun, Error> {
-    run(python, script, host, prefix, timeout, extra)
+    let env = ScriptEnv::default().set("PUBSUB_EMULATOR_HOST", host);
+    run_script_with(python, script, host, prefix, timeout, extra, &env).await
+}
+
+/// What a script's environment holds beyond the harness's own variables
+/// (`PYTHONUNBUFFERED`, `PYTHONDONTWRITEBYTECODE`; never
+/// `GOOGLE_APPLICATION_CREDENTIALS`): variables to set and variables of the
+/// test process to leave out.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptEnv {
+    set: Vec<(String, OsString)>,
+    remove: Vec<String>,
+}
+
+impl ScriptEnv {
+    /// Sets `name` to `value`.
+    pub fn set(mut self, name: &str, value: impl AsRef<OsStr>) -> Self {
+        self.set.push((name.to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Leaves `name` out (even when the test process has it).
+    pub fn remove(mut self, name: &str) -> Self {
+        self.remove.push(name.to_owned());
+        self
+    }
+}
+
+/// [`run_script`] with the environment `env` (and no
+/// `PUBSUB_EMULATOR_HOST` unless `env` sets it); `target` names what the
+/// script runs against, for messages.
+pub async fn run_script_with(
+    python: &Path,
+    script: &str,
+    target: &str,
+    prefix: &str,
+    timeout: Duration,
+    extra: &[&str],
+    env: &ScriptEnv,
+) -> Result<ScriptRun, Error> {
+    run(python, script, target, prefix, timeout, extra, env)
         .await
         .map_err(|e| Error::Script(format!("{e:#}")))
 }
@@ -132,19 +176,28 @@ async fn run(
     prefix: &str,
     timeout: Duration,
     extra: &[&str],
+    env: &ScriptEnv,
 ) -> anyhow::Result<ScriptRun> {
     let path = scripts_dir().join(script);
     let started = Instant::now();
-    let child = tokio::process::Command::new(python)
+    let mut command = tokio::process::Command::new(python);
+    command
         .arg(&path)
         .args(["--project", PROJECT, "--prefix", prefix])
         .arg("--timeout")
         .arg(timeout.as_secs().to_string())
         .args(extra)
-        .env("PUBSUB_EMULATOR_HOST", host)
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("PUBSUB_EMULATOR_HOST")
         .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    for name in &env.remove {
+        command.env_remove(name);
+    }
+    for (name, value) in &env.set {
+        command.env(name, value);
+    }
+    let child = command
         .current_dir(scripts_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
