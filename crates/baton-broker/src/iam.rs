@@ -7,6 +7,7 @@
 //! may do everything and TestIamPermissions grants what is asked).
 
 use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use baton_proto::iam::Policy;
 
@@ -15,28 +16,55 @@ use crate::error::{BrokerError, BrokerResult, ErrorCode};
 /// Etag of a resource that never had a policy set (the real service's `ACAB`).
 const EMPTY_POLICY_ETAG: &[u8] = &[0x00, 0x20, 0x01];
 
+/// Policies by resource name, shared between the broker's state (which
+/// changes them, under the broker's lock) and the readers of
+/// [`PolicyView`]: the server's IAM check reads them on every request, and
+/// must not queue behind publishes for the broker's lock.
+type PolicyMap = Arc<RwLock<HashMap<String, Policy>>>;
+
 /// Stored policies by resource name.
 #[derive(Debug, Default)]
 pub(crate) struct IamPolicies {
-    policies: HashMap<String, Policy>,
+    policies: PolicyMap,
     next_etag: u64,
 }
 
+/// A read-only handle on the stored policies, apart from the broker's lock.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PolicyView(PolicyMap);
+
+impl PolicyView {
+    /// The policies, read-locked.
+    pub fn read(&self) -> RwLockReadGuard<'_, HashMap<String, Policy>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl IamPolicies {
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<String, Policy>> {
+        self.policies.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Policy>> {
+        self.policies
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A handle that reads these policies without the broker's lock.
+    pub fn view(&self) -> PolicyView {
+        PolicyView(self.policies.clone())
+    }
+
     /// The resource's policy (empty, with an etag, when none was set).
     pub fn get(&self, resource: &str) -> Policy {
-        self.policies
+        self.read()
             .get(resource)
             .cloned()
             .unwrap_or_else(|| Policy {
                 etag: EMPTY_POLICY_ETAG.to_vec(),
                 ..Default::default()
             })
-    }
-
-    /// The policy set on `resource`, if any.
-    pub fn stored(&self, resource: &str) -> Option<&Policy> {
-        self.policies.get(resource)
     }
 
     /// Replaces the policy (or, with `paths`, the named fields of it). A
@@ -78,13 +106,13 @@ impl IamPolicies {
         if next.version == 0 && !next.bindings.is_empty() {
             next.version = 1;
         }
-        self.policies.insert(resource.to_string(), next.clone());
+        self.write().insert(resource.to_string(), next.clone());
         Ok(next)
     }
 
     /// Every stored policy, for the disk store.
     pub fn export(&self) -> Vec<(String, Policy)> {
-        self.policies
+        self.read()
             .iter()
             .map(|(resource, policy)| (resource.clone(), policy.clone()))
             .collect()
@@ -99,14 +127,14 @@ impl IamPolicies {
             .max()
             .unwrap_or(0);
         Self {
-            policies: policies.into_iter().collect(),
+            policies: Arc::new(RwLock::new(policies.into_iter().collect())),
             next_etag,
         }
     }
 
     /// Forgets the policy of a deleted resource.
     pub fn remove(&mut self, resource: &str) {
-        self.policies.remove(resource);
+        self.write().remove(resource);
     }
 }
 

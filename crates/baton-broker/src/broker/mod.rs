@@ -60,6 +60,8 @@ pub struct Broker {
     catalog: watch::Sender<u64>,
     /// The disk store, when the broker is durable.
     storage: OnceLock<Arc<Storage>>,
+    /// The IAM policies, readable without the state's lock.
+    policies: crate::iam::PolicyView,
 }
 
 /// How to make a [`Broker`]: its clock and where it keeps its state.
@@ -111,7 +113,9 @@ impl BrokerBuilder {
             // Freshly made: nobody else can have set it.
             let _ = storage.set(store);
         }
+        let policies = state.iam.view();
         let broker = Arc::new(Broker {
+            policies,
             state: Mutex::new(state),
             clock: self.clock,
             timer_wake: Arc::new(Notify::new()),
