@@ -20,11 +20,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use baton_server::{AuthSettings, MetadataSettings, ServerConfig};
+use baton_server::{MetadataSettings, ServerConfig};
+use baton_testkit::auth::operator_auth;
+use baton_testkit::process::succeed_within;
 use baton_testkit::push::PushRecorder;
 use baton_testkit::python::{PROJECT, ScriptEnv, python, run_script_with, unique_prefix};
 use baton_testkit::server::{TestServer, loopback};
@@ -32,65 +33,27 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 const TMP: &str = env!("CARGO_TARGET_TMPDIR");
-const OPERATOR: &str = "operator-secret-for-interop";
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn auth_config() -> ServerConfig {
-    ServerConfig::new(loopback()).with_auth(AuthSettings {
-        operator_token: Some(OPERATOR.into()),
-        operator_token_file: None,
-    })
+    ServerConfig::new(loopback()).with_auth(operator_auth())
 }
 
-/// A REST call as the operator; panics unless it succeeds.
-async fn operator(server: &TestServer, method: Method, path: &str, body: Value) -> Value {
-    let response = server
-        .http
-        .request(method, server.url(path))
-        .bearer_auth(OPERATOR)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let value: Value = response.json().await.unwrap();
-    assert!(status.is_success(), "{path}: {status} {value}");
-    value
-}
-
-/// Creates the service account `id` of [`PROJECT`]; answers its email.
-async fn create_account(server: &TestServer, id: &str) -> String {
-    let created = operator(
-        server,
-        Method::POST,
-        &format!("/v1/projects/{PROJECT}/serviceAccounts"),
-        json!({"accountId": id, "serviceAccount": {"displayName": "interop"}}),
-    )
-    .await;
-    let email = created["email"].as_str().unwrap().to_owned();
-    assert_eq!(email, format!("{id}@{PROJECT}.iam.gserviceaccount.com"));
-    email
-}
-
-/// A new key of `email`: the Google key file Baton answers, written to
-/// `dir`, and its contents.
-async fn key_file(server: &TestServer, email: &str, dir: &Path) -> (PathBuf, Value) {
-    let key = operator(
-        server,
-        Method::POST,
-        &format!("/v1/projects/{PROJECT}/serviceAccounts/{email}/keys"),
-        json!({}),
-    )
-    .await;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(key["privateKeyData"].as_str().unwrap())
-        .unwrap();
-    let contents: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(contents["type"], "service_account");
-    assert_eq!(contents["client_email"], email);
+/// The service account `id` with a key and the [`resources`] (named with
+/// `prefix`) granted to it: the key file Baton answers, written to `dir`,
+/// its contents and the resources.
+async fn granted_key_file(
+    server: &TestServer,
+    id: &str,
+    prefix: &str,
+    dir: &Path,
+) -> (PathBuf, Value, Resources) {
+    let email = server.create_service_account(PROJECT, id).await;
+    let contents = server.create_key(&email).await;
     let path = dir.join("key.json");
-    std::fs::write(&path, &bytes).unwrap();
-    (path, contents)
+    std::fs::write(&path, contents.to_string()).unwrap();
+    let r = resources(server, prefix, &format!("serviceAccount:{email}")).await;
+    (path, contents, r)
 }
 
 /// The topic with a grant, the topic without one and the subscription
@@ -112,29 +75,24 @@ async fn resources(server: &TestServer, prefix: &str, member: &str) -> Resources
         subscription: format!("projects/{PROJECT}/subscriptions/{prefix}-sub"),
     };
     for topic in [&r.topic, &r.denied_topic] {
-        operator(server, Method::PUT, &format!("/v1/{topic}"), json!({})).await;
+        server
+            .as_operator(Method::PUT, &format!("/v1/{topic}"), json!({}))
+            .await;
     }
-    operator(
-        server,
-        Method::PUT,
-        &format!("/v1/{}", r.subscription),
-        json!({"topic": r.topic}),
-    )
-    .await;
-    grant(server, &r.topic, "roles/pubsub.publisher", member).await;
-    grant(server, &r.subscription, "roles/pubsub.subscriber", member).await;
+    server
+        .as_operator(
+            Method::PUT,
+            &format!("/v1/{}", r.subscription),
+            json!({"topic": r.topic}),
+        )
+        .await;
+    server
+        .grant(&r.topic, "roles/pubsub.publisher", member)
+        .await;
+    server
+        .grant(&r.subscription, "roles/pubsub.subscriber", member)
+        .await;
     r
-}
-
-async fn grant(server: &TestServer, resource: &str, role: &str, member: &str) {
-    let policy = operator(
-        server,
-        Method::POST,
-        &format!("/v1/{resource}:setIamPolicy"),
-        json!({"policy": {"bindings": [{"role": role, "members": [member]}]}}),
-    )
-    .await;
-    assert_eq!(policy["bindings"][0]["members"][0], member, "{policy}");
 }
 
 /// The environment of a Python client reaching Baton as a real endpoint:
@@ -225,10 +183,9 @@ async fn python_client_with_a_key_file_sends_self_signed_jwts_that_policies_auth
     let server =
         TestServer::start_tls_with(auth_config().with_public_url("https://127.0.0.1:1")).await;
     let dir = tempfile::tempdir().unwrap();
-    let email = create_account(&server, "python-self-signed").await;
-    let (key, contents) = key_file(&server, &email, dir.path()).await;
+    let (key, contents, r) =
+        granted_key_file(&server, "python-self-signed", "selfsigned", dir.path()).await;
     assert_eq!(contents["token_uri"], "https://127.0.0.1:1/token");
-    let r = resources(&server, "selfsigned", &format!("serviceAccount:{email}")).await;
     let env = tls_env(&server, dir.path());
     let result = run_flow(&server, "self_signed", Some(&key), &r, &env).await;
     assert_granted(&result, "google.oauth2.service_account.Credentials");
@@ -238,11 +195,9 @@ async fn python_client_with_a_key_file_sends_self_signed_jwts_that_policies_auth
 async fn python_client_exchanges_a_key_file_at_batons_token_endpoint_for_an_access_token() {
     let server = TestServer::start_tls_with(auth_config()).await;
     let dir = tempfile::tempdir().unwrap();
-    let email = create_account(&server, "python-token").await;
-    let (key, contents) = key_file(&server, &email, dir.path()).await;
+    let (key, contents, r) = granted_key_file(&server, "python-token", "token", dir.path()).await;
     assert_eq!(contents["token_uri"], server.url("/token"));
     assert!(server.url("/token").starts_with("https://"));
-    let r = resources(&server, "token", &format!("serviceAccount:{email}")).await;
     let env = tls_env(&server, dir.path());
     let result = run_flow(&server, "token", Some(&key), &r, &env).await;
     // The client holds nothing but the access token the endpoint answered.
@@ -257,7 +212,7 @@ async fn python_application_default_credentials_come_from_batons_metadata_server
     // The account must exist before the metadata server speaks for it: it
     // is made on a first run and kept in the data directory.
     let first = TestServer::start_tls_with(config.clone()).await;
-    let email = create_account(&first, "python-gke").await;
+    let email = first.create_service_account(PROJECT, "python-gke").await;
     first.shutdown().await;
     let server = TestServer::start_tls_with(config.with_metadata(MetadataSettings {
         addr: loopback(),
@@ -282,16 +237,16 @@ async fn python_application_default_credentials_come_from_batons_metadata_server
 async fn python_client_without_a_credential_is_unauthenticated() {
     let server = TestServer::start_tls_with(auth_config()).await;
     let dir = tempfile::tempdir().unwrap();
-    let email = create_account(&server, "python-none").await;
+    let email = server.create_service_account(PROJECT, "python-none").await;
     let r = resources(&server, "none", &format!("serviceAccount:{email}")).await;
     // Something to pull, so a pull that got through would show it.
-    operator(
-        &server,
-        Method::POST,
-        &format!("/v1/{}:publish", r.topic),
-        json!({"messages": [{"data": "d2FpdGluZw=="}]}),
-    )
-    .await;
+    server
+        .as_operator(
+            Method::POST,
+            &format!("/v1/{}:publish", r.topic),
+            json!({"messages": [{"data": "d2FpdGluZw=="}]}),
+        )
+        .await;
     let env = tls_env(&server, dir.path());
     let result = run_flow(&server, "none", None, &r, &env).await;
     assert_eq!(
@@ -315,29 +270,31 @@ async fn python_push_receiver_verifies_the_oidc_token_with_batons_certs() {
     const AUDIENCE: &str = "https://push.example/handler";
     let server = TestServer::start_tls_with(auth_config()).await;
     let recorder = PushRecorder::start().await;
-    let email = create_account(&server, "push-invoker").await;
+    let email = server.create_service_account(PROJECT, "push-invoker").await;
     let topic = format!("projects/{PROJECT}/topics/pushed");
-    operator(&server, Method::PUT, &format!("/v1/{topic}"), json!({})).await;
-    operator(
-        &server,
-        Method::PUT,
-        &format!("/v1/projects/{PROJECT}/subscriptions/pushed"),
-        json!({
-            "topic": topic,
-            "pushConfig": {
-                "pushEndpoint": recorder.url("/handler"),
-                "oidcToken": {"serviceAccountEmail": email, "audience": AUDIENCE},
-            },
-        }),
-    )
-    .await;
-    operator(
-        &server,
-        Method::POST,
-        &format!("/v1/{topic}:publish"),
-        json!({"messages": [{"data": "cHVzaGVk"}]}),
-    )
-    .await;
+    server
+        .as_operator(Method::PUT, &format!("/v1/{topic}"), json!({}))
+        .await;
+    server
+        .as_operator(
+            Method::PUT,
+            &format!("/v1/projects/{PROJECT}/subscriptions/pushed"),
+            json!({
+                "topic": topic,
+                "pushConfig": {
+                    "pushEndpoint": recorder.url("/handler"),
+                    "oidcToken": {"serviceAccountEmail": email, "audience": AUDIENCE},
+                },
+            }),
+        )
+        .await;
+    server
+        .as_operator(
+            Method::POST,
+            &format!("/v1/{topic}:publish"),
+            json!({"messages": [{"data": "cHVzaGVk"}]}),
+        )
+        .await;
     let push = recorder.expect().await;
     assert_eq!(push.json()["message"]["data"], "cHVzaGVk");
     let token = push
@@ -400,13 +357,10 @@ async fn node_client_with_a_key_file_publishes_where_granted_and_is_refused_else
     );
     let server = TestServer::start_tls_with(auth_config()).await;
     let dir = tempfile::tempdir().unwrap();
-    let email = create_account(&server, "node-publisher").await;
-    let (key, _) = key_file(&server, &email, dir.path()).await;
-    let r = resources(&server, "node", &format!("serviceAccount:{email}")).await;
+    let (key, _, r) = granted_key_file(&server, "node-publisher", "node", dir.path()).await;
     let ca = server.tls_root().unwrap();
     let started = Instant::now();
-    let output = tokio::time::timeout(
-        SCRIPT_TIMEOUT,
+    let printed = succeed_within(
         tokio::process::Command::new("node")
             .arg("auth_publish.js")
             .args(["--endpoint", &endpoint(&server)])
@@ -424,35 +378,31 @@ async fn node_client_with_a_key_file_publishes_where_granted_and_is_refused_else
             .env("NODE_EXTRA_CA_CERTS", ca)
             .env_remove("PUBSUB_EMULATOR_HOST")
             .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-            .current_dir(node_dir())
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
+            .current_dir(node_dir()),
+        SCRIPT_TIMEOUT,
     )
-    .await
-    .expect("node finished")
-    .expect("node runs (the full tier needs Node)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    .await;
     eprintln!(
-        "auth_publish.js: {:.1?}\n  {stdout}--- stderr\n{stderr}",
-        started.elapsed()
+        "auth_publish.js: {:.1?}\n  {}--- stderr\n{}",
+        started.elapsed(),
+        printed.stdout,
+        printed.stderr
     );
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let result: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    let result: Value =
+        serde_json::from_str(printed.stdout.trim().lines().last().unwrap()).unwrap();
     assert_eq!(result["publish"]["outcome"], "ok", "{result}");
     let message_id = result["publish"]["value"].as_str().unwrap();
     // PERMISSION_DENIED and UNAUTHENTICATED.
     assert_eq!(result["publish_denied_topic"]["code"], 7, "{result}");
     assert_eq!(result["publish_without_credential"]["code"], 16, "{result}");
     // The message Node published is on the subscription, once.
-    let pulled = operator(
-        &server,
-        Method::POST,
-        &format!("/v1/{}:pull", r.subscription),
-        json!({"maxMessages": 10, "returnImmediately": true}),
-    )
-    .await;
+    let pulled = server
+        .as_operator(
+            Method::POST,
+            &format!("/v1/{}:pull", r.subscription),
+            json!({"maxMessages": 10, "returnImmediately": true}),
+        )
+        .await;
     let received = pulled["receivedMessages"].as_array().unwrap();
     assert_eq!(received.len(), 1, "{pulled}");
     assert_eq!(received[0]["message"]["messageId"], message_id);

@@ -6,35 +6,36 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use baton_server::ServerConfig;
+use baton_testkit::process::succeed_within;
 use baton_testkit::python::{PROJECT, python, run_script, unique_prefix};
 use baton_testkit::server::{TestServer, loopback};
 use baton_testkit::trace_api::wait_for_trace;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const TMP: &str = env!("CARGO_TARGET_TMPDIR");
+/// How long a Python script or Node may run.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `tests/python/<script>` against `server` with `extra` args; answers
+/// its JSON result.
+async fn run_python(server: &TestServer, script: &str, prefix: &str, extra: &[&str]) -> Value {
+    let python = tokio::task::spawn_blocking(|| python(TMP)).await.unwrap();
+    run_script(&python, script, &server.host(), prefix, LIMIT, extra)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .result
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_and_otlp_exporter_over_gzip() {
-    let python = tokio::task::spawn_blocking(|| python(TMP)).await.unwrap();
     let server =
         TestServer::start_with(ServerConfig::new(loopback()).with_otlp_grpc(loopback())).await;
     let prefix = unique_prefix("gzip");
     let otlp = server.otlp_grpc_endpoint();
-    let result = run_script(
-        &python,
-        "gzip_publish.py",
-        &server.host(),
-        &prefix,
-        Duration::from_secs(60),
-        &["--otlp", &otlp],
-    )
-    .await
-    .unwrap()
-    .result;
+    let result = run_python(&server, "gzip_publish.py", &prefix, &["--otlp", &otlp]).await;
     let message_id = result["message_id"].as_str().unwrap();
     assert_eq!(
         result["pulled"],
@@ -50,22 +51,12 @@ async fn python_client_and_otlp_exporter_over_gzip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_over_tls() {
-    let python = tokio::task::spawn_blocking(|| python(TMP)).await.unwrap();
     let server = TestServer::start_tls().await;
     let ca = server.tls_root().unwrap().to_str().unwrap().to_owned();
     let endpoint = format!("localhost:{}", server.addr.port());
     let prefix = unique_prefix("tls");
-    let result = run_script(
-        &python,
-        "tls_publish.py",
-        &server.host(),
-        &prefix,
-        Duration::from_secs(60),
-        &["--endpoint", &endpoint, "--ca", &ca],
-    )
-    .await
-    .unwrap()
-    .result;
+    let extra = ["--endpoint", &endpoint, "--ca", &ca];
+    let result = run_python(&server, "tls_publish.py", &prefix, &extra).await;
     let message_id = result["message_id"].as_str().unwrap();
     assert_eq!(
         result["pulled"],
@@ -91,25 +82,14 @@ async fn node_https_trusts_the_development_ca() {
                   res.on('end', () => console.log(JSON.stringify({status: res.statusCode, \
                   authorized, body: JSON.parse(body)}))); }) \
                   .on('error', (e) => { console.error(e); process.exit(1); });";
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
+    let printed = succeed_within(
         tokio::process::Command::new("node")
             .args(["-e", script, &url])
-            .env("NODE_EXTRA_CA_CERTS", server.tls_root().unwrap())
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
+            .env("NODE_EXTRA_CA_CERTS", server.tls_root().unwrap()),
+        LIMIT,
     )
-    .await
-    .expect("node finished")
-    .expect("node runs (the full tier needs Node)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    .await;
+    let answer: Value = serde_json::from_str(printed.stdout.trim()).unwrap();
     assert_eq!(answer["status"], 200, "{answer}");
     assert_eq!(answer["authorized"], true, "{answer}");
     assert_eq!(answer["body"]["name"], topic, "{answer}");

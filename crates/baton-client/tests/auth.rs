@@ -21,14 +21,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use baton_client::{Client, ClientConfig, Credentials, Endpoint, Error, SubscriptionConfig};
-use baton_server::{AuthSettings, MetadataSettings, ServerConfig};
+use baton_server::{MetadataSettings, ServerConfig};
+use baton_testkit::auth::{OPERATOR_TOKEN, operator_auth};
 use baton_testkit::server::{TestServer, loopback};
 use serde_json::{Value, json};
 use tonic::Code;
 
-const OPERATOR: &str = "operator-secret-for-client-tests";
 const PROJECT: &str = "p";
 /// Granted: roles/pubsub.publisher on the topic.
 const TOPIC: &str = "orders";
@@ -58,14 +57,11 @@ impl Baton {
         let dir = tempfile::tempdir().unwrap();
         let config = ServerConfig::new(loopback())
             .with_data_dir(dir.path().join("data"))
-            .with_auth(AuthSettings {
-                operator_token: Some(OPERATOR.into()),
-                operator_token_file: None,
-            });
+            .with_auth(operator_auth());
         // The account must exist before the metadata server speaks for it:
         // it is made on a first run and kept in the data directory.
         let first = TestServer::start_with(config.clone()).await;
-        let email = create_account(&first, "orders-app").await;
+        let email = first.create_service_account(PROJECT, "orders-app").await;
         first.shutdown().await;
         let server = TestServer::start_tls_with(config.with_metadata(MetadataSettings {
             addr: loopback(),
@@ -75,7 +71,7 @@ impl Baton {
         let ca = dir.path().join("ca.pem");
         std::fs::copy(server.tls_root().expect("the server serves TLS"), &ca).unwrap();
         // The key is made on the TLS run, so its token_uri is https.
-        let key = create_key(&server, &email).await;
+        let key = server.create_key(&email).await;
         assert!(
             key["token_uri"].as_str().unwrap().starts_with("https://"),
             "{key}"
@@ -89,7 +85,7 @@ impl Baton {
                 .with_endpoint(endpoint(&server, "localhost", true))
                 .with_ca_certificate_file(&ca)
                 .with_credentials(Credentials::Provider(Arc::new(StaticToken(
-                    OPERATOR.into(),
+                    OPERATOR_TOKEN.into(),
                 )))),
         )
         .await
@@ -101,20 +97,20 @@ impl Baton {
             .await
             .unwrap();
         let member = format!("serviceAccount:{email}");
-        grant(
-            &server,
-            &format!("projects/{PROJECT}/topics/{TOPIC}"),
-            "roles/pubsub.publisher",
-            &member,
-        )
-        .await;
-        grant(
-            &server,
-            &format!("projects/{PROJECT}"),
-            "roles/pubsub.subscriber",
-            &member,
-        )
-        .await;
+        server
+            .grant(
+                &format!("projects/{PROJECT}/topics/{TOPIC}"),
+                "roles/pubsub.publisher",
+                &member,
+            )
+            .await;
+        server
+            .grant(
+                &format!("projects/{PROJECT}"),
+                "roles/pubsub.subscriber",
+                &member,
+            )
+            .await;
         Self {
             server,
             ca,
@@ -183,56 +179,6 @@ fn endpoint(server: &TestServer, host: &str, authenticate: bool) -> Endpoint {
         uri: format!("https://{host}:{}", server.addr.port()),
         authenticate,
     }
-}
-
-/// A REST call as the operator.
-async fn admin(server: &TestServer, path: &str, body: Value) -> Value {
-    let response = server
-        .http
-        .post(format!("{}{path}", server.server().public_url()))
-        .bearer_auth(OPERATOR)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let value: Value = response.json().await.unwrap();
-    assert!(status.is_success(), "{path}: {status} {value}");
-    value
-}
-
-/// Creates a service account; its email.
-async fn create_account(server: &TestServer, id: &str) -> String {
-    let created = admin(
-        server,
-        &format!("/v1/projects/{PROJECT}/serviceAccounts"),
-        json!({"accountId": id, "serviceAccount": {"displayName": "client test"}}),
-    )
-    .await;
-    created["email"].as_str().unwrap().to_string()
-}
-
-/// A new key of the account: the key file's JSON.
-async fn create_key(server: &TestServer, email: &str) -> Value {
-    let key = admin(
-        server,
-        &format!("/v1/projects/{PROJECT}/serviceAccounts/{email}/keys"),
-        json!({}),
-    )
-    .await;
-    let file = base64::engine::general_purpose::STANDARD
-        .decode(key["privateKeyData"].as_str().unwrap())
-        .unwrap();
-    serde_json::from_slice(&file).unwrap()
-}
-
-async fn grant(server: &TestServer, resource: &str, role: &str, member: &str) {
-    admin(
-        server,
-        &format!("/v1/{resource}:setIamPolicy"),
-        json!({"policy": {"bindings": [{"role": role, "members": [member]}]}}),
-    )
-    .await;
 }
 
 fn code(result: Result<impl std::fmt::Debug, Error>) -> Code {

@@ -10,12 +10,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use baton_proto::iam::TestIamPermissionsRequest;
 use baton_proto::iam::iam_policy_client::IamPolicyClient;
-use baton_proto::iam::{Binding, Policy, SetIamPolicyRequest, TestIamPermissionsRequest};
 use baton_proto::pubsub::publisher_client::PublisherClient;
 use baton_proto::pubsub::subscriber_client::SubscriberClient;
 use baton_proto::pubsub::{PublishRequest, PubsubMessage, PullRequest, Subscription, Topic};
-use baton_server::AuthSettings;
+use baton_testkit::auth::{OPERATOR_TOKEN, operator_auth};
 use baton_testkit::push::PushRecorder;
 use baton_testkit::server::{TestServer, virtual_config};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -24,7 +24,6 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-const OPERATOR: &str = "operator-secret-for-tests";
 const MISSING: &str = "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
 const INVALID: &str = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
 const DENIED: &str = "User not authorized to perform this action.";
@@ -32,11 +31,7 @@ const TOPIC: &str = "projects/p/topics/orders";
 const SUBSCRIPTION: &str = "projects/p/subscriptions/orders-worker";
 
 async fn start() -> TestServer {
-    TestServer::start_with(virtual_config().with_auth(AuthSettings {
-        operator_token: Some(OPERATOR.into()),
-        operator_token_file: None,
-    }))
-    .await
+    TestServer::start_with(virtual_config().with_auth(operator_auth())).await
 }
 
 fn now(server: &TestServer) -> SystemTime {
@@ -79,14 +74,16 @@ fn iam(server: &TestServer, token: Option<String>) -> IamPolicyClient<Authed> {
 
 fn operator(server: &TestServer) -> (PublisherClient<Authed>, SubscriberClient<Authed>) {
     (
-        publisher(server, Some(OPERATOR.into())),
-        subscriber(server, Some(OPERATOR.into())),
+        publisher(server, Some(OPERATOR_TOKEN.into())),
+        subscriber(server, Some(OPERATOR_TOKEN.into())),
     )
 }
 
-/// The operator makes the topic and subscription.
-async fn resources(server: &TestServer) {
-    let (mut publisher, mut subscriber) = operator(server);
+/// The operator makes the topic; answers the operator's clients.
+async fn operator_topic(
+    server: &TestServer,
+) -> (PublisherClient<Authed>, SubscriberClient<Authed>) {
+    let (mut publisher, subscriber) = operator(server);
     publisher
         .create_topic(Topic {
             name: TOPIC.into(),
@@ -94,6 +91,12 @@ async fn resources(server: &TestServer) {
         })
         .await
         .unwrap();
+    (publisher, subscriber)
+}
+
+/// The operator makes the topic and subscription.
+async fn resources(server: &TestServer) {
+    let (_, mut subscriber) = operator_topic(server).await;
     subscriber
         .create_subscription(Subscription {
             name: SUBSCRIPTION.into(),
@@ -105,45 +108,18 @@ async fn resources(server: &TestServer) {
         .unwrap();
 }
 
-/// A REST call as the operator.
-async fn admin(server: &TestServer, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let response = server
-        .http
-        .request(method, format!("http://{}{path}", server.addr))
-        .bearer_auth(OPERATOR)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let value: Value = response.json().await.unwrap();
-    assert!(status.is_success(), "{path}: {status} {value}");
-    value
+/// A service account of project `p` and the key file Baton made for it.
+async fn account(server: &TestServer, id: &str) -> Value {
+    let email = server.create_service_account("p", id).await;
+    server.create_key(&email).await
 }
 
-/// A service account and the key file Baton made for it.
-async fn account(server: &TestServer, id: &str) -> Value {
-    let created = admin(
-        server,
-        reqwest::Method::POST,
-        "/v1/projects/p/serviceAccounts",
-        json!({"accountId": id, "serviceAccount": {"displayName": "test"}}),
+/// `serviceAccount:EMAIL` of the key file's account (a policy member).
+fn member(key_file: &Value) -> String {
+    format!(
+        "serviceAccount:{}",
+        key_file["client_email"].as_str().unwrap()
     )
-    .await;
-    let email = created["email"].as_str().unwrap().to_string();
-    assert_eq!(email, format!("{id}@p.iam.gserviceaccount.com"));
-    let key = admin(
-        server,
-        reqwest::Method::POST,
-        &format!("/v1/projects/p/serviceAccounts/{email}/keys"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(key["privateKeyType"], "TYPE_GOOGLE_CREDENTIALS_FILE");
-    let file = base64::engine::general_purpose::STANDARD
-        .decode(key["privateKeyData"].as_str().unwrap())
-        .unwrap();
-    serde_json::from_slice(&file).unwrap()
 }
 
 /// A self-signed JWT as Google's libraries send it for a service account.
@@ -182,6 +158,13 @@ async fn publish(
         .map(|r| r.into_inner().message_ids)
 }
 
+/// Whether a publish with `token` succeeds.
+async fn publishes(server: &TestServer, token: String, data: &str) -> bool {
+    publish(&mut publisher(server, Some(token)), data)
+        .await
+        .is_ok()
+}
+
 async fn pull(subscriber: &mut SubscriberClient<Authed>) -> Result<usize, Status> {
     #[allow(deprecated)]
     let request = PullRequest {
@@ -195,22 +178,12 @@ async fn pull(subscriber: &mut SubscriberClient<Authed>) -> Result<usize, Status
         .map(|r| r.into_inner().received_messages.len())
 }
 
-async fn grant(server: &TestServer, resource: &str, role: &str, member: &str) {
-    iam(server, Some(OPERATOR.into()))
-        .set_iam_policy(SetIamPolicyRequest {
-            resource: resource.into(),
-            policy: Some(Policy {
-                bindings: vec![Binding {
-                    role: role.into(),
-                    members: vec![member.into()],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+/// Asserts a REST answer is the error `status` with `code` and `message`.
+async fn assert_rest_error(response: reqwest::Response, status: u16, code: &str, message: &str) {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["status"], code);
+    assert_eq!(body["error"]["message"], message);
 }
 
 fn assert_status(result: Result<impl std::fmt::Debug, Status>, code: Code, message: &str) {
@@ -235,10 +208,7 @@ async fn a_call_without_a_credential_is_unauthenticated_on_both_transports() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 401);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["status"], "UNAUTHENTICATED");
-    assert_eq!(body["error"]["message"], MISSING);
+    assert_rest_error(response, 401, "UNAUTHENTICATED", MISSING).await;
     // The operator token may do everything.
     let (mut publisher, _) = operator(&server);
     assert_eq!(publish(&mut publisher, "x").await.unwrap().len(), 1);
@@ -323,10 +293,7 @@ async fn self_signed_jwts_are_checked_against_resource_and_project_policies() {
     let server = start().await;
     resources(&server).await;
     let key_file = account(&server, "orders-api").await;
-    let member = format!(
-        "serviceAccount:{}",
-        key_file["client_email"].as_str().unwrap()
-    );
+    let member = member(&key_file);
     let token = || Some(jwt_now(&server, &key_file));
     // Authenticated, but no policy grants anything yet.
     assert_status(
@@ -335,7 +302,7 @@ async fn self_signed_jwts_are_checked_against_resource_and_project_policies() {
         DENIED,
     );
     // Publisher on the topic: publishing works, consuming does not.
-    grant(&server, TOPIC, "roles/pubsub.publisher", &member).await;
+    server.grant(TOPIC, "roles/pubsub.publisher", &member).await;
     assert_eq!(
         publish(&mut publisher(&server, token()), "one")
             .await
@@ -349,7 +316,9 @@ async fn self_signed_jwts_are_checked_against_resource_and_project_policies() {
         DENIED,
     );
     // Subscriber on the project: every subscription of the project.
-    grant(&server, "projects/p", "roles/pubsub.subscriber", &member).await;
+    server
+        .grant("projects/p", "roles/pubsub.subscriber", &member)
+        .await;
     assert_eq!(pull(&mut subscriber(&server, token())).await.unwrap(), 1);
     // Neither role may delete the topic or read another project.
     let deleted = publisher(&server, token())
@@ -384,11 +353,7 @@ async fn self_signed_jwts_are_checked_against_resource_and_project_policies() {
         iat + 600,
         Some("https://pubsub.googleapis.com/"),
     );
-    assert!(
-        publish(&mut publisher(&server, Some(with_aud)), "two")
-            .await
-            .is_ok()
-    );
+    assert!(publishes(&server, with_aud, "two").await);
     // REST denies with 403 and the same wording.
     let response = server
         .http
@@ -397,10 +362,7 @@ async fn self_signed_jwts_are_checked_against_resource_and_project_policies() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 403);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["status"], "PERMISSION_DENIED");
-    assert_eq!(body["error"]["message"], DENIED);
+    assert_rest_error(response, 403, "PERMISSION_DENIED", DENIED).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -410,11 +372,10 @@ async fn the_token_endpoint_exchanges_a_signed_assertion_for_an_access_token() {
     let key_file = account(&server, "orders-worker").await;
     let token_uri = key_file["token_uri"].as_str().unwrap().to_string();
     assert_eq!(token_uri, format!("http://{}/token", server.addr));
-    let member = format!(
-        "serviceAccount:{}",
-        key_file["client_email"].as_str().unwrap()
-    );
-    grant(&server, "projects/p", "roles/pubsub.editor", &member).await;
+    let member = member(&key_file);
+    server
+        .grant("projects/p", "roles/pubsub.editor", &member)
+        .await;
     let iat = unix(now(&server));
     let mut header = Header::new(Algorithm::RS256);
     header.kid = key_file["private_key_id"].as_str().map(str::to_string);
@@ -450,11 +411,7 @@ async fn the_token_endpoint_exchanges_a_signed_assertion_for_an_access_token() {
     assert_eq!(token["token_type"], "Bearer");
     assert_eq!(token["expires_in"], 3600);
     let access = token["access_token"].as_str().unwrap().to_string();
-    assert!(
-        publish(&mut publisher(&server, Some(access.clone())), "x")
-            .await
-            .is_ok()
-    );
+    assert!(publishes(&server, access.clone(), "x").await);
     // Longer than an hour, or for another audience: invalid_grant.
     for bad in [
         assertion(&token_uri, iat + 7200),
@@ -480,20 +437,12 @@ async fn a_verified_token_stops_working_when_it_expires_or_its_key_is_deleted() 
     resources(&server).await;
     let key_file = account(&server, "short-lived").await;
     let email = key_file["client_email"].as_str().unwrap().to_string();
-    grant(
-        &server,
-        TOPIC,
-        "roles/pubsub.publisher",
-        &format!("serviceAccount:{email}"),
-    )
-    .await;
+    server
+        .grant(TOPIC, "roles/pubsub.publisher", &member(&key_file))
+        .await;
     let iat = unix(now(&server));
     let token = self_signed(&key_file, iat, iat + 120, None);
-    assert!(
-        publish(&mut publisher(&server, Some(token.clone())), "a")
-            .await
-            .is_ok()
-    );
+    assert!(publishes(&server, token.clone(), "a").await);
     tokio::time::advance(Duration::from_secs(121)).await;
     assert_status(
         publish(&mut publisher(&server, Some(token)), "b").await,
@@ -501,19 +450,15 @@ async fn a_verified_token_stops_working_when_it_expires_or_its_key_is_deleted() 
         INVALID,
     );
     let fresh = jwt_now(&server, &key_file);
-    assert!(
-        publish(&mut publisher(&server, Some(fresh.clone())), "c")
-            .await
-            .is_ok()
-    );
+    assert!(publishes(&server, fresh.clone(), "c").await);
     let key_id = key_file["private_key_id"].as_str().unwrap();
-    admin(
-        &server,
-        reqwest::Method::DELETE,
-        &format!("/v1/projects/p/serviceAccounts/{email}/keys/{key_id}"),
-        json!({}),
-    )
-    .await;
+    server
+        .as_operator(
+            reqwest::Method::DELETE,
+            &format!("/v1/projects/p/serviceAccounts/{email}/keys/{key_id}"),
+            json!({}),
+        )
+        .await;
     assert_status(
         publish(&mut publisher(&server, Some(fresh)), "d").await,
         Code::Unauthenticated,
@@ -528,13 +473,9 @@ async fn the_metadata_server_hands_out_tokens_for_its_service_account() {
     // it is made on a first run and kept in the data directory.
     let config = virtual_config()
         .with_data_dir(dir.path())
-        .with_auth(AuthSettings {
-            operator_token: Some(OPERATOR.into()),
-            operator_token_file: None,
-        });
+        .with_auth(operator_auth());
     let first = TestServer::start_with(config.clone()).await;
-    let key_file = account(&first, "gke-workload").await;
-    let email = key_file["client_email"].as_str().unwrap().to_string();
+    let email = first.create_service_account("p", "gke-workload").await;
     first.shutdown().await;
     let server = TestServer::start_with(config.with_metadata(baton_server::MetadataSettings {
         addr: baton_testkit::server::loopback(),
@@ -542,13 +483,13 @@ async fn the_metadata_server_hands_out_tokens_for_its_service_account() {
     }))
     .await;
     resources(&server).await;
-    grant(
-        &server,
-        TOPIC,
-        "roles/pubsub.publisher",
-        &format!("serviceAccount:{email}"),
-    )
-    .await;
+    server
+        .grant(
+            TOPIC,
+            "roles/pubsub.publisher",
+            &format!("serviceAccount:{email}"),
+        )
+        .await;
     let metadata = format!("http://{}", server.server().metadata_addr().unwrap());
     let ping = server.http.get(&metadata).send().await.unwrap();
     assert_eq!(ping.headers()["metadata-flavor"], "Google");
@@ -591,11 +532,7 @@ async fn the_metadata_server_hands_out_tokens_for_its_service_account() {
         .await
         .unwrap();
     let access = token["access_token"].as_str().unwrap().to_string();
-    assert!(
-        publish(&mut publisher(&server, Some(access)), "from gke")
-            .await
-            .is_ok()
-    );
+    assert!(publishes(&server, access, "from gke").await);
     // An ID token for an audience verifies with Baton's published keys.
     let id_token = get("instance/service-accounts/default/identity?audience=https://svc.example")
         .await
@@ -647,14 +584,7 @@ async fn push_with_an_oidc_token_sends_a_verifiable_id_token() {
     let recorder = PushRecorder::start().await;
     let key_file = account(&server, "push-invoker").await;
     let email = key_file["client_email"].as_str().unwrap().to_string();
-    let (mut publisher, mut subscriber) = operator(&server);
-    publisher
-        .create_topic(Topic {
-            name: TOPIC.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (mut publisher, mut subscriber) = operator_topic(&server).await;
     let endpoint = recorder.url("/push");
     subscriber
         .create_subscription(Subscription {

@@ -11,10 +11,13 @@
 //!   [`server::TestServer::start_virtual`] starts it on
 //!   [`virtual_time`], so a `start_paused` test drives its deadlines,
 //!   backoffs and waits on Tokio's paused clock.
+//! - [`auth`]: authentication on with a known operator token, and the
+//!   operator's service accounts, key files and IAM grants.
 //! - [`process::ServeProcess`]: the real `baton serve` binary as a child
 //!   process (killed on drop, SIGKILL for the crash tests);
 //!   [`process::baton_command`] runs any other `baton` verb, and
-//!   [`process::output_within`] runs one to its end within a time limit.
+//!   [`process::output_within`] runs one to its end within a time limit;
+//!   [`process::succeed_within`] runs any program (`node`) to a success.
 //! - [`grpc`]: connections and stubs of the Publisher, Subscriber, Schema and
 //!   IAM services; status assertions. [`streaming`]: StreamingPull sessions.
 //! - [`pages`]: follows `next_page_token` through any List call.
@@ -42,6 +45,7 @@
 // job, so unwrap and expect are how it reports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod auth;
 pub mod chromium;
 pub mod emulator;
 mod error;

@@ -76,6 +76,42 @@ pub fn output_within(command: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// What a program run by [`succeed_within`] printed.
+#[derive(Debug)]
+pub struct Printed {
+    /// Its stdout, as text.
+    pub stdout: String,
+    /// Its stderr, as text.
+    pub stderr: String,
+}
+
+/// Runs `command` (any program: `node`, a script) to its end on the async
+/// runtime, stdin closed, and answers what it printed; panics, with its
+/// output in the message, when it cannot start, when it runs longer than
+/// `limit` (it is killed) or when it exits unsuccessfully.
+pub async fn succeed_within(command: &mut tokio::process::Command, limit: Duration) -> Printed {
+    let program = command.as_std().get_program().to_owned();
+    let output = tokio::time::timeout(
+        limit,
+        command.stdin(Stdio::null()).kill_on_drop(true).output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{program:?} did not exit within {limit:?}; killed"))
+    .unwrap_or_else(|e| panic!("cannot run {program:?} (the full tier needs it): {e}"));
+    let printed = Printed {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(
+        output.status.success(),
+        "{program:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        printed.stdout,
+        printed.stderr
+    );
+    printed
+}
+
 /// A `baton serve` child process; killed (SIGKILL) when dropped, so no test
 /// leaves a server behind.
 #[derive(Debug)]
