@@ -2,6 +2,7 @@
 //! updated first, and the summaries and details the query API serves.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -161,6 +162,25 @@ impl TraceStore {
         let inner = self.lock();
         let key = *inner.order.values().next_back()?;
         inner.detail(&key)
+    }
+
+    /// Visits the stored traces, most recently updated first, with their
+    /// spans (in no particular order), until `visit` breaks. The store is
+    /// locked meanwhile: `visit` should only look (and keep ids or a few
+    /// names), then fetch whole traces with [`TraceStore::trace`].
+    pub(crate) fn scan(
+        &self,
+        mut visit: impl FnMut(&mut dyn Iterator<Item = &Span>) -> ControlFlow<()>,
+    ) {
+        let inner = self.lock();
+        for key in inner.order.values().rev() {
+            let Some(entry) = inner.traces.get(key) else {
+                continue;
+            };
+            if visit(&mut entry.spans.values().map(|s| &s.span)).is_break() {
+                return;
+            }
+        }
     }
 
     /// Spans currently stored.
