@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -356,8 +356,8 @@ pub(crate) enum ParamError {
     /// A trace id that is not 1 to 32 hex digits.
     #[error("cannot parse traceID param: {0:?} is not 1 to 32 hex digits")]
     TraceId(String),
-    /// The query string itself is malformed.
-    #[error("malformed query string: {0}")]
+    /// The query string or path itself is malformed.
+    #[error("malformed request: {0}")]
     Query(String),
 }
 
@@ -673,14 +673,19 @@ async fn services(State(store): State<TraceStore>) -> Response {
     ok(services, total)
 }
 
-/// The distinct (name, kind) of `service`'s spans, by name.
-fn operations_of(store: &TraceStore, service: &str) -> BTreeSet<(String, &'static str)> {
-    let mut operations = BTreeSet::new();
+/// The kinds of `service`'s spans, by span name.
+fn operations_of(store: &TraceStore, service: &str) -> BTreeMap<String, BTreeSet<&'static str>> {
+    let mut operations: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
     store.scan(|spans| {
         for span in spans.filter(|s| s.service == service) {
             let kind = kind_name(span.kind);
-            if !operations.contains(&(span.name.clone(), kind)) {
-                operations.insert((span.name.clone(), kind));
+            match operations.get_mut(span.name.as_str()) {
+                Some(kinds) => {
+                    kinds.insert(kind);
+                }
+                None => {
+                    operations.insert(span.name.clone(), BTreeSet::from([kind]));
+                }
             }
         }
         ControlFlow::Continue(())
@@ -690,12 +695,13 @@ fn operations_of(store: &TraceStore, service: &str) -> BTreeSet<(String, &'stati
 
 async fn operations_legacy(
     State(store): State<TraceStore>,
-    Path(service): Path<String>,
+    service: Result<Path<String>, PathRejection>,
 ) -> Response {
-    let names: BTreeSet<String> = operations_of(&store, &service)
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
+    let service = match service {
+        Ok(Path(service)) => service,
+        Err(e) => return bad_request(&ParamError::Query(e.body_text())),
+    };
+    let names: Vec<String> = operations_of(&store, &service).into_keys().collect();
     let total = names.len();
     ok(names, total)
 }
@@ -717,8 +723,15 @@ async fn operations(State(store): State<TraceStore>, query: Pairs) -> Response {
     let kind = param("spanKind");
     let data: Vec<Operation> = operations_of(&store, service)
         .into_iter()
-        .filter(|(_, k)| kind.is_none_or(|want| want == *k))
-        .map(|(name, span_kind)| Operation { name, span_kind })
+        .flat_map(|(name, kinds)| {
+            kinds
+                .into_iter()
+                .filter(|k| kind.is_none_or(|want| want == *k))
+                .map(move |span_kind| Operation {
+                    name: name.clone(),
+                    span_kind,
+                })
+        })
         .collect();
     let total = data.len();
     ok(data, total)
@@ -733,13 +746,9 @@ async fn search(State(store): State<TraceStore>, query: Pairs) -> Response {
     let ids: Vec<String> = if query.trace_ids.is_empty() {
         // Ids only under the lock; the traces are fetched one at a time.
         let mut ids = Vec::new();
-        store.scan(|spans| {
-            let mut spans = spans.peekable();
-            let id = spans.peek().map(|s| s.trace_id.clone());
-            if let Some(id) = id
-                && spans.any(|s| query.matches(s))
-            {
-                ids.push(id);
+        store.scan(|mut spans| {
+            if let Some(span) = spans.find(|s| query.matches(s)) {
+                ids.push(span.trace_id.clone());
             }
             if ids.len() >= query.limit {
                 ControlFlow::Break(())
@@ -776,9 +785,13 @@ async fn search(State(store): State<TraceStore>, query: Pairs) -> Response {
 
 async fn trace(
     State(store): State<TraceStore>,
-    Path(trace_id): Path<String>,
+    trace_id: Result<Path<String>, PathRejection>,
     query: Pairs,
 ) -> Response {
+    let trace_id = match trace_id {
+        Ok(Path(trace_id)) => trace_id,
+        Err(e) => return bad_request(&ParamError::Query(e.body_text())),
+    };
     // `start` and `end` are hints jaeger-query passes to its storage; they
     // are checked, not needed.
     let checked = pairs(query).and_then(|pairs| {
