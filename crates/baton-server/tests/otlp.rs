@@ -74,6 +74,108 @@ async fn opentelemetry_otlp_exporter_over_grpc() {
     server.shutdown().await;
 }
 
+/// Grafana's Jaeger data source reads `/jaeger/api/...` of `baton serve`:
+/// spans exported by the OpenTelemetry SDK come back in Jaeger's model, the
+/// parent as `CHILD_OF`, a link as `FOLLOWS_FROM`, the error as tags; Baton's
+/// own `/api/traces` is unchanged beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_reads_the_jaeger_api() {
+    use opentelemetry::trace::{Link, Span as _, Status, TraceContextExt, Tracer, TracerProvider};
+    let server = start().await;
+    let provider = grpc_exporting_provider(&format!("http://{}", otlp_grpc(&server)), "svc-jaeger");
+    let tracer = provider.tracer("test");
+    let (request_trace, request_context) = tracer.in_span("POST /orders", |cx| {
+        tracer.in_span("charge", |cx| {
+            cx.span().set_status(Status::error("declined"))
+        });
+        let context = cx.span().span_context().clone();
+        (context.trace_id().to_string(), context)
+    });
+    let mut ack = tracer
+        .span_builder("ack")
+        .with_links(vec![Link::with_context(request_context.clone())])
+        .start(&tracer);
+    let ack_trace = ack.span_context().trace_id().to_string();
+    ack.end();
+    tokio::task::spawn_blocking(move || {
+        provider.force_flush().unwrap();
+        provider.shutdown().unwrap();
+    })
+    .await
+    .unwrap();
+    wait_for_trace(server.addr, &request_trace).await;
+    wait_for_trace(server.addr, &ack_trace).await;
+
+    let (status, services) = get_json(server.addr, "/jaeger/api/services").await;
+    assert_eq!(status, 200);
+    assert_eq!(services["data"], serde_json::json!(["svc-jaeger"]));
+    let (_, operations) = get_json(server.addr, "/jaeger/api/services/svc-jaeger/operations").await;
+    assert_eq!(
+        operations["data"],
+        serde_json::json!(["POST /orders", "ack", "charge"])
+    );
+    // As Grafana searches: a window in microseconds, a limit, tags as JSON.
+    let end = now() / 1000 + 60_000_000;
+    let (status, found) = get_json(
+        server.addr,
+        &format!(
+            "/jaeger/api/traces?service=svc-jaeger&tags=%7B%22error%22%3A%22true%22%7D&start={}&end={end}&limit=20",
+            end - 3_600_000_000
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let traces = found["data"].as_array().unwrap();
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0]["traceID"], request_trace);
+    let spans = traces[0]["spans"].as_array().unwrap();
+    let charge = spans
+        .iter()
+        .find(|s| s["operationName"] == "charge")
+        .unwrap();
+    let root = spans
+        .iter()
+        .find(|s| s["operationName"] == "POST /orders")
+        .unwrap();
+    assert_eq!(charge["references"][0]["refType"], "CHILD_OF");
+    assert_eq!(charge["references"][0]["spanID"], root["spanID"]);
+    assert!(
+        charge["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(
+                {"key": "error", "type": "bool", "value": true}
+            ))
+    );
+    assert_eq!(
+        traces[0]["processes"][charge["processID"].as_str().unwrap()]["serviceName"],
+        "svc-jaeger"
+    );
+
+    let (status, linked) = get_json(server.addr, &format!("/jaeger/api/traces/{ack_trace}")).await;
+    assert_eq!(status, 200);
+    let reference = &linked["data"][0]["spans"][0]["references"][0];
+    assert_eq!(reference["refType"], "FOLLOWS_FROM");
+    assert_eq!(reference["traceID"], request_trace);
+    assert_eq!(reference["spanID"], request_context.span_id().to_string());
+
+    let (status, missing) = get_json(
+        server.addr,
+        &format!("/jaeger/api/traces/{}", "ab".repeat(16)),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["errors"][0]["msg"], "trace not found");
+    let (status, bad) = get_json(server.addr, "/jaeger/api/traces?minDuration=soon").await;
+    assert_eq!(status, 400);
+    assert_eq!(bad["errors"][0]["code"], 400);
+    // Baton's own query API keeps /api.
+    let (status, own) = get_json(server.addr, &format!("/api/traces/{ack_trace}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(own["traceId"], ack_trace);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn grpc_rejects_bad_spans_and_huge_batches() {
     let server = start().await;

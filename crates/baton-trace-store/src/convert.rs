@@ -272,7 +272,7 @@ pub(crate) fn parse_trace_id(text: &str) -> Option<TraceKey> {
     Some(out)
 }
 
-fn now_nanos() -> u64 {
+pub(crate) fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))

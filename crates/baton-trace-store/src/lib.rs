@@ -11,11 +11,13 @@
 //!
 //! Besides the store, this crate holds everything that feeds and shows it, as
 //! axum routers the server mounts: the OTLP receivers ([`otlp`]), the JSON
-//! query API and the web view ([`router`]). The server decides on which ports
+//! query API, Jaeger's query API under `/jaeger` and the web view
+//! ([`router`]). The server decides on which ports
 //! they are served.
 
 mod convert;
 mod exporter;
+mod jaeger;
 mod model;
 pub mod otlp;
 mod query_api;
@@ -30,14 +32,17 @@ pub use store::{
     TraceStore,
 };
 
-/// The query API (`/api/traces...`) over `store` and the web view (`/ui/`),
-/// for merging into a server's router. They carry their own state, so they
-/// fit any router state `S`.
+/// The query API (`/api/traces...`) over `store`, Jaeger's query API over it
+/// (`/jaeger/api/...`, for Grafana's Jaeger data source and the Jaeger UI)
+/// and the web view (`/ui/`), for merging into a server's router. They carry
+/// their own state, so they fit any router state `S`.
 pub fn router<S>(store: TraceStore) -> axum::Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    web_view().merge(query_api::routes(store))
+    web_view()
+        .merge(query_api::routes(store.clone()))
+        .merge(jaeger::routes(store))
 }
 
 /// The web view alone (`/ui/`), which reads the query API of its own origin;

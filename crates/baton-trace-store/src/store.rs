@@ -2,6 +2,7 @@
 //! updated first, and the summaries and details the query API serves.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -163,6 +164,22 @@ impl TraceStore {
         inner.detail(&key)
     }
 
+    /// Visits the stored traces, most recently updated first, with their
+    /// spans (in no particular order), until `visit` breaks. The store is
+    /// locked meanwhile: `visit` should only look (and keep ids or a few
+    /// names), then fetch whole traces with [`TraceStore::trace`].
+    pub(crate) fn scan(&self, mut visit: impl FnMut(TraceSpans<'_>) -> ControlFlow<()>) {
+        let inner = self.lock();
+        for key in inner.order.values().rev() {
+            let Some(entry) = inner.traces.get(key) else {
+                continue;
+            };
+            if visit(TraceSpans(entry.spans.values())).is_break() {
+                return;
+            }
+        }
+    }
+
     /// Spans currently stored.
     pub fn span_count(&self) -> usize {
         self.lock().total_spans
@@ -181,6 +198,22 @@ impl TraceStore {
     /// The bound, in spans.
     pub fn max_spans(&self) -> usize {
         self.lock().max_spans
+    }
+}
+
+/// The spans of one trace during [`TraceStore::scan`], in no particular order.
+#[derive(Debug, Clone)]
+pub(crate) struct TraceSpans<'a>(std::collections::hash_map::Values<'a, SpanKey, StoredSpan>);
+
+impl<'a> Iterator for TraceSpans<'a> {
+    type Item = &'a Span;
+
+    fn next(&mut self) -> Option<&'a Span> {
+        self.0.next().map(|s| &s.span)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
     }
 }
 

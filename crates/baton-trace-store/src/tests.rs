@@ -9,6 +9,8 @@ use prost::Message;
 use super::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
+mod jaeger;
+
 type ProtoSpan = opentelemetry_proto::tonic::trace::v1::Span;
 
 const T0: u64 = 1_700_000_000_000_000_000;
