@@ -201,7 +201,7 @@ async fn publish_traced(t: &TestServer, topic: &str) -> String {
         .publish(PublishRequest {
             topic,
             messages: vec![PubsubMessage {
-                data: b"hello".to_vec().into(),
+                data: b"hello".to_vec(),
                 attributes: [("googclient_traceparent".to_string(), traceparent)].into(),
                 ..Default::default()
             }],

@@ -48,20 +48,18 @@ impl Payload for ExportTraceServiceRequest {
         self.resource_spans.extend(other.resource_spans);
     }
 
-    fn grpc_export(
+    async fn grpc_export(
         channel: Channel,
         request: tonic::Request<Self>,
         gzip: bool,
-    ) -> impl Future<Output = Result<(), tonic::Status>> + Send {
-        async move {
-            let mut client = TraceServiceClient::new(channel);
-            if gzip {
-                client = client
-                    .send_compressed(CompressionEncoding::Gzip)
-                    .accept_compressed(CompressionEncoding::Gzip);
-            }
-            client.export(request).await.map(|_| ())
+    ) -> Result<(), tonic::Status> {
+        let mut client = TraceServiceClient::new(channel);
+        if gzip {
+            client = client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
         }
+        client.export(request).await.map(|_| ())
     }
 }
 
@@ -74,20 +72,18 @@ impl Payload for ExportLogsServiceRequest {
         self.resource_logs.extend(other.resource_logs);
     }
 
-    fn grpc_export(
+    async fn grpc_export(
         channel: Channel,
         request: tonic::Request<Self>,
         gzip: bool,
-    ) -> impl Future<Output = Result<(), tonic::Status>> + Send {
-        async move {
-            let mut client = LogsServiceClient::new(channel);
-            if gzip {
-                client = client
-                    .send_compressed(CompressionEncoding::Gzip)
-                    .accept_compressed(CompressionEncoding::Gzip);
-            }
-            client.export(request).await.map(|_| ())
+    ) -> Result<(), tonic::Status> {
+        let mut client = LogsServiceClient::new(channel);
+        if gzip {
+            client = client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
         }
+        client.export(request).await.map(|_| ())
     }
 }
 
@@ -100,20 +96,18 @@ impl Payload for ExportMetricsServiceRequest {
         self.resource_metrics.extend(other.resource_metrics);
     }
 
-    fn grpc_export(
+    async fn grpc_export(
         channel: Channel,
         request: tonic::Request<Self>,
         gzip: bool,
-    ) -> impl Future<Output = Result<(), tonic::Status>> + Send {
-        async move {
-            let mut client = MetricsServiceClient::new(channel);
-            if gzip {
-                client = client
-                    .send_compressed(CompressionEncoding::Gzip)
-                    .accept_compressed(CompressionEncoding::Gzip);
-            }
-            client.export(request).await.map(|_| ())
+    ) -> Result<(), tonic::Status> {
+        let mut client = MetricsServiceClient::new(channel);
+        if gzip {
+            client = client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
         }
+        client.export(request).await.map(|_| ())
     }
 }
 
