@@ -42,6 +42,8 @@ pub use push::{PushError, PushManager, PushSettings};
 pub use status::{mapping as status_mapping, to_http, to_status};
 pub use tls::{TlsError, TlsSettings};
 
+pub use baton_trace_store::forward::{ForwardConfig, Forwarding, ForwardingStatus};
+pub use baton_trace_store::signals::{SignalCounts, SignalStats};
 pub use baton_trace_store::{self, TraceStore};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{
@@ -82,6 +84,9 @@ pub enum ServerError {
     /// could not be loaded or made.
     #[error("authentication: {0}")]
     Auth(#[from] baton_auth::AuthError),
+    /// Forwarding could not start (certificate files, endpoint URLs).
+    #[error("forwarding: {0}")]
+    Forward(#[from] baton_trace_store::forward::ForwardError),
     /// The metadata server was asked for without a service account.
     #[error("the metadata server needs a service account (--metadata-service-account)")]
     MetadataAccount,
@@ -128,9 +133,9 @@ pub struct ServerConfig {
     /// Bound of the trace store, in spans; oldest traces are evicted first.
     pub trace_store_spans: usize,
     /// The provider recording the server's own spans; `None` (the default)
-    /// builds one exporting into the trace store, and over OTLP when
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
-    /// is set. Tests may pass their own (for example an in-memory one).
+    /// builds one exporting into the trace store and, when spans are
+    /// forwarded ([`ServerConfig::forward`]), into the forwarding queue.
+    /// Tests may pass their own (for example an in-memory one).
     pub tracer_provider: Option<SdkTracerProvider>,
     /// Directory of the disk store; `None` (the default of
     /// [`ServerConfig::new`]) keeps everything in memory. With a store,
@@ -151,6 +156,12 @@ pub struct ServerConfig {
     /// of the `token_uri` in key files); `None` derives it from the bound
     /// address.
     pub public_url: Option<String>,
+    /// Where to forward the OTLP received and the server's own spans
+    /// ([`baton_trace_store::forward`]); `None` (the default) forwards
+    /// nothing. `baton serve` builds it from `--forward-otlp` and the
+    /// standard `OTEL_EXPORTER_OTLP_*` variables. A signal whose endpoint is
+    /// one of this server's own ports is not forwarded.
+    pub forward: Option<ForwardConfig>,
 }
 
 impl ServerConfig {
@@ -169,7 +180,14 @@ impl ServerConfig {
             auth: None,
             metadata: None,
             public_url: None,
+            forward: None,
         }
+    }
+
+    /// Forwards received OTLP and the server's own spans as `forward` says.
+    pub fn with_forwarding(mut self, forward: ForwardConfig) -> Self {
+        self.forward = Some(forward);
+        self
     }
 
     /// Serves every port over TLS with the certificate `tls` names.
@@ -245,17 +263,17 @@ impl ServerConfig {
 pub const SERVICE_NAME: &str = "baton";
 
 /// The server's tracer provider: spans into `store` (batched, flushed every
-/// 100 ms), and to an OTLP/gRPC endpoint when the standard environment
-/// variables name one (unless they name one of this server's own OTLP ports,
-/// `own_ports`: its spans are in the store already).
-fn build_tracer_provider(store: &TraceStore, own_ports: &[u16]) -> SdkTracerProvider {
+/// 100 ms), and into `forwarding`'s span queue when it forwards spans (the
+/// same path as the spans received over OTLP).
+fn build_tracer_provider(store: &TraceStore, forwarding: &Forwarding) -> SdkTracerProvider {
+    let batch = || {
+        BatchConfigBuilder::default()
+            .with_scheduled_delay(std::time::Duration::from_millis(100))
+            .build()
+    };
     let to_store =
         BatchSpanProcessor::builder(baton_trace_store::StoreExporter::new(store.clone()))
-            .with_batch_config(
-                BatchConfigBuilder::default()
-                    .with_scheduled_delay(std::time::Duration::from_millis(100))
-                    .build(),
-            )
+            .with_batch_config(batch())
             .build();
     let resource = opentelemetry_sdk::Resource::builder_empty()
         .with_service_name(SERVICE_NAME)
@@ -263,31 +281,36 @@ fn build_tracer_provider(store: &TraceStore, own_ports: &[u16]) -> SdkTracerProv
     let mut builder = SdkTracerProvider::builder()
         .with_span_processor(to_store)
         .with_resource(resource);
-    let endpoint = [
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-    ]
-    .iter()
-    .find_map(|key| std::env::var(key).ok().filter(|v| !v.trim().is_empty()));
-    let to_self = endpoint.as_deref().is_some_and(|endpoint| {
-        own_ports.iter().any(|port| {
-            let port = format!(":{port}");
-            endpoint.trim_end_matches('/').ends_with(&port)
-                || endpoint.contains(&format!("{port}/"))
-        })
-    });
-    if endpoint.is_some() && !to_self {
-        match opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build()
-        {
-            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
-            Err(error) => {
-                tracing::warn!(%error, "cannot export the server's spans over OTLP; keeping them in the store only");
-            }
-        }
+    if forwarding.forwards_traces() {
+        let forward = BatchSpanProcessor::builder(
+            baton_trace_store::forward::ForwardExporter::new(forwarding.clone()),
+        )
+        .with_batch_config(batch())
+        .build();
+        builder = builder.with_span_processor(forward);
     }
     builder.build()
+}
+
+/// `forward` without the signals whose endpoint is one of `own` (this
+/// server's ports on a local address): those would only come back here.
+fn without_own_ports(mut forward: ForwardConfig, own: &[SocketAddr]) -> ForwardConfig {
+    for target in [&mut forward.traces, &mut forward.logs, &mut forward.metrics] {
+        let to_self = target
+            .as_ref()
+            .and_then(|t| t.authority())
+            .is_some_and(|(host, port)| {
+                let local = host.eq_ignore_ascii_case("localhost")
+                    || host.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+                        ip.is_loopback() || ip.is_unspecified() || own.iter().any(|a| a.ip() == ip)
+                    });
+                local && own.iter().any(|a| a.port() == port)
+            });
+        if to_self && let Some(t) = target.take() {
+            tracing::info!(endpoint = %t.endpoint, "not forwarding to this server's own port (its spans are in the store already)");
+        }
+    }
+    forward
 }
 
 /// A server serving in the background.
@@ -308,6 +331,8 @@ pub struct RunningServer {
     tls_root: Option<PathBuf>,
     identity: Identity,
     operator_token: Option<String>,
+    forwarding: Forwarding,
+    signal_stats: SignalStats,
 }
 
 impl RunningServer {
@@ -386,6 +411,17 @@ impl RunningServer {
         let _ = tokio::task::spawn_blocking(move || provider.force_flush()).await;
     }
 
+    /// Forwarding: its status ([`Forwarding::status`], also served as `GET
+    /// /api/forwarding`) and [`Forwarding::flush`].
+    pub fn forwarding(&self) -> &Forwarding {
+        &self.forwarding
+    }
+
+    /// Counts of the OTLP logs and metrics received.
+    pub fn signal_stats(&self) -> SignalCounts {
+        self.signal_stats.counts()
+    }
+
     /// The bound OTLP/gRPC address, when receiving.
     pub fn otlp_grpc_addr(&self) -> Option<SocketAddr> {
         self.otlp_grpc.as_ref().map(|l| l.addr)
@@ -433,6 +469,9 @@ impl RunningServer {
         }
         let provider = self.tracer_provider.clone();
         let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        self.forwarding
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
         // Everything acknowledged is on disk already; this writes the rest
         // (lease-free bookkeeping) and lets go of the file.
         let broker = self.broker.clone();
@@ -545,32 +584,73 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let local_addr = listener.local_addr()?;
     let trace_store = TraceStore::new(config.trace_store_spans);
     let (otlp_stop, otlp_stopped) = watch::channel(false);
-    let otlp_grpc = match config.otlp_grpc_addr {
-        Some(addr) => Some(serve::spawn(
-            bind(addr).await?,
-            baton_trace_store::otlp::grpc_router(trace_store.clone()),
+    let otlp_grpc_listener = match config.otlp_grpc_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let otlp_http_listener = match config.otlp_http_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let mut own_addrs = vec![local_addr];
+    for listener in [&otlp_grpc_listener, &otlp_http_listener]
+        .into_iter()
+        .flatten()
+    {
+        own_addrs.push(listener.local_addr()?);
+    }
+    let server_id = format!("{:016x}", rand::random::<u64>());
+    let forwarding = match &config.forward {
+        Some(forward) => {
+            let forward = without_own_ports(forward.clone(), &own_addrs);
+            let forwarding = Forwarding::start(&forward, server_id)?;
+            for lane in [forward.traces, forward.logs, forward.metrics]
+                .into_iter()
+                .flatten()
+            {
+                tracing::info!(endpoint = %lane.endpoint, protocol = %lane.protocol, "forwarding OTLP upstream");
+            }
+            forwarding
+        }
+        None => Forwarding::off(server_id),
+    };
+    let signal_stats = SignalStats::default();
+    let otlp_grpc = match otlp_grpc_listener {
+        Some(listener) => Some(serve::spawn(
+            listener,
+            baton_trace_store::otlp::grpc_router_forwarding(
+                trace_store.clone(),
+                forwarding.clone(),
+            )
+            .merge(baton_trace_store::signals::grpc_router(
+                signal_stats.clone(),
+                forwarding.clone(),
+            )),
             acceptor.clone(),
             otlp_stopped.clone(),
         )?),
         None => None,
     };
-    let otlp_http = match config.otlp_http_addr {
-        Some(addr) => Some(serve::spawn(
-            bind(addr).await?,
-            baton_trace_store::otlp::http_router(trace_store.clone()),
+    let otlp_http = match otlp_http_listener {
+        Some(listener) => Some(serve::spawn(
+            listener,
+            baton_trace_store::otlp::http_router_forwarding(
+                trace_store.clone(),
+                forwarding.clone(),
+            )
+            .merge(baton_trace_store::signals::http_router(
+                signal_stats.clone(),
+                forwarding.clone(),
+            )),
             acceptor.clone(),
             otlp_stopped,
         )?),
         None => None,
     };
-    let tracer_provider = config.tracer_provider.clone().unwrap_or_else(|| {
-        let own_ports: Vec<u16> = [&otlp_grpc, &otlp_http]
-            .into_iter()
-            .flatten()
-            .map(|l| l.addr.port())
-            .collect();
-        build_tracer_provider(&trace_store, &own_ports)
-    });
+    let tracer_provider = config
+        .tracer_provider
+        .clone()
+        .unwrap_or_else(|| build_tracer_provider(&trace_store, &forwarding));
     let mut broker = Broker::builder().clock(config.clock);
     if let Some(dir) = &config.data_dir {
         broker = broker.data_dir(dir);
@@ -646,7 +726,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             ..PushSettings::default()
         },
     )?;
-    let app = app(api, identity.clone(), trace_store.clone());
+    let app = app(api, identity.clone(), trace_store.clone()).merge(
+        baton_trace_store::forward::routes(forwarding.clone(), signal_stats.clone()),
+    );
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         serve::serve(listener, app, acceptor, async move {
@@ -671,6 +753,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tls_root,
         identity,
         operator_token,
+        forwarding,
+        signal_stats,
     })
 }
 

@@ -455,8 +455,9 @@ async fn http_bad_input_gets_clear_errors_and_the_server_stays_up() {
     let reply = ExportTraceServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
     assert_eq!(reply.partial_success.unwrap().rejected_spans, 2);
     assert!(server.server().trace_store().trace(&hex(&t)).is_none());
-    // Wrong path on the OTLP port.
-    let response = reqwest::get(format!("http://{}/v1/metrics", otlp_http(&server)))
+    // Wrong path on the OTLP port (`/v1/metrics` and `/v1/logs` are served:
+    // tests/forwarding.rs).
+    let response = reqwest::get(format!("http://{}/v1/profiles", otlp_http(&server)))
         .await
         .unwrap();
     assert_eq!(response.status(), 404);

@@ -135,7 +135,12 @@ impl TestServer {
     /// between the bind and the return, so on a current-thread runtime the
     /// caller can create resources before any client reaches the server.
     pub async fn start_on(addr: SocketAddr) -> Self {
-        let config = ServerConfig::new(addr);
+        Self::start_on_with(ServerConfig::new(addr)).await
+    }
+
+    /// [`Self::start_on`] with `config`, whose addresses (main, OTLP) are
+    /// ports a server just stopped held: retries the bind for up to 5 s.
+    pub async fn start_on_with(config: ServerConfig) -> Self {
         // Waits on the OS (the port to be released): real time.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let server = loop {

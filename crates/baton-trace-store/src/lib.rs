@@ -12,15 +12,18 @@
 //! Besides the store, this crate holds everything that feeds and shows it, as
 //! axum routers the server mounts: the OTLP receivers ([`otlp`]), the JSON
 //! query API, Jaeger's query API under `/jaeger` and the web view
-//! ([`router`]). The server decides on which ports
-//! they are served.
+//! ([`router`]). The server decides on which ports they are served. OTLP
+//! logs and metrics are answered and counted ([`signals`]); every signal can
+//! be sent on upstream ([`forward`]).
 
 mod convert;
 mod exporter;
+pub mod forward;
 mod jaeger;
 mod model;
 pub mod otlp;
 mod query_api;
+pub mod signals;
 mod store;
 mod web_ui;
 

@@ -14,6 +14,7 @@
 //! be gzip-compressed too (also at most [`MAX_BODY_BYTES`] inflated, else
 //! `RESOURCE_EXHAUSTED`), and responses are gzipped for clients that ask.
 
+use crate::forward::{FORWARDED_HEADER, Forwarding};
 use crate::store::{IngestError, IngestSummary, TraceStore};
 use axum::Router;
 use axum::body::Body;
@@ -39,12 +40,32 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct OtlpTraceService {
     store: TraceStore,
+    forwarding: Forwarding,
 }
 
 impl OtlpTraceService {
     /// A service writing into `store`.
     pub fn new(store: TraceStore) -> Self {
-        Self { store }
+        Self::forwarding(store, Forwarding::off(""))
+    }
+
+    /// A service writing into `store` and handing what it receives to
+    /// `forwarding` (which also refuses exports that loop back).
+    pub fn forwarding(store: TraceStore, forwarding: Forwarding) -> Self {
+        Self { store, forwarding }
+    }
+
+    /// Forwards and stores `request`; `None` for a loop (dropped).
+    fn take(
+        &self,
+        request: ExportTraceServiceRequest,
+        header: Option<&str>,
+    ) -> Option<Result<IngestSummary, IngestError>> {
+        if self.forwarding.is_loop(header) {
+            return None;
+        }
+        self.forwarding.traces(&request, header);
+        Some(self.store.ingest(request))
     }
 }
 
@@ -63,9 +84,15 @@ impl TraceService for OtlpTraceService {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        match self.store.ingest(request.into_inner()) {
-            Ok(summary) => Ok(tonic::Response::new(response(&summary))),
-            Err(error @ IngestError::TooLarge { .. }) => {
+        let header = request
+            .metadata()
+            .get(FORWARDED_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match self.take(request.into_inner(), header.as_deref()) {
+            None => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
+            Some(Ok(summary)) => Ok(tonic::Response::new(response(&summary))),
+            Some(Err(error @ IngestError::TooLarge { .. })) => {
                 Err(tonic::Status::resource_exhausted(error.to_string()))
             }
         }
@@ -74,15 +101,35 @@ impl TraceService for OtlpTraceService {
 
 /// The gRPC receiver's routes.
 pub fn grpc_router(store: TraceStore) -> Router {
-    let service = TraceServiceServer::new(OtlpTraceService::new(store))
+    grpc_router_forwarding(store, Forwarding::off(""))
+}
+
+/// The gRPC receiver's routes, handing what it receives to `forwarding`.
+pub fn grpc_router_forwarding(store: TraceStore, forwarding: Forwarding) -> Router {
+    let service = TraceServiceServer::new(OtlpTraceService::forwarding(store, forwarding))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_BODY_BYTES);
-    Router::new().route_service(
-        &format!(
-            "/{}/{{*method}}",
-            TraceServiceServer::<OtlpTraceService>::NAME
-        ),
+    grpc_route(Router::new(), service)
+}
+
+/// Mounts an OTLP gRPC service under its `/package.Service/` prefix, with
+/// tonic's decoding errors given OTLP's codes.
+pub(crate) fn grpc_route<S>(router: Router, service: S) -> Router
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    router.route_service(
+        &format!("/{}/{{*method}}", S::NAME),
         service
             .map_request(|r: http::Request<Body>| r.map(tonic::body::Body::new))
             .map_response(otlp_status_codes),
@@ -115,10 +162,20 @@ fn otlp_status_codes(
 
 /// The HTTP receiver's routes: `POST /v1/traces`.
 pub fn http_router(store: TraceStore) -> Router {
+    http_router_forwarding(store, Forwarding::off(""))
+}
+
+/// The HTTP receiver's routes, handing what it receives to `forwarding`.
+pub fn http_router_forwarding(store: TraceStore, forwarding: Forwarding) -> Router {
     Router::new()
         .route("/v1/traces", post(export_http))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "only POST /v1/traces is served") })
-        .with_state(store)
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "only POST /v1/traces, /v1/logs and /v1/metrics are served",
+            )
+        })
+        .with_state(OtlpTraceService::forwarding(store, forwarding))
 }
 
 /// A JSON error body.
@@ -130,13 +187,62 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Encoding {
+/// The body encoding of an OTLP/HTTP request, answered in kind.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Encoding {
     Protobuf,
     Json,
 }
 
-async fn export_http(State(store): State<TraceStore>, headers: HeaderMap, body: Body) -> Response {
+async fn export_http(
+    State(service): State<OtlpTraceService>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (request, encoding) =
+        match decode_http::<ExportTraceServiceRequest>(&headers, body, "ExportTraceServiceRequest")
+            .await
+        {
+            Ok(decoded) => decoded,
+            Err(response) => return response,
+        };
+    let header = headers.get(FORWARDED_HEADER).and_then(|v| v.to_str().ok());
+    let summary = match service.take(request, header) {
+        None => IngestSummary::default(),
+        Some(Ok(summary)) => summary,
+        Some(Err(e @ IngestError::TooLarge { .. })) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
+        }
+    };
+    reply_http(encoding, &response(&summary))
+}
+
+/// The OTLP/HTTP reply `reply` in the request's encoding.
+pub(crate) fn reply_http<R: Message + serde::Serialize>(encoding: Encoding, reply: &R) -> Response {
+    match encoding {
+        Encoding::Protobuf => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            )],
+            reply.encode_to_vec(),
+        )
+            .into_response(),
+        Encoding::Json => axum::Json(reply).into_response(),
+    }
+}
+
+/// Reads an OTLP/HTTP request body (`what` names its message): protobuf or
+/// JSON by content type, gzip or plain, at most [`MAX_BODY_BYTES`]; the
+/// error response when it cannot.
+pub(crate) async fn decode_http<T>(
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+) -> Result<(T, Encoding), Response>
+where
+    T: Message + Default + serde::de::DeserializeOwned,
+{
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -150,12 +256,12 @@ async fn export_http(State(store): State<TraceStore>, headers: HeaderMap, body: 
         "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
         "application/json" => Encoding::Json,
         other => {
-            return error(
+            return Err(error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
                     "content type {other:?} is not supported; send application/x-protobuf or application/json"
                 ),
-            );
+            ));
         }
     };
     let gzip = match headers
@@ -166,12 +272,12 @@ async fn export_http(State(store): State<TraceStore>, headers: HeaderMap, body: 
         Some(coding) if coding.is_empty() || coding == "identity" => false,
         Some(coding) if coding == "gzip" => true,
         Some(coding) => {
-            return error(
+            return Err(error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
                     "content encoding {coding:?} is not supported; send gzip or uncompressed bodies"
                 ),
-            );
+            ));
         }
     };
     let declared = headers
@@ -179,7 +285,7 @@ async fn export_http(State(store): State<TraceStore>, headers: HeaderMap, body: 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return too_large_body();
+        return Err(too_large_body());
     }
     let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
@@ -189,55 +295,37 @@ async fn export_http(State(store): State<TraceStore>, headers: HeaderMap, body: 
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                return too_large_body();
+                return Err(too_large_body());
             }
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("reading the body failed: {inner}"),
-            );
+            ));
         }
     };
     let bytes = if gzip {
         match gunzip(&bytes) {
             Ok(bytes) => bytes::Bytes::from(bytes),
-            Err(None) => return too_large_body(),
-            Err(Some(message)) => return error(StatusCode::BAD_REQUEST, message),
+            Err(None) => return Err(too_large_body()),
+            Err(Some(message)) => return Err(error(StatusCode::BAD_REQUEST, message)),
         }
     } else {
         bytes
     };
     let request = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes.as_ref())
-            .map_err(|e| format!("malformed protobuf ExportTraceServiceRequest: {e}")),
+        Encoding::Protobuf => {
+            T::decode(bytes.as_ref()).map_err(|e| format!("malformed protobuf {what}: {e}"))
+        }
         // serde also reads structs from arrays; OTLP/JSON is an object.
         Encoding::Json if bytes.trim_ascii_start().first() != Some(&b'{') => {
-            Err("malformed OTLP/JSON ExportTraceServiceRequest: not a JSON object".to_string())
+            Err(format!("malformed OTLP/JSON {what}: not a JSON object"))
         }
-        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&bytes)
-            .map_err(|e| format!("malformed OTLP/JSON ExportTraceServiceRequest: {e}")),
+        Encoding::Json => serde_json::from_slice::<T>(&bytes)
+            .map_err(|e| format!("malformed OTLP/JSON {what}: {e}")),
     };
-    let request = match request {
-        Ok(request) => request,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
-    };
-    let summary = match store.ingest(request) {
-        Ok(summary) => summary,
-        Err(e @ IngestError::TooLarge { .. }) => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
-        }
-    };
-    let reply = response(&summary);
-    match encoding {
-        Encoding::Protobuf => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-protobuf"),
-            )],
-            reply.encode_to_vec(),
-        )
-            .into_response(),
-        Encoding::Json => axum::Json(reply).into_response(),
-    }
+    request
+        .map(|request| (request, encoding))
+        .map_err(|message| error(StatusCode::BAD_REQUEST, message))
 }
 
 /// Inflates a gzip body; `Err(None)` when it inflates past

@@ -134,6 +134,26 @@ struct ServeArgs {
         requires = "tls_cert"
     )]
     tls_key: Option<PathBuf>,
+    /// Forward every span received over OTLP (as received) and every span
+    /// the server makes, plus OTLP logs and metrics, to this OTLP endpoint
+    /// (a collector, Jaeger, Tempo): the generic endpoint, `/v1/traces` and
+    /// the like appended for HTTP. Wins over `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// and the signal-specific endpoints, which are read otherwise (with
+    /// `_PROTOCOL`, `_HEADERS`, `_COMPRESSION`, `_TIMEOUT`, `_CERTIFICATE`).
+    #[arg(long, env = "BATON_FORWARD_OTLP", value_name = "URL")]
+    forward_otlp: Option<String>,
+    /// The protocol to forward with: grpc, http/protobuf or http/json
+    /// (default: `OTEL_EXPORTER_OTLP_PROTOCOL`, else grpc for port 4317 and
+    /// http/protobuf otherwise).
+    #[arg(long, env = "BATON_FORWARD_OTLP_PROTOCOL", value_name = "PROTOCOL")]
+    forward_otlp_protocol: Option<baton_server::baton_trace_store::forward::Protocol>,
+    /// Most spans (log records, metric points) queued per signal for the
+    /// upstream; more are dropped and counted while it is slow or down.
+    #[arg(long, env = "BATON_FORWARD_QUEUE", default_value_t = baton_server::baton_trace_store::forward::config::DEFAULT_QUEUE_ITEMS)]
+    forward_queue: usize,
+    /// Forward nothing, whatever `OTEL_EXPORTER_OTLP_*` says.
+    #[arg(long, conflicts_with = "forward_otlp")]
+    no_forward: bool,
     /// Most spans kept in memory; the oldest traces are evicted first.
     #[arg(long, env = "BATON_TRACE_STORE_SPANS", default_value_t = 100_000)]
     trace_store_spans: usize,
@@ -265,6 +285,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.public_url {
         config = config.with_public_url(url.trim_end_matches('/'));
     }
+    if !args.no_forward {
+        let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+        let forward = baton_server::ForwardConfig::from_vars(
+            &vars,
+            args.forward_otlp.as_deref(),
+            args.forward_otlp_protocol,
+        )
+        .context("forwarding configuration (--forward-otlp, OTEL_EXPORTER_OTLP_*)")?;
+        if let Some(mut forward) = forward {
+            forward.queue_items = args.forward_queue;
+            config = config.with_forwarding(forward);
+        }
+    }
     let server = baton_server::start(config)
         .await
         .with_context(|| format!("starting the server on {addr}"))?;
@@ -311,6 +344,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("  (OTLP/gRPC exporters, like Rust's tonic one: {scheme}://{grpc})");
     } else {
         println!("OTLP receiver off (--no-otlp)");
+    }
+    let forwarding = server.forwarding().status();
+    for (signal, lane) in [
+        ("traces", &forwarding.traces),
+        ("logs", &forwarding.logs),
+        ("metrics", &forwarding.metrics),
+    ] {
+        if let Some(lane) = lane {
+            println!(
+                "Forwarding {signal} to {} ({}); status: {scheme}://{local}/api/forwarding",
+                lane.endpoint, lane.protocol
+            );
+        }
     }
     if args.auth {
         let url = server.public_url();
