@@ -727,7 +727,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         },
     )?;
     let app = app(api, identity.clone(), trace_store.clone()).merge(
-        baton_trace_store::forward::routes(forwarding.clone(), signal_stats.clone()),
+        baton_trace_store::signals::status_routes(forwarding.clone(), signal_stats.clone()),
     );
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

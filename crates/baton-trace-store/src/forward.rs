@@ -664,30 +664,5 @@ impl SpanExporter for ForwardExporter {
     }
 }
 
-/// `GET /api/forwarding`: [`Forwarding::status`] plus the OTLP logs and
-/// metrics received, as JSON. Carries its own state, so it fits any router.
-pub fn routes<S>(forwarding: Forwarding, received: crate::signals::SignalStats) -> axum::Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
-    axum::Router::new().route(
-        "/api/forwarding",
-        axum::routing::get(move || {
-            let status = forwarding.status();
-            let received = received.counts();
-            async move {
-                let mut body = serde_json::to_value(status).unwrap_or_default();
-                if let Some(object) = body.as_object_mut() {
-                    object.insert(
-                        "received".to_string(),
-                        serde_json::to_value(received).unwrap_or_default(),
-                    );
-                }
-                axum::Json(body)
-            }
-        }),
-    )
-}
-
 #[cfg(test)]
 mod tests;

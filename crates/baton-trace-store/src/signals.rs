@@ -202,3 +202,29 @@ async fn export_metrics(
     receiver.take_metrics(&request, http_header(&headers));
     reply_http(encoding, &ExportMetricsServiceResponse::default())
 }
+
+/// `GET /api/forwarding`: [`Forwarding::status`] (the upstream's state and
+/// counters) plus the OTLP logs and
+/// metrics received, as JSON. Carries its own state, so it fits any router.
+pub fn status_routes<S>(forwarding: Forwarding, received: SignalStats) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    axum::Router::new().route(
+        "/api/forwarding",
+        axum::routing::get(move || {
+            let status = forwarding.status();
+            let received = received.counts();
+            async move {
+                let mut body = serde_json::to_value(status).unwrap_or_default();
+                if let Some(object) = body.as_object_mut() {
+                    object.insert(
+                        "received".to_string(),
+                        serde_json::to_value(received).unwrap_or_default(),
+                    );
+                }
+                axum::Json(body)
+            }
+        }),
+    )
+}
