@@ -23,7 +23,9 @@ mod store;
 mod web_ui;
 
 pub use exporter::StoreExporter;
-pub use model::{Event, Link, Span, SpanKind, Status, StatusCode, TraceDetail, TraceSummary};
+pub use model::{
+    Attributes, Event, Link, Scope, Span, SpanKind, Status, StatusCode, TraceDetail, TraceSummary,
+};
 pub use opentelemetry_proto;
 pub use store::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_SPANS, IngestError, IngestSummary, MAX_SPANS_PER_REQUEST,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use crate::convert::{self, SpanKey, StoredSpan, TraceKey};
+use crate::convert::{self, Origin, SpanKey, StoredSpan, TraceKey};
 use crate::model::{Span, StatusCode, TraceDetail, TraceSummary};
 
 /// Default bound of a store, in spans.
@@ -66,6 +66,18 @@ struct Inner {
     order: BTreeMap<u64, TraceKey>,
     /// For each trace, the spans of other traces linking into it.
     linked_from: HashMap<TraceKey, HashSet<(TraceKey, SpanKey)>>,
+    /// The origins (resource and scope) of stored spans, one copy each, by id.
+    origins: HashMap<u64, OriginEntry>,
+    /// Ids of `origins` by [`Origin::key`].
+    origin_ids: HashMap<Vec<u8>, u64>,
+    next_origin: u64,
+}
+
+/// An origin shared by `refs` stored spans.
+#[derive(Debug)]
+struct OriginEntry {
+    origin: Origin,
+    refs: usize,
 }
 
 impl TraceStore {
@@ -89,6 +101,9 @@ impl TraceStore {
                 traces: HashMap::new(),
                 order: BTreeMap::new(),
                 linked_from: HashMap::new(),
+                origins: HashMap::new(),
+                origin_ids: HashMap::new(),
+                next_origin: 1,
             })),
         }
     }
@@ -125,8 +140,9 @@ impl TraceStore {
             first_error: converted.first_error,
         };
         let mut inner = self.lock();
-        for span in converted.spans {
-            if inner.insert(span) {
+        for converted_span in converted.spans {
+            let origin = &converted.origins[converted_span.origin];
+            if inner.insert(converted_span.span, origin) {
                 summary.accepted += 1;
             } else {
                 summary.rejected += 1;
@@ -168,7 +184,8 @@ impl TraceStore {
         self.lock().total_spans
     }
 
-    /// Approximate memory held by the stored spans, in bytes.
+    /// Approximate memory held by the stored spans and their resources and
+    /// scopes (one copy of each distinct one), in bytes.
     pub fn byte_count(&self) -> usize {
         self.lock().total_bytes
     }
@@ -182,6 +199,40 @@ impl TraceStore {
     pub fn max_spans(&self) -> usize {
         self.lock().max_spans
     }
+
+    /// Distinct origins (resource and scope) held. For tests.
+    #[cfg(test)]
+    pub(crate) fn origin_count(&self) -> usize {
+        self.lock().origins.len()
+    }
+
+    /// Checks the bookkeeping against the content: byte and span totals,
+    /// origin references. For tests.
+    #[cfg(test)]
+    pub(crate) fn audit(&self) {
+        let inner = self.lock();
+        let mut refs: HashMap<u64, usize> = HashMap::new();
+        let mut bytes = 0;
+        let mut spans = 0;
+        for entry in inner.traces.values() {
+            for span in entry.spans.values() {
+                *refs.entry(span.origin).or_default() += 1;
+                bytes += span.size;
+                spans += 1;
+                let origin = &inner.origins[&span.origin].origin;
+                assert!(Arc::ptr_eq(&span.span.resource, &origin.resource));
+                assert!(Arc::ptr_eq(&span.span.scope, &origin.scope));
+            }
+        }
+        for (id, entry) in &inner.origins {
+            assert_eq!(refs.get(id), Some(&entry.refs), "references of origin {id}");
+            assert_eq!(inner.origin_ids.get(&entry.origin.key), Some(id));
+            bytes += entry.origin.size;
+        }
+        assert_eq!(inner.origin_ids.len(), inner.origins.len());
+        assert_eq!(spans, inner.total_spans);
+        assert_eq!(bytes, inner.total_bytes);
+    }
 }
 
 impl Default for TraceStore {
@@ -191,9 +242,9 @@ impl Default for TraceStore {
 }
 
 impl Inner {
-    /// Stores `span`, evicting old traces to stay in bounds; false when the
-    /// span's trace alone fills the store.
-    fn insert(&mut self, span: StoredSpan) -> bool {
+    /// Stores `span` of `origin`, evicting old traces to stay in bounds;
+    /// false when the span's trace alone fills the store.
+    fn insert(&mut self, mut span: StoredSpan, origin: &Origin) -> bool {
         if span.size > self.max_bytes {
             return false;
         }
@@ -207,9 +258,21 @@ impl Inner {
             Some(size) => (0, size),
             None => (1, 0),
         };
-        while self.total_spans + new_spans > self.max_spans
-            || (self.total_bytes - freed).saturating_add(span.size) > self.max_bytes
-        {
+        loop {
+            // A new origin costs its own memory too (once).
+            let origin_size = if self.origin_ids.contains_key(&origin.key) {
+                0
+            } else {
+                origin.size
+            };
+            if self.total_spans + new_spans <= self.max_spans
+                && (self.total_bytes - freed)
+                    .saturating_add(span.size)
+                    .saturating_add(origin_size)
+                    <= self.max_bytes
+            {
+                break;
+            }
             let Some(oldest) = self
                 .order
                 .values()
@@ -221,6 +284,13 @@ impl Inner {
             };
             self.evict(&oldest);
         }
+        let origin_id = self.acquire_origin(origin);
+        if let Some(entry) = self.origins.get(&origin_id) {
+            // One copy of the maps, whichever request brought them.
+            span.span.resource = Arc::clone(&entry.origin.resource);
+            span.span.scope = Arc::clone(&entry.origin.scope);
+        }
+        span.origin = origin_id;
         let touch = self.next_touch;
         self.next_touch += 1;
         let entry = self.traces.entry(trace_id).or_insert_with(|| TraceEntry {
@@ -237,6 +307,7 @@ impl Inner {
         if let Some(old) = old {
             self.total_bytes -= old.size;
             self.unlink(trace_id, span_id, &old.link_targets);
+            self.release_origin(old.origin);
         } else {
             self.total_spans += 1;
         }
@@ -260,6 +331,44 @@ impl Inner {
         for (span_id, span) in &entry.spans {
             self.total_bytes -= span.size;
             self.unlink(*trace_id, *span_id, &span.link_targets);
+            self.release_origin(span.origin);
+        }
+    }
+
+    /// The id of `origin`, stored (and counted in `total_bytes`) when new,
+    /// with one more reference.
+    fn acquire_origin(&mut self, origin: &Origin) -> u64 {
+        if let Some(&id) = self.origin_ids.get(&origin.key)
+            && let Some(entry) = self.origins.get_mut(&id)
+        {
+            entry.refs += 1;
+            return id;
+        }
+        let id = self.next_origin;
+        self.next_origin += 1;
+        self.total_bytes += origin.size;
+        self.origin_ids.insert(origin.key.clone(), id);
+        self.origins.insert(
+            id,
+            OriginEntry {
+                origin: origin.clone(),
+                refs: 1,
+            },
+        );
+        id
+    }
+
+    /// One reference less to origin `id`; dropped with the last one.
+    fn release_origin(&mut self, id: u64) {
+        let Some(entry) = self.origins.get_mut(&id) else {
+            return;
+        };
+        entry.refs = entry.refs.saturating_sub(1);
+        if entry.refs == 0
+            && let Some(entry) = self.origins.remove(&id)
+        {
+            self.total_bytes -= entry.origin.size;
+            self.origin_ids.remove(&entry.origin.key);
         }
     }
 
