@@ -69,6 +69,8 @@ pub(crate) struct ConvertedSpan {
     /// Index of its origin in [`Converted::origins`].
     pub(crate) origin: usize,
     pub(crate) span: StoredSpan,
+    /// The span's protobuf, when asked for (to write it to disk).
+    pub(crate) proto: Option<Vec<u8>>,
 }
 
 /// The outcome of converting one request.
@@ -89,8 +91,9 @@ impl Converted {
     }
 }
 
-/// Validates and converts every span of `resource_spans`.
-pub(crate) fn convert(resource_spans: Vec<ResourceSpans>) -> Converted {
+/// Validates and converts every span of `resource_spans`; with
+/// `keep_proto`, each converted span also keeps its protobuf.
+pub(crate) fn convert(resource_spans: Vec<ResourceSpans>, keep_proto: bool) -> Converted {
     let now = now_nanos();
     let mut out = Converted::default();
     for resource_span in resource_spans {
@@ -105,8 +108,13 @@ pub(crate) fn convert(resource_spans: Vec<ResourceSpans>) -> Converted {
                 scope_span.scope.unwrap_or_default(),
             ));
             for proto in scope_span.spans {
+                let bytes = keep_proto.then(|| proto.encode_to_vec());
                 match convert_span(proto, &out.origins[origin], now) {
-                    Ok(span) => out.spans.push(ConvertedSpan { origin, span }),
+                    Ok(span) => out.spans.push(ConvertedSpan {
+                        origin,
+                        span,
+                        proto: bytes,
+                    }),
                     Err(reason) => out.reject(reason),
                 }
             }
@@ -145,6 +153,14 @@ impl Origin {
             }),
             size,
         }
+    }
+
+    /// The origin whose [`Origin::key`] is `key` (as read back from disk).
+    pub(crate) fn decode(key: &[u8]) -> Result<Self, prost::DecodeError> {
+        let mut rest = key;
+        let resource = Resource::decode_length_delimited(&mut rest)?;
+        let scope = InstrumentationScope::decode(rest)?;
+        Ok(Self::new(resource, scope))
     }
 }
 

@@ -1,10 +1,13 @@
 //! Baton's trace store.
 //!
 //! [`TraceStore`] keeps spans received over OTLP (and the server's own spans,
-//! through [`StoreExporter`]) in memory, bounded by a total number of spans:
-//! when full, the least recently updated traces are evicted first. Input is
-//! validated on [`TraceStore::ingest`]: spans with malformed ids or absurd
-//! timestamps are rejected and counted, never stored, and never panic.
+//! through [`StoreExporter`]) in memory, bounded by a number of spans, an
+//! estimate of bytes and optionally an age: the least recently updated
+//! traces are evicted first. Input is validated on [`TraceStore::ingest`]:
+//! spans with malformed ids or absurd timestamps are rejected and counted,
+//! never stored, and never panic. A durable store
+//! ([`TraceStoreBuilder::file`]) mirrors its content in a redb file written
+//! by a background thread, and reloads it when opened.
 //!
 //! The query model ([`TraceSummary`], [`TraceDetail`], [`Span`]) serializes
 //! to the JSON of the query API (see `docs/trace-view-design.md`).
@@ -15,6 +18,7 @@
 //! they are served.
 
 mod convert;
+mod disk;
 mod exporter;
 mod model;
 pub mod otlp;
@@ -22,14 +26,15 @@ mod query_api;
 mod store;
 mod web_ui;
 
+pub use disk::TraceFileError;
 pub use exporter::StoreExporter;
 pub use model::{
     Attributes, Event, Link, Scope, Span, SpanKind, Status, StatusCode, TraceDetail, TraceSummary,
 };
 pub use opentelemetry_proto;
 pub use store::{
-    DEFAULT_MAX_BYTES, DEFAULT_MAX_SPANS, IngestError, IngestSummary, MAX_SPANS_PER_REQUEST,
-    TraceStore,
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_SPANS, IngestError, IngestSummary, MAX_QUEUED_WRITE_BYTES,
+    MAX_SPANS_PER_REQUEST, TraceStore, TraceStoreBuilder, WallClock,
 };
 
 /// The query API (`/api/traces...`) over `store` and the web view (`/ui/`),
@@ -51,5 +56,7 @@ where
     web_ui::routes()
 }
 
+#[cfg(test)]
+mod disk_tests;
 #[cfg(test)]
 mod tests;
