@@ -128,6 +128,32 @@ fn assert_waterfall(dom: &str) {
     assert!(!dom.contains("<b>bold</b>"));
     assert!(dom.contains("messaging.gcp_pubsub.message.delivery_attempt"));
     assert!(dom.contains("linked from"));
+    // Where the selected span comes from: its resource and its scope.
+    let section = |name: &str| {
+        let start = dom
+            .find(&format!("data-section=\"{name}\""))
+            .unwrap_or_else(|| panic!("no {name} section; DOM was:\n{dom}"));
+        let end = dom[start..]
+            .find("</table>")
+            .map_or(dom.len(), |e| start + e);
+        &dom[start..end]
+    };
+    assert!(dom.contains("<h3>resource</h3>"));
+    assert!(dom.contains("<h3>scope</h3>"));
+    let resource = section("resource");
+    assert!(resource.contains(">host.name<"), "{resource}");
+    assert!(resource.contains(">worker-7<"), "{resource}");
+    assert!(resource.contains(">service.name<") && resource.contains(">service-b<"));
+    let scope = section("scope");
+    assert!(
+        scope.contains(">fixture<") && scope.contains(">0.4.2<"),
+        "{scope}"
+    );
+    let scope_attributes = section("scope-attributes");
+    assert!(
+        scope_attributes.contains(">scope.flavor<") && scope_attributes.contains(">consumer<"),
+        "{scope_attributes}"
+    );
 }
 
 /// Loads `/ui/trace/{TRACE_ID}` from `addr` in Chromium, checks the DOM and

@@ -22,6 +22,7 @@ mod tls;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use baton_broker::{Broker, Clock};
 use baton_proto::iam::iam_policy_server::IamPolicyServer;
@@ -77,6 +78,9 @@ pub enum ServerError {
     /// The disk store could not be opened.
     #[error(transparent)]
     Store(#[from] baton_broker::StoreError),
+    /// The trace store's file could not be opened.
+    #[error(transparent)]
+    TraceStore(#[from] baton_trace_store::TraceFileError),
     /// The TLS certificate could not be loaded or made.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
@@ -132,6 +136,14 @@ pub struct ServerConfig {
     pub otlp_http_addr: Option<SocketAddr>,
     /// Bound of the trace store, in spans; oldest traces are evicted first.
     pub trace_store_spans: usize,
+    /// Bound of the trace store's memory, in bytes (an estimate, see
+    /// [`TraceStore::with_limits`]); with a data directory it bounds the
+    /// trace file too, which mirrors memory.
+    pub trace_store_bytes: usize,
+    /// Traces not updated for this long are evicted (checked on Tokio's
+    /// clock, every tenth of it); `None` (the default) keeps them until the
+    /// bounds push them out. `baton serve` defaults to 24 h.
+    pub trace_retention: Option<Duration>,
     /// The provider recording the server's own spans; `None` (the default)
     /// builds one exporting into the trace store and, when spans are
     /// forwarded ([`ServerConfig::forward`]), into the forwarding queue.
@@ -139,7 +151,8 @@ pub struct ServerConfig {
     pub tracer_provider: Option<SdkTracerProvider>,
     /// Directory of the disk store; `None` (the default of
     /// [`ServerConfig::new`]) keeps everything in memory. With a store,
-    /// whatever was acknowledged survives a restart or a crash.
+    /// whatever was acknowledged survives a restart or a crash, and the
+    /// trace store keeps its spans in `traces.redb` there ([`TRACE_FILE`]).
     pub data_dir: Option<PathBuf>,
     /// The broker's clock: the system's by default; tests that pause Tokio's
     /// time give [`Clock::virtual_time`] so publish times move with it.
@@ -173,6 +186,8 @@ impl ServerConfig {
             otlp_grpc_addr: None,
             otlp_http_addr: None,
             trace_store_spans: baton_trace_store::DEFAULT_MAX_SPANS,
+            trace_store_bytes: baton_trace_store::DEFAULT_MAX_BYTES,
+            trace_retention: None,
             tracer_provider: None,
             data_dir: None,
             clock: Clock::system(),
@@ -245,6 +260,18 @@ impl ServerConfig {
         self
     }
 
+    /// Bounds the trace store (and its file) to about `bytes` bytes.
+    pub fn with_trace_store_bytes(mut self, bytes: usize) -> Self {
+        self.trace_store_bytes = bytes;
+        self
+    }
+
+    /// Evicts traces not updated for `retention` (`None` or zero: never).
+    pub fn with_trace_retention(mut self, retention: Option<Duration>) -> Self {
+        self.trace_retention = retention.filter(|r| !r.is_zero());
+        self
+    }
+
     /// Switches the server's own spans (broker spans) on or off.
     pub fn with_broker_spans(mut self, on: bool) -> Self {
         self.broker_spans = on;
@@ -313,6 +340,23 @@ fn without_own_ports(mut forward: ForwardConfig, own: &[SocketAddr]) -> ForwardC
     forward
 }
 
+/// The trace store's file in the data directory.
+pub const TRACE_FILE: &str = "traces.redb";
+
+/// The trace store `config` asks for, with its file when durable.
+fn trace_store_builder(config: &ServerConfig) -> baton_trace_store::TraceStoreBuilder {
+    let clock = config.clock;
+    let builder = TraceStore::builder()
+        .max_spans(config.trace_store_spans)
+        .max_bytes(config.trace_store_bytes)
+        .retention(config.trace_retention)
+        .clock(Arc::new(move || clock.wall()));
+    match &config.data_dir {
+        Some(dir) => builder.file(dir.join(TRACE_FILE)),
+        None => builder,
+    }
+}
+
 /// A server serving in the background.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -321,6 +365,8 @@ pub struct RunningServer {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), std::io::Error>>,
     trace_store: TraceStore,
+    /// Evicts expired traces (with a retention).
+    trace_expiry: Option<JoinHandle<()>>,
     tracer_provider: SdkTracerProvider,
     /// The broker-span recorder, to flush its queue before the provider.
     span_recorder: Option<broker_spans::BrokerSpans>,
@@ -472,6 +518,12 @@ impl RunningServer {
         self.forwarding
             .shutdown(std::time::Duration::from_secs(5))
             .await;
+        // The spans so far (the server's own included) into the trace file.
+        if let Some(expiry) = self.trace_expiry.take() {
+            expiry.abort();
+        }
+        let traces = self.trace_store.clone();
+        let _ = tokio::task::spawn_blocking(move || traces.close()).await;
         // Everything acknowledged is on disk already; this writes the rest
         // (lease-free bookkeeping) and lets go of the file.
         let broker = self.broker.clone();
@@ -570,6 +622,12 @@ fn app_without_identity(api: PubSubApi, traces: TraceStore) -> axum::Router {
 
 /// Binds `config.addr` and serves until [`RunningServer::shutdown`].
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    // Loading the trace file is blocking work: off the runtime, while the
+    // rest starts.
+    let trace_loading = tokio::task::spawn_blocking({
+        let builder = trace_store_builder(&config);
+        move || builder.build()
+    });
     let tls = match &config.tls {
         Some(settings) => Some(tls::prepare(settings, config.addr)?),
         None => None,
@@ -582,7 +640,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             source,
         })?;
     let local_addr = listener.local_addr()?;
-    let trace_store = TraceStore::new(config.trace_store_spans);
+    let trace_store = trace_loading.await??;
     let (otlp_stop, otlp_stopped) = watch::channel(false);
     let otlp_grpc_listener = match config.otlp_grpc_addr {
         Some(addr) => Some(bind(addr).await?),
@@ -736,6 +794,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         })
         .await
     });
+    let trace_expiry = trace_store
+        .retention()
+        .map(|_| tokio::spawn(trace_store.clone().expire_periodically()));
     let tls_root = tls.map(|tls| tls.root);
     serve::announce(local_addr, tls_root.as_deref());
     Ok(RunningServer {
@@ -744,6 +805,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         stop: Some(stop),
         task,
         trace_store,
+        trace_expiry,
         tracer_provider,
         span_recorder,
         otlp_grpc,

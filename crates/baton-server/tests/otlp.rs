@@ -58,6 +58,9 @@ async fn opentelemetry_otlp_exporter_over_grpc() {
     let spans = detail["spans"].as_array().unwrap();
     assert_eq!(spans.len(), 2);
     assert_eq!(spans[0]["name"], "POST /orders");
+    // The SDK's resource and the tracer's scope come along.
+    assert_eq!(spans[0]["resource"]["service.name"], "svc-grpc");
+    assert_eq!(spans[0]["scope"]["name"], "test");
     assert_eq!(spans[0]["service"], "svc-grpc");
     assert_eq!(spans[1]["parentSpanId"], spans[0]["spanId"]);
     let (status, list) = get_json(server.addr, "/api/traces?limit=10").await;

@@ -381,6 +381,23 @@
       }
       right.append(ul2);
     }
+    // Where the span comes from: the emitting resource (service, host,
+    // SDK...) and the instrumentation scope (library) that recorded it.
+    const resourceHead = el("h3", null, "resource");
+    const resourceTable = kvTable(s.resource);
+    resourceTable.dataset.section = "resource";
+    right.append(resourceHead, resourceTable);
+    const scope = s.scope && typeof s.scope === "object" ? s.scope : {};
+    right.append(el("h3", null, "scope"));
+    const scopeInfo = { name: scope.name || "", version: scope.version || "" };
+    const scopeTable = kvTable(scopeInfo, true);
+    scopeTable.dataset.section = "scope";
+    right.append(scopeTable);
+    if (scope.attributes && Object.keys(scope.attributes).length) {
+      const scopeAttrs = kvTable(scope.attributes);
+      scopeAttrs.dataset.section = "scope-attributes";
+      right.append(scopeAttrs);
+    }
     cols.append(left, right);
     box.append(cols);
     box.hidden = false;

@@ -1,12 +1,14 @@
 //! Validating and converting OTLP protobuf spans into the query model.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, span, status};
+use prost::Message as _;
 
-use crate::model::{Event, Link, Span, SpanKind, Status, StatusCode};
+use crate::model::{Attributes, Event, Link, Scope, Span, SpanKind, Status, StatusCode};
 
 /// A trace id as bytes.
 pub(crate) type TraceKey = [u8; 16];
@@ -24,15 +26,35 @@ const MAX_VALUE_DEPTH: usize = 16;
 
 /// Bookkeeping per stored span (ids, maps), on top of its content.
 const SPAN_OVERHEAD_BYTES: usize = 512;
+/// Bookkeeping per stored origin (the shared maps, the store's index).
+const ORIGIN_OVERHEAD_BYTES: usize = 256;
 
 /// The service name used when a resource has none.
 pub(crate) const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// What the spans of one resource and one instrumentation scope share. The
+/// store keeps one copy per distinct origin, however many spans and
+/// requests refer to it.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// The resource and the scope as protobuf (see [`origin_key`]): how the
+    /// store recognizes an origin it holds already, and what the disk keeps.
+    pub(crate) key: Vec<u8>,
+    /// The resource's `service.name`.
+    pub(crate) service: String,
+    pub(crate) resource: Arc<Attributes>,
+    pub(crate) scope: Arc<Scope>,
+    /// Approximate memory held (maps, key, bookkeeping).
+    pub(crate) size: usize,
+}
 
 /// A validated span with its ids in binary form.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredSpan {
     pub(crate) trace_id: TraceKey,
     pub(crate) span_id: SpanKey,
+    /// The store's id of the span's [`Origin`] (set when stored).
+    pub(crate) origin: u64,
     /// Targets of this span's links (to index `linkedSpans`).
     pub(crate) link_targets: Vec<(TraceKey, SpanKey)>,
     pub(crate) parent: Option<SpanKey>,
@@ -41,10 +63,21 @@ pub(crate) struct StoredSpan {
     pub(crate) span: Span,
 }
 
+/// A converted span of a request.
+#[derive(Debug)]
+pub(crate) struct ConvertedSpan {
+    /// Index of its origin in [`Converted::origins`].
+    pub(crate) origin: usize,
+    pub(crate) span: StoredSpan,
+    /// The span's protobuf, when asked for (to write it to disk).
+    pub(crate) proto: Option<Vec<u8>>,
+}
+
 /// The outcome of converting one request.
 #[derive(Debug, Default)]
 pub(crate) struct Converted {
-    pub(crate) spans: Vec<StoredSpan>,
+    pub(crate) origins: Vec<Origin>,
+    pub(crate) spans: Vec<ConvertedSpan>,
     pub(crate) rejected: usize,
     pub(crate) first_error: Option<String>,
 }
@@ -58,25 +91,30 @@ impl Converted {
     }
 }
 
-/// Validates and converts every span of `resource_spans`.
-pub(crate) fn convert(resource_spans: Vec<ResourceSpans>) -> Converted {
+/// Validates and converts every span of `resource_spans`; with
+/// `keep_proto`, each converted span also keeps its protobuf.
+pub(crate) fn convert(resource_spans: Vec<ResourceSpans>, keep_proto: bool) -> Converted {
     let now = now_nanos();
     let mut out = Converted::default();
     for resource_span in resource_spans {
-        let service = resource_span
-            .resource
-            .as_ref()
-            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-            .and_then(|kv| kv.value.as_ref())
-            .and_then(|v| match &v.value {
-                Some(any_value::Value::StringValue(s)) if !s.is_empty() => Some(s.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| UNKNOWN_SERVICE.to_string());
+        let resource = resource_span.resource.unwrap_or_default();
         for scope_span in resource_span.scope_spans {
+            if scope_span.spans.is_empty() {
+                continue;
+            }
+            let origin = out.origins.len();
+            out.origins.push(Origin::new(
+                resource.clone(),
+                scope_span.scope.unwrap_or_default(),
+            ));
             for proto in scope_span.spans {
-                match convert_span(proto, &service, now) {
-                    Ok(stored) => out.spans.push(stored),
+                let bytes = keep_proto.then(|| proto.encode_to_vec());
+                match convert_span(proto, &out.origins[origin], now) {
+                    Ok(span) => out.spans.push(ConvertedSpan {
+                        origin,
+                        span,
+                        proto: bytes,
+                    }),
                     Err(reason) => out.reject(reason),
                 }
             }
@@ -85,18 +123,67 @@ pub(crate) fn convert(resource_spans: Vec<ResourceSpans>) -> Converted {
     out
 }
 
-fn convert_span(
+impl Origin {
+    /// The origin of spans of `resource` recorded by `scope`.
+    pub(crate) fn new(resource: Resource, scope: InstrumentationScope) -> Self {
+        let key = origin_key(&resource, &scope);
+        let service = resource
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| match &v.value {
+                Some(any_value::Value::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| UNKNOWN_SERVICE.to_string());
+        // The maps hold about twice the wire size (as spans do), plus the key.
+        let size = key
+            .len()
+            .saturating_mul(3)
+            .saturating_add(ORIGIN_OVERHEAD_BYTES);
+        Self {
+            key,
+            service,
+            resource: Arc::new(attributes(resource.attributes)),
+            scope: Arc::new(Scope {
+                name: scope.name,
+                version: scope.version,
+                attributes: attributes(scope.attributes),
+            }),
+            size,
+        }
+    }
+
+    /// The origin whose [`Origin::key`] is `key` (as read back from disk).
+    pub(crate) fn decode(key: &[u8]) -> Result<Self, prost::DecodeError> {
+        let mut rest = key;
+        let resource = Resource::decode_length_delimited(&mut rest)?;
+        let scope = InstrumentationScope::decode(rest)?;
+        Ok(Self::new(resource, scope))
+    }
+}
+
+/// The resource (length-delimited) then the scope, as protobuf.
+fn origin_key(resource: &Resource, scope: &InstrumentationScope) -> Vec<u8> {
+    let mut key = resource.encode_length_delimited_to_vec();
+    key.extend_from_slice(&scope.encode_to_vec());
+    key
+}
+
+/// Validates and converts one span of `origin`, given the time now (ns
+/// since the epoch).
+pub(crate) fn convert_span(
     proto: opentelemetry_proto::tonic::trace::v1::Span,
-    service: &str,
+    origin: &Origin,
     now: u64,
 ) -> Result<StoredSpan, String> {
-    use prost::Message as _;
     // Strings are held as UTF-8 and ids as hex: about twice the wire size.
     let size = proto
         .encoded_len()
         .saturating_mul(2)
         .saturating_add(SPAN_OVERHEAD_BYTES)
-        .saturating_add(service.len());
+        .saturating_add(origin.service.len());
     let trace_id: TraceKey = proto
         .trace_id
         .as_slice()
@@ -189,6 +276,7 @@ fn convert_span(
     Ok(StoredSpan {
         trace_id,
         span_id,
+        origin: 0,
         link_targets,
         parent,
         size,
@@ -198,7 +286,9 @@ fn convert_span(
             parent_span_id: parent.map(|p| hex(&p)).unwrap_or_default(),
             name: proto.name,
             kind,
-            service: service.to_string(),
+            service: origin.service.clone(),
+            resource: Arc::clone(&origin.resource),
+            scope: Arc::clone(&origin.scope),
             start_unix_nano: start,
             end_unix_nano: end,
             attributes: attributes(proto.attributes),
@@ -209,7 +299,7 @@ fn convert_span(
     })
 }
 
-fn attributes(attributes: Vec<KeyValue>) -> BTreeMap<String, serde_json::Value> {
+fn attributes(attributes: Vec<KeyValue>) -> Attributes {
     attributes
         .into_iter()
         .map(|kv| (kv.key, value(kv.value, 0)))
@@ -272,6 +362,7 @@ pub(crate) fn parse_trace_id(text: &str) -> Option<TraceKey> {
     Some(out)
 }
 
+/// The system's time now, ns since the epoch.
 pub(crate) fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -1,10 +1,13 @@
 //! Baton's trace store.
 //!
 //! [`TraceStore`] keeps spans received over OTLP (and the server's own spans,
-//! through [`StoreExporter`]) in memory, bounded by a total number of spans:
-//! when full, the least recently updated traces are evicted first. Input is
-//! validated on [`TraceStore::ingest`]: spans with malformed ids or absurd
-//! timestamps are rejected and counted, never stored, and never panic.
+//! through [`StoreExporter`]) in memory, bounded by a number of spans, an
+//! estimate of bytes and optionally an age: the least recently updated
+//! traces are evicted first. Input is validated on [`TraceStore::ingest`]:
+//! spans with malformed ids or absurd timestamps are rejected and counted,
+//! never stored, and never panic. A durable store
+//! ([`TraceStoreBuilder::file`]) mirrors its content in a redb file written
+//! by a background thread, and reloads it when opened.
 //!
 //! The query model ([`TraceSummary`], [`TraceDetail`], [`Span`]) serializes
 //! to the JSON of the query API (see `docs/trace-view-design.md`).
@@ -17,6 +20,7 @@
 //! be sent on upstream ([`forward`]).
 
 mod convert;
+mod disk;
 mod exporter;
 pub mod forward;
 mod jaeger;
@@ -27,12 +31,15 @@ pub mod signals;
 mod store;
 mod web_ui;
 
+pub use disk::TraceFileError;
 pub use exporter::StoreExporter;
-pub use model::{Event, Link, Span, SpanKind, Status, StatusCode, TraceDetail, TraceSummary};
+pub use model::{
+    Attributes, Event, Link, Scope, Span, SpanKind, Status, StatusCode, TraceDetail, TraceSummary,
+};
 pub use opentelemetry_proto;
 pub use store::{
-    DEFAULT_MAX_BYTES, DEFAULT_MAX_SPANS, IngestError, IngestSummary, MAX_SPANS_PER_REQUEST,
-    TraceStore,
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_SPANS, IngestError, IngestSummary, MAX_QUEUED_WRITE_BYTES,
+    MAX_SPANS_PER_REQUEST, TraceStore, TraceStoreBuilder, WallClock,
 };
 
 /// The query API (`/api/traces...`) over `store`, Jaeger's query API over it
@@ -57,5 +64,7 @@ where
     web_ui::routes()
 }
 
+#[cfg(test)]
+mod disk_tests;
 #[cfg(test)]
 mod tests;

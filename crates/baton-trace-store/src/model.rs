@@ -2,8 +2,12 @@
 //! hex ids, nanosecond timestamps as decimal strings).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
+
+/// Attributes as JSON values, by key.
+pub type Attributes = BTreeMap<String, serde_json::Value>;
 
 /// One trace in a listing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,6 +62,12 @@ pub struct Span {
     pub kind: SpanKind,
     /// The resource's `service.name`.
     pub service: String,
+    /// Every attribute of the resource that emitted the span (`service.name`
+    /// included). Shared by the spans of one resource.
+    pub resource: Arc<Attributes>,
+    /// The instrumentation scope (library) that recorded the span. Shared by
+    /// the spans of one scope.
+    pub scope: Arc<Scope>,
     /// Start, nanoseconds since the Unix epoch.
     #[serde(with = "as_string")]
     pub start_unix_nano: u64,
@@ -72,6 +82,18 @@ pub struct Span {
     pub links: Vec<Link>,
     /// Status.
     pub status: Status,
+}
+
+/// An instrumentation scope: the library that recorded a span.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scope {
+    /// Its name (empty when the SDK sent none).
+    pub name: String,
+    /// Its version (empty when unknown).
+    pub version: String,
+    /// Its attributes as JSON values.
+    pub attributes: Attributes,
 }
 
 /// A span event.

@@ -1,13 +1,20 @@
 //! The bounded store itself: spans by trace, evicted least recently
-//! updated first, and the summaries and details the query API serves.
+//! updated first (and once older than the retention), and the summaries and
+//! details the query API serves. A durable store mirrors its content into a
+//! file ([`crate::disk`]) and reloads it when opened.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message as _;
 
-use crate::convert::{self, SpanKey, StoredSpan, TraceKey};
+use crate::convert::{self, Origin, SpanKey, StoredSpan, TraceKey};
+use crate::disk::{self, Journal, Op, TraceFileError};
 use crate::model::{Span, StatusCode, TraceDetail, TraceSummary};
 
 /// Default bound of a store, in spans.
@@ -16,6 +23,10 @@ pub const DEFAULT_MAX_SPANS: usize = 100_000;
 pub const DEFAULT_MAX_BYTES: usize = 512 * 1024 * 1024;
 /// Most spans accepted in one [`TraceStore::ingest`] call.
 pub const MAX_SPANS_PER_REQUEST: usize = 50_000;
+/// Most span protobuf bytes waiting for a durable store's writer; beyond
+/// it spans are kept in memory only (and counted in
+/// [`TraceStore::dropped_writes`]).
+pub const MAX_QUEUED_WRITE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why a whole request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,10 +53,131 @@ pub struct IngestSummary {
     pub first_error: Option<String>,
 }
 
-/// A bounded, thread-safe in-memory trace store. Clones share the store.
+/// A bounded, thread-safe trace store, in memory, optionally mirrored in a
+/// file (see [`TraceStoreBuilder::file`]). Clones share the store.
 #[derive(Debug, Clone)]
 pub struct TraceStore {
     inner: Arc<Mutex<Inner>>,
+    settings: Arc<Settings>,
+}
+
+/// A source of wall-clock time (the store stamps when traces were updated
+/// with it, for the retention).
+pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// What does not change after the store is built.
+struct Settings {
+    retention: Option<Duration>,
+    clock: WallClock,
+    path: Option<PathBuf>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("retention", &self.retention)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`TraceStore`]: its bounds, its retention, its clock and, for a
+/// durable store, its file.
+#[derive(Clone)]
+pub struct TraceStoreBuilder {
+    max_spans: usize,
+    max_bytes: usize,
+    retention: Option<Duration>,
+    clock: WallClock,
+    file: Option<PathBuf>,
+}
+
+impl fmt::Debug for TraceStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceStoreBuilder")
+            .field("max_spans", &self.max_spans)
+            .field("max_bytes", &self.max_bytes)
+            .field("retention", &self.retention)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TraceStoreBuilder {
+    fn default() -> Self {
+        Self {
+            max_spans: DEFAULT_MAX_SPANS,
+            max_bytes: DEFAULT_MAX_BYTES,
+            retention: None,
+            clock: Arc::new(SystemTime::now),
+            file: None,
+        }
+    }
+}
+
+impl TraceStoreBuilder {
+    /// At most `spans` spans (at least 1; default [`DEFAULT_MAX_SPANS`]).
+    pub fn max_spans(mut self, spans: usize) -> Self {
+        self.max_spans = spans;
+        self
+    }
+
+    /// About `bytes` of memory at most (default [`DEFAULT_MAX_BYTES`]); see
+    /// [`TraceStore::with_limits`].
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Traces not updated for `retention` go (by
+    /// [`TraceStore::evict_expired`], and when loading); `None` (the
+    /// default) keeps them until the bounds push them out.
+    pub fn retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention.filter(|r| !r.is_zero());
+        self
+    }
+
+    /// The wall clock stamping updates (default: the system's).
+    pub fn clock(mut self, clock: WallClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Mirrors the store in the file at `path` (a redb database, created
+    /// when missing) and loads what it holds.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// The store; for a durable one, opens and loads its file (blocking
+    /// work: at most the store's bounds of spans are read and decoded).
+    pub fn build(self) -> Result<TraceStore, TraceFileError> {
+        let mut inner = Inner::new(self.max_spans, self.max_bytes);
+        if let Some(path) = &self.file {
+            let (db, loaded) = disk::open(path)?;
+            let journal = Arc::new(Journal::start(db, path, MAX_QUEUED_WRITE_BYTES)?);
+            inner.journal = Some(journal);
+            let cutoff = self
+                .retention
+                .map(|r| nanos((self.clock)().checked_sub(r).unwrap_or(UNIX_EPOCH)));
+            inner.load(loaded, cutoff);
+        }
+        Ok(TraceStore {
+            inner: Arc::new(Mutex::new(inner)),
+            settings: Arc::new(Settings {
+                retention: self.retention,
+                clock: self.clock,
+                path: self.file,
+            }),
+        })
+    }
+}
+
+/// Nanoseconds since the epoch (0 before it, saturating far after).
+fn nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 #[derive(Debug)]
@@ -53,10 +185,29 @@ struct TraceEntry {
     spans: HashMap<SpanKey, StoredSpan>,
     /// Key of this trace in `Inner::order`.
     touched: u64,
+    /// When it was last updated, ns since the epoch (the store's clock).
+    updated: u64,
+}
+
+/// Where a span being stored comes from.
+enum Source {
+    /// A request, received at `received` (ns); `proto` to write to the file.
+    Request {
+        received: u64,
+        proto: Option<Vec<u8>>,
+    },
+    /// The file: its touch, reception time and origin id as stored.
+    File {
+        touch: u64,
+        received: u64,
+        origin: u64,
+    },
 }
 
 #[derive(Debug)]
 struct Inner {
+    /// The file's writer, for a durable store.
+    journal: Option<Arc<Journal>>,
     max_spans: usize,
     total_spans: usize,
     max_bytes: usize,
@@ -67,31 +218,45 @@ struct Inner {
     order: BTreeMap<u64, TraceKey>,
     /// For each trace, the spans of other traces linking into it.
     linked_from: HashMap<TraceKey, HashSet<(TraceKey, SpanKey)>>,
+    /// The origins (resource and scope) of stored spans, one copy each, by id.
+    origins: HashMap<u64, OriginEntry>,
+    /// Ids of `origins` by [`Origin::key`].
+    origin_ids: HashMap<Vec<u8>, u64>,
+    next_origin: u64,
+}
+
+/// An origin shared by `refs` stored spans.
+#[derive(Debug)]
+struct OriginEntry {
+    origin: Origin,
+    refs: usize,
 }
 
 impl TraceStore {
-    /// A store holding at most `max_spans` spans (at least 1) and about
-    /// [`DEFAULT_MAX_BYTES`] of span content.
+    /// An in-memory store holding at most `max_spans` spans (at least 1) and
+    /// about [`DEFAULT_MAX_BYTES`] of span content.
     pub fn new(max_spans: usize) -> Self {
         Self::with_limits(max_spans, DEFAULT_MAX_BYTES)
     }
 
-    /// A store holding at most `max_spans` spans (at least 1) and about
-    /// `max_bytes` of span content (names, attributes, events; estimated
-    /// from the protobuf size). A span larger than `max_bytes` is rejected.
+    /// An in-memory store holding at most `max_spans` spans (at least 1)
+    /// and about `max_bytes` of span content (names, attributes, events;
+    /// estimated from the protobuf size) and of resources and scopes. A span
+    /// larger than `max_bytes` is rejected.
     pub fn with_limits(max_spans: usize, max_bytes: usize) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(Inner {
-                max_spans: max_spans.max(1),
-                total_spans: 0,
-                max_bytes,
-                total_bytes: 0,
-                next_touch: 0,
-                traces: HashMap::new(),
-                order: BTreeMap::new(),
-                linked_from: HashMap::new(),
-            })),
+            inner: Arc::new(Mutex::new(Inner::new(max_spans, max_bytes))),
+            settings: Arc::new(Settings {
+                retention: None,
+                clock: Arc::new(SystemTime::now),
+                path: None,
+            }),
         }
+    }
+
+    /// A builder: bounds, retention, clock, file.
+    pub fn builder() -> TraceStoreBuilder {
+        TraceStoreBuilder::default()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -119,15 +284,22 @@ impl TraceStore {
                 limit: MAX_SPANS_PER_REQUEST,
             });
         }
-        let converted = convert::convert(request.resource_spans);
+        let durable = self.settings.path.is_some();
+        let converted = convert::convert(request.resource_spans, durable);
         let mut summary = IngestSummary {
             accepted: 0,
             rejected: converted.rejected,
             first_error: converted.first_error,
         };
+        let received = nanos((self.settings.clock)());
         let mut inner = self.lock();
-        for span in converted.spans {
-            if inner.insert(span) {
+        for converted_span in converted.spans {
+            let origin = &converted.origins[converted_span.origin];
+            let source = Source::Request {
+                received,
+                proto: converted_span.proto,
+            };
+            if inner.insert(converted_span.span, origin, source) {
                 summary.accepted += 1;
             } else {
                 summary.rejected += 1;
@@ -185,7 +357,8 @@ impl TraceStore {
         self.lock().total_spans
     }
 
-    /// Approximate memory held by the stored spans, in bytes.
+    /// Approximate memory held by the stored spans and their resources and
+    /// scopes (one copy of each distinct one), in bytes.
     pub fn byte_count(&self) -> usize {
         self.lock().total_bytes
     }
@@ -198,6 +371,116 @@ impl TraceStore {
     /// The bound, in spans.
     pub fn max_spans(&self) -> usize {
         self.lock().max_spans
+    }
+
+    /// The bound of memory, in bytes.
+    pub fn max_bytes(&self) -> usize {
+        self.lock().max_bytes
+    }
+
+    /// How long traces are kept after their last update (`None`: until the
+    /// bounds push them out).
+    pub fn retention(&self) -> Option<Duration> {
+        self.settings.retention
+    }
+
+    /// The file a durable store mirrors its content in.
+    pub fn path(&self) -> Option<&Path> {
+        self.settings.path.as_deref()
+    }
+
+    /// Evicts the traces not updated for longer than the retention; how many
+    /// went. Does nothing without a retention.
+    pub fn evict_expired(&self) -> usize {
+        let Some(retention) = self.settings.retention else {
+            return 0;
+        };
+        let now = (self.settings.clock)();
+        let cutoff = nanos(now.checked_sub(retention).unwrap_or(UNIX_EPOCH));
+        self.lock().evict_older_than(cutoff)
+    }
+
+    /// Runs [`Self::evict_expired`] on Tokio's clock, every tenth of the
+    /// retention (between 1 s and 1 min), forever; returns at once without
+    /// a retention. Spawn it; with paused time it follows the test's clock.
+    pub async fn expire_periodically(self) {
+        let Some(retention) = self.settings.retention else {
+            return;
+        };
+        let period = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            ticks.tick().await;
+            self.evict_expired();
+        }
+    }
+
+    /// Spans a durable store could not write to its file because its writer
+    /// fell behind (they stay in memory, but will not survive a restart).
+    pub fn dropped_writes(&self) -> u64 {
+        self.journal().map_or(0, |journal| journal.dropped())
+    }
+
+    /// Batches a durable store failed to write to its file (logged).
+    pub fn failed_writes(&self) -> u64 {
+        self.journal().map_or(0, |journal| journal.failures())
+    }
+
+    /// Blocks until the changes made so far are in the file (durable store;
+    /// nothing to do otherwise). Call it off the async runtime.
+    pub fn flush(&self) {
+        if let Some(journal) = self.journal() {
+            journal.flush();
+        }
+    }
+
+    /// Writes what is pending to the file, then lets go of it (blocking;
+    /// call it off the async runtime). The store keeps serving from memory;
+    /// later changes are not written.
+    pub fn close(&self) {
+        let journal = self.lock().journal.take();
+        if let Some(journal) = journal {
+            journal.close();
+        }
+    }
+
+    fn journal(&self) -> Option<Arc<Journal>> {
+        self.lock().journal.clone()
+    }
+
+    /// Distinct origins (resource and scope) held. For tests.
+    #[cfg(test)]
+    pub(crate) fn origin_count(&self) -> usize {
+        self.lock().origins.len()
+    }
+
+    /// Checks the bookkeeping against the content: byte and span totals,
+    /// origin references. For tests.
+    #[cfg(test)]
+    pub(crate) fn audit(&self) {
+        let inner = self.lock();
+        let mut refs: HashMap<u64, usize> = HashMap::new();
+        let mut bytes = 0;
+        let mut spans = 0;
+        for entry in inner.traces.values() {
+            for span in entry.spans.values() {
+                *refs.entry(span.origin).or_default() += 1;
+                bytes += span.size;
+                spans += 1;
+                let origin = &inner.origins[&span.origin].origin;
+                assert!(Arc::ptr_eq(&span.span.resource, &origin.resource));
+                assert!(Arc::ptr_eq(&span.span.scope, &origin.scope));
+            }
+        }
+        for (id, entry) in &inner.origins {
+            assert_eq!(refs.get(id), Some(&entry.refs), "references of origin {id}");
+            assert_eq!(inner.origin_ids.get(&entry.origin.key), Some(id));
+            bytes += entry.origin.size;
+        }
+        assert_eq!(inner.origin_ids.len(), inner.origins.len());
+        assert_eq!(spans, inner.total_spans);
+        assert_eq!(bytes, inner.total_bytes);
     }
 }
 
@@ -224,9 +507,113 @@ impl Default for TraceStore {
 }
 
 impl Inner {
-    /// Stores `span`, evicting old traces to stay in bounds; false when the
-    /// span's trace alone fills the store.
-    fn insert(&mut self, span: StoredSpan) -> bool {
+    fn new(max_spans: usize, max_bytes: usize) -> Self {
+        Self {
+            journal: None,
+            max_spans: max_spans.max(1),
+            total_spans: 0,
+            max_bytes,
+            total_bytes: 0,
+            next_touch: 0,
+            traces: HashMap::new(),
+            order: BTreeMap::new(),
+            linked_from: HashMap::new(),
+            origins: HashMap::new(),
+            origin_ids: HashMap::new(),
+            next_origin: 1,
+        }
+    }
+
+    /// Queues `op` for the file (durable store).
+    fn journal(&self, op: Op) {
+        if let Some(journal) = &self.journal {
+            journal.push(op);
+        }
+    }
+
+    /// Loads what the file held: spans in the order they were stored (so
+    /// the eviction order survives), except traces last updated before
+    /// `cutoff` (ns) and spans that no longer decode, which are deleted from
+    /// the file. Spans beyond the bounds (lowered since) are evicted as
+    /// usual.
+    fn load(&mut self, loaded: disk::Loaded, cutoff: Option<u64>) {
+        let mut updated: HashMap<TraceKey, u64> = HashMap::new();
+        for span in &loaded.spans {
+            let trace = trace_of(&span.key);
+            let latest = updated.entry(trace).or_default();
+            *latest = (*latest).max(span.received);
+        }
+        let mut expired: HashSet<TraceKey> = HashSet::new();
+        if let Some(cutoff) = cutoff {
+            for (trace, latest) in &updated {
+                if *latest < cutoff {
+                    expired.insert(*trace);
+                    self.journal(Op::DropTrace(*trace));
+                }
+            }
+        }
+        let mut origins: HashMap<u64, Option<Origin>> = loaded
+            .origins
+            .into_iter()
+            .map(|(id, key)| (id, Origin::decode(&key).ok()))
+            .collect();
+        self.next_origin = origins.keys().max().map_or(1, |max| max + 1);
+        let mut spans = loaded.spans;
+        spans.sort_by_key(|span| span.touch);
+        let now = convert::now_nanos();
+        for span in spans {
+            if expired.contains(&trace_of(&span.key)) {
+                continue;
+            }
+            let Some(Some(origin)) = origins.get(&span.origin) else {
+                self.journal(Op::DropSpan(span.key));
+                continue;
+            };
+            let stored = opentelemetry_proto::tonic::trace::v1::Span::decode(span.proto.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|proto| convert::convert_span(proto, origin, now));
+            let stored = match stored {
+                Ok(stored) if disk::row_key(&stored.trace_id, &stored.span_id) == span.key => {
+                    stored
+                }
+                _ => {
+                    self.journal(Op::DropSpan(span.key));
+                    continue;
+                }
+            };
+            let source = Source::File {
+                touch: span.touch,
+                received: span.received,
+                origin: span.origin,
+            };
+            if !self.insert(stored, origin, source) {
+                self.journal(Op::DropSpan(span.key));
+            }
+        }
+        // Origins no loaded span uses.
+        origins.retain(|id, _| !self.origins.contains_key(id));
+        for id in origins.into_keys() {
+            self.journal(Op::DropOrigin(id));
+        }
+    }
+
+    /// Evicts the traces last updated before `cutoff` (ns); how many.
+    fn evict_older_than(&mut self, cutoff: u64) -> usize {
+        let expired: Vec<TraceKey> = self
+            .order
+            .values()
+            .filter(|key| self.traces.get(*key).is_some_and(|t| t.updated < cutoff))
+            .copied()
+            .collect();
+        for key in &expired {
+            self.evict(key);
+        }
+        expired.len()
+    }
+
+    /// Stores `span` of `origin`, evicting old traces to stay in bounds;
+    /// false when the span's trace alone fills the store.
+    fn insert(&mut self, mut span: StoredSpan, origin: &Origin, source: Source) -> bool {
         if span.size > self.max_bytes {
             return false;
         }
@@ -240,9 +627,21 @@ impl Inner {
             Some(size) => (0, size),
             None => (1, 0),
         };
-        while self.total_spans + new_spans > self.max_spans
-            || (self.total_bytes - freed).saturating_add(span.size) > self.max_bytes
-        {
+        loop {
+            // A new origin costs its own memory too (once).
+            let origin_size = if self.origin_ids.contains_key(&origin.key) {
+                0
+            } else {
+                origin.size
+            };
+            if self.total_spans + new_spans <= self.max_spans
+                && (self.total_bytes - freed)
+                    .saturating_add(span.size)
+                    .saturating_add(origin_size)
+                    <= self.max_bytes
+            {
+                break;
+            }
             let Some(oldest) = self
                 .order
                 .values()
@@ -254,14 +653,52 @@ impl Inner {
             };
             self.evict(&oldest);
         }
-        let touch = self.next_touch;
-        self.next_touch += 1;
+        let (touch, received, known_origin) = match &source {
+            Source::Request { received, .. } => {
+                let touch = self.next_touch;
+                self.next_touch += 1;
+                (touch, *received, None)
+            }
+            Source::File {
+                touch,
+                received,
+                origin,
+            } => {
+                self.next_touch = self.next_touch.max(touch.saturating_add(1));
+                (*touch, *received, Some(*origin))
+            }
+        };
+        let origin_id = self.acquire_origin(origin, known_origin);
+        if let Some(entry) = self.origins.get(&origin_id) {
+            // One copy of the maps, whichever request brought them.
+            span.span.resource = Arc::clone(&entry.origin.resource);
+            span.span.scope = Arc::clone(&entry.origin.scope);
+        }
+        span.origin = origin_id;
+        if let (
+            Source::Request {
+                proto: Some(proto), ..
+            },
+            Some(journal),
+        ) = (source, &self.journal)
+        {
+            // Dropped (and counted) when the writer is behind.
+            journal.push_span(Op::Span {
+                key: disk::row_key(&trace_id, &span.span_id),
+                touch,
+                received,
+                origin: origin_id,
+                proto,
+            });
+        }
         let entry = self.traces.entry(trace_id).or_insert_with(|| TraceEntry {
             spans: HashMap::new(),
             touched: touch,
+            updated: received,
         });
         self.order.remove(&entry.touched);
         entry.touched = touch;
+        entry.updated = entry.updated.max(received);
         self.order.insert(touch, trace_id);
         let span_id = span.span_id;
         let new_targets = span.link_targets.clone();
@@ -270,6 +707,7 @@ impl Inner {
         if let Some(old) = old {
             self.total_bytes -= old.size;
             self.unlink(trace_id, span_id, &old.link_targets);
+            self.release_origin(old.origin);
         } else {
             self.total_spans += 1;
         }
@@ -288,11 +726,62 @@ impl Inner {
         let Some(entry) = self.traces.remove(trace_id) else {
             return;
         };
+        self.journal(Op::DropTrace(*trace_id));
         self.order.remove(&entry.touched);
         self.total_spans -= entry.spans.len();
         for (span_id, span) in &entry.spans {
             self.total_bytes -= span.size;
             self.unlink(*trace_id, *span_id, &span.link_targets);
+            self.release_origin(span.origin);
+        }
+    }
+
+    /// The id of `origin`, stored (and counted in `total_bytes`) when new,
+    /// with one more reference. `known` is its id in the file, when loading
+    /// (nothing to write then).
+    fn acquire_origin(&mut self, origin: &Origin, known: Option<u64>) -> u64 {
+        if let Some(&id) = self.origin_ids.get(&origin.key)
+            && let Some(entry) = self.origins.get_mut(&id)
+        {
+            entry.refs += 1;
+            return id;
+        }
+        let id = match known {
+            Some(id) if !self.origins.contains_key(&id) => id,
+            _ => {
+                let id = self.next_origin;
+                self.next_origin += 1;
+                self.journal(Op::Origin {
+                    id,
+                    key: origin.key.clone(),
+                });
+                id
+            }
+        };
+        self.total_bytes += origin.size;
+        self.origin_ids.insert(origin.key.clone(), id);
+        self.origins.insert(
+            id,
+            OriginEntry {
+                origin: origin.clone(),
+                refs: 1,
+            },
+        );
+        id
+    }
+
+    /// One reference less to origin `id`; dropped with the last one.
+    fn release_origin(&mut self, id: u64) {
+        let Some(entry) = self.origins.get_mut(&id) else {
+            return;
+        };
+        entry.refs = entry.refs.saturating_sub(1);
+        if entry.refs == 0
+            && let Some(entry) = self.origins.remove(&id)
+        {
+            self.total_bytes -= entry.origin.size;
+            self.origin_ids.remove(&entry.origin.key);
+            self.journal(Op::DropOrigin(id));
         }
     }
 
@@ -326,6 +815,13 @@ impl Inner {
             linked_spans,
         })
     }
+}
+
+/// The trace id of a file row key.
+fn trace_of(key: &disk::RowKey) -> TraceKey {
+    let mut trace = [0; 16];
+    trace.copy_from_slice(&key[..16]);
+    trace
 }
 
 fn sort_spans(spans: &mut [Span]) {

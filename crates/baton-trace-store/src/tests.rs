@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, span, status};
 use proptest::prelude::*;
@@ -219,6 +221,152 @@ fn bounds_memory_too() {
     assert!(store.trace(&convert::hex(&tid(50))).is_some());
 }
 
+fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A request from a resource with `service.name`, `host.name` = `host`, and
+/// a scope `orders-lib` 1.2.3 with attribute `lib.flavor` = `fast`.
+fn request_with_origin(host: &str, spans: Vec<ProtoSpan>) -> ExportTraceServiceRequest {
+    let mut request = request("svc-r", spans);
+    let resource_spans = &mut request.resource_spans[0];
+    if let Some(resource) = resource_spans.resource.as_mut() {
+        resource.attributes.push(string_kv("host.name", host));
+        resource
+            .attributes
+            .push(string_kv("deployment.environment", "test"));
+    }
+    resource_spans.scope_spans[0].scope = Some(InstrumentationScope {
+        name: "orders-lib".into(),
+        version: "1.2.3".into(),
+        attributes: vec![string_kv("lib.flavor", "fast")],
+        dropped_attributes_count: 0,
+    });
+    request
+}
+
+#[test]
+fn keeps_the_resource_and_the_scope_of_each_span() {
+    let store = TraceStore::new(100);
+    store
+        .ingest(request_with_origin(
+            "host-1",
+            vec![span(1, 1, None, T0, T0 + 10)],
+        ))
+        .unwrap();
+    let detail = store.trace(&convert::hex(&tid(1))).unwrap();
+    let stored = &detail.spans[0];
+    assert_eq!(stored.service, "svc-r");
+    assert_eq!(stored.resource["service.name"], "svc-r");
+    assert_eq!(stored.resource["host.name"], "host-1");
+    assert_eq!(stored.resource["deployment.environment"], "test");
+    assert_eq!(stored.scope.name, "orders-lib");
+    assert_eq!(stored.scope.version, "1.2.3");
+    assert_eq!(stored.scope.attributes["lib.flavor"], "fast");
+    let json = serde_json::to_value(&detail).unwrap();
+    assert_eq!(json["spans"][0]["resource"]["host.name"], "host-1");
+    assert_eq!(json["spans"][0]["resource"]["service.name"], "svc-r");
+    assert_eq!(
+        json["spans"][0]["scope"],
+        serde_json::json!({"name": "orders-lib", "version": "1.2.3", "attributes": {"lib.flavor": "fast"}})
+    );
+    // Without a scope: empty name and version, no attributes.
+    store
+        .ingest(request("plain", vec![span(2, 1, None, T0, T0 + 10)]))
+        .unwrap();
+    let json = serde_json::to_value(store.trace(&convert::hex(&tid(2))).unwrap()).unwrap();
+    assert_eq!(
+        json["spans"][0]["scope"],
+        serde_json::json!({"name": "", "version": "", "attributes": {}})
+    );
+    assert_eq!(
+        json["spans"][0]["resource"],
+        serde_json::json!({"service.name": "plain"})
+    );
+    store.audit();
+}
+
+#[test]
+fn spans_of_one_origin_share_one_copy_across_requests() {
+    let store = TraceStore::new(100);
+    store
+        .ingest(request_with_origin(
+            "host-1",
+            vec![span(1, 1, None, T0, T0 + 10)],
+        ))
+        .unwrap();
+    store
+        .ingest(request_with_origin(
+            "host-1",
+            vec![
+                span(2, 1, None, T0, T0 + 10),
+                span(2, 2, Some(1), T0, T0 + 5),
+            ],
+        ))
+        .unwrap();
+    let first = store.trace(&convert::hex(&tid(1))).unwrap();
+    let second = store.trace(&convert::hex(&tid(2))).unwrap();
+    assert!(Arc::ptr_eq(
+        &first.spans[0].resource,
+        &second.spans[0].resource
+    ));
+    assert!(Arc::ptr_eq(&first.spans[0].scope, &second.spans[1].scope));
+    // One copy, counted once in the bytes (the audit recounts them).
+    assert_eq!(store.origin_count(), 1);
+    store.audit();
+    // Another host is another origin.
+    store
+        .ingest(request_with_origin(
+            "host-2",
+            vec![span(3, 1, None, T0, T0 + 10)],
+        ))
+        .unwrap();
+    let third = store.trace(&convert::hex(&tid(3))).unwrap();
+    assert!(!Arc::ptr_eq(
+        &first.spans[0].resource,
+        &third.spans[0].resource
+    ));
+    assert_eq!(third.spans[0].resource["host.name"], "host-2");
+    assert_eq!(store.origin_count(), 2);
+    store.audit();
+}
+
+#[test]
+fn origins_go_with_their_last_span() {
+    // Room for one trace at a time: each new trace evicts the previous one,
+    // and with it its origin.
+    let store = TraceStore::new(1);
+    for host in 0..20 {
+        store
+            .ingest(request_with_origin(
+                &format!("host-{host}"),
+                vec![span(host, 1, None, T0, T0 + 10)],
+            ))
+            .unwrap();
+        store.audit();
+    }
+    assert_eq!(store.trace_count(), 1);
+    assert_eq!(store.origin_count(), 1);
+    let alone = store.byte_count();
+    // Replacing the span (same ids) from another origin swaps the origin.
+    store
+        .ingest(request_with_origin(
+            "host-xx",
+            vec![span(19, 1, None, T0, T0 + 10)],
+        ))
+        .unwrap();
+    store.audit();
+    assert_eq!(store.byte_count(), alone);
+    let detail = store.last().unwrap();
+    assert_eq!(detail.spans[0].resource["host.name"], "host-xx");
+}
+
 #[test]
 fn linked_spans_come_from_other_traces() {
     let store = TraceStore::new(100);
@@ -262,6 +410,8 @@ fn exporter_writes_sdk_spans_into_the_store() {
     assert_eq!(detail.spans[0].name, "work");
     assert_eq!(detail.spans[0].service, "baton");
     assert_eq!(detail.spans[0].attributes["k"], "v");
+    assert_eq!(detail.spans[0].resource["service.name"], "baton");
+    assert_eq!(detail.spans[0].scope.name, "test");
     provider.shutdown().unwrap();
 }
 
@@ -361,6 +511,7 @@ proptest! {
             prop_assert_eq!(summary.accepted + summary.rejected, n);
             prop_assert!(store.span_count() <= max);
             prop_assert!(store.byte_count() <= max_bytes);
+            store.audit();
             for trace in store.list(100) {
                 let detail = store.trace(&trace.trace_id).unwrap();
                 prop_assert_eq!(detail.spans.len(), trace.span_count);

@@ -154,9 +154,19 @@ struct ServeArgs {
     /// Forward nothing, whatever `OTEL_EXPORTER_OTLP_*` says.
     #[arg(long, conflicts_with = "forward_otlp")]
     no_forward: bool,
-    /// Most spans kept in memory; the oldest traces are evicted first.
+    /// Most spans the trace store keeps; the least recently updated traces
+    /// are evicted first.
     #[arg(long, env = "BATON_TRACE_STORE_SPANS", default_value_t = 100_000)]
     trace_store_spans: usize,
+    /// Most memory the trace store holds (estimated; the trace file in the
+    /// data directory mirrors it and stays below it too): bytes, or with a
+    /// unit, e.g. `512MiB`, `2GiB`, `100MB`.
+    #[arg(long, env = "BATON_TRACE_STORE_BYTES", default_value = "512MiB", value_parser = parse_bytes)]
+    trace_store_bytes: usize,
+    /// Traces not updated for this long are evicted (`600s`, `30m`, `24h`,
+    /// `7d`; `0` keeps them until the bounds push them out).
+    #[arg(long, env = "BATON_TRACE_RETENTION", default_value = "24h", value_parser = pubsub_cmds::parse_duration)]
+    trace_retention: std::time::Duration,
     /// Record the server's own spans in message traces (`false` is the same
     /// as `--no-broker-spans`).
     #[arg(
@@ -229,11 +239,43 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A byte count: digits with an optional unit (`KB`, `MB`, `GB` are powers of
+/// 1000, `KiB`, `MiB`, `GiB` (and `K`, `M`, `G`) of 1024; `B` or none: bytes).
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let amount: usize = number
+        .parse()
+        .map_err(|_| format!("expected a size like 512MiB or 100000000, got `{text}`"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "k" | "kib" => 1024,
+        "m" | "mib" => 1024 * 1024,
+        "g" | "gib" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
+    };
+    amount
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.host, args.port);
     let mut config = baton_server::ServerConfig::new(addr);
     config.broker_spans = args.broker_spans && !args.no_broker_spans;
-    config = config.with_trace_store_spans(args.trace_store_spans);
+    config = config
+        .with_trace_store_spans(args.trace_store_spans)
+        .with_trace_store_bytes(args.trace_store_bytes)
+        .with_trace_retention(Some(args.trace_retention));
     if !args.in_memory {
         config = config.with_data_dir(&args.data_dir);
     }
@@ -337,6 +379,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     println!("Trace view: {scheme}://{local}/ui/");
+    let traces = server.trace_store();
+    match traces.path() {
+        Some(path) => tracing::info!(
+            file = %path.display(),
+            spans = traces.span_count(),
+            traces = traces.trace_count(),
+            "trace store loaded"
+        ),
+        None => tracing::info!("trace store in memory (lost on stop)"),
+    }
     if let (Some(grpc), Some(http)) = (server.otlp_grpc_addr(), server.otlp_http_addr()) {
         println!("OTLP traces: gRPC on {grpc}, HTTP on {http} (POST /v1/traces)");
         println!("Send your services' traces here with:");
@@ -385,4 +437,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: closing streams with UNAVAILABLE");
     server.shutdown().await.context("shutting down")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_sizes_parse_with_and_without_units() {
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 * 1024 * 1024));
+        assert_eq!(parse_bytes("2 GiB"), Ok(2 * 1024 * 1024 * 1024));
+        assert_eq!(parse_bytes("100MB"), Ok(100_000_000));
+        assert_eq!(parse_bytes("64k"), Ok(64 * 1024));
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("99999999999999999999GiB").is_err());
+    }
 }

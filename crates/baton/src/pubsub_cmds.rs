@@ -222,7 +222,7 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 }
 
 /// `600s`, `10m`, `2h`, `7d`, or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit())

@@ -40,6 +40,10 @@ pub struct ShowArgs {
     /// Print the trace JSON as the API returned it instead of drawing it.
     #[arg(long)]
     json: bool,
+    /// After the waterfall, list where the spans come from: each resource's
+    /// attributes and the instrumentation scopes that recorded spans.
+    #[arg(long)]
+    resources: bool,
 }
 
 /// Runs a `baton trace` subcommand.
@@ -90,7 +94,55 @@ async fn show(args: ShowArgs) -> anyhow::Result<()> {
     }
     let width = args.width.unwrap_or_else(terminal_width);
     print!("{}", render_waterfall(&detail, width));
+    if args.resources {
+        print!("{}", render_origins(&detail));
+    }
     Ok(())
+}
+
+/// The distinct resources of the trace's spans (linked spans included), in
+/// order of first appearance, each with its attributes and the scopes
+/// (`name version`, attributes) that recorded its spans.
+fn render_origins(detail: &Value) -> String {
+    let mut resources: Vec<(&Value, Vec<&Value>)> = Vec::new();
+    let spans = ["spans", "linkedSpans"]
+        .iter()
+        .filter_map(|key| detail.get(key).and_then(Value::as_array))
+        .flatten();
+    for span in spans {
+        let (Some(resource), Some(scope)) = (span.get("resource"), span.get("scope")) else {
+            continue;
+        };
+        match resources.iter_mut().find(|(r, _)| *r == resource) {
+            Some((_, scopes)) if !scopes.contains(&scope) => scopes.push(scope),
+            Some(_) => {}
+            None => resources.push((resource, vec![scope])),
+        }
+    }
+    let mut out = String::new();
+    for (resource, scopes) in resources {
+        let service = resource
+            .get("service.name")
+            .map_or_else(|| "unknown_service".to_string(), display_value);
+        out.push_str(&format!("\nresource {service}\n"));
+        for (key, value) in resource.as_object().into_iter().flatten() {
+            out.push_str(&format!("  {key} = {}\n", display_value(value)));
+        }
+        for scope in scopes {
+            let field = |name: &str| scope.get(name).map(display_value).unwrap_or_default();
+            let line = format!("scope {} {}", field("name"), field("version"));
+            out.push_str(&format!("  {}\n", line.trim_end()));
+            for (key, value) in scope
+                .get("attributes")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(&format!("    {key} = {}\n", display_value(value)));
+            }
+        }
+    }
+    out
 }
 
 /// The terminal width: `$COLUMNS` when set and sensible, else 100.
@@ -591,6 +643,19 @@ mod tests {
             .skip(1)
             .take_while(|l| !l.is_empty())
             .collect()
+    }
+
+    #[test]
+    fn origins_list_each_resource_once_with_its_scopes() {
+        let text = render_origins(&fixture());
+        assert_eq!(text.matches("\nresource ").count(), 3, "{text}");
+        assert!(text.contains("\nresource service-b\n"), "{text}");
+        assert!(text.contains("  host.name = worker-7\n"), "{text}");
+        assert!(
+            text.contains("  scope fixture 0.4.2\n    scope.flavor = consumer\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nresource baton\n  service.name = baton\n  scope fixture 1.0.0\n"));
     }
 
     #[test]
