@@ -232,3 +232,61 @@ async fn trace_list_renders_in_headless_chromium() {
     assert!(dom.contains("badge err"));
     assert!(dom.contains("1 trace, newest first"));
 }
+
+/// The trace list shows where spans are forwarded, the upstream's state and
+/// the counters (`GET /api/forwarding`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_list_shows_forwarding_status() {
+    use baton_server::baton_trace_store::forward::{ForwardConfig, Protocol};
+    let upstream =
+        TestServer::start_with(ServerConfig::new(loopback()).with_otlp_http(loopback())).await;
+    let upstream_otlp = upstream.server().otlp_http_addr().unwrap();
+    let forward =
+        ForwardConfig::to(&format!("http://{upstream_otlp}"), Protocol::HttpProtobuf).unwrap();
+    let server = TestServer::start_with(
+        ServerConfig::new(loopback())
+            .with_otlp_http(loopback())
+            .with_broker_spans(false)
+            .with_forwarding(forward),
+    )
+    .await;
+    let otlp = server.server().otlp_http_addr().unwrap();
+    let response = post_traces(otlp, "application/json", OTLP).await;
+    assert!(response.status().is_success());
+    // Forwarding is asynchronous: wait until the upstream took the spans.
+    let status_url = format!("http://{}/api/forwarding", server.addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status: serde_json::Value = reqwest::get(&status_url)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["traces"]["state"] == "up" && status["traces"]["forwarded"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "forwarding never came up: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let url = format!("http://{}/ui/", server.addr);
+    let dom = tokio::task::spawn_blocking(move || run_chromium(&url, &["--dump-dom".to_string()]))
+        .await
+        .unwrap();
+    assert!(
+        dom.contains("data-signal=\"traces\" data-state=\"up\""),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(&format!(
+            "traces → http://{upstream_otlp}/v1/traces (http/protobuf)"
+        )),
+        "{dom}"
+    );
+    assert!(dom.contains(" forwarded, 0 dropped"), "{dom}");
+    server.shutdown().await;
+    upstream.shutdown().await;
+}

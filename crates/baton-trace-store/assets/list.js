@@ -7,6 +7,7 @@
   const table = document.getElementById("traces");
   const body = document.getElementById("trace-rows");
   const auto = document.getElementById("auto-refresh");
+  const forwardingEl = document.getElementById("forwarding");
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -73,7 +74,47 @@
     table.hidden = false;
   }
 
+  // Forwarding to an upstream OTLP endpoint (GET /api/forwarding): where
+  // each signal goes, the upstream's state, and what was forwarded and lost.
+  function renderForwarding(status) {
+    forwardingEl.replaceChildren();
+    const lanes = [];
+    for (const signal of ["traces", "logs", "metrics"]) {
+      if (status && status[signal]) lanes.push([signal, status[signal]]);
+    }
+    if (lanes.length === 0) {
+      forwardingEl.append(el("span", "muted", "Not forwarding to an upstream (set OTEL_EXPORTER_OTLP_ENDPOINT or --forward-otlp)."));
+      forwardingEl.hidden = false;
+      return;
+    }
+    for (const [signal, lane] of lanes) {
+      const state = String(lane.state || "unknown");
+      const item = el("span", "lane");
+      item.dataset.signal = signal;
+      item.dataset.state = state;
+      item.append(el("span", "badge fwd-" + state, state.replace("_", " ")));
+      item.append(el("span", null, " " + signal + " \u2192 " + String(lane.endpoint || "") +
+        " (" + String(lane.protocol || "") + "): " +
+        Number(lane.forwarded || 0).toLocaleString() + " forwarded, " +
+        Number(lane.dropped || 0).toLocaleString() + " dropped"));
+      if (lane.lastError && state !== "up") item.append(el("span", "muted", " \u2014 " + lane.lastError));
+      forwardingEl.append(item);
+    }
+    forwardingEl.hidden = false;
+  }
+
+  async function refreshForwarding() {
+    try {
+      const resp = await fetch("/api/forwarding", { headers: { Accept: "application/json" } });
+      if (!resp.ok) { forwardingEl.hidden = true; return; }
+      renderForwarding(await resp.json());
+    } catch (_) {
+      forwardingEl.hidden = true;
+    }
+  }
+
   async function refresh() {
+    refreshForwarding();
     try {
       const resp = await fetch("/api/traces?limit=100", { headers: { Accept: "application/json" } });
       if (!resp.ok) throw new Error("HTTP " + resp.status);

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -30,7 +31,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::convert;
-use crate::model::{Span, SpanKind, StatusCode as SpanStatus, TraceDetail};
+use crate::model::{Attributes, Span, SpanKind, StatusCode as SpanStatus, TraceDetail};
 use crate::store::TraceStore;
 
 /// Traces answered when the request gives no `limit` (as jaeger-query).
@@ -136,12 +137,13 @@ enum RefType {
     FollowsFrom,
 }
 
-/// The process (service) that emitted spans.
+/// The process that emitted spans: one per distinct resource.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Process {
     service_name: String,
-    /// Always empty: the store keeps only the resource's `service.name`.
+    /// The resource's other attributes, as Jaeger's OTLP translator keeps
+    /// them.
     tags: Vec<KeyValue>,
 }
 
@@ -186,32 +188,33 @@ struct Operation {
 /// (`linked_spans`) are left out: a Jaeger trace holds its own spans only,
 /// and the linking spans carry the `FOLLOWS_FROM` reference in their trace.
 pub(crate) fn to_jaeger(detail: TraceDetail) -> Trace {
-    let mut services: Vec<String> = Vec::new();
+    // One process per distinct resource (spans of one SDK share theirs).
+    let mut resources: Vec<(String, Arc<Attributes>)> = Vec::new();
     let spans = detail
         .spans
         .into_iter()
         .map(|span| {
-            let index = match services.iter().position(|s| *s == span.service) {
-                Some(index) => index,
-                None => {
-                    services.push(span.service.clone());
-                    services.len() - 1
-                }
-            };
+            let found = resources.iter().position(|(service, resource)| {
+                *service == span.service
+                    && (Arc::ptr_eq(resource, &span.resource) || **resource == *span.resource)
+            });
+            let index = found.unwrap_or_else(|| {
+                resources.push((span.service.clone(), span.resource.clone()));
+                resources.len() - 1
+            });
             to_jaeger_span(span, format!("p{}", index + 1))
         })
         .collect();
-    let processes = services
+    let processes = resources
         .into_iter()
         .enumerate()
-        .map(|(index, service_name)| {
-            (
-                format!("p{}", index + 1),
-                Process {
-                    service_name,
-                    tags: Vec::new(),
-                },
-            )
+        .map(|(index, (service_name, resource))| {
+            let tags = resource
+                .iter()
+                .filter(|(key, _)| key.as_str() != "service.name")
+                .map(|(key, value)| tag((key.clone(), value.clone())))
+                .collect();
+            (format!("p{}", index + 1), Process { service_name, tags })
         })
         .collect();
     Trace {
@@ -238,6 +241,13 @@ fn to_jaeger_span(span: Span, process_id: String) -> JaegerSpan {
     }));
     let mut tags: Vec<KeyValue> = span.attributes.into_iter().map(tag).collect();
     tags.push(string_tag("span.kind", kind_name(span.kind)));
+    // The instrumentation scope, as Jaeger's OTLP translator names it.
+    if !span.scope.name.is_empty() {
+        tags.push(string_tag("otel.scope.name", &span.scope.name));
+    }
+    if !span.scope.version.is_empty() {
+        tags.push(string_tag("otel.scope.version", &span.scope.version));
+    }
     if let Some(code) = status_name(span.status.code) {
         tags.push(string_tag("otel.status_code", code));
     }

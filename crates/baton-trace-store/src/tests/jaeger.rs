@@ -854,3 +854,37 @@ fn search_query_parsing() {
         SearchQuery::parse(&pairs(&[("tags", r#"{"url":"http://x","k":"json"}"#)]), T0).unwrap();
     assert_eq!(both, expected);
 }
+
+#[tokio::test]
+async fn resources_are_processes_and_scopes_are_tags() {
+    let store = TraceStore::new(100);
+    let mut sent = request("orders-api", vec![span(7, 1, None, T0, T0 + MS)]);
+    let resource_spans = &mut sent.resource_spans[0];
+    if let Some(resource) = resource_spans.resource.as_mut() {
+        resource.attributes.push(attr(
+            "host.name",
+            any_value::Value::StringValue("node-7".into()),
+        ));
+    }
+    resource_spans.scope_spans[0].scope = Some(InstrumentationScope {
+        name: "google-cloud-pubsub".into(),
+        version: "2.44.0".into(),
+        ..Default::default()
+    });
+    store.ingest(sent).unwrap();
+    let trace = one_trace(&store, &hex_tid(7)).await;
+    let process = &trace.processes[&trace.spans[0].process_id];
+    assert_eq!(process.service_name, "orders-api");
+    let host = process.tags.iter().find(|t| t.key == "host.name");
+    assert_eq!(host.map(|t| t.value.clone()), Some(json!("node-7")));
+    assert!(process.tags.iter().all(|t| t.key != "service.name"));
+    let tag = |key: &str| {
+        trace.spans[0]
+            .tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.clone())
+    };
+    assert_eq!(tag("otel.scope.name"), Some(json!("google-cloud-pubsub")));
+    assert_eq!(tag("otel.scope.version"), Some(json!("2.44.0")));
+}
