@@ -665,3 +665,67 @@ async fn logs_and_metrics_are_forwarded_when_on() {
     downstream.shutdown().await;
     upstream.shutdown().await;
 }
+
+/// Forwarding to an upstream that serves TLS with a development CA, set up
+/// only by the standard variables (`OTEL_EXPORTER_OTLP_CERTIFICATE` names
+/// the CA to trust), over both protocols.
+async fn forwards_over_tls(protocol: Protocol) {
+    let upstream = TestServer::start_tls_with(otlp_config(None)).await;
+    let ca = upstream.tls_root().expect("the upstream serves TLS");
+    let port = match protocol {
+        Protocol::Grpc => upstream.server().otlp_grpc_addr(),
+        _ => upstream.server().otlp_http_addr(),
+    }
+    .expect("the upstream receives OTLP")
+    .port();
+    let vars: std::collections::HashMap<String, String> = [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("https://localhost:{port}"),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            match protocol {
+                Protocol::Grpc => "grpc",
+                Protocol::HttpProtobuf => "http/protobuf",
+                Protocol::HttpJson => "http/json",
+            }
+            .to_string(),
+        ),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let forward = ForwardConfig::from_vars(&vars, None, None)
+        .unwrap()
+        .expect("the variables name an endpoint");
+    let downstream = TestServer::start_with(otlp_config(Some(forward))).await;
+    let trace = publish_traced(&downstream, "tls-forwarded").await;
+    flush(&downstream).await;
+    let status = downstream.server().forwarding().status();
+    let lane = status.traces.expect("spans are forwarded");
+    assert_eq!(lane.state, UpstreamState::Up, "{lane:?}");
+    assert!(lane.forwarded > 0 && lane.dropped == 0, "{lane:?}");
+    let stored = upstream
+        .server()
+        .trace_store()
+        .trace(&trace)
+        .expect("the upstream stored the forwarded trace");
+    assert!(
+        stored.spans.iter().any(|s| s.scope.name == SCOPE_NAME),
+        "the downstream's broker spans arrived: {stored:?}"
+    );
+    downstream.shutdown().await;
+    upstream.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwards_over_tls_grpc_with_the_certificate_variable() {
+    forwards_over_tls(Protocol::Grpc).await;
+}
+
+#[tokio::test]
+async fn forwards_over_tls_http_with_the_certificate_variable() {
+    forwards_over_tls(Protocol::HttpProtobuf).await;
+}
