@@ -14,7 +14,9 @@
 //! - [`auth`]: authentication on with a known operator token, and the
 //!   operator's service accounts, key files and IAM grants.
 //! - [`process::ServeProcess`]: the real `baton serve` binary as a child
-//!   process (killed on drop, SIGKILL for the crash tests);
+//!   process (killed on drop, SIGKILL for the crash tests), with OTLP off
+//!   or on free ports and environment of the test's choosing (never the
+//!   test process's `OTEL_*`);
 //!   [`process::baton_command`] runs any other `baton` verb, and
 //!   [`process::output_within`] runs one to its end within a time limit;
 //!   [`process::succeed_within`] runs any program (`node`) to a success.

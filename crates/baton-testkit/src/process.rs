@@ -9,8 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 
@@ -19,30 +19,50 @@ use crate::grpc;
 /// The beginning of `baton serve`'s first line, before the address.
 const LISTENING: &str = "Baton Pub/Sub server listening on ";
 
+/// The beginning of `baton serve`'s line naming its OTLP receivers.
+const OTLP_LINE: &str = "OTLP traces: gRPC on ";
+
 /// How long `baton serve` may take to print its address.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
 /// Environment variables `baton` reads that a developer's shell may set:
 /// removed so a test sees the binary's defaults and its own arguments only.
+/// Every `OTEL_*` variable goes too (see [`baton_command`]).
 const INHERITED: &[&str] = &[
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "BATON_PORT",
     "BATON_HOST",
     "BATON_DATA_DIR",
     "BATON_IN_MEMORY",
     "BATON_SERVER",
+    "BATON_OTLP_GRPC_PORT",
+    "BATON_OTLP_HTTP_PORT",
+    "BATON_FORWARD_OTLP",
+    "BATON_FORWARD_OTLP_PROTOCOL",
+    "BATON_FORWARD_QUEUE",
 ];
 
+/// Whether `name` is one of the OpenTelemetry variables (`OTEL_*`): `baton
+/// serve` forwards by `OTEL_EXPORTER_OTLP_*`, the CLI exports its own spans
+/// by them, and an SDK reads `OTEL_SERVICE_NAME` and the like.
+pub fn is_otel_var(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| n.starts_with("OTEL_"))
+}
+
 /// A command running the `baton` binary at `bin`, without the settings a
-/// shell may pass down (`OTEL_EXPORTER_OTLP_ENDPOINT`,
-/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `BATON_PORT`, `BATON_HOST`,
-/// `BATON_DATA_DIR`, `BATON_IN_MEMORY`, `BATON_SERVER`) and with short panic
-/// messages (`RUST_BACKTRACE=0`, so expected failures print one clear line).
+/// shell may pass down (every `OTEL_*` variable, `BATON_PORT`, `BATON_HOST`,
+/// `BATON_DATA_DIR`, `BATON_IN_MEMORY`, `BATON_SERVER`, the OTLP port and
+/// forwarding variables) and with short panic messages (`RUST_BACKTRACE=0`,
+/// so expected failures print one clear line). A test sets what it means
+/// to on the command afterwards.
 pub fn baton_command(bin: &Path) -> Command {
     let mut command = Command::new(bin);
     for name in INHERITED {
         command.env_remove(name);
+    }
+    for (name, _) in std::env::vars_os() {
+        if is_otel_var(&name) {
+            command.env_remove(name);
+        }
     }
     command.env("RUST_BACKTRACE", "0");
     command
@@ -119,6 +139,8 @@ pub struct ServeProcess {
     child: Child,
     addr: SocketAddr,
     first_line: String,
+    /// Every line it printed after the first, as it prints them.
+    stdout: Arc<(Mutex<Vec<String>>, Condvar)>,
 }
 
 impl ServeProcess {
@@ -129,12 +151,34 @@ impl ServeProcess {
     /// `--no-otlp`: the default OTLP ports are fixed (4317, 4318), so test
     /// servers running side by side would fight over them.
     pub fn spawn(bin: &Path, cwd: &Path, args: &[&str], log: &Path) -> Self {
+        let args: Vec<&str> = ["--no-otlp"].iter().chain(args).copied().collect();
+        Self::spawn_with(bin, cwd, &args, &[], log)
+    }
+
+    /// Starts `bin serve --port 0` plus `args` in `cwd`, with `env` set in
+    /// its environment (on top of [`baton_command`]'s clean one), and waits
+    /// (up to 30 s) for the first line. OTLP is as `args` say: pass
+    /// `--otlp-grpc-port 0 --otlp-http-port 0` for receivers on free ports
+    /// (read them with [`ServeProcess::otlp_addrs`]) or `--no-otlp`. Its log
+    /// (stderr, `BATON_LOG=info`) goes to the file `log`.
+    pub fn spawn_with(
+        bin: &Path,
+        cwd: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Self {
         let log = std::fs::File::create(log).expect("server log file");
-        let mut child = baton_command(bin)
-            .args(["serve", "--port", "0", "--no-otlp"])
+        let mut command = baton_command(bin);
+        command
+            .args(["serve", "--port", "0"])
             .args(args)
             .current_dir(cwd)
-            .env("BATON_LOG", "info")
+            .env("BATON_LOG", "info");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -142,16 +186,24 @@ impl ServeProcess {
             .expect("the baton binary runs");
         let stdout = child.stdout.take().expect("piped stdout");
         let (lines, first) = mpsc::channel();
-        // Reads the first line, then keeps draining stdout until it closes
-        // (a full pipe would block the server).
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = lines.send(line);
-            let mut rest = String::new();
-            while matches!(reader.read_line(&mut rest), Ok(n) if n > 0) {
-                rest.clear();
+        let rest: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
+        // Reads the first line, then keeps reading stdout until it closes
+        // (a full pipe would block the server), keeping the lines.
+        std::thread::spawn({
+            let rest = rest.clone();
+            move || {
+                let mut reader = BufReader::new(stdout);
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let _ = lines.send(line);
+                let mut next = String::new();
+                while matches!(reader.read_line(&mut next), Ok(n) if n > 0) {
+                    let (kept, arrived) = &*rest;
+                    kept.lock()
+                        .expect("stdout lines")
+                        .push(std::mem::take(&mut next));
+                    arrived.notify_all();
+                }
             }
         });
         let first_line = match first.recv_timeout(START_LIMIT) {
@@ -161,13 +213,47 @@ impl ServeProcess {
                 panic!("baton serve printed no address within {START_LIMIT:?}");
             }
         };
-        let addr = parse_listening_line(&first_line)
-            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"));
+        let addr = parse_listening_line(&first_line).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("unexpected first line {first_line:?}")
+        });
         Self {
             child,
             addr,
             first_line,
+            stdout: rest,
         }
+    }
+
+    /// The first line after the first that starts with `prefix`, waiting up
+    /// to `limit` for it to be printed; `None` if it is not printed by then
+    /// (or stdout closed).
+    pub fn line_starting_with(&self, prefix: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        let (kept, arrived) = &*self.stdout;
+        let mut lines = kept.lock().expect("stdout lines");
+        loop {
+            if let Some(line) = lines.iter().find(|l| l.starts_with(prefix)) {
+                return Some(line.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = arrived.wait_timeout(lines, left).expect("stdout lines").0;
+        }
+    }
+
+    /// The OTLP receivers' addresses (gRPC, HTTP), from the line `OTLP
+    /// traces: gRPC on ADDR, HTTP on ADDR ...` printed at start (waiting up
+    /// to 10 s for it); panics if it says the receivers are off.
+    pub fn otlp_addrs(&self) -> (SocketAddr, SocketAddr) {
+        let line = self
+            .line_starting_with(OTLP_LINE, Duration::from_secs(10))
+            .unwrap_or_else(|| {
+                panic!(
+                    "baton serve printed no {OTLP_LINE:?} line (OTLP off?); it printed {:?}",
+                    self.stdout.0.lock().expect("stdout lines")
+                )
+            });
+        parse_otlp_line(&line).unwrap_or_else(|| panic!("unexpected OTLP line {line:?}"))
     }
 
     /// The address it listens on (gRPC and REST).
@@ -209,6 +295,13 @@ fn parse_listening_line(line: &str) -> Option<SocketAddr> {
         .ok()
 }
 
+/// The receivers in the line `OTLP traces: gRPC on ADDR, HTTP on ADDR (...)`.
+fn parse_otlp_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let (grpc, rest) = line.strip_prefix(OTLP_LINE)?.split_once(", HTTP on ")?;
+    let http = rest.split_whitespace().next()?;
+    Some((grpc.parse().ok()?, http.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +332,19 @@ mod tests {
             Some(SocketAddr::from(([127, 0, 0, 1], 4711)))
         );
         assert_eq!(parse_listening_line("something else"), None);
+    }
+
+    #[test]
+    fn the_otlp_receivers_come_from_their_line() {
+        assert_eq!(
+            parse_otlp_line(
+                "OTLP traces: gRPC on 127.0.0.1:4317, HTTP on 127.0.0.1:4318 (POST /v1/traces)\n"
+            ),
+            Some((
+                SocketAddr::from(([127, 0, 0, 1], 4317)),
+                SocketAddr::from(([127, 0, 0, 1], 4318))
+            ))
+        );
+        assert_eq!(parse_otlp_line("OTLP receiver off (--no-otlp)"), None);
     }
 }

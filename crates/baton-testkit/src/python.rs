@@ -130,8 +130,8 @@ pub async fn run_script(
 
 /// What a script's environment holds beyond the harness's own variables
 /// (`PYTHONUNBUFFERED`, `PYTHONDONTWRITEBYTECODE`; never
-/// `GOOGLE_APPLICATION_CREDENTIALS`): variables to set and variables of the
-/// test process to leave out.
+/// `GOOGLE_APPLICATION_CREDENTIALS` nor the test process's `OTEL_*`):
+/// variables to set and variables of the test process to leave out.
 #[derive(Debug, Clone, Default)]
 pub struct ScriptEnv {
     set: Vec<(String, OsString)>,
@@ -191,6 +191,13 @@ async fn run(
         .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
+    // The OpenTelemetry SDK reads OTEL_* (resource, exporter headers,
+    // compression): a script gets only those its test sets.
+    for (name, _) in std::env::vars_os() {
+        if crate::process::is_otel_var(&name) {
+            command.env_remove(name);
+        }
+    }
     for name in &env.remove {
         command.env_remove(name);
     }
