@@ -662,11 +662,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         Some(forward) => {
             let forward = without_own_ports(forward.clone(), &own_addrs);
             let forwarding = Forwarding::start(&forward, server_id)?;
-            for lane in [forward.traces, forward.logs, forward.metrics]
-                .into_iter()
-                .flatten()
-            {
-                tracing::info!(endpoint = %lane.endpoint, protocol = %lane.protocol, "forwarding OTLP upstream");
+            for (signal, lane) in [
+                ("traces", forward.traces),
+                ("logs", forward.logs),
+                ("metrics", forward.metrics),
+            ] {
+                if let Some(lane) = lane {
+                    tracing::info!(signal, endpoint = %lane.endpoint, protocol = %lane.protocol, "forwarding OTLP upstream");
+                }
             }
             forwarding
         }
