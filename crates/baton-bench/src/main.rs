@@ -5,6 +5,9 @@
 //! cargo run --release -p baton-bench -- [--messages 50000] [--size 1024] [--rounds 3]
 //!     [--endpoint HOST:PORT] [--modes rust-off,rust-on,py-off,py-on]
 //! cargo run --release -p baton-bench -- --auth-cost [--messages N] [--rounds R]
+//! cargo run --release -p baton-bench -- --forwarding-cost [--messages N] [--rounds R]
+//! cargo run --release -p baton-bench -- --span-flood [--messages N] [--rounds R]
+//!     [--trace-store-bytes B] [--flood-senders S]
 //! ```
 //!
 //! Against one Baton server (started in-process on its own Tokio runtime, or
@@ -36,8 +39,11 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod auth_cost;
+mod forwarding_cost;
 mod python;
 mod sdk_floor;
+mod span_flood;
+mod trace_load;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -123,6 +129,23 @@ struct Args {
     /// with `--auth` and one without, interleaved, then exit.
     #[arg(long)]
     auth_cost: bool,
+    /// Only measure what forwarding spans upstream costs Pub/Sub traffic
+    /// (broker spans on, traced messages): no forwarding against a live
+    /// upstream against one that dies after the warm-up; then the drop
+    /// counter, and whether forwarding resumes when the upstream is back.
+    #[arg(long)]
+    forwarding_cost: bool,
+    /// Only measure whether the trace store's byte bound holds under a
+    /// flood of OTLP spans (memory and disk), and what the flood costs
+    /// Pub/Sub traffic on a durable server, then exit.
+    #[arg(long)]
+    span_flood: bool,
+    /// `--span-flood`: the trace store's byte bound.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    trace_store_bytes: usize,
+    /// `--span-flood`: concurrent tasks sending OTLP export requests.
+    #[arg(long, default_value_t = 4)]
+    flood_senders: usize,
     /// Cargo target dir holding the Python venv (`<dir>/interop-venv`,
     /// made on first use); default: the target dir of this binary.
     #[arg(long, env = "CARGO_TARGET_DIR")]
@@ -862,6 +885,18 @@ fn main() -> Result<()> {
         .build()?;
     if args.auth_cost {
         return runtime.block_on(auth_cost::run(args.messages, args.size, args.rounds));
+    }
+    if args.forwarding_cost {
+        return runtime.block_on(forwarding_cost::run(args.messages, args.size, args.rounds));
+    }
+    if args.span_flood {
+        return runtime.block_on(span_flood::run(
+            args.messages,
+            args.size,
+            args.rounds,
+            args.trace_store_bytes,
+            args.flood_senders,
+        ));
     }
     runtime.block_on(run(args))
 }
