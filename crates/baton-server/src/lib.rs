@@ -160,6 +160,13 @@ pub struct ServerConfig {
     /// Serve every port (gRPC, REST, web view, OTLP) over TLS with this
     /// certificate; `None` (the default) serves plain text.
     pub tls: Option<TlsSettings>,
+    /// Most spans per second the OTLP trace receivers take (a token bucket
+    /// with two seconds of burst); beyond it exports are refused with
+    /// `RESOURCE_EXHAUSTED` + `RetryInfo` (gRPC) or 429 + `Retry-After`
+    /// (HTTP), which OTLP exporters retry, so a flood of spans cannot take
+    /// the CPU Pub/Sub needs. `None` (the default of [`ServerConfig::new`])
+    /// takes everything; `baton serve` sets 20,000.
+    pub otlp_max_spans_per_second: Option<u32>,
     /// Authentication and IAM enforcement; `None` (the default) lets every
     /// caller do everything, as a local emulator does.
     pub auth: Option<AuthSettings>,
@@ -192,6 +199,7 @@ impl ServerConfig {
             data_dir: None,
             clock: Clock::system(),
             tls: None,
+            otlp_max_spans_per_second: None,
             auth: None,
             metadata: None,
             public_url: None,
@@ -208,6 +216,13 @@ impl ServerConfig {
     /// Serves every port over TLS with the certificate `tls` names.
     pub fn with_tls(mut self, tls: TlsSettings) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Limits the OTLP trace receivers to `spans` per second (see
+    /// [`ServerConfig::otlp_max_spans_per_second`]).
+    pub fn with_otlp_span_budget(mut self, spans: u32) -> Self {
+        self.otlp_max_spans_per_second = Some(spans);
         self
     }
 
@@ -676,12 +691,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         None => Forwarding::off(server_id),
     };
     let signal_stats = SignalStats::default();
+    let span_budget = config
+        .otlp_max_spans_per_second
+        .map(|spans| Arc::new(baton_trace_store::IngestLimit::new(spans)));
     let otlp_grpc = match otlp_grpc_listener {
         Some(listener) => Some(serve::spawn(
             listener,
-            baton_trace_store::otlp::grpc_router_forwarding(
+            baton_trace_store::otlp::grpc_router_limited(
                 trace_store.clone(),
                 forwarding.clone(),
+                span_budget.clone(),
             )
             .merge(baton_trace_store::signals::grpc_router(
                 signal_stats.clone(),
@@ -695,9 +714,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let otlp_http = match otlp_http_listener {
         Some(listener) => Some(serve::spawn(
             listener,
-            baton_trace_store::otlp::http_router_forwarding(
+            baton_trace_store::otlp::http_router_limited(
                 trace_store.clone(),
                 forwarding.clone(),
+                span_budget,
             )
             .merge(baton_trace_store::signals::http_router(
                 signal_stats.clone(),

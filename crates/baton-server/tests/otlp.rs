@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 
 use baton_server::ServerConfig;
-use baton_server::baton_trace_store::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use baton_server::baton_trace_store::opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use baton_server::baton_trace_store::opentelemetry_proto::tonic::trace::v1::Span;
 use baton_testkit::otlp::{
     grpc_exporting_provider, hex, now_nanos as now, post_traces, request, span, trace_id,
@@ -617,5 +619,77 @@ async fn http_gzip_bodies() {
     assert_eq!(response.status(), 200);
     let detail = wait_for_trace(server.addr, &hex(&t)).await;
     assert_eq!(detail["spans"][0]["name"], "zipped");
+    server.shutdown().await;
+}
+
+/// `n` spans of one trace, as one export request.
+fn spans_request(trace: &[u8], n: u8) -> ExportTraceServiceRequest {
+    let start = baton_testkit::otlp::now_nanos();
+    baton_testkit::otlp::request(
+        "flood",
+        (1..=n)
+            .map(|id| baton_testkit::otlp::span(trace, id, None, "burst", start, start + 1000))
+            .collect(),
+    )
+}
+
+/// Beyond its spans-per-second budget the receiver refuses exports the way
+/// OTLP exporters retry (429 + Retry-After, RESOURCE_EXHAUSTED + RetryInfo),
+/// and takes them again once the budget has refilled, on virtual time.
+#[tokio::test(start_paused = true)]
+async fn the_span_budget_refuses_a_flood_in_the_codes_exporters_retry() {
+    let server = TestServer::start_with(
+        baton_testkit::server::virtual_config()
+            .with_otlp_grpc(loopback())
+            .with_otlp_http(loopback())
+            .with_broker_spans(false)
+            .with_otlp_span_budget(100),
+    )
+    .await;
+    let http = server.server().otlp_http_addr().unwrap();
+    let traces: Vec<Vec<u8>> = (1..=3).map(baton_testkit::otlp::trace_id).collect();
+    // Two seconds' worth pass at once.
+    let accepted = post_traces(
+        http,
+        "application/x-protobuf",
+        spans_request(&traces[0], 200).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(accepted.status(), 200);
+    let refused = post_traces(
+        http,
+        "application/x-protobuf",
+        spans_request(&traces[1], 50).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let grpc = server.server().otlp_grpc_addr().unwrap();
+    let mut client = baton_testkit::otlp::trace_service_client(grpc).await;
+    let status = client
+        .export(spans_request(&traces[2], 50))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(!status.details().is_empty(), "RetryInfo is attached");
+    // Half a second refills 50 spans.
+    tokio::time::advance(std::time::Duration::from_millis(500)).await;
+    let answer = client
+        .export(spans_request(&traces[2], 50))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.partial_success.is_none(), "{answer:?}");
+    let stored = |seed: usize| {
+        let id = baton_testkit::otlp::hex(&traces[seed - 1]);
+        server
+            .server()
+            .trace_store()
+            .trace(&id)
+            .map(|t| t.spans.len())
+    };
+    assert_eq!(stored(1), Some(200));
+    assert_eq!(stored(2), None, "the refused export was not stored");
+    assert_eq!(stored(3), Some(50));
     server.shutdown().await;
 }

@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{ConfigError, ForwardConfig, Protocol, Signal, Target};
+pub(crate) use transport::status_with_retry_info;
 use transport::{Payload, SendError, Transport};
 pub use transport::{log_records, metric_points};
 
@@ -237,6 +238,20 @@ impl<P> Clone for Lane<P> {
 }
 
 impl<P: Payload> Lane<P> {
+    /// Whether `items` more would fit in the queue now; when not, they are
+    /// counted as dropped. Lets a producer skip building a request that
+    /// would only be dropped (an upstream that is down must not cost the
+    /// server the conversion of every span it makes).
+    fn admit(&self, items: usize) -> bool {
+        let shared = &self.shared;
+        let room = shared.outstanding.load(Ordering::Relaxed) + items <= shared.max_items
+            && self.tx.capacity() > 0;
+        if !room {
+            shared.drop_items(items);
+        }
+        room
+    }
+
     fn enqueue(&self, payload: P, chain: Arc<str>) {
         let items = payload.items();
         if items == 0 {
@@ -645,13 +660,18 @@ impl ForwardExporter {
 
 impl SpanExporter for ForwardExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let Some(lane) = &self.forwarding.traces else {
+            return Ok(());
+        };
+        // A full queue drops the batch before it is converted.
+        if batch.is_empty() || !lane.admit(batch.len()) {
+            return Ok(());
+        }
         let attributes = ResourceAttributesWithSchema::from(&self.resource);
         let request = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(batch, &attributes),
         };
-        if let Some(lane) = &self.forwarding.traces {
-            lane.enqueue(request, self.forwarding.server_id.clone());
-        }
+        lane.enqueue(request, self.forwarding.server_id.clone());
         Ok(())
     }
 

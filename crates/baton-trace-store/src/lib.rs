@@ -23,6 +23,7 @@ mod convert;
 mod disk;
 mod exporter;
 pub mod forward;
+pub mod ingest_limit;
 mod jaeger;
 mod model;
 pub mod otlp;
@@ -33,6 +34,7 @@ mod web_ui;
 
 pub use disk::TraceFileError;
 pub use exporter::StoreExporter;
+pub use ingest_limit::IngestLimit;
 pub use model::{
     Attributes, Event, Link, Scope, Span, SpanKind, Status, StatusCode, TraceDetail, TraceSummary,
 };

@@ -14,8 +14,9 @@
 //! be gzip-compressed too (also at most [`MAX_BODY_BYTES`] inflated, else
 //! `RESOURCE_EXHAUSTED`), and responses are gzipped for clients that ask.
 
-use crate::forward::{FORWARDED_HEADER, Forwarding};
-use crate::store::{IngestError, IngestSummary, TraceStore};
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -33,6 +34,10 @@ use tonic::codec::CompressionEncoding;
 use tonic::server::NamedService;
 use tower::ServiceExt;
 
+use crate::forward::{FORWARDED_HEADER, Forwarding};
+use crate::ingest_limit::IngestLimit;
+use crate::store::{IngestError, IngestSummary, TraceStore};
+
 /// Largest request body (HTTP) or message (gRPC) accepted: 16 MiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
@@ -41,6 +46,17 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub struct OtlpTraceService {
     store: TraceStore,
     forwarding: Forwarding,
+    limit: Option<Arc<IngestLimit>>,
+}
+
+/// What became of an export.
+enum Taken {
+    /// It had passed through this server before: dropped.
+    Looped,
+    /// Over the spans-per-second budget: retry after this long.
+    Throttled(Duration),
+    /// Stored (and forwarded).
+    Stored(Result<IngestSummary, IngestError>),
 }
 
 impl OtlpTraceService {
@@ -52,21 +68,46 @@ impl OtlpTraceService {
     /// A service writing into `store` and handing what it receives to
     /// `forwarding` (which also refuses exports that loop back).
     pub fn forwarding(store: TraceStore, forwarding: Forwarding) -> Self {
-        Self { store, forwarding }
+        Self {
+            store,
+            forwarding,
+            limit: None,
+        }
     }
 
-    /// Forwards and stores `request`; `None` for a loop (dropped).
-    fn take(
-        &self,
-        request: ExportTraceServiceRequest,
-        header: Option<&str>,
-    ) -> Option<Result<IngestSummary, IngestError>> {
+    /// Refuses exports beyond `limit` (none: take everything).
+    pub fn with_limit(mut self, limit: Option<Arc<IngestLimit>>) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Forwards and stores `request`, unless it loops or is over budget.
+    fn take(&self, request: ExportTraceServiceRequest, header: Option<&str>) -> Taken {
         if self.forwarding.is_loop(header) {
-            return None;
+            return Taken::Looped;
+        }
+        if let Some(limit) = &self.limit {
+            let spans = request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            if let Err(wait) = limit.admit(spans) {
+                return Taken::Throttled(wait);
+            }
         }
         self.forwarding.traces(&request, header);
-        Some(self.store.ingest(request))
+        Taken::Stored(self.store.ingest(request))
     }
+}
+
+/// The message of a refused export.
+fn throttled_message(limit: Option<&Arc<IngestLimit>>) -> String {
+    format!(
+        "over the trace receiver's budget of {} spans per second; retry later",
+        limit.map_or(0.0, |l| l.spans_per_second())
+    )
 }
 
 fn response(summary: &IngestSummary) -> ExportTraceServiceResponse {
@@ -90,9 +131,14 @@ impl TraceService for OtlpTraceService {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         match self.take(request.into_inner(), header.as_deref()) {
-            None => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
-            Some(Ok(summary)) => Ok(tonic::Response::new(response(&summary))),
-            Some(Err(error @ IngestError::TooLarge { .. })) => {
+            Taken::Looped => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
+            Taken::Throttled(wait) => Err(crate::forward::status_with_retry_info(
+                tonic::Code::ResourceExhausted,
+                &throttled_message(self.limit.as_ref()),
+                wait,
+            )),
+            Taken::Stored(Ok(summary)) => Ok(tonic::Response::new(response(&summary))),
+            Taken::Stored(Err(error @ IngestError::TooLarge { .. })) => {
                 Err(tonic::Status::resource_exhausted(error.to_string()))
             }
         }
@@ -106,10 +152,20 @@ pub fn grpc_router(store: TraceStore) -> Router {
 
 /// The gRPC receiver's routes, handing what it receives to `forwarding`.
 pub fn grpc_router_forwarding(store: TraceStore, forwarding: Forwarding) -> Router {
-    let service = TraceServiceServer::new(OtlpTraceService::forwarding(store, forwarding))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(MAX_BODY_BYTES);
+    grpc_router_limited(store, forwarding, None)
+}
+
+/// [`grpc_router_forwarding`], refusing spans beyond `limit`.
+pub fn grpc_router_limited(
+    store: TraceStore,
+    forwarding: Forwarding,
+    limit: Option<Arc<IngestLimit>>,
+) -> Router {
+    let service =
+        TraceServiceServer::new(OtlpTraceService::forwarding(store, forwarding).with_limit(limit))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(MAX_BODY_BYTES);
     grpc_route(Router::new(), service)
 }
 
@@ -167,6 +223,15 @@ pub fn http_router(store: TraceStore) -> Router {
 
 /// The HTTP receiver's routes, handing what it receives to `forwarding`.
 pub fn http_router_forwarding(store: TraceStore, forwarding: Forwarding) -> Router {
+    http_router_limited(store, forwarding, None)
+}
+
+/// [`http_router_forwarding`], refusing spans beyond `limit`.
+pub fn http_router_limited(
+    store: TraceStore,
+    forwarding: Forwarding,
+    limit: Option<Arc<IngestLimit>>,
+) -> Router {
     Router::new()
         .route("/v1/traces", post(export_http))
         .fallback(|| async {
@@ -175,7 +240,7 @@ pub fn http_router_forwarding(store: TraceStore, forwarding: Forwarding) -> Rout
                 "only POST /v1/traces, /v1/logs and /v1/metrics are served",
             )
         })
-        .with_state(OtlpTraceService::forwarding(store, forwarding))
+        .with_state(OtlpTraceService::forwarding(store, forwarding).with_limit(limit))
 }
 
 /// A JSON error body.
@@ -208,9 +273,20 @@ async fn export_http(
         };
     let header = headers.get(FORWARDED_HEADER).and_then(|v| v.to_str().ok());
     let summary = match service.take(request, header) {
-        None => IngestSummary::default(),
-        Some(Ok(summary)) => summary,
-        Some(Err(e @ IngestError::TooLarge { .. })) => {
+        Taken::Looped => IngestSummary::default(),
+        Taken::Throttled(wait) => {
+            let mut refused = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                throttled_message(service.limit.as_ref()),
+            );
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            refused
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.max(1).into());
+            return refused;
+        }
+        Taken::Stored(Ok(summary)) => summary,
+        Taken::Stored(Err(e @ IngestError::TooLarge { .. })) => {
             return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
         }
     };

@@ -154,6 +154,16 @@ struct ServeArgs {
     /// Forward nothing, whatever `OTEL_EXPORTER_OTLP_*` says.
     #[arg(long, conflicts_with = "forward_otlp")]
     no_forward: bool,
+    /// Most spans per second the OTLP trace receivers take (bursts of two
+    /// seconds' worth pass whole); more are refused with the codes OTLP
+    /// exporters retry later, so a flood of spans cannot slow Pub/Sub. 0
+    /// takes everything.
+    #[arg(
+        long,
+        env = "BATON_OTLP_MAX_SPANS_PER_SECOND",
+        default_value_t = 20_000
+    )]
+    otlp_max_spans_per_second: u32,
     /// Most spans the trace store keeps; the least recently updated traces
     /// are evicted first.
     #[arg(long, env = "BATON_TRACE_STORE_SPANS", default_value_t = 100_000)]
@@ -303,6 +313,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.data_dir.join("tls")
         };
         config = config.with_tls(baton_server::TlsSettings::Development { dir });
+    }
+    if args.otlp_max_spans_per_second > 0 {
+        config = config.with_otlp_span_budget(args.otlp_max_spans_per_second);
     }
     if !args.no_otlp {
         config = config

@@ -128,6 +128,7 @@ async fn retry_info_sets_the_delay_and_plain_resource_exhausted_is_final() {
     transport.script.lock().unwrap().extend([
         Err(grpc_error(status_with_retry_info(
             tonic::Code::ResourceExhausted,
+            "slow down",
             Duration::from_secs(7),
         ))),
         Ok(()),

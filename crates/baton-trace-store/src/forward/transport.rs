@@ -410,8 +410,13 @@ pub(crate) fn grpc_error(status: tonic::Status) -> SendError {
     }
 }
 
-#[cfg(test)]
-pub(crate) fn status_with_retry_info(code: tonic::Code, delay: Duration) -> tonic::Status {
+/// A status with a `RetryInfo` detail asking to retry after `delay`, as the
+/// OTLP receivers answer an export over their budget.
+pub(crate) fn status_with_retry_info(
+    code: tonic::Code,
+    message: &str,
+    delay: Duration,
+) -> tonic::Status {
     let info = RetryInfo {
         retry_delay: Some(prost_types::Duration {
             seconds: i64::try_from(delay.as_secs()).unwrap_or(0),
@@ -420,11 +425,11 @@ pub(crate) fn status_with_retry_info(code: tonic::Code, delay: Duration) -> toni
     };
     let details = RpcStatus {
         code: code as i32,
-        message: "slow down".into(),
+        message: message.into(),
         details: vec![prost_types::Any {
             type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
             value: info.encode_to_vec(),
         }],
     };
-    tonic::Status::with_details(code, "slow down", details.encode_to_vec().into())
+    tonic::Status::with_details(code, message, details.encode_to_vec().into())
 }
