@@ -37,6 +37,29 @@ const SPANS_PER_TRACE: usize = 10;
 /// The span bound, high enough that the byte bound is the one that binds.
 const MAX_SPANS: usize = 5_000_000;
 
+/// `baton serve`'s default `--otlp-max-spans-per-second`.
+const OTLP_SPAN_BUDGET: u32 = 20_000;
+
+/// The delay a `RESOURCE_EXHAUSTED` status's `RetryInfo` asks for (1 s
+/// when it names none).
+fn retry_delay(status: &tonic::Status) -> std::time::Duration {
+    use prost::Message as _;
+    baton_proto::rpc::Status::decode(status.details())
+        .ok()
+        .and_then(|details| {
+            details
+                .details
+                .iter()
+                .filter(|any| any.type_url.ends_with("google.rpc.RetryInfo"))
+                .find_map(|any| baton_proto::rpc::RetryInfo::decode(any.value.as_ref()).ok())
+        })
+        .and_then(|info| info.retry_delay)
+        .map_or(std::time::Duration::from_secs(1), |delay| {
+            std::time::Duration::from_secs(u64::try_from(delay.seconds).unwrap_or(0))
+                + std::time::Duration::from_nanos(u64::try_from(delay.nanos).unwrap_or(0))
+        })
+}
+
 /// A running flood: its tasks and what they got through.
 struct Flood {
     stop: Arc<AtomicBool>,
@@ -74,6 +97,9 @@ impl Flood {
                         }
                         Err(status) if status.code() == tonic::Code::ResourceExhausted => {
                             refused.fetch_add(spans, Ordering::Relaxed);
+                            // As OTLP exporters do: wait as long as the
+                            // server's RetryInfo asks before trying again.
+                            tokio::time::sleep(retry_delay(&status)).await;
                         }
                         Err(status) => return Err(status.into()),
                     }
@@ -144,7 +170,9 @@ pub async fn run(
         .with_data_dir(dir.path())
         .with_trace_store_bytes(cap_bytes)
         .with_trace_store_spans(MAX_SPANS)
-        .with_otlp_grpc(loopback());
+        .with_otlp_grpc(loopback())
+        // What `baton serve` takes by default.
+        .with_otlp_span_budget(OTLP_SPAN_BUDGET);
     let server = baton_server::start(config).await?;
     let channel = connect(server.local_addr()).await?;
     let otlp = connect(
