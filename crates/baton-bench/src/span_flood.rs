@@ -38,7 +38,7 @@ const SPANS_PER_TRACE: usize = 10;
 const MAX_SPANS: usize = 5_000_000;
 
 /// `baton serve`'s default `--otlp-max-spans-per-second`.
-const OTLP_SPAN_BUDGET: u32 = 20_000;
+const OTLP_SPAN_BUDGET: u32 = 10_000;
 
 /// The delay a `RESOURCE_EXHAUSTED` status's `RetryInfo` asks for (1 s
 /// when it names none).

@@ -165,7 +165,7 @@ pub struct ServerConfig {
     /// `RESOURCE_EXHAUSTED` + `RetryInfo` (gRPC) or 429 + `Retry-After`
     /// (HTTP), which OTLP exporters retry, so a flood of spans cannot take
     /// the CPU Pub/Sub needs. `None` (the default of [`ServerConfig::new`])
-    /// takes everything; `baton serve` sets 20,000.
+    /// takes everything; `baton serve` sets 10,000.
     pub otlp_max_spans_per_second: Option<u32>,
     /// Authentication and IAM enforcement; `None` (the default) lets every
     /// caller do everything, as a local emulator does.

@@ -13,6 +13,11 @@ use tokio::time::Instant;
 /// How many seconds of budget a burst may use at once.
 const BURST_SECONDS: f64 = 2.0;
 
+/// The shortest retry delay asked of a refused exporter: decoding a refused
+/// export costs nearly what storing it would, so exporters over the budget
+/// are told to come back no sooner than this.
+const MIN_RETRY: Duration = Duration::from_secs(1);
+
 /// The spans-per-second budget of the OTLP trace receivers. Time is Tokio's,
 /// so tests drive it on paused time.
 #[derive(Debug)]
@@ -51,7 +56,7 @@ impl IngestLimit {
     }
 
     /// Takes `spans` from the budget, or says how long to wait before the
-    /// request would fit. A request larger than the whole burst passes when
+    /// request would fit (at least a second). A request larger than the whole burst passes when
     /// the bucket is full (it could never fit otherwise).
     pub fn admit(&self, spans: usize) -> Result<(), Duration> {
         #[allow(clippy::cast_precision_loss)]
@@ -67,7 +72,7 @@ impl IngestLimit {
             Ok(())
         } else {
             let wait = (needed - bucket.tokens) / self.per_second;
-            Err(Duration::from_secs_f64(wait).max(Duration::from_millis(1)))
+            Err(Duration::from_secs_f64(wait).max(MIN_RETRY))
         }
     }
 }
@@ -82,8 +87,10 @@ mod tests {
         let limit = IngestLimit::new(100);
         // Two seconds' worth at once.
         assert!(limit.admit(200).is_ok());
+        // 50 spans refill in half a second; the exporter is asked to wait
+        // the minimum of a second.
         let wait = limit.admit(50).unwrap_err();
-        assert_eq!(wait, Duration::from_millis(500));
+        assert_eq!(wait, MIN_RETRY);
         tokio::time::advance(Duration::from_millis(500)).await;
         assert!(limit.admit(50).is_ok());
         assert!(limit.admit(1).is_err());

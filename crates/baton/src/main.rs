@@ -161,7 +161,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "BATON_OTLP_MAX_SPANS_PER_SECOND",
-        default_value_t = 20_000
+        default_value_t = 10_000
     )]
     otlp_max_spans_per_second: u32,
     /// Most spans the trace store keeps; the least recently updated traces
