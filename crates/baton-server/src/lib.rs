@@ -161,7 +161,7 @@ pub struct ServerConfig {
     /// certificate; `None` (the default) serves plain text.
     pub tls: Option<TlsSettings>,
     /// Most spans per second the OTLP trace receivers take (a token bucket
-    /// with two seconds of burst); beyond it exports are refused with
+    /// with half a second of burst); beyond it exports are refused with
     /// `RESOURCE_EXHAUSTED` + `RetryInfo` (gRPC) or 429 + `Retry-After`
     /// (HTTP), which OTLP exporters retry, so a flood of spans cannot take
     /// the CPU Pub/Sub needs. `None` (the default of [`ServerConfig::new`])

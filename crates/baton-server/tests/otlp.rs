@@ -643,12 +643,12 @@ async fn the_span_budget_refuses_a_flood_in_the_codes_exporters_retry() {
             .with_otlp_grpc(loopback())
             .with_otlp_http(loopback())
             .with_broker_spans(false)
-            .with_otlp_span_budget(100),
+            .with_otlp_span_budget(400),
     )
     .await;
     let http = server.server().otlp_http_addr().unwrap();
     let traces: Vec<Vec<u8>> = (1..=3).map(baton_testkit::otlp::trace_id).collect();
-    // Two seconds' worth pass at once.
+    // Half a second's worth passes at once.
     let accepted = post_traces(
         http,
         "application/x-protobuf",
@@ -672,8 +672,8 @@ async fn the_span_budget_refuses_a_flood_in_the_codes_exporters_retry() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     assert!(!status.details().is_empty(), "RetryInfo is attached");
-    // Half a second refills 50 spans.
-    tokio::time::advance(std::time::Duration::from_millis(500)).await;
+    // An eighth of a second refills 50 spans.
+    tokio::time::advance(std::time::Duration::from_millis(125)).await;
     let answer = client
         .export(spans_request(&traces[2], 50))
         .await

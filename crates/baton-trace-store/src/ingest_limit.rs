@@ -2,8 +2,9 @@
 //! flood of spans cannot take the CPU the Pub/Sub traffic needs: exports
 //! beyond it are refused the way OTLP expects (gRPC `RESOURCE_EXHAUSTED` with
 //! `RetryInfo`, HTTP 429 with `Retry-After`), and OTLP exporters retry them
-//! later. A token bucket: the budget refills continuously and holds up to
-//! two seconds' worth, so bursts pass whole.
+//! later. A token bucket: the budget refills continuously and holds half a
+//! second's worth, so an SDK's batches (512 spans by default) pass whole
+//! while a flood cannot bank more than that.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How many seconds of budget a burst may use at once.
-const BURST_SECONDS: f64 = 2.0;
+const BURST_SECONDS: f64 = 0.5;
 
 /// The shortest retry delay asked of a refused exporter: decoding a refused
 /// export costs nearly what storing it would, so exporters over the budget
@@ -84,14 +85,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_budget_refills_and_bursts_pass_whole() {
-        let limit = IngestLimit::new(100);
-        // Two seconds' worth at once.
+        let limit = IngestLimit::new(400);
+        // Half a second's worth at once.
         assert!(limit.admit(200).is_ok());
-        // 50 spans refill in half a second; the exporter is asked to wait
-        // the minimum of a second.
+        // 50 spans refill in an eighth of a second; the exporter is asked
+        // to wait the minimum of a second.
         let wait = limit.admit(50).unwrap_err();
         assert_eq!(wait, MIN_RETRY);
-        tokio::time::advance(Duration::from_millis(500)).await;
+        tokio::time::advance(Duration::from_millis(125)).await;
         assert!(limit.admit(50).is_ok());
         assert!(limit.admit(1).is_err());
     }
@@ -100,7 +101,7 @@ mod tests {
     async fn a_request_larger_than_the_burst_passes_on_a_full_bucket() {
         let limit = IngestLimit::new(10);
         assert!(limit.admit(500).is_ok());
-        // The debt: 480 spans, 48 s at 10 per second, plus the 20 needed.
+        // The debt: 495 spans, 49.5 s at 10 per second, plus the 5 needed.
         let wait = limit.admit(500).unwrap_err();
         assert_eq!(wait, Duration::from_secs(50));
         tokio::time::advance(Duration::from_secs(50)).await;

@@ -154,8 +154,8 @@ struct ServeArgs {
     /// Forward nothing, whatever `OTEL_EXPORTER_OTLP_*` says.
     #[arg(long, conflicts_with = "forward_otlp")]
     no_forward: bool,
-    /// Most spans per second the OTLP trace receivers take (bursts of two
-    /// seconds' worth pass whole); more are refused with the codes OTLP
+    /// Most spans per second the OTLP trace receivers take (bursts of half a
+    /// second's worth pass whole); more are refused with the codes OTLP
     /// exporters retry later, so a flood of spans cannot slow Pub/Sub. 0
     /// takes everything.
     #[arg(
