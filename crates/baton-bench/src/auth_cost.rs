@@ -14,48 +14,16 @@
 //! the first call the server's verified-token cache answers; that cache is
 //! what keeps the cost small.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, ensure};
 use baton_proto::iam::{Binding, Policy};
-use baton_proto::pubsub::publisher_client::PublisherClient;
-use baton_proto::pubsub::subscriber_client::SubscriberClient;
-use baton_proto::pubsub::{
-    AcknowledgeRequest, PublishRequest, PubsubMessage, PullRequest, Subscription, Topic,
-};
 use baton_server::{AuthSettings, ServerConfig};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Request, Status};
 
-const PROJECT: &str = "bench";
-/// Concurrent callers per phase.
-const CALLERS: usize = 8;
-/// Messages per Publish call.
-const BATCH: usize = 10;
-/// Most messages per Pull call.
-const PULL_MAX: i32 = 100;
-
-/// Adds the credential (if any) to every call.
-#[derive(Clone)]
-struct Credential(Option<MetadataValue<Ascii>>);
-
-impl tonic::service::Interceptor for Credential {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-type Authed = InterceptedService<Channel, Credential>;
+use crate::trace_load::{BATCH, CALLERS, Credential, PROJECT, PULL_MAX, median, round};
 
 /// One server under test and a channel to it.
 struct Target {
@@ -63,22 +31,6 @@ struct Target {
     server: baton_server::RunningServer,
     channel: Channel,
     credential: Credential,
-}
-
-impl Target {
-    fn publisher(&self) -> PublisherClient<Authed> {
-        PublisherClient::new(InterceptedService::new(
-            self.channel.clone(),
-            self.credential.clone(),
-        ))
-    }
-
-    fn subscriber(&self) -> SubscriberClient<Authed> {
-        SubscriberClient::new(InterceptedService::new(
-            self.channel.clone(),
-            self.credential.clone(),
-        ))
-    }
 }
 
 async fn connect(server: &baton_server::RunningServer) -> Result<Channel> {
@@ -174,112 +126,6 @@ fn check_cost(target: &Target, calls: u32) -> Result<f64> {
     Ok(started.elapsed().as_secs_f64() * 1e9 / f64::from(calls))
 }
 
-/// Publish then pull+ack `n` messages of `size` bytes on fresh resources;
-/// messages per second of each phase.
-async fn round(target: &Target, prefix: &str, n: usize, size: usize) -> Result<(f64, f64)> {
-    let topic = format!("projects/{PROJECT}/topics/{prefix}");
-    let subscription = format!("projects/{PROJECT}/subscriptions/{prefix}");
-    target
-        .publisher()
-        .create_topic(Topic {
-            name: topic.clone(),
-            ..Default::default()
-        })
-        .await?;
-    target
-        .subscriber()
-        .create_subscription(Subscription {
-            name: subscription.clone(),
-            topic: topic.clone(),
-            ack_deadline_seconds: 600,
-            ..Default::default()
-        })
-        .await?;
-    let data = vec![b'x'; size];
-    let calls = n.div_ceil(BATCH);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..CALLERS {
-        let (mut publisher, next, topic, data) = (
-            target.publisher(),
-            next.clone(),
-            topic.clone(),
-            data.clone(),
-        );
-        tasks.spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < calls {
-                let messages = (0..BATCH)
-                    .map(|_| PubsubMessage {
-                        data: data.clone(),
-                        ..Default::default()
-                    })
-                    .collect();
-                publisher
-                    .publish(PublishRequest {
-                        topic: topic.clone(),
-                        messages,
-                    })
-                    .await?;
-            }
-            Ok::<_, Status>(())
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
-    let published = calls * BATCH;
-    let publish_rate = rate(published, started.elapsed());
-
-    let received = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    for _ in 0..CALLERS {
-        let (mut subscriber, received, subscription) =
-            (target.subscriber(), received.clone(), subscription.clone());
-        tasks.spawn(async move {
-            while received.load(Ordering::Relaxed) < published {
-                #[allow(deprecated)]
-                let pulled = subscriber
-                    .pull(PullRequest {
-                        subscription: subscription.clone(),
-                        return_immediately: true,
-                        max_messages: PULL_MAX,
-                    })
-                    .await?
-                    .into_inner()
-                    .received_messages;
-                if pulled.is_empty() {
-                    continue;
-                }
-                received.fetch_add(pulled.len(), Ordering::Relaxed);
-                subscriber
-                    .acknowledge(AcknowledgeRequest {
-                        subscription: subscription.clone(),
-                        ack_ids: pulled.into_iter().map(|m| m.ack_id).collect(),
-                    })
-                    .await?;
-            }
-            Ok::<_, Status>(())
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
-    let got = received.load(Ordering::Relaxed);
-    ensure!(got >= published, "received {got} of {published}");
-    Ok((publish_rate, rate(published, started.elapsed())))
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn rate(n: usize, elapsed: Duration) -> f64 {
-    n as f64 / elapsed.as_secs_f64()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Runs the comparison and prints the report.
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 pub async fn run(messages: usize, size: usize, rounds: usize) -> Result<()> {
@@ -308,9 +154,16 @@ pub async fn run(messages: usize, size: usize, rounds: usize) -> Result<()> {
         for index in order {
             let (target, result) = (&targets[index], &mut results[index]);
             let prefix = format!("r{round_no}-t{index}");
-            let (publish, receive) = round(target, &prefix, messages, size)
-                .await
-                .with_context(|| format!("{} round {round_no}", target.label))?;
+            let (publish, receive) = round(
+                &target.channel,
+                &target.credential,
+                &prefix,
+                messages,
+                size,
+                false,
+            )
+            .await
+            .with_context(|| format!("{} round {round_no}", target.label))?;
             eprintln!(
                 "== {} {round_no} {}: publish {publish:.0} msg/s, pull+ack {receive:.0} msg/s",
                 if round_no == 0 { "warm-up" } else { "round" },
@@ -329,7 +182,7 @@ pub async fn run(messages: usize, size: usize, rounds: usize) -> Result<()> {
     );
     let medians: Vec<(f64, f64)> = results
         .into_iter()
-        .map(|(p, r)| (median(p), median(r)))
+        .map(|(p, r)| (median(&p), median(&r)))
         .collect();
     for (target, (publish, receive)) in targets.iter().zip(&medians) {
         println!(

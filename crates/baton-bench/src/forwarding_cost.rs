@@ -22,7 +22,7 @@ use baton_server::{ForwardConfig, RunningServer, ServerConfig};
 use tonic::transport::Channel;
 
 use crate::trace_load::{
-    BATCH, CALLERS, PULL_MAX, change, connect, loopback, median, range_k, round,
+    BATCH, CALLERS, Credential, PULL_MAX, change, connect, loopback, median, range_k, round,
 };
 
 /// How long to wait for forwarding to resume once the upstream is back
@@ -111,9 +111,16 @@ pub async fn run(messages: usize, size: usize, rounds: usize) -> Result<()> {
         for index in order {
             let (target, result) = (&targets[index], &mut results[index]);
             let prefix = format!("r{round_no}-t{index}");
-            let (publish, receive) = round(&target.channel, &prefix, messages, size, true)
-                .await
-                .with_context(|| format!("{} round {round_no}", target.label))?;
+            let (publish, receive) = round(
+                &target.channel,
+                &Credential::default(),
+                &prefix,
+                messages,
+                size,
+                true,
+            )
+            .await
+            .with_context(|| format!("{} round {round_no}", target.label))?;
             eprintln!(
                 "== {} {round_no} {}: publish {publish:.0} msg/s, pull+ack {receive:.0} msg/s",
                 if round_no == 0 { "warm-up" } else { "round" },

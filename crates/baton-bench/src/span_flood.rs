@@ -27,8 +27,8 @@ use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
 use crate::trace_load::{
-    BATCH, CALLERS, PULL_MAX, change, connect, loopback, median, mib, proc_mib, range_k, round,
-    span_request,
+    BATCH, CALLERS, Credential, PULL_MAX, change, connect, loopback, median, mib, proc_mib,
+    range_k, round, span_request,
 };
 
 /// Traces per export request, and spans per trace: 500 spans a request.
@@ -211,9 +211,16 @@ pub async fn run(
         for with_flood in [flood_first, !flood_first] {
             let prefix = format!("r{round_no}-{}", if with_flood { "flood" } else { "alone" });
             let flood = with_flood.then(|| Flood::start(&otlp, senders));
-            let (publish, receive) = round(&channel, &prefix, messages, size, false)
-                .await
-                .with_context(|| format!("round {round_no} ({prefix})"))?;
+            let (publish, receive) = round(
+                &channel,
+                &Credential::default(),
+                &prefix,
+                messages,
+                size,
+                false,
+            )
+            .await
+            .with_context(|| format!("round {round_no} ({prefix})"))?;
             let flood_rate = match flood {
                 Some(flood) => {
                     let (rate, refused) = flood.stop().await?;

@@ -18,8 +18,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use tonic::Status;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use tonic::{Request, Status};
 
 pub const PROJECT: &str = "bench";
 /// Concurrent callers per phase.
@@ -47,6 +49,21 @@ pub async fn connect(addr: SocketAddr) -> Result<Channel> {
 
 /// A W3C traceparent of a sampled `create` span, as a tracing publisher
 /// puts into `googclient_traceparent`.
+/// The credential every call of a workload carries (none by default).
+#[derive(Debug, Clone, Default)]
+pub struct Credential(pub Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for Credential {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
 fn traceparent() -> String {
     let n = NEXT_TRACE.fetch_add(1, Ordering::Relaxed);
     format!("00-{:016x}{n:016x}-{n:016x}-01", 0xba70_u64)
@@ -58,6 +75,7 @@ fn traceparent() -> String {
 /// `receive` and a `deliver` span for it.
 pub async fn round(
     channel: &Channel,
+    credential: &Credential,
     prefix: &str,
     n: usize,
     size: usize,
@@ -65,13 +83,13 @@ pub async fn round(
 ) -> Result<(f64, f64)> {
     let topic = format!("projects/{PROJECT}/topics/{prefix}");
     let subscription = format!("projects/{PROJECT}/subscriptions/{prefix}");
-    PublisherClient::new(channel.clone())
+    PublisherClient::new(InterceptedService::new(channel.clone(), credential.clone()))
         .create_topic(Topic {
             name: topic.clone(),
             ..Default::default()
         })
         .await?;
-    SubscriberClient::new(channel.clone())
+    SubscriberClient::new(InterceptedService::new(channel.clone(), credential.clone()))
         .create_subscription(Subscription {
             name: subscription.clone(),
             topic: topic.clone(),
@@ -86,7 +104,7 @@ pub async fn round(
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..CALLERS {
         let (mut publisher, next, topic, data) = (
-            PublisherClient::new(channel.clone()),
+            PublisherClient::new(InterceptedService::new(channel.clone(), credential.clone())),
             next.clone(),
             topic.clone(),
             data.clone(),
@@ -128,7 +146,7 @@ pub async fn round(
     let started = Instant::now();
     for _ in 0..CALLERS {
         let (mut subscriber, received, subscription) = (
-            SubscriberClient::new(channel.clone()),
+            SubscriberClient::new(InterceptedService::new(channel.clone(), credential.clone())),
             received.clone(),
             subscription.clone(),
         );
