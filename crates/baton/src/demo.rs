@@ -3,7 +3,9 @@
 //! publish) and Service B (subscribe -> process -> inventory call) in this
 //! process, both exporting their spans to the embedded receiver; sends a few
 //! orders; waits until every order's trace is complete; prints the
-//! waterfalls and the web view's URL.
+//! waterfalls and the links of the console: each order's trace and message
+//! page, the subscription's page and the trace list. Ctrl-C or SIGTERM stops
+//! it cleanly at any point: the services and the server shut down in order.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
@@ -55,14 +57,69 @@ struct SentOrder {
     trace_id: String,
 }
 
-/// Runs the demo.
+/// Runs the demo until it is done (`--once`) or stopped by Ctrl-C or
+/// SIGTERM. A signal that arrives while the demo is still starting or waiting
+/// for its traces stops it as cleanly as one that arrives later: whatever has
+/// started is shut down.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let stop = crate::signals::shutdown_signal();
+    tokio::pin!(stop);
+    let mut running = Running::default();
+    let outcome = tokio::select! {
+        outcome = show(&args, &mut running) => outcome,
+        () = &mut stop => {
+            println!("Stopping.");
+            Ok(Stopped::BySignal)
+        }
+    };
+    let wait_for_signal = matches!(outcome, Ok(Stopped::Shown)) && !args.once;
+    if wait_for_signal {
+        stop.await;
+        println!("Stopping.");
+    }
+    let shutdown = running.shutdown().await;
+    outcome.and(shutdown)
+}
+
+/// How the demo's main phase ended.
+enum Stopped {
+    /// The traces are printed; the demo serves until a signal unless `--once`.
+    Shown,
+    /// A signal arrived first.
+    BySignal,
+}
+
+/// What the demo has started so far, to stop in order whenever it stops.
+#[derive(Default)]
+struct Running {
+    demo: Option<Demo>,
+    server: Option<Embedded>,
+}
+
+impl Running {
+    /// Stops the services first (they flush their spans into the server),
+    /// then the server.
+    async fn shutdown(self) -> anyhow::Result<()> {
+        if let Some(demo) = self.demo {
+            demo.shutdown().await?;
+        }
+        if let Some(server) = self.server {
+            server.shutdown().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts the server and the services into `running`, sends the orders and
+/// prints their traces and the console's links.
+async fn show(args: &DemoArgs, running: &mut Running) -> anyhow::Result<Stopped> {
     let server = Embedded::start(
         SocketAddr::from((Ipv4Addr::LOCALHOST, port_or_free(args.port))),
         port_or_free(args.otlp_grpc_port),
         port_or_free(args.otlp_http_port),
     )
     .await?;
+    let server = running.server.insert(server);
     let pubsub = server.pubsub_addr();
     let web = format!("http://{pubsub}");
     println!("Baton is listening on {pubsub} (Pub/Sub gRPC and REST, web view)");
@@ -72,6 +129,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let otlp = Some(format!("http://{otlp_grpc}"));
     let demo =
         Demo::start(DemoConfig::new(pubsub.to_string(), otlp).with_fail_every(FAIL_EVERY)).await?;
+    let demo = running.demo.insert(demo);
     let orders_url = demo.orders_url();
     println!(
         "Service A: POST {orders_url}; Service B: subscribed to {}",
@@ -134,10 +192,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "Order {} / message {}{note}: {web}/ui/trace/{}",
             order.id, order.message_id, order.trace_id
         );
+        println!(
+            "  message page: {}",
+            message_page(&web, demo.config(), &order.message_id)
+        );
         print!("{}", crate::trace_cmd::render_waterfall(detail, width));
     }
     println!();
-    println!("Web view: {web}/ui/");
+    let config = demo.config();
+    println!("Trace list: {web}/ui/");
+    println!(
+        "Subscription {}: {web}/ui/subscriptions/{}/{}",
+        config.subscription, config.project, config.subscription
+    );
+    println!(
+        "Topic {}: {web}/ui/topics/{}/{}",
+        config.topic, config.project, config.topic
+    );
 
     if !args.once {
         println!("Send more orders with:");
@@ -145,11 +216,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "  curl -X POST {orders_url} -H 'content-type: application/json' -d '{{\"id\":7,\"item\":\"widget\",\"quantity\":1}}'"
         );
         println!("Press Ctrl-C to stop.");
-        crate::signals::shutdown_signal().await;
     }
-    demo.shutdown().await?;
-    server.shutdown().await?;
-    Ok(())
+    Ok(Stopped::Shown)
+}
+
+/// The console's page of one message of the demo's topic.
+fn message_page(web: &str, config: &DemoConfig, message_id: &str) -> String {
+    format!(
+        "{web}/ui/messages/{}/{}/{message_id}",
+        config.project, config.topic
+    )
 }
 
 fn spans<'a>(detail: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {

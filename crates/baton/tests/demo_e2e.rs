@@ -222,8 +222,14 @@ fn baton_demo_once_prints_waterfalls_and_the_web_view_url() {
         "orders-worker subscribe",
         "orders-worker process",
         "reserve inventory",
-        "Web view: http://127.0.0.1:",
+        "Trace list: http://127.0.0.1:",
         "/ui/",
+        "message page: http://127.0.0.1:",
+        "/ui/messages/demo/orders/",
+        "Subscription orders-worker: http://127.0.0.1:",
+        "/ui/subscriptions/demo/orders-worker",
+        "Topic orders: http://127.0.0.1:",
+        "/ui/topics/demo/orders",
     ] {
         assert!(
             stdout.contains(expected),
@@ -241,4 +247,102 @@ fn baton_demo_once_prints_waterfalls_and_the_web_view_url() {
         "{stdout}"
     );
     assert!(!stderr.contains("incomplete"), "{stderr}");
+}
+
+/// `baton demo` (serving, not `--once`) as a child with its stdout piped.
+fn spawn_demo(orders: &str) -> tokio::process::Child {
+    let mut command = baton_command(Path::new(env!("CARGO_BIN_EXE_baton")));
+    command.args([
+        "demo",
+        "--orders",
+        orders,
+        "--port",
+        "0",
+        "--otlp-grpc-port",
+        "0",
+        "--otlp-http-port",
+        "0",
+    ]);
+    tokio::process::Command::from(command)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Reads `child`'s stdout until a line starting with `prefix`.
+async fn read_until(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    prefix: &str,
+) -> String {
+    let wait = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+        panic!("stdout ended before a line starting with {prefix:?}");
+    };
+    tokio::time::timeout(Duration::from_secs(90), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no line starting with {prefix:?} within 90 s"))
+}
+
+/// Sends SIGTERM to `child` and returns its exit status, within 20 s.
+async fn terminate(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("baton demo stops within 20 s of SIGTERM")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baton_demo_stops_cleanly_on_sigterm_while_serving() {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = spawn_demo("3");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = read_until(&mut lines, "Baton is listening on ").await;
+    read_until(&mut lines, "Press Ctrl-C to stop.").await;
+    let status = terminate(&mut child).await;
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        read_until(&mut lines, "Stopping.").await,
+        "Stopping.",
+        "after {listening}"
+    );
+    // The server is gone: its port refuses connections.
+    let addr = listening
+        .trim_start_matches("Baton is listening on ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "{addr} still accepts connections after the demo stopped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baton_demo_stops_cleanly_on_sigterm_while_starting() {
+    use tokio::io::AsyncBufReadExt as _;
+    // Many orders, so that the signal most likely lands while they are sent
+    // or their traces awaited; before this handled signals in every phase,
+    // SIGTERM there killed the process (a non-zero status).
+    let mut child = spawn_demo("40");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "order 1 -> message ").await;
+    let status = terminate(&mut child).await;
+    assert!(status.success(), "exit status {status}");
+    let mut rest = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        rest.push(line);
+    }
+    assert!(rest.iter().any(|l| l == "Stopping."), "{rest:#?}");
 }
