@@ -22,6 +22,11 @@ mod store_tests;
 pub mod validate;
 
 pub use broker::leases::{PullWait, StreamRegistration};
+pub use broker::stats::{
+    DEFAULT_STATS_PAGE, DeadLetteredMessage, MAX_STATS_PAGE, PushCounts, PushOutcome,
+    PushResponseClass, PushResult, PushStats, RECENT_DEAD_LETTERS, SubscriptionCounters,
+    SubscriptionStats, TopicCounters, TopicStats,
+};
 pub use broker::{Broker, BrokerBuilder, DELETED_TOPIC};
 pub use clock::Clock;
 pub use error::{AckFailure, BrokerError, BrokerResult, ErrorCode};

@@ -5,7 +5,7 @@
 //! events, dead letters) in the [`Effects`] it is handed, which the broker
 //! carries out when the operation ends.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
 use tokio::time::Instant;
 
 use super::effects::{DeadLetter, Effects, Event, Timer, TimerKind};
+use super::stats::{DeadLetterRecord, PushRecord, SubscriptionCounters};
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::StoreOp;
 use crate::validate;
@@ -130,6 +131,23 @@ pub(crate) struct SubState {
     pub notify: Arc<tokio::sync::Notify>,
     /// The parsed `filter`; messages it rejects are acked on arrival.
     pub filter: Option<crate::filter::Filter>,
+    /// The sequences of `messages` in order, so the oldest unacked message
+    /// is found without a scan (the stats' oldest unacked age).
+    pub owed: BTreeSet<u64>,
+    /// Bytes of `messages` (their payload sizes), kept as they change.
+    pub backlog_bytes: u64,
+    /// How many of `messages` are leased right now.
+    pub leased: usize,
+    /// How many of `messages` wait out a retry backoff right now.
+    pub backing_off: usize,
+    /// What happened to the subscription's messages since it was created
+    /// (or since the broker started).
+    pub counters: SubscriptionCounters,
+    /// Push delivery's results, as the server reports them.
+    pub push: PushRecord,
+    /// The last messages forwarded to the dead-letter topic, newest last,
+    /// at most [`super::stats::RECENT_DEAD_LETTERS`].
+    pub recent_dead_letters: VecDeque<DeadLetterRecord>,
 }
 
 /// Largest batch in one StreamingPull response, in bytes; clients accept
@@ -150,6 +168,13 @@ impl SubState {
             held_keys: HashMap::new(),
             notify: Arc::new(tokio::sync::Notify::new()),
             filter: None,
+            owed: BTreeSet::new(),
+            backlog_bytes: 0,
+            leased: 0,
+            backing_off: 0,
+            counters: SubscriptionCounters::default(),
+            push: PushRecord::default(),
+            recent_dead_letters: VecDeque::new(),
         }
     }
 
@@ -212,7 +237,7 @@ impl SubState {
         });
         fx.wake(&self.notify);
         let size = message.payload_size();
-        self.messages.insert(
+        let replaced = self.messages.insert(
             seq,
             Entry {
                 message,
@@ -223,6 +248,11 @@ impl SubState {
                 available_since: now,
             },
         );
+        if let Some(old) = replaced {
+            self.uncount(&old);
+        }
+        self.owed.insert(seq);
+        self.backlog_bytes += size as u64;
         self.ready.push_back(seq);
     }
 
@@ -287,6 +317,8 @@ impl SubState {
             };
             entry.attempts += 1;
             entry.ack_ids.push(ack);
+            self.leased += 1;
+            self.counters.delivery_attempts += 1;
             self.acks.insert(ack, seq);
             if ordered && !entry.message.ordering_key.is_empty() {
                 let key = entry.message.ordering_key.clone();
@@ -342,8 +374,11 @@ impl SubState {
                     flow.outstanding_messages -= 1;
                     flow.outstanding_bytes -= size;
                 }
+                self.leased = self.leased.saturating_sub(1);
             }
-            EntryState::Backoff { .. } => {}
+            EntryState::Backoff { .. } => {
+                self.backing_off = self.backing_off.saturating_sub(1);
+            }
             EntryState::Ready => return,
         }
         fx.wake(&self.notify);
@@ -385,6 +420,8 @@ impl SubState {
         for ack in &entry.ack_ids {
             self.acks.remove(ack);
         }
+        self.owed.remove(&seq);
+        self.backlog_bytes = self.backlog_bytes.saturating_sub(entry.size as u64);
         let uid = self.uid;
         fx.journal(|| StoreOp::Settle {
             subscription: uid,
@@ -422,9 +459,24 @@ impl SubState {
         }
     }
 
+    /// Takes a replaced entry out of the backlog's running counts (its
+    /// lease or backoff, if any, no longer exists).
+    fn uncount(&mut self, old: &Entry) {
+        self.backlog_bytes = self.backlog_bytes.saturating_sub(old.size as u64);
+        match old.state {
+            EntryState::Leased { .. } => self.leased = self.leased.saturating_sub(1),
+            EntryState::Backoff { .. } => self.backing_off = self.backing_off.saturating_sub(1),
+            EntryState::Ready => {}
+        }
+    }
+
     /// Empties the backlog and forgets every lease.
     pub fn clear(&mut self, fx: &mut Effects) {
         self.messages.clear();
+        self.owed.clear();
+        self.backlog_bytes = 0;
+        self.leased = 0;
+        self.backing_off = 0;
         self.ready.clear();
         self.acks.clear();
         self.held_keys.clear();
@@ -500,6 +552,10 @@ impl SubState {
             let Some(decision) = self.requeue_decision(seq, now) else {
                 continue;
             };
+            match reason {
+                LeaseEnd::Nacked => self.counters.nacked += 1,
+                LeaseEnd::Expired => self.counters.expired += 1,
+            }
             let available_at = match decision {
                 Requeue::Ready => now,
                 Requeue::Later(until) => until,
@@ -508,6 +564,17 @@ impl SubState {
                     self.acknowledge(seq, fx);
                     if let Some(topic) = self.dead_letter_topic() {
                         let topic: Arc<str> = Arc::from(topic);
+                        self.counters.dead_lettered += 1;
+                        if self.recent_dead_letters.len() >= super::stats::RECENT_DEAD_LETTERS {
+                            self.recent_dead_letters.pop_front();
+                        }
+                        self.recent_dead_letters.push_back(DeadLetterRecord {
+                            message: message.clone(),
+                            attempts,
+                            reason,
+                            dead_letter_topic: topic.clone(),
+                            at: now,
+                        });
                         fx.observe(|| Event::DeadLettered {
                             subscription: self.name.clone(),
                             message: message.clone(),
@@ -531,6 +598,7 @@ impl SubState {
                 continue;
             };
             entry.state = if available_at > now {
+                self.backing_off += 1;
                 EntryState::Backoff {
                     until: available_at,
                 }
@@ -569,6 +637,7 @@ impl SubState {
                     entry.available_since = until;
                 }
                 entry.state = EntryState::Ready;
+                self.backing_off = self.backing_off.saturating_sub(1);
                 self.unhold_key(seq);
                 self.push_ready(seq);
                 fx.wake(&self.notify);

@@ -67,6 +67,12 @@ pub(crate) fn append(
         }
     }
     topic_state.prune_log(reading.wall, fx);
+    topic_state.counters.messages_published += stored.len() as u64;
+    topic_state.counters.bytes_published += stored
+        .iter()
+        .map(|(_, m)| m.payload_size() as u64)
+        .sum::<u64>();
+    topic_state.last_publish = Some(reading.wall);
     for (name, snapshot) in snapshots.iter_mut() {
         if snapshot.snapshot.topic == topic {
             for (seq, message) in &stored {

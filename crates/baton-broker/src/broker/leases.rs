@@ -205,10 +205,11 @@ impl Broker {
             };
             match seq {
                 Some(seq) => {
-                    if let Some(message) = sub.acknowledge(seq, fx)
-                        && sub.config.retain_acked_messages
-                    {
-                        kept.push((seq, message));
+                    if let Some(message) = sub.acknowledge(seq, fx) {
+                        sub.counters.acked += 1;
+                        if sub.config.retain_acked_messages {
+                            kept.push((seq, message));
+                        }
                     }
                 }
                 None if exactly_once => failures.push(invalid_ack_id(&ack_ids[index])),

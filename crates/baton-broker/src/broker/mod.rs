@@ -28,6 +28,7 @@ mod recovery;
 mod schemas;
 mod snapshots;
 mod state;
+pub(crate) mod stats;
 mod subscriptions;
 mod timers;
 mod topics;

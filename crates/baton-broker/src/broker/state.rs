@@ -12,6 +12,7 @@ use baton_proto::pubsub::{PubsubMessage, Snapshot, Topic};
 
 use super::delivery::SubState;
 use super::effects::{Effects, Timer};
+use super::stats::TopicCounters;
 use crate::iam::IamPolicies;
 use crate::observer::DeliveryObserver;
 use crate::schema::SchemaRegistry;
@@ -27,6 +28,10 @@ pub(crate) struct TopicState {
     /// Messages kept for the topic's own retention (seek back in time, and
     /// the backlog of subscriptions created later).
     pub log: VecDeque<LoggedMessage>,
+    /// What was published to it (the stats).
+    pub counters: TopicCounters,
+    /// When a message was last stored on it.
+    pub last_publish: Option<SystemTime>,
 }
 
 impl TopicState {
@@ -35,6 +40,8 @@ impl TopicState {
             topic,
             subscriptions: BTreeSet::new(),
             log: VecDeque::new(),
+            counters: TopicCounters::default(),
+            last_publish: None,
         }
     }
 

@@ -207,12 +207,21 @@ impl Broker {
             let settings = topic.topic.schema_settings.as_ref();
             settings.map(|settings| state.schemas.binding(settings))
         };
-        validate::publish_messages(&messages)?;
-        if let Some(binding) = binding {
+        let checked = validate::publish_messages(&messages).and_then(|()| match binding {
             // Decoding happens outside the lock: schemas are compiled once
             // and shared by `Arc`.
-            binding?.stamp(&mut messages)?;
+            Some(binding) => binding?.stamp(&mut messages),
+            None => Ok(()),
+        });
+        let mut state = self.lock();
+        let outcome = checked
+            .and_then(|()| fanout::append(&mut state, topic, messages, received, &self.clock));
+        if let Some(counters) = state.topics.get_mut(topic).map(|t| &mut t.counters) {
+            match outcome {
+                Ok(_) => counters.publish_operations += 1,
+                Err(_) => counters.publish_errors += 1,
+            }
         }
-        fanout::append(&mut self.lock(), topic, messages, received, &self.clock)
+        outcome
     }
 }
