@@ -13,6 +13,7 @@ pub mod api;
 pub mod broker_spans;
 mod grpc;
 pub mod identity;
+pub mod metrics;
 mod push;
 mod rest;
 mod serve;
@@ -182,6 +183,10 @@ pub struct ServerConfig {
     /// standard `OTEL_EXPORTER_OTLP_*` variables. A signal whose endpoint is
     /// one of this server's own ports is not forwarded.
     pub forward: Option<ForwardConfig>,
+    /// How often the broker's metrics ([`metrics`]) are sent upstream when
+    /// metrics are forwarded ([`ForwardConfig::metrics`]); 60 s by default,
+    /// Cloud Monitoring's sampling period.
+    pub metrics_export_interval: Duration,
 }
 
 impl ServerConfig {
@@ -204,7 +209,15 @@ impl ServerConfig {
             metadata: None,
             public_url: None,
             forward: None,
+            metrics_export_interval: DEFAULT_METRICS_EXPORT_INTERVAL,
         }
+    }
+
+    /// Sends the broker's metrics upstream every `interval` when metrics are
+    /// forwarded (see [`ServerConfig::metrics_export_interval`]).
+    pub fn with_metrics_export_interval(mut self, interval: Duration) -> Self {
+        self.metrics_export_interval = interval;
+        self
     }
 
     /// Forwards received OTLP and the server's own spans as `forward` says.
@@ -304,6 +317,9 @@ impl ServerConfig {
 /// Service name of the server's own spans.
 pub const SERVICE_NAME: &str = "baton";
 
+/// The default of [`ServerConfig::metrics_export_interval`].
+pub const DEFAULT_METRICS_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The server's tracer provider: spans into `store` (batched, flushed every
 /// 100 ms), and into `forwarding`'s span queue when it forwards spans (the
 /// same path as the spans received over OTLP).
@@ -394,6 +410,8 @@ pub struct RunningServer {
     operator_token: Option<String>,
     forwarding: Forwarding,
     signal_stats: SignalStats,
+    /// Sends the broker's metrics upstream, when metrics are forwarded.
+    metrics_export: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -498,6 +516,15 @@ impl RunningServer {
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         self.broker.begin_shutdown();
         let _ = self.otlp_stop.send(true);
+        // The last sample of the metrics joins the forwarding queue before
+        // it drains.
+        if let Some(export) = self.metrics_export.take()
+            && tokio::time::timeout(std::time::Duration::from_secs(5), export)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the last metrics export did not finish within 5 s");
+        }
         for listener in [
             self.otlp_grpc.take(),
             self.otlp_http.take(),
@@ -632,6 +659,7 @@ fn app_without_identity(api: PubSubApi, traces: TraceStore) -> axum::Router {
     let router = with_grpc(router, schemas);
     let router = with_grpc(router, iam);
     let router = router.merge(baton_trace_store::router(traces));
+    let router = router.merge(metrics::routes(api.broker().clone()));
     router.fallback(rest::handle).with_state(api)
 }
 
@@ -820,6 +848,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let trace_expiry = trace_store
         .retention()
         .map(|_| tokio::spawn(trace_store.clone().expire_periodically()));
+    let metrics_export = forwarding.forwards_metrics().then(|| {
+        tokio::spawn(metrics::otlp::export_periodically(
+            broker.clone(),
+            SERVICE_NAME,
+            forwarding.clone(),
+            config.metrics_export_interval,
+            otlp_stop.subscribe(),
+        ))
+    });
     let tls_root = tls.map(|tls| tls.root);
     serve::announce(local_addr, tls_root.as_deref());
     Ok(RunningServer {
@@ -840,6 +877,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         operator_token,
         forwarding,
         signal_stats,
+        metrics_export,
     })
 }
 

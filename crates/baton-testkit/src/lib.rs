@@ -56,6 +56,7 @@ pub mod messages;
 pub mod otlp;
 pub mod pages;
 pub mod process;
+pub mod prometheus;
 pub mod push;
 pub mod python;
 pub mod server;

@@ -503,6 +503,11 @@ impl Forwarding {
         self.traces.is_some()
     }
 
+    /// Whether metrics are forwarded.
+    pub fn forwards_metrics(&self) -> bool {
+        self.metrics.is_some()
+    }
+
     /// Whether an export carrying `header` (the [`FORWARDED_HEADER`] value)
     /// passed through this server already: a forwarding loop. Counted, and
     /// logged the first time.

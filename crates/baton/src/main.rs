@@ -154,6 +154,10 @@ struct ServeArgs {
     /// Forward nothing, whatever `OTEL_EXPORTER_OTLP_*` says.
     #[arg(long, conflicts_with = "forward_otlp")]
     no_forward: bool,
+    /// How often the broker's metrics (the ones `/metrics` serves, named
+    /// after Cloud Monitoring's) go upstream when metrics are forwarded.
+    #[arg(long, env = "BATON_METRICS_EXPORT_INTERVAL", default_value = "60s", value_parser = pubsub_cmds::parse_duration)]
+    metrics_export_interval: std::time::Duration,
     /// Most spans per second the OTLP trace receivers take (bursts of half a
     /// second's worth pass whole); more are refused with the codes OTLP
     /// exporters retry later, so a flood of spans cannot slow Pub/Sub. 0
@@ -285,7 +289,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config = config
         .with_trace_store_spans(args.trace_store_spans)
         .with_trace_store_bytes(args.trace_store_bytes)
-        .with_trace_retention(Some(args.trace_retention));
+        .with_trace_retention(Some(args.trace_retention))
+        .with_metrics_export_interval(args.metrics_export_interval);
     if !args.in_memory {
         config = config.with_data_dir(&args.data_dir);
     }
@@ -392,6 +397,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     println!("Trace view: {scheme}://{local}/ui/");
+    println!("Prometheus metrics: {scheme}://{local}/metrics");
     let traces = server.trace_store();
     match traces.path() {
         Some(path) => tracing::info!(
