@@ -10,6 +10,7 @@
 mod broker;
 mod clock;
 mod error;
+mod field_mask;
 pub mod filter;
 mod iam;
 pub mod names;

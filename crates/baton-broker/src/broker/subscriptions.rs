@@ -9,7 +9,8 @@ use baton_proto::wkt;
 use super::delivery::SubState;
 use super::state::State;
 use super::{Broker, Txn};
-use crate::error::{BrokerError, BrokerResult};
+use crate::error::{BrokerError, BrokerResult, ErrorCode};
+use crate::field_mask::{self, FoldError};
 use crate::filter::Filter;
 use crate::names::{self, Collection};
 use crate::paging::{ListPage, page};
@@ -17,6 +18,9 @@ use crate::store::StoreOp;
 use crate::validate;
 
 /// Fields of a Subscription that UpdateSubscription may change.
+/// The protobuf name of the Subscription message, for field-mask paths.
+const SUBSCRIPTION_MESSAGE: &str = "google.pubsub.v1.Subscription";
+
 const MUTABLE: &[&str] = &[
     "ack_deadline_seconds",
     "push_config",
@@ -136,16 +140,22 @@ impl Broker {
             ));
         }
         names::parse(&update.name, Collection::Subscriptions)?;
+        let unknown = |path: &str| {
+            BrokerError::invalid(format!(
+                "Invalid update_mask provided in the UpdateSubscriptionRequest: {path} is not a known Subscription field. Note that field paths must be of the form 'push_config' rather than 'pushConfig'."
+            ))
+        };
         for path in paths {
-            if IMMUTABLE.contains(&path.as_str()) {
+            // A nested path (`push_config.push_endpoint`) updates one field
+            // of a mutable top-level field.
+            let top = path.split('.').next().unwrap_or(path);
+            if IMMUTABLE.contains(&top) {
                 return Err(BrokerError::invalid(format!(
-                    "Invalid update_mask provided in the UpdateSubscriptionRequest: the {path} field in the Subscription is not mutable."
+                    "Invalid update_mask provided in the UpdateSubscriptionRequest: the {top} field in the Subscription is not mutable."
                 )));
             }
-            if !MUTABLE.contains(&path.as_str()) {
-                return Err(BrokerError::invalid(format!(
-                    "Invalid update_mask provided in the UpdateSubscriptionRequest: {path} is not a known Subscription field. Note that field paths must be of the form 'push_config' rather than 'pushConfig'."
-                )));
+            if !MUTABLE.contains(&top) || !field_mask::is_known(SUBSCRIPTION_MESSAGE, path) {
+                return Err(unknown(path));
             }
         }
         let mut state = self.lock();
@@ -156,8 +166,19 @@ impl Broker {
         else {
             return Err(BrokerError::not_found("Subscription not found."));
         };
+        let (update, paths) =
+            match field_mask::fold_nested(SUBSCRIPTION_MESSAGE, &current, update, paths) {
+                Ok(folded) => folded,
+                Err(FoldError::Unknown(path)) => return Err(unknown(&path)),
+                Err(FoldError::Reflection) => {
+                    return Err(BrokerError::new(
+                        ErrorCode::Internal,
+                        "the Subscription descriptor is unavailable",
+                    ));
+                }
+            };
         let mut next = current;
-        for path in paths {
+        for path in &paths {
             match path.as_str() {
                 "ack_deadline_seconds" => {
                     next.ack_deadline_seconds = validate::ack_deadline(update.ack_deadline_seconds)?

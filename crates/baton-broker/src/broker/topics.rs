@@ -5,7 +5,8 @@ use baton_proto::pubsub::{PubsubMessage, Topic};
 
 use super::state::TopicState;
 use super::{Broker, DELETED_TOPIC, fanout};
-use crate::error::{BrokerError, BrokerResult};
+use crate::error::{BrokerError, BrokerResult, ErrorCode};
+use crate::field_mask::{self, FoldError};
 use crate::names::{self, Collection};
 use crate::paging::{ListPage, page};
 use crate::schema::TopicBinding;
@@ -13,6 +14,9 @@ use crate::store::StoreOp;
 use crate::validate;
 
 /// Fields of a Topic that UpdateTopic may change.
+/// The protobuf name of the Topic message, for field-mask paths.
+const TOPIC_MESSAGE: &str = "google.pubsub.v1.Topic";
+
 const UPDATABLE: &[&str] = &[
     "labels",
     "message_storage_policy",
@@ -62,13 +66,38 @@ impl Broker {
             ));
         }
         names::parse(&update.name, Collection::Topics)?;
-        if let Some(other) = paths.iter().find(|p| !UPDATABLE.contains(&p.as_str())) {
-            return Err(BrokerError::invalid(format!(
-                "Invalid update_mask provided in the UpdateTopicRequest: {other} is not a known Topic field. Note that field paths must be of the form 'schema_settings' rather than 'schemaSetings'."
-            )));
+        let unknown = |path: &str| {
+            BrokerError::invalid(format!(
+                "Invalid update_mask provided in the UpdateTopicRequest: {path} is not a known Topic field. Note that field paths must be of the form 'schema_settings' rather than 'schemaSetings'."
+            ))
+        };
+        // A nested path (`schema_settings.first_revision_id`) updates one
+        // field of an updatable top-level field.
+        if let Some(other) = paths.iter().find(|p| {
+            let top = p.split('.').next().unwrap_or(p);
+            !UPDATABLE.contains(&top) || !field_mask::is_known(TOPIC_MESSAGE, p)
+        }) {
+            return Err(unknown(other));
         }
-        validate::topic_settings(&update)?;
         let mut state = self.lock();
+        let current = state
+            .topics
+            .get(&update.name)
+            .ok_or_else(|| BrokerError::not_found("Topic not found."))?
+            .topic
+            .clone();
+        let (update, paths) = match field_mask::fold_nested(TOPIC_MESSAGE, &current, update, paths)
+        {
+            Ok(folded) => folded,
+            Err(FoldError::Unknown(path)) => return Err(unknown(&path)),
+            Err(FoldError::Reflection) => {
+                return Err(BrokerError::new(
+                    ErrorCode::Internal,
+                    "the Topic descriptor is unavailable",
+                ));
+            }
+        };
+        validate::topic_settings(&update)?;
         if let Some(settings) = &update.schema_settings
             && paths.iter().any(|p| p == "schema_settings")
         {
@@ -79,7 +108,7 @@ impl Broker {
             .get_mut(&update.name)
             .ok_or_else(|| BrokerError::not_found("Topic not found."))?
             .topic;
-        for path in paths {
+        for path in &paths {
             match path.as_str() {
                 "labels" => topic.labels = update.labels.clone(),
                 "message_storage_policy" => {
