@@ -142,15 +142,23 @@ struct Admin {
     http: reqwest::Client,
 }
 
-impl Admin {
-    fn new(args: &AdminArgs) -> anyhow::Result<Self> {
-        let base = match &args.server {
+impl AdminArgs {
+    /// The server's base URL: `--server`, else `http://$PUBSUB_EMULATOR_HOST`,
+    /// else `http://127.0.0.1:8085`.
+    pub fn server_url(&self) -> String {
+        match &self.server {
             Some(server) => server.trim_end_matches('/').to_string(),
             None => match std::env::var("PUBSUB_EMULATOR_HOST") {
                 Ok(host) if !host.trim().is_empty() => format!("http://{}", host.trim()),
                 _ => "http://127.0.0.1:8085".to_string(),
             },
-        };
+        }
+    }
+}
+
+impl Admin {
+    fn new(args: &AdminArgs) -> anyhow::Result<Self> {
+        let base = args.server_url();
         let token = match std::fs::read_to_string(&args.operator_token_file) {
             Ok(token) => token.trim().to_string(),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -187,9 +195,10 @@ impl Admin {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.with_context(|| {
-            format!("cannot reach {url} (is `baton serve` running? see --server)")
-        })?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("calling {url}"))?;
         let status = response.status();
         let text = response
             .text()
@@ -200,10 +209,16 @@ impl Admin {
             let message = value["error"]["message"]
                 .as_str()
                 .map_or_else(|| value.to_string(), str::to_string);
-            if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_empty() {
-                bail!("{status}: {message} (no operator token: pass --operator-token-file)");
+            let message = if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_empty() {
+                format!("{message} (no operator token: pass --operator-token-file)")
+            } else {
+                message
+            };
+            return Err(crate::failure::HttpFailure {
+                status: status.as_u16(),
+                message,
             }
-            bail!("{status}: {message}");
+            .into());
         }
         Ok(value)
     }

@@ -7,6 +7,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod demo;
+mod failure;
 mod iam_cmd;
 mod otel;
 mod pubsub_cmds;
@@ -223,12 +224,14 @@ struct ServeArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // Client verbs print results on stdout; keep their logs quiet by default.
+    // Client verbs print results on stdout and their failures as one line
+    // (see `failure`); library warnings (a retried call, a credential probe)
+    // are noise there, so only errors are logged unless BATON_LOG says more.
     let default_filter = match cli.command {
-        Command::Serve(_) => "info",
-        _ => "warn",
+        Command::Serve(_) | Command::Demo(_) => "info",
+        _ => "error",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -237,19 +240,48 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => failure::exit_with(&error),
+    }
+}
+
+/// The words of this invocation after `baton`, flags left out: what the
+/// user asked for, to name it in an error.
+fn invocation() -> String {
+    std::env::args()
+        .skip(1)
+        .take_while(|word| !word.starts_with('-'))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let attempt = |endpoint: String| failure::Attempt {
+        action: invocation(),
+        endpoint,
+    };
     match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Topics { client, command } => pubsub_cmds::topics(&client, command).await,
-        Command::Subscriptions { client, command } => {
-            pubsub_cmds::subscriptions(&client, command).await
-        }
+        Command::Topics { client, command } => pubsub_cmds::topics(&client, command)
+            .await
+            .context(attempt(client.endpoint_label())),
+        Command::Subscriptions { client, command } => pubsub_cmds::subscriptions(&client, command)
+            .await
+            .context(attempt(client.endpoint_label())),
         Command::Subscribe { client, args } => {
-            pubsub_cmds::subscribe(&client, args, signals::shutdown_signal()).await
+            pubsub_cmds::subscribe(&client, args, signals::shutdown_signal())
+                .await
+                .context(attempt(client.endpoint_label()))
         }
         Command::Demo(args) => demo::run(args).await,
         Command::Trace { command } => trace_cmd::run(command).await,
-        Command::Iam { admin, command } => iam_cmd::iam(&admin, command).await,
-        Command::Projects { admin, command } => iam_cmd::projects(&admin, command).await,
+        Command::Iam { admin, command } => iam_cmd::iam(&admin, command)
+            .await
+            .context(attempt(admin.server_url())),
+        Command::Projects { admin, command } => iam_cmd::projects(&admin, command)
+            .await
+            .context(attempt(admin.server_url())),
     }
 }
 

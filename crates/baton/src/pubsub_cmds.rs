@@ -58,6 +58,16 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
+    /// Where the verbs go, for error messages: `--endpoint`, else
+    /// `http://$PUBSUB_EMULATOR_HOST`, else Google Cloud.
+    pub fn endpoint_label(&self) -> String {
+        match (&self.endpoint, std::env::var("PUBSUB_EMULATOR_HOST")) {
+            (Some(uri), _) => uri.clone(),
+            (None, Ok(host)) if !host.trim().is_empty() => format!("http://{}", host.trim()),
+            _ => "https://pubsub.googleapis.com".to_string(),
+        }
+    }
+
     async fn connect(&self) -> anyhow::Result<Client> {
         let endpoint = match &self.endpoint {
             Some(uri) => Endpoint::Custom {

@@ -166,10 +166,12 @@ async fn admin_publish_and_pull() {
     assert_eq!(server.backlog("projects/baton/subscriptions/worker"), 2);
 
     let missing = baton(h, &["topics", "describe", "nope"]);
-    assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NOT_FOUND"));
+    // Too short a name.
     let bad = baton(h, &["subscriptions", "create", "x", "--topic", "orders"]);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("InvalidArgument"));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("INVALID_ARGUMENT"));
 
     ok(&baton(h, &["subscriptions", "delete", "worker"]));
     ok(&baton(h, &["topics", "delete", "orders"]));
@@ -228,5 +230,109 @@ async fn subscribe_streams_until_stopped() {
         .expect("baton subscribe stops within 10 s of SIGTERM")
         .unwrap();
     assert!(status.success(), "exit status {status}");
+    server.shutdown().await;
+}
+
+/// stderr of a failed run: exactly one line, `error: ...`, with the exit
+/// status `code`.
+fn fails_with(output: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "exit status of a run that printed:\n{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got:\n{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn no_server_is_one_line_with_the_endpoint_a_hint_and_exit_5() {
+    // A port nothing listens on; a backtrace would show if errors went
+    // through anyhow's Debug with RUST_BACKTRACE set.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let output = command(&host)
+        .env("RUST_BACKTRACE", "1")
+        .args(["topics", "list"])
+        .output()
+        .unwrap();
+    let line = fails_with(&output, 5);
+    assert_eq!(
+        line,
+        format!(
+            "error: `baton topics list` failed at http://{host}: the server is unreachable (connection refused). Is the server running? Start one with `baton serve`, or point --endpoint or PUBSUB_EMULATOR_HOST at it."
+        )
+    );
+}
+
+#[test]
+fn no_credentials_for_google_cloud_is_one_line_on_how_to_authenticate() {
+    let home = tempfile::tempdir().unwrap();
+    let output = baton_command(bin())
+        .env_remove("PUBSUB_EMULATOR_HOST")
+        .env(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            home.path().join("missing.json"),
+        )
+        .env("HOME", home.path())
+        .env("RUST_BACKTRACE", "1")
+        .args(["topics", "list", "--project", "p"])
+        .output()
+        .unwrap();
+    let line = fails_with(&output, 4);
+    assert!(
+        line.starts_with("error: `baton topics list` failed at https://pubsub.googleapis.com: Google Cloud authentication failed"),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("For a local server set PUBSUB_EMULATOR_HOST; for Google Cloud run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS."),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_name_the_command_and_have_their_exit_status() {
+    let server = TestServer::start().await;
+    let host = server.host();
+    // Publishing to a missing topic: the error once, no log line before it.
+    let line = fails_with(
+        &baton(&host, &["topics", "publish", "nope", "--message", "hi"]),
+        3,
+    );
+    assert_eq!(
+        line,
+        format!(
+            "error: `baton topics publish nope` failed at http://{host}: NOT_FOUND: Topic not found. Check the name (`baton topics list`, `baton subscriptions list`) or create it first."
+        )
+    );
+    let line = fails_with(&baton(&host, &["subscriptions", "describe", "nope"]), 3);
+    assert!(line.contains("NOT_FOUND"), "{line}");
+    // Refused as invalid: the usage status.
+    let line = fails_with(
+        &baton(
+            &host,
+            &[
+                "topics",
+                "create",
+                "x",
+                "--message-retention-duration",
+                "1s",
+            ],
+        ),
+        2,
+    );
+    assert!(line.contains("INVALID_ARGUMENT"), "{line}");
+    // clap's own usage errors keep clap's status 2.
+    let usage = baton(&host, &["topics", "frob"]);
+    assert_eq!(usage.status.code(), Some(2));
     server.shutdown().await;
 }
