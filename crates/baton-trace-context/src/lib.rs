@@ -12,7 +12,11 @@
 //! - span names ([`create_span_name`], [`subscribe_span_name`], ... and the fixed
 //!   internal names), attribute keys and values, event names;
 //! - link helpers ([`link_to`], [`settle_link`]);
-//! - our instrumentation scope ([`scope`]).
+//! - our instrumentation scope ([`scope`]);
+//! - the spans themselves ([`instrument`]): the create, publish, subscribe,
+//!   process and settle spans of one publisher or subscriber, made the same
+//!   way by Baton's client and by the [`adapter`] that gives users of other
+//!   Rust Pub/Sub crates joined traces.
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -39,6 +43,8 @@
 
 #![warn(missing_docs)]
 
+pub mod adapter;
+pub mod instrument;
 mod links;
 mod names;
 mod propagation;

@@ -1,0 +1,718 @@
+//! The spans of one publisher or subscriber, shaped like the official
+//! clients' (`tracing.md` sections 2-4): the per-message `create` span and
+//! its publish RPC, the per-delivery `subscribe` span with its `process`
+//! child and its settle RPCs.
+//!
+//! Everything here works on the parts of a message every Pub/Sub client has
+//! (its attribute map, size, ordering key, ids), so one implementation serves
+//! Baton's own client and the [`adapter`](crate::adapter) that gives users of
+//! other Rust Pub/Sub crates the same spans.
+//!
+//! Two things go beyond the official clients: the handler runs inside the
+//! `process` span (OpenTelemetry context and `tracing` span), and settle
+//! spans follow the sampling decision of the subscribe spans they settle.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use opentelemetry::global::{BoxedSpan, BoxedTracer};
+use opentelemetry::trace::{Link, Span, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue, Value};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{PropagationOptions, SettleKind};
+
+/// The OpenTelemetry SDK's default limit of links on one span.
+pub const DEFAULT_MAX_LINKS_PER_SPAN: usize = 128;
+
+/// What every span of one publisher (topic) or subscriber (subscription)
+/// shares, built once: at some 100,000 messages a second the per-span cost
+/// is what tracing costs, so a span start formats no name and copies no
+/// string it can share.
+pub struct Instrument {
+    tracer: BoxedTracer,
+    propagation: PropagationOptions,
+    max_links: usize,
+    names: SpanNames,
+    /// `messaging.system`, `messaging.destination.name`, `gcp.project_id`.
+    common: [KeyValue; 3],
+}
+
+impl std::fmt::Debug for Instrument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrument")
+            .field("create", &self.names.create)
+            .field("subscribe", &self.names.subscribe)
+            .field("propagation", &self.propagation)
+            .field("max_links", &self.max_links)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The span names of one topic or subscription id.
+struct SpanNames {
+    create: &'static str,
+    publish: &'static str,
+    subscribe: &'static str,
+    process: &'static str,
+    ack: &'static str,
+    nack: &'static str,
+    modack: &'static str,
+}
+
+impl SpanNames {
+    fn new(id: &str) -> Self {
+        Self {
+            create: intern(crate::create_span_name(id)),
+            publish: intern(crate::publish_span_name(id)),
+            subscribe: intern(crate::subscribe_span_name(id)),
+            process: intern(crate::process_span_name(id)),
+            ack: intern(crate::settle_span_name(id, SettleKind::Ack)),
+            nack: intern(crate::settle_span_name(id, SettleKind::Nack)),
+            modack: intern(crate::settle_span_name(id, SettleKind::Modack)),
+        }
+    }
+
+    fn settle(&self, kind: SettleKind) -> &'static str {
+        match kind {
+            SettleKind::Ack => self.ack,
+            SettleKind::Nack => self.nack,
+            SettleKind::Modack => self.modack,
+        }
+    }
+}
+
+/// A `'static` copy of `text`, made once per distinct text.
+///
+/// Span names and attribute values borrowed for `'static` are shared by
+/// every span without a copy. The texts are topic, subscription and project
+/// ids with fixed suffixes, so the memory kept is bounded by the distinct
+/// destinations a process traces.
+fn intern(text: String) -> &'static str {
+    static TEXTS: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Mutex::default);
+    let mut texts = TEXTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = texts.get(text.as_str()) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    texts.insert(leaked);
+    leaked
+}
+
+/// The context a new `create` span is parented on: the current `tracing`
+/// span's OpenTelemetry context when it has one, else the current
+/// OpenTelemetry context.
+fn current_parent() -> Context {
+    let span = tracing::Span::current();
+    if !span.is_none() {
+        let from_tracing = span.context();
+        if from_tracing.span().span_context().is_valid() {
+            return from_tracing;
+        }
+    }
+    Context::current()
+}
+
+/// A valid parent whose trace is not sampled: with the (default)
+/// parent-based sampler, no span under it is recorded, so none is made.
+fn is_unsampled(parent: &Context) -> bool {
+    let span = parent.span();
+    let context = span.span_context();
+    context.is_valid() && !context.is_sampled()
+}
+
+fn as_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A text attribute value; an empty one (the usual ordering key) allocates
+/// nothing.
+fn text_value(text: &str) -> Value {
+    if text.is_empty() {
+        Value::from("")
+    } else {
+        Value::from(text.to_string())
+    }
+}
+
+/// What the subscribe span of one delivery records about it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeliveryInfo<'a> {
+    /// The message's attributes (the trace context travels in them).
+    pub attributes: Option<&'a HashMap<String, String>>,
+    /// The server-assigned message id.
+    pub message_id: &'a str,
+    /// The ack id of this delivery.
+    pub ack_id: &'a str,
+    /// The payload's size in bytes.
+    pub body_size: usize,
+    /// The ordering key; empty for none.
+    pub ordering_key: &'a str,
+    /// The delivery attempt the server counted (0 without a dead-letter
+    /// policy).
+    pub delivery_attempt: i32,
+    /// Whether the subscription has exactly-once delivery.
+    pub exactly_once: bool,
+}
+
+/// Deadline details of a modack span.
+#[derive(Debug, Clone, Copy)]
+pub struct ModackInfo {
+    /// The deadline the modack sets, in seconds.
+    pub deadline_seconds: i32,
+    /// Whether it is the receipt modack sent on delivery.
+    pub receipt: bool,
+}
+
+impl Instrument {
+    /// The spans of the publisher of a topic or the subscriber of a
+    /// subscription (`resource` is its id or full name) in `project`, made
+    /// with `tracer` (one with [`crate::scope`]), carrying the context as
+    /// `propagation` says, with at most `max_links` links per RPC span.
+    pub fn new(
+        tracer: BoxedTracer,
+        propagation: PropagationOptions,
+        max_links: usize,
+        project: &str,
+        resource: &str,
+    ) -> Self {
+        let id = crate::short_id(resource);
+        Self {
+            tracer,
+            propagation,
+            max_links,
+            names: SpanNames::new(id),
+            common: [
+                KeyValue::new(crate::MESSAGING_SYSTEM, crate::MESSAGING_SYSTEM_VALUE),
+                KeyValue::new(crate::MESSAGING_DESTINATION_NAME, intern(id.to_string())),
+                KeyValue::new(crate::GCP_PROJECT_ID, intern(project.to_string())),
+            ],
+        }
+    }
+
+    /// Starts an attribute-less INTERNAL child span of `parent`.
+    fn child(&self, name: &'static str, parent: &Context) -> BoxedSpan {
+        self.tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Internal)
+            .start_with_context(&self.tracer, parent)
+    }
+
+    /// The common attributes plus room for `more` (and for the one an
+    /// ended span gets later, so adding it does not grow the list).
+    fn attributes(&self, more: usize) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(self.common.len() + more + 1);
+        attributes.extend_from_slice(&self.common);
+        attributes
+    }
+
+    /// Starts the per-message `create` span (a child of the current span)
+    /// and writes its context into the message's `attributes`. `None` when
+    /// the span is not recorded: the trace is not sampled, in which case the
+    /// message still carries the trace context (flag `00`), so the trace
+    /// stays whole.
+    pub fn start_create(
+        &self,
+        attributes: &mut HashMap<String, String>,
+        body_size: usize,
+        ordering_key: &str,
+    ) -> Option<CreateTrace> {
+        let parent = current_parent();
+        if is_unsampled(&parent) {
+            // The parent-based sampler would not record the span: skip
+            // making it, and let the message carry the parent's context.
+            crate::inject(&parent, attributes, &self.propagation);
+            return None;
+        }
+        let mut span_attributes = self.attributes(4);
+        span_attributes.extend([
+            KeyValue::new(crate::MESSAGING_OPERATION, crate::OPERATION_CREATE),
+            KeyValue::new(crate::CODE_FUNCTION, "publish"),
+            KeyValue::new(crate::MESSAGING_MESSAGE_BODY_SIZE, as_i64(body_size)),
+            KeyValue::new(
+                crate::MESSAGING_GCP_PUBSUB_ORDERING_KEY,
+                text_value(ordering_key),
+            ),
+        ]);
+        let span = self
+            .tracer
+            .span_builder(self.names.create)
+            .with_kind(SpanKind::Producer)
+            .with_attributes(span_attributes)
+            .start_with_context(&self.tracer, &parent);
+        let recording = span.is_recording();
+        let cx = parent.with_span(span);
+        crate::inject(&cx, attributes, &self.propagation);
+        if !recording {
+            return None;
+        }
+        Some(CreateTrace {
+            cx,
+            flow_control: None,
+            batching: None,
+            ended: false,
+        })
+    }
+
+    /// Starts the `{topic} publish` RPC span (a root) linked both ways to the
+    /// create spans of its batch of `count` messages.
+    pub fn start_publish_rpc(&self, count: usize, creates: &mut [&mut CreateTrace]) -> RpcSpan {
+        let links: Vec<Link> = creates
+            .iter()
+            .map(|c| c.cx.span().span_context().clone())
+            .filter(SpanContext::is_sampled)
+            .take(self.max_links)
+            .map(|sc| crate::link_to(&sc, None))
+            .collect();
+        let mut attributes = self.attributes(3);
+        attributes.extend([
+            KeyValue::new(crate::MESSAGING_BATCH_MESSAGE_COUNT, as_i64(count)),
+            KeyValue::new(crate::MESSAGING_OPERATION, crate::OPERATION_PUBLISH),
+            KeyValue::new(crate::CODE_FUNCTION, "_commit"),
+        ]);
+        let span = self
+            .tracer
+            .span_builder(self.names.publish)
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .with_links(links)
+            .start_with_context(&self.tracer, &Context::new());
+        let rpc = span.span_context().clone();
+        for create in creates.iter_mut() {
+            create.cx.span().add_link(rpc.clone(), Vec::new());
+        }
+        RpcSpan { span }
+    }
+
+    /// Starts the `subscribe` span of one delivery, a child of the
+    /// publisher's `create` span when the message carries its context.
+    pub fn start_subscribe(&self, delivery: &DeliveryInfo<'_>) -> SubscribeTrace {
+        let parent = match delivery.attributes {
+            Some(attributes) => crate::extract(attributes, &self.propagation),
+            None => Context::new(),
+        };
+        if is_unsampled(&parent) {
+            return SubscribeTrace::Unsampled(parent);
+        }
+        let create = parent.span().span_context().clone();
+        let mut attributes = self.attributes(7);
+        attributes.extend([
+            KeyValue::new(crate::MESSAGING_MESSAGE_ID, text_value(delivery.message_id)),
+            KeyValue::new(
+                crate::MESSAGING_MESSAGE_BODY_SIZE,
+                as_i64(delivery.body_size),
+            ),
+            KeyValue::new(
+                crate::MESSAGING_GCP_PUBSUB_ACK_ID,
+                delivery.ack_id.to_string(),
+            ),
+            KeyValue::new(
+                crate::MESSAGING_GCP_PUBSUB_ORDERING_KEY,
+                text_value(delivery.ordering_key),
+            ),
+            KeyValue::new(
+                crate::MESSAGING_GCP_PUBSUB_EXACTLY_ONCE_DELIVERY,
+                delivery.exactly_once,
+            ),
+            KeyValue::new(crate::CODE_FUNCTION, "_on_response"),
+            KeyValue::new(
+                crate::MESSAGING_GCP_PUBSUB_DELIVERY_ATTEMPT,
+                i64::from(delivery.delivery_attempt),
+            ),
+        ]);
+        let span = self
+            .tracer
+            .span_builder(self.names.subscribe)
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(attributes)
+            .start_with_context(&self.tracer, &parent);
+        if !span.is_recording() {
+            return SubscribeTrace::Unsampled(parent.with_span(span));
+        }
+        SubscribeTrace::Recording(DeliveryTrace {
+            cx: parent.with_span(span),
+            create: create.is_valid().then_some(create),
+            scheduler: None,
+            concurrency: None,
+            ended: false,
+        })
+    }
+
+    /// Makes the span of an ack, nack or modack RPC sent at `sent` (a root)
+    /// linked both ways to the subscribe spans it settles, with their
+    /// `{kind} start` events at `sent`. It follows their sampling decision:
+    /// when none of them is sampled, no settle span is made at all (the
+    /// official clients make a root whose fate the sampler decides at random).
+    ///
+    /// The caller makes it once the RPC has answered: every subscribe span is
+    /// then touched once per RPC, not once before and once after, and the RPC
+    /// itself waits for no tracing work.
+    pub fn start_settle(
+        &self,
+        kind: SettleKind,
+        modack: Option<ModackInfo>,
+        sent: SystemTime,
+        deliveries: &mut [&mut DeliveryTrace],
+    ) -> Option<RpcSpan> {
+        let mut sampled = deliveries
+            .iter()
+            .map(|d| d.cx.span().span_context().clone())
+            .filter(SpanContext::is_sampled)
+            .peekable();
+        sampled.peek()?;
+        let links: Vec<Link> = sampled
+            .take(self.max_links)
+            .map(|sc| crate::link_to(&sc, None))
+            .collect();
+        let mut attributes = self.attributes(4);
+        attributes.push(KeyValue::new(
+            crate::MESSAGING_BATCH_MESSAGE_COUNT,
+            as_i64(deliveries.len()),
+        ));
+        let code_function = match kind {
+            SettleKind::Ack => "ack",
+            SettleKind::Nack => "modify_ack_deadline",
+            SettleKind::Modack => "_send_lease_modacks",
+        };
+        attributes.push(KeyValue::new(crate::CODE_FUNCTION, code_function));
+        match (kind, modack) {
+            (SettleKind::Modack, Some(info)) => attributes.extend([
+                // The official clients name the operation of modack spans
+                // with this key (the reference captures show it).
+                KeyValue::new(crate::LINK_OPERATION_NAME, crate::OPERATION_MODACK),
+                KeyValue::new(
+                    crate::MESSAGING_GCP_PUBSUB_ACK_DEADLINE,
+                    i64::from(info.deadline_seconds),
+                ),
+                KeyValue::new(crate::MESSAGING_GCP_PUBSUB_IS_RECEIPT_MODACK, info.receipt),
+            ]),
+            _ => attributes.push(KeyValue::new(crate::MESSAGING_OPERATION, kind.operation())),
+        }
+        let span = self
+            .tracer
+            .span_builder(self.names.settle(kind))
+            .with_kind(SpanKind::Client)
+            .with_start_time(sent)
+            .with_attributes(attributes)
+            .with_links(links)
+            .start_with_context(&self.tracer, &Context::new());
+        let settle = span.span_context().clone();
+        for delivery in deliveries.iter_mut() {
+            let subscribe = delivery.cx.span();
+            subscribe.add_event_with_timestamp(kind.start_event(), sent, Vec::new());
+            if settle.is_valid() {
+                let link = crate::settle_link(&settle, kind);
+                subscribe.add_link(link.span_context, link.attributes);
+            }
+        }
+        Some(RpcSpan { span })
+    }
+}
+
+/// An RPC span (publish or settle); ends when dropped if not before.
+pub struct RpcSpan {
+    span: BoxedSpan,
+}
+
+impl std::fmt::Debug for RpcSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcSpan").finish_non_exhaustive()
+    }
+}
+
+impl RpcSpan {
+    /// Ends the span: the RPC succeeded.
+    pub fn succeed(&mut self) {
+        self.span.end();
+    }
+
+    /// Ends the span with an error status.
+    pub fn fail(&mut self, error: &str) {
+        self.span.set_status(Status::error(error.to_string()));
+        self.span.end();
+    }
+}
+
+impl Drop for RpcSpan {
+    fn drop(&mut self) {
+        self.span.end();
+    }
+}
+
+/// The recorded `create` span of one message and its child spans; ends
+/// when dropped if not before.
+pub struct CreateTrace {
+    cx: Context,
+    flow_control: Option<BoxedSpan>,
+    batching: Option<BoxedSpan>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for CreateTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateTrace")
+            .field("span", self.cx.span().span_context())
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CreateTrace {
+    /// The context with the create span as current span.
+    pub fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// Starts the `publisher flow control` child span.
+    pub fn start_flow_control(&mut self, instrument: &Instrument) {
+        self.flow_control = Some(instrument.child(crate::PUBLISHER_FLOW_CONTROL_SPAN, &self.cx));
+    }
+
+    /// Ends the `publisher flow control` child span.
+    pub fn end_flow_control(&mut self) {
+        if let Some(mut span) = self.flow_control.take() {
+            span.end();
+        }
+    }
+
+    /// Starts the `publisher batching` child span.
+    pub fn start_batching(&mut self, instrument: &Instrument) {
+        self.batching = Some(instrument.child(crate::PUBLISHER_BATCHING_SPAN, &self.cx));
+    }
+
+    /// Ends the `publisher batching` child span.
+    pub fn end_batching(&mut self) {
+        if let Some(mut span) = self.batching.take() {
+            span.end();
+        }
+    }
+
+    /// Records the `publish start` event: the message's RPC is on its way.
+    pub fn publish_start(&mut self) {
+        self.cx
+            .span()
+            .add_event(crate::EVENT_PUBLISH_START, Vec::new());
+    }
+
+    /// Ends the create span with the outcome of its publish: the message id,
+    /// or the error.
+    pub fn publish_end(&mut self, result: Result<&str, &dyn std::error::Error>) {
+        let span = self.cx.span();
+        span.add_event(crate::EVENT_PUBLISH_END, Vec::new());
+        match result {
+            Ok(id) => {
+                span.set_attribute(KeyValue::new(crate::MESSAGING_MESSAGE_ID, id.to_string()))
+            }
+            Err(error) => {
+                span.record_error(error);
+                span.set_status(Status::error(error.to_string()));
+            }
+        }
+        span.end();
+        self.ended = true;
+    }
+
+    /// Fails the message before it was sent.
+    pub fn fail(&mut self, error: &dyn std::error::Error) {
+        for child in [self.flow_control.take(), self.batching.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut child = child;
+            child.set_status(Status::error(error.to_string()));
+            child.end();
+        }
+        let span = self.cx.span();
+        span.record_error(error);
+        span.set_status(Status::error(error.to_string()));
+        span.end();
+        self.ended = true;
+    }
+}
+
+impl Drop for CreateTrace {
+    fn drop(&mut self) {
+        self.end_flow_control();
+        self.end_batching();
+        if !self.ended {
+            self.cx.span().end();
+        }
+    }
+}
+
+/// How one delivery is traced.
+#[derive(Debug)]
+pub enum SubscribeTrace {
+    /// Its `subscribe` span is recorded.
+    Recording(DeliveryTrace),
+    /// Its trace is not sampled: no span is recorded, and the handler runs
+    /// in this context, so what it publishes stays in the trace.
+    Unsampled(Context),
+}
+
+/// The recorded spans of one delivery: `subscribe` and its children; the
+/// subscribe span ends when dropped if not before.
+pub struct DeliveryTrace {
+    cx: Context,
+    create: Option<SpanContext>,
+    scheduler: Option<BoxedSpan>,
+    concurrency: Option<BoxedSpan>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for DeliveryTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryTrace")
+            .field("span", self.cx.span().span_context())
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The handler's `process` span: a `tracing` span (whose OpenTelemetry span
+/// it is when a tracing-opentelemetry layer is installed) plus the
+/// OpenTelemetry context to attach while the handler runs.
+pub struct ProcessScope {
+    /// Enter (or `.instrument()` with) this span while the handler runs.
+    pub span: tracing::Span,
+    /// The OpenTelemetry context with the process span as current span.
+    pub context: Context,
+    /// The process span when it was created through the OpenTelemetry API
+    /// (no tracing-opentelemetry layer); ended when the scope drops.
+    own_span: bool,
+}
+
+impl std::fmt::Debug for ProcessScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessScope")
+            .field("span", &self.span)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessScope {
+    /// Records an event (`ack called`, `nack called`, `expired`).
+    pub fn event(&self, name: &'static str) {
+        if self.own_span {
+            self.context.span().add_event(name, Vec::new());
+        } else {
+            tracing::info!(parent: &self.span, "{name}");
+        }
+    }
+}
+
+impl Drop for ProcessScope {
+    fn drop(&mut self) {
+        if self.own_span {
+            self.context.span().end();
+        }
+    }
+}
+
+impl DeliveryTrace {
+    /// The context with the subscribe span as current span.
+    pub fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// Starts the `subscriber scheduler` child span.
+    pub fn start_scheduler(&mut self, instrument: &Instrument) {
+        self.scheduler = Some(instrument.child(crate::SUBSCRIBER_SCHEDULER_SPAN, &self.cx));
+    }
+
+    /// Ends the `subscriber scheduler` child span.
+    pub fn end_scheduler(&mut self) {
+        if let Some(mut span) = self.scheduler.take() {
+            span.end();
+        }
+    }
+
+    /// Starts the `subscriber concurrency control` child span.
+    pub fn start_concurrency_control(&mut self, instrument: &Instrument) {
+        self.concurrency =
+            Some(instrument.child(crate::SUBSCRIBER_CONCURRENCY_CONTROL_SPAN, &self.cx));
+    }
+
+    /// Ends the `subscriber concurrency control` child span.
+    pub fn end_concurrency_control(&mut self) {
+        if let Some(mut span) = self.concurrency.take() {
+            span.end();
+        }
+    }
+
+    /// Records an event on the subscribe span (`modack end`, `ack end`...).
+    pub fn event(&self, name: &'static str) {
+        self.cx.span().add_event(name, Vec::new());
+    }
+
+    /// Starts the `process` span the handler runs in: a child of the
+    /// subscribe span linked to the create span.
+    pub fn start_process(&self, instrument: &Instrument) -> ProcessScope {
+        let name = instrument.names.process;
+        let span = tracing::info_span!(
+            "process",
+            otel.name = name,
+            otel.kind = "internal",
+            messaging.system = crate::MESSAGING_SYSTEM_VALUE,
+        );
+        // A disabled span (no subscriber wants it) has no OpenTelemetry
+        // side; skip straight to the API span.
+        if !span.is_disabled() {
+            // Fails only without a tracing-opentelemetry layer; handled below.
+            let _ = span.set_parent(self.cx.clone());
+            if let Some(create) = &self.create {
+                span.add_link(create.clone());
+            }
+            let bridged = span.context();
+            if bridged.span().span_context().is_valid() {
+                return ProcessScope {
+                    span,
+                    context: bridged,
+                    own_span: false,
+                };
+            }
+        }
+        // No tracing-opentelemetry layer: make the span through the API.
+        let links = self
+            .create
+            .iter()
+            .map(|sc| crate::link_to(sc, None))
+            .collect();
+        let otel = instrument
+            .tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Internal)
+            .with_attributes(vec![instrument.common[0].clone()])
+            .with_links(links)
+            .start_with_context(&instrument.tracer, &self.cx);
+        ProcessScope {
+            span,
+            context: self.cx.with_span(otel),
+            own_span: true,
+        }
+    }
+
+    /// Ends the subscribe span with its result (`acked`, `nacked`, `expired`).
+    pub fn finish(&mut self, result: &'static str) {
+        if self.ended {
+            return;
+        }
+        self.end_scheduler();
+        self.end_concurrency_control();
+        let span = self.cx.span();
+        span.set_attribute(KeyValue::new(crate::MESSAGING_GCP_PUBSUB_RESULT, result));
+        span.end();
+        self.ended = true;
+    }
+}
+
+impl Drop for DeliveryTrace {
+    fn drop(&mut self) {
+        self.end_scheduler();
+        self.end_concurrency_control();
+        if !self.ended {
+            self.cx.span().end();
+        }
+    }
+}
