@@ -52,6 +52,7 @@ pub mod chromium;
 pub mod emulator;
 mod error;
 pub mod grpc;
+pub mod interop;
 pub mod messages;
 pub mod otlp;
 pub mod pages;

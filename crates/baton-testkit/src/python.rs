@@ -91,7 +91,8 @@ fn ensure_venv(venv: &Path) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(python))
 }
 
-/// A fresh resource-id prefix (ids must start with a letter): `name`, the
+/// A fresh resource-id prefix (ids must start with a letter and not with
+/// `goog`): `name`, the
 /// process id and the clock's nanoseconds.
 pub fn unique_prefix(name: &str) -> String {
     let nanos = SystemTime::now()
