@@ -21,11 +21,15 @@ mod store;
 mod store_tests;
 pub mod validate;
 
+pub use broker::history::{
+    DEFAULT_MESSAGE_HISTORY, MAX_EVENTS_PER_MESSAGE, MessageEvent, MessageEventKind,
+    MessageHistory, PublishRecord, format_duration,
+};
 pub use broker::leases::{PullWait, StreamRegistration};
 pub use broker::stats::{
-    DEFAULT_STATS_PAGE, DeadLetteredMessage, MAX_STATS_PAGE, PushCounts, PushOutcome,
-    PushResponseClass, PushResult, PushStats, RECENT_DEAD_LETTERS, SubscriptionCounters,
-    SubscriptionStats, TopicCounters, TopicStats,
+    DEFAULT_STATS_PAGE, DeadLetteredMessage, MAX_PEEK, MAX_STATS_PAGE, PeekedMessage, PeekedState,
+    PushCounts, PushOutcome, PushResponseClass, PushResult, PushStats, RECENT_DEAD_LETTERS,
+    SubscriptionCounters, SubscriptionStats, TopicCounters, TopicStats,
 };
 pub use broker::{Broker, BrokerBuilder, DELETED_TOPIC};
 pub use clock::Clock;

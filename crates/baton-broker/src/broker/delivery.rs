@@ -13,6 +13,7 @@ use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
 use tokio::time::Instant;
 
 use super::effects::{DeadLetter, Effects, Event, Timer, TimerKind};
+use super::history::Recorded;
 use super::stats::{DeadLetterRecord, PushRecord, SubscriptionCounters};
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::StoreOp;
@@ -346,6 +347,14 @@ impl SubState {
                 at: now,
                 kind,
             });
+            fx.record(seq, || Recorded::Delivered {
+                subscription: self.name.clone(),
+                attempt: entry.attempts,
+                kind,
+                stream,
+                at: now,
+                lease_deadline,
+            });
             fx.arm(Timer {
                 at: lease_deadline,
                 sub_uid: self.uid,
@@ -428,6 +437,24 @@ impl SubState {
             seq,
         });
         Some(entry.message)
+    }
+
+    /// Settles `seq` because the subscriber acked it (rather than because it
+    /// was dead-lettered): counted and recorded in the message's history.
+    pub fn acked(
+        &mut self,
+        seq: u64,
+        now: Instant,
+        fx: &mut Effects,
+    ) -> Option<Arc<PubsubMessage>> {
+        let attempt = self.messages.get(&seq)?.attempts;
+        self.counters.acked += 1;
+        fx.record(seq, || Recorded::Acked {
+            subscription: self.name.clone(),
+            attempt,
+            at: now,
+        });
+        self.acknowledge(seq, fx)
     }
 
     /// Records a message's delivery attempts for the disk store (they count
@@ -565,6 +592,13 @@ impl SubState {
                     if let Some(topic) = self.dead_letter_topic() {
                         let topic: Arc<str> = Arc::from(topic);
                         self.counters.dead_lettered += 1;
+                        fx.record(seq, || Recorded::DeadLettered {
+                            subscription: self.name.clone(),
+                            attempts,
+                            reason,
+                            dead_letter_topic: topic.clone(),
+                            at: now,
+                        });
                         if self.recent_dead_letters.len() >= super::stats::RECENT_DEAD_LETTERS {
                             self.recent_dead_letters.pop_front();
                         }
@@ -606,6 +640,13 @@ impl SubState {
                 entry.available_since = now;
                 EntryState::Ready
             };
+            fx.record(seq, || Recorded::LeaseEnded {
+                subscription: self.name.clone(),
+                attempt: entry.attempts,
+                reason,
+                at: now,
+                available_at,
+            });
             fx.observe(|| Event::Redelivery {
                 subscription: self.name.clone(),
                 message: entry.message.clone(),
@@ -674,7 +715,13 @@ impl SubState {
 
     /// Sets a new deadline on the current lease `ack`; `None` when `ack` is
     /// not the current lease of an outstanding message.
-    pub fn extend(&mut self, ack: u64, until: Instant, fx: &mut Effects) -> Option<()> {
+    pub fn extend(
+        &mut self,
+        ack: u64,
+        now: Instant,
+        until: Instant,
+        fx: &mut Effects,
+    ) -> Option<()> {
         let seq = *self.acks.get(&ack)?;
         let entry = self.messages.get_mut(&seq)?;
         match &mut entry.state {
@@ -684,6 +731,13 @@ impl SubState {
                 ..
             } if *current == ack => {
                 *deadline = until;
+                let attempt = entry.attempts;
+                fx.record(seq, || Recorded::DeadlineModified {
+                    subscription: self.name.clone(),
+                    attempt,
+                    at: now,
+                    deadline: until,
+                });
                 fx.arm(self.timer(until, TimerKind::LeaseExpiry { ack }));
                 Some(())
             }

@@ -12,6 +12,7 @@ use baton_proto::pubsub::{PubsubMessage, Snapshot, Topic};
 
 use super::delivery::SubState;
 use super::effects::{Effects, Timer};
+use super::history::MessageJournal;
 use super::stats::TopicCounters;
 use crate::iam::IamPolicies;
 use crate::observer::DeliveryObserver;
@@ -114,6 +115,8 @@ pub(crate) struct State {
     pub observer: Option<Arc<dyn DeliveryObserver>>,
     /// The disk store's journal; `None` keeps everything in memory only.
     pub journal: Option<Journal>,
+    /// The message journal (recent messages' histories); `None` when off.
+    pub history: Option<MessageJournal>,
     /// Effects of the operation in progress.
     pub fx: Effects,
 }
@@ -134,6 +137,7 @@ impl Default for State {
             iam: IamPolicies::default(),
             observer: None,
             journal: None,
+            history: None,
             fx: Effects::default(),
         }
     }

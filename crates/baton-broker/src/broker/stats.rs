@@ -320,6 +320,40 @@ impl DeadLetteredMessage {
     }
 }
 
+/// Most messages one [`Broker::peek`] shows.
+pub const MAX_PEEK: usize = 100;
+
+/// Where a peeked message stands on its subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeekedState {
+    /// Waiting to be handed out.
+    Ready,
+    /// Leased to a subscriber.
+    Leased {
+        /// When the lease ends unless extended.
+        deadline: SystemTime,
+        /// The StreamingPull stream (or push worker) holding it; `None` for
+        /// a unary Pull.
+        stream: Option<u64>,
+    },
+    /// Waiting out a retry policy's backoff.
+    Backoff {
+        /// When it is ready again.
+        until: SystemTime,
+    },
+}
+
+/// A message of a subscription's backlog, looked at without leasing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeekedMessage {
+    /// The message as stored.
+    pub message: Arc<PubsubMessage>,
+    /// Delivery attempts so far.
+    pub attempts: i32,
+    /// Ready, leased or backing off.
+    pub state: PeekedState,
+}
+
 /// A dead-lettered message as a subscription remembers it.
 #[derive(Debug, Clone)]
 pub(crate) struct DeadLetterRecord {
@@ -496,6 +530,42 @@ impl Broker {
                 reason: record.reason,
                 dead_letter_topic: record.dead_letter_topic.to_string(),
                 at: reading.wall_of(record.at),
+            })
+            .collect())
+    }
+
+    /// Up to `max` (at most [`MAX_PEEK`]) messages of `subscription`'s
+    /// backlog, oldest first, without leasing, acking or counting a delivery
+    /// attempt: the backlog, leases and counters stay exactly as they were.
+    pub fn peek(&self, subscription: &str, max: usize) -> BrokerResult<Vec<PeekedMessage>> {
+        use super::delivery::EntryState;
+        names::parse(subscription, Collection::Subscriptions)?;
+        let state = self.lock();
+        let reading = self.clock.read();
+        let sub = state
+            .subscriptions
+            .get(subscription)
+            .ok_or_else(BrokerError::subscription_not_found)?;
+        Ok(sub
+            .owed
+            .iter()
+            .filter_map(|seq| sub.messages.get(seq))
+            .take(max.min(MAX_PEEK))
+            .map(|entry| PeekedMessage {
+                message: entry.message.clone(),
+                attempts: entry.attempts,
+                state: match entry.state {
+                    EntryState::Ready => PeekedState::Ready,
+                    EntryState::Leased {
+                        deadline, stream, ..
+                    } => PeekedState::Leased {
+                        deadline: reading.wall_of(deadline),
+                        stream,
+                    },
+                    EntryState::Backoff { until } => PeekedState::Backoff {
+                        until: reading.wall_of(until),
+                    },
+                },
             })
             .collect())
     }
@@ -818,6 +888,45 @@ mod tests {
                 .list_subscription_stats(Some("nonsense"), 10, "")
                 .is_err()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn peek_changes_nothing() {
+        let broker = broker();
+        let t = topic(&broker, "orders");
+        let s = subscription(&broker, "worker", &t, |_| {});
+        publish(&broker, &t, &["a", "b", "c"]);
+        let leased = pull(&broker, &s, 1).await;
+        assert_eq!(leased.len(), 1);
+        let before = broker.subscription_stats(&s).unwrap();
+        let journal_before = broker.message_history(&t, "2").unwrap();
+        let peeked = broker.peek(&s, 10).unwrap();
+        let datas: Vec<&[u8]> = peeked.iter().map(|p| p.message.data.as_slice()).collect();
+        assert_eq!(datas, [b"a".as_slice(), b"b", b"c"], "oldest first");
+        assert_eq!(
+            peeked[0].state,
+            PeekedState::Leased {
+                deadline: start_wall() + Duration::from_secs(10),
+                stream: None,
+            }
+        );
+        assert_eq!(peeked[1].state, PeekedState::Ready);
+        assert_eq!((peeked[0].attempts, peeked[1].attempts), (1, 0));
+        assert_eq!(broker.peek(&s, 2).unwrap().len(), 2);
+        assert_eq!(
+            broker.subscription_stats(&s).unwrap(),
+            before,
+            "stats unchanged"
+        );
+        assert_eq!(broker.message_history(&t, "2").unwrap(), journal_before);
+        // The peeked messages are still delivered, once each, in order.
+        let rest = broker.pull(&s, 10, PullWait::Immediate).await.unwrap();
+        let datas: Vec<&[u8]> = rest
+            .iter()
+            .map(|r| r.message.as_ref().unwrap().data.as_slice())
+            .collect();
+        assert_eq!(datas, [b"b".as_slice(), b"c"]);
+        assert_eq!(rest.iter().map(|r| r.delivery_attempt).max(), Some(0));
     }
 
     #[tokio::test(start_paused = true)]
