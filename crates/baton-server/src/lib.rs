@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod broker_spans;
+mod console;
 mod grpc;
 pub mod identity;
 mod push;
@@ -632,6 +633,7 @@ fn app_without_identity(api: PubSubApi, traces: TraceStore) -> axum::Router {
     let router = with_grpc(router, schemas);
     let router = with_grpc(router, iam);
     let router = router.merge(baton_trace_store::router(traces));
+    let router = router.merge(console::routes());
     router.fallback(rest::handle).with_state(api)
 }
 

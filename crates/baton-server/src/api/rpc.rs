@@ -139,7 +139,7 @@ impl PubSubApi {
 
     /// With authentication on, who sent the request and whether they may
     /// make it; with it off, nothing (and `None`).
-    pub(super) fn admit(
+    pub(crate) fn admit(
         &self,
         ctx: &RequestContext,
         checks: Checks<'_>,
