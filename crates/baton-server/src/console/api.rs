@@ -460,7 +460,7 @@ async fn publish(
     let request = PublishRequest {
         topic: format!("projects/{project}/topics/{topic}"),
         messages: vec![PubsubMessage {
-            data: data.into(),
+            data,
             attributes: body.attributes,
             ordering_key: body.ordering_key,
             ..Default::default()
