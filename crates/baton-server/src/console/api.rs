@@ -450,6 +450,9 @@ async fn publish(
     Path((project, topic)): Path<(String, String)>,
     Json(body): Json<PublishBody>,
 ) -> Answer {
+    // Authenticate before reading the body, so a caller without a
+    // credential learns nothing but 401; Publish checks the permission.
+    admit(&api, &headers, Checks::none())?;
     let data = match (&body.data_base64, body.data) {
         (Some(encoded), _) => BASE64
             .decode(encoded.trim())
@@ -488,6 +491,7 @@ async fn seek(
     Path((project, subscription)): Path<(String, String)>,
     Json(body): Json<SeekBody>,
 ) -> Answer {
+    admit(&api, &headers, Checks::none())?;
     let name = format!("projects/{project}/subscriptions/{subscription}");
     let request = match (body.time, body.snapshot) {
         (Some(time), None) => json!({ "subscription": name, "time": time }),
