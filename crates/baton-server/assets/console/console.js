@@ -472,13 +472,13 @@
     const start = p ? p.at_ms : (data.events.length ? data.events[0].at_ms : 0);
     const timeline = document.getElementById("timeline");
     if (p) {
-      timeline.append(el("li", { class: "event published" },
+      timeline.append(el("li", { class: "msg-event published" },
         el("span", { class: "when" }, "+0 ms"), " ",
         el("span", { class: "what" }, "published on " + short(p.topic)), " ",
         el("span", { class: "at muted" }, fmtTime(p.at_ms))));
     }
     for (const e of data.events) {
-      timeline.append(el("li", { class: "event " + e.kind, "data-kind": e.kind, "data-attempt": e.attempt },
+      timeline.append(el("li", { class: "msg-event " + e.kind, "data-kind": e.kind, "data-attempt": e.attempt },
         el("span", { class: "when" }, "+" + fmtDuration(e.at_ms - start)), " ",
         nameEl(e.subscription, subHref(e.subscription)), " ",
         el("span", { class: "what" }, describeEvent(e)), " ",
