@@ -8,7 +8,7 @@ use baton_proto::pubsub::PubsubMessage;
 
 use super::effects::DeadLetter;
 use super::fanout;
-use super::history::Recorded;
+use super::journal::Recorded;
 use super::state::State;
 use crate::clock::{Clock, format_rfc3339};
 use crate::names::{self, Collection};

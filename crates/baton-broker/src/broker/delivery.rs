@@ -12,9 +12,9 @@ use std::time::Duration;
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
 use tokio::time::Instant;
 
+use super::counters::{DeadLetterRecord, PushRecord, SubscriptionCounters};
 use super::effects::{DeadLetter, Effects, Event, Timer, TimerKind};
-use super::history::Recorded;
-use super::stats::{DeadLetterRecord, PushRecord, SubscriptionCounters};
+use super::journal::Recorded;
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::StoreOp;
 use crate::validate;
@@ -147,7 +147,7 @@ pub(crate) struct SubState {
     /// Push delivery's results, as the server reports them.
     pub push: PushRecord,
     /// The last messages forwarded to the dead-letter topic, newest last,
-    /// at most [`super::stats::RECENT_DEAD_LETTERS`].
+    /// at most [`super::counters::RECENT_DEAD_LETTERS`].
     pub recent_dead_letters: VecDeque<DeadLetterRecord>,
 }
 
@@ -599,7 +599,7 @@ impl SubState {
                             dead_letter_topic: topic.clone(),
                             at: now,
                         });
-                        if self.recent_dead_letters.len() >= super::stats::RECENT_DEAD_LETTERS {
+                        if self.recent_dead_letters.len() >= super::counters::RECENT_DEAD_LETTERS {
                             self.recent_dead_letters.pop_front();
                         }
                         self.recent_dead_letters.push_back(DeadLetterRecord {

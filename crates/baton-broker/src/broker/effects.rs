@@ -17,7 +17,7 @@ use baton_proto::pubsub::PubsubMessage;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::history::Recorded;
+use super::journal::Recorded;
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::StoreOp;
 

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use baton_proto::pubsub::PubsubMessage;
 
 use super::effects::Event;
-use super::history::{self, Recorded};
+use super::journal::{self, Recorded};
 use super::state::{LoggedMessage, State};
 use crate::clock::{Clock, timestamp};
 use crate::error::{BrokerError, BrokerResult};
@@ -75,7 +75,7 @@ pub(crate) fn append(
                 ordering_key: message.ordering_key.clone(),
                 size: message.payload_size(),
                 attributes: message.attributes.len(),
-                traceparent: history::traceparent(message),
+                traceparent: journal::traceparent(message),
                 at: reading.now,
             });
         }

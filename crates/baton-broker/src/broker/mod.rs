@@ -18,11 +18,13 @@
 //! Time comes from the [`Clock`] the broker is given.
 
 mod commit;
+pub(crate) mod counters;
 mod dead_letter;
 mod delivery;
 mod effects;
 mod fanout;
 pub(crate) mod history;
+pub(crate) mod journal;
 pub(crate) mod leases;
 mod policies;
 mod recovery;
@@ -79,7 +81,7 @@ impl Default for BrokerBuilder {
         Self {
             clock: Clock::default(),
             data_dir: None,
-            message_history: history::DEFAULT_MESSAGE_HISTORY,
+            message_history: journal::DEFAULT_MESSAGE_HISTORY,
         }
     }
 }
@@ -92,7 +94,7 @@ impl BrokerBuilder {
     }
 
     /// Keeps the histories of the last `messages` messages for
-    /// [`Broker::message_history`] ([`history::DEFAULT_MESSAGE_HISTORY`]
+    /// [`Broker::message_history`] ([`journal::DEFAULT_MESSAGE_HISTORY`]
     /// unless told; 0 turns the message journal off).
     pub fn message_history(mut self, messages: usize) -> Self {
         self.message_history = messages;
@@ -126,7 +128,7 @@ impl BrokerBuilder {
         let (shutdown, _) = watch::channel(false);
         let (catalog, _) = watch::channel(0u64);
         let mut state = State {
-            history: history::MessageJournal::new(self.message_history),
+            history: journal::MessageJournal::new(self.message_history),
             ..State::default()
         };
         let storage = OnceLock::new();

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use baton_proto::pubsub::{PubsubMessage, Snapshot, Topic};
 
+use super::counters::TopicCounters;
 use super::delivery::SubState;
 use super::effects::{Effects, Timer};
-use super::history::MessageJournal;
-use super::stats::TopicCounters;
+use super::journal::MessageJournal;
 use crate::iam::IamPolicies;
 use crate::observer::DeliveryObserver;
 use crate::schema::SchemaRegistry;
