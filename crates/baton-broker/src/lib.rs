@@ -22,11 +22,18 @@ mod store;
 mod store_tests;
 pub mod validate;
 
+pub use broker::counters::{
+    PushCounts, PushOutcome, PushResponseClass, PushResult, RECENT_DEAD_LETTERS,
+    SubscriptionCounters, TopicCounters,
+};
+pub use broker::history::{
+    MessageEvent, MessageEventKind, MessageHistory, PublishRecord, format_duration,
+};
+pub use broker::journal::{DEFAULT_MESSAGE_HISTORY, MAX_EVENTS_PER_MESSAGE};
 pub use broker::leases::{PullWait, StreamRegistration};
 pub use broker::stats::{
-    DEFAULT_STATS_PAGE, DeadLetteredMessage, MAX_STATS_PAGE, PushCounts, PushOutcome,
-    PushResponseClass, PushResult, PushStats, RECENT_DEAD_LETTERS, SubscriptionCounters,
-    SubscriptionStats, TopicCounters, TopicStats,
+    DEFAULT_STATS_PAGE, DeadLetteredMessage, MAX_PEEK, MAX_STATS_PAGE, PeekedMessage, PeekedState,
+    PushStats, SubscriptionStats, TopicStats,
 };
 pub use broker::{Broker, BrokerBuilder, DELETED_TOPIC};
 pub use clock::Clock;

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod broker_spans;
+mod console;
 mod grpc;
 pub mod identity;
 pub mod metrics;
@@ -659,7 +660,8 @@ fn app_without_identity(api: PubSubApi, traces: TraceStore) -> axum::Router {
     let router = with_grpc(router, schemas);
     let router = with_grpc(router, iam);
     let router = router.merge(baton_trace_store::router(traces));
-    let router = router.merge(metrics::routes(api.broker().clone()));
+    let router = router.merge(metrics::routes());
+    let router = router.merge(console::routes());
     router.fallback(rest::handle).with_state(api)
 }
 

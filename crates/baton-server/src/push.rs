@@ -46,7 +46,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use base64::Engine as _;
-use baton_broker::{Broker, BrokerError, DeliveryKind, ErrorCode, StreamRegistration};
+use baton_broker::{
+    Broker, BrokerError, DeliveryKind, ErrorCode, PushResponseClass, PushResult, StreamRegistration,
+};
 use baton_proto::pubsub::push_config::{AuthenticationMethod as Authentication, Wrapper};
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -127,9 +129,12 @@ enum PushFailure {
     /// The endpoint answered with a status that is not an acknowledgement.
     #[error("endpoint answered HTTP {0}")]
     Status(u16),
-    /// No answer: connection or TLS error, timeout or bad URL (with the causes).
+    /// No answer: connection or TLS error or bad URL (with the causes).
     #[error("push request failed: {0}")]
     Request(String),
+    /// No answer within the ack deadline.
+    #[error("push request timed out: {0}")]
+    Timeout(String),
     /// Not sent, because an earlier message of its ordering key failed.
     #[error("held back behind a failed message of its ordering key")]
     HeldBack,
@@ -346,7 +351,25 @@ impl Backoff {
 }
 
 /// What one delivery task reports back: per message its ack id and outcome.
-type Outcomes = Vec<(String, Result<(), PushFailure>)>;
+type Outcomes = Vec<(String, Result<u16, PushFailure>)>;
+
+impl PushFailure {
+    /// The result push delivery reports to the broker's stats; `None` for a
+    /// message that was never sent.
+    fn result(&self) -> Option<PushResult> {
+        let (class, status) = match self {
+            Self::Status(status) => (PushResponseClass::of_status(*status, false), Some(*status)),
+            Self::Request(_) => (PushResponseClass::Unreachable, None),
+            Self::Timeout(_) => (PushResponseClass::DeadlineExceeded, None),
+            Self::HeldBack => return None,
+        };
+        Some(PushResult {
+            class,
+            status,
+            detail: self.to_string(),
+        })
+    }
+}
 
 /// Delivers one subscription's messages; see the module docs.
 #[derive(Debug)]
@@ -555,9 +578,23 @@ impl Worker {
         let mut acked = Vec::new();
         let mut nacked = Vec::new();
         let mut first_failure = None;
+        let Some(broker) = self.broker.upgrade() else {
+            return;
+        };
         for (ack_id, outcome) in outcomes {
+            let result = match &outcome {
+                Ok(status) => Some(PushResult {
+                    class: PushResponseClass::Ack,
+                    status: Some(*status),
+                    detail: String::new(),
+                }),
+                Err(failure) => failure.result(),
+            };
+            if let Some(result) = result {
+                broker.record_push_result(&self.name, result);
+            }
             match outcome {
-                Ok(()) => acked.push(ack_id),
+                Ok(_) => acked.push(ack_id),
                 Err(failure) => {
                     if first_failure.is_none() && !matches!(failure, PushFailure::HeldBack) {
                         first_failure = Some(failure);
@@ -566,9 +603,6 @@ impl Worker {
                 }
             }
         }
-        let Some(broker) = self.broker.upgrade() else {
-            return;
-        };
         if !acked.is_empty() {
             if let Err(error) = broker.acknowledge(&self.name, &acked) {
                 tracing::debug!(subscription = %self.name, %error, "acknowledging pushed messages failed");
@@ -650,7 +684,7 @@ async fn push_one(
     id_tokens: Option<&crate::identity::Identity>,
     sub: &Subscription,
     received: &ReceivedMessage,
-) -> Result<(), PushFailure> {
+) -> Result<u16, PushFailure> {
     let default_message = PubsubMessage::default();
     let message = received.message.as_ref().unwrap_or(&default_message);
     let push = sub.push_config.clone().unwrap_or_default();
@@ -702,13 +736,19 @@ async fn push_one(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|error| PushFailure::Request(error_chain(&error)))?;
+        .map_err(|error| {
+            if error.is_timeout() {
+                PushFailure::Timeout(error_chain(&error))
+            } else {
+                PushFailure::Request(error_chain(&error))
+            }
+        })?;
     let status = response.status().as_u16();
     // Read the (normally empty) answer so the connection can be reused.
     let _ = response.bytes().await;
     if ACK_STATUSES.contains(&status) {
         tracing::trace!(subscription = %sub.name, message_id = %message.message_id, status, "pushed");
-        Ok(())
+        Ok(status)
     } else {
         Err(PushFailure::Status(status))
     }

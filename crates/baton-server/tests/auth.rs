@@ -646,3 +646,57 @@ async fn with_authentication_off_every_caller_may_do_everything() {
         .await;
     assert!(published.is_ok());
 }
+
+/// The series names of a scrape of `/metrics` with `token`, or its status.
+async fn scrape(server: &TestServer, token: Option<&str>) -> Result<String, u16> {
+    let mut request = reqwest::Client::new().get(server.url("/metrics"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(status);
+    }
+    Ok(response.text().await.unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_need_a_credential_and_show_only_the_projects_it_may_list() {
+    let server = start().await;
+    resources(&server).await;
+    // A second project the account is not granted.
+    let (mut publisher, mut subscriber) = operator(&server);
+    publisher
+        .create_topic(Topic {
+            name: "projects/q/topics/payments".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    subscriber
+        .create_subscription(Subscription {
+            name: "projects/q/subscriptions/payments-worker".into(),
+            topic: "projects/q/topics/payments".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let key_file = account(&server, "watcher").await;
+    server
+        .grant("projects/p", "roles/pubsub.viewer", &member(&key_file))
+        .await;
+
+    assert_eq!(scrape(&server, None).await, Err(401));
+    assert_eq!(scrape(&server, Some("not-a-token")).await, Err(401));
+    let seen = scrape(&server, Some(&jwt_now(&server, &key_file)))
+        .await
+        .unwrap();
+    assert!(seen.contains("subscription_id=\"orders-worker\""), "{seen}");
+    assert!(seen.contains("topic_id=\"orders\""), "{seen}");
+    assert!(!seen.contains("payments"), "{seen}");
+    let all = scrape(&server, Some(OPERATOR_TOKEN)).await.unwrap();
+    assert!(all.contains("subscription_id=\"payments-worker\""), "{all}");
+    assert!(all.contains("subscription_id=\"orders-worker\""), "{all}");
+    server.shutdown().await;
+}

@@ -210,6 +210,20 @@ async fn failed_pushes_are_retried_with_backoff_until_acknowledged() {
     // The fourth answer (200) acknowledged it: no more pushes.
     drained(&broker, &sub).await;
     endpoint.expect_none(Duration::from_secs(120)).await;
+    // The broker's stats count each push by Cloud Monitoring's response class.
+    let stats = broker.subscription_stats(&sub).unwrap().push.unwrap();
+    assert_eq!(stats.endpoint, endpoint.url("/hook"));
+    assert_eq!(
+        (
+            stats.counts.remote_server_5xx,
+            stats.counts.remote_server_4xx,
+            stats.counts.invalid,
+            stats.counts.ack
+        ),
+        (1, 1, 1, 1)
+    );
+    assert!(stats.healthy(), "the last push was acknowledged");
+    assert_eq!(stats.last.unwrap().result.status, Some(200));
 
     // A success resets the backoff: the next failure is retried after
     // 100 ms again, not 800 ms.
@@ -221,6 +235,11 @@ async fn failed_pushes_are_retried_with_backoff_until_acknowledged() {
     assert_eq!(first.at - published, DISPATCH_DELAY);
     assert_eq!(second.at - first.at, Duration::from_millis(100));
     drained(&broker, &sub).await;
+    let stats = broker.subscription_stats(&sub).unwrap();
+    let push = stats.push.unwrap();
+    assert_eq!((push.counts.remote_server_5xx, push.counts.ack), (2, 2));
+    assert_eq!(stats.counters.acked, 2);
+    assert_eq!(stats.counters.nacked, 4);
     server.shutdown().await;
 }
 

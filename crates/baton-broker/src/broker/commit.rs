@@ -51,6 +51,11 @@ pub(crate) fn commit(
                 tracing::error!("the delivery observer panicked; its events were dropped");
             }
         }
+        if !fx.history.is_empty()
+            && let Some(journal) = &mut state.history
+        {
+            journal.file(fx.history);
+        }
         for notify in fx.wake {
             notify.notify_waiters();
         }

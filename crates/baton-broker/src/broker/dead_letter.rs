@@ -8,6 +8,7 @@ use baton_proto::pubsub::PubsubMessage;
 
 use super::effects::DeadLetter;
 use super::fanout;
+use super::journal::Recorded;
 use super::state::State;
 use crate::clock::{Clock, format_rfc3339};
 use crate::names::{self, Collection};
@@ -26,9 +27,28 @@ pub(crate) fn forward(state: &mut State, letters: Vec<DeadLetter>, clock: &Clock
         }) {
             batch.push(next);
         }
+        let originals: Vec<Option<u64>> = batch
+            .iter()
+            .map(|letter| letter.message.message_id.parse().ok())
+            .collect();
         let copies = source_copies(&subscription, batch);
-        if let Err(error) = fanout::append(state, &topic, copies, clock.wall(), clock) {
-            tracing::warn!(%subscription, dead_letter_topic = %topic, %error, "dead-lettering failed");
+        match fanout::append(state, &topic, copies, clock.wall(), clock) {
+            Ok(ids) => {
+                let now = clock.now();
+                for (original, id) in originals.into_iter().zip(ids) {
+                    if let Some(seq) = original {
+                        state.fx.record(seq, || Recorded::DeadLetterCopy {
+                            subscription: subscription.clone(),
+                            topic: topic.clone(),
+                            message_id: id,
+                            at: now,
+                        });
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%subscription, dead_letter_topic = %topic, %error, "dead-lettering failed");
+            }
         }
     }
 }

@@ -12,8 +12,9 @@ use std::time::Duration;
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
 use tokio::time::Instant;
 
+use super::counters::{DeadLetterRecord, PushRecord, SubscriptionCounters};
 use super::effects::{DeadLetter, Effects, Event, Timer, TimerKind};
-use super::stats::{DeadLetterRecord, PushRecord, SubscriptionCounters};
+use super::journal::Recorded;
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::StoreOp;
 use crate::validate;
@@ -146,7 +147,7 @@ pub(crate) struct SubState {
     /// Push delivery's results, as the server reports them.
     pub push: PushRecord,
     /// The last messages forwarded to the dead-letter topic, newest last,
-    /// at most [`super::stats::RECENT_DEAD_LETTERS`].
+    /// at most [`super::counters::RECENT_DEAD_LETTERS`].
     pub recent_dead_letters: VecDeque<DeadLetterRecord>,
 }
 
@@ -346,6 +347,14 @@ impl SubState {
                 at: now,
                 kind,
             });
+            fx.record(seq, || Recorded::Delivered {
+                subscription: self.name.clone(),
+                attempt: entry.attempts,
+                kind,
+                stream,
+                at: now,
+                lease_deadline,
+            });
             fx.arm(Timer {
                 at: lease_deadline,
                 sub_uid: self.uid,
@@ -428,6 +437,24 @@ impl SubState {
             seq,
         });
         Some(entry.message)
+    }
+
+    /// Settles `seq` because the subscriber acked it (rather than because it
+    /// was dead-lettered): counted and recorded in the message's history.
+    pub fn acked(
+        &mut self,
+        seq: u64,
+        now: Instant,
+        fx: &mut Effects,
+    ) -> Option<Arc<PubsubMessage>> {
+        let attempt = self.messages.get(&seq)?.attempts;
+        self.counters.acked += 1;
+        fx.record(seq, || Recorded::Acked {
+            subscription: self.name.clone(),
+            attempt,
+            at: now,
+        });
+        self.acknowledge(seq, fx)
     }
 
     /// Records a message's delivery attempts for the disk store (they count
@@ -565,7 +592,14 @@ impl SubState {
                     if let Some(topic) = self.dead_letter_topic() {
                         let topic: Arc<str> = Arc::from(topic);
                         self.counters.dead_lettered += 1;
-                        if self.recent_dead_letters.len() >= super::stats::RECENT_DEAD_LETTERS {
+                        fx.record(seq, || Recorded::DeadLettered {
+                            subscription: self.name.clone(),
+                            attempts,
+                            reason,
+                            dead_letter_topic: topic.clone(),
+                            at: now,
+                        });
+                        if self.recent_dead_letters.len() >= super::counters::RECENT_DEAD_LETTERS {
                             self.recent_dead_letters.pop_front();
                         }
                         self.recent_dead_letters.push_back(DeadLetterRecord {
@@ -606,6 +640,13 @@ impl SubState {
                 entry.available_since = now;
                 EntryState::Ready
             };
+            fx.record(seq, || Recorded::LeaseEnded {
+                subscription: self.name.clone(),
+                attempt: entry.attempts,
+                reason,
+                at: now,
+                available_at,
+            });
             fx.observe(|| Event::Redelivery {
                 subscription: self.name.clone(),
                 message: entry.message.clone(),
@@ -674,7 +715,13 @@ impl SubState {
 
     /// Sets a new deadline on the current lease `ack`; `None` when `ack` is
     /// not the current lease of an outstanding message.
-    pub fn extend(&mut self, ack: u64, until: Instant, fx: &mut Effects) -> Option<()> {
+    pub fn extend(
+        &mut self,
+        ack: u64,
+        now: Instant,
+        until: Instant,
+        fx: &mut Effects,
+    ) -> Option<()> {
         let seq = *self.acks.get(&ack)?;
         let entry = self.messages.get_mut(&seq)?;
         match &mut entry.state {
@@ -684,6 +731,13 @@ impl SubState {
                 ..
             } if *current == ack => {
                 *deadline = until;
+                let attempt = entry.attempts;
+                fx.record(seq, || Recorded::DeadlineModified {
+                    subscription: self.name.clone(),
+                    attempt,
+                    at: now,
+                    deadline: until,
+                });
                 fx.arm(self.timer(until, TimerKind::LeaseExpiry { ack }));
                 Some(())
             }

@@ -17,6 +17,7 @@ use baton_proto::pubsub::PubsubMessage;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::journal::Recorded;
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::StoreOp;
 
@@ -116,6 +117,11 @@ pub(crate) struct Effects {
     pub(super) durable: bool,
     /// Whether an observer listens; set when the operation takes the lock.
     pub(super) observing: bool,
+    /// Whether the message journal records; set when the operation takes
+    /// the lock.
+    pub(super) recording: bool,
+    /// Events for the message journal, by message sequence.
+    pub(super) history: Vec<(u64, Recorded)>,
     pub(super) journal: Vec<StoreOp>,
     pub(super) timers: Vec<Timer>,
     pub(super) wake: Vec<Arc<Notify>>,
@@ -151,6 +157,14 @@ impl Effects {
         }
     }
 
+    /// Records an event of message `seq` in the message journal (built only
+    /// when there is one).
+    pub fn record(&mut self, seq: u64, event: impl FnOnce() -> Recorded) {
+        if self.recording {
+            self.history.push((seq, event()));
+        }
+    }
+
     /// Forwards a message to a dead-letter topic.
     pub fn dead_letter(&mut self, letter: DeadLetter) {
         self.dead_letters.push(letter);
@@ -168,6 +182,7 @@ impl Effects {
             && self.timers.is_empty()
             && self.wake.is_empty()
             && self.events.is_empty()
+            && self.history.is_empty()
             && self.dead_letters.is_empty()
             && !self.catalog_changed
     }
@@ -177,6 +192,7 @@ impl Effects {
         Self {
             durable: self.durable,
             observing: self.observing,
+            recording: self.recording,
             ..Self::default()
         }
     }

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use baton_proto::pubsub::PubsubMessage;
 
 use super::effects::Event;
+use super::journal::{self, Recorded};
 use super::state::{LoggedMessage, State};
 use crate::clock::{Clock, timestamp};
 use crate::error::{BrokerError, BrokerResult};
@@ -63,6 +64,19 @@ pub(crate) fn append(
             fx.journal(|| StoreOp::Log {
                 topic: key.clone(),
                 seq: *seq,
+            });
+        }
+    }
+    if fx.recording {
+        let key: Arc<str> = Arc::from(topic);
+        for (seq, message) in &stored {
+            fx.record(*seq, || Recorded::Published {
+                topic: key.clone(),
+                ordering_key: message.ordering_key.clone(),
+                size: message.payload_size(),
+                attributes: message.attributes.len(),
+                traceparent: journal::traceparent(message),
+                at: reading.now,
             });
         }
     }

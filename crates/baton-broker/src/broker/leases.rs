@@ -184,6 +184,7 @@ impl Broker {
             return Err(BrokerError::invalid("No ack ids specified."));
         }
         let mut txn = self.lock_subscription(name)?;
+        let now = self.clock.now();
         let parsed = parse_ack_ids(&txn, name, ack_ids)?;
         let State {
             subscriptions,
@@ -205,11 +206,10 @@ impl Broker {
             };
             match seq {
                 Some(seq) => {
-                    if let Some(message) = sub.acknowledge(seq, fx) {
-                        sub.counters.acked += 1;
-                        if sub.config.retain_acked_messages {
-                            kept.push((seq, message));
-                        }
+                    if let Some(message) = sub.acked(seq, now, fx)
+                        && sub.config.retain_acked_messages
+                    {
+                        kept.push((seq, message));
                     }
                 }
                 None if exactly_once => failures.push(invalid_ack_id(&ack_ids[index])),
@@ -274,7 +274,7 @@ impl Broker {
             if seconds == 0 {
                 sub.requeue(seq, now, LeaseEnd::Nacked, fx);
             } else {
-                sub.extend(number, until, fx);
+                sub.extend(number, now, until, fx);
             }
         }
         settled(failures)

@@ -18,10 +18,13 @@
 //! Time comes from the [`Clock`] the broker is given.
 
 mod commit;
+pub(crate) mod counters;
 mod dead_letter;
 mod delivery;
 mod effects;
 mod fanout;
+pub(crate) mod history;
+pub(crate) mod journal;
 pub(crate) mod leases;
 mod policies;
 mod recovery;
@@ -66,16 +69,35 @@ pub struct Broker {
 }
 
 /// How to make a [`Broker`]: its clock and where it keeps its state.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct BrokerBuilder {
     clock: Clock,
     data_dir: Option<std::path::PathBuf>,
+    message_history: usize,
+}
+
+impl Default for BrokerBuilder {
+    fn default() -> Self {
+        Self {
+            clock: Clock::default(),
+            data_dir: None,
+            message_history: journal::DEFAULT_MESSAGE_HISTORY,
+        }
+    }
 }
 
 impl BrokerBuilder {
     /// Reads time from `clock` (the system clock by default).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Keeps the histories of the last `messages` messages for
+    /// [`Broker::message_history`] ([`journal::DEFAULT_MESSAGE_HISTORY`]
+    /// unless told; 0 turns the message journal off).
+    pub fn message_history(mut self, messages: usize) -> Self {
+        self.message_history = messages;
         self
     }
 
@@ -105,7 +127,10 @@ impl BrokerBuilder {
     fn assemble(self, opened: Option<(Storage, crate::store::Recovered)>) -> Arc<Broker> {
         let (shutdown, _) = watch::channel(false);
         let (catalog, _) = watch::channel(0u64);
-        let mut state = State::default();
+        let mut state = State {
+            history: journal::MessageJournal::new(self.message_history),
+            ..State::default()
+        };
         let storage = OnceLock::new();
         if let Some((store, recovered)) = opened {
             let store = Arc::new(store);
@@ -188,6 +213,7 @@ impl Broker {
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         guard.fx.durable = guard.journal.is_some();
         guard.fx.observing = guard.observer.is_some();
+        guard.fx.recording = guard.history.is_some();
         Txn {
             guard,
             broker: self,

@@ -10,9 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use baton_proto::pubsub::{PubsubMessage, Snapshot, Topic};
 
+use super::counters::TopicCounters;
 use super::delivery::SubState;
 use super::effects::{Effects, Timer};
-use super::stats::TopicCounters;
+use super::journal::MessageJournal;
 use crate::iam::IamPolicies;
 use crate::observer::DeliveryObserver;
 use crate::schema::SchemaRegistry;
@@ -114,6 +115,8 @@ pub(crate) struct State {
     pub observer: Option<Arc<dyn DeliveryObserver>>,
     /// The disk store's journal; `None` keeps everything in memory only.
     pub journal: Option<Journal>,
+    /// The message journal (recent messages' histories); `None` when off.
+    pub history: Option<MessageJournal>,
     /// Effects of the operation in progress.
     pub fx: Effects,
 }
@@ -134,6 +137,7 @@ impl Default for State {
             iam: IamPolicies::default(),
             observer: None,
             journal: None,
+            history: None,
             fx: Effects::default(),
         }
     }

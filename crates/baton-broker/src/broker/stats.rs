@@ -18,9 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use baton_proto::pubsub::{PubsubMessage, Subscription, Topic};
-use tokio::time::Instant;
 
 use super::Broker;
+use super::counters::{
+    PushCounts, PushOutcome, PushResponseClass, PushResult, SubscriptionCounters, TopicCounters,
+};
 use super::delivery::SubState;
 use super::state::{State, TopicState};
 use crate::clock::{Reading, system_time};
@@ -34,163 +36,6 @@ pub const DEFAULT_STATS_PAGE: usize = 100;
 /// Largest page of the stats listings: a page is computed under the broker's
 /// lock, so it stays short whatever the caller asks.
 pub const MAX_STATS_PAGE: usize = 1000;
-/// How many dead-lettered messages each subscription remembers for
-/// [`Broker::recent_dead_letters`].
-pub const RECENT_DEAD_LETTERS: usize = 50;
-
-/// What happened to one subscription's messages since it was created (or
-/// the broker started). Every count only grows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SubscriptionCounters {
-    /// Messages handed out (each delivery attempt of each message, by Pull,
-    /// StreamingPull or push).
-    pub delivery_attempts: u64,
-    /// Messages settled by an Acknowledge (`subscription/ack_message_count`);
-    /// push deliveries the endpoint acknowledged count too. Messages a filter
-    /// rejects or that are dead-lettered do not.
-    pub acked: u64,
-    /// Leases ended by a nack (ModifyAckDeadline 0, or an ordered message
-    /// that came back with a nacked earlier one of its key).
-    pub nacked: u64,
-    /// Leases ended by their ack deadline passing.
-    pub expired: u64,
-    /// Messages forwarded to the dead-letter topic
-    /// (`subscription/dead_letter_message_count`).
-    pub dead_lettered: u64,
-}
-
-/// How a push endpoint answered one push request, in the classes of Cloud
-/// Monitoring's `subscription/push_request_count` `response_class` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PushResponseClass {
-    /// The endpoint acknowledged (102, 200, 201, 202 or 204).
-    Ack,
-    /// A 4xx status.
-    RemoteServer4xx,
-    /// A 5xx status.
-    RemoteServer5xx,
-    /// No answer within the ack deadline.
-    DeadlineExceeded,
-    /// No answer at all: connection refused, DNS, TLS, a bad URL.
-    Unreachable,
-    /// Any other status that does not acknowledge (1xx, 3xx...).
-    Invalid,
-}
-
-impl PushResponseClass {
-    /// Cloud Monitoring's label value: `ack`, `remote_server_4xx`,
-    /// `remote_server_5xx`, `deadline_exceeded`, `unreachable` or `invalid`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ack => "ack",
-            Self::RemoteServer4xx => "remote_server_4xx",
-            Self::RemoteServer5xx => "remote_server_5xx",
-            Self::DeadlineExceeded => "deadline_exceeded",
-            Self::Unreachable => "unreachable",
-            Self::Invalid => "invalid",
-        }
-    }
-
-    /// Every class, in the order of [`PushCounts::get`]'s fields.
-    pub const ALL: [Self; 6] = [
-        Self::Ack,
-        Self::RemoteServer4xx,
-        Self::RemoteServer5xx,
-        Self::DeadlineExceeded,
-        Self::Unreachable,
-        Self::Invalid,
-    ];
-
-    /// The class of an HTTP status the endpoint answered with, given the
-    /// statuses that acknowledge.
-    pub fn of_status(status: u16, acknowledges: bool) -> Self {
-        match status {
-            _ if acknowledges => Self::Ack,
-            400..=499 => Self::RemoteServer4xx,
-            500..=599 => Self::RemoteServer5xx,
-            _ => Self::Invalid,
-        }
-    }
-}
-
-/// Push requests of one subscription by how the endpoint answered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PushCounts {
-    /// Acknowledged.
-    pub ack: u64,
-    /// Answered 4xx.
-    pub remote_server_4xx: u64,
-    /// Answered 5xx.
-    pub remote_server_5xx: u64,
-    /// Timed out.
-    pub deadline_exceeded: u64,
-    /// Could not be sent or got no answer.
-    pub unreachable: u64,
-    /// Answered with another status.
-    pub invalid: u64,
-}
-
-impl PushCounts {
-    /// The count of one class.
-    pub fn get(&self, class: PushResponseClass) -> u64 {
-        match class {
-            PushResponseClass::Ack => self.ack,
-            PushResponseClass::RemoteServer4xx => self.remote_server_4xx,
-            PushResponseClass::RemoteServer5xx => self.remote_server_5xx,
-            PushResponseClass::DeadlineExceeded => self.deadline_exceeded,
-            PushResponseClass::Unreachable => self.unreachable,
-            PushResponseClass::Invalid => self.invalid,
-        }
-    }
-
-    fn bump(&mut self, class: PushResponseClass) {
-        let count = match class {
-            PushResponseClass::Ack => &mut self.ack,
-            PushResponseClass::RemoteServer4xx => &mut self.remote_server_4xx,
-            PushResponseClass::RemoteServer5xx => &mut self.remote_server_5xx,
-            PushResponseClass::DeadlineExceeded => &mut self.deadline_exceeded,
-            PushResponseClass::Unreachable => &mut self.unreachable,
-            PushResponseClass::Invalid => &mut self.invalid,
-        };
-        *count += 1;
-    }
-
-    /// Every push request counted.
-    pub fn total(&self) -> u64 {
-        PushResponseClass::ALL.iter().map(|c| self.get(*c)).sum()
-    }
-}
-
-/// The result of one push request, as push delivery reports it with
-/// [`Broker::record_push_result`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushResult {
-    /// How the endpoint answered.
-    pub class: PushResponseClass,
-    /// The endpoint's HTTP status, when it answered.
-    pub status: Option<u16>,
-    /// What went wrong, in a few words (empty on success).
-    pub detail: String,
-}
-
-/// The last push request's result and when it was recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushOutcome {
-    /// What the endpoint did.
-    pub result: PushResult,
-    /// When it was recorded (the broker's wall clock).
-    pub at: SystemTime,
-}
-
-/// Push delivery's record of one subscription, kept in its delivery state.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PushRecord {
-    pub counts: PushCounts,
-    pub last: Option<PushOutcome>,
-    pub last_ack: Option<SystemTime>,
-    pub consecutive_failures: u64,
-}
-
 /// How a push subscription's endpoint is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushStats {
@@ -253,21 +98,6 @@ impl SubscriptionStats {
     }
 }
 
-/// What happened on one topic since it was created (or the broker started).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TopicCounters {
-    /// Publish requests that stored their messages
-    /// (`topic/send_message_operation_count` with an OK response).
-    pub publish_operations: u64,
-    /// Publish requests to the topic that were refused (invalid messages,
-    /// schema mismatch).
-    pub publish_errors: u64,
-    /// Messages stored on the topic, including copies dead-lettered to it.
-    pub messages_published: u64,
-    /// Their payload bytes (`topic/byte_cost`-like).
-    pub bytes_published: u64,
-}
-
 /// One topic's configuration and history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicStats {
@@ -320,14 +150,38 @@ impl DeadLetteredMessage {
     }
 }
 
-/// A dead-lettered message as a subscription remembers it.
-#[derive(Debug, Clone)]
-pub(crate) struct DeadLetterRecord {
+/// Most messages one [`Broker::peek`] shows.
+pub const MAX_PEEK: usize = 100;
+
+/// Where a peeked message stands on its subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeekedState {
+    /// Waiting to be handed out.
+    Ready,
+    /// Leased to a subscriber.
+    Leased {
+        /// When the lease ends unless extended.
+        deadline: SystemTime,
+        /// The StreamingPull stream (or push worker) holding it; `None` for
+        /// a unary Pull.
+        stream: Option<u64>,
+    },
+    /// Waiting out a retry policy's backoff.
+    Backoff {
+        /// When it is ready again.
+        until: SystemTime,
+    },
+}
+
+/// A message of a subscription's backlog, looked at without leasing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeekedMessage {
+    /// The message as stored.
     pub message: Arc<PubsubMessage>,
+    /// Delivery attempts so far.
     pub attempts: i32,
-    pub reason: LeaseEnd,
-    pub dead_letter_topic: Arc<str>,
-    pub at: Instant,
+    /// Ready, leased or backing off.
+    pub state: PeekedState,
 }
 
 /// The prefix of names listed for `project` (every project when `None`).
@@ -496,6 +350,42 @@ impl Broker {
                 reason: record.reason,
                 dead_letter_topic: record.dead_letter_topic.to_string(),
                 at: reading.wall_of(record.at),
+            })
+            .collect())
+    }
+
+    /// Up to `max` (at most [`MAX_PEEK`]) messages of `subscription`'s
+    /// backlog, oldest first, without leasing, acking or counting a delivery
+    /// attempt: the backlog, leases and counters stay exactly as they were.
+    pub fn peek(&self, subscription: &str, max: usize) -> BrokerResult<Vec<PeekedMessage>> {
+        use super::delivery::EntryState;
+        names::parse(subscription, Collection::Subscriptions)?;
+        let state = self.lock();
+        let reading = self.clock.read();
+        let sub = state
+            .subscriptions
+            .get(subscription)
+            .ok_or_else(BrokerError::subscription_not_found)?;
+        Ok(sub
+            .owed
+            .iter()
+            .filter_map(|seq| sub.messages.get(seq))
+            .take(max.min(MAX_PEEK))
+            .map(|entry| PeekedMessage {
+                message: entry.message.clone(),
+                attempts: entry.attempts,
+                state: match entry.state {
+                    EntryState::Ready => PeekedState::Ready,
+                    EntryState::Leased {
+                        deadline, stream, ..
+                    } => PeekedState::Leased {
+                        deadline: reading.wall_of(deadline),
+                        stream,
+                    },
+                    EntryState::Backoff { until } => PeekedState::Backoff {
+                        until: reading.wall_of(until),
+                    },
+                },
             })
             .collect())
     }
@@ -818,6 +708,45 @@ mod tests {
                 .list_subscription_stats(Some("nonsense"), 10, "")
                 .is_err()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn peek_changes_nothing() {
+        let broker = broker();
+        let t = topic(&broker, "orders");
+        let s = subscription(&broker, "worker", &t, |_| {});
+        publish(&broker, &t, &["a", "b", "c"]);
+        let leased = pull(&broker, &s, 1).await;
+        assert_eq!(leased.len(), 1);
+        let before = broker.subscription_stats(&s).unwrap();
+        let journal_before = broker.message_history(&t, "2").unwrap();
+        let peeked = broker.peek(&s, 10).unwrap();
+        let datas: Vec<&[u8]> = peeked.iter().map(|p| p.message.data.as_slice()).collect();
+        assert_eq!(datas, [b"a".as_slice(), b"b", b"c"], "oldest first");
+        assert_eq!(
+            peeked[0].state,
+            PeekedState::Leased {
+                deadline: start_wall() + Duration::from_secs(10),
+                stream: None,
+            }
+        );
+        assert_eq!(peeked[1].state, PeekedState::Ready);
+        assert_eq!((peeked[0].attempts, peeked[1].attempts), (1, 0));
+        assert_eq!(broker.peek(&s, 2).unwrap().len(), 2);
+        assert_eq!(
+            broker.subscription_stats(&s).unwrap(),
+            before,
+            "stats unchanged"
+        );
+        assert_eq!(broker.message_history(&t, "2").unwrap(), journal_before);
+        // The peeked messages are still delivered, once each, in order.
+        let rest = broker.pull(&s, 10, PullWait::Immediate).await.unwrap();
+        let datas: Vec<&[u8]> = rest
+            .iter()
+            .map(|r| r.message.as_ref().unwrap().data.as_slice())
+            .collect();
+        assert_eq!(datas, [b"b".as_slice(), b"c"]);
+        assert_eq!(rest.iter().map(|r| r.delivery_attempt).max(), Some(0));
     }
 
     #[tokio::test(start_paused = true)]

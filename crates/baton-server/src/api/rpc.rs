@@ -7,7 +7,7 @@ use std::time::Duration;
 use baton_auth::Principal;
 use baton_broker::{Broker, BrokerResult, ListPage};
 
-use super::access::{AccessControl, Checks};
+use super::access::{AccessControl, Checks, on_project, project_of};
 
 /// Longest a Pull without `return_immediately` waits over gRPC when the
 /// caller set no deadline (the emulator's long poll is about 90 s).
@@ -137,9 +137,27 @@ impl PubSubApi {
         self.access.as_ref()
     }
 
+    /// Which listed resources the caller of `ctx` may see: with
+    /// authentication on, those whose project grants `permission` (each
+    /// project checked once); with it off, all. Unauthenticated callers get
+    /// the authentication error.
+    pub(crate) fn project_filter(
+        &self,
+        ctx: &RequestContext,
+        permission: &'static str,
+    ) -> BrokerResult<ProjectFilter<'_>> {
+        let principal = self.admit(ctx, Checks::none())?;
+        Ok(ProjectFilter {
+            api: self,
+            principal,
+            permission,
+            allowed: std::collections::HashMap::new(),
+        })
+    }
+
     /// With authentication on, who sent the request and whether they may
     /// make it; with it off, nothing (and `None`).
-    pub(super) fn admit(
+    pub(crate) fn admit(
         &self,
         ctx: &RequestContext,
         checks: Checks<'_>,
@@ -238,6 +256,38 @@ pub(crate) fn mask_paths(mask: Option<baton_proto::wkt::FieldMask>) -> Vec<Strin
     mask.map(|m| m.paths).unwrap_or_default()
 }
 
+/// Which listed resources a caller may see (see
+/// [`PubSubApi::project_filter`]): the console's lists and the metrics show
+/// only the projects the caller may list.
+pub(crate) struct ProjectFilter<'a> {
+    api: &'a PubSubApi,
+    principal: Option<Principal>,
+    permission: &'static str,
+    allowed: std::collections::HashMap<String, bool>,
+}
+
+impl ProjectFilter<'_> {
+    /// Whether the resource `name` (`projects/{p}/...`) may be shown.
+    pub(crate) fn allows(&mut self, name: &str) -> bool {
+        let (Some(principal), Some(access)) = (&self.principal, self.api.access_control()) else {
+            return true;
+        };
+        let project = project_of(name);
+        if let Some(allowed) = self.allowed.get(project) {
+            return *allowed;
+        }
+        let allowed = access
+            .authorize(
+                self.api.broker(),
+                principal,
+                on_project(self.permission, name),
+            )
+            .is_ok();
+        self.allowed.insert(project.to_string(), allowed);
+        allowed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,3 +307,4 @@ mod tests {
         );
     }
 }
+

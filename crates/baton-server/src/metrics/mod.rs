@@ -16,14 +16,16 @@
 pub mod otlp;
 pub mod prometheus;
 
-use std::sync::Arc;
-
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse as _;
+use axum::extract::State;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse as _, Response};
 use baton_broker::{
-    Broker, BrokerResult, ListPage, MAX_STATS_PAGE, PushResponseClass, SubscriptionStats,
+    Broker, BrokerError, BrokerResult, ListPage, MAX_STATS_PAGE, PushResponseClass, SubscriptionStats,
     TopicStats,
 };
+
+use crate::api::{PubSubApi, RequestContext, Transport};
 
 /// The instrumentation scope of the exported metrics.
 pub const SCOPE_NAME: &str = "baton-server";
@@ -177,9 +179,21 @@ fn per_subscription(
 
 /// Samples the broker now.
 pub fn collect(broker: &Broker) -> MetricSet {
+    collect_visible(broker, |_| true, |_| true)
+}
+
+/// Samples the broker now, keeping the subscriptions and topics (by full
+/// name) that `subscription_visible` and `topic_visible` accept.
+fn collect_visible(
+    broker: &Broker,
+    mut subscription_visible: impl FnMut(&str) -> bool,
+    mut topic_visible: impl FnMut(&str) -> bool,
+) -> MetricSet {
     let page = i32::try_from(MAX_STATS_PAGE).unwrap_or(i32::MAX);
-    let subscriptions = all_pages(|token| broker.list_subscription_stats(None, page, token));
-    let topics = all_pages(|token| broker.list_topic_stats(None, page, token));
+    let mut subscriptions = all_pages(|token| broker.list_subscription_stats(None, page, token));
+    subscriptions.retain(|s| subscription_visible(s.name()));
+    let mut topics = all_pages(|token| broker.list_topic_stats(None, page, token));
+    topics.retain(|t| topic_visible(t.name()));
     let mut families = vec![
         per_subscription(
             &subscriptions,
@@ -332,26 +346,36 @@ pub fn collect(broker: &Broker) -> MetricSet {
     MetricSet { families }
 }
 
-/// `GET /metrics`: the broker's metrics in the Prometheus text format.
-pub fn routes<S>(broker: Arc<Broker>) -> axum::Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
-    axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(
-                |axum::extract::State(broker): axum::extract::State<Arc<Broker>>| async move {
-                    // Sampling takes the broker's lock page by page: off the
-                    // async workers, so a scrape of 10,000 subscriptions never
-                    // stalls a connection's task.
-                    let text =
-                        tokio::task::spawn_blocking(move || prometheus::render(&collect(&broker)))
-                            .await
-                            .unwrap_or_default();
-                    ([(CONTENT_TYPE, prometheus::CONTENT_TYPE)], text).into_response()
-                },
-            ),
-        )
-        .with_state(broker)
+/// `GET /metrics`: the broker's metrics in the Prometheus text format. With
+/// authentication on, the scrape needs a credential (Prometheus'
+/// `authorization` setting) and shows only the projects whose topics and
+/// subscriptions it may list, as the console's lists do.
+pub(crate) fn routes() -> axum::Router<PubSubApi> {
+    axum::Router::new().route("/metrics", axum::routing::get(scrape))
+}
+
+async fn scrape(State(api): State<PubSubApi>, headers: HeaderMap) -> Response {
+    let context = RequestContext::new(Transport::Rest)
+        .with_authorization(headers.get(AUTHORIZATION).cloned());
+    // Sampling takes the broker's lock page by page: off the async workers,
+    // so a scrape of 10,000 subscriptions never stalls a connection's task.
+    let sampled = tokio::task::spawn_blocking(move || {
+        let mut subscriptions = api.project_filter(&context, "pubsub.subscriptions.list")?;
+        let mut topics = api.project_filter(&context, "pubsub.topics.list")?;
+        let set = collect_visible(
+            api.broker(),
+            |name| subscriptions.allows(name),
+            |name| topics.allows(name),
+        );
+        Ok::<_, BrokerError>(prometheus::render(&set))
+    })
+    .await;
+    match sampled {
+        Ok(Ok(text)) => ([(CONTENT_TYPE, prometheus::CONTENT_TYPE)], text).into_response(),
+        Ok(Err(error)) => {
+            let (status, body) = crate::status::to_http(&error);
+            (status, axum::Json(body)).into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }

@@ -1,0 +1,80 @@
+//! The console's pages: static HTML, CSS and JavaScript compiled into the
+//! binary (no front-end toolchain), drawn from the console's JSON API. They
+//! use the trace view's stylesheet (`/ui/assets/ui.css`) plus their own.
+//!
+//! - `/ui/topics` and `/ui/subscriptions`: paged lists with stats.
+//! - `/ui/topics/{project}/{topic}`: stats, subscriptions, a publish form.
+//! - `/ui/subscriptions/{project}/{subscription}`: stats, filter and
+//!   policies, push health, dead-lettered messages, peek and seek.
+//! - `/ui/messages/{project}/{topic}/{message_id}`: a message's timeline.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::api::PubSubApi;
+
+const TOPICS_HTML: &str = include_str!("../../assets/console/topics.html");
+const TOPIC_HTML: &str = include_str!("../../assets/console/topic.html");
+const SUBSCRIPTIONS_HTML: &str = include_str!("../../assets/console/subscriptions.html");
+const SUBSCRIPTION_HTML: &str = include_str!("../../assets/console/subscription.html");
+const MESSAGE_HTML: &str = include_str!("../../assets/console/message.html");
+const CONSOLE_CSS: &str = include_str!("../../assets/console/console.css");
+const CONSOLE_JS: &str = include_str!("../../assets/console/console.js");
+
+pub(super) fn routes() -> Router<PubSubApi> {
+    Router::new()
+        .route("/ui/topics", get(|| async { page(TOPICS_HTML) }))
+        .route(
+            "/ui/topics/{project}/{topic}",
+            get(|| async { page(TOPIC_HTML) }),
+        )
+        .route(
+            "/ui/subscriptions",
+            get(|| async { page(SUBSCRIPTIONS_HTML) }),
+        )
+        .route(
+            "/ui/subscriptions/{project}/{subscription}",
+            get(|| async { page(SUBSCRIPTION_HTML) }),
+        )
+        .route(
+            "/ui/messages/{project}/{topic}/{message_id}",
+            get(|| async { page(MESSAGE_HTML) }),
+        )
+        .route("/ui/console/{file}", get(asset))
+}
+
+fn page(body: &'static str) -> Response {
+    with_type(body, "text/html; charset=utf-8")
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match file.as_str() {
+        "console.css" => with_type(CONSOLE_CSS, "text/css; charset=utf-8"),
+        "console.js" => with_type(CONSOLE_JS, "text/javascript; charset=utf-8"),
+        _ => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
+
+/// `body` with its content type, never cached (the binary is the version),
+/// and a content security policy allowing only same-origin resources (no
+/// inline scripts: message data shown on a page can never run).
+fn with_type(body: &'static str, content_type: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
