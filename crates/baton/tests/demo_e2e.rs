@@ -193,6 +193,50 @@ async fn demo_traffic_makes_one_connected_trace_per_order() {
         }
     }
 
+    // The console follows each order's message: the one that failed once
+    // was delivered twice (nacked, then acked), the other once; the
+    // subscription's backlog is empty.
+    for (id, accepted) in &orders {
+        let history: Value = http
+            .get(format!(
+                "http://{pubsub}/api/console/messages/demo/orders/{}",
+                accepted.message_id
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .filter(|k| ["delivered", "nack", "ack"].contains(k))
+            .collect();
+        let expected: &[&str] = if demo.fails_once(*id) {
+            &["delivered", "nack", "delivered", "ack"]
+        } else {
+            &["delivered", "ack"]
+        };
+        assert_eq!(kinds, expected, "order {id}: {history:#}");
+    }
+    let subscription: Value = http
+        .get(format!(
+            "http://{pubsub}/api/console/subscriptions/demo/orders-worker"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        subscription["subscription"]["backlog_messages"], 0,
+        "{subscription:#}"
+    );
+
     demo.shutdown().await.unwrap();
     server.shutdown().await;
 }

@@ -21,8 +21,8 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use baton_broker::{
-    Broker, BrokerError, BrokerResult, ListPage, MAX_STATS_PAGE, PushResponseClass, SubscriptionStats,
-    TopicStats,
+    Broker, BrokerError, BrokerResult, ListPage, MAX_STATS_PAGE, PushResponseClass,
+    SubscriptionStats, TopicStats,
 };
 
 use crate::api::{PubSubApi, RequestContext, Transport};
