@@ -114,10 +114,12 @@ pub fn assert_backoff(
 
 /// The code of a failed call, panicking when it did not fail with an RPC
 /// status.
-pub fn rpc_code<T: std::fmt::Debug>(result: Result<T, Error>) -> Code {
-    match result {
-        Err(Error::Rpc(status)) => status.code(),
-        other => panic!("expected Error::Rpc, got {other:?}"),
+pub fn rpc_code<T: std::fmt::Debug, E: Into<Error> + std::fmt::Debug>(
+    result: Result<T, E>,
+) -> Code {
+    match result.map_err(Into::into) {
+        Err(error) if error.code().is_some() => error.code().unwrap(),
+        other => panic!("expected an RPC failure, got {other:?}"),
     }
 }
 
@@ -146,8 +148,8 @@ impl ClientServer {
             .client
             .create_subscription(
                 SubscriptionConfig::new(format!("{id}-sub"), id)
-                    .ack_deadline(Duration::from_secs(60))
-                    .message_ordering(ordered),
+                    .with_ack_deadline(Duration::from_secs(60))
+                    .with_message_ordering(ordered),
             )
             .await
             .unwrap()
