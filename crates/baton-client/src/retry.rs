@@ -342,23 +342,57 @@ where
             .attempt_timeout
             .min(left)
             .max(Duration::from_millis(1));
+        let attempt = tokio::time::Instant::now();
+        let timed_out = || {
+            tonic::Status::deadline_exceeded(format!(
+                "no answer within the per-attempt timeout of {limit:?}"
+            ))
+        };
         let status = match tokio::time::timeout(limit, call(limit)).await {
             Ok(Ok(value)) => return Ok(value),
+            // tonic's own deadline (the request's `grpc-timeout`) may fire
+            // first, as CANCELLED: the same timeout.
+            Ok(Err(status)) if status.code() == Code::Cancelled && attempt.elapsed() >= limit => {
+                timed_out()
+            }
             Ok(Err(status)) => status,
-            Err(_) => tonic::Status::deadline_exceeded(format!(
-                "no answer within the per-attempt timeout of {limit:?}"
-            )),
+            Err(_) => timed_out(),
         };
         if !settings.is_retryable(status.code()) {
-            return Err(status);
+            return Err(with_cause(status));
         }
         let delay = backoff.next_delay();
         if started.elapsed() + delay >= settings.total_timeout {
-            return Err(status);
+            return Err(with_cause(status));
         }
         tracing::debug!(code = ?status.code(), ?delay, "retrying after a transient error");
         tokio::time::sleep(delay).await;
     }
+}
+
+/// The status with the chain of its source errors in its message, so a
+/// transport failure says what failed ("transport error: ... invalid peer
+/// certificate: UnknownIssuer") rather than only that something did.
+pub(crate) fn with_cause(status: tonic::Status) -> tonic::Status {
+    let mut cause = std::error::Error::source(&status);
+    if cause.is_none() {
+        return status;
+    }
+    let mut message = status.message().to_string();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = error.source();
+    }
+    tonic::Status::with_details_and_metadata(
+        status.code(),
+        message,
+        status.details().to_vec().into(),
+        status.metadata().clone(),
+    )
 }
 
 #[cfg(test)]

@@ -281,7 +281,8 @@ fn public_api_matches_the_baseline() {
 /// accept them.
 #[test]
 fn the_guard_fails_on_any_change() {
-    let set = |lines: &[&str]| -> BTreeSet<String> { lines.iter().map(|l| l.to_string()).collect() };
+    let set =
+        |lines: &[&str]| -> BTreeSet<String> { lines.iter().map(|l| l.to_string()).collect() };
     let baseline = set(&["m: pub fn a ()", "m: pub fn b (x : u8)", "m: pub fn c ()"]);
     let current = set(&["m: pub fn a ()", "m: pub fn b (x : u16)", "m: pub fn d ()"]);
     let (removed, added) = compare(&baseline, &current);
@@ -291,7 +292,15 @@ fn the_guard_fails_on_any_change() {
     assert!(message.contains("- m: pub fn c ()") && message.contains("+ m: pub fn d ()"));
     assert!(message.contains(ACCEPT_ENV));
     // Additions alone fail too.
-    let (removed, added) = compare(&baseline, &set(&["m: pub fn a ()", "m: pub fn b (x : u8)", "m: pub fn c ()", "m: pub fn e ()"]));
+    let (removed, added) = compare(
+        &baseline,
+        &set(&[
+            "m: pub fn a ()",
+            "m: pub fn b (x : u8)",
+            "m: pub fn c ()",
+            "m: pub fn e ()",
+        ]),
+    );
     assert!(removed.is_empty());
     assert!(verdict(&removed, &added).is_some());
     assert!(verdict(&[], &[]).is_none());
