@@ -70,8 +70,8 @@ impl Server {
         let topic = self.id("topic");
         client.create_topic(&topic).await?;
         for sub in subs {
-            let config =
-                SubscriptionConfig::new(self.id(sub), &topic).ack_deadline(Duration::from_secs(30));
+            let config = SubscriptionConfig::new(self.id(sub), &topic)
+                .with_ack_deadline(Duration::from_secs(30));
             client.create_subscription(config).await?;
         }
         Ok(())
@@ -138,11 +138,7 @@ where
 
 /// Tracing on, recording into `capture`.
 fn tracing_into(capture: &SpanCapture) -> TracingConfig {
-    TracingConfig {
-        enable_open_telemetry_tracing: true,
-        tracer_provider: Some(Arc::new(capture.provider.clone())),
-        ..Default::default()
-    }
+    TracingConfig::enabled().with_tracer_provider(Arc::new(capture.provider.clone()))
 }
 
 /// Every span `capture` holds, flushed first.
@@ -210,10 +206,7 @@ async fn receive(
 ) -> Result<HashMap<String, Received>> {
     let subscriber = client.subscriber_with(
         subscription,
-        SubscriberConfig {
-            tracing,
-            ..Default::default()
-        },
+        SubscriberConfig::default().with_tracing(tracing),
     );
     let got: Arc<Mutex<HashMap<String, Received>>> = Arc::default();
     let arrived = Arc::new(tokio::sync::Notify::new());
@@ -387,15 +380,12 @@ async fn rust_to_python(server: Server) -> Result<()> {
     let capture = SpanCapture::new();
     let publisher = client.publisher_with(
         &topic,
-        PublisherConfig {
-            tracing: tracing_into(&capture),
-            ..Default::default()
-        },
+        PublisherConfig::default().with_tracing(tracing_into(&capture)),
     );
     let mut handles = Vec::new();
     for i in 0..COUNT {
-        let message = Message::new(format!("from rust {i}")).attribute("i", i.to_string());
-        handles.push(publisher.publish(message).await);
+        let message = Message::new(format!("from rust {i}")).with_attribute("i", i.to_string());
+        handles.push(publisher.publish(message));
     }
     let mut ids = Vec::new();
     for handle in handles {
@@ -541,12 +531,12 @@ async fn bad_trace_attributes(server: Server) -> Result<()> {
         name, attribute, ..
     } in &cases
     {
-        let mut message = Message::new(format!("case {name}")).attribute("case", *name);
+        let mut message = Message::new(format!("case {name}")).with_attribute("case", *name);
         if let Some((key, value)) = attribute {
-            message = message.attribute(*key, value.clone());
+            message = message.with_attribute(*key, value.clone());
         }
         let attributes = message.attributes().clone();
-        let id = publisher.publish(message).await.await?;
+        let id = publisher.publish(message).await?;
         published.insert(id, (name, attributes));
     }
     publisher.shutdown().await;

@@ -302,7 +302,7 @@ async fn chain(protocol: &str, extra_env: &[(&str, &str)]) {
     client.create_topic(&topic).await.unwrap();
     client
         .create_subscription(
-            SubscriptionConfig::new(&sub, &topic).ack_deadline(Duration::from_secs(30)),
+            SubscriptionConfig::new(&sub, &topic).with_ack_deadline(Duration::from_secs(30)),
         )
         .await
         .unwrap();
@@ -336,13 +336,9 @@ async fn chain(protocol: &str, extra_env: &[(&str, &str)]) {
     let provider = grpc_exporting_provider(&format!("http://{}", down.otlp_grpc), "rust-worker");
     let subscriber = client.subscriber_with(
         &sub,
-        SubscriberConfig {
-            tracing: TracingConfig {
-                tracer_provider: Some(Arc::new(provider.clone())),
-                ..TracingConfig::enabled()
-            },
-            ..Default::default()
-        },
+        SubscriberConfig::default().with_tracing(
+            TracingConfig::enabled().with_tracer_provider(Arc::new(provider.clone())),
+        ),
     );
     let got: Arc<Mutex<Vec<String>>> = Arc::default();
     let arrived = Arc::new(tokio::sync::Notify::new());

@@ -48,7 +48,7 @@ async fn python_publisher_and_rust_subscriber_share_a_stored_trace() {
     client.create_topic(&topic).await.unwrap();
     client
         .create_subscription(
-            SubscriptionConfig::new(&sub, &topic).ack_deadline(Duration::from_secs(30)),
+            SubscriptionConfig::new(&sub, &topic).with_ack_deadline(Duration::from_secs(30)),
         )
         .await
         .unwrap();
@@ -73,13 +73,9 @@ async fn python_publisher_and_rust_subscriber_share_a_stored_trace() {
     let provider = grpc_exporting_provider(&otlp_grpc, "rust-worker");
     let subscriber = client.subscriber_with(
         &sub,
-        SubscriberConfig {
-            tracing: TracingConfig {
-                tracer_provider: Some(Arc::new(provider.clone())),
-                ..TracingConfig::enabled()
-            },
-            ..Default::default()
-        },
+        SubscriberConfig::default().with_tracing(
+            TracingConfig::enabled().with_tracer_provider(Arc::new(provider.clone())),
+        ),
     );
     let got: Arc<Mutex<HashSet<String>>> = Arc::default();
     let handle = subscriber.subscribe({

@@ -262,11 +262,7 @@ impl Telemetry {
     }
 
     fn config(&self) -> TracingConfig {
-        TracingConfig {
-            enable_open_telemetry_tracing: true,
-            tracer_provider: Some(Arc::new(self.provider.clone())),
-            ..Default::default()
-        }
+        TracingConfig::enabled().with_tracer_provider(Arc::new(self.provider.clone()))
     }
 
     /// Flushes the batch processor; the spans exported so far.
@@ -360,7 +356,7 @@ async fn rust_round(
     client.create_topic(&topic).await?;
     client
         .create_subscription(
-            SubscriptionConfig::new(&sub, &topic).ack_deadline(Duration::from_secs(60)),
+            SubscriptionConfig::new(&sub, &topic).with_ack_deadline(Duration::from_secs(60)),
         )
         .await?;
     let data = payload(args.size);
@@ -368,22 +364,21 @@ async fn rust_round(
     // Publish.
     let publisher = client.publisher_with(
         &topic,
-        PublisherConfig {
-            batching: BatchSettings {
-                max_messages: args.batch_max_messages,
-                max_bytes: 9_000_000,
-                max_delay: Duration::from_millis(10),
-            },
-            tracing: tracing.clone(),
-            ..Default::default()
-        },
+        PublisherConfig::default()
+            .with_batching(
+                BatchSettings::default()
+                    .with_max_messages(args.batch_max_messages)
+                    .with_max_bytes(9_000_000)
+                    .with_max_delay(Duration::from_millis(10)),
+            )
+            .with_tracing(tracing.clone()),
     );
     let cpu = process_cpu();
     let started = Instant::now();
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
-        let message = Message::new(data.clone()).attribute("i", i.to_string());
-        handles.push(publisher.publish(message).await);
+        let message = Message::new(data.clone()).with_attribute("i", i.to_string());
+        handles.push(publisher.publish(message));
     }
     let mut ids = Vec::with_capacity(n);
     for handle in handles {
@@ -403,12 +398,9 @@ async fn rust_round(
     let all_in = Arc::new(tokio::sync::Notify::new());
     let subscriber = client.subscriber_with(
         &sub,
-        SubscriberConfig {
-            max_outstanding_messages: args.max_outstanding,
-            max_outstanding_bytes: 500 * 1024 * 1024,
-            tracing,
-            ..Default::default()
-        },
+        SubscriberConfig::default()
+            .with_flow_control(args.max_outstanding, 500 * 1024 * 1024)
+            .with_tracing(tracing),
     );
     let cpu = process_cpu();
     let started = Instant::now();

@@ -12,8 +12,10 @@ use baton_proto::pubsub::{
 use baton_proto::wkt;
 
 use crate::client::Client;
-use crate::error::Result;
-use crate::retry::{RetrySettings, idempotent_retryable, with_retry};
+use crate::error::AdminError;
+use crate::retry::{CallFamily, with_retry};
+
+type Result<T, E = AdminError> = std::result::Result<T, E>;
 
 fn duration(d: Duration) -> wkt::Duration {
     wkt::Duration {
@@ -22,21 +24,23 @@ fn duration(d: Duration) -> wkt::Duration {
     }
 }
 
-/// Settings of a new subscription; unset fields take the service's defaults.
+/// Settings of a new subscription: `SubscriptionConfig::new(id, topic)`
+/// and the `with_*` methods; unset fields take the service's defaults.
 ///
 /// ```
 /// use std::time::Duration;
 /// use baton_client::SubscriptionConfig;
 /// let config = SubscriptionConfig::new("worker", "orders")
-///     .ack_deadline(Duration::from_secs(30))
-///     .message_ordering(true)
-///     .filter(r#"attributes.kind = "order""#);
-/// assert_eq!(config.subscription.ack_deadline_seconds, 30);
+///     .with_ack_deadline(Duration::from_secs(30))
+///     .with_message_ordering(true)
+///     .with_filter(r#"attributes.kind = "order""#);
+/// assert_eq!(config.as_proto().ack_deadline_seconds, 30);
 /// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct SubscriptionConfig {
     /// The subscription as sent; ids are resolved to full names on create.
-    pub subscription: Subscription,
+    subscription: Subscription,
 }
 
 impl SubscriptionConfig {
@@ -51,32 +55,52 @@ impl SubscriptionConfig {
         }
     }
 
+    /// Every setting of `subscription` (for fields without a builder); its
+    /// name, topic and dead-letter topic may be short ids.
+    pub fn from_proto(subscription: Subscription) -> Self {
+        Self { subscription }
+    }
+
+    /// The subscription as it will be sent (names not yet resolved).
+    pub fn as_proto(&self) -> &Subscription {
+        &self.subscription
+    }
+
     /// Time a subscriber has to ack before redelivery (10-600 s).
-    pub fn ack_deadline(mut self, deadline: Duration) -> Self {
+    #[must_use]
+    pub fn with_ack_deadline(mut self, deadline: Duration) -> Self {
         self.subscription.ack_deadline_seconds = i32::try_from(deadline.as_secs()).unwrap_or(600);
         self
     }
 
     /// Deliver messages with one ordering key in publish order.
-    pub fn message_ordering(mut self, enabled: bool) -> Self {
+    #[must_use]
+    pub fn with_message_ordering(mut self, enabled: bool) -> Self {
         self.subscription.enable_message_ordering = enabled;
         self
     }
 
     /// Exactly-once delivery.
-    pub fn exactly_once(mut self, enabled: bool) -> Self {
+    #[must_use]
+    pub fn with_exactly_once(mut self, enabled: bool) -> Self {
         self.subscription.enable_exactly_once_delivery = enabled;
         self
     }
 
     /// Only deliver messages matching this attribute filter.
-    pub fn filter(mut self, filter: impl Into<String>) -> Self {
+    #[must_use]
+    pub fn with_filter(mut self, filter: impl Into<String>) -> Self {
         self.subscription.filter = filter.into();
         self
     }
 
     /// Forward a message to `topic` after `max_delivery_attempts` (5-100).
-    pub fn dead_letter(mut self, topic: impl Into<String>, max_delivery_attempts: i32) -> Self {
+    #[must_use]
+    pub fn with_dead_letter(
+        mut self,
+        topic: impl Into<String>,
+        max_delivery_attempts: i32,
+    ) -> Self {
         self.subscription.dead_letter_policy = Some(DeadLetterPolicy {
             dead_letter_topic: topic.into(),
             max_delivery_attempts,
@@ -85,7 +109,8 @@ impl SubscriptionConfig {
     }
 
     /// Exponential backoff between redeliveries of nacked or expired messages.
-    pub fn retry_policy(mut self, minimum: Duration, maximum: Duration) -> Self {
+    #[must_use]
+    pub fn with_retry_policy(mut self, minimum: Duration, maximum: Duration) -> Self {
         self.subscription.retry_policy = Some(RetryPolicy {
             minimum_backoff: Some(duration(minimum)),
             maximum_backoff: Some(duration(maximum)),
@@ -94,14 +119,16 @@ impl SubscriptionConfig {
     }
 
     /// How long unacked (and, with `retain_acked`, acked) messages are kept.
-    pub fn retention(mut self, retention: Duration, retain_acked: bool) -> Self {
+    #[must_use]
+    pub fn with_retention(mut self, retention: Duration, retain_acked: bool) -> Self {
         self.subscription.message_retention_duration = Some(duration(retention));
         self.subscription.retain_acked_messages = retain_acked;
         self
     }
 
     /// Deliver by HTTP POST to `endpoint` instead of pull.
-    pub fn push_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+    #[must_use]
+    pub fn with_push_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.subscription.push_config = Some(PushConfig {
             push_endpoint: endpoint.into(),
             ..Default::default()
@@ -110,7 +137,8 @@ impl SubscriptionConfig {
     }
 
     /// Delete the subscription after `ttl` without activity.
-    pub fn expiration(mut self, ttl: Duration) -> Self {
+    #[must_use]
+    pub fn with_expiration(mut self, ttl: Duration) -> Self {
         self.subscription.expiration_policy = Some(ExpirationPolicy {
             ttl: Some(duration(ttl)),
         });
@@ -118,13 +146,43 @@ impl SubscriptionConfig {
     }
 
     /// Adds a label.
-    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    #[must_use]
+    pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.subscription.labels.insert(key.into(), value.into());
         self
     }
 }
 
 impl Client {
+    /// One unary admin call with the retries of `family`: each attempt gets
+    /// fresh credentials and the attempt's deadline.
+    async fn unary<Req, Resp, F, Fut>(
+        &self,
+        family: CallFamily,
+        resource: &str,
+        message: Req,
+        rpc: F,
+    ) -> Result<Resp>
+    where
+        Req: Clone,
+        F: Fn(Client, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let settings = self.retry_settings(family).clone();
+        with_retry(&settings, |attempt_timeout| {
+            let message = message.clone();
+            let rpc = &rpc;
+            async move {
+                let mut request = self.request(message, resource).await?;
+                request.set_timeout(attempt_timeout);
+                rpc(self.clone(), request).await
+            }
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(AdminError::Rpc)
+    }
+
     async fn all_pages<T, F, Fut>(&self, mut page: F) -> Result<Vec<T>>
     where
         F: FnMut(String) -> Fut,
@@ -155,32 +213,22 @@ impl Client {
     pub async fn create_topic_with(&self, mut topic: Topic) -> Result<Topic> {
         topic.name = self.topic_name(&topic.name);
         let name = topic.name.clone();
-        let request = self.request(topic, &name).await?;
-        Ok(self
-            .publisher_stub()
-            .create_topic(request)
-            .await?
-            .into_inner())
+        self.unary(CallFamily::AdminWrite, &name, topic, |c, r| async move {
+            c.publisher_stub().create_topic(r).await
+        })
+        .await
     }
 
     /// Gets a topic.
     pub async fn get_topic(&self, topic: &str) -> Result<Topic> {
         let name = self.topic_name(topic);
-        let settings = RetrySettings::admin_default();
-        Ok(with_retry(&settings, idempotent_retryable, || async {
-            let request = self
-                .request(
-                    GetTopicRequest {
-                        topic: name.clone(),
-                    },
-                    &name,
-                )
-                .await
-                .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
-            self.publisher_stub().get_topic(request).await
+        let request = GetTopicRequest {
+            topic: name.clone(),
+        };
+        self.unary(CallFamily::AdminRead, &name, request, |c, r| async move {
+            c.publisher_stub().get_topic(r).await
         })
-        .await?
-        .into_inner())
+        .await
     }
 
     /// Updates the fields of `topic` named in `paths` (snake_case).
@@ -193,35 +241,31 @@ impl Client {
                 paths: paths.iter().map(|p| (*p).to_string()).collect(),
             }),
         };
-        let request = self.request(request, &name).await?;
-        Ok(self
-            .publisher_stub()
-            .update_topic(request)
-            .await?
-            .into_inner())
+        self.unary(CallFamily::AdminWrite, &name, request, |c, r| async move {
+            c.publisher_stub().update_topic(r).await
+        })
+        .await
     }
 
     /// Every topic of the client's project.
     pub async fn list_topics(&self) -> Result<Vec<Topic>> {
         let project = self.project_name();
         self.all_pages(|page_token| {
+            let request = ListTopicsRequest {
+                project: project.clone(),
+                page_size: 1000,
+                page_token,
+            };
             let project = project.clone();
             async move {
-                let request = self
-                    .request(
-                        ListTopicsRequest {
-                            project: project.clone(),
-                            page_size: 1000,
-                            page_token,
-                        },
+                let response = self
+                    .unary(
+                        CallFamily::AdminRead,
                         &project,
+                        request,
+                        |c, r| async move { c.publisher_stub().list_topics(r).await },
                     )
                     .await?;
-                let response = self
-                    .publisher_stub()
-                    .list_topics(request)
-                    .await?
-                    .into_inner();
                 Ok((response.topics, response.next_page_token))
             }
         })
@@ -232,23 +276,18 @@ impl Client {
     pub async fn list_topic_subscriptions(&self, topic: &str) -> Result<Vec<String>> {
         let name = self.topic_name(topic);
         self.all_pages(|page_token| {
+            let request = ListTopicSubscriptionsRequest {
+                topic: name.clone(),
+                page_size: 1000,
+                page_token,
+            };
             let name = name.clone();
             async move {
-                let request = self
-                    .request(
-                        ListTopicSubscriptionsRequest {
-                            topic: name.clone(),
-                            page_size: 1000,
-                            page_token,
-                        },
-                        &name,
-                    )
-                    .await?;
                 let response = self
-                    .publisher_stub()
-                    .list_topic_subscriptions(request)
-                    .await?
-                    .into_inner();
+                    .unary(CallFamily::AdminRead, &name, request, |c, r| async move {
+                        c.publisher_stub().list_topic_subscriptions(r).await
+                    })
+                    .await?;
                 Ok((response.subscriptions, response.next_page_token))
             }
         })
@@ -258,15 +297,13 @@ impl Client {
     /// Deletes a topic (its subscriptions stay, detached from it).
     pub async fn delete_topic(&self, topic: &str) -> Result<()> {
         let name = self.topic_name(topic);
-        let request = self
-            .request(
-                DeleteTopicRequest {
-                    topic: name.clone(),
-                },
-                &name,
-            )
-            .await?;
-        self.publisher_stub().delete_topic(request).await?;
+        let request = DeleteTopicRequest {
+            topic: name.clone(),
+        };
+        self.unary(CallFamily::AdminWrite, &name, request, |c, r| async move {
+            c.publisher_stub().delete_topic(r).await
+        })
+        .await?;
         Ok(())
     }
 
@@ -279,30 +316,25 @@ impl Client {
             policy.dead_letter_topic = self.topic_name(&policy.dead_letter_topic);
         }
         let name = subscription.name.clone();
-        let request = self.request(subscription, &name).await?;
-        Ok(self
-            .subscriber_stub()
-            .create_subscription(request)
-            .await?
-            .into_inner())
+        self.unary(
+            CallFamily::AdminRead,
+            &name,
+            subscription,
+            |c, r| async move { c.subscriber_stub().create_subscription(r).await },
+        )
+        .await
     }
 
     /// Gets a subscription.
     pub async fn get_subscription(&self, subscription: &str) -> Result<Subscription> {
         let name = self.subscription_name(subscription);
-        let request = self
-            .request(
-                GetSubscriptionRequest {
-                    subscription: name.clone(),
-                },
-                &name,
-            )
-            .await?;
-        Ok(self
-            .subscriber_stub()
-            .get_subscription(request)
-            .await?
-            .into_inner())
+        let request = GetSubscriptionRequest {
+            subscription: name.clone(),
+        };
+        self.unary(CallFamily::AdminRead, &name, request, |c, r| async move {
+            c.subscriber_stub().get_subscription(r).await
+        })
+        .await
     }
 
     /// Updates the fields of `subscription` named in `paths` (snake_case).
@@ -330,35 +362,31 @@ impl Client {
                 paths: paths.iter().map(|p| (*p).to_string()).collect(),
             }),
         };
-        let request = self.request(request, &name).await?;
-        Ok(self
-            .subscriber_stub()
-            .update_subscription(request)
-            .await?
-            .into_inner())
+        self.unary(CallFamily::AdminWrite, &name, request, |c, r| async move {
+            c.subscriber_stub().update_subscription(r).await
+        })
+        .await
     }
 
     /// Every subscription of the client's project.
     pub async fn list_subscriptions(&self) -> Result<Vec<Subscription>> {
         let project = self.project_name();
         self.all_pages(|page_token| {
+            let request = ListSubscriptionsRequest {
+                project: project.clone(),
+                page_size: 1000,
+                page_token,
+            };
             let project = project.clone();
             async move {
-                let request = self
-                    .request(
-                        ListSubscriptionsRequest {
-                            project: project.clone(),
-                            page_size: 1000,
-                            page_token,
-                        },
+                let response = self
+                    .unary(
+                        CallFamily::AdminRead,
                         &project,
+                        request,
+                        |c, r| async move { c.subscriber_stub().list_subscriptions(r).await },
                     )
                     .await?;
-                let response = self
-                    .subscriber_stub()
-                    .list_subscriptions(request)
-                    .await?
-                    .into_inner();
                 Ok((response.subscriptions, response.next_page_token))
             }
         })
@@ -368,15 +396,13 @@ impl Client {
     /// Deletes a subscription.
     pub async fn delete_subscription(&self, subscription: &str) -> Result<()> {
         let name = self.subscription_name(subscription);
-        let request = self
-            .request(
-                DeleteSubscriptionRequest {
-                    subscription: name.clone(),
-                },
-                &name,
-            )
-            .await?;
-        self.subscriber_stub().delete_subscription(request).await?;
+        let request = DeleteSubscriptionRequest {
+            subscription: name.clone(),
+        };
+        self.unary(CallFamily::AdminWrite, &name, request, |c, r| async move {
+            c.subscriber_stub().delete_subscription(r).await
+        })
+        .await?;
         Ok(())
     }
 
@@ -405,16 +431,14 @@ impl Client {
 
     async fn seek(&self, subscription: &str, target: seek_request::Target) -> Result<()> {
         let name = self.subscription_name(subscription);
-        let request = self
-            .request(
-                SeekRequest {
-                    subscription: name.clone(),
-                    target: Some(target),
-                },
-                &name,
-            )
-            .await?;
-        self.subscriber_stub().seek(request).await?;
+        let request = SeekRequest {
+            subscription: name.clone(),
+            target: Some(target),
+        };
+        self.unary(CallFamily::AdminRead, &name, request, |c, r| async move {
+            c.subscriber_stub().seek(r).await
+        })
+        .await?;
         Ok(())
     }
 }

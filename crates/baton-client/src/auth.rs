@@ -10,7 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use gcp_auth::{Token, TokenProvider};
 
-use crate::error::{Error, Result};
+use crate::error::ConnectError as Error;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The environment variable naming a service-account key file (ADC).
 pub const CREDENTIALS_FILE_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
@@ -25,7 +27,7 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// tokens. Endpoints that do not authenticate ignore it.
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), baton_client::Error> {
+/// # async fn run() -> Result<(), baton_client::ConnectError> {
 /// use baton_client::{Client, ClientConfig, Credentials, Endpoint};
 /// // A Baton serving TLS with its development CA, and its metadata server.
 /// let config = ClientConfig::new("my-project")
@@ -39,6 +41,7 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub enum Credentials {
     /// Application Default Credentials, found the way Google's client
     /// libraries find them:
@@ -79,6 +82,24 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// The `quota_project_id` of the key file these credentials use (a
+    /// [`Self::KeyFile`], or the file of `GOOGLE_APPLICATION_CREDENTIALS`
+    /// under Application Default Credentials), when it has one.
+    pub(crate) fn quota_project(&self) -> Option<String> {
+        let path = match self {
+            Self::KeyFile(path) => path.clone(),
+            Self::ApplicationDefault => PathBuf::from(env_value(CREDENTIALS_FILE_ENV)?),
+            _ => return None,
+        };
+        let text = std::fs::read(path).ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&text).ok()?;
+        json.get("quota_project_id")?
+            .as_str()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+    }
+
     /// The token provider these credentials name.
     pub(crate) async fn provider(&self) -> Result<Arc<dyn TokenProvider>> {
         match self {
@@ -202,7 +223,7 @@ impl MetadataServerTokens {
 }
 
 /// Wraps a client error for the [`TokenProvider`] interface; it surfaces as
-/// [`Error::Auth`] with this error as its source.
+/// [`Error::Auth`](crate::ConnectError::Auth) with this error as its source.
 fn to_gcp(error: Error) -> gcp_auth::Error {
     gcp_auth::Error::Other("no access token", Box::new(error))
 }

@@ -10,10 +10,11 @@ use baton_proto::pubsub::publisher_client::PublisherClient;
 use baton_proto::pubsub::schema_service_client::SchemaServiceClient;
 use baton_proto::pubsub::subscriber_client::SubscriberClient;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::auth::Credentials;
-use crate::error::{Error, Result};
+use crate::error::ConnectError;
+use crate::retry::{CallFamily, RetrySettings, RetryTable};
 
 /// The environment variable the official clients read for a local server.
 pub const EMULATOR_HOST_ENV: &str = "PUBSUB_EMULATOR_HOST";
@@ -24,12 +25,21 @@ pub const SSL_CERT_FILE_ENV: &str = "SSL_CERT_FILE";
 pub const GOOGLE_CLOUD_ENDPOINT: &str = "https://pubsub.googleapis.com";
 /// OAuth scope of Pub/Sub calls.
 const PUBSUB_SCOPE: &str = "https://www.googleapis.com/auth/pubsub";
+/// The environment variable naming the project billed for quota, as
+/// Google's client libraries read it.
+pub const QUOTA_PROJECT_ENV: &str = "GOOGLE_CLOUD_QUOTA_PROJECT";
+/// The tonic release the client is built on (the workspace pins 0.14), for
+/// `x-goog-api-client`.
+const TONIC_VERSION: &str = "0.14";
+/// The user agent of every request.
+const USER_AGENT: &str = concat!("baton-client/", env!("CARGO_PKG_VERSION"));
 /// Largest message the client sends or accepts (a 10 MB publish request
 /// plus framing; StreamingPull responses can reach 20 MiB).
 const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Where the client connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Endpoint {
     /// A local server or emulator at `host:port`: plaintext, no credentials.
     Emulator(String),
@@ -60,6 +70,27 @@ impl Endpoint {
             _ => Self::GoogleCloud,
         }
     }
+
+    /// Google Cloud's regional endpoint of `region`
+    /// (`{region}-pubsub.googleapis.com:443`), which keeps messages in the
+    /// region, authenticating with the configured [`Credentials`].
+    ///
+    /// ```
+    /// use baton_client::Endpoint;
+    /// assert_eq!(
+    ///     Endpoint::regional("us-central1"),
+    ///     Endpoint::Custom {
+    ///         uri: "https://us-central1-pubsub.googleapis.com:443".into(),
+    ///         authenticate: true,
+    ///     }
+    /// );
+    /// ```
+    pub fn regional(region: &str) -> Self {
+        Self::Custom {
+            uri: format!("https://{}-pubsub.googleapis.com:443", region.trim()),
+            authenticate: true,
+        }
+    }
 }
 
 /// Settings of a [`Client`]: made with [`ClientConfig::new`] and the
@@ -71,15 +102,35 @@ impl Endpoint {
 /// added with [`Self::with_ca_certificate`] or
 /// [`Self::with_ca_certificate_file`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// The project resources belong to when given by short id.
-    pub project_id: String,
+    project_id: String,
     /// Where to connect.
-    pub endpoint: Endpoint,
+    endpoint: Endpoint,
     /// Where an authenticating endpoint's tokens come from.
     credentials: Credentials,
     /// Extra trusted CA certificates of TLS endpoints.
     ca_certificates: Vec<CaCertificates>,
+    /// The client certificate and key (PEM) of mutual TLS.
+    client_identity: Option<ClientIdentity>,
+    /// The project billed for quota (`x-goog-user-project`).
+    quota_project: Option<String>,
+    /// Retry settings per call family.
+    retry: RetryTable,
+}
+
+/// A client certificate chain and its private key, PEM.
+#[derive(Clone)]
+struct ClientIdentity {
+    certificate: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIdentity(..)")
+    }
 }
 
 /// Trusted CA certificates, as given.
@@ -98,10 +149,90 @@ impl ClientConfig {
             endpoint: Endpoint::from_env(),
             credentials: Credentials::default(),
             ca_certificates: Vec::new(),
+            client_identity: None,
+            quota_project: None,
+            retry: RetryTable::default(),
         }
     }
 
+    /// The project of short ids.
+    pub fn project_id(&self) -> &str {
+        &self.project_id
+    }
+
+    /// Where the client connects.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Presents this client certificate chain and key (PEM) on TLS
+    /// endpoints that ask for one (mutual TLS).
+    ///
+    /// ```no_run
+    /// # fn f() -> std::io::Result<()> {
+    /// use baton_client::{ClientConfig, Endpoint};
+    /// let config = ClientConfig::new("my-project")
+    ///     .with_endpoint(Endpoint::Custom { uri: "https://pubsub.internal:8443".into(), authenticate: false })
+    ///     .with_client_identity(std::fs::read("client.pem")?, std::fs::read("client.key")?);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_client_identity(
+        mut self,
+        certificate_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.client_identity = Some(ClientIdentity {
+            certificate: certificate_pem.into(),
+            key: key_pem.into(),
+        });
+        self
+    }
+
+    /// Bills quota to `project` (sent as `x-goog-user-project`). Without
+    /// it, `GOOGLE_CLOUD_QUOTA_PROJECT` when set, else the
+    /// `quota_project_id` of the credentials' key file.
+    ///
+    /// ```
+    /// let config = baton_client::ClientConfig::new("my-project").with_quota_project("billing");
+    /// assert_eq!(config.quota_project(), Some("billing"));
+    /// ```
+    #[must_use]
+    pub fn with_quota_project(mut self, project: impl Into<String>) -> Self {
+        self.quota_project = Some(project.into());
+        self
+    }
+
+    /// The project given to [`Self::with_quota_project`].
+    pub fn quota_project(&self) -> Option<&str> {
+        self.quota_project.as_deref()
+    }
+
+    /// Retries the calls of `family` with `settings` instead of the
+    /// official defaults ([`RetrySettings::default_for`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use baton_client::{CallFamily, ClientConfig, RetrySettings};
+    /// let config = ClientConfig::new("my-project").with_retry(
+    ///     CallFamily::AdminRead,
+    ///     RetrySettings::default_for(CallFamily::AdminRead).with_attempt_timeout(Duration::from_secs(5)),
+    /// );
+    /// assert_eq!(config.retry(CallFamily::AdminRead).attempt_timeout(), Duration::from_secs(5));
+    /// ```
+    #[must_use]
+    pub fn with_retry(mut self, family: CallFamily, settings: RetrySettings) -> Self {
+        self.retry.set(family, settings);
+        self
+    }
+
+    /// The retry settings of `family`.
+    pub fn retry(&self, family: CallFamily) -> &RetrySettings {
+        self.retry.get(family)
+    }
+
     /// Overrides the endpoint.
+    #[must_use]
     pub fn with_endpoint(mut self, endpoint: Endpoint) -> Self {
         self.endpoint = endpoint;
         self
@@ -138,12 +269,12 @@ impl ClientConfig {
 
     /// The extra trusted roots of TLS endpoints as PEM: `SSL_CERT_FILE`'s
     /// when set, then those given to the builders.
-    fn trusted_pems(&self) -> Result<Vec<Vec<u8>>> {
+    fn trusted_pems(&self) -> Result<Vec<Vec<u8>>, ConnectError> {
         let from_env = std::env::var_os(SSL_CERT_FILE_ENV)
             .filter(|path| !path.is_empty())
             .map(PathBuf::from);
         let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|source| Error::CaCertificates {
+            std::fs::read(path).map_err(|source| ConnectError::CaCertificates {
                 path: path.clone(),
                 source,
             })
@@ -166,7 +297,7 @@ impl ClientConfig {
 /// admin calls. Cloning is cheap; all clones share one HTTP/2 channel.
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), baton_client::Error> {
+/// # async fn run() -> Result<(), baton_client::ConnectError> {
 /// use baton_client::{Client, ClientConfig};
 /// // Uses PUBSUB_EMULATOR_HOST when set, Google Cloud otherwise.
 /// let client = Client::connect(ClientConfig::new("my-project")).await?;
@@ -184,6 +315,9 @@ struct ClientInner {
     channel: Channel,
     endpoint: Endpoint,
     auth: Option<Arc<dyn gcp_auth::TokenProvider>>,
+    /// `x-goog-user-project`, when a quota project is configured.
+    quota_project: Option<MetadataValue<tonic::metadata::Ascii>>,
+    retry: RetryTable,
 }
 
 impl std::fmt::Debug for Client {
@@ -201,7 +335,7 @@ impl Client {
     /// is fine) and, for an authenticating endpoint, its [`Credentials`]
     /// (a key file is read now; a metadata server is first asked by the
     /// first call).
-    pub async fn connect(config: ClientConfig) -> Result<Self> {
+    pub async fn connect(config: ClientConfig) -> Result<Self, ConnectError> {
         let (uri, tls, authenticate) = match &config.endpoint {
             Endpoint::Emulator(host) => (format!("http://{host}"), false, false),
             Endpoint::GoogleCloud => (GOOGLE_CLOUD_ENDPOINT.to_string(), true, true),
@@ -209,18 +343,15 @@ impl Client {
                 (uri.clone(), uri.starts_with("https://"), *authenticate)
             }
         };
-        let mut endpoint = tonic::transport::Endpoint::from_shared(uri.clone()).map_err(|e| {
-            Error::InvalidEndpoint {
-                endpoint: uri.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let invalid = |reason: String| ConnectError::InvalidEndpoint {
+            endpoint: uri.clone(),
+            reason,
+        };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(uri.clone())
+            .map_err(|e| invalid(e.to_string()))?;
         endpoint = endpoint
-            .user_agent(concat!("baton-client/", env!("CARGO_PKG_VERSION")))
-            .map_err(|e| Error::InvalidEndpoint {
-                endpoint: uri.clone(),
-                reason: e.to_string(),
-            })?
+            .user_agent(USER_AGENT)
+            .map_err(|e| invalid(e.to_string()))?
             .http2_keep_alive_interval(std::time::Duration::from_secs(30))
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
@@ -231,9 +362,15 @@ impl Client {
                 .trusted_pems()?
                 .into_iter()
                 .map(Certificate::from_pem);
-            let tls_config = ClientTlsConfig::new()
+            let mut tls_config = ClientTlsConfig::new()
                 .with_webpki_roots()
                 .ca_certificates(certificates);
+            if let Some(identity) = &config.client_identity {
+                tls_config = tls_config.identity(Identity::from_pem(
+                    identity.certificate.clone(),
+                    identity.key.clone(),
+                ));
+            }
             endpoint = endpoint.tls_config(tls_config)?;
         }
         let channel = endpoint.connect_lazy();
@@ -242,12 +379,28 @@ impl Client {
         } else {
             None
         };
+        let quota_project = config
+            .quota_project
+            .clone()
+            .or_else(|| env_value(QUOTA_PROJECT_ENV))
+            .or_else(|| {
+                authenticate
+                    .then(|| config.credentials.quota_project())
+                    .flatten()
+            })
+            .map(|project| {
+                MetadataValue::try_from(project.as_str())
+                    .map_err(|_| invalid(format!("unusable quota project `{project}`")))
+            })
+            .transpose()?;
         Ok(Self {
             inner: Arc::new(ClientInner {
                 project_id: config.project_id,
                 channel,
                 endpoint: config.endpoint,
                 auth,
+                quota_project,
+                retry: config.retry,
             }),
         })
     }
@@ -308,30 +461,68 @@ impl Client {
         SchemaServiceClient::new(self.inner.channel.clone())
     }
 
+    /// The retry settings of `family`.
+    pub(crate) fn retry_settings(&self, family: CallFamily) -> &RetrySettings {
+        self.inner.retry.get(family)
+    }
+
     /// Wraps `message` in a request carrying credentials (when the endpoint
-    /// needs them) and the routing header Google's front ends expect.
-    pub(crate) async fn request<T>(&self, message: T, resource: &str) -> Result<tonic::Request<T>> {
+    /// needs them), the routing header Google's front ends expect, the
+    /// client's identification (`x-goog-api-client`) and the quota project;
+    /// an access token that cannot be had fails it as UNAUTHENTICATED.
+    pub(crate) async fn request<T>(
+        &self,
+        message: T,
+        resource: &str,
+    ) -> Result<tonic::Request<T>, tonic::Status> {
         let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
         if let Some(auth) = &self.inner.auth {
-            let token = auth.token(&[PUBSUB_SCOPE]).await?;
+            let token = auth
+                .token(&[PUBSUB_SCOPE])
+                .await
+                .map_err(|e| tonic::Status::unauthenticated(format!("no access token: {e}")))?;
             let value =
                 MetadataValue::try_from(format!("Bearer {}", token.as_str())).map_err(|e| {
-                    Error::InvalidEndpoint {
-                        endpoint: GOOGLE_CLOUD_ENDPOINT.to_string(),
-                        reason: format!("unusable access token: {e}"),
-                    }
+                    tonic::Status::unauthenticated(format!("unusable access token: {e}"))
                 })?;
-            request.metadata_mut().insert("authorization", value);
+            metadata.insert("authorization", value);
         }
         if let Some(params) = routing_params(resource)
             && let Ok(value) = MetadataValue::try_from(params)
         {
-            request
-                .metadata_mut()
-                .insert("x-goog-request-params", value);
+            metadata.insert("x-goog-request-params", value);
+        }
+        metadata.insert("x-goog-api-client", api_client_header());
+        if let Some(project) = &self.inner.quota_project {
+            metadata.insert("x-goog-user-project", project.clone());
         }
         Ok(request)
     }
+}
+
+/// `x-goog-api-client`: the language, client and transport versions, as
+/// Google's libraries send them (`gl-rust/1.88.0 gccl/0.1.0 grpc/0.14`).
+fn api_client_header() -> MetadataValue<tonic::metadata::Ascii> {
+    static VALUE: std::sync::LazyLock<MetadataValue<tonic::metadata::Ascii>> =
+        std::sync::LazyLock::new(|| {
+            let rustc = option_env!("BATON_RUSTC_VERSION").unwrap_or("unknown");
+            let value = format!(
+                "gl-rust/{rustc} gccl/{} grpc/{TONIC_VERSION}",
+                env!("CARGO_PKG_VERSION")
+            );
+            MetadataValue::try_from(value)
+                .unwrap_or_else(|_| MetadataValue::from_static("gl-rust/unknown"))
+        });
+    VALUE.clone()
+}
+
+/// A set, non-blank environment variable.
+pub(crate) fn env_value(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
 }
 
 /// The `x-goog-request-params` routing header for a call on `resource`:
@@ -358,11 +549,6 @@ fn routing_params(resource: &str) -> Option<String> {
     Some(format!("{key}={encoded}"))
 }
 
-/// The last segment of a resource name (`projects/p/topics/t` -> `t`).
-pub fn short_id(name: &str) -> &str {
-    name.rsplit('/').next().unwrap_or(name)
-}
-
 /// The project of a full resource name (`projects/p/topics/t` -> `p`), or
 /// `default` for a name without one.
 pub(crate) fn project_of<'a>(name: &'a str, default: &'a str) -> &'a str {
@@ -387,7 +573,6 @@ mod tests {
             client.subscription_name("projects/q/subscriptions/s"),
             "projects/q/subscriptions/s"
         );
-        assert_eq!(short_id("projects/p/topics/t1"), "t1");
         assert_eq!(
             routing_params("projects/p/topics/t1").unwrap(),
             "topic=projects%2Fp%2Ftopics%2Ft1"
@@ -402,6 +587,6 @@ mod tests {
             authenticate: false,
         }))
         .await;
-        assert!(matches!(bad, Err(Error::InvalidEndpoint { .. })));
+        assert!(matches!(bad, Err(ConnectError::InvalidEndpoint { .. })));
     }
 }

@@ -1,8 +1,17 @@
-//! The client's error type.
+//! The client's errors, one type per operation, so each can grow on its
+//! own: [`ConnectError`] (setting up a client), [`PublishError`],
+//! [`AdminError`], [`SubscribeError`] and [`AckError`] (settling a message).
+//! Those that can come from an RPC give its gRPC status through `status()`
+//! and `code()`. [`Error`] gathers them for `?` in code that does several.
 
-/// Everything that can go wrong in the client.
+use std::path::PathBuf;
+
+use tonic::{Code, Status};
+
+/// [`crate::Client::connect`] could not set up the client.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+#[non_exhaustive]
+pub enum ConnectError {
     /// The endpoint is not a valid URI.
     #[error("invalid endpoint `{endpoint}`: {reason}")]
     InvalidEndpoint {
@@ -18,12 +27,12 @@ pub enum Error {
     #[error("cannot use the service-account key file `{}`: {source}", .path.display())]
     KeyFile {
         /// The file as given.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// Why (unreadable, not JSON, no usable private key...).
+        #[source]
         source: gcp_auth::Error,
     },
-    /// The metadata server gave no access token (reported through
-    /// [`Error::Auth`] when a call needs one).
+    /// The metadata server at `url` could not be used.
     #[error("metadata server at `{url}`: {reason}")]
     MetadataServer {
         /// The URL asked.
@@ -36,22 +45,26 @@ pub enum Error {
     CaCertificates {
         /// The file (from [`crate::ClientConfig::with_ca_certificate_file`]
         /// or `SSL_CERT_FILE`).
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// The I/O error.
+        #[source]
         source: std::io::Error,
     },
     /// The TLS or HTTP/2 transport could not be set up.
     #[error("transport setup failed: {0}")]
     Transport(#[from] tonic::transport::Error),
-    /// An RPC failed with this status (after any retries).
-    #[error("{:?}: {}", .0.code(), .0.message())]
-    Rpc(tonic::Status),
-    /// A name is not `projects/{project}/{collection}/{id}` or a bare id.
-    #[error("invalid resource name `{0}`")]
-    InvalidName(String),
+}
+
+/// A publish did not succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The Publish RPC failed with this status (after any retries).
+    #[error("publish failed: {:?}: {}", .0.code(), .0.message())]
+    Rpc(Status),
     /// Publisher flow control is full and its behaviour is to fail.
-    #[error("publisher flow control limit reached ({0})")]
-    FlowControlLimit(String),
+    #[error("publisher flow control limit reached (outstanding {0})")]
+    FlowControlLimit(&'static str),
     /// The message alone exceeds a limit (flow control or the API's).
     #[error("message too large: {size} bytes, limit {limit}")]
     MessageTooLarge {
@@ -68,18 +81,83 @@ pub enum Error {
     #[error("a message needs data or at least one attribute")]
     EmptyMessage,
     /// An ordering key was used but message ordering is not enabled.
-    #[error("publishing with an ordering key requires enable_message_ordering")]
+    #[error("publishing with an ordering key requires message ordering on the publisher")]
     OrderingNotEnabled,
-    /// The publisher or subscriber was shut down.
-    #[error("shut down")]
+    /// The publisher stopped before the message was sent.
+    #[error("the publisher shut down")]
     Shutdown,
-    /// An exactly-once acknowledgement or deadline change was refused.
-    #[error("acknowledgement failed: {0}")]
-    Ack(AckError),
+}
+
+impl PublishError {
+    /// The gRPC status of a failed Publish RPC.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            Self::Rpc(status) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// The gRPC code of a failed Publish RPC.
+    pub fn code(&self) -> Option<Code> {
+        self.status().map(Status::code)
+    }
+}
+
+/// An admin call (topics, subscriptions, seek) failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The RPC failed with this status (after any retries).
+    #[error("{:?}: {}", .0.code(), .0.message())]
+    Rpc(Status),
+}
+
+impl AdminError {
+    /// The RPC's gRPC status (code, message and details).
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            Self::Rpc(status) => Some(status),
+        }
+    }
+
+    /// The RPC's gRPC code.
+    pub fn code(&self) -> Option<Code> {
+        self.status().map(Status::code)
+    }
+}
+
+/// Receiving failed: the StreamingPull session ended for good, or a unary
+/// Pull failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// The RPC failed with this status: a non-retryable code (NOT_FOUND for
+    /// a deleted subscription, PERMISSION_DENIED...) or retries ran out.
+    #[error("{:?}: {}", .0.code(), .0.message())]
+    Rpc(Status),
+    /// The session's task ended without an outcome (it panicked).
+    #[error("the subscriber stopped unexpectedly")]
+    Shutdown,
+}
+
+impl SubscribeError {
+    /// The RPC's gRPC status.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            Self::Rpc(status) => Some(status),
+            Self::Shutdown => None,
+        }
+    }
+
+    /// The RPC's gRPC code.
+    pub fn code(&self) -> Option<Code> {
+        self.status().map(Status::code)
+    }
 }
 
 /// Why an exactly-once ack, nack or modack did not take effect.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AckError {
     /// The ack id is no longer valid (expired lease, already acked, or from
     /// an earlier delivery); the message may be redelivered.
@@ -96,11 +174,52 @@ pub enum AckError {
     Other(String),
 }
 
-// Not `#[from]`: the status is the whole story, and as a `source` it would
-// print twice in error chains.
-impl From<tonic::Status> for Error {
-    fn from(status: tonic::Status) -> Self {
-        Self::Rpc(status)
+/// Any error of the client, for `?` in code that connects, publishes,
+/// administers and subscribes in one function. Match on the operation's
+/// own error type for details.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), baton_client::Error> {
+/// use baton_client::{Client, ClientConfig, Message};
+/// let client = Client::connect(ClientConfig::new("my-project")).await?; // ConnectError
+/// client.create_topic("orders").await?; // AdminError
+/// let id = client.publisher("orders").publish(Message::new("hi")).await?; // PublishError
+/// # Ok(()) }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Setting up the client failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// Publishing failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// An admin call failed.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// Receiving failed.
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    /// Settling a message failed.
+    #[error(transparent)]
+    Ack(#[from] AckError),
+}
+
+impl Error {
+    /// The gRPC status when an RPC failed.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            Self::Publish(error) => error.status(),
+            Self::Admin(error) => error.status(),
+            Self::Subscribe(error) => error.status(),
+            Self::Connect(_) | Self::Ack(_) => None,
+        }
+    }
+
+    /// The gRPC code when an RPC failed.
+    pub fn code(&self) -> Option<Code> {
+        self.status().map(Status::code)
     }
 }
 

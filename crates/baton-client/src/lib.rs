@@ -14,7 +14,7 @@
 //! explicitly.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), baton_client::Error> {
+//! # async fn run() -> Result<(), baton_client::ConnectError> {
 //! use baton_client::{Client, ClientConfig, Credentials, Endpoint};
 //! let client = Client::connect(
 //!     ClientConfig::new("my-project")
@@ -48,7 +48,7 @@ mod auth;
 mod client;
 mod error;
 mod publisher;
-pub mod retry;
+mod retry;
 mod subscriber;
 mod telemetry;
 
@@ -57,15 +57,17 @@ pub use auth::{CREDENTIALS_FILE_ENV, Credentials, METADATA_HOST_ENV};
 /// The generated wire types, for settings this crate has no builder for.
 pub use baton_proto::pubsub as proto;
 pub use client::{
-    Client, ClientConfig, EMULATOR_HOST_ENV, Endpoint, GOOGLE_CLOUD_ENDPOINT, SSL_CERT_FILE_ENV,
-    short_id,
+    Client, ClientConfig, EMULATOR_HOST_ENV, Endpoint, GOOGLE_CLOUD_ENDPOINT, QUOTA_PROJECT_ENV,
+    SSL_CERT_FILE_ENV,
 };
-pub use error::{AckError, Error, Result};
+pub use error::{AckError, AdminError, ConnectError, Error, PublishError, Result, SubscribeError};
 pub use publisher::{
     BatchSettings, LimitExceededBehavior, Message, PublishHandle, Publisher, PublisherConfig,
     PublisherFlowControl,
 };
+pub use retry::{CallFamily, RetrySettings};
 pub use subscriber::{
-    ReceivedMessage, ShutdownBehavior, Subscriber, SubscriberConfig, SubscriptionHandle,
+    MessageStream, ReceivedMessage, ShutdownBehavior, Subscriber, SubscriberConfig,
+    SubscriptionHandle,
 };
 pub use telemetry::{DEFAULT_MAX_LINKS_PER_SPAN, ProcessScope, PropagationOptions, TracingConfig};

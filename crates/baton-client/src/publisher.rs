@@ -19,9 +19,11 @@ use baton_proto::pubsub::{PublishRequest, PubsubMessage};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
+use tonic::codec::CompressionEncoding;
+
 use crate::client::{Client, project_of};
-use crate::error::{Error, Result};
-use crate::retry::{RetrySettings, publish_retryable, with_retry};
+use crate::error::PublishError;
+use crate::retry::{CallFamily, RetrySettings, with_retry};
 use crate::telemetry::{CreateTrace, Telemetry, TracingConfig};
 
 /// Most messages in one Publish request (API limit).
@@ -34,9 +36,10 @@ const API_MAX_BYTES: usize = 10_000_000;
 /// ```
 /// use baton_client::Message;
 /// let message = Message::new("hello")
-///     .attribute("kind", "greeting")
-///     .ordering_key("customer-42");
+///     .with_attribute("kind", "greeting")
+///     .with_ordering_key("customer-42");
 /// assert_eq!(message.data(), b"hello");
+/// assert_eq!(message.ordering_key(), "customer-42");
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Message {
@@ -55,13 +58,16 @@ impl Message {
     }
 
     /// Adds an attribute.
-    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    #[must_use]
+    pub fn with_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.attributes.insert(key.into(), value.into());
         self
     }
 
-    /// Sets the ordering key (needs `enable_message_ordering` on the publisher).
-    pub fn ordering_key(mut self, key: impl Into<String>) -> Self {
+    /// Sets the ordering key (needs message ordering on the publisher,
+    /// [`PublisherConfig::with_message_ordering`]).
+    #[must_use]
+    pub fn with_ordering_key(mut self, key: impl Into<String>) -> Self {
         self.ordering_key = key.into();
         self
     }
@@ -74,6 +80,11 @@ impl Message {
     /// The attributes.
     pub fn attributes(&self) -> &HashMap<String, String> {
         &self.attributes
+    }
+
+    /// The ordering key (empty when none).
+    pub fn ordering_key(&self) -> &str {
+        &self.ordering_key
     }
 
     fn into_proto(self) -> PubsubMessage {
@@ -96,15 +107,22 @@ impl From<PubsubMessage> for Message {
     }
 }
 
-/// When a batch is sent.
+/// When a batch is sent: `BatchSettings::default()` gives the official
+/// defaults (100 messages, 1 MB, 10 ms), the `with_*` methods change them.
+///
+/// ```
+/// use std::time::Duration;
+/// let batching = baton_client::BatchSettings::default()
+///     .with_max_messages(500)
+///     .with_max_delay(Duration::from_millis(50));
+/// assert_eq!(batching.max_bytes(), 1_000_000);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct BatchSettings {
-    /// Send once this many messages wait (official default 100; at most 1000).
-    pub max_messages: usize,
-    /// Send once this many bytes wait (official default 1 MB; at most 10 MB).
-    pub max_bytes: usize,
-    /// Send once the oldest message waited this long (official default 10 ms).
-    pub max_delay: Duration,
+    max_messages: usize,
+    max_bytes: usize,
+    max_delay: Duration,
 }
 
 impl Default for BatchSettings {
@@ -117,74 +135,257 @@ impl Default for BatchSettings {
     }
 }
 
+impl BatchSettings {
+    /// Send once this many messages wait (at most the API's 1000).
+    #[must_use]
+    pub fn with_max_messages(mut self, messages: usize) -> Self {
+        self.max_messages = messages;
+        self
+    }
+
+    /// Send once this many bytes wait (at most the API's 10 MB).
+    #[must_use]
+    pub fn with_max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Send once the oldest message waited this long.
+    #[must_use]
+    pub fn with_max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// Messages that make a batch.
+    pub fn max_messages(&self) -> usize {
+        self.max_messages
+    }
+
+    /// Bytes that make a batch.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Longest a message waits for its batch.
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay
+    }
+}
+
 /// What `publish` does when publisher flow control is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum LimitExceededBehavior {
     /// No limit (the official default).
     #[default]
     Ignore,
-    /// Wait until earlier messages are sent.
+    /// Hold the message until earlier messages are sent (its handle
+    /// resolves later; messages keep their order).
     Block,
-    /// Fail the publish with [`Error::FlowControlLimit`].
+    /// Fail the publish with [`PublishError::FlowControlLimit`].
     Error,
 }
 
 /// Limits on messages published but not yet acknowledged by the server.
+///
+/// ```
+/// use baton_client::{LimitExceededBehavior, PublisherFlowControl};
+/// let flow = PublisherFlowControl::default()
+///     .with_max_outstanding_messages(1000)
+///     .with_max_outstanding_bytes(10 << 20)
+///     .with_limit_exceeded_behavior(LimitExceededBehavior::Block);
+/// assert_eq!(flow.max_outstanding_messages(), Some(1000));
+/// ```
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct PublisherFlowControl {
+    max_outstanding_messages: Option<usize>,
+    max_outstanding_bytes: Option<usize>,
+    limit_exceeded_behavior: LimitExceededBehavior,
+}
+
+impl PublisherFlowControl {
     /// Most outstanding messages.
-    pub max_outstanding_messages: Option<usize>,
+    #[must_use]
+    pub fn with_max_outstanding_messages(mut self, messages: usize) -> Self {
+        self.max_outstanding_messages = Some(messages);
+        self
+    }
+
     /// Most outstanding bytes.
-    pub max_outstanding_bytes: Option<usize>,
+    #[must_use]
+    pub fn with_max_outstanding_bytes(mut self, bytes: usize) -> Self {
+        self.max_outstanding_bytes = Some(bytes);
+        self
+    }
+
+    /// What happens at the limit (no limit applies with
+    /// [`LimitExceededBehavior::Ignore`], the default).
+    #[must_use]
+    pub fn with_limit_exceeded_behavior(mut self, behavior: LimitExceededBehavior) -> Self {
+        self.limit_exceeded_behavior = behavior;
+        self
+    }
+
+    /// Most outstanding messages.
+    pub fn max_outstanding_messages(&self) -> Option<usize> {
+        self.max_outstanding_messages
+    }
+
+    /// Most outstanding bytes.
+    pub fn max_outstanding_bytes(&self) -> Option<usize> {
+        self.max_outstanding_bytes
+    }
+
     /// What happens at the limit.
-    pub limit_exceeded_behavior: LimitExceededBehavior,
+    pub fn limit_exceeded_behavior(&self) -> LimitExceededBehavior {
+        self.limit_exceeded_behavior
+    }
 }
 
-/// Settings of a [`Publisher`].
+/// Settings of a [`Publisher`]: `PublisherConfig::default()` gives the
+/// official defaults, the `with_*` methods change them.
+///
+/// ```
+/// use baton_client::{BatchSettings, PublisherConfig, TracingConfig};
+/// let config = PublisherConfig::default()
+///     .with_batching(BatchSettings::default().with_max_messages(1000))
+///     .with_message_ordering(true)
+///     .with_compression_threshold(1024)
+///     .with_tracing(TracingConfig::enabled());
+/// assert!(config.message_ordering());
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PublisherConfig {
-    /// Batching thresholds.
-    pub batching: BatchSettings,
-    /// Publisher flow control.
-    pub flow_control: PublisherFlowControl,
-    /// Retries of failed Publish calls.
-    pub retry: RetrySettings,
-    /// Keep messages with one ordering key in order (one batch in flight per
-    /// key; a failure pauses the key until [`Publisher::resume_publish`]).
-    pub enable_message_ordering: bool,
-    /// OpenTelemetry tracing (off by default, as in the official clients).
-    pub tracing: TracingConfig,
+    batching: BatchSettings,
+    flow_control: PublisherFlowControl,
+    retry: Option<RetrySettings>,
+    enable_message_ordering: bool,
+    tracing: TracingConfig,
+    compression_threshold: Option<usize>,
 }
 
-/// Resolves to the server-assigned message id once the message's batch is
-/// published (or to the error that stopped it).
+impl PublisherConfig {
+    /// Batching thresholds.
+    #[must_use]
+    pub fn with_batching(mut self, batching: BatchSettings) -> Self {
+        self.batching = batching;
+        self
+    }
+
+    /// Publisher flow control.
+    #[must_use]
+    pub fn with_flow_control(mut self, flow_control: PublisherFlowControl) -> Self {
+        self.flow_control = flow_control;
+        self
+    }
+
+    /// Retries of this publisher's Publish calls, instead of the client's
+    /// ([`crate::ClientConfig::with_retry`] for [`CallFamily::Publish`]).
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetrySettings) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Keeps messages with one ordering key in order (one batch in flight
+    /// per key; a failure pauses the key until [`Publisher::resume_publish`]).
+    #[must_use]
+    pub fn with_message_ordering(mut self, enabled: bool) -> Self {
+        self.enable_message_ordering = enabled;
+        self
+    }
+
+    /// OpenTelemetry tracing (off by default, as in the official clients).
+    #[must_use]
+    pub fn with_tracing(mut self, tracing: TracingConfig) -> Self {
+        self.tracing = tracing;
+        self
+    }
+
+    /// Compresses Publish requests of at least `bytes` of messages with
+    /// gzip, as the Go and Java clients offer (off by default: it costs CPU
+    /// and pays off for large, compressible batches on slow links).
+    #[must_use]
+    pub fn with_compression_threshold(mut self, bytes: usize) -> Self {
+        self.compression_threshold = Some(bytes);
+        self
+    }
+
+    /// Batching thresholds.
+    pub fn batching(&self) -> &BatchSettings {
+        &self.batching
+    }
+
+    /// Publisher flow control.
+    pub fn flow_control(&self) -> &PublisherFlowControl {
+        &self.flow_control
+    }
+
+    /// The Publish retries of this publisher, when set.
+    pub fn retry(&self) -> Option<&RetrySettings> {
+        self.retry.as_ref()
+    }
+
+    /// Whether ordering keys keep their order.
+    pub fn message_ordering(&self) -> bool {
+        self.enable_message_ordering
+    }
+
+    /// Tracing settings.
+    pub fn tracing(&self) -> &TracingConfig {
+        &self.tracing
+    }
+
+    /// The size from which requests are compressed, when compression is on.
+    pub fn compression_threshold(&self) -> Option<usize> {
+        self.compression_threshold
+    }
+}
+
+/// The outcome of one publish: a future resolving to the server-assigned
+/// message id once the message's batch is published (or to the error that
+/// stopped it). Publishing does not wait for it: awaiting it is how the
+/// caller learns the outcome, and dropping it does not cancel the publish.
 #[derive(Debug)]
+#[must_use = "the handle says whether the message was published"]
 pub struct PublishHandle {
-    result: oneshot::Receiver<Result<String>>,
+    result: oneshot::Receiver<Result<String, PublishError>>,
 }
 
 impl Future for PublishHandle {
-    type Output = Result<String>;
+    type Output = Result<String, PublishError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.result)
             .poll(cx)
-            .map(|result| result.unwrap_or(Err(Error::Shutdown)))
+            .map(|result| result.unwrap_or(Err(PublishError::Shutdown)))
     }
 }
 
 impl PublishHandle {
-    fn failed(error: Error) -> Self {
+    fn failed(error: PublishError) -> Self {
         let (tx, rx) = oneshot::channel();
         let _ = tx.send(Err(error));
         Self { result: rx }
     }
 }
 
+/// A message held by flow control ([`LimitExceededBehavior::Block`]) until
+/// there is room, in publish order.
+struct Blocked {
+    message: PubsubMessage,
+    size: usize,
+    done: oneshot::Sender<Result<String, PublishError>>,
+    trace: Option<CreateTrace>,
+}
+
 struct Pending {
     message: PubsubMessage,
     size: usize,
-    done: oneshot::Sender<Result<String>>,
+    done: oneshot::Sender<Result<String, PublishError>>,
     /// Flow-control permits, released before `done` resolves so a caller
     /// that awaited its handle finds the room free.
     permits: Vec<OwnedSemaphorePermit>,
@@ -203,6 +404,8 @@ struct KeyQueue {
 #[derive(Default)]
 struct State {
     queues: HashMap<String, KeyQueue>,
+    /// Messages waiting for flow control, oldest first.
+    blocked: VecDeque<Blocked>,
     batches_in_flight: usize,
     flush_requested: bool,
     closing: bool,
@@ -210,7 +413,9 @@ struct State {
 
 impl State {
     fn idle(&self) -> bool {
-        self.batches_in_flight == 0 && self.queues.values().all(|q| q.pending.is_empty())
+        self.batches_in_flight == 0
+            && self.blocked.is_empty()
+            && self.queues.values().all(|q| q.pending.is_empty())
     }
 }
 
@@ -218,9 +423,13 @@ struct Shared {
     client: Client,
     topic: String,
     config: PublisherConfig,
+    /// The Publish retries (the publisher's own or the client's).
+    retry: RetrySettings,
     state: Mutex<State>,
     /// Wakes the dispatcher: new message, batch done, flush, close.
     wake: Notify,
+    /// Wakes the admission task: a message blocked, or closing.
+    admit: Notify,
     /// Signals waiters of `flush` when the publisher becomes idle.
     idle: Notify,
     messages_window: Option<Arc<Semaphore>>,
@@ -238,12 +447,17 @@ impl Shared {
 /// is still queued (call [`Publisher::shutdown`] to wait for it).
 ///
 /// ```no_run
-/// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+/// # async fn run(client: baton_client::Client) -> Result<(), baton_client::PublishError> {
 /// use baton_client::Message;
 /// let publisher = client.publisher("orders");
-/// let handle = publisher.publish(Message::new("order 1")).await;
-/// let id = handle.await?;
+/// // One await: the message id, once its batch is published.
+/// let id = publisher.publish(Message::new("order 1")).await?;
 /// println!("published {id}");
+/// // Or publish many without waiting, and collect the outcomes later.
+/// let handles: Vec<_> = (0..10).map(|i| publisher.publish(Message::new(format!("order {i}")))).collect();
+/// for handle in handles {
+///     handle.await?;
+/// }
 /// publisher.shutdown().await;
 /// # Ok(()) }
 /// ```
@@ -268,6 +482,7 @@ impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         self.0.lock().closing = true;
         self.0.wake.notify_one();
+        self.0.admit.notify_one();
     }
 }
 
@@ -280,6 +495,10 @@ impl Client {
 
     /// A publisher for `topic` with `config`.
     pub fn publisher_with(&self, topic: &str, config: PublisherConfig) -> Publisher {
+        let retry = config
+            .retry
+            .clone()
+            .unwrap_or_else(|| self.retry_settings(CallFamily::Publish).clone());
         let semaphore = |limit: Option<usize>| {
             limit
                 .filter(|_| {
@@ -301,11 +520,16 @@ impl Client {
             bytes_window: semaphore(config.flow_control.max_outstanding_bytes),
             telemetry,
             config,
+            retry,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            admit: Notify::new(),
             idle: Notify::new(),
         });
         tokio::spawn(dispatch(shared.clone()));
+        if shared.config.flow_control.limit_exceeded_behavior == LimitExceededBehavior::Block {
+            tokio::spawn(admit(shared.clone()));
+        }
         Publisher {
             _guard: Arc::new(CloseOnDrop(shared.clone())),
             shared,
@@ -319,128 +543,109 @@ impl Publisher {
         &self.shared.topic
     }
 
-    /// Queues `message` for publishing. Waits only when flow control is full
-    /// and set to block; the returned handle resolves to the message id.
-    pub async fn publish(&self, message: impl Into<Message>) -> PublishHandle {
-        // A loop of publishes that never wait would hold its worker thread
-        // until it ends, and the connection and batch tasks queued behind
-        // it would wait too; yield now and then to let them run.
-        tokio::task::consume_budget().await;
+    /// Queues `message` for publishing and returns at once; the handle
+    /// resolves to the message id once its batch is published. When flow
+    /// control is full and set to [`LimitExceededBehavior::Block`], the
+    /// message waits (in order) for room before it joins a batch; with
+    /// [`LimitExceededBehavior::Error`] the handle fails at once.
+    ///
+    /// Must be called within a Tokio runtime.
+    pub fn publish(&self, message: impl Into<Message>) -> PublishHandle {
         let shared = &self.shared;
         let mut message = message.into().into_proto();
         if !message.ordering_key.is_empty() && !shared.config.enable_message_ordering {
-            return PublishHandle::failed(Error::OrderingNotEnabled);
+            return PublishHandle::failed(PublishError::OrderingNotEnabled);
         }
         if message.data.is_empty() && message.attributes.is_empty() {
             // The server would reject the whole batch it travels in.
-            return PublishHandle::failed(Error::EmptyMessage);
+            return PublishHandle::failed(PublishError::EmptyMessage);
         }
         let mut trace = shared.telemetry.start_create(&mut message);
-        let size = message.payload_size();
-        if size > API_MAX_BYTES {
-            let error = Error::MessageTooLarge {
-                size,
-                limit: API_MAX_BYTES,
-            };
+        let fail = |mut trace: Option<CreateTrace>, error: PublishError| {
             if let Some(trace) = trace.as_mut() {
                 trace.fail(&error);
             }
-            return PublishHandle::failed(error);
+            PublishHandle::failed(error)
+        };
+        let size = message.payload_size();
+        if size > API_MAX_BYTES {
+            let error = PublishError::MessageTooLarge {
+                size,
+                limit: API_MAX_BYTES,
+            };
+            return fail(trace, error);
         }
         if let Some(trace) = trace.as_mut() {
             trace.start_flow_control(&shared.telemetry);
         }
-        let permits = match self.acquire_flow_control(size).await {
-            Ok(permits) => permits,
-            Err(error) => {
-                if let Some(trace) = trace.as_mut() {
-                    trace.fail(&error);
-                }
-                return PublishHandle::failed(error);
-            }
-        };
-        if let Some(trace) = trace.as_mut() {
-            trace.end_flow_control();
-            trace.start_batching(&shared.telemetry);
-        }
         let (done, result) = oneshot::channel();
-        let wake = {
-            let mut state = shared.lock();
-            let key = if shared.config.enable_message_ordering {
-                message.ordering_key.clone()
-            } else {
-                String::new()
-            };
-            let queue = state.queues.entry(key.clone()).or_default();
-            if queue.paused {
-                drop(state);
-                let error = Error::OrderingKeyPaused(key);
-                if let Some(trace) = trace.as_mut() {
-                    trace.fail(&error);
-                }
-                return PublishHandle::failed(error);
+        match self.try_flow_control(size) {
+            Ok(Some(permits)) => enqueue(shared, message, size, permits, trace, done),
+            Ok(None) => {
+                shared.lock().blocked.push_back(Blocked {
+                    message,
+                    size,
+                    done,
+                    trace,
+                });
+                shared.admit.notify_one();
             }
-            queue.bytes += size;
-            queue.oldest.get_or_insert_with(Instant::now);
-            queue.pending.push_back(Pending {
-                message,
-                size,
-                done,
-                permits,
-                trace,
-            });
-            // Wake the dispatcher only when it has something new to decide:
-            // a first message (it arms the delay timer) or a full batch.
-            // Waking it for every message made it rescan all queues and
-            // fight the publishing task for this lock.
-            let settings = &shared.config.batching;
-            queue.pending.len() == 1
-                || queue.pending.len() >= settings.max_messages.clamp(1, API_MAX_MESSAGES)
-                || queue.bytes >= settings.max_bytes.clamp(1, API_MAX_BYTES)
-        };
-        if wake {
-            shared.wake.notify_one();
+            Err(error) => return fail(trace, error),
         }
         PublishHandle { result }
     }
 
-    async fn acquire_flow_control(&self, size: usize) -> Result<Vec<OwnedSemaphorePermit>> {
+    /// The flow-control permits of a message of `size` bytes when there is
+    /// room now; `None` when it must wait (blocking behaviour, or earlier
+    /// messages waiting already, which it must not overtake).
+    fn try_flow_control(
+        &self,
+        size: usize,
+    ) -> Result<Option<Vec<OwnedSemaphorePermit>>, PublishError> {
         let shared = &self.shared;
-        let behavior = shared.config.flow_control.limit_exceeded_behavior;
-        let mut permits = Vec::new();
+        let flow = &shared.config.flow_control;
+        let behavior = flow.limit_exceeded_behavior;
+        if behavior == LimitExceededBehavior::Ignore {
+            return Ok(Some(Vec::new()));
+        }
         let windows = [
-            (shared.messages_window.as_ref(), 1usize, "messages"),
-            (shared.bytes_window.as_ref(), size, "bytes"),
+            (
+                shared.messages_window.as_ref(),
+                1usize,
+                flow.max_outstanding_messages,
+                "messages",
+            ),
+            (
+                shared.bytes_window.as_ref(),
+                size,
+                flow.max_outstanding_bytes,
+                "bytes",
+            ),
         ];
-        for (window, amount, what) in windows {
-            let Some(window) = window else { continue };
-            let limit = match what {
-                "messages" => shared.config.flow_control.max_outstanding_messages,
-                _ => shared.config.flow_control.max_outstanding_bytes,
-            }
-            .unwrap_or(usize::MAX);
-            if amount > limit {
-                return Err(Error::MessageTooLarge {
+        for (window, amount, limit, _) in windows {
+            if let (Some(_), Some(limit)) = (window, limit)
+                && amount > limit
+            {
+                return Err(PublishError::MessageTooLarge {
                     size: amount,
                     limit,
                 });
             }
-            let amount = u32::try_from(amount).unwrap_or(u32::MAX);
-            let permit = match behavior {
-                LimitExceededBehavior::Block => window
-                    .clone()
-                    .acquire_many_owned(amount)
-                    .await
-                    .map_err(|_| Error::Shutdown)?,
-                LimitExceededBehavior::Error => window
-                    .clone()
-                    .try_acquire_many_owned(amount)
-                    .map_err(|_| Error::FlowControlLimit(format!("outstanding {what}")))?,
-                LimitExceededBehavior::Ignore => continue,
-            };
-            permits.push(permit);
         }
-        Ok(permits)
+        if behavior == LimitExceededBehavior::Block && !shared.lock().blocked.is_empty() {
+            return Ok(None);
+        }
+        let mut permits = Vec::new();
+        for (window, amount, _, what) in windows {
+            let Some(window) = window else { continue };
+            let amount = u32::try_from(amount).unwrap_or(u32::MAX);
+            match window.clone().try_acquire_many_owned(amount) {
+                Ok(permit) => permits.push(permit),
+                Err(_) if behavior == LimitExceededBehavior::Block => return Ok(None),
+                Err(_) => return Err(PublishError::FlowControlLimit(what)),
+            }
+        }
+        Ok(Some(permits))
     }
 
     /// Sends everything queued now and waits until it is published.
@@ -477,6 +682,106 @@ impl Publisher {
     /// Flushes and stops: every queued message is sent (or failed) first.
     pub async fn shutdown(self) {
         self.flush().await;
+    }
+}
+
+/// Adds a message that has its flow-control permits to its key's queue,
+/// waking the dispatcher when it has something new to decide.
+fn enqueue(
+    shared: &Shared,
+    message: PubsubMessage,
+    size: usize,
+    permits: Vec<OwnedSemaphorePermit>,
+    mut trace: Option<CreateTrace>,
+    done: oneshot::Sender<Result<String, PublishError>>,
+) {
+    if let Some(trace) = trace.as_mut() {
+        trace.end_flow_control();
+        trace.start_batching(&shared.telemetry);
+    }
+    let wake = {
+        let mut state = shared.lock();
+        let key = if shared.config.enable_message_ordering {
+            message.ordering_key.clone()
+        } else {
+            String::new()
+        };
+        let queue = state.queues.entry(key.clone()).or_default();
+        if queue.paused {
+            drop(state);
+            let error = PublishError::OrderingKeyPaused(key);
+            if let Some(trace) = trace.as_mut() {
+                trace.fail(&error);
+            }
+            let _ = done.send(Err(error));
+            return;
+        }
+        queue.bytes += size;
+        queue.oldest.get_or_insert_with(Instant::now);
+        queue.pending.push_back(Pending {
+            message,
+            size,
+            done,
+            permits,
+            trace,
+        });
+        // Wake the dispatcher only when it has something new to decide:
+        // a first message (it arms the delay timer) or a full batch.
+        // Waking it for every message made it rescan all queues and
+        // fight the publishing task for this lock.
+        let settings = &shared.config.batching;
+        queue.pending.len() == 1
+            || queue.pending.len() >= settings.max_messages.clamp(1, API_MAX_MESSAGES)
+            || queue.bytes >= settings.max_bytes.clamp(1, API_MAX_BYTES)
+    };
+    if wake {
+        shared.wake.notify_one();
+    }
+}
+
+/// Lets messages held by blocking flow control into their queues, oldest
+/// first, as room frees up; ends once the publisher is closing and none
+/// is left.
+async fn admit(shared: Arc<Shared>) {
+    loop {
+        let notified = shared.admit.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let next = {
+            let state = shared.lock();
+            match state.blocked.front() {
+                Some(blocked) => Some(blocked.size),
+                None if state.closing => return,
+                None => None,
+            }
+        };
+        let Some(size) = next else {
+            notified.await;
+            continue;
+        };
+        let mut permits = Vec::new();
+        for (window, amount) in [
+            (shared.messages_window.as_ref(), 1usize),
+            (shared.bytes_window.as_ref(), size),
+        ] {
+            let Some(window) = window else { continue };
+            let amount = u32::try_from(amount).unwrap_or(u32::MAX);
+            // Semaphores are never closed; FIFO, so order is kept.
+            if let Ok(permit) = window.clone().acquire_many_owned(amount).await {
+                permits.push(permit);
+            }
+        }
+        let blocked = shared.lock().blocked.pop_front();
+        if let Some(blocked) = blocked {
+            enqueue(
+                &shared,
+                blocked.message,
+                blocked.size,
+                permits,
+                blocked.trace,
+                blocked.done,
+            );
+        }
     }
 }
 
@@ -588,7 +893,12 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
         shared.telemetry.start_publish_rpc(count, &mut traces)
     };
     let messages: Vec<PubsubMessage> = batch.iter().map(|p| p.message.clone()).collect();
-    let result = with_retry(&shared.config.retry, publish_retryable, || {
+    let bytes: usize = batch.iter().map(|p| p.size).sum();
+    let compress = shared
+        .config
+        .compression_threshold
+        .is_some_and(|threshold| bytes >= threshold);
+    let result = with_retry(&shared.retry, |attempt_timeout| {
         let request = PublishRequest {
             topic: topic.clone(),
             messages: messages.clone(),
@@ -596,11 +906,13 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
         let client = shared.client.clone();
         let topic = topic.clone();
         async move {
-            let request = client
-                .request(request, &topic)
-                .await
-                .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
-            client.publisher_stub().publish(request).await
+            let mut request = client.request(request, &topic).await?;
+            request.set_timeout(attempt_timeout);
+            let mut stub = client.publisher_stub();
+            if compress {
+                stub = stub.send_compressed(CompressionEncoding::Gzip);
+            }
+            stub.publish(request).await
         }
     })
     .await;
@@ -627,7 +939,7 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
                 span.fail(&status.to_string());
             }
             for pending in batch {
-                let error = Error::Rpc(status.clone());
+                let error = PublishError::Rpc(status.clone());
                 if let Some(mut trace) = pending.trace {
                     trace.publish_end(Err(&error));
                 }
@@ -651,7 +963,7 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
             queue.oldest = None;
             for mut pending in queue.pending.drain(..) {
                 pending.permits.clear();
-                let error = Error::OrderingKeyPaused(key.clone());
+                let error = PublishError::OrderingKeyPaused(key.clone());
                 if let Some(mut trace) = pending.trace {
                     trace.fail(&error);
                 }

@@ -20,21 +20,27 @@ pub use baton_trace_context::PropagationOptions;
 /// The OpenTelemetry SDK's default limit of links on one span.
 pub const DEFAULT_MAX_LINKS_PER_SPAN: usize = 128;
 
-/// Tracing settings of a publisher or subscriber.
+/// Tracing settings of a publisher or subscriber: off by default (as in
+/// the official clients), [`TracingConfig::enabled`] switches them on, the
+/// `with_*` methods change the rest.
+///
+/// ```
+/// use baton_client::TracingConfig;
+/// let tracing = TracingConfig::enabled().with_max_links_per_span(64);
+/// assert!(tracing.is_enabled());
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct TracingConfig {
-    /// Record spans and carry the trace context in `googclient_traceparent`
-    /// (off by default, as in the official clients).
-    pub enable_open_telemetry_tracing: bool,
+    /// Record spans and carry the trace context in `googclient_traceparent`.
+    pub(crate) enable_open_telemetry_tracing: bool,
     /// Opt-in extra carriers (plain `traceparent`, baggage).
-    pub propagation: PropagationOptions,
+    pub(crate) propagation: PropagationOptions,
     /// The provider to create spans with; the global one when `None`.
-    pub tracer_provider: Option<Arc<dyn ObjectSafeTracerProvider + Send + Sync>>,
+    pub(crate) tracer_provider: Option<Arc<dyn ObjectSafeTracerProvider + Send + Sync>>,
     /// Most links a publish or settle RPC span gets to the message spans of
-    /// its batch (a batch can hold thousands). Links beyond the SDK's own
-    /// limit (`SpanLimits::max_links_per_span`, 128 by default) would be
-    /// made only to be dropped, so keep the two equal.
-    pub max_links_per_span: usize,
+    /// its batch.
+    pub(crate) max_links_per_span: usize,
 }
 
 impl Default for TracingConfig {
@@ -69,6 +75,56 @@ impl TracingConfig {
             enable_open_telemetry_tracing: true,
             ..Self::default()
         }
+    }
+
+    /// Records spans and carries the trace context in
+    /// `googclient_traceparent` (`true`), or not.
+    #[must_use]
+    pub fn with_enabled(mut self, enabled: bool) -> Self {
+        self.enable_open_telemetry_tracing = enabled;
+        self
+    }
+
+    /// Opt-in extra carriers (plain `traceparent`, baggage).
+    #[must_use]
+    pub fn with_propagation(mut self, propagation: PropagationOptions) -> Self {
+        self.propagation = propagation;
+        self
+    }
+
+    /// The provider to create spans with, instead of the global one.
+    #[must_use]
+    pub fn with_tracer_provider(
+        mut self,
+        provider: Arc<dyn ObjectSafeTracerProvider + Send + Sync>,
+    ) -> Self {
+        self.tracer_provider = Some(provider);
+        self
+    }
+
+    /// Most links a publish or settle RPC span gets to the message spans of
+    /// its batch (a batch can hold thousands). Links beyond the SDK's own
+    /// limit (`SpanLimits::max_links_per_span`, 128 by default) would be
+    /// made only to be dropped, so keep the two equal.
+    #[must_use]
+    pub fn with_max_links_per_span(mut self, links: usize) -> Self {
+        self.max_links_per_span = links;
+        self
+    }
+
+    /// Whether spans are recorded.
+    pub fn is_enabled(&self) -> bool {
+        self.enable_open_telemetry_tracing
+    }
+
+    /// The extra carriers.
+    pub fn propagation(&self) -> &PropagationOptions {
+        &self.propagation
+    }
+
+    /// Most links per RPC span.
+    pub fn max_links_per_span(&self) -> usize {
+        self.max_links_per_span
     }
 }
 
@@ -498,7 +554,7 @@ impl CreateTrace {
     }
 
     /// Ends the create span with the outcome of its publish.
-    pub fn publish_end(&mut self, result: Result<&str, &crate::Error>) {
+    pub fn publish_end(&mut self, result: Result<&str, &crate::PublishError>) {
         let span = self.cx.span();
         span.add_event(bt::EVENT_PUBLISH_END, Vec::new());
         match result {
@@ -513,7 +569,7 @@ impl CreateTrace {
     }
 
     /// Fails the message before it was sent.
-    pub fn fail(&mut self, error: &crate::Error) {
+    pub fn fail(&mut self, error: &crate::PublishError) {
         for child in [self.flow_control.take(), self.batching.take()]
             .into_iter()
             .flatten()

@@ -257,16 +257,16 @@ async fn subscription_settings_round_trip() {
     client.create_topic("dead-letters").await.unwrap();
 
     let config = SubscriptionConfig::new("everything", "events")
-        .ack_deadline(Duration::from_secs(42))
-        .message_ordering(true)
-        .exactly_once(true)
-        .filter(r#"attributes.kind = "order""#)
-        .dead_letter("dead-letters", 7)
-        .retry_policy(Duration::from_secs(5), Duration::from_millis(120_500))
-        .retention(Duration::from_secs(3600), true)
-        .expiration(Duration::from_secs(2 * 86_400))
-        .label("team", "core")
-        .label("env", "test");
+        .with_ack_deadline(Duration::from_secs(42))
+        .with_message_ordering(true)
+        .with_exactly_once(true)
+        .with_filter(r#"attributes.kind = "order""#)
+        .with_dead_letter("dead-letters", 7)
+        .with_retry_policy(Duration::from_secs(5), Duration::from_millis(120_500))
+        .with_retention(Duration::from_secs(3600), true)
+        .with_expiration(Duration::from_secs(2 * 86_400))
+        .with_label("team", "core")
+        .with_label("env", "test");
     let created = client.create_subscription(config).await.unwrap();
     let got = client.get_subscription("everything").await.unwrap();
     for sub in [&created, &got] {
@@ -317,7 +317,7 @@ async fn subscription_settings_round_trip() {
     let push = client
         .create_subscription(
             SubscriptionConfig::new("pushed-sub", "pushed")
-                .push_endpoint("http://127.0.0.1:9/push"),
+                .with_push_endpoint("http://127.0.0.1:9/push"),
         )
         .await
         .unwrap();
@@ -336,7 +336,7 @@ async fn subscription_update_list_and_delete() {
     client.create_topic("jobs").await.unwrap();
     client.create_topic("jobs-dlq").await.unwrap();
     client
-        .create_subscription(SubscriptionConfig::new("worker", "jobs").label("a", "1"))
+        .create_subscription(SubscriptionConfig::new("worker", "jobs").with_label("a", "1"))
         .await
         .unwrap();
     client
@@ -373,9 +373,10 @@ async fn subscription_update_list_and_delete() {
 
     // A builder's subscription works for updates too, short names included.
     let from_builder = SubscriptionConfig::new("worker", "jobs")
-        .dead_letter("jobs-dlq", 12)
-        .retry_policy(Duration::from_secs(1), Duration::from_secs(2))
-        .subscription;
+        .with_dead_letter("jobs-dlq", 12)
+        .with_retry_policy(Duration::from_secs(1), Duration::from_secs(2))
+        .as_proto()
+        .clone();
     let updated = client
         .update_subscription(from_builder, &["dead_letter_policy", "retry_policy"])
         .await
@@ -486,17 +487,17 @@ async fn subscription_errors_carry_the_right_codes() {
     let invalid = [
         SubscriptionConfig::new("goog-sub", "t-errors"),
         SubscriptionConfig::new("s1", "t-errors"),
-        SubscriptionConfig::new("late", "t-errors").ack_deadline(Duration::from_secs(601)),
-        SubscriptionConfig::new("short", "t-errors").retention(Duration::from_secs(1), false),
+        SubscriptionConfig::new("late", "t-errors").with_ack_deadline(Duration::from_secs(601)),
+        SubscriptionConfig::new("short", "t-errors").with_retention(Duration::from_secs(1), false),
         SubscriptionConfig::new("long", "t-errors")
-            .retention(Duration::from_secs(8 * 86_400), false),
+            .with_retention(Duration::from_secs(8 * 86_400), false),
         SubscriptionConfig::new("inverted", "t-errors")
-            .retry_policy(Duration::from_secs(60), Duration::from_secs(10)),
-        SubscriptionConfig::new("filtered", "t-errors").filter("attributes.kind = "),
-        SubscriptionConfig::new("pusher", "t-errors").push_endpoint("ftp://example.com"),
+            .with_retry_policy(Duration::from_secs(60), Duration::from_secs(10)),
+        SubscriptionConfig::new("filtered", "t-errors").with_filter("attributes.kind = "),
+        SubscriptionConfig::new("pusher", "t-errors").with_push_endpoint("ftp://example.com"),
     ];
     for config in invalid {
-        let name = config.subscription.name.clone();
+        let name = config.as_proto().name.clone();
         assert_eq!(
             rpc_code(create(config).await),
             Code::InvalidArgument,
@@ -505,8 +506,10 @@ async fn subscription_errors_carry_the_right_codes() {
     }
     assert_eq!(
         rpc_code(
-            create(SubscriptionConfig::new("dead-letterer", "t-errors").dead_letter("no-dlq", 5))
-                .await
+            create(
+                SubscriptionConfig::new("dead-letterer", "t-errors").with_dead_letter("no-dlq", 5)
+            )
+            .await
         ),
         Code::NotFound
     );
@@ -561,7 +564,8 @@ async fn idempotent_calls_are_retried_with_backoff() {
         )
     };
 
-    let transient = [Code::Unavailable, Code::DeadlineExceeded, Code::Aborted];
+    // GetTopic's retryable codes in the service config.
+    let transient = [Code::Unavailable, Code::Unknown, Code::Aborted];
     proxy.set_call_fault(move |method, n| {
         transient
             .get(n)
@@ -577,7 +581,7 @@ async fn idempotent_calls_are_retried_with_backoff() {
         injected,
         [
             Some(Code::Unavailable),
-            Some(Code::DeadlineExceeded),
+            Some(Code::Unknown),
             Some(Code::Aborted),
             None
         ]
@@ -590,7 +594,7 @@ async fn idempotent_calls_are_retried_with_backoff() {
     for code in [
         Code::Internal,
         Code::ResourceExhausted,
-        Code::Unknown,
+        Code::DeadlineExceeded,
         Code::PermissionDenied,
     ] {
         proxy.set_call_fault(move |method, _| {
@@ -640,7 +644,7 @@ async fn seek_to_time_redelivers_what_came_later() {
     let sub = client
         .create_subscription(
             SubscriptionConfig::new("replay-sub", "replay")
-                .retention(Duration::from_secs(600), true),
+                .with_retention(Duration::from_secs(600), true),
         )
         .await
         .unwrap()

@@ -16,8 +16,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use baton_client::{
-    BatchSettings, Error, LimitExceededBehavior, Message, PublishHandle, Publisher,
-    PublisherConfig, PublisherFlowControl,
+    BatchSettings, CallFamily, LimitExceededBehavior, Message, PublishError, PublishHandle,
+    Publisher, PublisherConfig, PublisherFlowControl, RetrySettings,
 };
 use baton_proto::pubsub::PubsubMessage;
 use baton_testkit::messages::{by_ordering_key as by_key, payload_size};
@@ -42,23 +42,17 @@ async fn resolve_ids(handles: Vec<PublishHandle>) -> Vec<String> {
 async fn publish_all(publisher: &Publisher, messages: Vec<Message>) -> Vec<PublishHandle> {
     let mut handles = Vec::with_capacity(messages.len());
     for message in messages {
-        handles.push(publisher.publish(message).await);
+        handles.push(publisher.publish(message));
     }
     handles
 }
 
 fn config(batching: BatchSettings) -> PublisherConfig {
-    PublisherConfig {
-        batching,
-        ..Default::default()
-    }
+    PublisherConfig::default().with_batching(batching)
 }
 
 fn ordered() -> PublisherConfig {
-    PublisherConfig {
-        enable_message_ordering: true,
-        ..Default::default()
-    }
+    PublisherConfig::default().with_message_ordering(true)
 }
 
 fn flow_control(
@@ -66,19 +60,19 @@ fn flow_control(
     bytes: Option<usize>,
     behavior: LimitExceededBehavior,
 ) -> PublisherConfig {
-    PublisherConfig {
-        flow_control: PublisherFlowControl {
-            max_outstanding_messages: messages,
-            max_outstanding_bytes: bytes,
-            limit_exceeded_behavior: behavior,
-        },
-        ..Default::default()
+    let mut flow = PublisherFlowControl::default().with_limit_exceeded_behavior(behavior);
+    if let Some(messages) = messages {
+        flow = flow.with_max_outstanding_messages(messages);
     }
+    if let Some(bytes) = bytes {
+        flow = flow.with_max_outstanding_bytes(bytes);
+    }
+    PublisherConfig::default().with_flow_control(flow)
 }
 
 /// `"{key}/{seq}"`: the payload the ordering tests check.
 fn seq_message(key: &str, seq: usize) -> Message {
-    Message::new(format!("{key}/{seq}")).ordering_key(key)
+    Message::new(format!("{key}/{seq}")).with_ordering_key(key)
 }
 
 fn seq_of(message: &PubsubMessage) -> usize {
@@ -121,17 +115,19 @@ async fn every_message_arrives_exactly_as_published() {
     for i in 0..150usize {
         let mut data = format!("message {i} ").into_bytes();
         data.extend_from_slice(&[0, 255, (i % 256) as u8, b'\n']);
-        let mut message = Message::new(data).attribute("i", i.to_string());
+        let mut message = Message::new(data).with_attribute("i", i.to_string());
         if i % 5 == 0 {
-            message = message.attribute("kind", "fünf ✓").attribute("empty", "");
+            message = message
+                .with_attribute("kind", "fünf ✓")
+                .with_attribute("empty", "");
         }
         if i % 4 != 0 {
-            message = message.ordering_key(format!("key-{}", i % 3));
+            message = message.with_ordering_key(format!("key-{}", i % 3));
         }
         published.push(message);
     }
     // Attributes without data are a valid message.
-    published.push(Message::new(Vec::<u8>::new()).attribute("only", "attributes"));
+    published.push(Message::new(Vec::<u8>::new()).with_attribute("only", "attributes"));
     let handles = publish_all(&publisher, published.clone()).await;
     let ids = resolve_ids(handles).await;
     assert_eq!(
@@ -175,10 +171,10 @@ async fn publisher_by_full_name_and_clones_share_one_queue() {
     let publisher = server.client.publisher(&topic);
     assert_eq!(publisher.topic(), topic);
     let clone = publisher.clone();
-    let first = publisher.publish(Message::new("from the original")).await;
+    let first = publisher.publish(Message::new("from the original"));
     drop(publisher);
     // Dropping one clone must not close the publisher for the others.
-    let second = clone.publish(Message::new("from the clone")).await;
+    let second = clone.publish(Message::new("from the clone"));
     let ids = resolve_ids(vec![first, second]).await;
     assert_ne!(ids[0], ids[1]);
     clone.shutdown().await;
@@ -203,12 +199,12 @@ async fn max_messages_caps_every_request() {
     let client = proxy.client().await;
     let publisher = client.publisher_with(
         "batch-count",
-        config(BatchSettings {
-            max_messages: 10,
-            max_bytes: 1_000_000,
-            // Long enough that only the count (and the flush) cut batches.
-            max_delay: Duration::from_secs(5),
-        }),
+        config(
+            BatchSettings::default()
+                .with_max_messages(10)
+                .with_max_bytes(1_000_000)
+                .with_max_delay(Duration::from_secs(5)),
+        ),
     );
     let messages = (0..95).map(|i| Message::new(format!("m{i}"))).collect();
     let started = Instant::now();
@@ -256,17 +252,19 @@ async fn max_bytes_caps_every_request_but_a_single_oversized_message() {
     let client = proxy.client().await;
     let publisher = client.publisher_with(
         "batch-bytes",
-        config(BatchSettings {
-            max_messages: 1000,
-            max_bytes: 1000,
-            max_delay: Duration::from_secs(5),
-        }),
+        config(
+            BatchSettings::default()
+                .with_max_messages(1000)
+                .with_max_bytes(1000)
+                .with_max_delay(Duration::from_secs(5)),
+        ),
     );
     let mut messages: Vec<Message> = (0..40).map(|_| Message::new(vec![b'x'; 150])).collect();
     messages.insert(17, Message::new(vec![b'B'; 5000]));
     // Attributes count towards the size too: 100 + 2 * 25 = 150 bytes.
     messages.extend(
-        (0..10).map(|_| Message::new(vec![b'a'; 100]).attribute("k".repeat(25), "v".repeat(25))),
+        (0..10)
+            .map(|_| Message::new(vec![b'a'; 100]).with_attribute("k".repeat(25), "v".repeat(25))),
     );
     let total = messages.len();
     let started = Instant::now();
@@ -313,13 +311,10 @@ async fn a_lone_message_is_sent_after_max_delay() {
     let max_delay = Duration::from_millis(300);
     let publisher = client.publisher_with(
         "batch-delay",
-        config(BatchSettings {
-            max_delay,
-            ..Default::default()
-        }),
+        config(BatchSettings::default().with_max_delay(max_delay)),
     );
     let started = Instant::now();
-    let handle = publisher.publish(Message::new("lone")).await;
+    let handle = publisher.publish(Message::new("lone"));
     tokio::time::sleep(Duration::from_millis(299)).await;
     assert!(proxy.requests().is_empty(), "sent before max_delay");
     handle.await.unwrap();
@@ -336,9 +331,9 @@ async fn a_lone_message_is_sent_after_max_delay() {
     // counts from the oldest message of the batch).
     proxy.reset();
     let started = Instant::now();
-    let first = publisher.publish(Message::new("first")).await;
+    let first = publisher.publish(Message::new("first"));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let second = publisher.publish(Message::new("second")).await;
+    let second = publisher.publish(Message::new("second"));
     resolve_ids(vec![first, second]).await;
     let requests = proxy.requests();
     assert_eq!(requests.len(), 1);
@@ -349,7 +344,7 @@ async fn a_lone_message_is_sent_after_max_delay() {
     let publisher = client.publisher("batch-delay");
     proxy.reset();
     let started = Instant::now();
-    publisher.publish(Message::new("lone")).await.await.unwrap();
+    publisher.publish(Message::new("lone")).await.unwrap();
     assert_eq!(
         proxy.requests()[0].at - started,
         Duration::from_millis(10),
@@ -365,11 +360,12 @@ async fn requests_stay_within_api_limits_whatever_the_settings() {
     let client = proxy.client().await;
     let publisher = client.publisher_with(
         "batch-api",
-        config(BatchSettings {
-            max_messages: 1_000_000,
-            max_bytes: usize::MAX,
-            max_delay: Duration::from_secs(5),
-        }),
+        config(
+            BatchSettings::default()
+                .with_max_messages(1_000_000)
+                .with_max_bytes(usize::MAX)
+                .with_max_delay(Duration::from_secs(5)),
+        ),
     );
     let messages = (0..2500)
         .map(|i| Message::new(format!("small {i}")))
@@ -433,14 +429,7 @@ async fn ordering_survives_retries() {
     let client = proxy.client().await;
     let publisher = client.publisher_with(
         "ordered-retries",
-        PublisherConfig {
-            batching: BatchSettings {
-                // Small batches: many calls, so many retries.
-                max_messages: 7,
-                ..Default::default()
-            },
-            ..ordered()
-        },
+        ordered().with_batching(BatchSettings::default().with_max_messages(7)),
     );
     let keys = ["alpha", "beta", "gamma"];
     let mut expected: HashMap<String, usize> = HashMap::new();
@@ -449,7 +438,7 @@ async fn ordering_survives_retries() {
         // An irregular interleaving of the keys.
         let key = keys[(i * i + i / 7) % 3];
         let seq = expected.entry(key.to_string()).or_default();
-        handles.push(publisher.publish(seq_message(key, *seq)).await);
+        handles.push(publisher.publish(seq_message(key, *seq)));
         *seq += 1;
         if i % 50 == 49 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -493,11 +482,7 @@ async fn retryable_codes_are_retried_with_the_official_backoff() {
     let proxy = Proxy::start(server.addr).await;
     let client = proxy.client().await;
     let publisher = client.publisher("retries");
-    publisher
-        .publish(Message::new("warm-up"))
-        .await
-        .await
-        .unwrap();
+    publisher.publish(Message::new("warm-up")).await.unwrap();
 
     let retryable = [
         Code::Unavailable,
@@ -516,11 +501,7 @@ async fn retryable_codes_are_retried_with_the_official_backoff() {
             .map(|code| Status::new(*code, "injected"))
     });
     let started = Instant::now();
-    publisher
-        .publish(Message::new("persistent"))
-        .await
-        .await
-        .unwrap();
+    publisher.publish(Message::new("persistent")).await.unwrap();
     let attempts: Vec<Instant> = proxy.requests().iter().map(|r| r.at).collect();
     assert_eq!(attempts.len(), retryable.len() + 1, "one retry per failure");
     assert_eq!(
@@ -528,11 +509,11 @@ async fn retryable_codes_are_retried_with_the_official_backoff() {
         Duration::from_millis(10),
         "max_delay"
     );
-    // The official backoff: 100 ms, x1.3 each time (up to 60 s).
+    // The official backoff: 100 ms, x4 each time (up to 60 s).
     assert_backoff(
         &attempts,
         Duration::from_millis(100),
-        1.3,
+        4.0,
         Duration::from_secs(60),
     );
     assert_eq!(
@@ -551,7 +532,7 @@ async fn retryable_codes_are_retried_with_the_official_backoff() {
         proxy.reset();
         proxy.set_fault(move |_, _| Some(Status::new(code, "injected")));
         assert_eq!(
-            rpc_code(publisher.publish(Message::new("doomed")).await.await),
+            rpc_code(publisher.publish(Message::new("doomed")).await),
             code
         );
         assert_eq!(proxy.requests().len(), 1, "{code:?} is not retried");
@@ -561,21 +542,18 @@ async fn retryable_codes_are_retried_with_the_official_backoff() {
     // the first delays do not overlap, so the multiplier shows.
     let custom = client.publisher_with(
         "retries",
-        PublisherConfig {
-            retry: baton_client::retry::RetrySettings {
-                initial_backoff: Duration::from_secs(1),
-                multiplier: 2.0,
-                max_backoff: Duration::from_secs(3),
-                total_timeout: Duration::from_secs(600),
-            },
-            ..Default::default()
-        },
+        PublisherConfig::default().with_retry(
+            RetrySettings::default_for(CallFamily::Publish)
+                .with_initial_backoff(Duration::from_secs(1))
+                .with_multiplier(2.0)
+                .with_max_backoff(Duration::from_secs(3)),
+        ),
     );
     proxy.reset();
     let first_call = proxy.calls();
     proxy
         .set_fault(move |call, _| (call - first_call < 5).then(|| Status::unavailable("injected")));
-    custom.publish(Message::new("custom")).await.await.unwrap();
+    custom.publish(Message::new("custom")).await.unwrap();
     let attempts: Vec<Instant> = proxy.requests().iter().map(|r| r.at).collect();
     assert_eq!(attempts.len(), 6);
     // Nominal 1, 2, 3 (capped), 3, 3 s.
@@ -590,17 +568,15 @@ async fn retryable_codes_are_retried_with_the_official_backoff() {
     let total = Duration::from_millis(400);
     let impatient = client.publisher_with(
         "retries",
-        PublisherConfig {
-            retry: baton_client::retry::RetrySettings {
-                total_timeout: total,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
+        PublisherConfig::default().with_retry(
+            RetrySettings::default_for(CallFamily::Publish)
+                .with_multiplier(1.3)
+                .with_total_timeout(total),
+        ),
     );
     proxy.reset();
     proxy.set_fault(|_, _| Some(Status::unavailable("injected")));
-    let result = impatient.publish(Message::new("never")).await.await;
+    let result = impatient.publish(Message::new("never")).await;
     assert_eq!(rpc_code(result), Code::Unavailable);
     let attempts: Vec<Instant> = proxy.requests().iter().map(|r| r.at).collect();
     let next = assert_backoff(
@@ -659,20 +635,20 @@ async fn a_failed_ordered_publish_pauses_its_key_until_resumed() {
     let publisher = client.publisher_with("paused", ordered());
 
     let started = Instant::now();
-    let bad1 = publisher.publish(seq_message("bad", 1)).await;
+    let bad1 = publisher.publish(seq_message("bad", 1));
     // bad/1 is in flight from 10 ms (max_delay) to 210 ms (the proxy's
     // delay); these wait behind it.
     tokio::time::sleep(Duration::from_millis(60)).await;
-    let bad2 = publisher.publish(seq_message("bad", 2)).await;
-    let bad3 = publisher.publish(seq_message("bad", 3)).await;
-    let good1 = publisher.publish(seq_message("good", 0)).await;
-    let unordered = publisher.publish(Message::new("no key")).await;
+    let bad2 = publisher.publish(seq_message("bad", 2));
+    let bad3 = publisher.publish(seq_message("bad", 3));
+    let good1 = publisher.publish(seq_message("good", 0));
+    let unordered = publisher.publish(Message::new("no key"));
 
     assert_eq!(rpc_code(bad1.await), Code::InvalidArgument);
     assert_eq!(ms_since(started, Instant::now()), 210);
     for queued in [bad2, bad3] {
         match tokio::task::unconstrained(queued).now_or_never() {
-            Some(Err(Error::OrderingKeyPaused(key))) => assert_eq!(key, "bad"),
+            Some(Err(PublishError::OrderingKeyPaused(key))) => assert_eq!(key, "bad"),
             other => panic!("queued behind a failure: {other:?}"),
         }
     }
@@ -694,17 +670,13 @@ async fn a_failed_ordered_publish_pauses_its_key_until_resumed() {
 
     // The key stays paused, at once and without a round trip.
     let calls = proxy.calls();
-    let later = publisher.publish(seq_message("bad", 4)).await;
+    let later = publisher.publish(seq_message("bad", 4));
     match tokio::task::unconstrained(later).now_or_never() {
-        Some(Err(Error::OrderingKeyPaused(key))) => assert_eq!(key, "bad"),
+        Some(Err(PublishError::OrderingKeyPaused(key))) => assert_eq!(key, "bad"),
         other => panic!("publish on a paused key: {other:?}"),
     }
     assert_eq!(proxy.calls(), calls);
-    publisher
-        .publish(seq_message("good", 1))
-        .await
-        .await
-        .unwrap();
+    publisher.publish(seq_message("good", 1)).await.unwrap();
     // A paused key does not hold up flush.
     let flushed = Instant::now();
     publisher.flush().await;
@@ -713,16 +685,8 @@ async fn a_failed_ordered_publish_pauses_its_key_until_resumed() {
     proxy.clear_fault();
     proxy.set_delay(Duration::ZERO);
     publisher.resume_publish("bad");
-    publisher
-        .publish(seq_message("bad", 5))
-        .await
-        .await
-        .unwrap();
-    publisher
-        .publish(seq_message("bad", 6))
-        .await
-        .await
-        .unwrap();
+    publisher.publish(seq_message("bad", 5)).await.unwrap();
+    publisher.publish(seq_message("bad", 6)).await.unwrap();
     publisher.shutdown().await;
 
     let received = server
@@ -741,41 +705,41 @@ async fn publishing_to_a_deleted_topic_fails_with_not_found() {
     let server = ClientServer::start().await;
     server.topic_and_subscription("deleted", false).await;
     let publisher = server.client.publisher_with("deleted", ordered());
-    publisher.publish(seq_message("k", 0)).await.await.unwrap();
+    publisher.publish(seq_message("k", 0)).await.unwrap();
     server.client.delete_topic("deleted").await.unwrap();
 
     assert_eq!(
-        rpc_code(publisher.publish(seq_message("k", 1)).await.await),
+        rpc_code(publisher.publish(seq_message("k", 1)).await),
         Code::NotFound
     );
     assert!(matches!(
-        publisher.publish(seq_message("k", 2)).await.await,
-        Err(Error::OrderingKeyPaused(_))
+        publisher.publish(seq_message("k", 2)).await,
+        Err(PublishError::OrderingKeyPaused(_))
     ));
     // Other keys and unordered messages fail on their own, without pausing.
     assert_eq!(
-        rpc_code(publisher.publish(seq_message("j", 0)).await.await),
+        rpc_code(publisher.publish(seq_message("j", 0)).await),
         Code::NotFound
     );
     assert_eq!(
-        rpc_code(publisher.publish(Message::new("x")).await.await),
+        rpc_code(publisher.publish(Message::new("x")).await),
         Code::NotFound
     );
     assert_eq!(
-        rpc_code(publisher.publish(Message::new("y")).await.await),
+        rpc_code(publisher.publish(Message::new("y")).await),
         Code::NotFound
     );
 
     server.client.create_topic("deleted").await.unwrap();
     assert!(matches!(
-        publisher.publish(seq_message("k", 3)).await.await,
-        Err(Error::OrderingKeyPaused(_))
+        publisher.publish(seq_message("k", 3)).await,
+        Err(PublishError::OrderingKeyPaused(_))
     ));
     publisher.resume_publish("k");
     publisher.resume_publish("j");
-    publisher.publish(seq_message("k", 4)).await.await.unwrap();
-    publisher.publish(seq_message("j", 1)).await.await.unwrap();
-    publisher.publish(Message::new("z")).await.await.unwrap();
+    publisher.publish(seq_message("k", 4)).await.unwrap();
+    publisher.publish(seq_message("j", 1)).await.unwrap();
+    publisher.publish(Message::new("z")).await.unwrap();
 }
 
 // ----- 5. flow control and validation ----------------------------------------
@@ -805,10 +769,14 @@ async fn block_limits_outstanding_messages_and_bytes() {
         .map(|i| Message::new(format!("blocked {i}")))
         .collect();
     let handles = publish_all(&publisher, messages).await;
-    // Five at a time: each five wait 10 ms (max_delay) and 100 ms (the
-    // round trip) before the next five get room, so publishing the last
-    // five waits for five such rounds.
-    assert_eq!(ms_since(started, Instant::now()), 550, "publish blocks");
+    // Publishing returns at once; the messages wait for room in order:
+    // five at a time, each five 10 ms (max_delay) and 100 ms (the round
+    // trip) before the next five get room.
+    assert_eq!(
+        ms_since(started, Instant::now()),
+        0,
+        "publish does not block"
+    );
     resolve_ids(handles).await;
     let max = proxy.max_in_flight_messages();
     assert_eq!(max, 5, "messages in flight");
@@ -867,9 +835,9 @@ async fn error_behavior_fails_publishes_over_the_limit() {
     );
     let messages = (0..5).map(|i| Message::new(format!("ok {i}"))).collect();
     let handles = publish_all(&publisher, messages).await;
-    let over = publisher.publish(Message::new("one too many")).await;
+    let over = publisher.publish(Message::new("one too many"));
     match tokio::task::unconstrained(over).now_or_never() {
-        Some(Err(Error::FlowControlLimit(_))) => {}
+        Some(Err(PublishError::FlowControlLimit(_))) => {}
         other => panic!("expected FlowControlLimit at once, got {other:?}"),
     }
     let started = Instant::now();
@@ -877,23 +845,21 @@ async fn error_behavior_fails_publishes_over_the_limit() {
     // Answered after max_delay and the proxy's delay.
     assert_eq!(ms_since(started, Instant::now()), 310);
     // Room again once the earlier ones are published.
-    publisher
-        .publish(Message::new("later"))
-        .await
-        .await
-        .unwrap();
+    publisher.publish(Message::new("later")).await.unwrap();
 
     let publisher = client.publisher_with(
         "errors",
         flow_control(None, Some(1000), LimitExceededBehavior::Error),
     );
-    let first = publisher.publish(Message::new(vec![b'x'; 600])).await;
-    let second = publisher.publish(Message::new(vec![b'y'; 600])).await;
-    assert!(matches!(second.await, Err(Error::FlowControlLimit(_))));
+    let first = publisher.publish(Message::new(vec![b'x'; 600]));
+    let second = publisher.publish(Message::new(vec![b'y'; 600]));
+    assert!(matches!(
+        second.await,
+        Err(PublishError::FlowControlLimit(_))
+    ));
     first.await.unwrap();
     publisher
         .publish(Message::new(vec![b'z'; 600]))
-        .await
         .await
         .unwrap();
 
@@ -904,7 +870,7 @@ async fn error_behavior_fails_publishes_over_the_limit() {
         flow_control(Some(1), Some(10), LimitExceededBehavior::Error),
     );
     for i in 0..30 {
-        let handle = publisher.publish(Message::new(format!("{i:02}"))).await;
+        let handle = publisher.publish(Message::new(format!("{i:02}")));
         handle
             .await
             .unwrap_or_else(|e| panic!("publish {i} right after the previous resolved: {e}"));
@@ -920,18 +886,15 @@ async fn invalid_publishes_fail_without_a_round_trip() {
         let publisher = server
             .client
             .publisher_with("invalid", flow_control(None, Some(100), behavior));
-        let handle = tokio::task::unconstrained(publisher.publish(Message::new(vec![b'x'; 101])))
-            .now_or_never()
-            .expect("a message over the byte limit must not block");
+        let handle = publisher.publish(Message::new(vec![b'x'; 101]));
         match tokio::task::unconstrained(handle).now_or_never() {
-            Some(Err(Error::MessageTooLarge { size, limit })) => {
+            Some(Err(PublishError::MessageTooLarge { size, limit })) => {
                 assert_eq!((size, limit), (101, 100));
             }
             other => panic!("{behavior:?}: expected MessageTooLarge at once, got {other:?}"),
         }
         publisher
             .publish(Message::new(vec![b'x'; 100]))
-            .await
             .await
             .unwrap();
     }
@@ -940,29 +903,28 @@ async fn invalid_publishes_fail_without_a_round_trip() {
         "invalid",
         flow_control(Some(1), Some(100), LimitExceededBehavior::Ignore),
     );
-    let a = publisher.publish(Message::new(vec![b'x'; 101])).await;
-    let b = publisher.publish(Message::new(vec![b'x'; 101])).await;
+    let a = publisher.publish(Message::new(vec![b'x'; 101]));
+    let b = publisher.publish(Message::new(vec![b'x'; 101]));
     resolve_ids(vec![a, b]).await;
 
     let unordered = server.client.publisher("invalid");
     assert!(matches!(
         unordered
-            .publish(Message::new("x").ordering_key("k"))
-            .await
+            .publish(Message::new("x").with_ordering_key("k"))
             .await,
-        Err(Error::OrderingNotEnabled)
+        Err(PublishError::OrderingNotEnabled)
     ));
 
     // The 10 MB API limit counts data, ordering key and attributes.
-    let at_limit = Message::new(vec![b'm'; 9_999_995]).attribute("abc", "de");
-    let over_limit = Message::new(vec![b'm'; 9_999_996]).attribute("abc", "de");
-    match unordered.publish(over_limit).await.await {
-        Err(Error::MessageTooLarge { size, limit }) => {
+    let at_limit = Message::new(vec![b'm'; 9_999_995]).with_attribute("abc", "de");
+    let over_limit = Message::new(vec![b'm'; 9_999_996]).with_attribute("abc", "de");
+    match unordered.publish(over_limit).await {
+        Err(PublishError::MessageTooLarge { size, limit }) => {
             assert_eq!((size, limit), (10_000_001, 10_000_000));
         }
         other => panic!("expected MessageTooLarge, got {other:?}"),
     }
-    unordered.publish(at_limit).await.await.unwrap();
+    unordered.publish(at_limit).await.unwrap();
     unordered.shutdown().await;
     // 2 x 100 + 2 x 101 bytes and the 10 MB one; nothing of the failures.
     let received = server
@@ -984,14 +946,12 @@ async fn flush_waits_for_everything() {
     let client = proxy.client().await;
     let publisher = client.publisher_with(
         "flush",
-        PublisherConfig {
-            batching: BatchSettings {
-                max_messages: 50,
-                max_bytes: 1_000_000,
-                max_delay: Duration::from_secs(30),
-            },
-            ..ordered()
-        },
+        ordered().with_batching(
+            BatchSettings::default()
+                .with_max_messages(50)
+                .with_max_bytes(1_000_000)
+                .with_max_delay(Duration::from_secs(30)),
+        ),
     );
     // Flushing an idle publisher returns at once.
     let idle = Instant::now();
@@ -1003,7 +963,7 @@ async fn flush_waits_for_everything() {
     for i in 0..300usize {
         let key = ["a", "b", "c", ""][i % 4];
         let seq = expected.entry(key.to_string()).or_default();
-        handles.push(publisher.publish(seq_message(key, *seq)).await);
+        handles.push(publisher.publish(seq_message(key, *seq)));
         *seq += 1;
     }
     let started = Instant::now();
@@ -1055,20 +1015,14 @@ async fn shutdown_loses_nothing() {
     let (_, sub) = server.topic_and_subscription("shutdown", true).await;
     let publisher = server.client.publisher_with(
         "shutdown",
-        PublisherConfig {
-            batching: BatchSettings {
-                max_delay: Duration::from_secs(30),
-                ..Default::default()
-            },
-            ..ordered()
-        },
+        ordered().with_batching(BatchSettings::default().with_max_delay(Duration::from_secs(30))),
     );
     let mut expected: HashMap<String, usize> = HashMap::new();
     let mut handles = Vec::new();
     for i in 0..1000usize {
         let key = ["k1", "k2", "k3", "k4", ""][i % 5];
         let seq = expected.entry(key.to_string()).or_default();
-        handles.push(publisher.publish(seq_message(key, *seq)).await);
+        handles.push(publisher.publish(seq_message(key, *seq)));
         *seq += 1;
     }
     let started = Instant::now();
@@ -1100,10 +1054,7 @@ async fn dropping_the_publisher_still_delivers_what_was_queued() {
     let (_, sub) = server.topic_and_subscription("dropped", false).await;
     let publisher = server.client.publisher_with(
         "dropped",
-        config(BatchSettings {
-            max_delay: Duration::from_secs(30),
-            ..Default::default()
-        }),
+        config(BatchSettings::default().with_max_delay(Duration::from_secs(30))),
     );
     let messages = (0..250).map(|i| Message::new(format!("d{i}"))).collect();
     let handles = publish_all(&publisher, messages).await;
@@ -1150,12 +1101,12 @@ async fn waiting_behind_an_in_flight_batch_does_not_spin() {
     let proxy = Proxy::start(server.addr).await;
     let client = proxy.client().await;
     let publisher = client.publisher_with("no-spin", ordered());
-    publisher.publish(seq_message("k", 0)).await.await.unwrap();
+    publisher.publish(seq_message("k", 0)).await.unwrap();
 
     proxy.set_delay(Duration::from_millis(600));
-    let first = publisher.publish(seq_message("k", 1)).await;
+    let first = publisher.publish(seq_message("k", 1));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let second = publisher.publish(seq_message("k", 2)).await;
+    let second = publisher.publish(seq_message("k", 2));
     let before = thread_cpu_ticks();
     tokio::time::sleep(Duration::from_millis(450)).await;
     let used = thread_cpu_ticks() - before;

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use baton_client::proto::{Subscription, Topic};
 use baton_client::{
-    AckError, Client, Error, Message, PublisherConfig, ReceivedMessage, ShutdownBehavior,
+    AckError, Client, Message, PublisherConfig, ReceivedMessage, ShutdownBehavior, SubscribeError,
     SubscriberConfig, SubscriptionConfig, TracingConfig,
 };
 use baton_testkit::server::TestServer;
@@ -78,14 +78,11 @@ async fn publish(
 ) -> Vec<String> {
     let publisher = client.publisher_with(
         topic,
-        PublisherConfig {
-            enable_message_ordering: ordered,
-            ..Default::default()
-        },
+        PublisherConfig::default().with_message_ordering(ordered),
     );
     let mut handles = Vec::new();
     for message in messages {
-        handles.push(publisher.publish(message).await);
+        handles.push(publisher.publish(message));
     }
     let mut ids = Vec::new();
     for handle in handles {
@@ -150,8 +147,8 @@ async fn receives_and_acks_everything_exactly_as_published() {
     let messages: Vec<Message> = (0..50)
         .map(|i| {
             Message::new(format!("payload {i}"))
-                .attribute("index", i.to_string())
-                .attribute("kind", "test")
+                .with_attribute("index", i.to_string())
+                .with_attribute("kind", "test")
         })
         .collect();
     let ids = publish(&s.client, &s.topic, messages, false).await;
@@ -283,7 +280,7 @@ async fn nack_and_drop_lead_to_redelivery() {
 /// modack at 0, extensions at 7.6 s, 15.1 s and 22.6 s, the ack at 25.1 s.
 #[tokio::test(start_paused = true)]
 async fn lease_extension_keeps_a_slow_message() {
-    let s = setup(|c| c.ack_deadline(Duration::from_secs(10))).await;
+    let s = setup(|c| c.with_ack_deadline(Duration::from_secs(10))).await;
     publish(&s.client, &s.topic, vec![Message::new("slow")], false).await;
     let deliveries = Arc::new(AtomicUsize::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -338,18 +335,14 @@ async fn lease_extension_keeps_a_slow_message() {
 /// its process span records the `expired` event.
 #[tokio::test(start_paused = true)]
 async fn leases_stop_after_the_maximum_extension() {
-    let s = setup(|c| c.ack_deadline(Duration::from_secs(10))).await;
+    let s = setup(|c| c.with_ack_deadline(Duration::from_secs(10))).await;
     publish(&s.client, &s.topic, vec![Message::new("held")], false).await;
     let SpanCapture { provider, exporter } = SpanCapture::new();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let counter = Arc::new(AtomicUsize::new(0));
     let config = SubscriberConfig::default()
         .with_max_lease_extension(Duration::from_secs(1))
-        .with_tracing(TracingConfig {
-            enable_open_telemetry_tracing: true,
-            tracer_provider: Some(Arc::new(provider.clone())),
-            ..Default::default()
-        });
+        .with_tracing(TracingConfig::enabled().with_tracer_provider(Arc::new(provider.clone())));
     let started = Instant::now();
     let handle = s
         .client
@@ -508,12 +501,12 @@ async fn client_flow_control_releases_on_ack() {
 
 #[tokio::test(start_paused = true)]
 async fn ordering_keys_are_handled_one_at_a_time_in_order() {
-    let s = setup(|c| c.message_ordering(true)).await;
+    let s = setup(|c| c.with_message_ordering(true)).await;
     let keys = ["a", "b", "c", "d"];
     let mut messages = Vec::new();
     for i in 0..15 {
         for key in keys {
-            messages.push(Message::new(format!("{key}{i}")).ordering_key(key));
+            messages.push(Message::new(format!("{key}{i}")).with_ordering_key(key));
         }
     }
     publish(&s.client, &s.topic, messages, true).await;
@@ -764,7 +757,7 @@ async fn shutdown_nack_immediately() {
 
 #[tokio::test(start_paused = true)]
 async fn exactly_once_acks_report_their_result() {
-    let s = setup(|c| c.exactly_once(true)).await;
+    let s = setup(|c| c.with_exactly_once(true)).await;
     publish(&s.client, &s.topic, vec![Message::new("once")], false).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = s
@@ -880,9 +873,12 @@ async fn a_missing_subscription_ends_the_session() {
         .await
         .expect("wait() did not resolve");
     match result {
-        Err(Error::Rpc(status)) => assert_eq!(status.code(), tonic::Code::NotFound),
+        Err(SubscribeError::Rpc(status)) => assert_eq!(status.code(), tonic::Code::NotFound),
         other => panic!("expected NOT_FOUND, got {other:?}"),
     }
     assert!(handle.is_finished());
-    assert!(matches!(handle.shutdown().await, Err(Error::Rpc(_))));
+    assert!(matches!(
+        handle.shutdown().await,
+        Err(SubscribeError::Rpc(_))
+    ));
 }

@@ -236,7 +236,7 @@ async fn scenario(ordered: bool) -> Scenario {
     client.create_topic(&topic).await.unwrap();
     client
         .create_subscription(
-            SubscriptionConfig::new(&subscription, &topic).message_ordering(ordered),
+            SubscriptionConfig::new(&subscription, &topic).with_message_ordering(ordered),
         )
         .await
         .unwrap();
@@ -252,11 +252,7 @@ async fn scenario(ordered: bool) -> Scenario {
 }
 
 fn tracing_config(provider: &SdkTracerProvider) -> TracingConfig {
-    TracingConfig {
-        enable_open_telemetry_tracing: true,
-        tracer_provider: Some(Arc::new(provider.clone())),
-        ..Default::default()
-    }
+    TracingConfig::enabled().with_tracer_provider(Arc::new(provider.clone()))
 }
 
 /// Publishes one message inside a `POST /orders` span of "service-a", then
@@ -264,11 +260,9 @@ fn tracing_config(provider: &SdkTracerProvider) -> TracingConfig {
 async fn run(scenario: &Scenario, ordering_key: Option<&str>, nacks_first: usize) {
     let publisher = scenario.client.publisher_with(
         &scenario.topic,
-        PublisherConfig {
-            enable_message_ordering: ordering_key.is_some(),
-            tracing: tracing_config(&scenario.provider),
-            ..Default::default()
-        },
+        PublisherConfig::default()
+            .with_message_ordering(ordering_key.is_some())
+            .with_tracing(tracing_config(&scenario.provider)),
     );
     let service = scenario.provider.tracer("service-a");
     let request = service.start("POST /orders");
@@ -277,9 +271,9 @@ async fn run(scenario: &Scenario, ordering_key: Option<&str>, nacks_first: usize
         let _attached = cx.clone().attach();
         let mut message = Message::new(r#"{"order":42,"item":"book","qty":1}     "#);
         if let Some(key) = ordering_key {
-            message = message.ordering_key(key);
+            message = message.with_ordering_key(key);
         }
-        let handle = publisher.publish(message).await;
+        let handle = publisher.publish(message);
         drop(_attached);
         handle.await.unwrap();
     }
@@ -290,10 +284,7 @@ async fn run(scenario: &Scenario, ordering_key: Option<&str>, nacks_first: usize
     let deliveries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let subscriber = scenario.client.subscriber_with(
         &scenario.subscription,
-        SubscriberConfig {
-            tracing: tracing_config(&scenario.provider),
-            ..Default::default()
-        },
+        SubscriberConfig::default().with_tracing(tracing_config(&scenario.provider)),
     );
     let counter = deliveries.clone();
     let handle = subscriber.subscribe(move |message| {
@@ -352,21 +343,15 @@ async fn handler_work_nests_under_the_process_span() {
     let scenario = scenario(false).await;
     let publisher = scenario.client.publisher_with(
         &scenario.topic,
-        PublisherConfig {
-            tracing: tracing_config(&scenario.provider),
-            ..Default::default()
-        },
+        PublisherConfig::default().with_tracing(tracing_config(&scenario.provider)),
     );
-    publisher.publish(Message::new("x")).await.await.unwrap();
+    publisher.publish(Message::new("x")).await.unwrap();
     publisher.shutdown().await;
     let provider = scenario.provider.clone();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let subscriber = scenario.client.subscriber_with(
         &scenario.subscription,
-        SubscriberConfig {
-            tracing: tracing_config(&scenario.provider),
-            ..Default::default()
-        },
+        SubscriberConfig::default().with_tracing(tracing_config(&scenario.provider)),
     );
     let handle = subscriber.subscribe(move |message| {
         let tracer = provider.tracer("service-b");
@@ -415,20 +400,14 @@ async fn unsampled_messages_carry_their_context_and_record_nothing() {
         .build();
     let publisher = scenario.client.publisher_with(
         &scenario.topic,
-        PublisherConfig {
-            tracing: tracing_config(&unsampled),
-            ..Default::default()
-        },
+        PublisherConfig::default().with_tracing(tracing_config(&unsampled)),
     );
-    publisher.publish(Message::new("x")).await.await.unwrap();
+    publisher.publish(Message::new("x")).await.unwrap();
     publisher.shutdown().await;
     let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
     let subscriber = scenario.client.subscriber_with(
         &scenario.subscription,
-        SubscriberConfig {
-            tracing: tracing_config(&unsampled),
-            ..Default::default()
-        },
+        SubscriberConfig::default().with_tracing(tracing_config(&unsampled)),
     );
     let handle = subscriber.subscribe(move |message| {
         let seen = seen_tx.clone();
@@ -470,22 +449,15 @@ async fn publish_span_links_stop_at_the_configured_limit() {
     let scenario = scenario(false).await;
     let publisher = scenario.client.publisher_with(
         &scenario.topic,
-        PublisherConfig {
-            batching: baton_client::BatchSettings {
-                max_messages: 100,
-                max_bytes: 1_000_000,
-                max_delay: Duration::from_secs(5),
-            },
-            tracing: TracingConfig {
-                max_links_per_span: 2,
-                ..tracing_config(&scenario.provider)
-            },
-            ..Default::default()
-        },
+        PublisherConfig::default()
+            .with_batching(
+                baton_client::BatchSettings::default().with_max_delay(Duration::from_secs(5)),
+            )
+            .with_tracing(tracing_config(&scenario.provider).with_max_links_per_span(2)),
     );
     let mut handles = Vec::new();
     for i in 0..5 {
-        handles.push(publisher.publish(Message::new(format!("m{i}"))).await);
+        handles.push(publisher.publish(Message::new(format!("m{i}"))));
     }
     publisher.flush().await;
     for handle in handles {

@@ -88,7 +88,7 @@ impl Demo {
         client
             .create_subscription(
                 SubscriptionConfig::new(&config.subscription, &config.topic)
-                    .ack_deadline(Duration::from_secs(10)),
+                    .with_ack_deadline(Duration::from_secs(10)),
             )
             .await
             .context("creating the subscription")?;

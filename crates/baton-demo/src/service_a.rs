@@ -135,8 +135,8 @@ async fn post_order(
 /// current (server) span.
 async fn publish(publisher: &Publisher, order: &Order) -> anyhow::Result<String> {
     let body = serde_json::to_vec(order)?;
-    let message = Message::new(body).attribute("order_id", order.id.to_string());
-    Ok(publisher.publish(message).await.await?)
+    let message = Message::new(body).with_attribute("order_id", order.id.to_string());
+    Ok(publisher.publish(message).await?)
 }
 
 /// Service A serving in the background.
@@ -181,16 +181,10 @@ pub async fn run(config: Config) -> anyhow::Result<ServiceA> {
         ClientConfig::new(config.project).with_endpoint(Endpoint::Emulator(config.pubsub_host)),
     )
     .await?;
-    let tracing = TracingConfig {
-        tracer_provider: Some(Arc::new(provider.clone())),
-        ..TracingConfig::enabled()
-    };
+    let tracing = TracingConfig::enabled().with_tracer_provider(Arc::new(provider.clone()));
     let publisher = client.publisher_with(
         &config.topic,
-        PublisherConfig {
-            tracing,
-            ..Default::default()
-        },
+        PublisherConfig::default().with_tracing(tracing),
     );
     let state = AppState {
         publisher: publisher.clone(),

@@ -281,13 +281,9 @@ pub async fn run(config: Config) -> anyhow::Result<ServiceB> {
     .await?;
     let subscriber = client.subscriber_with(
         &config.subscription,
-        SubscriberConfig {
-            tracing: TracingConfig {
-                tracer_provider: Some(Arc::new(provider.clone())),
-                ..TracingConfig::enabled()
-            },
-            ..Default::default()
-        },
+        SubscriberConfig::default().with_tracing(
+            TracingConfig::enabled().with_tracer_provider(Arc::new(provider.clone())),
+        ),
     );
     let worker = Arc::new(Worker {
         tracer: provider.tracer(SERVICE_NAME),

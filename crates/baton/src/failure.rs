@@ -97,19 +97,39 @@ fn is_connect_failure(text: &str) -> bool {
 /// The kind of `error` and the most useful words for its cause.
 fn classify(error: &anyhow::Error) -> (FailureKind, String) {
     for cause in error.chain() {
-        if let Some(client) = cause.downcast_ref::<baton_client::Error>() {
+        let connect = cause
+            .downcast_ref::<baton_client::ConnectError>()
+            .or_else(|| match cause.downcast_ref::<baton_client::Error>() {
+                Some(baton_client::Error::Connect(connect)) => Some(connect),
+                _ => None,
+            });
+        if let Some(client) = connect {
             return match client {
-                baton_client::Error::Rpc(status) => rpc(status),
-                baton_client::Error::Auth(_)
-                | baton_client::Error::KeyFile { .. }
-                | baton_client::Error::MetadataServer { .. } => {
+                baton_client::ConnectError::Auth(_)
+                | baton_client::ConnectError::KeyFile { .. }
+                | baton_client::ConnectError::MetadataServer { .. } => {
                     (FailureKind::Permission, client.to_string())
                 }
-                baton_client::Error::InvalidEndpoint { .. }
-                | baton_client::Error::InvalidName(_) => (FailureKind::Usage, client.to_string()),
-                baton_client::Error::Transport(_) => (FailureKind::Unavailable, innermost(cause)),
+                baton_client::ConnectError::InvalidEndpoint { .. } => {
+                    (FailureKind::Usage, client.to_string())
+                }
+                baton_client::ConnectError::Transport(_) => {
+                    (FailureKind::Unavailable, innermost(cause))
+                }
                 other => (FailureKind::Other, other.to_string()),
             };
+        }
+        let status = None
+            .or_else(|| cause.downcast_ref::<baton_client::Error>()?.status())
+            .or_else(|| cause.downcast_ref::<baton_client::AdminError>()?.status())
+            .or_else(|| cause.downcast_ref::<baton_client::PublishError>()?.status())
+            .or_else(|| {
+                cause
+                    .downcast_ref::<baton_client::SubscribeError>()?
+                    .status()
+            });
+        if let Some(status) = status {
+            return rpc(status);
         }
         if let Some(status) = cause.downcast_ref::<tonic::Status>() {
             return rpc(status);
@@ -256,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_not_found_status_names_the_action_endpoint_and_next_step() {
-        let error = anyhow::Error::new(baton_client::Error::Rpc(tonic::Status::not_found(
+        let error = anyhow::Error::new(baton_client::AdminError::Rpc(tonic::Status::not_found(
             "Resource not found (resource=orders).",
         )))
         .context(attempt());
@@ -271,7 +291,7 @@ mod tests {
 
     #[test]
     fn a_refused_connection_is_unavailable_with_a_hint_to_start_the_server() {
-        let error = anyhow::Error::new(baton_client::Error::Rpc(tonic::Status::unavailable(
+        let error = anyhow::Error::new(baton_client::AdminError::Rpc(tonic::Status::unavailable(
             "tcp connect error",
         )))
         .context(attempt());

@@ -364,24 +364,18 @@ pub async fn topics(args: &ClientArgs, command: TopicsCommand) -> anyhow::Result
             ordering_key,
         } => {
             let guard = otel::init("baton-cli")?;
-            let config = PublisherConfig {
-                enable_message_ordering: ordering_key.is_some(),
-                tracing: if guard.enabled() {
-                    TracingConfig::enabled()
-                } else {
-                    TracingConfig::default()
-                },
-                ..Default::default()
-            };
+            let config = PublisherConfig::default()
+                .with_message_ordering(ordering_key.is_some())
+                .with_tracing(TracingConfig::default().with_enabled(guard.enabled()));
             let publisher = client.publisher_with(&topic, config);
             let mut outgoing = Message::new(message);
             for (key, value) in attributes {
-                outgoing = outgoing.attribute(key, value);
+                outgoing = outgoing.with_attribute(key, value);
             }
             if let Some(key) = ordering_key {
-                outgoing = outgoing.ordering_key(key);
+                outgoing = outgoing.with_ordering_key(key);
             }
-            let id = publisher.publish(outgoing).await.await?;
+            let id = publisher.publish(outgoing).await?;
             publisher.shutdown().await;
             match args.format {
                 Format::Json => print_json(&serde_json::json!({ "messageIds": [id] })),
@@ -407,25 +401,25 @@ pub async fn subscriptions(args: &ClientArgs, command: SubscriptionsCommand) -> 
     match command {
         SubscriptionsCommand::Create(create) => {
             let mut config = SubscriptionConfig::new(create.subscription, create.topic)
-                .message_ordering(create.enable_message_ordering)
-                .exactly_once(create.enable_exactly_once_delivery);
+                .with_message_ordering(create.enable_message_ordering)
+                .with_exactly_once(create.enable_exactly_once_delivery);
             if let Some(seconds) = create.ack_deadline {
-                config = config.ack_deadline(Duration::from_secs(seconds));
+                config = config.with_ack_deadline(Duration::from_secs(seconds));
             }
             if let Some(filter) = create.message_filter {
-                config = config.filter(filter);
+                config = config.with_filter(filter);
             }
             if let Some(topic) = create.dead_letter_topic {
-                config = config.dead_letter(topic, create.max_delivery_attempts);
+                config = config.with_dead_letter(topic, create.max_delivery_attempts);
             }
             if create.min_retry_delay.is_some() || create.max_retry_delay.is_some() {
-                config = config.retry_policy(
+                config = config.with_retry_policy(
                     create.min_retry_delay.unwrap_or(Duration::from_secs(10)),
                     create.max_retry_delay.unwrap_or(Duration::from_secs(600)),
                 );
             }
             if create.retain_acked_messages || create.message_retention_duration.is_some() {
-                config = config.retention(
+                config = config.with_retention(
                     create
                         .message_retention_duration
                         .unwrap_or(Duration::from_secs(7 * 86_400)),
@@ -433,10 +427,10 @@ pub async fn subscriptions(args: &ClientArgs, command: SubscriptionsCommand) -> 
                 );
             }
             if let Some(endpoint) = create.push_endpoint {
-                config = config.push_endpoint(endpoint);
+                config = config.with_push_endpoint(endpoint);
             }
             for (key, value) in create.labels {
-                config = config.label(key, value);
+                config = config.with_label(key, value);
             }
             let created = client.create_subscription(config).await?;
             print_resource(args.format, &to_json(&created)?)
@@ -508,10 +502,8 @@ async fn pull(
 ) -> anyhow::Result<()> {
     let limit = usize::try_from(limit.max(1)).unwrap_or(1);
     // Like gcloud: answer promptly, empty when nothing is waiting.
-    let config = baton_client::SubscriberConfig {
-        pull_timeout: Duration::from_secs(2),
-        ..Default::default()
-    };
+    let config =
+        baton_client::SubscriberConfig::default().with_pull_timeout(Duration::from_secs(2));
     let messages = client
         .subscriber_with(subscription, config)
         .pull(limit)
@@ -566,14 +558,8 @@ pub async fn subscribe(
 ) -> anyhow::Result<()> {
     let client = args.connect().await?;
     let guard = otel::init("baton-cli")?;
-    let config = baton_client::SubscriberConfig {
-        tracing: if guard.enabled() {
-            TracingConfig::enabled()
-        } else {
-            TracingConfig::default()
-        },
-        ..Default::default()
-    };
+    let config = baton_client::SubscriberConfig::default()
+        .with_tracing(TracingConfig::default().with_enabled(guard.enabled()));
     let format = args.format;
     let nack = subscribe.nack;
     let handle = client

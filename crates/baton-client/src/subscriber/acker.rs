@@ -19,7 +19,7 @@ use tonic::{Code, Status};
 use super::delivery::{AckerHandle, Command, Delivery, Kind, SettleRequest, with_traces};
 use super::shared::Shared;
 use crate::error::AckError;
-use crate::retry::{Backoff, RetrySettings, idempotent_retryable, with_retry};
+use crate::retry::{Backoff, CallFamily, RetrySettings, with_retry};
 use crate::telemetry::ModackInfo;
 
 /// How long a settle request waits for companions before it is sent.
@@ -33,8 +33,6 @@ pub(crate) const MAX_REQUEST_BYTES: usize = 512 * 1024;
 const PER_ID_OVERHEAD: usize = 3;
 /// Encoding cost of a request beyond its ack ids and subscription name.
 pub(crate) const REQUEST_OVERHEAD: usize = 32;
-/// Longest one settle RPC attempt may take.
-const RPC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `ErrorInfo.reason` of exactly-once settle failures.
 const EXACTLY_ONCE_REASON: &str = "EXACTLY_ONCE_ACKID_FAILURE";
@@ -223,7 +221,7 @@ where
             let retry_in = match (retry, backoff.as_mut()) {
                 (Some(settings), Some(backoff)) => {
                     let delay = backoff.next_delay();
-                    (started.elapsed() + delay <= settings.total_timeout).then_some(delay)
+                    (started.elapsed() + delay <= settings.total_timeout()).then_some(delay)
                 }
                 _ => None,
             };
@@ -256,10 +254,14 @@ where
 }
 
 /// One Acknowledge or ModifyAckDeadline call, bounded in time.
-async fn call_once(shared: &Shared, kind: Kind, ack_ids: Vec<String>) -> Result<(), Status> {
+async fn call_once(
+    shared: &Shared,
+    kind: Kind,
+    ack_ids: Vec<String>,
+    timeout: Duration,
+) -> Result<(), Status> {
     let client = &shared.client;
     let subscription = &shared.subscription;
-    let unauthenticated = |e: crate::Error| Status::unauthenticated(e.to_string());
     let rpc = async {
         match kind {
             Kind::Ack => {
@@ -267,10 +269,8 @@ async fn call_once(shared: &Shared, kind: Kind, ack_ids: Vec<String>) -> Result<
                     subscription: subscription.clone(),
                     ack_ids,
                 };
-                let request = client
-                    .request(request, subscription)
-                    .await
-                    .map_err(unauthenticated)?;
+                let mut request = client.request(request, subscription).await?;
+                request.set_timeout(timeout);
                 client
                     .subscriber_stub()
                     .acknowledge(request)
@@ -287,10 +287,8 @@ async fn call_once(shared: &Shared, kind: Kind, ack_ids: Vec<String>) -> Result<
                     ack_ids,
                     ack_deadline_seconds,
                 };
-                let request = client
-                    .request(request, subscription)
-                    .await
-                    .map_err(unauthenticated)?;
+                let mut request = client.request(request, subscription).await?;
+                request.set_timeout(timeout);
                 client
                     .subscriber_stub()
                     .modify_ack_deadline(request)
@@ -299,9 +297,11 @@ async fn call_once(shared: &Shared, kind: Kind, ack_ids: Vec<String>) -> Result<
             }
         }
     };
-    match tokio::time::timeout(RPC_TIMEOUT, rpc).await {
+    match tokio::time::timeout(timeout, rpc).await {
         Ok(result) => result,
-        Err(_) => Err(Status::deadline_exceeded("settle call timed out")),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no answer within the per-attempt timeout of {timeout:?}"
+        ))),
     }
 }
 
@@ -319,15 +319,15 @@ pub(crate) async fn send(shared: &Shared, kind: Kind, requests: Vec<SettleReques
         .any(|r| r.delivery.is_traced())
         .then(SystemTime::now);
     let ids: Vec<String> = requests.iter().map(|r| r.delivery.ack_id.clone()).collect();
-    let settings = &shared.config.retry;
+    let settings = shared.client.retry_settings(CallFamily::Settle);
     let results = settle_ids(&ids, retry.then_some(settings), |batch| async move {
         if retry {
-            with_retry(settings, idempotent_retryable, || {
-                call_once(shared, kind, batch.clone())
+            with_retry(settings, |timeout| {
+                call_once(shared, kind, batch.clone(), timeout)
             })
             .await
         } else {
-            call_once(shared, kind, batch).await
+            call_once(shared, kind, batch, settings.attempt_timeout()).await
         }
     })
     .await;
@@ -515,7 +515,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn per_id_results_of_exactly_once_failures() {
         let calls = Mutex::new(Vec::new());
-        let settings = RetrySettings::admin_default();
+        let settings = RetrySettings::default_for(CallFamily::Settle);
         let results = settle_ids(
             &ids(&["ok", "gone", "later", "odd"]),
             Some(&settings),
@@ -554,10 +554,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn transient_failures_give_up_after_the_total_timeout() {
-        let settings = RetrySettings {
-            total_timeout: Duration::from_secs(2),
-            ..RetrySettings::admin_default()
-        };
+        let settings = RetrySettings::default_for(CallFamily::Settle)
+            .with_total_timeout(Duration::from_secs(2));
         let calls = Mutex::new(0);
         let results = settle_ids(&ids(&["a"]), Some(&settings), |_| {
             *calls.lock().unwrap() += 1;

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use crate::retry::RetrySettings;
 use crate::telemetry::TracingConfig;
 
 /// What [`SubscriptionHandle::shutdown`] does with messages whose handler is
@@ -10,10 +9,11 @@ use crate::telemetry::TracingConfig;
 ///
 /// ```
 /// use baton_client::{ShutdownBehavior, SubscriberConfig};
-/// assert_eq!(SubscriberConfig::default().shutdown, ShutdownBehavior::WaitForHandlers);
+/// assert_eq!(SubscriberConfig::default().shutdown(), ShutdownBehavior::WaitForHandlers);
 /// let config = SubscriberConfig::default().with_shutdown(ShutdownBehavior::NackImmediately);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ShutdownBehavior {
     /// Let running handlers finish (their messages' leases keep being
     /// extended meanwhile), then flush their acks and nacks. Messages that
@@ -41,41 +41,44 @@ pub enum ShutdownBehavior {
 ///     .with_max_lease_extension(Duration::from_secs(600))
 ///     .with_shutdown(ShutdownBehavior::NackImmediately)
 ///     .with_tracing(TracingConfig::enabled());
-/// assert_eq!(config.max_outstanding_messages, 100);
-/// assert_eq!(config.min_ack_deadline, Duration::from_secs(10));
+/// assert_eq!(config.max_outstanding_messages(), 100);
+/// assert_eq!(config.ack_deadline_bounds().0, Duration::from_secs(10));
 /// ```
+///
+/// Acknowledge, ModifyAckDeadline and Pull retry with the client's
+/// settings of [`crate::CallFamily::Settle`] and [`crate::CallFamily::Pull`]
+/// ([`crate::ClientConfig::with_retry`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SubscriberConfig {
     /// Most messages received and not yet acked or nacked (flow control;
     /// official default 1000, 0 means no limit). Also sent to the server in
     /// the first StreamingPull request so it stops sending beyond it.
-    pub max_outstanding_messages: usize,
+    pub(crate) max_outstanding_messages: usize,
     /// Most bytes of messages received and not yet acked or nacked
     /// (official default 100 MiB, 0 means no limit).
-    pub max_outstanding_bytes: usize,
+    pub(crate) max_outstanding_bytes: usize,
     /// How long a message's lease is extended at most while its handler
     /// runs (official default 60 minutes); afterwards the server may
     /// redeliver it.
-    pub max_lease_extension: Duration,
+    pub(crate) max_lease_extension: Duration,
     /// Shortest ack deadline the client asks for (stream deadline, receipt
     /// modacks and lease extensions; official default 10 s; at least 60 s
     /// with exactly-once delivery, as in the official clients).
-    pub min_ack_deadline: Duration,
+    pub(crate) min_ack_deadline: Duration,
     /// Longest ack deadline the client asks for (official default 600 s).
     /// Between the two, the deadline follows the 99th percentile of how long
     /// handlers took to ack.
-    pub max_ack_deadline: Duration,
+    pub(crate) max_ack_deadline: Duration,
     /// Most handlers running at once (default 32).
-    pub max_concurrent_handlers: usize,
+    pub(crate) max_concurrent_handlers: usize,
     /// What shutdown does with running handlers.
-    pub shutdown: ShutdownBehavior,
+    pub(crate) shutdown: ShutdownBehavior,
     /// OpenTelemetry tracing (off by default, as in the official clients).
-    pub tracing: TracingConfig,
-    /// Retries of the unary Acknowledge, ModifyAckDeadline and Pull calls.
-    pub retry: RetrySettings,
+    pub(crate) tracing: TracingConfig,
     /// Longest a [`Subscriber::pull`] waits for messages before answering
     /// with none (default 10 s).
-    pub pull_timeout: Duration,
+    pub(crate) pull_timeout: Duration,
 }
 
 impl Default for SubscriberConfig {
@@ -89,7 +92,6 @@ impl Default for SubscriberConfig {
             max_concurrent_handlers: 32,
             shutdown: ShutdownBehavior::default(),
             tracing: TracingConfig::default(),
-            retry: RetrySettings::admin_default(),
             pull_timeout: Duration::from_secs(10),
         }
     }
@@ -100,7 +102,7 @@ impl SubscriberConfig {
     ///
     /// ```
     /// let config = baton_client::SubscriberConfig::default().with_flow_control(2, 0);
-    /// assert_eq!((config.max_outstanding_messages, config.max_outstanding_bytes), (2, 0));
+    /// assert_eq!((config.max_outstanding_messages(), config.max_outstanding_bytes()), (2, 0));
     /// ```
     #[must_use]
     pub fn with_flow_control(mut self, max_messages: usize, max_bytes: usize) -> Self {
@@ -115,7 +117,7 @@ impl SubscriberConfig {
     /// use std::time::Duration;
     /// let config = baton_client::SubscriberConfig::default()
     ///     .with_max_lease_extension(Duration::from_secs(300));
-    /// assert_eq!(config.max_lease_extension, Duration::from_secs(300));
+    /// assert_eq!(config.max_lease_extension(), Duration::from_secs(300));
     /// ```
     #[must_use]
     pub fn with_max_lease_extension(mut self, max: Duration) -> Self {
@@ -130,7 +132,7 @@ impl SubscriberConfig {
     /// use std::time::Duration;
     /// let config = baton_client::SubscriberConfig::default()
     ///     .with_ack_deadline_bounds(Duration::from_secs(30), Duration::from_secs(120));
-    /// assert_eq!(config.min_ack_deadline, Duration::from_secs(30));
+    /// assert_eq!(config.ack_deadline_bounds().0, Duration::from_secs(30));
     /// ```
     #[must_use]
     pub fn with_ack_deadline_bounds(mut self, min: Duration, max: Duration) -> Self {
@@ -143,7 +145,7 @@ impl SubscriberConfig {
     ///
     /// ```
     /// let config = baton_client::SubscriberConfig::default().with_max_concurrent_handlers(4);
-    /// assert_eq!(config.max_concurrent_handlers, 4);
+    /// assert_eq!(config.max_concurrent_handlers(), 4);
     /// ```
     #[must_use]
     pub fn with_max_concurrent_handlers(mut self, handlers: usize) -> Self {
@@ -156,7 +158,7 @@ impl SubscriberConfig {
     /// ```
     /// use baton_client::{ShutdownBehavior, SubscriberConfig};
     /// let config = SubscriberConfig::default().with_shutdown(ShutdownBehavior::NackImmediately);
-    /// assert_eq!(config.shutdown, ShutdownBehavior::NackImmediately);
+    /// assert_eq!(config.shutdown(), ShutdownBehavior::NackImmediately);
     /// ```
     #[must_use]
     pub fn with_shutdown(mut self, behavior: ShutdownBehavior) -> Self {
@@ -169,24 +171,11 @@ impl SubscriberConfig {
     /// ```
     /// use baton_client::{SubscriberConfig, TracingConfig};
     /// let config = SubscriberConfig::default().with_tracing(TracingConfig::enabled());
-    /// assert!(config.tracing.enable_open_telemetry_tracing);
+    /// assert!(config.tracing().is_enabled());
     /// ```
     #[must_use]
     pub fn with_tracing(mut self, tracing: TracingConfig) -> Self {
         self.tracing = tracing;
-        self
-    }
-
-    /// Sets the retries of unary calls.
-    ///
-    /// ```
-    /// use baton_client::{SubscriberConfig, retry::RetrySettings};
-    /// let config = SubscriberConfig::default().with_retry(RetrySettings::publisher_default());
-    /// assert_eq!(config.retry, RetrySettings::publisher_default());
-    /// ```
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetrySettings) -> Self {
-        self.retry = retry;
         self
     }
 
@@ -196,12 +185,52 @@ impl SubscriberConfig {
     /// use std::time::Duration;
     /// let config = baton_client::SubscriberConfig::default()
     ///     .with_pull_timeout(Duration::from_secs(2));
-    /// assert_eq!(config.pull_timeout, Duration::from_secs(2));
+    /// assert_eq!(config.pull_timeout(), Duration::from_secs(2));
     /// ```
     #[must_use]
     pub fn with_pull_timeout(mut self, timeout: Duration) -> Self {
         self.pull_timeout = timeout;
         self
+    }
+
+    /// Most messages received and not yet settled (0: no limit).
+    pub fn max_outstanding_messages(&self) -> usize {
+        self.max_outstanding_messages
+    }
+
+    /// Most bytes received and not yet settled (0: no limit).
+    pub fn max_outstanding_bytes(&self) -> usize {
+        self.max_outstanding_bytes
+    }
+
+    /// Longest a lease is extended.
+    pub fn max_lease_extension(&self) -> Duration {
+        self.max_lease_extension
+    }
+
+    /// The bounds (min, max) of the ack deadline the client asks for.
+    pub fn ack_deadline_bounds(&self) -> (Duration, Duration) {
+        (self.min_ack_deadline, self.max_ack_deadline)
+    }
+
+    /// Most handlers running at once.
+    pub fn max_concurrent_handlers(&self) -> usize {
+        self.max_concurrent_handlers
+    }
+
+    /// What shutdown does with running handlers.
+    pub fn shutdown(&self) -> ShutdownBehavior {
+        self.shutdown
+    }
+
+    /// Tracing settings.
+    pub fn tracing(&self) -> &TracingConfig {
+        &self.tracing
+    }
+
+    /// How long a unary pull waits for messages.
+    pub fn pull_timeout(&self) -> Duration {
+        self.pull_timeout
     }
 
     /// The ack deadline bounds in whole seconds, clamped to the API's range

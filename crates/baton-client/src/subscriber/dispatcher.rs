@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use opentelemetry::trace::FutureExt as _;
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
@@ -20,9 +20,19 @@ use super::message::{Pending, ReceivedMessage};
 use super::scheduler::Scheduler;
 use super::shared::Shared;
 use crate::error::AckError;
+use crate::telemetry::ProcessScope;
 
 /// The handler as the session stores it.
 pub(crate) type Handler = Arc<dyn Fn(ReceivedMessage) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Who gets the messages flow control releases.
+pub(crate) enum Consumer {
+    /// A handler task per message ([`crate::Subscriber::subscribe`]).
+    Handler(Handler),
+    /// The channel of a [`crate::MessageStream`]; taken at the end of the
+    /// session, which ends the stream.
+    Stream(Mutex<Option<mpsc::UnboundedSender<Pending>>>),
+}
 
 /// Load (percent of a flow-control limit) at which the stream stops reading.
 pub(crate) const PAUSE_AT_PERCENT: usize = 100;
@@ -88,7 +98,7 @@ impl State {
 pub(crate) struct Core {
     pub shared: Arc<Shared>,
     pub acker: AckerHandle,
-    handler: Handler,
+    consumer: Consumer,
     runtime: tokio::runtime::Handle,
     state: Mutex<State>,
     /// Signalled when outstanding messages go down (the stream may read
@@ -109,7 +119,7 @@ fn seconds(n: i32) -> Duration {
 
 impl Core {
     /// Must be called within a Tokio runtime.
-    pub fn new(shared: Arc<Shared>, handler: Handler, acker: AckerHandle) -> Arc<Self> {
+    pub fn new(shared: Arc<Shared>, consumer: Consumer, acker: AckerHandle) -> Arc<Self> {
         let config = &shared.config;
         let scheduler = Scheduler::new(
             config.max_outstanding_messages,
@@ -120,7 +130,7 @@ impl Core {
             .clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Self {
             acker,
-            handler,
+            consumer,
             runtime: tokio::runtime::Handle::current(),
             state: Mutex::new(State {
                 leases: HashMap::new(),
@@ -240,6 +250,7 @@ impl Core {
         if self.closing.load(Ordering::Acquire) {
             return;
         }
+        let streaming = matches!(self.consumer, Consumer::Stream(_));
         let released = {
             let mut state = self.lock();
             let mut released = Vec::new();
@@ -261,7 +272,9 @@ impl Core {
                         ack_id,
                         KeyHold {
                             key,
-                            handler_done: false,
+                            // A streamed message has no handler: its key
+                            // waits for the settle alone.
+                            handler_done: streaming,
                             settled: false,
                         },
                     );
@@ -275,6 +288,22 @@ impl Core {
                 traced.trace.end_concurrency_control();
                 traced.trace.start_scheduler(&self.shared.telemetry);
             });
+            if let Consumer::Stream(sender) = &self.consumer {
+                let sender = sender
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                match sender {
+                    Some(sender) => {
+                        if let Err(mpsc::error::SendError(pending)) = sender.send(pending) {
+                            // The stream is gone.
+                            pending.nack();
+                        }
+                    }
+                    None => pending.nack(),
+                }
+                continue;
+            }
             self.running.fetch_add(1, Ordering::AcqRel);
             let guard = HandlerGuard {
                 core: self.clone(),
@@ -427,6 +456,14 @@ impl Core {
         self.slots.close();
     }
 
+    /// Ends a stream consumer's channel: the stream yields what it holds
+    /// and then ends.
+    pub fn end_stream(&self) {
+        if let Consumer::Stream(sender) = &self.consumer {
+            sender.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
+    }
+
     /// Takes every message not yet handed to a handler.
     pub fn drain_waiting(&self) -> Vec<Pending> {
         self.lock().scheduler.drain()
@@ -494,6 +531,20 @@ impl Drop for HandlerGuard {
     }
 }
 
+/// Ends a released message's scheduler span and starts its `process` span,
+/// which lasts as long as the message handed to the user is unsettled.
+pub(crate) fn start_process(shared: &Shared, pending: &Pending) -> Option<Arc<ProcessScope>> {
+    pending
+        .delivery
+        .with_trace(|traced| {
+            traced.trace.end_scheduler();
+            let scope = Arc::new(traced.trace.start_process(&shared.telemetry)?);
+            traced.process = Some(Arc::downgrade(&scope));
+            Some(scope)
+        })
+        .flatten()
+}
+
 /// Runs the handler on one message, inside its process span, once a
 /// handler slot is free.
 async fn run_handler(core: Arc<Core>, pending: Pending, mut guard: HandlerGuard) {
@@ -505,18 +556,13 @@ async fn run_handler(core: Arc<Core>, pending: Pending, mut guard: HandlerGuard)
         drop(guard);
         return;
     }
-    let process = pending
-        .delivery
-        .with_trace(|traced| {
-            traced.trace.end_scheduler();
-            let scope = Arc::new(traced.trace.start_process(&core.shared.telemetry)?);
-            traced.process = Some(Arc::downgrade(&scope));
-            Some(scope)
-        })
-        .flatten();
+    let Consumer::Handler(handler) = &core.consumer else {
+        return;
+    };
+    let handler = handler.clone();
+    let process = start_process(&core.shared, &pending);
     let unsampled = pending.delivery.unsampled_context().cloned();
     let message = ReceivedMessage::new(pending, process.clone());
-    let handler = core.handler.clone();
     let work = AssertUnwindSafe(async move { handler(message).await }).catch_unwind();
     let outcome = match (&process, unsampled) {
         (Some(scope), _) => {
@@ -556,7 +602,7 @@ mod tests {
         let shared = Arc::new(Shared::new(&client, "s", config));
         // An acker whose RPCs fail fast (nothing listens on port 1).
         let acker = acker::spawn(shared.clone());
-        Core::new(shared, handler, acker)
+        Core::new(shared, Consumer::Handler(handler), acker)
     }
 
     fn pending(core: &Arc<Core>, id: u32, key: &str, data: &[u8]) -> Pending {

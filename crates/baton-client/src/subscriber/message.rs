@@ -107,7 +107,7 @@ impl Pending {
 /// delivery needs). Dropping it unsettled nacks it, so it is redelivered.
 ///
 /// ```no_run
-/// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+/// # async fn run(client: baton_client::Client) -> Result<(), baton_client::SubscribeError> {
 /// for message in client.subscriber("orders-worker").pull(10).await? {
 ///     if message.attributes().get("kind").map(String::as_str) == Some("order") {
 ///         message.ack();
@@ -358,7 +358,7 @@ impl ReceivedMessage {
     /// [`AckError::InvalidAckId`] under exactly-once delivery).
     ///
     /// ```no_run
-    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::SubscribeError> {
     /// let subscriber = client.subscriber("orders-worker");
     /// for message in subscriber.pull(1).await? {
     ///     message.modify_ack_deadline(120); // a slow job ahead

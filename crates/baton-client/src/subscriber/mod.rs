@@ -38,25 +38,33 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use baton_proto::pubsub::{PullRequest, PullResponse};
-use tokio::sync::watch;
+use futures::stream::{BoxStream, Stream, StreamExt as _};
+use tokio::sync::{mpsc, watch};
 
 use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::retry::{idempotent_retryable, with_retry};
+use crate::error::SubscribeError;
+use crate::retry::{CallFamily, with_retry};
 
 pub use config::{ShutdownBehavior, SubscriberConfig};
 pub use message::ReceivedMessage;
 
 use delivery::AckerHandle;
-use dispatcher::Handler;
+use dispatcher::{Consumer, Handler};
 use shared::Shared;
+
+type Result<T, E = SubscribeError> = std::result::Result<T, E>;
+/// What a session task reports when it ends.
+type Outcome = Option<Result<(), tonic::Status>>;
 
 /// Receives from one subscription, by StreamingPull ([`Subscriber::subscribe`])
 /// or unary Pull ([`Subscriber::pull`]). Cheap to clone.
 ///
 /// ```no_run
-/// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+/// # async fn run(client: baton_client::Client) -> Result<(), baton_client::SubscribeError> {
 /// let subscriber = client.subscriber("orders-worker");
 /// let handle = subscriber.subscribe(|message| async move {
 ///     println!("got {:?}", message.data());
@@ -133,7 +141,7 @@ impl Subscriber {
     /// ```no_run
     /// # fn f(client: baton_client::Client) {
     /// let subscriber = client.subscriber("orders-worker");
-    /// assert_eq!(subscriber.config().max_outstanding_messages, 1000);
+    /// assert_eq!(subscriber.config().max_outstanding_messages(), 1000);
     /// # }
     /// ```
     pub fn config(&self) -> &SubscriberConfig {
@@ -151,7 +159,7 @@ impl Subscriber {
     /// session; dropping it shuts down in the background.
     ///
     /// ```no_run
-    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::SubscribeError> {
     /// let handle = client.subscriber("orders-worker").subscribe(|message| async move {
     ///     match std::str::from_utf8(message.data()) {
     ///         Ok(text) => {
@@ -171,18 +179,87 @@ impl Subscriber {
         F: Future<Output = ()> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |message| Box::pin(handler(message)));
+        let (stop, done) = self.start(Consumer::Handler(handler));
+        SubscriptionHandle {
+            subscription: self.shared.subscription.clone(),
+            stop,
+            done,
+        }
+    }
+
+    /// Starts receiving by StreamingPull and gives the messages as a
+    /// [`Stream`], beside the callback API of [`Self::subscribe`]: the same
+    /// leases (extended until settled), flow control (at most
+    /// `max_outstanding_messages` yielded and not yet settled; the stream
+    /// waits for settles beyond), ordering keys (a key's next message is
+    /// yielded once the previous one is settled) and tracing. A message's
+    /// `process` span starts when the stream yields it and ends when it is
+    /// acked or nacked (or dropped); enter it, or instrument work with it,
+    /// through [`ReceivedMessage::process_span`].
+    ///
+    /// The stream ends after a fatal error (yielded as its last item).
+    /// Dropping it shuts the session down in the background: messages
+    /// yielded and not yet settled are nacked, and their later ack is
+    /// ignored. [`MessageStream::shutdown`] does the same and waits.
+    ///
+    /// Must be called within a Tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::SubscribeError> {
+    /// use futures::StreamExt;
+    /// let mut messages = client.subscriber("orders-worker").stream();
+    /// while let Some(message) = messages.next().await {
+    ///     let message = message?;
+    ///     println!("{:?}", message.data());
+    ///     message.ack();
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(&self) -> MessageStream {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let (stop, done) = self.start(Consumer::Stream(std::sync::Mutex::new(Some(sender))));
+        let shared = self.shared.clone();
+        let messages =
+            futures::stream::unfold(Some((receiver, done.clone(), shared)), |state| async move {
+                let (mut receiver, mut done, shared) = state?;
+                loop {
+                    match receiver.recv().await {
+                        // Settled meanwhile (nacked by a shutdown): skip it.
+                        Some(pending) if pending.delivery.is_settled() => {}
+                        Some(pending) => {
+                            let process = dispatcher::start_process(&shared, &pending);
+                            let message = ReceivedMessage::new(pending, process);
+                            return Some((Ok(message), Some((receiver, done, shared))));
+                        }
+                        None => {
+                            return match session_outcome(&mut done).await {
+                                Ok(()) => None,
+                                Err(error) => Some((Err(error), None)),
+                            };
+                        }
+                    }
+                }
+            })
+            .boxed();
+        MessageStream {
+            subscription: self.shared.subscription.clone(),
+            messages,
+            stop,
+            done,
+        }
+    }
+
+    /// Starts a session delivering to `consumer`: its stop switch and its
+    /// outcome.
+    fn start(&self, consumer: Consumer) -> (watch::Sender<bool>, watch::Receiver<Outcome>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(None);
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let outcome = session::run(shared, handler, stop_rx).await;
+            let outcome = session::run(shared, consumer, stop_rx).await;
             done_tx.send_replace(Some(outcome));
         });
-        SubscriptionHandle {
-            subscription: self.shared.subscription.clone(),
-            stop: stop_tx,
-            done: done_rx,
-        }
+        (stop_tx, done_rx)
     }
 
     /// Pulls up to `max_messages` (1-1000) with a unary Pull, waiting up to
@@ -195,7 +272,7 @@ impl Subscriber {
     /// Must be called within a Tokio runtime.
     ///
     /// ```no_run
-    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::SubscribeError> {
     /// let subscriber = client.subscriber("orders-worker");
     /// for message in subscriber.pull(10).await? {
     ///     println!("{}", message.message_id());
@@ -208,7 +285,16 @@ impl Subscriber {
         let max_messages = i32::try_from(max_messages.clamp(1, 1000)).unwrap_or(1000);
         let timeout = shared.config.pull_timeout.max(Duration::from_millis(100));
         let subscription = shared.subscription.clone();
-        let response = with_retry(&shared.config.retry, idempotent_retryable, || {
+        // The server answers shortly before the pull's deadline; allow for
+        // the trip back, so a waiting pull is not cut by its own attempt
+        // timeout.
+        let settings = shared.client.retry_settings(CallFamily::Pull);
+        let settings = settings.clone().with_attempt_timeout(
+            settings
+                .attempt_timeout()
+                .max(timeout + Duration::from_secs(5)),
+        );
+        let response = with_retry(&settings, |_| {
             let subscription = subscription.clone();
             async move {
                 #[allow(deprecated)]
@@ -217,14 +303,8 @@ impl Subscriber {
                     return_immediately: false,
                     max_messages,
                 };
-                let mut request = shared
-                    .client
-                    .request(request, &subscription)
-                    .await
-                    .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
+                let mut request = shared.client.request(request, &subscription).await?;
                 request.set_timeout(timeout);
-                // The server answers shortly before the deadline; allow for
-                // the trip back.
                 let limit = timeout + Duration::from_secs(5);
                 match tokio::time::timeout(limit, shared.client.subscriber_stub().pull(request))
                     .await
@@ -241,7 +321,7 @@ impl Subscriber {
             // The caller's deadline passed before the server answered: no
             // messages, as the official clients report it.
             Err(status) if status.code() == tonic::Code::DeadlineExceeded => Vec::new(),
-            Err(status) => return Err(Error::Rpc(status)),
+            Err(status) => return Err(SubscribeError::Rpc(status)),
         };
         if received.is_empty() {
             return Ok(Vec::new());
@@ -269,7 +349,7 @@ impl Subscriber {
 /// itself.
 ///
 /// ```no_run
-/// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+/// # async fn run(client: baton_client::Client) -> Result<(), baton_client::SubscribeError> {
 /// let handle = client.subscriber("orders-worker").subscribe(|m| async move { m.ack() });
 /// tokio::signal::ctrl_c().await.ok();
 /// handle.shutdown().await?;
@@ -279,7 +359,7 @@ impl Subscriber {
 pub struct SubscriptionHandle {
     subscription: String,
     stop: watch::Sender<bool>,
-    done: watch::Receiver<Option<Result<(), tonic::Status>>>,
+    done: watch::Receiver<Outcome>,
 }
 
 impl std::fmt::Debug for SubscriptionHandle {
@@ -326,7 +406,7 @@ impl SubscriptionHandle {
     /// [`Self::shutdown`] in a `select!`:
     ///
     /// ```no_run
-    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::SubscribeError> {
     /// let handle = client.subscriber("orders-worker").subscribe(|m| async move { m.ack() });
     /// let failed = handle.wait();
     /// tokio::select! {
@@ -337,18 +417,7 @@ impl SubscriptionHandle {
     /// ```
     pub fn wait(&self) -> impl Future<Output = Result<()>> + Send + 'static {
         let mut done = self.done.clone();
-        async move {
-            let outcome = match done.wait_for(Option::is_some).await {
-                Ok(outcome) => outcome.clone(),
-                // The session task is gone without a word (it panicked).
-                Err(_) => return Err(Error::Shutdown),
-            };
-            match outcome {
-                Some(Ok(())) => Ok(()),
-                Some(Err(status)) => Err(Error::Rpc(status)),
-                None => Err(Error::Shutdown),
-            }
-        }
+        async move { session_outcome(&mut done).await }
     }
 
     /// Stops the session gracefully and waits until it has: no new messages
@@ -359,7 +428,7 @@ impl SubscriptionHandle {
     /// error if the session had already failed.
     ///
     /// ```no_run
-    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::Error> {
+    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::SubscribeError> {
     /// let handle = client.subscriber("orders-worker").subscribe(|m| async move { m.ack() });
     /// handle.shutdown().await?;
     /// # Ok(()) }
@@ -371,6 +440,81 @@ impl SubscriptionHandle {
 }
 
 impl Drop for SubscriptionHandle {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Waits for a session's end: `Ok` after a shutdown, its error when it
+/// failed for good.
+async fn session_outcome(done: &mut watch::Receiver<Outcome>) -> Result<()> {
+    let outcome = match done.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone(),
+        // The session task is gone without a word (it panicked).
+        Err(_) => return Err(SubscribeError::Shutdown),
+    };
+    match outcome {
+        Some(Ok(())) => Ok(()),
+        Some(Err(status)) => Err(SubscribeError::Rpc(status)),
+        None => Err(SubscribeError::Shutdown),
+    }
+}
+
+/// The messages of a StreamingPull session started by
+/// [`Subscriber::stream`]; each item is a message or, last, the error that
+/// ended the session. Dropping it shuts the session down in the background.
+#[must_use = "streams do nothing unless polled; dropping it stops the subscription"]
+pub struct MessageStream {
+    subscription: String,
+    messages: BoxStream<'static, Result<ReceivedMessage>>,
+    stop: watch::Sender<bool>,
+    done: watch::Receiver<Outcome>,
+}
+
+impl std::fmt::Debug for MessageStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageStream")
+            .field("subscription", &self.subscription)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageStream {
+    /// The subscription's full name.
+    pub fn subscription(&self) -> &str {
+        &self.subscription
+    }
+
+    /// Stops the session and waits until it has ended: messages yielded and
+    /// not yet settled are nacked and every pending ack is sent first.
+    /// Returns the fatal error if the session had already failed.
+    ///
+    /// ```no_run
+    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::SubscribeError> {
+    /// use futures::StreamExt;
+    /// let mut messages = client.subscriber("orders-worker").stream();
+    /// if let Some(Ok(message)) = messages.next().await {
+    ///     message.ack();
+    /// }
+    /// messages.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(self) -> Result<()> {
+        self.stop.send_replace(true);
+        let mut done = self.done.clone();
+        session_outcome(&mut done).await
+    }
+}
+
+impl Stream for MessageStream {
+    type Item = Result<ReceivedMessage>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.messages.poll_next_unpin(cx)
+    }
+}
+
+impl Drop for MessageStream {
     fn drop(&mut self) {
         self.stop.send_replace(true);
     }

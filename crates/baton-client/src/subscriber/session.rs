@@ -7,7 +7,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::config::ShutdownBehavior;
 use super::delivery::Kind;
-use super::dispatcher::{Core, Handler};
+use super::dispatcher::{Consumer, Core};
 use super::lease::LEASE_TICK;
 use super::message::settle;
 use super::shared::Shared;
@@ -20,11 +20,11 @@ use super::{acker, stream};
 /// pending settle request is sent before this returns.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    handler: Handler,
+    consumer: Consumer,
     stop: watch::Receiver<bool>,
 ) -> Result<(), tonic::Status> {
     let acker = acker::spawn(shared.clone());
-    let core = Core::new(shared.clone(), handler, acker.clone());
+    let core = Core::new(shared.clone(), consumer, acker.clone());
     let (stop_leases, leases_stopped) = watch::channel(false);
     let leases = tokio::spawn(maintain_leases(core.clone(), leases_stopped));
     let (receipt_tx, receipt_rx) = mpsc::unbounded_channel();
@@ -45,6 +45,8 @@ pub(crate) async fn run(
     for delivery in core.outstanding() {
         settle(&delivery, Kind::Nack, None);
     }
+    // A stream's buffered messages are settled now: let it end.
+    core.end_stream();
     acker.close().await;
     stop_leases.send_replace(true);
     let _ = leases.await;

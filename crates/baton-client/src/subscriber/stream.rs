@@ -23,17 +23,6 @@ pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// considered dead and reopened.
 pub(crate) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Backoff between attempts to (re)open the stream.
-fn reconnect_backoff() -> RetrySettings {
-    RetrySettings {
-        initial_backoff: Duration::from_millis(100),
-        multiplier: 1.3,
-        max_backoff: Duration::from_secs(10),
-        // Streams are retried for as long as the errors are transient.
-        total_timeout: Duration::MAX,
-    }
-}
-
 /// Messages of one response, waiting for their receipt modack.
 pub(crate) struct ReceiptBatch {
     pendings: Vec<Pending>,
@@ -58,7 +47,7 @@ pub(crate) async fn run(
     receipts: mpsc::UnboundedSender<ReceiptBatch>,
 ) -> Result<(), Status> {
     let client_id = format!("baton-rust-{:016x}", rand::random::<u64>());
-    let mut backoff = Backoff::new(reconnect_backoff());
+    let mut backoff = Backoff::new(RetrySettings::stream_reconnect());
     loop {
         let status = match serve(&core, &client_id, &mut stop, &mut backoff, &receipts).await {
             Ended::Stopped => return Ok(()),
@@ -121,7 +110,7 @@ async fn serve(
         .await
     {
         Ok(request) => request,
-        Err(error) => return Ended::Failed(Status::unauthenticated(error.to_string())),
+        Err(status) => return Ended::Failed(status),
     };
     let mut stub = shared.client.subscriber_stub();
     let opened = tokio::select! {

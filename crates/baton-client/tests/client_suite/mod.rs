@@ -114,10 +114,12 @@ pub fn assert_backoff(
 
 /// The code of a failed call, panicking when it did not fail with an RPC
 /// status.
-pub fn rpc_code<T: std::fmt::Debug>(result: Result<T, Error>) -> Code {
-    match result {
-        Err(Error::Rpc(status)) => status.code(),
-        other => panic!("expected Error::Rpc, got {other:?}"),
+pub fn rpc_code<T: std::fmt::Debug, E: Into<Error> + std::fmt::Debug>(
+    result: Result<T, E>,
+) -> Code {
+    match result.map_err(Into::into) {
+        Err(error) if error.code().is_some() => error.code().unwrap(),
+        other => panic!("expected an RPC failure, got {other:?}"),
     }
 }
 
@@ -146,8 +148,8 @@ impl ClientServer {
             .client
             .create_subscription(
                 SubscriptionConfig::new(format!("{id}-sub"), id)
-                    .ack_deadline(Duration::from_secs(60))
-                    .message_ordering(ordered),
+                    .with_ack_deadline(Duration::from_secs(60))
+                    .with_message_ordering(ordered),
             )
             .await
             .unwrap()
@@ -238,6 +240,7 @@ pub type Fault = Box<dyn FnMut(usize, &PublishRequest) -> Option<Status> + Send>
 pub type CallFault = Box<dyn FnMut(&'static str, usize) -> Option<Status> + Send>;
 
 struct ProxyState {
+    metadata: Mutex<Vec<tonic::metadata::MetadataMap>>,
     upstream: PublisherClient<Channel>,
     upstream_subscriber: SubscriberClient<Channel>,
     requests: Mutex<Vec<Recorded>>,
@@ -352,6 +355,14 @@ impl Drop for InFlight<'_> {
 impl Proxy {
     /// Serves on `127.0.0.1:0`, forwarding to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
+        Self::start_with_tls(upstream, None).await
+    }
+
+    /// [`Self::start`], serving TLS with `tls` when given.
+    pub async fn start_with_tls(
+        upstream: SocketAddr,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> Self {
         let channel = baton_testkit::grpc::connect(upstream).await;
         let state = Arc::new(ProxyState {
             upstream: publisher(channel.clone()),
@@ -373,17 +384,35 @@ impl Proxy {
             stream_requests: Mutex::new(Vec::new()),
             streams: AtomicUsize::new(0),
             strip_stream_flow_control: AtomicBool::new(false),
+            metadata: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let gzip = tonic::codec::CompressionEncoding::Gzip;
         let publisher_service = PublisherServer::new(ProxyService(state.clone()))
+            .accept_compressed(gzip)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let subscriber_service = SubscriberServer::new(ProxyService(state.clone()))
+            .accept_compressed(gzip)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
+        let recorder = state.clone();
+        let record = move |request: Request<()>| {
+            recorder
+                .metadata
+                .lock()
+                .unwrap()
+                .push(request.metadata().clone());
+            Ok(request)
+        };
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).unwrap();
+        }
         tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
+                .layer(tonic::service::InterceptorLayer::new(record))
                 .add_service(publisher_service)
                 .add_service(subscriber_service)
                 // Without TCP_NODELAY a small write can sit in the kernel
@@ -399,6 +428,11 @@ impl Proxy {
     /// A client whose every call goes through the proxy.
     pub async fn client(&self) -> Client {
         client_at(self.addr).await
+    }
+
+    /// The metadata (headers) of every request so far, in arrival order.
+    pub fn metadata(&self) -> Vec<tonic::metadata::MetadataMap> {
+        self.state.metadata.lock().unwrap().clone()
     }
 
     /// Every Publish request so far, in arrival order.
