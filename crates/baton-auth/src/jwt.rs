@@ -94,6 +94,9 @@ impl<'a> Jwt<'a> {
         match self.claims.get("aud")? {
             Value::String(aud) => Some(vec![aud.as_str()]),
             Value::Array(values) => Some(values.iter().filter_map(Value::as_str).collect()),
+            // `"aud": null` is no audience: google-cloud-auth's self-signed
+            // JWTs with a scope carry it.
+            Value::Null => None,
             _ => Some(Vec::new()),
         }
     }

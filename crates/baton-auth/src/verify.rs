@@ -43,8 +43,10 @@ pub const PUBSUB_SCOPES: [&str; 2] = [
 pub const CLOCK_SKEW_SECONDS: u64 = 300;
 
 /// The longest lifetime (`exp - iat`) of a self-signed JWT or assertion, in
-/// seconds: Google's one hour.
-pub const MAX_JWT_LIFETIME_SECONDS: u64 = 3600;
+/// seconds: Google's one hour, plus a minute of slack. Google's Rust
+/// library (`google-cloud-auth`) backdates `iat` and extends `exp` by 10 s
+/// each (a 3620 s lifetime), and Google accepts those.
+pub const MAX_JWT_LIFETIME_SECONDS: u64 = 3660;
 
 /// The lifetime of the access and ID tokens Baton mints, in seconds.
 pub const TOKEN_LIFETIME_SECONDS: u64 = 3600;
@@ -604,7 +606,7 @@ fn bearer_token(header: &[u8]) -> Result<&[u8], AuthError> {
 }
 
 /// `exp` in the future, `iat` not beyond the allowed skew, `exp` after
-/// `iat`, lifetime at most an hour; returns `exp`.
+/// `iat`, lifetime at most an hour (and a minute); returns `exp`.
 fn check_timeframe(jwt: &Jwt<'_>, now: u64) -> Result<u64, AuthError> {
     let (Some(iat), Some(exp)) = (jwt.seconds("iat"), jwt.seconds("exp")) else {
         return Err(AuthError::Malformed("iat and exp are required".to_string()));
@@ -822,9 +824,13 @@ mod tests {
             f.verify(&f.self_signed(claims), NOW),
             Err(AuthError::BadTimeframe(_))
         ));
-        // At most an hour long.
+        // At most an hour long (and a minute: google-cloud-auth's 3620 s
+        // pass).
         let mut claims = f.aud_claims();
-        claims["exp"] = json!(NOW + 3601);
+        claims["exp"] = json!(NOW + 3620);
+        assert!(f.verify(&f.self_signed(claims), NOW).is_ok());
+        let mut claims = f.aud_claims();
+        claims["exp"] = json!(NOW + 3661);
         assert!(matches!(
             f.verify(&f.self_signed(claims), NOW),
             Err(AuthError::BadTimeframe(_))
@@ -1249,7 +1255,7 @@ mod tests {
             let result = f.verify(&token, NOW);
             let should_pass = same_subject
                 && iat.as_u64() == Some(NOW)
-                && (1..=3600).contains(&lifetime)
+                && (1..=MAX_JWT_LIFETIME_SECONDS).contains(&lifetime)
                 && (aud == json!(PUBSUB_AUDIENCE)
                     || (aud.is_null() && scope == json!(PUBSUB_SCOPES[0])));
             prop_assert_eq!(result.is_ok(), should_pass, "{:?}", result);

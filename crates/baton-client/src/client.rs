@@ -12,7 +12,7 @@ use baton_proto::pubsub::subscriber_client::SubscriberClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::auth::Credentials;
+use crate::auth::{Authorizer, Credentials};
 use crate::error::ConnectError;
 use crate::retry::{CallFamily, RetrySettings, RetryTable};
 
@@ -314,7 +314,7 @@ struct ClientInner {
     project_id: String,
     channel: Channel,
     endpoint: Endpoint,
-    auth: Option<Arc<dyn gcp_auth::TokenProvider>>,
+    auth: Option<Authorizer>,
     /// `x-goog-user-project`, when a quota project is configured.
     quota_project: Option<MetadataValue<tonic::metadata::Ascii>>,
     retry: RetryTable,
@@ -375,7 +375,9 @@ impl Client {
         }
         let channel = endpoint.connect_lazy();
         let auth = if authenticate {
-            Some(config.credentials.provider().await?)
+            // The IAM Credentials calls made here trust what the channel does.
+            let trusted = config.trusted_pems()?;
+            Some(config.credentials.authorizer(&[PUBSUB_SCOPE], &trusted)?)
         } else {
             None
         };
@@ -478,14 +480,14 @@ impl Client {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
         if let Some(auth) = &self.inner.auth {
-            let token = auth
-                .token(&[PUBSUB_SCOPE])
-                .await
-                .map_err(|e| tonic::Status::unauthenticated(format!("no access token: {e}")))?;
-            let value =
-                MetadataValue::try_from(format!("Bearer {}", token.as_str())).map_err(|e| {
-                    tonic::Status::unauthenticated(format!("unusable access token: {e}"))
-                })?;
+            let authorization = auth.authorization().await.map_err(|e| {
+                let mut status = tonic::Status::unauthenticated(e.to_string());
+                status.set_source(Arc::new(e));
+                status
+            })?;
+            let value = MetadataValue::try_from(authorization).map_err(|e| {
+                tonic::Status::unauthenticated(format!("unusable access token: {e}"))
+            })?;
             metadata.insert("authorization", value);
         }
         if let Some(params) = routing_params(resource)

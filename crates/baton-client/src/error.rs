@@ -20,25 +20,25 @@ pub enum ConnectError {
         /// Why it was rejected.
         reason: String,
     },
-    /// Application Default Credentials could not be found or used.
-    #[error("Google Cloud authentication failed: {0}")]
-    Auth(#[from] gcp_auth::Error),
-    /// A service-account key file could not be read or used.
-    #[error("cannot use the service-account key file `{}`: {source}", .path.display())]
+    /// The credentials could not be set up: none found (Application
+    /// Default Credentials), JSON of an unknown `type` or missing a field,
+    /// an unusable CA certificate for the IAM Credentials calls...
+    #[error("cannot use {credentials} credentials: {source}")]
+    Credentials {
+        /// Which credentials.
+        credentials: String,
+        /// Why.
+        #[source]
+        source: crate::auth::BoxError,
+    },
+    /// A credentials file could not be read or used.
+    #[error("cannot use the credentials file `{}`: {source}", .path.display())]
     KeyFile {
         /// The file as given.
         path: PathBuf,
         /// Why (unreadable, not JSON, no usable private key...).
         #[source]
-        source: gcp_auth::Error,
-    },
-    /// The metadata server at `url` could not be used.
-    #[error("metadata server at `{url}`: {reason}")]
-    MetadataServer {
-        /// The URL asked.
-        url: String,
-        /// What went wrong.
-        reason: String,
+        source: crate::auth::BoxError,
     },
     /// A file of trusted CA certificates could not be read.
     #[error("cannot read CA certificates from `{}`: {source}", .path.display())]

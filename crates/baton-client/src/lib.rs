@@ -53,7 +53,10 @@ mod subscriber;
 mod telemetry;
 
 pub use admin::SubscriptionConfig;
-pub use auth::{CREDENTIALS_FILE_ENV, Credentials, METADATA_HOST_ENV};
+pub use auth::{
+    AccessToken, BoxError, CREDENTIALS_FILE_ENV, Credentials, CredentialsError,
+    IAM_CREDENTIALS_ENDPOINT, Impersonation, METADATA_HOST_ENV, REFRESH_MARGIN, TokenProvider,
+};
 /// The generated wire types, for settings this crate has no builder for.
 pub use baton_proto::pubsub as proto;
 pub use client::{
@@ -61,6 +64,8 @@ pub use client::{
     SSL_CERT_FILE_ENV,
 };
 pub use error::{AckError, AdminError, ConnectError, Error, PublishError, Result, SubscribeError};
+/// Google's auth crate, for [`Credentials::Google`] built with its builders.
+pub use google_cloud_auth;
 pub use publisher::{
     BatchSettings, LimitExceededBehavior, Message, PublishHandle, Publisher, PublisherConfig,
     PublisherFlowControl,

@@ -9,7 +9,7 @@
 //! `UNAUTHENTICATED`.
 //!
 //! The servers run on the system clock: access tokens carry real
-//! timestamps (gcp_auth's assertions, the token cache) and are checked
+//! timestamps (google-cloud-auth's self-signed JWTs, the token cache) and are checked
 //! against the broker's clock.
 //!
 //! Environment variables are process-wide (and setting them is `unsafe`),
@@ -22,7 +22,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use baton_client::{
-    Client, ClientConfig, ConnectError, Credentials, Endpoint, Error, SubscriptionConfig,
+    AccessToken, BoxError, Client, ClientConfig, ConnectError, Credentials, Endpoint, Error,
+    SubscriptionConfig, TokenProvider,
 };
 use baton_server::{MetadataSettings, ServerConfig};
 use baton_testkit::auth::{OPERATOR_TOKEN, operator_auth};
@@ -164,14 +165,9 @@ impl Baton {
 struct StaticToken(String);
 
 #[async_trait::async_trait]
-impl gcp_auth::TokenProvider for StaticToken {
-    async fn token(&self, _scopes: &[&str]) -> Result<Arc<gcp_auth::Token>, gcp_auth::Error> {
-        let token = json!({"access_token": self.0, "expires_in": 3600});
-        Ok(Arc::new(serde_json::from_value(token).unwrap()))
-    }
-
-    async fn project_id(&self) -> Result<Arc<str>, gcp_auth::Error> {
-        Ok(Arc::from(PROJECT))
+impl TokenProvider for StaticToken {
+    async fn token(&self) -> Result<AccessToken, BoxError> {
+        Ok(AccessToken::new(self.0.clone()))
     }
 }
 
@@ -271,8 +267,8 @@ async fn key_file_and_application_default_credentials_from_the_environment() {
     let baton = Baton::start().await;
     assert_unauthenticated(&baton).await;
     let uri = format!("https://localhost:{}", baton.server.addr.port());
-    // gcp_auth exchanges the key file's assertion at its https token_uri,
-    // trusting SSL_CERT_FILE; the channel trusts it too.
+    // The key file's tokens are self-signed; the channel trusts
+    // SSL_CERT_FILE.
     baton
         .run_child(
             json!({"uri": uri, "key_file": baton.key_file}),
@@ -310,9 +306,8 @@ async fn child_scenario() {
         return;
     };
     let spec: Value = serde_json::from_str(&spec).unwrap();
-    // gcp_auth reports a refused token request's answer only as a warning.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("gcp_auth=warn")
+        .with_env_filter("google_cloud_auth=warn")
         .with_writer(std::io::stderr)
         .try_init();
     let mut config = ClientConfig::new(PROJECT).with_endpoint(Endpoint::Custom {
@@ -395,4 +390,27 @@ async fn unusable_credentials_and_roots_say_what_is_wrong() {
         ),
         "{message}"
     );
+}
+
+/// A key file given explicitly, trusting the CA in code alone: its tokens
+/// are self-signed JWTs (google-cloud-auth never calls the file's
+/// `token_uri`), so no SSL_CERT_FILE is needed; the same file as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_file_and_json_given_explicitly() {
+    let baton = Baton::start().await;
+    let json: Value = serde_json::from_slice(&std::fs::read(&baton.key_file).unwrap()).unwrap();
+    for (label, credentials) in [
+        ("a key file", Credentials::KeyFile(baton.key_file.clone())),
+        ("key JSON", Credentials::Json(json)),
+    ] {
+        let client = Client::connect(
+            ClientConfig::new(PROJECT)
+                .with_endpoint(endpoint(&baton.server, "localhost", true))
+                .with_ca_certificate_file(&baton.ca)
+                .with_credentials(credentials),
+        )
+        .await
+        .unwrap();
+        exercise(&client, label).await;
+    }
 }
