@@ -30,9 +30,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A key file's token exchange (by `gcp_auth`) trusts the system's roots or
-//! `SSL_CERT_FILE`, not the client's extra CA: with a development CA, set
-//! `SSL_CERT_FILE` to it for key files (it then covers the channel too).
+//! Credentials of every kind Google's libraries accept (key files,
+//! authorized users, external accounts, impersonation, the metadata server,
+//! a [`TokenProvider`] of your own) come from Google's `google-cloud-auth`;
+//! tokens are refreshed [`REFRESH_MARGIN`] before they expire.
 //!
 //! - [`Publisher`]: batching, flow control, ordering keys, retries.
 //! - [`Subscriber`]: StreamingPull with leases, flow control, ack/nack,
