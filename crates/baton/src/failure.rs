@@ -105,9 +105,8 @@ fn classify(error: &anyhow::Error) -> (FailureKind, String) {
             });
         if let Some(client) = connect {
             return match client {
-                baton_client::ConnectError::Auth(_)
-                | baton_client::ConnectError::KeyFile { .. }
-                | baton_client::ConnectError::MetadataServer { .. } => {
+                baton_client::ConnectError::Credentials { .. }
+                | baton_client::ConnectError::KeyFile { .. } => {
                     (FailureKind::Permission, client.to_string())
                 }
                 baton_client::ConnectError::InvalidEndpoint { .. } => {
