@@ -29,7 +29,7 @@ pub enum ConnectError {
         credentials: String,
         /// Why.
         #[source]
-        source: crate::auth::BoxError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A credentials file could not be read or used.
     #[error("cannot use the credentials file `{}`: {source}", .path.display())]
@@ -38,7 +38,7 @@ pub enum ConnectError {
         path: PathBuf,
         /// Why (unreadable, not JSON, no usable private key...).
         #[source]
-        source: crate::auth::BoxError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A file of trusted CA certificates could not be read.
     #[error("cannot read CA certificates from `{}`: {source}", .path.display())]
