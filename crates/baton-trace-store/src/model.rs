@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use crate::index::TraceKind;
+
 /// Attributes as JSON values, by key.
 pub type Attributes = BTreeMap<String, serde_json::Value>;
 
@@ -32,6 +34,43 @@ pub struct TraceSummary {
     pub error: bool,
     /// Services taking part, in order of their first span's start.
     pub services: Vec<String>,
+    /// A message's flow, a batch RPC trace, or another trace.
+    pub kind: TraceKind,
+    /// The message ids its spans carry (`messaging.message.id`).
+    pub message_ids: Vec<String>,
+    /// Topics its spans name (short ids).
+    pub topics: Vec<String>,
+    /// Subscriptions its spans name (short ids).
+    pub subscriptions: Vec<String>,
+    /// Its place in the store's order (most recently updated first): a
+    /// search with this cursor starts after it.
+    pub cursor: String,
+}
+
+/// One page of search results (`GET /api/traces?...`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchPage {
+    /// The matching traces on this page, most recently updated first.
+    pub traces: Vec<TraceSummary>,
+    /// Traces matching in all (every page).
+    pub total: usize,
+    /// Whether more match after this page.
+    pub more: bool,
+    /// The cursor of the next page, when there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// What the stored traces name, for a search form's suggestions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchFacets {
+    /// Services (`service.name`), sorted.
+    pub services: Vec<String>,
+    /// Topic short ids, sorted.
+    pub topics: Vec<String>,
+    /// Subscription short ids, sorted.
+    pub subscriptions: Vec<String>,
 }
 
 /// One trace with all its spans.

@@ -262,7 +262,7 @@ fn enc(text: &str) -> String {
         .collect()
 }
 
-async fn get(store: &TraceStore, uri: &str) -> (u16, Value) {
+pub(super) async fn get(store: &TraceStore, uri: &str) -> (u16, Value) {
     let response = crate::router::<()>(store.clone())
         .oneshot(
             http::Request::builder()
