@@ -22,6 +22,9 @@ const PROJECT_ID: &str = "gcp.project_id";
 const OPERATION: &str = "messaging.operation";
 /// The operation as Python's modack spans name it.
 const OPERATION_NAME: &str = "messaging.operation.name";
+/// The operation type of newer semantic conventions (`create`, `send`,
+/// `process`, `settle`).
+const OPERATION_TYPE: &str = "messaging.operation.type";
 /// `service.name` of the resource.
 pub(crate) const SERVICE_NAME: &str = "service.name";
 
@@ -83,6 +86,67 @@ pub(crate) struct TraceIndex {
     pub(crate) message_spans: usize,
     /// Batch RPC spans (publish, ack, nack, modack).
     pub(crate) rpc_spans: usize,
+    /// Which `(key, value)` attribute pairs the trace's spans may hold: a
+    /// Bloom filter, so a search on an attribute the record does not keep
+    /// reads the spans of the few traces that may match, not of all.
+    pub(crate) attributes: AttributeBloom,
+}
+
+/// Bits of an [`AttributeBloom`] (about 2 % false positives at 60 pairs).
+const BLOOM_WORDS: usize = 8;
+const BLOOM_BITS: u64 = (BLOOM_WORDS * 64) as u64;
+
+/// A Bloom filter of attribute `(key, value text)` pairs: `may_hold` is
+/// never false for a pair that was added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AttributeBloom([u64; BLOOM_WORDS]);
+
+impl AttributeBloom {
+    /// Three bit positions of a pair (FNV-1a, split in two halves, double
+    /// hashing).
+    fn positions(key: &str, value: &str) -> [u64; 3] {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in key.bytes().chain([0xff]).chain(value.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        let (h1, h2) = (hash & 0xffff_ffff, (hash >> 32) | 1);
+        [0, 1, 2].map(|i| h1.wrapping_add(i * h2) % BLOOM_BITS)
+    }
+
+    fn add(&mut self, key: &str, value: &str) {
+        for bit in Self::positions(key, value) {
+            self.0[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+    }
+
+    /// Whether `(key, value)` may have been added.
+    pub(crate) fn may_hold(&self, key: &str, value: &str) -> bool {
+        Self::positions(key, value)
+            .iter()
+            .all(|bit| self.0[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// The text an attribute value is filed under in the [`AttributeBloom`]:
+/// strings as they are, integers (and floats with an integer value, which
+/// `attr=k=1` finds too) in decimal, booleans as `true`/`false`, anything
+/// else as its JSON.
+fn bloom_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.to_string(),
+            (None, Some(u)) => u.to_string(),
+            _ => match n.as_f64() {
+                #[allow(clippy::cast_possible_truncation)]
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => (f as i64).to_string(),
+                _ => n.to_string(),
+            },
+        },
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
 }
 
 /// What a Pub/Sub span does, as far as the index cares.
@@ -106,24 +170,30 @@ fn role(operation: &str) -> Option<Role> {
         "subscribe" | "process" | "deliver" | "redeliver" | "dead-letter" => {
             Role::MessageOnSubscription
         }
-        "publish" => Role::RpcOnTopic,
-        "ack" | "nack" | "modack" | "extend" => Role::RpcOnSubscription,
+        "publish" | "send" => Role::RpcOnTopic,
+        "ack" | "nack" | "modack" | "extend" | "settle" => Role::RpcOnSubscription,
         _ => return None,
     })
 }
 
-/// The Pub/Sub operation of `span`: its `messaging.operation` attribute
-/// (or Python's `messaging.operation.name`), else, for a span of the
-/// `gcp_pubsub` messaging system, the last word of its name (`orders-sub
-/// subscribe`; the broker's spans carry no operation attribute).
-fn operation(span: &Span) -> Option<&str> {
-    for key in [OPERATION, OPERATION_NAME] {
-        if let Some(Value::String(op)) = span.attributes.get(key) {
-            return Some(op.as_str());
+/// The role of `span` in Pub/Sub: from its operation attributes
+/// (`messaging.operation`, Python's `messaging.operation.name`, newer
+/// conventions' `messaging.operation.type`), else, for a span of the
+/// `gcp_pubsub` messaging system, from the last word of its name
+/// (`orders-sub subscribe`; the broker's spans carry no operation
+/// attribute).
+fn role_of(span: &Span) -> Option<Role> {
+    for key in [OPERATION, OPERATION_NAME, OPERATION_TYPE] {
+        if let Some(Value::String(op)) = span.attributes.get(key)
+            && let Some(role) = role(op)
+        {
+            return Some(role);
         }
     }
     match span.attributes.get(MESSAGING_SYSTEM) {
-        Some(Value::String(system)) if system == "gcp_pubsub" => span.name.rsplit(' ').next(),
+        Some(Value::String(system)) if system == "gcp_pubsub" => {
+            span.name.rsplit(' ').next().and_then(role)
+        }
         _ => None,
     }
 }
@@ -176,6 +246,9 @@ impl TraceIndex {
         if !self.names.contains(&span.name) {
             self.names.push(span.name.clone());
         }
+        for (key, value) in &span.attributes {
+            self.attributes.add(key, &bloom_text(value));
+        }
         if let Some(id) = span.attributes.get(MESSAGE_ID).and_then(text_of)
             && !id.is_empty()
         {
@@ -186,7 +259,7 @@ impl TraceIndex {
         {
             push_unique(&mut self.ordering_keys, key);
         }
-        let Some(role) = operation(span).and_then(role) else {
+        let Some(role) = role_of(span) else {
             return;
         };
         match role {
@@ -275,5 +348,6 @@ impl TraceIndex {
             && sorted(&self.ordering_keys) == sorted(&other.ordering_keys)
             && pairs(&self.topics) == pairs(&other.topics)
             && pairs(&self.subscriptions) == pairs(&other.subscriptions)
+            && self.attributes == other.attributes
     }
 }

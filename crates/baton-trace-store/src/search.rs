@@ -457,14 +457,15 @@ impl TraceFilter {
                 .ordering_key
                 .as_ref()
                 .is_none_or(|k| index.ordering_keys.contains(k))
-            && self
-                .attributes
-                .iter()
-                .all(|(key, want)| indexed_attribute(index, key, want).unwrap_or(true))
+            && self.attributes.iter().all(|(key, want)| {
+                indexed_attribute(index, key, want)
+                    .unwrap_or_else(|| may_hold_attribute(index, key, want))
+            })
     }
 
     /// Whether some `attr` condition needs the trace's spans (an attribute
-    /// the index does not keep).
+    /// the index does not keep). Call it after `matches_index`, which has
+    /// ruled out the traces whose attribute filter cannot hold the pair.
     pub(crate) fn needs_spans(&self, index: &TraceIndex) -> bool {
         self.attributes
             .iter()
@@ -502,9 +503,27 @@ fn indexed_attribute(index: &TraceIndex, key: &str, want: &str) -> Option<bool> 
     }
 }
 
+/// Whether a span of the trace may have attribute `key` reading `want`
+/// (by the trace's Bloom filter of attributes; see `bloom_text`): `want`
+/// as a string, as a canonical integer or boolean. A value only a float or
+/// an empty value could match is not filtered (true).
+fn may_hold_attribute(index: &TraceIndex, key: &str, want: &str) -> bool {
+    let bloom = &index.attributes;
+    if bloom.may_hold(key, want) {
+        return true;
+    }
+    if let Ok(int) = want.parse::<i64>() {
+        return bloom.may_hold(key, &int.to_string());
+    }
+    if want.eq_ignore_ascii_case("true") || want.eq_ignore_ascii_case("false") {
+        return bloom.may_hold(key, &want.to_ascii_lowercase());
+    }
+    want.is_empty() || want.parse::<f64>().is_ok()
+}
+
 /// Whether an attribute value reads as `want` (numbers and booleans as
 /// their text, so `messaging.message.id=42` finds an integer 42 too).
-fn value_is(value: &Value, want: &str) -> bool {
+pub(crate) fn value_is(value: &Value, want: &str) -> bool {
     match value {
         Value::String(s) => s == want,
         Value::Bool(b) => want.eq_ignore_ascii_case(if *b { "true" } else { "false" }),

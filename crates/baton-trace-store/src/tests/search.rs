@@ -630,3 +630,102 @@ async fn the_query_api_searches_pages_and_refuses_bad_filters() {
     );
     assert_eq!(facets["topics"], serde_json::json!(["orders", "payments"]));
 }
+
+fn double_kv(key: &str, value: f64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::DoubleValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+fn bool_kv(key: &str, value: bool) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::BoolValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// An attribute of one of a few keys with a value of any JSON type.
+fn arb_attribute() -> impl Strategy<Value = KeyValue> {
+    let key = prop::sample::select(vec!["a", "b", "c"]);
+    prop_oneof![
+        (key.clone(), "[0-9a-z]{0,3}").prop_map(|(k, v)| string_kv(k, &v)),
+        (key.clone(), -50i64..50).prop_map(|(k, v)| int_kv(k, v)),
+        (
+            key.clone(),
+            prop::sample::select(vec![0.5, 1.0, 2.25, -3.0])
+        )
+            .prop_map(|(k, v)| double_kv(k, v)),
+        (key, any::<bool>()).prop_map(|(k, v)| bool_kv(k, v)),
+    ]
+}
+
+fn arb_want() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9a-z]{0,3}",
+        (-50i64..50).prop_map(|i| i.to_string()),
+        (-50i64..50).prop_map(|i| format!("+{i}")),
+        Just("1.0".to_string()),
+        Just("2.25".to_string()),
+        Just("1".to_string()),
+        Just("TRUE".to_string()),
+        Just("false".to_string()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// An `attr` search finds exactly the traces a span-by-span check
+    /// finds: the per-trace attribute filter never hides a match.
+    #[test]
+    fn attribute_search_agrees_with_reading_every_span(
+        traces in prop::collection::vec(prop::collection::vec(
+            prop::collection::vec(arb_attribute(), 0..4), 1..4), 1..12),
+        key in prop::sample::select(vec!["a", "b", "c"]),
+        want in arb_want(),
+    ) {
+        let store = TraceStore::new(10_000);
+        for (t, spans) in traces.iter().enumerate() {
+            let t = u8::try_from(t + 1).unwrap();
+            let spans: Vec<ProtoSpan> = spans
+                .iter()
+                .enumerate()
+                .map(|(i, attrs)| {
+                    let mut s = span(t, u8::try_from(i + 1).unwrap(), None, T0, T0 + 1);
+                    s.attributes = attrs.clone();
+                    s
+                })
+                .collect();
+            store.ingest(request("s", spans)).unwrap();
+        }
+        let query = TraceFilter {
+            attributes: vec![(key.to_string(), want.clone())],
+            kind: KindFilter::All,
+            ..Default::default()
+        };
+        let request = SearchRequest { filter: query, limit: 1000, cursor: None };
+        let mut found: Vec<String> =
+            store.search(&request).traces.into_iter().map(|t| t.trace_id).collect();
+        found.sort();
+        let mut expected: Vec<String> = store
+            .list(usize::MAX)
+            .into_iter()
+            .filter(|t| {
+                let detail = store.trace(&t.trace_id).unwrap();
+                detail.spans.iter().any(|s| {
+                    s.attributes.get(key).is_some_and(|v| crate::search::value_is(v, &want))
+                })
+            })
+            .map(|t| t.trace_id)
+            .collect();
+        expected.sort();
+        prop_assert_eq!(found, expected);
+    }
+}
