@@ -132,7 +132,9 @@
       rows[i].descendants = j - i - 1;
     }
     const model = { rows, t0, t1, services, colors, byId, children };
-    model.critical = criticalPath(model);
+    const critical = criticalPath(model);
+    model.critical = critical.path;
+    model.criticalPieces = critical.pieces;
     return model;
   }
 
@@ -143,8 +145,13 @@
   // in time, the child that finishes last before the current point (its
   // subtree's end, so a message's consumer, which outlives its create span,
   // counts), then the one before that child started, and so on into each
-  // chosen child. Spans of other traces (linked) are not on it.
+  // chosen child. Spans of other traces (linked) are not on it. The walk
+  // also cuts the path's time into pieces that do not overlap, each
+  // attributed to the span it was spent in (see `category`), so the strip's
+  // figures add up to the end-to-end duration.
   function criticalPath(model) {
+    const path = new Set();
+    const pieces = [];
     const own = model.rows.filter((n) => !n.linked);
     const subEnd = new Map();
     const kidsOf = (n) => model.children.get(String(n.s.spanId)) || [];
@@ -156,14 +163,23 @@
       subEnd.set(n, e);
       return e;
     };
-    const path = new Set();
     const roots = own.filter((n) => n.depth === 0);
-    if (roots.length === 0) return path;
+    if (roots.length === 0) return { path, pieces };
     let root = roots[0];
     for (const r of roots) if (endOf(r) > endOf(root)) root = r;
     const min = (a, b) => (a < b ? a : b);
-    const walk = (n, bound) => {
+    // Time of `n` itself from `from` to `to`: up to its end in its own
+    // category, after its end (a message outliving its create span) in the
+    // queue.
+    const own_ = (n, from, to, downstream) => {
+      if (to <= from) return;
+      const cut = min(to, n.end > from ? n.end : from);
+      if (cut > from) pieces.push({ from, to: cut, cat: category(n, downstream) });
+      if (to > cut) pieces.push({ from: cut, to, cat: "queue" });
+    };
+    const walk = (n, bound, downstream) => {
       path.add(n);
+      const below = downstream || isProcess(n.s);
       let t = bound;
       const kids = kidsOf(n).slice();
       for (let guard = 0; guard <= kids.length; guard++) {
@@ -173,33 +189,37 @@
           if (best === null || min(endOf(k), t) > min(endOf(best), t)) best = k;
         }
         if (best === null) break;
-        walk(best, min(endOf(best), t));
-        if (best.start <= n.start) break;
+        const end = min(endOf(best), t);
+        own_(n, end, t, downstream);
+        walk(best, end, below);
+        if (best.start <= n.start) { t = n.start; break; }
         t = best.start;
       }
+      own_(n, n.start, t, downstream);
     };
-    walk(root, endOf(root));
-    return path;
+    walk(root, endOf(root), false);
+    return { path, pieces };
   }
 
-  // What the critical path spends its time on: publishing (create spans),
-  // waiting in the queue (before each consumer span on it), the handler
-  // (process spans, minus their downstream calls) and downstream calls.
+  // What a span on the critical path spends its time on.
+  function category(n, downstream) {
+    const name = String(n.s.name || "");
+    if (downstream) return "downstream";
+    if (isProcess(n.s)) return "handler";
+    if (isCreate(n.s) || /^publisher /.test(name) || / (publish|receive)$/.test(name)) return "publish";
+    if (isQueueSpan(n.s) || / dead-letter$/.test(name)) return "queue";
+    if (isConsumer(n.s) || /^subscriber /.test(name)) return "subscriber";
+    return "caller";
+  }
+
+  // The critical path's time by category, and its delivery attempts.
   function criticalSegments(model) {
-    const seg = { total: Number(model.t1 - model.t0), publish: 0, queue: 0, handler: 0, downstream: 0, attempts: 0 };
-    for (const n of model.critical) {
-      const d = Number(n.end - n.start);
-      if (isCreate(n.s)) seg.publish += d;
-      if (isConsumer(n.s)) { seg.attempts += 1; if (n.gap) seg.queue += Number(n.gap.to - n.gap.from); }
-      if (isProcess(n.s)) {
-        let down = 0;
-        for (const k of model.children.get(String(n.s.spanId)) || []) {
-          if (model.critical.has(k)) down += Number((k.end < n.end ? k.end : n.end) - k.start);
-        }
-        seg.downstream += down;
-        seg.handler += Math.max(d - down, 0);
-      }
+    const seg = { total: 0, caller: 0, publish: 0, queue: 0, subscriber: 0, handler: 0, downstream: 0, attempts: 0 };
+    for (const p of model.criticalPieces) {
+      seg[p.cat] += Number(p.to - p.from);
+      seg.total += Number(p.to - p.from);
     }
+    for (const n of model.critical) if (isConsumer(n.s)) seg.attempts += 1;
     return seg;
   }
 
@@ -251,19 +271,20 @@
     const seg = criticalSegments(model);
     const total = seg.total || 1;
     const parts = [
-      ["publish", seg.publish, "publishing (create spans)"],
-      ["queue", seg.queue, "waiting in the queue before delivery"],
-      ["handler", seg.handler, "in the subscriber's handler (process span, without its calls)"],
+      ["caller", seg.caller, "in the caller, around the publish"],
+      ["publish", seg.publish, "publishing: create span, batching, the broker storing it"],
+      ["queue", seg.queue, "waiting in the queue: the broker's backlog, backoff, the gap before delivery"],
+      ["subscriber", seg.subscriber, "in the subscriber client outside the handler: flow control, scheduling, the ack or nack round trip"],
+      ["handler", seg.handler, "in the handler (process spans), not counting its calls"],
       ["downstream", seg.downstream, "in calls the handler made"],
     ].filter((p) => p[1] > 0);
-    const other = Math.max(total - parts.reduce((a, p) => a + p[1], 0), 0);
     box.dataset.totalNs = String(Math.round(seg.total));
     for (const [name, ns] of parts) box.dataset[name + "Ns"] = String(Math.round(ns));
     const head = el("span", "crit-title");
     head.append(el("span", "swatch critical"), el("strong", null, "critical path"), document.createTextNode(" " + fmtDur(seg.total)));
     box.append(head);
     const bar = el("div", "crit-bar");
-    for (const [name, ns, what] of parts.concat(other > 0 ? [["other", other, "elsewhere on the path (callers, broker, settling)"]] : [])) {
+    for (const [name, ns, what] of parts) {
       const piece = el("span", "crit-seg seg-" + name);
       piece.style.width = Math.max((ns / total) * 100, 0.5) + "%";
       piece.title = name + " " + fmtDur(ns) + ": " + what;
@@ -273,7 +294,8 @@
     const text = el("span", "crit-text");
     parts.forEach(([name, ns, what], i) => {
       if (i) text.append(document.createTextNode(" \u00b7 "));
-      const item = el("span", "crit-item seg-" + name);
+      const item = el("span", "crit-item");
+      item.dataset.segment = name;
       item.title = what;
       item.append(el("span", "crit-dot seg-" + name), document.createTextNode(name + " " + fmtDur(ns)));
       text.append(item);
