@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::model::{Span, StatusCode};
+use crate::model::{Span, StatusCode, TraceKind};
 
 /// `messaging.system` of Pub/Sub spans.
 const MESSAGING_SYSTEM: &str = "messaging.system";
@@ -27,31 +27,6 @@ const OPERATION_NAME: &str = "messaging.operation.name";
 const OPERATION_TYPE: &str = "messaging.operation.type";
 /// `service.name` of the resource.
 pub(crate) const SERVICE_NAME: &str = "service.name";
-
-/// What a trace is, for the default view (message flows first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TraceKind {
-    /// A message's flow: it holds a create, subscribe or process span (or
-    /// the broker's spans of a message).
-    Message,
-    /// A batch RPC trace only: a `<topic> publish` RPC or a `<sub>
-    /// ack`/`nack`/`modack` settle RPC, linked into message traces.
-    Rpc,
-    /// Anything else (a service's own traces without Pub/Sub spans).
-    Other,
-}
-
-impl TraceKind {
-    /// The name used in queries and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Message => "message",
-            Self::Rpc => "rpc",
-            Self::Other => "other",
-        }
-    }
-}
 
 /// A topic or subscription a trace's spans name: its short id and, when
 /// the span said, its project.

@@ -21,6 +21,7 @@
 
 mod convert;
 mod disk;
+mod duration;
 mod exporter;
 pub mod forward;
 mod index;

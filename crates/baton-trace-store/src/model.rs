@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use crate::index::TraceKind;
-
 /// Attributes as JSON values, by key.
 pub type Attributes = BTreeMap<String, serde_json::Value>;
 
@@ -196,6 +194,31 @@ pub enum StatusCode {
     Ok,
     /// Failed.
     Error,
+}
+
+/// What a trace is, for the default view (message flows first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceKind {
+    /// A message's flow: it holds a create, subscribe or process span (or
+    /// the broker's spans of a message).
+    Message,
+    /// A batch RPC trace only: a `<topic> publish` RPC or a `<sub>
+    /// ack`/`nack`/`modack` settle RPC, linked into message traces.
+    Rpc,
+    /// Anything else (a service's own traces without Pub/Sub spans).
+    Other,
+}
+
+impl TraceKind {
+    /// The name used in queries and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Rpc => "rpc",
+            Self::Other => "other",
+        }
+    }
 }
 
 /// Serializes `u64` nanoseconds as decimal strings (as OTLP/JSON does), so

@@ -25,9 +25,10 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::index::{self, TraceIndex, TraceKind};
-use crate::jaeger::parse_duration;
+use crate::duration::parse_duration;
+use crate::index::{self, TraceIndex};
 use crate::model::Span;
+use crate::model::TraceKind;
 
 /// Default `limit` of a search page.
 pub const DEFAULT_PAGE_LIMIT: usize = 50;

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use super::*;
-use crate::jaeger::{SearchQuery, parse_duration};
+use crate::duration::parse_duration;
+use crate::jaeger::SearchQuery;
 
 // --- Jaeger's model, as a client reads it (unknown fields allowed). ---
 

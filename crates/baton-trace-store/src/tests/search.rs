@@ -567,7 +567,7 @@ proptest! {
 
     #[test]
     fn durations_and_times_are_written_exactly(nanos in any::<u64>(), at in 0..u64::MAX) {
-        prop_assert_eq!(crate::jaeger::parse_duration(&format_duration(nanos)), Ok(nanos));
+        prop_assert_eq!(crate::duration::parse_duration(&format_duration(nanos)), Ok(nanos));
         prop_assert_eq!(parse_rfc3339(&format_rfc3339(at)), Some(at));
     }
 }
