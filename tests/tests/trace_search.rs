@@ -11,7 +11,10 @@
 //!   browser: nothing but the URL carries the search);
 //! - a collapsed subtree (`#collapse=<span id>`, what the row toggle
 //!   writes) hides its rows; the critical path is highlighted and summed up;
-//! - the trace page picks up a span that arrives after its first render.
+//! - the trace page picks up a span that arrives after its first render;
+//! - driven like a person would (DevTools protocol): typing a search and
+//!   submitting it, back and forward, a link that adds a condition, and
+//!   clicking row toggles to collapse and expand subtrees.
 //!
 //! With `BATON_UPDATE_SCREENSHOT=1` it writes `docs/screenshot-search.png`.
 //! Chromium is required (Debian package `chromium`); the test fails when it
@@ -424,6 +427,199 @@ async fn trace_page_collapses_shows_the_critical_path_and_updates_live() {
     let late_at = shown.iter().position(|(id, _)| id == late_span).unwrap();
     assert!(late_at > process_at);
 
+    demo.shutdown().await.unwrap();
+    server.shutdown().await;
+}
+
+/// `'text'` as a JavaScript string literal.
+fn js(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_form_history_and_toggles_in_a_driven_browser() {
+    use baton_testkit::devtools::Browser;
+    let (server, demo, orders) = demo_with_orders(3).await;
+    let base = format!("http://{}", server.host());
+    let browser = Browser::launch(&format!("{base}/ui/"));
+    let mut page = browser.page().await;
+    let limit = Duration::from_secs(15);
+    let rows = "[...document.querySelectorAll('tr.trace-row')].map(r => r.dataset.kind + ':' + r.dataset.traceId)";
+    let debug = format!("[location.href, document.getElementById('status').textContent, {rows}]");
+    page.wait_for(
+        "document.querySelectorAll('tr.trace-row[data-kind=message]').length === 3",
+        limit,
+        &debug,
+    )
+    .await;
+
+    // No auto-refresh: what the list shows comes from the search alone.
+    page.eval("document.getElementById('auto-refresh').checked = false; true")
+        .await;
+
+    // Typing a message id and submitting: the URL carries the search, the
+    // list shows that message's trace.
+    let order = &orders[0];
+    page.eval(&format!(
+        "document.querySelector('input[name=message]').value = {}; \
+         document.getElementById('search').requestSubmit(); true",
+        js(&order.message_id)
+    ))
+    .await;
+    let by_message = format!(
+        "location.search === {} && {rows}.join() === {}",
+        js(&format!("?message={}", order.message_id)),
+        js(&format!("message:{}", order.trace_id))
+    );
+    page.wait_for(&by_message, limit, &debug).await;
+
+    // A second search (subscription, all kinds) from the form.
+    page.eval(
+        "document.querySelector('input[name=message]').value = ''; \
+         document.querySelector('input[name=subscription]').value = 'orders-worker'; \
+         document.querySelector('select[name=kind]').value = 'all'; \
+         document.getElementById('search').requestSubmit(); true",
+    )
+    .await;
+    let by_subscription = format!(
+        "location.search === '?subscription=orders-worker&kind=all' \
+         && {rows}.some(r => r.startsWith('rpc:')) \
+         && {rows}.filter(r => r.startsWith('message:')).length === 3"
+    );
+    page.wait_for(&by_subscription, limit, &debug).await;
+
+    // Back: the message search again, its form filled from the URL.
+    page.eval("history.back(); true").await;
+    page.wait_for(&by_message, limit, &debug).await;
+    let typed = page
+        .eval("document.querySelector('input[name=message]').value + '|' + document.querySelector('input[name=subscription]').value")
+        .await;
+    assert_eq!(typed, format!("{}|", order.message_id));
+    // Back again: no search, message flows only; forward twice: both again.
+    page.eval("history.back(); true").await;
+    page.wait_for(
+        &format!(
+            "location.search === '' && {rows}.length === 3 && {rows}.every(r => r.startsWith('message:'))"
+        ),
+        limit,
+        &debug,
+    )
+    .await;
+    page.eval("history.forward(); true").await;
+    page.wait_for(&by_message, limit, &debug).await;
+    page.eval("history.forward(); true").await;
+    page.wait_for(&by_subscription, limit, &debug).await;
+
+    // A subscription link in a row adds that condition.
+    page.eval("history.back(); true").await;
+    page.wait_for(&by_message, limit, &debug).await;
+    page.eval("document.querySelector('tr.trace-row a.term.sub').click(); true")
+        .await;
+    page.wait_for(
+        &format!(
+            "location.search === {} && {rows}.length === 1",
+            js(&format!(
+                "?message={}&subscription=orders-worker",
+                order.message_id
+            ))
+        ),
+        limit,
+        &debug,
+    )
+    .await;
+
+    // The trace page: clicking the create span's toggle hides its subtree
+    // and puts it in the URL; clicking again shows it.
+    let detail =
+        serde_json::to_value(server.server().trace_store().trace(&order.trace_id)).unwrap();
+    let create = named_in(&detail, "spans", "orders create")[0]["spanId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let process = named_in(&detail, "spans", "orders-worker process")[0]["spanId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    page.eval(&format!(
+        "location.href = {}; true",
+        js(&format!("{base}/ui/trace/{}", order.trace_id))
+    ))
+    .await;
+    let trace_rows = "[...document.querySelectorAll('#rows .span-row')].map(r => (r.hidden ? 'hidden:' : 'shown:') + r.dataset.spanId)";
+    let trace_debug = format!("[location.href, {trace_rows}]");
+    page.wait_for(
+        &format!("document.querySelector('[data-span-id=\"{process}\"]') !== null"),
+        limit,
+        &trace_debug,
+    )
+    .await;
+    let hidden_after = |id: &str| {
+        format!(
+            "(() => {{ const rows = [...document.querySelectorAll('#rows .span-row')]; \
+               const at = rows.findIndex(r => r.dataset.spanId === '{id}'); \
+               const depth = Number(rows[at].dataset.depth); \
+               let n = 0; for (const r of rows.slice(at + 1)) {{ \
+                 if (Number(r.dataset.depth) <= depth) break; \
+                 if (!r.hidden) return -1; n++; }} \
+               return rows.slice(0, at + 1).some(r => r.hidden) ? -2 : n; }})()"
+        )
+    };
+    let click = |id: &str| {
+        format!("document.querySelector('[data-span-id=\"{id}\"] button.toggle').click(); true")
+    };
+    page.eval(&click(&process)).await;
+    let under_process = page
+        .wait_for(
+            &format!("{} > 0", hidden_after(&process)),
+            limit,
+            &trace_debug,
+        )
+        .await;
+    assert_eq!(under_process, true);
+    let hidden = page.eval(&hidden_after(&process)).await;
+    assert!(hidden.as_u64().unwrap() >= 1, "{hidden}");
+    page.eval(&click(&create)).await;
+    page.wait_for(
+        &format!("{} >= 8", hidden_after(&create)),
+        limit,
+        &trace_debug,
+    )
+    .await;
+    let hash = page.eval("location.hash").await;
+    assert!(
+        hash.as_str()
+            .unwrap()
+            .contains(&format!("collapse={process},{create}"))
+            || hash
+                .as_str()
+                .unwrap()
+                .contains(&format!("collapse={create},{process}")),
+        "{hash}"
+    );
+    // Expanding the create span again: its rows show, except those under
+    // the still collapsed process span.
+    page.eval(&click(&create)).await;
+    page.wait_for(
+        &format!(
+            "(() => {{ const rows = [...document.querySelectorAll('#rows .span-row')]; \
+               const hidden = rows.filter(r => r.hidden).length; \
+               return hidden > 0 && hidden === {} ; }})()",
+            hidden_after(&process)
+        ),
+        limit,
+        &trace_debug,
+    )
+    .await;
+    page.eval(&click(&process)).await;
+    page.wait_for(
+        "[...document.querySelectorAll('#rows .span-row')].every(r => !r.hidden)",
+        limit,
+        &trace_debug,
+    )
+    .await;
+
+    drop(page);
+    drop(browser);
     demo.shutdown().await.unwrap();
     server.shutdown().await;
 }
