@@ -184,8 +184,14 @@ pub fn render_table(page: &Value, filter: &TraceFilter) -> String {
     ));
     for trace in traces {
         let field = |key: &str| trace.get(key).and_then(Value::as_str).unwrap_or("");
-        let started = format_rfc3339(nanos(trace.get("startUnixNano")) / 1_000_000 * 1_000_000);
-        let started = started.replacen('T', " ", 1);
+        let start = nanos(trace.get("startUnixNano"));
+        // `2026-12-04 10:02:11.412`: whole seconds, then milliseconds.
+        let seconds = format_rfc3339(start / 1_000_000_000 * 1_000_000_000);
+        let started = format!(
+            "{}.{:03}",
+            seconds.trim_end_matches('Z').replacen('T', " ", 1),
+            start / 1_000_000 % 1000
+        );
         let kind = match field("kind") {
             "rpc" => "rpc",
             "message" => "message",
