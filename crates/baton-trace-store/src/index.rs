@@ -47,8 +47,10 @@ pub(crate) struct TraceIndex {
     pub(crate) errors: usize,
     /// Distinct `service.name`s.
     pub(crate) services: Vec<String>,
-    /// Distinct span names.
-    pub(crate) names: Vec<String>,
+    /// Distinct span names, lowercase (newlines in them as spaces), each
+    /// followed by a newline: the span name filter (contained, any case) is
+    /// one substring search.
+    pub(crate) names: String,
     /// Topics named by create, publish and the broker's receive spans.
     pub(crate) topics: Vec<Destination>,
     /// Subscriptions named by subscribe, process, settle and delivery spans.
@@ -218,8 +220,10 @@ impl TraceIndex {
         if !self.services.contains(&span.service) {
             self.services.push(span.service.clone());
         }
-        if !self.names.contains(&span.name) {
-            self.names.push(span.name.clone());
+        let name = span.name.to_lowercase().replace('\n', " ");
+        if !self.names.split('\n').any(|known| known == name) {
+            self.names.push_str(&name);
+            self.names.push('\n');
         }
         for (key, value) in &span.attributes {
             self.attributes.add(key, &bloom_text(value));
@@ -318,7 +322,8 @@ impl TraceIndex {
             other.message_spans,
             other.rpc_spans,
         ) && sorted(&self.services) == sorted(&other.services)
-            && sorted(&self.names) == sorted(&other.names)
+            && sorted(&self.names.split('\n').collect::<Vec<_>>())
+                == sorted(&other.names.split('\n').collect::<Vec<_>>())
             && sorted(&self.message_ids) == sorted(&other.message_ids)
             && sorted(&self.ordering_keys) == sorted(&other.ordering_keys)
             && pairs(&self.topics) == pairs(&other.topics)

@@ -219,6 +219,13 @@ pub struct TraceFilter {
     pub kind: KindFilter,
 }
 
+/// A filter made ready for one search (see [`TraceFilter::prepare`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    window: (u64, u64),
+    span_name: Option<String>,
+}
+
 /// A search: the filter and the page wanted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchRequest {
@@ -413,19 +420,29 @@ impl TraceFilter {
             }
     }
 
-    /// The window `[since, until]` in ns at `now` (`0..=u64::MAX` when open).
-    pub(crate) fn window(&self, now: u64) -> (u64, u64) {
-        (
-            self.since.map_or(0, |b| b.resolve(now)),
-            self.until.map_or(u64::MAX, |b| b.resolve(now)),
-        )
+    /// What one search computes once: the window `[since, until]` in ns at
+    /// `now` (`0..=u64::MAX` when open) and the span name in lowercase.
+    pub(crate) fn prepare(&self, now: u64) -> Prepared {
+        Prepared {
+            window: (
+                self.since.map_or(0, |b| b.resolve(now)),
+                self.until.map_or(u64::MAX, |b| b.resolve(now)),
+            ),
+            // As the index keeps names: lowercase, newlines as spaces (so
+            // a match never spans two names).
+            span_name: self
+                .span_name
+                .as_ref()
+                .map(|name| name.to_lowercase().replace('\n', " ")),
+        }
     }
 
     /// Whether the trace of record `index` may match: every condition the
     /// index answers holds. Attributes it does not index are left to
     /// [`TraceFilter::needs_spans`] and [`TraceFilter::matches_spans`].
-    pub(crate) fn matches_index(&self, index: &TraceIndex, window: (u64, u64)) -> bool {
+    pub(crate) fn matches_index(&self, index: &TraceIndex, prepared: &Prepared) -> bool {
         let duration = index.duration();
+        let window = prepared.window;
         self.kind.admits(index.kind())
             && self.error.is_none_or(|e| e == (index.errors > 0))
             && self.min_duration.is_none_or(|min| duration >= min)
@@ -436,12 +453,10 @@ impl TraceFilter {
                 .service
                 .as_ref()
                 .is_none_or(|s| index.services.contains(s))
-            && self.span_name.as_ref().is_none_or(|want| {
-                index
-                    .names
-                    .iter()
-                    .any(|name| contains_ignoring_case(name, want))
-            })
+            && prepared
+                .span_name
+                .as_ref()
+                .is_none_or(|want| index.names.contains(want.as_str()))
             && self
                 .topic
                 .as_ref()
@@ -537,14 +552,6 @@ pub(crate) fn value_is(value: &Value, want: &str) -> bool {
         Value::Null => want.is_empty(),
         other => serde_json::to_string(other).is_ok_and(|text| text == want),
     }
-}
-
-fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
-    if haystack.is_ascii() && needle.is_ascii() {
-        let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-        return n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
-    }
-    haystack.to_lowercase().contains(&needle.to_lowercase())
 }
 
 /// A duration before now: a Go-style duration (`15m`, `1h30m`) or days

@@ -3,7 +3,8 @@
 //! details the query API serves. A durable store mirrors its content into a
 //! file ([`crate::disk`]) and reloads it when opened.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -336,17 +337,17 @@ impl TraceStore {
     pub fn search(&self, request: &SearchRequest) -> SearchPage {
         let now = nanos((self.settings.clock)());
         let filter = &request.filter;
-        let window = filter.window(now);
+        let prepared = filter.prepare(now);
         let limit = request.limit.max(1);
         let inner = self.lock();
+        // One pass over the traces in the map's own order (no lookups):
+        // count the matches, keep the `limit` most recently updated below
+        // the cursor.
         let mut total = 0;
-        let mut page: Vec<(u64, &TraceKey)> = Vec::with_capacity(limit.min(1024));
-        let mut more = false;
-        for (touch, key) in inner.order.iter().rev() {
-            let Some(entry) = inner.traces.get(key) else {
-                continue;
-            };
-            if !filter.matches_index(&entry.index, window) {
+        let mut below_cursor = 0;
+        let mut newest: BinaryHeap<Reverse<(u64, TraceKey)>> = BinaryHeap::with_capacity(limit + 1);
+        for (key, entry) in &inner.traces {
+            if !filter.matches_index(&entry.index, &prepared) {
                 continue;
             }
             if filter.needs_spans(&entry.index)
@@ -355,21 +356,24 @@ impl TraceStore {
                 continue;
             }
             total += 1;
-            if request.cursor.is_some_and(|cursor| *touch >= cursor) {
+            if request.cursor.is_some_and(|cursor| entry.touched >= cursor) {
                 continue;
             }
-            if page.len() < limit {
-                page.push((*touch, key));
-            } else {
-                more = true;
+            below_cursor += 1;
+            newest.push(Reverse((entry.touched, *key)));
+            if newest.len() > limit {
+                newest.pop();
             }
         }
+        let mut page: Vec<(u64, TraceKey)> = newest.into_iter().map(|Reverse(item)| item).collect();
+        page.sort_unstable_by_key(|(touch, _)| Reverse(*touch));
+        let more = below_cursor > page.len();
         let next_cursor = more
             .then(|| page.last().map(|(touch, _)| touch.to_string()))
             .flatten();
         let traces = page
             .iter()
-            .filter_map(|(_, key)| inner.traces.get(*key).map(|entry| summarize(key, entry)))
+            .filter_map(|(_, key)| inner.traces.get(key).map(|entry| summarize(key, entry)))
             .collect();
         SearchPage {
             traces,
