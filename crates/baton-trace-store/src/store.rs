@@ -4,7 +4,7 @@
 //! file ([`crate::disk`]) and reloads it when opened.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -338,7 +338,7 @@ impl TraceStore {
         let now = nanos((self.settings.clock)());
         let filter = &request.filter;
         let prepared = filter.prepare(now);
-        let limit = request.limit.max(1);
+        let limit = request.limit.clamp(1, crate::search::MAX_PAGE_LIMIT);
         let inner = self.lock();
         // One pass over the traces in the map's own order (no lookups):
         // count the matches, keep the `limit` most recently updated below
@@ -387,17 +387,16 @@ impl TraceStore {
     /// for a search form's suggestions.
     pub fn facets(&self) -> SearchFacets {
         let inner = self.lock();
-        let mut services = std::collections::BTreeSet::new();
-        let mut topics = std::collections::BTreeSet::new();
-        let mut subscriptions = std::collections::BTreeSet::new();
+        let mut services = BTreeSet::new();
+        let mut topics = BTreeSet::new();
+        let mut subscriptions = BTreeSet::new();
         for entry in inner.traces.values() {
             services.extend(entry.index.services.iter().map(String::as_str));
             topics.extend(entry.index.topics.iter().map(|d| d.id.as_str()));
             subscriptions.extend(entry.index.subscriptions.iter().map(|d| d.id.as_str()));
         }
-        let owned = |set: std::collections::BTreeSet<&str>| -> Vec<String> {
-            set.into_iter().map(str::to_string).collect()
-        };
+        let owned =
+            |set: BTreeSet<&str>| -> Vec<String> { set.into_iter().map(str::to_string).collect() };
         SearchFacets {
             services: owned(services),
             topics: owned(topics),
