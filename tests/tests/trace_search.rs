@@ -623,3 +623,32 @@ async fn search_form_history_and_toggles_in_a_driven_browser() {
     demo.shutdown().await.unwrap();
     server.shutdown().await;
 }
+
+/// An old trace (the fixture's spans are from 2025) is not polled: the
+/// page says it is not updating and renders once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_trace_page_does_not_poll() {
+    const OTLP: &str = include_str!("../../crates/baton/tests/fixtures/trace_otlp.json");
+    let server = TestServer::start_with(
+        ServerConfig::new(loopback())
+            .with_otlp_http(loopback())
+            .with_broker_spans(false),
+    )
+    .await;
+    let response = post_traces(
+        server.server().otlp_http_addr().unwrap(),
+        "application/json",
+        OTLP,
+    )
+    .await;
+    assert!(response.status().is_success());
+    let dom = dump(format!(
+        "http://{}/ui/trace/4bf92f3577b34da6a3ce929d0e0e4736",
+        server.host()
+    ))
+    .await;
+    assert!(dom.contains("data-state=\"idle\""), "{dom}");
+    assert!(text_of(&dom, "live").contains("not updating"), "{dom}");
+    assert_eq!(attr(&dom, "data-renders"), "1");
+    server.shutdown().await;
+}
