@@ -278,6 +278,9 @@
       ["handler", seg.handler, "in the handler (process spans), not counting its calls"],
       ["downstream", seg.downstream, "in calls the handler made"],
     ].filter((p) => p[1] > 0);
+    // A trace without Pub/Sub spans: the path is all "caller"; say how many
+    // spans it has instead.
+    if (parts.every((p) => p[0] === "caller")) parts.length = 0;
     box.dataset.totalNs = String(Math.round(seg.total));
     for (const [name, ns] of parts) box.dataset[name + "Ns"] = String(Math.round(ns));
     const head = el("span", "crit-title");
