@@ -512,7 +512,13 @@ proptest! {
             prop_assert_eq!(summary.accepted + summary.rejected, n);
             prop_assert!(store.span_count() <= max);
             prop_assert!(store.byte_count() <= max_bytes);
+            // The search records follow replacements and evictions (audit
+            // rebuilds each from the spans); every trace is found once.
             store.audit();
+            let everything = SearchRequest::parse_query("kind=all&limit=1000").unwrap();
+            let page = store.search(&everything);
+            prop_assert_eq!(page.total, store.trace_count());
+            prop_assert_eq!(page.traces.len(), store.trace_count());
             for trace in store.list(100) {
                 let detail = store.trace(&trace.trace_id).unwrap();
                 prop_assert_eq!(detail.spans.len(), trace.span_count);
