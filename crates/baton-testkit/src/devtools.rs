@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -271,6 +272,18 @@ impl Page {
         self.try_eval(expression)
             .await
             .unwrap_or_else(|e| panic!("{expression}: {e}"))
+    }
+
+    /// The page as a PNG of its 1366x900 viewport.
+    pub async fn screenshot(&mut self) -> Vec<u8> {
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await
+            .unwrap_or_else(|e| panic!("Page.captureScreenshot: {e}"));
+        let data = shot["data"].as_str().unwrap_or_default();
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap_or_else(|e| panic!("the screenshot is not base64: {e}"))
     }
 
     /// Evaluates `expression` every 50 ms until its value is truthy (not
