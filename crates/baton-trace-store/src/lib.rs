@@ -33,7 +33,7 @@ mod query_api;
 pub mod search;
 pub mod signals;
 mod store;
-mod web_ui;
+pub mod web_ui;
 
 pub use disk::TraceFileError;
 pub use exporter::StoreExporter;

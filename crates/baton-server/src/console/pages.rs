@@ -15,9 +15,10 @@ use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use baton_trace_store::web_ui::with_type;
 
 use crate::api::PubSubApi;
 
@@ -124,25 +125,4 @@ async fn asset(Path(file): Path<String>) -> Response {
         "console.js" => with_type(CONSOLE_JS, "text/javascript; charset=utf-8"),
         _ => (StatusCode::NOT_FOUND, "no such asset").into_response(),
     }
-}
-
-/// `body` with its content type, never cached (the binary is the version),
-/// and a content security policy allowing only same-origin resources (no
-/// inline scripts: message data shown on a page can never run).
-fn with_type(body: &'static str, content_type: &'static str) -> Response {
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
-        ),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
 }
