@@ -16,7 +16,7 @@
 //! time from navigation until the page has rendered the rows (`list.js`
 //! writes it into `data-render-ms`).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, ensure};
 use baton_trace_store::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -25,6 +25,7 @@ use baton_trace_store::opentelemetry_proto::tonic::resource::v1::Resource;
 use baton_trace_store::opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span, status,
 };
+use baton_trace_store::otlp_values::unix_nanos;
 use baton_trace_store::{SearchRequest, TraceStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -296,12 +297,6 @@ impl Batch {
     }
 }
 
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 /// p-th percentile (0..=100) of sorted `samples`.
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
     if sorted.is_empty() {
@@ -338,7 +333,7 @@ pub async fn run(traces: u64, rounds: usize) -> Result<()> {
         .build()
         .context("building the store")?;
     // Traces spread over the last hour, oldest first.
-    let now = now_nanos();
+    let now = unix_nanos(SystemTime::now());
     let hour = 3_600_000 * MS;
     let started = Instant::now();
     let mut n = 0;

@@ -29,6 +29,7 @@ pub mod ingest_limit;
 mod jaeger;
 mod model;
 pub mod otlp;
+pub mod otlp_values;
 mod query_api;
 pub mod search;
 pub mod signals;
