@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use baton_proto::pubsub::{PubsubMessage, RetryPolicy, Subscription, Topic};
+use baton_proto::pubsub::{
+    BigQueryConfig, CloudStorageConfig, IngestionDataSourceSettings, MessageTransform,
+    PubsubMessage, RetryPolicy, Subscription, Topic,
+};
 use baton_proto::wkt;
 
 use crate::error::{BrokerError, BrokerResult, ErrorCode};
@@ -258,6 +261,94 @@ pub fn subscription_settings(sub: &mut Subscription) -> BrokerResult<()> {
         ));
     }
     Ok(())
+}
+
+/// A feature of the API that Baton does not carry out, refused by name
+/// instead of being stored and left inert (`docs/compatibility.md`,
+/// "Features Baton refuses").
+fn not_carried_out(field: &str, feature: &str, why: &str) -> BrokerError {
+    BrokerError::new(
+        ErrorCode::Unimplemented,
+        format!(
+            "{feature} ({field}) are not supported by Baton: {why}. Leave {field} unset; see docs/compatibility.md, \"Features Baton refuses\"."
+        ),
+    )
+}
+
+/// Refuses a BigQuery subscription: Baton cannot write to BigQuery, and
+/// accepting the config would leave the subscription's messages undelivered
+/// without a word. An empty config (nothing asked for) passes.
+pub fn bigquery_config(config: Option<&BigQueryConfig>) -> BrokerResult<()> {
+    match config {
+        Some(config) if *config != BigQueryConfig::default() => Err(not_carried_out(
+            "bigquery_config",
+            "BigQuery subscriptions",
+            "it cannot write messages to BigQuery tables",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a Cloud Storage subscription: Baton cannot write to Cloud
+/// Storage buckets. An empty config passes.
+pub fn cloud_storage_config(config: Option<&CloudStorageConfig>) -> BrokerResult<()> {
+    match config {
+        Some(config) if *config != CloudStorageConfig::default() => Err(not_carried_out(
+            "cloud_storage_config",
+            "Cloud Storage subscriptions",
+            "it cannot write messages to Cloud Storage buckets",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses message transforms (JavaScript UDFs, AI inference, compression):
+/// Baton runs no transforms, and delivering untransformed messages to code
+/// expecting transformed ones would be a silent change of data. Transforms
+/// marked `disabled` do nothing in the real service either, so they pass.
+pub fn message_transforms(transforms: &[MessageTransform]) -> BrokerResult<()> {
+    if transforms.iter().any(|t| !t.disabled) {
+        Err(not_carried_out(
+            "message_transforms",
+            "Message transforms",
+            "it does not run transforms (enabled ones are refused; disabled ones are kept)",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses topic ingestion (from Kinesis, Cloud Storage, Event Hubs, MSK,
+/// Confluent Cloud...): Baton imports from no external source. Empty
+/// settings pass.
+pub fn ingestion_data_source_settings(
+    settings: Option<&IngestionDataSourceSettings>,
+) -> BrokerResult<()> {
+    match settings {
+        Some(settings) if *settings != IngestionDataSourceSettings::default() => {
+            Err(not_carried_out(
+                "ingestion_data_source_settings",
+                "Import topics",
+                "it ingests from no external data source",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses the subscription features Baton cannot carry out (see
+/// [`bigquery_config`], [`cloud_storage_config`], [`message_transforms`]).
+pub fn subscription_features(sub: &Subscription) -> BrokerResult<()> {
+    bigquery_config(sub.bigquery_config.as_ref())?;
+    cloud_storage_config(sub.cloud_storage_config.as_ref())?;
+    message_transforms(&sub.message_transforms)
+}
+
+/// Refuses the topic features Baton cannot carry out (see
+/// [`ingestion_data_source_settings`], [`message_transforms`]).
+pub fn topic_features(topic: &Topic) -> BrokerResult<()> {
+    ingestion_data_source_settings(topic.ingestion_data_source_settings.as_ref())?;
+    message_transforms(&topic.message_transforms)
 }
 
 #[cfg(test)]

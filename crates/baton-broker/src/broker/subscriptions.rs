@@ -52,6 +52,7 @@ impl Broker {
         names::parse(&sub.name, Collection::Subscriptions)?;
         names::parse(&sub.topic, Collection::Topics)?;
         validate::subscription_settings(&mut sub)?;
+        validate::subscription_features(&sub)?;
         let filter = if sub.filter.is_empty() {
             None
         } else {
@@ -188,8 +189,12 @@ impl Broker {
                     validate::push_endpoint(&push.push_endpoint)?;
                     next.push_config = Some(push);
                 }
-                "bigquery_config" => next.bigquery_config = update.bigquery_config.clone(),
+                "bigquery_config" => {
+                    validate::bigquery_config(update.bigquery_config.as_ref())?;
+                    next.bigquery_config = update.bigquery_config.clone()
+                }
                 "cloud_storage_config" => {
+                    validate::cloud_storage_config(update.cloud_storage_config.as_ref())?;
                     next.cloud_storage_config = update.cloud_storage_config.clone()
                 }
                 "retain_acked_messages" => {
@@ -228,7 +233,10 @@ impl Broker {
                 "enable_exactly_once_delivery" => {
                     next.enable_exactly_once_delivery = update.enable_exactly_once_delivery
                 }
-                "message_transforms" => next.message_transforms = update.message_transforms.clone(),
+                "message_transforms" => {
+                    validate::message_transforms(&update.message_transforms)?;
+                    next.message_transforms = update.message_transforms.clone()
+                }
                 _ => {}
             }
         }

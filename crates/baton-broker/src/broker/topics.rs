@@ -32,6 +32,7 @@ impl Broker {
     pub fn create_topic(&self, mut topic: Topic) -> BrokerResult<Topic> {
         names::parse(&topic.name, Collection::Topics)?;
         validate::topic_settings(&topic)?;
+        validate::topic_features(&topic)?;
         let mut state = self.lock();
         if let Some(settings) = &topic.schema_settings {
             state.schemas.check_settings(settings)?;
@@ -98,6 +99,15 @@ impl Broker {
             }
         };
         validate::topic_settings(&update)?;
+        for path in &paths {
+            match path.as_str() {
+                "ingestion_data_source_settings" => validate::ingestion_data_source_settings(
+                    update.ingestion_data_source_settings.as_ref(),
+                )?,
+                "message_transforms" => validate::message_transforms(&update.message_transforms)?,
+                _ => {}
+            }
+        }
         if let Some(settings) = &update.schema_settings
             && paths.iter().any(|p| p == "schema_settings")
         {
