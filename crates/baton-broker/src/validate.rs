@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use baton_proto::pubsub::{
-    BigQueryConfig, CloudStorageConfig, IngestionDataSourceSettings, MessageTransform,
-    PubsubMessage, RetryPolicy, Subscription, Topic,
+    BigQueryConfig, CloudStorageConfig, ExpirationPolicy, IngestionDataSourceSettings,
+    MessageTransform, PubsubMessage, RetryPolicy, Subscription, Topic,
 };
 use baton_proto::wkt;
 
@@ -33,6 +33,13 @@ pub const MAX_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 pub const MAX_SUBSCRIPTION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default subscription retention: 7 days.
 pub const DEFAULT_RETENTION_SECS: i64 = 7 * 24 * 3600;
+/// See [`DEFAULT_RETENTION_SECS`].
+pub const DEFAULT_SUBSCRIPTION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a subscription may be inactive when it was created without an
+/// expiration policy: 31 days, the real service's default.
+pub const DEFAULT_EXPIRATION_TTL: Duration = Duration::from_secs(31 * 24 * 3600);
+/// Shortest expiration policy ttl the real service accepts: 1 day.
+pub const MIN_EXPIRATION_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Default ack deadline of a subscription.
 pub const DEFAULT_ACK_DEADLINE_SECS: i32 = 10;
 /// Longest ack deadline.
@@ -139,6 +146,37 @@ pub fn topic_settings(topic: &Topic) -> BrokerResult<()> {
         retention_in_bounds(retention, MAX_RETENTION)?;
     }
     Ok(())
+}
+
+/// How long `sub` may stay inactive before it is deleted: the policy's
+/// `ttl`; [`DEFAULT_EXPIRATION_TTL`] without a policy; `None` (never) for a
+/// policy without a ttl, or with a zero one (which the emulator echoes as
+/// `ttl: {}` and some encodings cannot tell from an unset one).
+pub fn expiration_ttl(sub: &Subscription) -> Option<Duration> {
+    match &sub.expiration_policy {
+        None => Some(DEFAULT_EXPIRATION_TTL),
+        Some(policy) => policy
+            .ttl
+            .as_ref()
+            .and_then(to_std)
+            .filter(|ttl| !ttl.is_zero()),
+    }
+}
+
+/// Validates an expiration policy: a ttl of at least a day (the real
+/// service's minimum), or none (never expires).
+pub fn expiration_policy(policy: Option<&ExpirationPolicy>) -> BrokerResult<()> {
+    let Some(ttl) = policy.and_then(|p| p.ttl.as_ref()) else {
+        return Ok(());
+    };
+    match to_std(ttl) {
+        Some(d) if d.is_zero() || d >= MIN_EXPIRATION_TTL => Ok(()),
+        _ => Err(BrokerError::invalid(format!(
+            "The value for expiration_policy.ttl is too small. You passed {} in the request, but the minimum value is {}s.",
+            duration_secs_text(ttl),
+            MIN_EXPIRATION_TTL.as_secs()
+        ))),
+    }
 }
 
 /// Validates a subscription's ack deadline and normalises 0 to the default.
@@ -253,6 +291,7 @@ pub fn subscription_settings(sub: &mut Subscription) -> BrokerResult<()> {
     if let Some(policy) = &mut sub.retry_policy {
         retry_policy(policy)?;
     }
+    expiration_policy(sub.expiration_policy.as_ref())?;
     let push = sub.push_config.get_or_insert_with(Default::default);
     push_endpoint(&push.push_endpoint)?;
     if sub.filter.len() > 256 {

@@ -22,6 +22,7 @@ pub(crate) mod counters;
 mod dead_letter;
 mod delivery;
 mod effects;
+mod expiry;
 mod fanout;
 pub(crate) mod history;
 pub(crate) mod journal;
@@ -134,7 +135,7 @@ impl BrokerBuilder {
         let storage = OnceLock::new();
         if let Some((store, recovered)) = opened {
             let store = Arc::new(store);
-            recovery::restore(&mut state, recovered, self.clock.now());
+            recovery::restore(&mut state, recovered, self.clock.read());
             state.journal = Some(Journal::new(store.clone()));
             // Freshly made: nobody else can have set it.
             let _ = storage.set(store);
@@ -296,8 +297,7 @@ impl Broker {
     /// Fires due timers; when the next one is due.
     fn fire_timers(&self) -> Option<tokio::time::Instant> {
         let mut state = self.lock();
-        let now = self.clock.now();
-        timers::fire_due(&mut state, now)
+        timers::fire_due(&mut state, self.clock.read())
     }
 }
 

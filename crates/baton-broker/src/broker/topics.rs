@@ -113,11 +113,12 @@ impl Broker {
         {
             state.schemas.check_settings(settings)?;
         }
-        let topic = &mut state
-            .topics
+        let wall = self.clock.wall();
+        let super::state::State { topics, fx, .. } = &mut *state;
+        let topic_state = topics
             .get_mut(&update.name)
-            .ok_or_else(|| BrokerError::not_found("Topic not found."))?
-            .topic;
+            .ok_or_else(|| BrokerError::not_found("Topic not found."))?;
+        let topic = &mut topic_state.topic;
         for path in &paths {
             match path.as_str() {
                 "labels" => topic.labels = update.labels.clone(),
@@ -140,7 +141,13 @@ impl Broker {
             }
         }
         let answer = topic.clone();
-        state.fx.catalog_changed();
+        if paths.iter().any(|p| p == "message_retention_duration") {
+            // The log follows the new retention from now on.
+            topic_state.prune_log(wall, fx);
+            topic_state.retention_armed = None;
+            topic_state.arm_retention(fx);
+        }
+        fx.catalog_changed();
         Ok(answer)
     }
 
