@@ -69,6 +69,13 @@ pub struct Broker {
     policies: crate::iam::PolicyView,
 }
 
+impl Drop for Broker {
+    /// Wakes the timer task, which then finds the broker gone and ends.
+    fn drop(&mut self) {
+        self.timer_wake.notify_one();
+    }
+}
+
 /// How to make a [`Broker`]: its clock and where it keeps its state.
 #[derive(Debug, Clone)]
 pub struct BrokerBuilder {
@@ -315,8 +322,10 @@ async fn run_timers(broker: Weak<Broker>) {
         let next = strong.fire_timers();
         let now = strong.clock.now();
         drop(strong);
-        // Sleep at most a second so a dropped broker ends this task soon.
-        let cap = now + Duration::from_secs(1);
+        // Sleep at most ten minutes, so a wall clock that jumped (the
+        // system's) is followed within that; a dropped broker wakes the task
+        // at once (its `Drop`), and the task ends.
+        let cap = now + Duration::from_secs(600);
         let until = next.map_or(cap, |n| n.min(cap));
         tokio::select! {
             () = tokio::time::sleep_until(until) => {}

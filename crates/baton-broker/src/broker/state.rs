@@ -77,13 +77,14 @@ impl TopicState {
             .and_then(validate::to_std)
     }
 
-    /// Drops logged messages older than the retention (all, if none).
+    /// Drops logged messages as old as the retention or older (all, if
+    /// none): the same boundary as the expiry armed for them.
     pub fn prune_log(&mut self, now: SystemTime, fx: &mut Effects) {
         let retention = self.retention().unwrap_or_default();
         while self
             .log
             .front()
-            .is_some_and(|m| now.duration_since(m.published).unwrap_or_default() > retention)
+            .is_some_and(|m| m.published + retention <= now)
         {
             if let Some(dropped) = self.log.pop_front() {
                 let topic = &self.topic.name;
