@@ -42,6 +42,49 @@ pub fn filter(data: &[u8]) {
     }
 }
 
+/// A trace search's query string (`GET /api/traces?...`, the web view's
+/// URL, `baton trace search`): parsed; when it parses, written back and
+/// parsed again to the same request, and run against a small store.
+pub fn trace_search(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(request) = baton_trace_store::SearchRequest::parse_query(&text) else {
+        return;
+    };
+    let again = baton_trace_store::SearchRequest::parse_query(&request.to_query());
+    assert_eq!(again.as_ref(), Ok(&request), "query {text:?}");
+    let page = trace_search_store().search(&request);
+    assert!(page.traces.len() <= request.limit);
+    assert!(page.total >= page.traces.len());
+}
+
+/// A store with one message flow, for [`trace_search`].
+fn trace_search_store() -> &'static baton_trace_store::TraceStore {
+    static STORE: std::sync::OnceLock<baton_trace_store::TraceStore> = std::sync::OnceLock::new();
+    STORE.get_or_init(|| {
+        let store = baton_trace_store::TraceStore::new(100);
+        let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
+            "scopeSpans":[{"spans":[
+              {"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"orders create","kind":4,
+               "startTimeUnixNano":"1764100000000000000","endTimeUnixNano":"1764100000001000000",
+               "attributes":[{"key":"messaging.system","value":{"stringValue":"gcp_pubsub"}},
+                 {"key":"messaging.destination.name","value":{"stringValue":"orders"}},
+                 {"key":"messaging.message.id","value":{"stringValue":"1"}},
+                 {"key":"n","value":{"intValue":"7"}}]},
+              {"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203332","parentSpanId":"b7ad6b7169203331",
+               "name":"orders-sub subscribe","kind":5,"status":{"code":2},
+               "startTimeUnixNano":"1764100000002000000","endTimeUnixNano":"1764100000009000000",
+               "attributes":[{"key":"messaging.system","value":{"stringValue":"gcp_pubsub"}},
+                 {"key":"messaging.destination.name","value":{"stringValue":"orders-sub"}}]}]}]}]}"#;
+        let accepted = serde_json::from_str(json)
+            .map_err(|e| e.to_string())
+            .and_then(|request| store.ingest(request).map_err(|e| e.to_string()))
+            .map(|summary| summary.accepted);
+        // A broken fixture would make the harness search an empty store.
+        assert_eq!(accepted, Ok(2), "the fixture trace");
+        store
+    })
+}
+
 /// A schema definition (Protocol Buffer or Avro), then a message validated
 /// against it. Layout: one selector byte (bit 0: Avro, bit 1: binary
 /// encoding), the definition, a zero byte, the message.

@@ -34,6 +34,11 @@ fn filter_corpus() {
 }
 
 #[test]
+fn trace_search_corpus() {
+    replay("trace_search", baton_fuzz::trace_search);
+}
+
+#[test]
 fn schema_corpus() {
     replay("schema", baton_fuzz::schema);
 }

@@ -1,8 +1,8 @@
 //! The Pub/Sub console in a real browser, on real data: headless Chromium
 //! loads the console's pages from a running server, and the tests read what
 //! it rendered, or drive it over the DevTools protocol
-//! (`tests/browser/drive.mjs`, Node) where a person would click: the
-//! publish form and the Peek button.
+//! (`baton_testkit::devtools`) where a person would click: the publish form
+//! and the Peek button.
 //!
 //! - a message Google's Python client nacked once then acked shows both
 //!   attempts on its message page;
@@ -11,21 +11,20 @@
 //! - a message published from the topic page reaches a Python subscriber;
 //! - with 10,000 subscriptions the list page answers one page at a time.
 //!
-//! Chromium and Node are required (`scripts/test` installs both); the tests
-//! fail when they are missing. `BATON_UPDATE_SCREENSHOT=1` rewrites
+//! Chromium is required (`scripts/test` installs it); the tests fail when it
+//! is missing. `BATON_UPDATE_SCREENSHOT=1` rewrites
 //! `docs/screenshot-topics.png`, `docs/screenshot-subscription.png` and
 //! `docs/screenshot-message.png` from these runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use baton_broker::PullWait;
 use baton_proto::pubsub::{PubsubMessage, Subscription, Topic};
-use baton_testkit::chromium::{chromium, run_chromium};
-use baton_testkit::process::output_within;
+use baton_testkit::chromium::run_chromium;
+use baton_testkit::devtools::Browser;
 use baton_testkit::python::{PROJECT, python, run_script, unique_prefix};
 use baton_testkit::server::TestServer;
 use serde_json::Value;
@@ -59,36 +58,25 @@ fn screenshot_path(name: &str) -> PathBuf {
 /// (the body of an async function) in the page, saves a screenshot as
 /// `shot` and answers the script's JSON result.
 async fn drive(url: String, script: &'static str, shot: Option<&str>) -> Value {
-    let shot = shot.map(screenshot_path);
-    tokio::task::spawn_blocking(move || {
-        let mut command = Command::new("node");
-        command
-            .arg("--experimental-websocket")
-            .arg(repo_path("tests/browser/drive.mjs"))
-            .arg(chromium())
-            .arg(&url)
-            .arg(script);
-        if let Some(shot) = &shot {
-            command.arg(shot);
-        }
-        let output = output_within(&mut command, Duration::from_secs(90));
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let browser = Browser::launch(&url);
+    let mut page = browser.page().await;
+    // The console's page itself, loaded (not the blank page before it).
+    page.wait_for(
+        "location.protocol.startsWith('http') && document.readyState === 'complete'",
+        Duration::from_secs(30),
+        "location.href + ' ' + document.readyState",
+    )
+    .await;
+    let result = page.eval(&format!("(async () => {{ {script} }})()")).await;
+    if let Some(shot) = shot {
+        let png = page.screenshot().await;
         assert!(
-            output.status.success(),
-            "driving {url} failed: {}{stdout}",
-            String::from_utf8_lossy(&output.stderr)
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "a real screenshot"
         );
-        if let Some(shot) = &shot {
-            let png = std::fs::read(shot).unwrap();
-            assert!(
-                png.starts_with(b"\x89PNG") && png.len() > 10_000,
-                "a real screenshot"
-            );
-        }
-        serde_json::from_str(stdout.trim()).unwrap()
-    })
-    .await
-    .unwrap()
+        std::fs::write(screenshot_path(shot), png).unwrap();
+    }
+    result
 }
 
 /// The text of the element with `id` in a dumped DOM.

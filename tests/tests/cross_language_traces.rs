@@ -19,121 +19,31 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, ensure};
 use baton_client::{
     Client, ClientConfig, Endpoint, Message, PublisherConfig, ReceivedMessage, SubscriberConfig,
-    SubscriptionConfig, TracingConfig,
+    TracingConfig,
 };
-use baton_testkit::emulator::Emulator;
-use baton_testkit::python::{PROJECT, python, run_script, unique_prefix};
-use baton_testkit::server::TestServer;
+use baton_testkit::interop::{InteropServer, on_both};
+use baton_testkit::python::PROJECT;
 use baton_testkit::spans::{SpanCapture, span_names as names};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceContextExt, TraceId};
 use opentelemetry_sdk::trace::SpanData;
 use serde_json::Value;
 
 const TMP: &str = env!("CARGO_TARGET_TMPDIR");
-/// Hard limit of one Python script (it exits by itself at this timeout).
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest the Rust subscriber waits for the messages it expects.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(30);
 const TRACEPARENT: &str = "googclient_traceparent";
 const LEGACY: &str = "googclient_OpenTelemetrySpanContext";
 
-/// One server a scenario runs against.
-struct Server {
-    name: &'static str,
-    host: String,
-    python: PathBuf,
-    prefix: String,
-}
-
-impl Server {
-    /// A resource id of this scenario: `{prefix}-{suffix}`.
-    fn id(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.prefix)
-    }
-
-    async fn client(&self) -> Result<Client> {
-        let config =
-            ClientConfig::new(PROJECT).with_endpoint(Endpoint::Emulator(self.host.clone()));
-        Ok(Client::connect(config).await?)
-    }
-
-    /// Creates `{prefix}-topic` and a subscription `{prefix}-{sub}` per suffix.
-    async fn topic_and_subscriptions(&self, client: &Client, subs: &[&str]) -> Result<()> {
-        let topic = self.id("topic");
-        client.create_topic(&topic).await?;
-        for sub in subs {
-            let config = SubscriptionConfig::new(self.id(sub), &topic)
-                .with_ack_deadline(Duration::from_secs(30));
-            client.create_subscription(config).await?;
-        }
-        Ok(())
-    }
-
-    /// Runs `python/<script>` against this server; its last JSON line.
-    async fn script(&self, script: &str, extra: &[&str]) -> Result<Value> {
-        let run = run_script(
-            &self.python,
-            script,
-            &self.host,
-            &self.prefix,
-            SCRIPT_TIMEOUT,
-            extra,
-        )
-        .await?;
-        eprintln!(
-            "[{}] {script} ({:.1?}): {}",
-            self.name, run.elapsed, run.result
-        );
-        Ok(run.result)
-    }
-}
-
-/// Runs `scenario` against a fresh Baton server and the shared gcloud
-/// emulator at once (same resource names); panics with every failure.
-async fn on_both<F, Fut>(name: &str, scenario: F)
-where
-    F: Fn(Server) -> Fut,
-    Fut: Future<Output = Result<()>>,
-{
-    let python = tokio::task::spawn_blocking(|| python(TMP))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    let emulator = tokio::task::spawn_blocking(|| Emulator::shared(TMP))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    let baton = TestServer::start().await;
-    let baton_host = baton.host();
-    let prefix = unique_prefix(name);
-    let server = |name, host: &str| Server {
-        name,
-        host: host.to_owned(),
-        python: python.clone(),
-        prefix: prefix.clone(),
-    };
-    let (ours, theirs) = tokio::join!(
-        scenario(server("Baton", &baton_host)),
-        scenario(server("gcloud emulator", emulator.host())),
-    );
-    baton.shutdown().await;
-    let mut failures = Vec::new();
-    if let Err(e) = theirs {
-        failures.push(format!(
-            "against the gcloud emulator (the reference): {e:#}\n--- emulator log\n{}",
-            emulator.log_tail()
-        ));
-    }
-    if let Err(e) = ours {
-        failures.push(format!("against Baton: {e:#}"));
-    }
-    assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n\n"));
+/// A Rust client of the scenario's server.
+async fn client(server: &InteropServer) -> Result<Client> {
+    let config = ClientConfig::new(PROJECT).with_endpoint(Endpoint::Emulator(server.host.clone()));
+    Ok(Client::connect(config).await?)
 }
 
 /// Tracing on, recording into `capture`.
@@ -260,13 +170,13 @@ async fn receive(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_create_span_parents_rust_subscribe_span() {
-    on_both("py-to-rust", python_to_rust).await;
+    on_both(TMP, "py-to-rust", python_to_rust).await;
 }
 
-async fn python_to_rust(server: Server) -> Result<()> {
+async fn python_to_rust(server: InteropServer) -> Result<()> {
     const COUNT: usize = 3;
-    let client = server.client().await?;
-    server.topic_and_subscriptions(&client, &["sub"]).await?;
+    let client = client(&server).await?;
+    server.topic_and_subscriptions(&["sub"]).await?;
     let sub = server.id("sub");
     let published = server
         .script("trace_publish.py", &["--count", &COUNT.to_string()])
@@ -368,13 +278,13 @@ async fn python_to_rust(server: Server) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_create_span_parents_python_subscribe_span() {
-    on_both("rust-to-py", rust_to_python).await;
+    on_both(TMP, "rust-to-py", rust_to_python).await;
 }
 
-async fn rust_to_python(server: Server) -> Result<()> {
+async fn rust_to_python(server: InteropServer) -> Result<()> {
     const COUNT: usize = 3;
-    let client = server.client().await?;
-    server.topic_and_subscriptions(&client, &["sub"]).await?;
+    let client = client(&server).await?;
+    server.topic_and_subscriptions(&["sub"]).await?;
     let topic = server.id("topic");
 
     let capture = SpanCapture::new();
@@ -515,14 +425,14 @@ fn trace_attribute_cases() -> Vec<Case> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_trace_attributes_never_stop_delivery() {
-    on_both("bad-trace", bad_trace_attributes).await;
+    on_both(TMP, "bad-trace", bad_trace_attributes).await;
 }
 
-async fn bad_trace_attributes(server: Server) -> Result<()> {
+async fn bad_trace_attributes(server: InteropServer) -> Result<()> {
     let cases = trace_attribute_cases();
-    let client = server.client().await?;
+    let client = client(&server).await?;
     server
-        .topic_and_subscriptions(&client, &["rust-sub", "py-sub"])
+        .topic_and_subscriptions(&["rust-sub", "py-sub"])
         .await?;
     // Tracing off, so the publisher leaves the attributes as they are.
     let publisher = client.publisher(&server.id("topic"));

@@ -8,6 +8,7 @@
 //! cargo run --release -p baton-bench -- --forwarding-cost [--messages N] [--rounds R]
 //! cargo run --release -p baton-bench -- --span-flood [--messages N] [--rounds R]
 //!     [--trace-store-bytes B] [--flood-senders S]
+//! cargo run --release -p baton-bench -- --trace-search [--traces 100000] [--rounds R]
 //! ```
 //!
 //! Against one Baton server (started in-process on its own Tokio runtime, or
@@ -44,6 +45,7 @@ mod python;
 mod sdk_floor;
 mod span_flood;
 mod trace_load;
+mod trace_search;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -140,6 +142,15 @@ struct Args {
     /// Pub/Sub traffic on a durable server, then exit.
     #[arg(long)]
     span_flood: bool,
+    /// Only measure the trace store's search: fill a store with `--traces`
+    /// message flows and batch RPC traces, then time representative
+    /// searches (p50/p99 over `--rounds` runs, at least 20), the list API
+    /// and the list page, then exit.
+    #[arg(long)]
+    trace_search: bool,
+    /// `--trace-search`: traces in the store.
+    #[arg(long, default_value_t = 100_000)]
+    traces: u64,
     /// `--span-flood`: the trace store's byte bound.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     trace_store_bytes: usize,
@@ -880,6 +891,9 @@ fn main() -> Result<()> {
     }
     if args.forwarding_cost {
         return runtime.block_on(forwarding_cost::run(args.messages, args.size, args.rounds));
+    }
+    if args.trace_search {
+        return runtime.block_on(trace_search::run(args.traces, args.rounds.max(20)));
     }
     if args.span_flood {
         return runtime.block_on(span_flood::run(

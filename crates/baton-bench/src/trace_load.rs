@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, ensure};
 use baton_proto::pubsub::publisher_client::PublisherClient;
@@ -14,8 +14,9 @@ use baton_proto::pubsub::subscriber_client::SubscriberClient;
 use baton_proto::pubsub::{
     AcknowledgeRequest, PublishRequest, PubsubMessage, PullRequest, Subscription, Topic,
 };
+use baton_trace_store::otlp_values::{string_attribute, unix_nanos};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tonic::metadata::{Ascii, MetadataValue};
@@ -184,27 +185,11 @@ pub async fn round(
     Ok((publish_rate, rate(published, started.elapsed())))
 }
 
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn string_attribute(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-        ..Default::default()
-    }
-}
-
 /// An OTLP export request of `traces` traces of `spans_per_trace` spans
 /// each (a root and its children), with trace ids no other request of the
 /// run uses: what a busy service's SDK sends.
 pub fn span_request(traces: usize, spans_per_trace: usize) -> ExportTraceServiceRequest {
-    let now = now_nanos();
+    let now = unix_nanos(SystemTime::now());
     let mut spans = Vec::with_capacity(traces * spans_per_trace);
     for _ in 0..traces {
         let n = NEXT_TRACE.fetch_add(1, Ordering::Relaxed);

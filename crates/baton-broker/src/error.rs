@@ -26,6 +26,10 @@ pub enum ErrorCode {
     Aborted,
     /// Internal invariant broken.
     Internal,
+    /// The request asks for a feature of the API that Baton does not carry
+    /// out (a BigQuery subscription, a message transform...): refused
+    /// rather than accepted and left inert.
+    Unimplemented,
     /// The request carries no valid credential (authentication is on).
     Unauthenticated,
     /// The caller's credential is valid but no IAM policy grants the

@@ -122,6 +122,8 @@ pub(crate) enum StoreOp {
         seq: u64,
         published: SystemTime,
     },
+    /// The subscription no longer retains the message (past its retention).
+    Unretain { subscription: u64, seq: u64 },
     /// The subscription retains nothing any more (deleted).
     RetainNone { subscription: u64 },
     /// A topic retains the message.
@@ -712,6 +714,11 @@ impl Writer {
                             .is_none()
                         {
                             self.hold(seq);
+                        }
+                    }
+                    StoreOp::Unretain { subscription, seq } => {
+                        if retained.remove((subscription, seq))?.is_some() {
+                            self.release(seq, &mut released);
                         }
                     }
                     StoreOp::RetainNone { subscription } => {

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use baton_proto::pubsub::{PubsubMessage, RetryPolicy, Subscription, Topic};
+use baton_proto::pubsub::{
+    BigQueryConfig, CloudStorageConfig, ExpirationPolicy, IngestionDataSourceSettings,
+    MessageTransform, PubsubMessage, RetryPolicy, Subscription, Topic,
+};
 use baton_proto::wkt;
 
 use crate::error::{BrokerError, BrokerResult, ErrorCode};
@@ -30,6 +33,13 @@ pub const MAX_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 pub const MAX_SUBSCRIPTION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default subscription retention: 7 days.
 pub const DEFAULT_RETENTION_SECS: i64 = 7 * 24 * 3600;
+/// See [`DEFAULT_RETENTION_SECS`].
+pub const DEFAULT_SUBSCRIPTION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a subscription may be inactive when it was created without an
+/// expiration policy: 31 days, the real service's default.
+pub const DEFAULT_EXPIRATION_TTL: Duration = Duration::from_secs(31 * 24 * 3600);
+/// Shortest expiration policy ttl the real service accepts: 1 day.
+pub const MIN_EXPIRATION_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Default ack deadline of a subscription.
 pub const DEFAULT_ACK_DEADLINE_SECS: i32 = 10;
 /// Longest ack deadline.
@@ -136,6 +146,37 @@ pub fn topic_settings(topic: &Topic) -> BrokerResult<()> {
         retention_in_bounds(retention, MAX_RETENTION)?;
     }
     Ok(())
+}
+
+/// How long `sub` may stay inactive before it is deleted: the policy's
+/// `ttl`; [`DEFAULT_EXPIRATION_TTL`] without a policy; `None` (never) for a
+/// policy without a ttl, or with a zero one (which the emulator echoes as
+/// `ttl: {}` and some encodings cannot tell from an unset one).
+pub fn expiration_ttl(sub: &Subscription) -> Option<Duration> {
+    match &sub.expiration_policy {
+        None => Some(DEFAULT_EXPIRATION_TTL),
+        Some(policy) => policy
+            .ttl
+            .as_ref()
+            .and_then(to_std)
+            .filter(|ttl| !ttl.is_zero()),
+    }
+}
+
+/// Validates an expiration policy: a ttl of at least a day (the real
+/// service's minimum), or none (never expires).
+pub fn expiration_policy(policy: Option<&ExpirationPolicy>) -> BrokerResult<()> {
+    let Some(ttl) = policy.and_then(|p| p.ttl.as_ref()) else {
+        return Ok(());
+    };
+    match to_std(ttl) {
+        Some(d) if d.is_zero() || d >= MIN_EXPIRATION_TTL => Ok(()),
+        _ => Err(BrokerError::invalid(format!(
+            "The value for expiration_policy.ttl is too small. You passed {} in the request, but the minimum value is {}s.",
+            duration_secs_text(ttl),
+            MIN_EXPIRATION_TTL.as_secs()
+        ))),
+    }
 }
 
 /// Validates a subscription's ack deadline and normalises 0 to the default.
@@ -250,6 +291,7 @@ pub fn subscription_settings(sub: &mut Subscription) -> BrokerResult<()> {
     if let Some(policy) = &mut sub.retry_policy {
         retry_policy(policy)?;
     }
+    expiration_policy(sub.expiration_policy.as_ref())?;
     let push = sub.push_config.get_or_insert_with(Default::default);
     push_endpoint(&push.push_endpoint)?;
     if sub.filter.len() > 256 {
@@ -258,6 +300,94 @@ pub fn subscription_settings(sub: &mut Subscription) -> BrokerResult<()> {
         ));
     }
     Ok(())
+}
+
+/// A feature of the API that Baton does not carry out, refused by name
+/// instead of being stored and left inert (`docs/compatibility.md`,
+/// "Features Baton refuses").
+fn not_carried_out(field: &str, feature: &str, why: &str) -> BrokerError {
+    BrokerError::new(
+        ErrorCode::Unimplemented,
+        format!(
+            "{feature} ({field}) are not supported by Baton: {why}. Leave {field} unset; see docs/compatibility.md, \"Features Baton refuses\"."
+        ),
+    )
+}
+
+/// Refuses a BigQuery subscription: Baton cannot write to BigQuery, and
+/// accepting the config would leave the subscription's messages undelivered
+/// without a word. An empty config (nothing asked for) passes.
+pub fn bigquery_config(config: Option<&BigQueryConfig>) -> BrokerResult<()> {
+    match config {
+        Some(config) if *config != BigQueryConfig::default() => Err(not_carried_out(
+            "bigquery_config",
+            "BigQuery subscriptions",
+            "it cannot write messages to BigQuery tables",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a Cloud Storage subscription: Baton cannot write to Cloud
+/// Storage buckets. An empty config passes.
+pub fn cloud_storage_config(config: Option<&CloudStorageConfig>) -> BrokerResult<()> {
+    match config {
+        Some(config) if *config != CloudStorageConfig::default() => Err(not_carried_out(
+            "cloud_storage_config",
+            "Cloud Storage subscriptions",
+            "it cannot write messages to Cloud Storage buckets",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses message transforms (JavaScript UDFs, AI inference, compression):
+/// Baton runs no transforms, and delivering untransformed messages to code
+/// expecting transformed ones would be a silent change of data. Transforms
+/// marked `disabled` do nothing in the real service either, so they pass.
+pub fn message_transforms(transforms: &[MessageTransform]) -> BrokerResult<()> {
+    if transforms.iter().any(|t| !t.disabled) {
+        Err(not_carried_out(
+            "message_transforms",
+            "Message transforms",
+            "it does not run transforms (enabled ones are refused; disabled ones are kept)",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses topic ingestion (from Kinesis, Cloud Storage, Event Hubs, MSK,
+/// Confluent Cloud...): Baton imports from no external source. Empty
+/// settings pass.
+pub fn ingestion_data_source_settings(
+    settings: Option<&IngestionDataSourceSettings>,
+) -> BrokerResult<()> {
+    match settings {
+        Some(settings) if *settings != IngestionDataSourceSettings::default() => {
+            Err(not_carried_out(
+                "ingestion_data_source_settings",
+                "Import topics",
+                "it ingests from no external data source",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses the subscription features Baton cannot carry out (see
+/// [`bigquery_config`], [`cloud_storage_config`], [`message_transforms`]).
+pub fn subscription_features(sub: &Subscription) -> BrokerResult<()> {
+    bigquery_config(sub.bigquery_config.as_ref())?;
+    cloud_storage_config(sub.cloud_storage_config.as_ref())?;
+    message_transforms(&sub.message_transforms)
+}
+
+/// Refuses the topic features Baton cannot carry out (see
+/// [`ingestion_data_source_settings`], [`message_transforms`]).
+pub fn topic_features(topic: &Topic) -> BrokerResult<()> {
+    ingestion_data_source_settings(topic.ingestion_data_source_settings.as_ref())?;
+    message_transforms(&topic.message_transforms)
 }
 
 #[cfg(test)]

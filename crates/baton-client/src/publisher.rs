@@ -575,8 +575,8 @@ impl Publisher {
             };
             return fail(trace, error);
         }
-        if let Some(trace) = trace.as_mut() {
-            trace.start_flow_control(&shared.telemetry);
+        if let (Some(trace), Some(instrument)) = (trace.as_mut(), shared.telemetry.span_layer()) {
+            trace.start_flow_control(instrument);
         }
         let (done, result) = oneshot::channel();
         match self.try_flow_control(size) {
@@ -697,7 +697,9 @@ fn enqueue(
 ) {
     if let Some(trace) = trace.as_mut() {
         trace.end_flow_control();
-        trace.start_batching(&shared.telemetry);
+        if let Some(instrument) = shared.telemetry.span_layer() {
+            trace.start_batching(instrument);
+        }
     }
     let wake = {
         let mut state = shared.lock();

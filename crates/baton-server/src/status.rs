@@ -44,6 +44,11 @@ pub fn mapping(code: ErrorCode) -> (tonic::Code, StatusCode, &'static str) {
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",
         ),
+        ErrorCode::Unimplemented => (
+            tonic::Code::Unimplemented,
+            StatusCode::NOT_IMPLEMENTED,
+            "UNIMPLEMENTED",
+        ),
         ErrorCode::Unauthenticated => (
             tonic::Code::Unauthenticated,
             StatusCode::UNAUTHORIZED,

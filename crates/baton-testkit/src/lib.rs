@@ -28,7 +28,9 @@
 //! - [`otlp`]: OTLP export requests and exporters aimed at the server's
 //!   receivers; [`spans`]: spans captured in memory; [`trace_api`]: the
 //!   trace query API's JSON.
-//! - [`chromium`]: headless Chromium on a page of the web view.
+//! - [`chromium`]: headless Chromium on a page of the web view;
+//!   [`devtools`]: the same driven over the DevTools protocol (typing,
+//!   clicking, history).
 //! - [`python`] and [`emulator`]: Google's Python client (in a venv made
 //!   once) against Baton and against the official gcloud emulator.
 //!
@@ -49,6 +51,7 @@
 
 pub mod auth;
 pub mod chromium;
+pub mod devtools;
 pub mod emulator;
 mod error;
 pub mod grpc;

@@ -1,13 +1,28 @@
-// Baton trace view: the list of recent traces (GET /api/traces).
+// Baton trace view: the trace list and its search (GET /api/traces?filters).
+// The search lives in the page's URL (/ui/?service=..&message=..), so a
+// search can be shared and bookmarked, and back/forward replay it.
 // Everything from the API goes into the DOM through textContent only.
 "use strict";
 (function () {
   const REFRESH_MS = 3000;
+  const PAGE = 100;
+  // The parameters of the search form (and of GET /api/traces).
+  const FIELDS = ["service", "span", "topic", "subscription", "message", "ordering_key",
+    "min_duration", "max_duration", "since", "until", "error", "kind"];
   const statusEl = document.getElementById("status");
   const table = document.getElementById("traces");
   const body = document.getElementById("trace-rows");
   const auto = document.getElementById("auto-refresh");
   const forwardingEl = document.getElementById("forwarding");
+  const form = document.getElementById("search");
+  const attrsEl = document.getElementById("attrs");
+  const moreBtn = document.getElementById("more");
+  let nextCursor = null;
+  let shown = 0;
+  let total = 0;
+  let pagedFurther = false;
+  let loading = 0;
+  let rendered = false;
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -32,46 +47,197 @@
     const ms = Number(nanos(v) / 1000000n);
     if (!ms) return "";
     const d = new Date(ms);
-    return d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+    const today = new Date();
+    const time = d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+    return d.toDateString() === today.toDateString() ? time : d.toLocaleDateString() + " " + time;
   }
 
-  function render(traces) {
-    body.replaceChildren();
-    if (traces.length === 0) {
-      table.hidden = true;
-      statusEl.className = "status";
-      statusEl.textContent = "No traces yet. Send spans over OTLP (4317 gRPC, 4318 HTTP) or publish through Baton.";
+  // ---- the search in the URL and in the form ----
+
+  // The search parameters of the page's URL, in a canonical order.
+  function urlSearch() {
+    const from = new URLSearchParams(location.search);
+    const out = new URLSearchParams();
+    for (const name of FIELDS.concat(["attr", "limit"])) {
+      for (const v of from.getAll(name)) if (v.trim() !== "") out.append(name, v.trim());
+    }
+    return out;
+  }
+
+  function addAttrInput(value) {
+    const input = el("input");
+    input.name = "attr";
+    input.className = "attr";
+    input.placeholder = "attribute key=value";
+    input.value = value || "";
+    const label = el("label");
+    label.append(document.createTextNode("attribute "), input);
+    attrsEl.append(label);
+    return input;
+  }
+
+  function fillForm(params) {
+    for (const name of FIELDS) {
+      const input = form.elements.namedItem(name);
+      if (!input) continue;
+      if (input.type === "checkbox") input.checked = params.get(name) === "true";
+      else input.value = params.get(name) || "";
+    }
+    attrsEl.replaceChildren();
+    const attrs = params.getAll("attr");
+    if (attrs.length === 0) addAttrInput("");
+    for (const a of attrs) addAttrInput(a);
+  }
+
+  function formSearch() {
+    const out = new URLSearchParams();
+    const data = new FormData(form);
+    for (const name of FIELDS.concat(["attr"])) {
+      for (const v of data.getAll(name)) if (String(v).trim() !== "") out.append(name, String(v).trim());
+    }
+    const limit = urlSearch().get("limit");
+    if (limit) out.set("limit", limit);
+    return out;
+  }
+
+  function describe(params) {
+    const parts = [];
+    for (const [k, v] of params) if (k !== "limit" && k !== "kind") parts.push(k + " " + v);
+    return parts.join(", ");
+  }
+
+  // ---- rendering ----
+
+  // A link that searches for one more condition (keeps the current search).
+  function filterLink(name, value, text, cls) {
+    const params = urlSearch();
+    params.set(name, value);
+    const a = el("a", "filter-link" + (cls ? " " + cls : ""), text);
+    a.href = "/ui/?" + params.toString();
+    a.title = "search " + name + " = " + value;
+    a.addEventListener("click", (ev) => {
+      ev.preventDefault();
+      ev.stopPropagation();
+      navigate(params);
+    });
+    return a;
+  }
+
+  function row(t) {
+    const id = String(t.traceId || "");
+    const href = "/ui/trace/" + encodeURIComponent(id);
+    const tr = el("tr", "trace-row" + (t.error ? " has-error" : "") + " kind-" + String(t.kind || "other"));
+    tr.dataset.traceId = id;
+    tr.dataset.kind = String(t.kind || "");
+    tr.addEventListener("click", (ev) => {
+      if (ev.target instanceof HTMLAnchorElement) return;
+      window.location.href = href;
+    });
+    tr.append(el("td", "time", fmtTime(t.startUnixNano)));
+    tr.append(el("td", "service", t.rootService || "?"));
+    const root = el("td", "root");
+    const a = el("a", null, t.rootName || "(unnamed)");
+    a.href = href;
+    root.append(a);
+    tr.append(root);
+    const kind = String(t.kind || "other");
+    tr.append(el("td", "kind", null));
+    tr.lastChild.append(el("span", "badge kind-" + kind, kind === "rpc" ? "batch RPC" : kind === "message" ? "message" : "other"));
+    const terms = el("td", "terms");
+    for (const m of Array.isArray(t.messageIds) ? t.messageIds.slice(0, 3) : []) terms.append(filterLink("message", m, "msg " + m, "term msg"));
+    for (const tp of Array.isArray(t.topics) ? t.topics : []) terms.append(filterLink("topic", tp, tp, "term topic"));
+    for (const s of Array.isArray(t.subscriptions) ? t.subscriptions : []) terms.append(filterLink("subscription", s, s, "term sub"));
+    tr.append(terms);
+    tr.append(el("td", "num", fmtDur(Number(nanos(t.durationNanos)))));
+    tr.append(el("td", "num", t.spanCount === undefined ? "" : t.spanCount));
+    const svcs = el("td", "services");
+    for (const s of Array.isArray(t.services) ? t.services : []) svcs.append(filterLink("service", s, s, "badge svc"));
+    tr.append(svcs);
+    const st = el("td");
+    st.append(t.error ? el("span", "badge err", "error") : el("span", "badge ok", "ok"));
+    tr.append(st);
+    return tr;
+  }
+
+  function renderStatus(params) {
+    statusEl.className = "status";
+    const what = describe(params);
+    const kind = params.get("kind");
+    const noun = kind === "rpc" ? "batch RPC traces" : kind === "all" ? "traces" : kind === "message" ? "message flows" : "traces";
+    if (shown === 0) {
+      statusEl.textContent = what
+        ? "No " + noun + " match " + what + "."
+        : (kind ? "No " + noun + " stored." : "No traces yet. Send spans over OTLP (4317 gRPC, 4318 HTTP) or publish through Baton.");
       return;
     }
-    statusEl.className = "status";
-    statusEl.textContent = traces.length + (traces.length === 1 ? " trace" : " traces") + ", newest first";
-    for (const t of traces) {
-      const id = String(t.traceId || "");
-      const href = "/ui/trace/" + encodeURIComponent(id);
-      const tr = el("tr", "trace-row" + (t.error ? " has-error" : ""));
-      tr.dataset.traceId = id;
-      tr.addEventListener("click", (ev) => {
-        if (ev.target instanceof HTMLAnchorElement) return;
-        window.location.href = href;
-      });
-      tr.append(el("td", "time", fmtTime(t.startUnixNano)));
-      tr.append(el("td", "service", t.rootService || "?"));
-      const root = el("td", "root");
-      const a = el("a", null, t.rootName || "(unnamed)");
-      a.href = href;
-      root.append(a);
-      tr.append(root);
-      tr.append(el("td", "num", fmtDur(Number(nanos(t.durationNanos)))));
-      tr.append(el("td", "num", t.spanCount === undefined ? "" : t.spanCount));
-      const svcs = el("td", "services");
-      for (const s of Array.isArray(t.services) ? t.services : []) svcs.append(el("span", "badge svc", s));
-      tr.append(svcs);
-      const st = el("td");
-      st.append(t.error ? el("span", "badge err", "error") : el("span", "badge ok", "ok"));
-      tr.append(st);
-      body.append(tr);
+    statusEl.textContent = (shown < total ? shown + " of " : "") + total + " " + (total === 1 ? noun.replace(/s$/, "") : noun) +
+      (what ? " matching " + what : "") + ", newest first" +
+      (kind ? "" : " (batch RPC traces hidden: show \u2192 all traces)");
+  }
+
+  function render(page, params, append) {
+    const traces = Array.isArray(page.traces) ? page.traces : [];
+    const rows = traces.map(row);
+    if (append) body.append(...rows); else body.replaceChildren(...rows);
+    shown = append ? shown + traces.length : traces.length;
+    total = page.total === undefined ? shown : Number(page.total);
+    nextCursor = page.more && page.nextCursor ? String(page.nextCursor) : null;
+    moreBtn.hidden = !nextCursor;
+    table.hidden = shown === 0;
+    renderStatus(params);
+    if (!rendered) {
+      rendered = true;
+      // How long the first render took from navigation (read by
+      // `baton-bench --trace-search`).
+      document.body.dataset.renderMs = String(Math.round(performance.now()));
     }
-    table.hidden = false;
+    document.body.dataset.shown = String(shown);
+    document.body.dataset.total = String(total);
+  }
+
+  // ---- loading ----
+
+  async function load(append) {
+    const params = urlSearch();
+    const api = new URLSearchParams(params);
+    if (!api.get("limit")) api.set("limit", String(PAGE));
+    if (append && nextCursor) api.set("cursor", nextCursor);
+    const ticket = ++loading;
+    try {
+      const resp = await fetch("/api/traces?" + api.toString(), { headers: { Accept: "application/json" } });
+      let data = null;
+      try { data = await resp.json(); } catch (_) { /* not JSON */ }
+      if (ticket !== loading) return; // a newer search is under way
+      if (!resp.ok) throw new Error((data && data.error) ? String(data.error) : "HTTP " + resp.status);
+      render(data || {}, params, append);
+      if (append) pagedFurther = true;
+    } catch (err) {
+      if (ticket !== loading) return;
+      statusEl.className = "status error";
+      statusEl.textContent = "Search failed: " + err.message;
+      if (!append) { body.replaceChildren(); table.hidden = true; moreBtn.hidden = true; shown = 0; }
+    }
+  }
+
+  function navigate(params) {
+    const qs = params.toString();
+    const url = "/ui/" + (qs ? "?" + qs : "");
+    if (url !== location.pathname + location.search) history.pushState(null, "", url);
+    fillForm(urlSearch());
+    pagedFurther = false;
+    load(false);
+  }
+
+  async function loadFacets() {
+    try {
+      const resp = await fetch("/api/traces/facets", { headers: { Accept: "application/json" } });
+      if (!resp.ok) return;
+      const facets = await resp.json();
+      for (const name of ["services", "topics", "subscriptions"]) {
+        const list = document.getElementById(name);
+        list.replaceChildren(...(Array.isArray(facets[name]) ? facets[name] : []).map((v) => { const o = el("option"); o.value = String(v); return o; }));
+      }
+    } catch (_) { /* suggestions are optional */ }
   }
 
   // Forwarding to an upstream OTLP endpoint (GET /api/forwarding): where
@@ -113,19 +279,32 @@
     }
   }
 
-  async function refresh() {
-    refreshForwarding();
-    try {
-      const resp = await fetch("/api/traces?limit=100", { headers: { Accept: "application/json" } });
-      if (!resp.ok) throw new Error("HTTP " + resp.status);
-      const data = await resp.json();
-      render(Array.isArray(data.traces) ? data.traces : []);
-    } catch (err) {
-      statusEl.className = "status error";
-      statusEl.textContent = "Cannot load traces from /api/traces: " + err.message;
-    }
-  }
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    navigate(formSearch());
+  });
+  document.getElementById("clear").addEventListener("click", (ev) => {
+    ev.preventDefault();
+    navigate(new URLSearchParams());
+  });
+  document.getElementById("add-attr").addEventListener("click", () => addAttrInput("").focus());
+  moreBtn.addEventListener("click", () => load(true));
+  window.addEventListener("popstate", () => {
+    fillForm(urlSearch());
+    pagedFurther = false;
+    load(false);
+  });
 
-  refresh();
-  setInterval(() => { if (auto.checked && !document.hidden) refresh(); }, REFRESH_MS);
+  fillForm(urlSearch());
+  refreshForwarding();
+  loadFacets();
+  load(false);
+  // Auto-refresh the first page (not once more pages were loaded).
+  setInterval(() => {
+    if (auto.checked && !document.hidden && !pagedFurther) {
+      refreshForwarding();
+      load(false);
+    }
+  }, REFRESH_MS);
+  setInterval(() => { if (auto.checked && !document.hidden) loadFacets(); }, REFRESH_MS * 5);
 })();

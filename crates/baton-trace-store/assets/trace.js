@@ -2,7 +2,12 @@
 // Rows are indented by parent, bars sit on a shared time axis, spans of other
 // traces that link here (publish RPC, ack/nack/modack) are stitched in right
 // under the span they link to, and the time a message waited in the queue is
-// drawn as a hatched segment. All data goes into the DOM via textContent.
+// drawn as a hatched segment. Subtrees collapse and expand (the toggle on
+// a row, or Left/Right on a focused row); the critical path (the chain of
+// spans that sets the end-to-end duration) is highlighted and summed up as
+// publish / queue / handler / downstream time. While the trace is young or
+// still growing, the page polls the API every second and redraws in place.
+// All data goes into the DOM via textContent.
 "use strict";
 (function () {
   const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#86bcb6", "#8cd17d"];
@@ -120,7 +125,102 @@
       if (!services.includes(svc)) services.push(svc);
     }
     const colors = new Map(services.map((s, i) => [s, PALETTE[i % PALETTE.length]]));
-    return { rows, t0, t1, services, colors, byId };
+    // Rows under each row (its subtree), for collapsing.
+    for (let i = 0; i < rows.length; i++) {
+      let j = i + 1;
+      while (j < rows.length && rows[j].depth > rows[i].depth) j++;
+      rows[i].descendants = j - i - 1;
+    }
+    const model = { rows, t0, t1, services, colors, byId, children };
+    const critical = criticalPath(model);
+    model.critical = critical.path;
+    model.criticalPieces = critical.pieces;
+    return model;
+  }
+
+  function isProcess(s) { return / process$/.test(String(s.name || "")); }
+  function isCreate(s) { return s.kind === "PRODUCER" || / create$/.test(String(s.name || "")); }
+
+  // The critical path: from the root whose subtree ends last, walking back
+  // in time, the child that finishes last before the current point (its
+  // subtree's end, so a message's consumer, which outlives its create span,
+  // counts), then the one before that child started, and so on into each
+  // chosen child. Spans of other traces (linked) are not on it. The walk
+  // also cuts the path's time into pieces that do not overlap, each
+  // attributed to the span it was spent in (see `category`), so the strip's
+  // figures add up to the end-to-end duration.
+  function criticalPath(model) {
+    const path = new Set();
+    const pieces = [];
+    const own = model.rows.filter((n) => !n.linked);
+    const subEnd = new Map();
+    const kidsOf = (n) => model.children.get(String(n.s.spanId)) || [];
+    const endOf = (n) => {
+      if (subEnd.has(n)) return subEnd.get(n);
+      subEnd.set(n, n.end);
+      let e = n.end;
+      for (const k of kidsOf(n)) { const ke = endOf(k); if (ke > e) e = ke; }
+      subEnd.set(n, e);
+      return e;
+    };
+    const roots = own.filter((n) => n.depth === 0);
+    if (roots.length === 0) return { path, pieces };
+    let root = roots[0];
+    for (const r of roots) if (endOf(r) > endOf(root)) root = r;
+    const min = (a, b) => (a < b ? a : b);
+    // Time of `n` itself from `from` to `to`: up to its end in its own
+    // category, after its end (a message outliving its create span) in the
+    // queue.
+    const own_ = (n, from, to, downstream) => {
+      if (to <= from) return;
+      const cut = min(to, n.end > from ? n.end : from);
+      if (cut > from) pieces.push({ from, to: cut, cat: category(n, downstream) });
+      if (to > cut) pieces.push({ from: cut, to, cat: "queue" });
+    };
+    const walk = (n, bound, downstream) => {
+      path.add(n);
+      const below = downstream || isProcess(n.s);
+      let t = bound;
+      const kids = kidsOf(n).slice();
+      for (let guard = 0; guard <= kids.length; guard++) {
+        let best = null;
+        for (const k of kids) {
+          if (path.has(k) || k.start >= t) continue;
+          if (best === null || min(endOf(k), t) > min(endOf(best), t)) best = k;
+        }
+        if (best === null) break;
+        const end = min(endOf(best), t);
+        own_(n, end, t, downstream);
+        walk(best, end, below);
+        if (best.start <= n.start) { t = n.start; break; }
+        t = best.start;
+      }
+      own_(n, n.start, t, downstream);
+    };
+    walk(root, endOf(root), false);
+    return { path, pieces };
+  }
+
+  // What a span on the critical path spends its time on.
+  function category(n, downstream) {
+    const name = String(n.s.name || "");
+    if (downstream) return "downstream";
+    if (isProcess(n.s)) return "handler";
+    if (isCreate(n.s) || /^publisher /.test(name) || / (publish|receive)$/.test(name)) return "publish";
+    if (isQueueSpan(n.s) || / dead-letter$/.test(name)) return "queue";
+    if (isConsumer(n.s) || /^subscriber /.test(name)) return "subscriber";
+    return "caller";
+  }
+
+  // The critical path's time by category, and its delivery attempts.
+  function criticalSegments(model) {
+    const seg = { total: 0, caller: 0, publish: 0, queue: 0, subscriber: 0, handler: 0, downstream: 0, attempts: 0 };
+    for (const p of model.criticalPieces) {
+      seg[p.cat] += Number(p.to - p.from);
+      seg.total += Number(p.to - p.from);
+    }
+    for (const n of model.critical) if (isConsumer(n.s)) seg.attempts += 1;
+    return seg;
   }
 
   function pct(model, t) {
@@ -143,9 +243,70 @@
     e.append(errors ? el("span", "badge err", String(errors)) : el("span", "badge ok", "0"));
     box.append(e);
     add("trace", String(detail.traceId || ""));
+    // The batch RPC traces linked in (publish, ack, modack, nack): one
+    // click away.
+    const linkedTraces = new Map();
+    for (const n of model.rows) {
+      if (n.linked && !linkedTraces.has(String(n.s.traceId))) linkedTraces.set(String(n.s.traceId), n.s);
+    }
+    if (linkedTraces.size) {
+      const span = el("span", "linked-traces");
+      span.append(el("span", "k", "linked traces"));
+      for (const [id, s] of linkedTraces) {
+        const a = el("a", "linked-trace", String(s.name || id.slice(0, 8)));
+        a.href = "/ui/trace/" + encodeURIComponent(id);
+        a.title = "open trace " + id;
+        span.append(a);
+      }
+      box.append(span);
+    }
     box.hidden = false;
     document.getElementById("trace-title").textContent = String(detail.traceId || "");
     document.title = "Baton trace " + (root ? root.s.name : "");
+  }
+
+  function renderCritical(model) {
+    const box = document.getElementById("critical");
+    box.replaceChildren();
+    const seg = criticalSegments(model);
+    const total = seg.total || 1;
+    const parts = [
+      ["caller", seg.caller, "in the caller, around the publish"],
+      ["publish", seg.publish, "publishing: create span, batching, the broker storing it"],
+      ["queue", seg.queue, "waiting in the queue: the broker's backlog, backoff, the gap before delivery"],
+      ["subscriber", seg.subscriber, "in the subscriber client outside the handler: flow control, scheduling, the ack or nack round trip"],
+      ["handler", seg.handler, "in the handler (process spans), not counting its calls"],
+      ["downstream", seg.downstream, "in calls the handler made"],
+    ].filter((p) => p[1] > 0);
+    // A trace without Pub/Sub spans: the path is all "caller"; say how many
+    // spans it has instead.
+    if (parts.every((p) => p[0] === "caller")) parts.length = 0;
+    box.dataset.totalNs = String(Math.round(seg.total));
+    for (const [name, ns] of parts) box.dataset[name + "Ns"] = String(Math.round(ns));
+    const head = el("span", "crit-title");
+    head.append(el("span", "swatch critical"), el("strong", null, "critical path"), document.createTextNode(" " + fmtDur(seg.total)));
+    box.append(head);
+    const bar = el("div", "crit-bar");
+    for (const [name, ns, what] of parts) {
+      const piece = el("span", "crit-seg seg-" + name);
+      piece.style.width = Math.max((ns / total) * 100, 0.5) + "%";
+      piece.title = name + " " + fmtDur(ns) + ": " + what;
+      bar.append(piece);
+    }
+    box.append(bar);
+    const text = el("span", "crit-text");
+    parts.forEach(([name, ns, what], i) => {
+      if (i) text.append(document.createTextNode(" \u00b7 "));
+      const item = el("span", "crit-item");
+      item.dataset.segment = name;
+      item.title = what;
+      item.append(el("span", "crit-dot seg-" + name), document.createTextNode(name + " " + fmtDur(ns)));
+      text.append(item);
+    });
+    if (seg.attempts > 1) text.append(document.createTextNode(" \u00b7 " + seg.attempts + " delivery attempts on the path"));
+    if (parts.length === 0) text.append(document.createTextNode(model.critical.size + " spans on the path"));
+    box.append(text);
+    box.hidden = false;
   }
 
   function renderLegend(model) {
@@ -158,7 +319,7 @@
       item.append(sw, el("span", null, svc));
       box.append(item);
     }
-    const extra = [["queue", "waiting in queue"], ["error", "error"], ["linked", "linked span (other trace)"]];
+    const extra = [["queue", "waiting in queue"], ["critical", "critical path"], ["error", "error"], ["linked", "linked span (other trace)"]];
     for (const [cls, text] of extra) {
       const item = el("span", "item");
       item.append(el("span", "swatch " + cls), el("span", null, text));
@@ -198,9 +359,9 @@
     axis.append(tl);
   }
 
-  function renderRows(model, onSelect) {
+  function renderRows(model, onSelect, view) {
     const box = document.getElementById("rows");
-    box.replaceChildren();
+    const out = [];
     const total = Number(model.t1 - model.t0) || 1;
     const tickList = ticks(model);
     for (const n of model.rows) {
@@ -209,7 +370,10 @@
       if (isError(s)) cls.push("error");
       if (n.linked) cls.push("linked");
       if (isQueueSpan(s)) cls.push("queue-span");
+      const onPath = model.critical.has(n);
+      if (onPath) cls.push("critical");
       const row = el("div", cls.join(" "));
+      if (onPath) row.dataset.critical = "true";
       row.dataset.spanId = String(s.spanId || "");
       row.dataset.traceId = String(s.traceId || "");
       row.dataset.depth = String(n.depth);
@@ -219,6 +383,17 @@
 
       const name = el("div", "cell name");
       name.style.paddingLeft = 8 + n.depth * 16 + "px";
+      if (n.descendants > 0) {
+        const toggle = el("button", "toggle", "\u25be");
+        toggle.type = "button";
+        toggle.title = "collapse or expand the " + n.descendants + " spans under this one";
+        toggle.setAttribute("aria-expanded", "true");
+        toggle.addEventListener("click", (ev) => { ev.stopPropagation(); view.toggle(key(n.s)); });
+        name.append(toggle);
+        row.dataset.children = String(n.descendants);
+      } else {
+        name.append(el("span", "toggle-space"));
+      }
       const dot = el("span", "dot");
       dot.style.background = model.colors.get(String(s.service || "unknown"));
       name.append(dot);
@@ -254,7 +429,7 @@
       }
       const left = pct(model, n.start);
       const width = Math.max(pct(model, n.end) - left, 0.25);
-      const bar = el("div", "bar" + (isQueueSpan(s) ? " queue" : "") + (isError(s) ? " error" : "") + (n.linked ? " linked" : ""));
+      const bar = el("div", "bar" + (isQueueSpan(s) ? " queue" : "") + (isError(s) ? " error" : "") + (n.linked ? " linked" : "") + (onPath ? " critical" : ""));
       bar.style.left = left + "%";
       bar.style.width = width + "%";
       if (!isQueueSpan(s)) bar.style.background = isError(s) ? "#e5534b" : model.colors.get(String(s.service || "unknown"));
@@ -275,9 +450,43 @@
       row.append(tl);
 
       row.addEventListener("click", () => onSelect(n));
-      row.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); onSelect(n); } });
+      row.addEventListener("keydown", (ev) => {
+        if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); onSelect(n); }
+        if (n.descendants > 0 && ((ev.key === "ArrowLeft") !== view.collapsed.has(key(n.s))) && (ev.key === "ArrowLeft" || ev.key === "ArrowRight")) {
+          ev.preventDefault();
+          view.toggle(key(n.s));
+        }
+      });
       n.row = row;
-      box.append(row);
+      out.push(row);
+    }
+    // One swap: a redraw while polling does not flicker.
+    box.replaceChildren(...out);
+    applyCollapsed(model, view.collapsed);
+  }
+
+  // Hides the rows under collapsed rows; marks the collapsed rows.
+  function applyCollapsed(model, collapsed) {
+    let hideDeeper = Infinity;
+    for (const n of model.rows) {
+      if (!n.row) continue;
+      const hidden = n.depth > hideDeeper;
+      if (!hidden) hideDeeper = Infinity;
+      n.row.hidden = hidden;
+      const isCollapsed = n.descendants > 0 && collapsed.has(key(n.s));
+      n.row.classList.toggle("collapsed", isCollapsed);
+      const toggle = n.row.querySelector("button.toggle");
+      if (toggle) {
+        toggle.textContent = isCollapsed ? "\u25b8" : "\u25be";
+        toggle.setAttribute("aria-expanded", isCollapsed ? "false" : "true");
+      }
+      const badge = n.row.querySelector(".hidden-count");
+      if (badge) badge.remove();
+      if (isCollapsed) {
+        const label = n.row.querySelector(".label");
+        if (label) label.after(el("span", "hidden-count", "+" + n.descendants));
+      }
+      if (!hidden && isCollapsed) hideDeeper = n.depth;
     }
   }
 
@@ -403,6 +612,39 @@
     box.hidden = false;
   }
 
+  // What survives a redraw: collapsed subtrees and the selected span.
+  const view = {
+    collapsed: new Set(),
+    selectedKey: null,
+    model: null,
+    renders: 0,
+    hashRead: false,
+    toggle(k) {
+      if (this.collapsed.has(k)) this.collapsed.delete(k); else this.collapsed.add(k);
+      if (this.model) applyCollapsed(this.model, this.collapsed);
+      writeHash();
+    },
+  };
+
+  // The view's state in the URL's fragment, so it can be shared:
+  // `#span=<selected span id>&collapse=<span id>,<span id>`.
+  function readHash() {
+    const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+    return {
+      span: params.get("span"),
+      collapse: (params.get("collapse") || "").split(",").filter(Boolean),
+    };
+  }
+
+  function writeHash() {
+    const params = new URLSearchParams();
+    if (view.selectedKey) params.set("span", view.selectedKey.split("/")[1] || "");
+    const ids = [...view.collapsed].map((k) => k.split("/")[1]).filter(Boolean);
+    if (ids.length) params.set("collapse", ids.join(","));
+    const text = params.toString().replace(/%2C/g, ",");
+    history.replaceState(null, "", text ? "#" + text : location.pathname + location.search);
+  }
+
   function render(detail) {
     const model = buildModel(detail);
     if (model.rows.length === 0) {
@@ -411,23 +653,108 @@
       return;
     }
     statusEl.hidden = true;
+    view.model = model;
     let selected = null;
     const onSelect = (n) => {
       if (selected && selected.row) selected.row.classList.remove("selected");
       selected = n;
+      view.selectedKey = key(n.s);
       if (n.row) n.row.classList.add("selected");
-      history.replaceState(null, "", "#span=" + encodeURIComponent(String(n.s.spanId || "")));
+      writeHash();
       renderDetails(model, n, onSelect);
     };
+    const hash = view.hashRead ? null : readHash();
+    if (hash) {
+      view.hashRead = true;
+      for (const id of hash.collapse) {
+        for (const n of model.rows) if (String(n.s.spanId) === id && n.descendants > 0) view.collapsed.add(key(n.s));
+      }
+    }
     renderSummary(detail, model);
+    renderCritical(model);
     renderLegend(model);
     renderAxis(model);
-    renderRows(model, onSelect);
+    renderRows(model, onSelect, view);
     document.getElementById("waterfall").hidden = false;
-    const m = /^#span=(.+)$/.exec(location.hash);
-    const want = m ? decodeURIComponent(m[1]) : null;
-    const initial = (want && model.rows.find((n) => String(n.s.spanId) === want)) || null;
+    view.renders += 1;
+    document.body.dataset.renders = String(view.renders);
+    document.body.dataset.spans = String(model.rows.length);
+    let initial = null;
+    if (view.selectedKey) initial = model.rows.find((n) => key(n.s) === view.selectedKey) || null;
+    if (!initial && hash && hash.span) {
+      initial = model.rows.find((n) => String(n.s.spanId) === hash.span) || null;
+    }
     if (initial) onSelect(initial);
+  }
+
+  // ---- live updates ----
+  // Poll every second while the trace is young (its newest span ended
+  // less than LIVE_WINDOW_MS ago) or changed within IDLE_STOP_MS; stop
+  // after that (a "refresh" link starts again).
+  const POLL_MS = 1000;
+  const LIVE_WINDOW_MS = 60000;
+  const IDLE_STOP_MS = 10000;
+  const liveEl = document.getElementById("live");
+  const live = { url: null, signature: null, lastChange: 0, timer: null };
+
+  function signature(detail) {
+    const parts = [];
+    for (const list of [detail.spans, detail.linkedSpans]) {
+      for (const s of Array.isArray(list) ? list : []) parts.push(String(s.spanId) + ":" + String(s.endUnixNano) + ":" + String(s.status && s.status.code));
+    }
+    return parts.sort().join(",");
+  }
+
+  function newestEndMs(detail) {
+    let max = 0n;
+    for (const list of [detail.spans, detail.linkedSpans]) {
+      for (const s of Array.isArray(list) ? list : []) { const e = nanos(s.endUnixNano); if (e > max) max = e; }
+    }
+    return Number(max / 1000000n);
+  }
+
+  function showLive(state, text) {
+    liveEl.replaceChildren();
+    liveEl.dataset.state = state;
+    liveEl.append(el("span", "live-dot"), document.createTextNode(" " + text));
+    if (state !== "live") {
+      const again = el("a", null, "refresh");
+      again.href = "#";
+      again.addEventListener("click", (ev) => { ev.preventDefault(); live.lastChange = Date.now(); poll(); });
+      liveEl.append(document.createTextNode(" \u00b7 "), again);
+    }
+    liveEl.hidden = false;
+  }
+
+  function schedule(detail) {
+    clearTimeout(live.timer);
+    const now = Date.now();
+    const young = now - newestEndMs(detail) < LIVE_WINDOW_MS;
+    const changing = now - live.lastChange < IDLE_STOP_MS;
+    if (young || changing) {
+      showLive("live", "live: checking for new spans every second");
+      live.timer = setTimeout(poll, POLL_MS);
+    } else {
+      showLive("idle", "not updating (no new spans)");
+    }
+  }
+
+  async function poll() {
+    if (document.hidden) { clearTimeout(live.timer); live.timer = setTimeout(poll, POLL_MS); return; }
+    try {
+      const resp = await fetch(live.url, { headers: { Accept: "application/json" }, cache: "no-store" });
+      if (!resp.ok) throw new Error("HTTP " + resp.status);
+      const detail = await resp.json();
+      const sig = signature(detail);
+      if (sig !== live.signature) {
+        live.signature = sig;
+        live.lastChange = Date.now();
+        render(detail);
+      }
+      schedule(detail);
+    } catch (err) {
+      showLive("idle", "updates stopped: " + err.message);
+    }
   }
 
   async function load() {
@@ -441,7 +768,14 @@
         try { const body = await resp.json(); if (body && body.error) msg += ": " + showValue(body.error); } catch (_) { /* not JSON */ }
         throw new Error(msg);
       }
-      render(await resp.json());
+      const detail = await resp.json();
+      // `last` resolves once: the page keeps following this trace.
+      live.url = "/api/traces/" + encodeURIComponent(String(detail.traceId || id));
+      live.signature = signature(detail);
+      // An old trace that does not change is not polled at all.
+      live.lastChange = 0;
+      render(detail);
+      schedule(detail);
     } catch (err) {
       statusEl.className = "status error";
       statusEl.textContent = "Cannot load trace " + id + ": " + err.message;

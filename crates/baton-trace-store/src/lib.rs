@@ -21,24 +21,30 @@
 
 mod convert;
 mod disk;
+mod duration;
 mod exporter;
 pub mod forward;
+mod index;
 pub mod ingest_limit;
 mod jaeger;
 mod model;
 pub mod otlp;
+pub mod otlp_values;
 mod query_api;
+pub mod search;
 pub mod signals;
 mod store;
-mod web_ui;
+pub mod web_ui;
 
 pub use disk::TraceFileError;
 pub use exporter::StoreExporter;
 pub use ingest_limit::IngestLimit;
 pub use model::{
-    Attributes, Event, Link, Scope, Span, SpanKind, Status, StatusCode, TraceDetail, TraceSummary,
+    Attributes, Event, Link, Scope, SearchFacets, SearchPage, Span, SpanKind, Status, StatusCode,
+    TraceDetail, TraceKind, TraceSummary,
 };
 pub use opentelemetry_proto;
+pub use search::{FilterError, SearchRequest, TraceFilter};
 pub use store::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_SPANS, IngestError, IngestSummary, MAX_QUEUED_WRITE_BYTES,
     MAX_SPANS_PER_REQUEST, TraceStore, TraceStoreBuilder, WallClock,

@@ -32,6 +32,43 @@ pub struct TraceSummary {
     pub error: bool,
     /// Services taking part, in order of their first span's start.
     pub services: Vec<String>,
+    /// A message's flow, a batch RPC trace, or another trace.
+    pub kind: TraceKind,
+    /// The message ids its spans carry (`messaging.message.id`).
+    pub message_ids: Vec<String>,
+    /// Topics its spans name (short ids).
+    pub topics: Vec<String>,
+    /// Subscriptions its spans name (short ids).
+    pub subscriptions: Vec<String>,
+    /// Its place in the store's order (most recently updated first): a
+    /// search with this cursor starts after it.
+    pub cursor: String,
+}
+
+/// One page of search results (`GET /api/traces?...`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchPage {
+    /// The matching traces on this page, most recently updated first.
+    pub traces: Vec<TraceSummary>,
+    /// Traces matching in all (every page).
+    pub total: usize,
+    /// Whether more match after this page.
+    pub more: bool,
+    /// The cursor of the next page, when there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// What the stored traces name, for a search form's suggestions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchFacets {
+    /// Services (`service.name`), sorted.
+    pub services: Vec<String>,
+    /// Topic short ids, sorted.
+    pub topics: Vec<String>,
+    /// Subscription short ids, sorted.
+    pub subscriptions: Vec<String>,
 }
 
 /// One trace with all its spans.
@@ -157,6 +194,31 @@ pub enum StatusCode {
     Ok,
     /// Failed.
     Error,
+}
+
+/// What a trace is, for the default view (message flows first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceKind {
+    /// A message's flow: it holds a create, subscribe or process span (or
+    /// the broker's spans of a message).
+    Message,
+    /// A batch RPC trace only: a `<topic> publish` RPC or a `<sub>
+    /// ack`/`nack`/`modack` settle RPC, linked into message traces.
+    Rpc,
+    /// Anything else (a service's own traces without Pub/Sub spans).
+    Other,
+}
+
+impl TraceKind {
+    /// The name used in queries and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Rpc => "rpc",
+            Self::Other => "other",
+        }
+    }
 }
 
 /// Serializes `u64` nanoseconds as decimal strings (as OTLP/JSON does), so

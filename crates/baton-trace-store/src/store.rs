@@ -3,7 +3,8 @@
 //! details the query API serves. A durable store mirrors its content into a
 //! file ([`crate::disk`]) and reloads it when opened.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,9 @@ use prost::Message as _;
 
 use crate::convert::{self, Origin, SpanKey, StoredSpan, TraceKey};
 use crate::disk::{self, Journal, Op, TraceFileError};
-use crate::model::{Span, StatusCode, TraceDetail, TraceSummary};
+use crate::index::TraceIndex;
+use crate::model::{SearchFacets, SearchPage, Span, TraceDetail, TraceSummary};
+use crate::search::SearchRequest;
 
 /// Default bound of a store, in spans.
 pub const DEFAULT_MAX_SPANS: usize = 100_000;
@@ -187,6 +190,8 @@ struct TraceEntry {
     touched: u64,
     /// When it was last updated, ns since the epoch (the store's clock).
     updated: u64,
+    /// What searches look at, kept up to date with `spans`.
+    index: TraceIndex,
 }
 
 /// Where a span being stored comes from.
@@ -321,6 +326,82 @@ impl TraceStore {
             .take(limit)
             .filter_map(|key| inner.traces.get(key).map(|entry| summarize(key, entry)))
             .collect()
+    }
+
+    /// One page of the traces matching `request`, most recently updated
+    /// first, with how many match in all. The conditions are checked on
+    /// each trace's search record (kept up to date on ingest); only an
+    /// `attr` condition on an attribute the record does not keep looks at
+    /// the spans of the traces that pass the others. Relative times are
+    /// resolved on the store's clock.
+    pub fn search(&self, request: &SearchRequest) -> SearchPage {
+        let now = nanos((self.settings.clock)());
+        let filter = &request.filter;
+        let prepared = filter.prepare(now);
+        let limit = request.limit.clamp(1, crate::search::MAX_PAGE_LIMIT);
+        let inner = self.lock();
+        // One pass over the traces in the map's own order (no lookups):
+        // count the matches, keep the `limit` most recently updated below
+        // the cursor.
+        let mut total = 0;
+        let mut below_cursor = 0;
+        let mut newest: BinaryHeap<Reverse<(u64, TraceKey)>> = BinaryHeap::with_capacity(limit + 1);
+        for (key, entry) in &inner.traces {
+            if !filter.matches_index(&entry.index, &prepared) {
+                continue;
+            }
+            if filter.needs_spans(&entry.index)
+                && !filter.matches_spans(&entry.index, entry.spans.values().map(|s| &s.span))
+            {
+                continue;
+            }
+            total += 1;
+            if request.cursor.is_some_and(|cursor| entry.touched >= cursor) {
+                continue;
+            }
+            below_cursor += 1;
+            newest.push(Reverse((entry.touched, *key)));
+            if newest.len() > limit {
+                newest.pop();
+            }
+        }
+        let mut page: Vec<(u64, TraceKey)> = newest.into_iter().map(|Reverse(item)| item).collect();
+        page.sort_unstable_by_key(|(touch, _)| Reverse(*touch));
+        let more = below_cursor > page.len();
+        let next_cursor = more
+            .then(|| page.last().map(|(touch, _)| touch.to_string()))
+            .flatten();
+        let traces = page
+            .iter()
+            .filter_map(|(_, key)| inner.traces.get(key).map(|entry| summarize(key, entry)))
+            .collect();
+        SearchPage {
+            traces,
+            total,
+            more,
+            next_cursor,
+        }
+    }
+
+    /// The services, topics and subscriptions of the stored traces, sorted,
+    /// for a search form's suggestions.
+    pub fn facets(&self) -> SearchFacets {
+        let inner = self.lock();
+        let mut services = BTreeSet::new();
+        let mut topics = BTreeSet::new();
+        let mut subscriptions = BTreeSet::new();
+        for entry in inner.traces.values() {
+            services.extend(entry.index.services.iter().map(String::as_str));
+            topics.extend(entry.index.topics.iter().map(|d| d.id.as_str()));
+            subscriptions.extend(entry.index.subscriptions.iter().map(|d| d.id.as_str()));
+        }
+        let owned =
+            |set: BTreeSet<&str>| -> Vec<String> { set.into_iter().map(str::to_string).collect() };
+        SearchFacets {
+            services: owned(services),
+            topics: owned(topics),
+            subscriptions: owned(subscriptions),
+        }
     }
 
     /// The trace with hex id `trace_id` (either case), if stored.
@@ -464,6 +545,12 @@ impl TraceStore {
         let mut bytes = 0;
         let mut spans = 0;
         for entry in inner.traces.values() {
+            let rebuilt = TraceIndex::build(entry.spans.values().map(|s| &s.span));
+            assert!(
+                entry.index.same_as(&rebuilt),
+                "search record out of date: {:?} vs {rebuilt:?}",
+                entry.index
+            );
             for span in entry.spans.values() {
                 *refs.entry(span.origin).or_default() += 1;
                 bytes += span.size;
@@ -695,6 +782,7 @@ impl Inner {
             spans: HashMap::new(),
             touched: touch,
             updated: received,
+            index: TraceIndex::new(),
         });
         self.order.remove(&entry.touched);
         entry.touched = touch;
@@ -703,8 +791,13 @@ impl Inner {
         let span_id = span.span_id;
         let new_targets = span.link_targets.clone();
         self.total_bytes += span.size;
+        if replaced.is_none() {
+            entry.index.add(&span.span);
+        }
         let old = entry.spans.insert(span_id, span);
         if let Some(old) = old {
+            // A replaced span may take a name, an error or a term away.
+            entry.index = TraceIndex::build(entry.spans.values().map(|s| &s.span));
             self.total_bytes -= old.size;
             self.unlink(trace_id, span_id, &old.link_targets);
             self.release_origin(old.origin);
@@ -844,28 +937,31 @@ fn summarize(key: &TraceKey, entry: &TraceEntry) -> TraceSummary {
                 .find(|s| s.parent.is_some_and(|p| !entry.spans.contains_key(&p)))
         })
         .or(spans.first());
-    let start = spans.first().map_or(0, |s| s.span.start_unix_nano);
-    let end = spans
-        .iter()
-        .map(|s| s.span.end_unix_nano)
-        .max()
-        .unwrap_or(0);
-    let mut services: Vec<String> = Vec::new();
-    for span in &spans {
-        if !services.contains(&span.span.service) {
-            services.push(span.span.service.clone());
-        }
-    }
+    let index = &entry.index;
     TraceSummary {
         trace_id: convert::hex(key),
         root_service: root.map(|s| s.span.service.clone()).unwrap_or_default(),
         root_name: root.map(|s| s.span.name.clone()).unwrap_or_default(),
-        start_unix_nano: start,
-        duration_nanos: end.saturating_sub(start),
+        start_unix_nano: spans.first().map_or(0, |s| s.span.start_unix_nano),
+        duration_nanos: index.duration(),
         span_count: spans.len(),
-        error: spans
-            .iter()
-            .any(|s| s.span.status.code == StatusCode::Error),
-        services,
+        error: index.errors > 0,
+        services: services_in_order(&spans),
+        kind: index.kind(),
+        message_ids: index.message_ids.clone(),
+        topics: index.topics.iter().map(|d| d.id.clone()).collect(),
+        subscriptions: index.subscriptions.iter().map(|d| d.id.clone()).collect(),
+        cursor: entry.touched.to_string(),
     }
+}
+
+/// The services of `spans` (sorted by start), in order of their first span.
+fn services_in_order(spans: &[&StoredSpan]) -> Vec<String> {
+    let mut services: Vec<String> = Vec::new();
+    for span in spans {
+        if !services.contains(&span.span.service) {
+            services.push(span.span.service.clone());
+        }
+    }
+    services
 }

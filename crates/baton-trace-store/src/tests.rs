@@ -12,12 +12,13 @@ use super::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 mod jaeger;
+mod search;
 
-type ProtoSpan = opentelemetry_proto::tonic::trace::v1::Span;
+pub(super) type ProtoSpan = opentelemetry_proto::tonic::trace::v1::Span;
 
-const T0: u64 = 1_700_000_000_000_000_000;
+pub(super) const T0: u64 = 1_700_000_000_000_000_000;
 
-fn tid(n: u8) -> Vec<u8> {
+pub(super) fn tid(n: u8) -> Vec<u8> {
     let mut id = vec![0; 16];
     id[15] = n;
     id[0] = 0xab;
@@ -31,7 +32,7 @@ fn sid(n: u8) -> Vec<u8> {
     id
 }
 
-fn span(trace: u8, id: u8, parent: Option<u8>, start: u64, end: u64) -> ProtoSpan {
+pub(super) fn span(trace: u8, id: u8, parent: Option<u8>, start: u64, end: u64) -> ProtoSpan {
     ProtoSpan {
         trace_id: tid(trace),
         span_id: sid(id),
@@ -44,7 +45,7 @@ fn span(trace: u8, id: u8, parent: Option<u8>, start: u64, end: u64) -> ProtoSpa
     }
 }
 
-fn request(service: &str, spans: Vec<ProtoSpan>) -> ExportTraceServiceRequest {
+pub(super) fn request(service: &str, spans: Vec<ProtoSpan>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -221,7 +222,7 @@ fn bounds_memory_too() {
     assert!(store.trace(&convert::hex(&tid(50))).is_some());
 }
 
-fn string_kv(key: &str, value: &str) -> KeyValue {
+pub(super) fn string_kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue {
@@ -511,7 +512,13 @@ proptest! {
             prop_assert_eq!(summary.accepted + summary.rejected, n);
             prop_assert!(store.span_count() <= max);
             prop_assert!(store.byte_count() <= max_bytes);
+            // The search records follow replacements and evictions (audit
+            // rebuilds each from the spans); every trace is found once.
             store.audit();
+            let everything = SearchRequest::parse_query("kind=all&limit=1000").unwrap();
+            let page = store.search(&everything);
+            prop_assert_eq!(page.total, store.trace_count());
+            prop_assert_eq!(page.traces.len(), store.trace_count());
             for trace in store.list(100) {
                 let detail = store.trace(&trace.trace_id).unwrap();
                 prop_assert_eq!(detail.spans.len(), trace.span_count);

@@ -48,8 +48,11 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
 }
 
 /// `body` with its content type, never cached (the binary is the version),
-/// and a content security policy allowing only same-origin resources.
-fn with_type(body: &'static str, content_type: &'static str) -> Response {
+/// and a content security policy allowing only same-origin resources (no
+/// inline scripts: data shown on a page can never run). Every page and
+/// asset of Baton's web views (this one and the server's console) is served
+/// this way.
+pub fn with_type(body: &'static str, content_type: &'static str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

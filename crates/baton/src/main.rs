@@ -12,7 +12,10 @@ mod iam_cmd;
 mod otel;
 mod pubsub_cmds;
 mod signals;
+mod text;
 mod trace_cmd;
+mod trace_http;
+mod trace_search_cmd;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -57,7 +60,8 @@ enum Command {
     /// Run the demo: the server with its trace view, Service A and Service B
     /// in this process, a few orders, and their traces as waterfalls.
     Demo(demo::DemoArgs),
-    /// Show traces from a running server (`baton trace show <id>` / `--last`).
+    /// Show and search traces on a running server (`baton trace show <id>`,
+    /// `baton trace search subscription=orders-sub`).
     Trace {
         #[command(subcommand)]
         command: trace_cmd::TraceCommand,

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use baton_client::{
-    Client, ClientConfig, Endpoint, Message, PublisherConfig, SubscriptionConfig, TracingConfig,
+    CallFamily, Client, ClientConfig, Endpoint, Message, PublisherConfig, RetrySettings,
+    SubscriptionConfig, TracingConfig,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -57,6 +58,10 @@ pub struct ClientArgs {
     format: Format,
 }
 
+/// How long a client verb keeps retrying a call before it reports the
+/// failure.
+const COMMAND_RETRY_BUDGET: Duration = Duration::from_secs(5);
+
 impl ClientArgs {
     /// Where the verbs go, for error messages: `--endpoint`, else
     /// `http://$PUBSUB_EMULATOR_HOST`, else Google Cloud.
@@ -88,6 +93,21 @@ impl ClientArgs {
             (None, _) => bail!("no project: pass --project or set GOOGLE_CLOUD_PROJECT"),
         };
         let mut config = ClientConfig::new(project).with_endpoint(endpoint);
+        // A person waits on a command: retry what the official clients
+        // retry, but give up within seconds, not the minute (ten for
+        // Publish) a long-running service can afford.
+        for family in [
+            CallFamily::Publish,
+            CallFamily::AdminRead,
+            CallFamily::AdminWrite,
+            CallFamily::Settle,
+            CallFamily::Pull,
+        ] {
+            config = config.with_retry(
+                family,
+                RetrySettings::default_for(family).with_total_timeout(COMMAND_RETRY_BUDGET),
+            );
+        }
         if let Some(path) = &self.ca_file {
             config = config.with_ca_certificate_file(path);
         }

@@ -1,6 +1,8 @@
-//! `baton trace show <trace-id>` / `baton trace show --last`: fetches a trace
-//! from the server's query API (`GET /api/traces/{id}`, `/api/traces/last`)
-//! and draws it as a waterfall in the terminal.
+//! `baton trace show <trace-id | message-id>` / `baton trace show --last`:
+//! fetches a trace from the server's query API (`GET /api/traces/{id}`,
+//! `/api/traces/last`; a message id is looked up with the search first) and
+//! draws it as a waterfall in the terminal. `baton trace search` is in
+//! [`crate::trace_search_cmd`].
 //!
 //! The drawing is [`render_waterfall`], a pure function of the API's
 //! `TraceDetail` JSON: rows indented as a tree by parent, service, duration
@@ -10,24 +12,39 @@
 //! with `░` and labelled; errors are marked `✗`.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::Value;
+
+use crate::text::{fit, format_duration};
+use crate::trace_http::{client, get_json, trace_of_message};
+use crate::trace_search_cmd::{self, SearchArgs};
 
 /// `baton trace` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum TraceCommand {
-    /// Draw one trace as a waterfall (by id, or the most recent with --last).
+    /// Draw one trace as a waterfall (by trace id, by message id, or the
+    /// most recent with --last).
     Show(ShowArgs),
+    /// Search the stored traces (service, span, attributes, duration,
+    /// errors, time, topic, subscription, message, ordering key) and print
+    /// them as a table.
+    Search(Box<SearchArgs>),
 }
 
 /// Arguments of `baton trace show`.
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
-    /// The trace id (32 hex digits).
-    #[arg(required_unless_present = "last", conflicts_with = "last")]
+    /// The trace id (32 hex digits), or a message id (anything else): the
+    /// trace holding that message.
+    #[arg(
+        required_unless_present_any = ["last", "message"],
+        conflicts_with_all = ["last", "message"]
+    )]
     trace_id: Option<String>,
+    /// Show the trace of this message id (`messaging.message.id`).
+    #[arg(long, conflicts_with = "last")]
+    message: Option<String>,
     /// Show the most recent trace instead.
     #[arg(long)]
     last: bool,
@@ -50,44 +67,38 @@ pub struct ShowArgs {
 pub async fn run(command: TraceCommand) -> anyhow::Result<()> {
     match command {
         TraceCommand::Show(args) => show(args).await,
+        TraceCommand::Search(args) => trace_search_cmd::run(*args).await,
     }
 }
 
 async fn show(args: ShowArgs) -> anyhow::Result<()> {
     let base = args.server.trim_end_matches('/');
-    let url = match (&args.trace_id, args.last) {
-        (_, true) | (None, _) => format!("{base}/api/traces/last"),
-        (Some(id), false) => {
-            let id = id.trim().to_ascii_lowercase();
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-                bail!("a trace id is hex digits, got {id:?}");
+    let client = client()?;
+    // A trace id is 32 hex digits; anything else names a message.
+    let message = args.message.clone().or_else(|| {
+        args.trace_id.as_ref().and_then(|id| {
+            let id = id.trim();
+            let is_trace_id = id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit());
+            (!is_trace_id).then(|| id.to_string())
+        })
+    });
+    let url = match (&message, &args.trace_id, args.last) {
+        (_, _, true) | (None, None, _) => format!("{base}/api/traces/last"),
+        (Some(message), _, false) => {
+            if message.is_empty() {
+                bail!("a message id or a trace id is needed");
             }
-            format!("{base}/api/traces/{id}")
+            let (trace_id, holding) = trace_of_message(&client, base, message).await?;
+            if holding > 1 {
+                eprintln!(
+                    "{holding} traces hold message {message}; showing the most recently updated"
+                );
+            }
+            format!("{base}/api/traces/{trace_id}")
         }
+        (None, Some(id), false) => format!("{base}/api/traces/{}", id.trim().to_ascii_lowercase()),
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .context("building the HTTP client")?;
-    let response = client
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("fetching {url} (is `baton serve` running? see --server)"))?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .with_context(|| format!("reading {url}"))?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error").map(display_value))
-            .unwrap_or(body);
-        bail!("{url}: {status}: {message}");
-    }
-    let detail: Value =
-        serde_json::from_str(&body).with_context(|| format!("{url} did not return JSON"))?;
+    let detail = get_json(&client, &url).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&detail)?);
         return Ok(());
@@ -401,40 +412,10 @@ fn visit<'a>(
     }
 }
 
-/// A duration for people: `850 ns`, `12.3 µs`, `1.20 ms`, `30.9 ms`, `1.25 s`.
-pub fn format_duration(nanos: u64) -> String {
-    let ns = nanos as f64;
-    if ns < 1e3 {
-        format!("{nanos} ns")
-    } else if ns < 1e6 {
-        format!("{:.1} µs", ns / 1e3)
-    } else if ns < 1e7 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if ns < 1e9 {
-        format!("{:.1} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
-}
-
 fn display_value(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
-}
-
-/// `text` cut to `width` characters (with `…`), padded with spaces.
-fn fit(text: &str, width: usize) -> String {
-    let count = text.chars().count();
-    if count <= width {
-        format!("{text}{}", " ".repeat(width - count))
-    } else if width == 0 {
-        String::new()
-    } else {
-        let mut out: String = text.chars().take(width - 1).collect();
-        out.push('…');
-        out
     }
 }
 

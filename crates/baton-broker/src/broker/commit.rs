@@ -37,8 +37,9 @@ pub(crate) fn commit(
         }
         journal.extend(fx.journal);
         catalog_changed |= fx.catalog_changed;
-        armed |= !fx.timers.is_empty();
+        armed |= !fx.timers.is_empty() || !fx.expiries.is_empty();
         state.timers.extend(fx.timers.into_iter().map(Reverse));
+        state.expiries.extend(fx.expiries.into_iter().map(Reverse));
         if !fx.events.is_empty()
             && let Some(observer) = &state.observer
         {

@@ -7,14 +7,15 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
 use tokio::time::Instant;
 
 use super::counters::{DeadLetterRecord, PushRecord, SubscriptionCounters};
-use super::effects::{DeadLetter, Effects, Event, Timer, TimerKind};
+use super::effects::{DeadLetter, Effects, Event, ExpiryKind, Timer, TimerKind};
 use super::journal::Recorded;
+use crate::clock::system_time;
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::StoreOp;
 use crate::validate;
@@ -71,6 +72,9 @@ pub(crate) struct StreamFlow {
     pub max_bytes: i64,
     pub outstanding_messages: i64,
     pub outstanding_bytes: i64,
+    /// The stream is push delivery's, not a subscriber's: being open is no
+    /// activity for the expiration policy (only successful pushes are).
+    pub push: bool,
 }
 
 impl StreamFlow {
@@ -95,6 +99,15 @@ pub(crate) enum Requeue {
     Later(Instant),
     /// Delivery attempts are used up: forward to the dead-letter topic.
     DeadLetter(Arc<PubsubMessage>, i32),
+}
+
+/// When `message` was published (its publish time, which the broker set).
+pub(crate) fn published_at(message: &PubsubMessage) -> SystemTime {
+    message
+        .publish_time
+        .as_ref()
+        .map(system_time)
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// Longest ack id the official clients plan their request sizes for.
@@ -149,6 +162,15 @@ pub(crate) struct SubState {
     /// The last messages forwarded to the dead-letter topic, newest last,
     /// at most [`super::counters::RECENT_DEAD_LETTERS`].
     pub recent_dead_letters: VecDeque<DeadLetterRecord>,
+    /// The deadline of the retention expiry armed for the oldest owed or
+    /// retained message, if one is: a new one is armed only when an
+    /// earlier one is needed, so enqueueing costs one comparison.
+    pub retention_armed: Option<SystemTime>,
+    /// The last activity the expiration policy counts (created, pulled,
+    /// acked, modacked, a subscriber's stream closed, updated, sought).
+    pub last_activity: SystemTime,
+    /// The deadline of the inactivity expiry armed, if one is.
+    pub inactivity_armed: Option<SystemTime>,
 }
 
 /// Largest batch in one StreamingPull response, in bytes; clients accept
@@ -176,6 +198,94 @@ impl SubState {
             counters: SubscriptionCounters::default(),
             push: PushRecord::default(),
             recent_dead_letters: VecDeque::new(),
+            retention_armed: None,
+            last_activity: UNIX_EPOCH,
+            inactivity_armed: None,
+        }
+    }
+
+    /// How long the subscription keeps unacked (and retained acked)
+    /// messages, by publish time.
+    pub fn retention(&self) -> Duration {
+        self.config
+            .message_retention_duration
+            .as_ref()
+            .and_then(validate::to_std)
+            .unwrap_or(validate::DEFAULT_SUBSCRIPTION_RETENTION)
+    }
+
+    /// Arms the retention expiry of a message published at `published`,
+    /// unless one as early is armed already.
+    pub fn arm_retention(&mut self, published: SystemTime, fx: &mut Effects) {
+        let at = published + self.retention();
+        if self.retention_armed.is_none_or(|armed| at < armed) {
+            self.retention_armed = Some(at);
+            fx.expire_at(
+                at,
+                ExpiryKind::SubscriptionRetention {
+                    uid: self.uid,
+                    name: self.name.clone(),
+                },
+            );
+        }
+    }
+
+    /// The publish time of the oldest message the subscription owes.
+    pub fn oldest_owed(&self) -> Option<SystemTime> {
+        let seq = self.owed.first()?;
+        self.messages.get(seq).map(|e| published_at(&e.message))
+    }
+
+    /// Drops the owed messages whose retention has run out at `wall`
+    /// (leased ones too: their leases end), oldest first, stopping at the
+    /// first one still within it: the cost is what expires. How many went.
+    pub fn drop_expired(&mut self, wall: SystemTime, fx: &mut Effects) -> usize {
+        let retention = self.retention();
+        let mut dropped = 0;
+        while let Some(seq) = self.owed.first().copied() {
+            let expired = self
+                .messages
+                .get(&seq)
+                .is_none_or(|e| published_at(&e.message) + retention <= wall);
+            if !expired {
+                break;
+            }
+            if self.acknowledge(seq, fx).is_none() {
+                // Not in the backlog: only the index entry was left.
+                self.owed.remove(&seq);
+            }
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// Something the expiration policy counts as activity happened at `wall`.
+    pub fn touch(&mut self, wall: SystemTime) {
+        self.last_activity = self.last_activity.max(wall);
+    }
+
+    /// Whether a subscriber (not push delivery) has a stream open: the
+    /// subscription is active all the while.
+    pub fn has_subscriber_stream(&self) -> bool {
+        self.streams.values().any(|flow| !flow.push)
+    }
+
+    /// Arms the inactivity expiry (last activity + the expiration policy's
+    /// ttl), unless the subscription never expires or one as early is armed.
+    pub fn arm_inactivity(&mut self, fx: &mut Effects) {
+        let Some(ttl) = validate::expiration_ttl(&self.config) else {
+            return;
+        };
+        let at = self.last_activity + ttl;
+        if self.inactivity_armed.is_none_or(|armed| at < armed) {
+            self.inactivity_armed = Some(at);
+            fx.expire_at(
+                at,
+                ExpiryKind::SubscriptionInactivity {
+                    uid: self.uid,
+                    name: self.name.clone(),
+                },
+            );
         }
     }
 
@@ -238,6 +348,7 @@ impl SubState {
         });
         fx.wake(&self.notify);
         let size = message.payload_size();
+        self.arm_retention(published_at(&message), fx);
         let replaced = self.messages.insert(
             seq,
             Entry {

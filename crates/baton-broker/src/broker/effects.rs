@@ -1,5 +1,6 @@
 //! What an operation leaves to be done once it has changed the broker's
 //! state: changes for the disk store, lease and backoff timers to arm,
+//! expiry deadlines (retention, inactivity, snapshot lifetimes) to arm,
 //! waiters to wake, events for the delivery observer, messages to forward to
 //! dead-letter topics, and whether the catalog changed.
 //!
@@ -28,6 +29,33 @@ pub(crate) enum TimerKind {
     LeaseExpiry { ack: u64 },
     /// The message with this sequence is out of its retry backoff.
     BackoffOver { seq: u64 },
+}
+
+/// What comes due at an [`Expiry`]: a rule of the real service that runs
+/// on wall-clock time. Each is checked again when it fires (the state may
+/// have moved on since it was armed), so a stale one does nothing.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ExpiryKind {
+    /// The oldest message a subscription owes or retains reaches the
+    /// subscription's `message_retention_duration`.
+    SubscriptionRetention { uid: u64, name: Arc<str> },
+    /// A subscription may have been inactive for its expiration policy's
+    /// `ttl`.
+    SubscriptionInactivity { uid: u64, name: Arc<str> },
+    /// The oldest message a topic logs reaches the topic's retention.
+    TopicRetention { topic: Arc<str> },
+    /// A snapshot reaches its `expire_time`.
+    Snapshot { name: Arc<str> },
+}
+
+/// An expiry deadline, in wall-clock time (the broker's clock): the timer
+/// task turns it into a monotonic instant when it sleeps, and fires it once
+/// the wall clock has passed `at`.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Expiry {
+    /// Earliest first: the heap is ordered by this field first.
+    pub at: SystemTime,
+    pub kind: ExpiryKind,
 }
 
 /// A timer of one subscription. Stale timers (a settled lease, a deleted and
@@ -124,6 +152,7 @@ pub(crate) struct Effects {
     pub(super) history: Vec<(u64, Recorded)>,
     pub(super) journal: Vec<StoreOp>,
     pub(super) timers: Vec<Timer>,
+    pub(super) expiries: Vec<Expiry>,
     pub(super) wake: Vec<Arc<Notify>>,
     pub(super) events: Vec<Event>,
     pub(super) dead_letters: Vec<DeadLetter>,
@@ -141,6 +170,11 @@ impl Effects {
     /// Arms a timer.
     pub fn arm(&mut self, timer: Timer) {
         self.timers.push(timer);
+    }
+
+    /// Arms an expiry deadline.
+    pub fn expire_at(&mut self, at: SystemTime, kind: ExpiryKind) {
+        self.expiries.push(Expiry { at, kind });
     }
 
     /// Wakes whoever waits on `notify` (pulls and streams of a subscription).
@@ -180,6 +214,7 @@ impl Effects {
     pub(super) fn is_empty(&self) -> bool {
         self.journal.is_empty()
             && self.timers.is_empty()
+            && self.expiries.is_empty()
             && self.wake.is_empty()
             && self.events.is_empty()
             && self.history.is_empty()

@@ -81,6 +81,7 @@ pub(crate) fn append(
         }
     }
     topic_state.prune_log(reading.wall, fx);
+    topic_state.arm_retention(fx);
     topic_state.counters.messages_published += stored.len() as u64;
     topic_state.counters.bytes_published += stored
         .iter()

@@ -65,6 +65,14 @@ impl StreamRegistration {
     /// delivery observer can tell them apart.
     pub fn set_delivery_kind(&mut self, kind: DeliveryKind) {
         self.kind = kind;
+        if let Some(broker) = self.broker.upgrade()
+            && let Some(sub) = broker
+                .lock()
+                .subscription_with_uid(&self.subscription, self.sub_uid)
+            && let Some(flow) = sub.streams.get_mut(&self.id)
+        {
+            flow.push = kind == DeliveryKind::Push;
+        }
     }
 
     /// Changes the deadline given to messages this stream leases from now on.
@@ -75,12 +83,17 @@ impl StreamRegistration {
 
 impl Drop for StreamRegistration {
     fn drop(&mut self) {
-        if let Some(broker) = self.broker.upgrade()
-            && let Some(sub) = broker
+        if let Some(broker) = self.broker.upgrade() {
+            let wall = broker.clock.wall();
+            if let Some(sub) = broker
                 .lock()
                 .subscription_with_uid(&self.subscription, self.sub_uid)
-        {
-            sub.streams.remove(&self.id);
+                && let Some(flow) = sub.streams.remove(&self.id)
+                && !flow.push
+            {
+                // The subscriber was active until its stream closed.
+                sub.touch(wall);
+            }
         }
     }
 }
@@ -184,7 +197,7 @@ impl Broker {
             return Err(BrokerError::invalid("No ack ids specified."));
         }
         let mut txn = self.lock_subscription(name)?;
-        let now = self.clock.now();
+        let (now, wall) = (self.clock.now(), self.clock.wall());
         let parsed = parse_ack_ids(&txn, name, ack_ids)?;
         let State {
             subscriptions,
@@ -195,6 +208,7 @@ impl Broker {
         let Some(sub) = subscriptions.get_mut(name) else {
             return Err(BrokerError::subscription_not_found());
         };
+        sub.touch(wall);
         let exactly_once = sub.config.enable_exactly_once_delivery;
         let mut failures = Vec::new();
         let mut kept: Vec<(u64, Arc<PubsubMessage>)> = Vec::new();
@@ -226,6 +240,7 @@ impl Broker {
                     .map(system_time)
                     .unwrap_or(std::time::UNIX_EPOCH);
                 store.insert(seq, (message, published));
+                sub.arm_retention(published, fx);
                 fx.journal(|| StoreOp::Retain {
                     subscription: uid,
                     seq,
@@ -262,6 +277,16 @@ impl Broker {
         let Some(sub) = subscriptions.get_mut(name) else {
             return Err(BrokerError::subscription_not_found());
         };
+        // A nack on a push subscription is push delivery's failed push,
+        // which the real service does not count as activity.
+        let pushed = sub
+            .config
+            .push_config
+            .as_ref()
+            .is_some_and(|p| !p.push_endpoint.is_empty());
+        if seconds > 0 || !pushed {
+            sub.touch(self.clock.wall());
+        }
         let exactly_once = sub.config.enable_exactly_once_delivery;
         let mut failures = Vec::new();
         for (number, index) in parsed {
@@ -313,6 +338,11 @@ impl Broker {
                 ErrorCode::FailedPrecondition,
                 "Subscription is detached.",
             ));
+        }
+        // Pulling is activity; push delivery's leases are not (its
+        // successful pushes are, as acks).
+        if taker.kind != DeliveryKind::Push {
+            sub.touch(self.clock.wall());
         }
         let deadline = taker.deadline.unwrap_or_else(|| {
             Duration::from_secs(u64::try_from(sub.config.ack_deadline_seconds).unwrap_or(10))
@@ -395,6 +425,7 @@ impl Broker {
                 "Subscription does not exist (resource={id})"
             )));
         };
+        sub.touch(self.clock.wall());
         sub.streams.insert(
             stream,
             StreamFlow {

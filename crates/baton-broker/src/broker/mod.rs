@@ -22,6 +22,7 @@ pub(crate) mod counters;
 mod dead_letter;
 mod delivery;
 mod effects;
+mod expiry;
 mod fanout;
 pub(crate) mod history;
 pub(crate) mod journal;
@@ -66,6 +67,13 @@ pub struct Broker {
     storage: OnceLock<Arc<Storage>>,
     /// The IAM policies, readable without the state's lock.
     policies: crate::iam::PolicyView,
+}
+
+impl Drop for Broker {
+    /// Wakes the timer task, which then finds the broker gone and ends.
+    fn drop(&mut self) {
+        self.timer_wake.notify_one();
+    }
 }
 
 /// How to make a [`Broker`]: its clock and where it keeps its state.
@@ -134,7 +142,7 @@ impl BrokerBuilder {
         let storage = OnceLock::new();
         if let Some((store, recovered)) = opened {
             let store = Arc::new(store);
-            recovery::restore(&mut state, recovered, self.clock.now());
+            recovery::restore(&mut state, recovered, self.clock.read());
             state.journal = Some(Journal::new(store.clone()));
             // Freshly made: nobody else can have set it.
             let _ = storage.set(store);
@@ -296,8 +304,7 @@ impl Broker {
     /// Fires due timers; when the next one is due.
     fn fire_timers(&self) -> Option<tokio::time::Instant> {
         let mut state = self.lock();
-        let now = self.clock.now();
-        timers::fire_due(&mut state, now)
+        timers::fire_due(&mut state, self.clock.read())
     }
 }
 
@@ -315,8 +322,10 @@ async fn run_timers(broker: Weak<Broker>) {
         let next = strong.fire_timers();
         let now = strong.clock.now();
         drop(strong);
-        // Sleep at most a second so a dropped broker ends this task soon.
-        let cap = now + Duration::from_secs(1);
+        // Sleep at most ten minutes, so a wall clock that jumped (the
+        // system's) is followed within that; a dropped broker wakes the task
+        // at once (its `Drop`), and the task ends.
+        let cap = now + Duration::from_secs(600);
         let until = next.map_or(cap, |n| n.min(cap));
         tokio::select! {
             () = tokio::time::sleep_until(until) => {}

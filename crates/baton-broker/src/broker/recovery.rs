@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use baton_proto::pubsub::PubsubMessage;
-use tokio::time::Instant;
 
 use super::delivery::SubState;
+use super::effects::ExpiryKind;
 use super::state::{LoggedMessage, SnapshotState, State, TopicState};
+use crate::clock::{Reading, system_time};
 use crate::iam::IamPolicies;
 use crate::schema::SchemaRegistry;
 use crate::store::Recovered;
@@ -19,8 +20,13 @@ use crate::store::Recovered;
 /// a power of two.
 const OPENING_RANGE_BITS: u32 = 40;
 
-/// Fills an empty `state` with what the store held.
-pub(crate) fn restore(state: &mut State, recovered: Recovered, now: Instant) {
+/// Fills an empty `state` with what the store held, and arms the expiry
+/// rules again: retention of every backlog, retained set and topic log,
+/// snapshot expire times, and expiration policies (inactivity counts from
+/// the restart: when a subscription was last active is not stored). What
+/// expired while the server was down goes as soon as the timer task runs.
+pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading) {
+    let now = reading.now;
     let Recovered {
         catalog,
         messages,
@@ -84,6 +90,8 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, now: Instant) {
             topic.subscriptions.insert(config.name.clone());
         }
         names.insert(uid, config.name.clone());
+        sub.touch(reading.wall);
+        sub.arm_inactivity(&mut state.fx);
         state.subscriptions.insert(config.name, sub);
     }
     let State {
@@ -125,6 +133,29 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, now: Instant) {
                     .insert(seq, (message.clone(), published));
             }
             _ => missing += 1,
+        }
+    }
+    let subscriptions: Vec<String> = names.into_values().collect();
+    for name in &subscriptions {
+        state.rearm_retention(name);
+    }
+    let State {
+        topics,
+        snapshots,
+        fx,
+        ..
+    } = &mut *state;
+    for topic in topics.values_mut() {
+        topic.arm_retention(fx);
+    }
+    for snapshot in snapshots.values() {
+        if let Some(at) = &snapshot.snapshot.expire_time {
+            fx.expire_at(
+                system_time(at),
+                ExpiryKind::Snapshot {
+                    name: Arc::from(snapshot.snapshot.name.as_str()),
+                },
+            );
         }
     }
     if missing > 0 {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_proto::pubsub::seek_request::Target;
 use baton_proto::pubsub::{PubsubMessage, Snapshot};
@@ -11,7 +11,7 @@ use baton_proto::wkt;
 use tokio::time::Instant;
 
 use super::delivery::SubState;
-use super::effects::Effects;
+use super::effects::{Effects, ExpiryKind};
 use super::state::{SnapshotState, State};
 use super::{Broker, DELETED_TOPIC};
 use crate::clock::{system_time, timestamp};
@@ -20,8 +20,34 @@ use crate::names::{self, Collection};
 use crate::paging::{ListPage, page};
 use crate::store::StoreOp;
 
-/// How long a snapshot lives (the service's maximum: 7 days).
+/// How long a snapshot lives at most (the service's rule: 7 days from its
+/// creation, less the age of the oldest unacked message it captures).
 const SNAPSHOT_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The shortest lifetime a new snapshot may have; the service refuses to
+/// create one that would expire sooner.
+const MIN_SNAPSHOT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Whether `snapshot` has reached its expire time at `wall` (the timer task
+/// deletes it then; until it has, it is treated as gone already).
+fn expired(snapshot: &Snapshot, wall: SystemTime) -> bool {
+    snapshot
+        .expire_time
+        .as_ref()
+        .is_some_and(|at| system_time(at) <= wall)
+}
+
+/// Arms the expiry of `snapshot` at its expire time, if it has one.
+fn arm_expiry(snapshot: &Snapshot, fx: &mut Effects) {
+    if let Some(at) = &snapshot.expire_time {
+        fx.expire_at(
+            system_time(at),
+            ExpiryKind::Snapshot {
+                name: Arc::from(snapshot.name.as_str()),
+            },
+        );
+    }
+}
 
 fn snapshot_not_found() -> BrokerError {
     BrokerError::not_found("Snapshot does not exist")
@@ -71,12 +97,22 @@ impl Broker {
             .iter()
             .map(|(seq, entry)| (*seq, entry.message.clone()))
             .collect();
+        // 7 days, less the age of the oldest unacked message captured.
+        let expire_time =
+            sub.oldest_owed().map_or(wall, |oldest| oldest.min(wall)) + SNAPSHOT_LIFETIME;
+        if expire_time < wall + MIN_SNAPSHOT_LIFETIME {
+            return Err(BrokerError::new(
+                ErrorCode::FailedPrecondition,
+                "The snapshot would expire in less than 1 hour after creation: the subscription's oldest unacked message is more than 6 days and 23 hours old.",
+            ));
+        }
         let snapshot = Snapshot {
             name: name.to_string(),
             topic: sub.config.topic.clone(),
-            expire_time: Some(timestamp(wall + SNAPSHOT_LIFETIME)),
+            expire_time: Some(timestamp(expire_time)),
             labels,
         };
+        arm_expiry(&snapshot, &mut state.fx);
         state.fx.journal(|| StoreOp::SnapshotHold {
             snapshot: name.into(),
             seqs: messages.keys().copied().collect(),
@@ -95,10 +131,12 @@ impl Broker {
     /// GetSnapshot.
     pub fn get_snapshot(&self, name: &str) -> BrokerResult<Snapshot> {
         names::parse(name, Collection::Snapshots)?;
+        let wall = self.clock.wall();
         self.lock()
             .snapshots
             .get(name)
             .map(|s| s.snapshot.clone())
+            .filter(|s| !expired(s, wall))
             .ok_or_else(snapshot_not_found)
     }
 
@@ -110,25 +148,35 @@ impl Broker {
             ));
         }
         names::parse(&update.name, Collection::Snapshots)?;
-        let mut state = self.lock();
-        let snapshot = &mut state
-            .snapshots
+        if let Some(other) = paths
+            .iter()
+            .find(|p| !matches!(p.as_str(), "labels" | "expire_time"))
+        {
+            return Err(BrokerError::invalid(format!(
+                "Invalid update_mask provided in the UpdateSnapshotRequest: {other} is not a known Snapshot field."
+            )));
+        }
+        let mut txn = self.lock();
+        let wall = self.clock.wall();
+        let State { snapshots, fx, .. } = &mut *txn;
+        let snapshot = &mut snapshots
             .get_mut(&update.name)
+            .filter(|s| !expired(&s.snapshot, wall))
             .ok_or_else(snapshot_not_found)?
             .snapshot;
         for path in paths {
             match path.as_str() {
                 "labels" => snapshot.labels = update.labels.clone(),
-                "expire_time" => snapshot.expire_time = update.expire_time,
-                other => {
-                    return Err(BrokerError::invalid(format!(
-                        "Invalid update_mask provided in the UpdateSnapshotRequest: {other} is not a known Snapshot field."
-                    )));
+                _ => {
+                    snapshot.expire_time = update.expire_time;
+                    // An expiry armed for an earlier time finds the later
+                    // one and does nothing.
+                    arm_expiry(snapshot, fx);
                 }
             }
         }
         let answer = snapshot.clone();
-        state.fx.catalog_changed();
+        fx.catalog_changed();
         Ok(answer)
     }
 
@@ -156,15 +204,7 @@ impl Broker {
     pub fn delete_snapshot(&self, name: &str) -> BrokerResult<()> {
         names::parse(name, Collection::Snapshots)?;
         let mut state = self.lock();
-        state.iam.remove(name);
-        state
-            .snapshots
-            .remove(name)
-            .ok_or_else(snapshot_not_found)?;
-        state.fx.journal(|| StoreOp::SnapshotDrop {
-            snapshot: name.into(),
-        });
-        state.fx.catalog_changed();
+        state.remove_snapshot(name).ok_or_else(snapshot_not_found)?;
         Ok(())
     }
 
@@ -184,19 +224,23 @@ impl Broker {
         names::parse(subscription, Collection::Subscriptions)?;
         names::parse(snapshot, Collection::Snapshots)?;
         let mut txn = self.lock();
-        let now = self.clock.now();
+        let (now, wall) = (self.clock.now(), self.clock.wall());
         let State {
             snapshots,
             subscriptions,
             fx,
             ..
         } = &mut *txn;
-        let Some(snap) = snapshots.get(snapshot) else {
+        let Some(snap) = snapshots
+            .get(snapshot)
+            .filter(|s| !expired(&s.snapshot, wall))
+        else {
             return Err(snapshot_not_found());
         };
         let Some(sub) = subscriptions.get_mut(subscription) else {
             return Err(BrokerError::subscription_not_found());
         };
+        sub.touch(wall);
         if sub.config.topic != snap.snapshot.topic {
             return Err(BrokerError::new(
                 ErrorCode::FailedPrecondition,
@@ -217,7 +261,7 @@ impl Broker {
         names::parse(subscription, Collection::Subscriptions)?;
         let target = system_time(time);
         let mut txn = self.lock();
-        let now = self.clock.now();
+        let (now, wall) = (self.clock.now(), self.clock.wall());
         let State {
             subscriptions,
             retained,
@@ -228,6 +272,7 @@ impl Broker {
         let Some(sub) = subscriptions.get_mut(subscription) else {
             return Err(BrokerError::subscription_not_found());
         };
+        sub.touch(wall);
         let published = |m: &PubsubMessage| {
             m.publish_time
                 .as_ref()
@@ -270,6 +315,7 @@ impl Broker {
         }
         *kept = acked;
         reset_backlog(sub, unacked, now, fx);
+        txn.rearm_retention(subscription);
         Ok(())
     }
 }

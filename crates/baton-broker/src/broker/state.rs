@@ -12,7 +12,7 @@ use baton_proto::pubsub::{PubsubMessage, Snapshot, Topic};
 
 use super::counters::TopicCounters;
 use super::delivery::SubState;
-use super::effects::{Effects, Timer};
+use super::effects::{Effects, Expiry, ExpiryKind, Timer};
 use super::journal::MessageJournal;
 use crate::iam::IamPolicies;
 use crate::observer::DeliveryObserver;
@@ -33,6 +33,9 @@ pub(crate) struct TopicState {
     pub counters: TopicCounters,
     /// When a message was last stored on it.
     pub last_publish: Option<SystemTime>,
+    /// The deadline of the retention expiry armed for the log, if one is:
+    /// a new one is armed only when an earlier one is needed.
+    pub retention_armed: Option<SystemTime>,
 }
 
 impl TopicState {
@@ -43,6 +46,26 @@ impl TopicState {
             log: VecDeque::new(),
             counters: TopicCounters::default(),
             last_publish: None,
+            retention_armed: None,
+        }
+    }
+
+    /// Arms the expiry of the oldest logged message (when its retention
+    /// runs out), unless one as early is armed already. Cost: one
+    /// comparison, so publishing may call it every time.
+    pub fn arm_retention(&mut self, fx: &mut Effects) {
+        let Some(oldest) = self.log.front() else {
+            return;
+        };
+        let at = oldest.published + self.retention().unwrap_or_default();
+        if self.retention_armed.is_none_or(|armed| at < armed) {
+            self.retention_armed = Some(at);
+            fx.expire_at(
+                at,
+                ExpiryKind::TopicRetention {
+                    topic: Arc::from(self.topic.name.as_str()),
+                },
+            );
         }
     }
 
@@ -54,13 +77,14 @@ impl TopicState {
             .and_then(validate::to_std)
     }
 
-    /// Drops logged messages older than the retention (all, if none).
+    /// Drops logged messages as old as the retention or older (all, if
+    /// none): the same boundary as the expiry armed for them.
     pub fn prune_log(&mut self, now: SystemTime, fx: &mut Effects) {
         let retention = self.retention().unwrap_or_default();
         while self
             .log
             .front()
-            .is_some_and(|m| now.duration_since(m.published).unwrap_or_default() > retention)
+            .is_some_and(|m| m.published + retention <= now)
         {
             if let Some(dropped) = self.log.pop_front() {
                 let topic = &self.topic.name;
@@ -106,6 +130,9 @@ pub(crate) struct State {
     pub next_uid: u64,
     pub next_stream: u64,
     pub timers: BinaryHeap<Reverse<Timer>>,
+    /// Expiry deadlines in wall-clock time (retention, inactivity,
+    /// snapshot lifetimes), earliest first.
+    pub expiries: BinaryHeap<Reverse<Expiry>>,
     /// The SchemaService's catalog; topics' `schema_settings` refer to it.
     pub schemas: SchemaRegistry,
     /// IAM policies by resource name.
@@ -133,6 +160,7 @@ impl Default for State {
             next_uid: 1,
             next_stream: 1,
             timers: BinaryHeap::new(),
+            expiries: BinaryHeap::new(),
             schemas: SchemaRegistry::default(),
             iam: IamPolicies::default(),
             observer: None,
@@ -161,6 +189,63 @@ impl State {
                 .collect(),
             schemas: self.schemas.export(),
             policies: self.iam.export(),
+        }
+    }
+
+    /// Deletes the subscription `name` (DeleteSubscription, or its
+    /// expiration policy): its backlog, leases, retained messages and IAM
+    /// policy go with it and its waiters wake (open streams end with
+    /// NOT_FOUND). The subscription, if there was one.
+    pub fn remove_subscription(&mut self, name: &str) -> Option<SubState> {
+        let sub = self.subscriptions.remove(name)?;
+        self.iam.remove(name);
+        if let Some(topic) = self.topics.get_mut(&sub.config.topic) {
+            topic.subscriptions.remove(name);
+        }
+        self.retained.remove(&sub.uid);
+        self.fx.wake(&sub.notify);
+        self.fx.journal(|| StoreOp::SettleAll {
+            subscription: sub.uid,
+        });
+        self.fx.journal(|| StoreOp::RetainNone {
+            subscription: sub.uid,
+        });
+        self.fx.catalog_changed();
+        Some(sub)
+    }
+
+    /// Deletes the snapshot `name` (DeleteSnapshot, or its expire time):
+    /// the messages it held are released. The snapshot, if there was one.
+    pub fn remove_snapshot(&mut self, name: &str) -> Option<SnapshotState> {
+        let snapshot = self.snapshots.remove(name)?;
+        self.iam.remove(name);
+        self.fx.journal(|| StoreOp::SnapshotDrop {
+            snapshot: name.into(),
+        });
+        self.fx.catalog_changed();
+        Some(snapshot)
+    }
+
+    /// Arms the retention expiry of subscription `name` afresh, for the
+    /// oldest message it owes or retains (after its retention changed, or
+    /// after the last armed one fired).
+    pub fn rearm_retention(&mut self, name: &str) {
+        let State {
+            subscriptions,
+            retained,
+            fx,
+            ..
+        } = self;
+        let Some(sub) = subscriptions.get_mut(name) else {
+            return;
+        };
+        sub.retention_armed = None;
+        let oldest_retained = retained
+            .get(&sub.uid)
+            .and_then(|kept| kept.values().next())
+            .map(|(_, published)| *published);
+        if let Some(oldest) = sub.oldest_owed().into_iter().chain(oldest_retained).min() {
+            sub.arm_retention(oldest, fx);
         }
     }
 

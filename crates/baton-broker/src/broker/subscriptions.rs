@@ -14,7 +14,6 @@ use crate::field_mask::{self, FoldError};
 use crate::filter::Filter;
 use crate::names::{self, Collection};
 use crate::paging::{ListPage, page};
-use crate::store::StoreOp;
 use crate::validate;
 
 /// Fields of a Subscription that UpdateSubscription may change.
@@ -52,6 +51,7 @@ impl Broker {
         names::parse(&sub.name, Collection::Subscriptions)?;
         names::parse(&sub.topic, Collection::Topics)?;
         validate::subscription_settings(&mut sub)?;
+        validate::subscription_features(&sub)?;
         let filter = if sub.filter.is_empty() {
             None
         } else {
@@ -81,6 +81,8 @@ impl Broker {
         state.next_uid += 1;
         let mut delivery = SubState::new(uid, sub.clone());
         delivery.filter = filter;
+        delivery.touch(wall);
+        delivery.arm_inactivity(&mut state.fx);
         let State { topics, fx, .. } = state;
         if let Some(topic) = topics.get_mut(&sub.topic)
             && !sub.detached
@@ -188,8 +190,12 @@ impl Broker {
                     validate::push_endpoint(&push.push_endpoint)?;
                     next.push_config = Some(push);
                 }
-                "bigquery_config" => next.bigquery_config = update.bigquery_config.clone(),
+                "bigquery_config" => {
+                    validate::bigquery_config(update.bigquery_config.as_ref())?;
+                    next.bigquery_config = update.bigquery_config.clone()
+                }
                 "cloud_storage_config" => {
+                    validate::cloud_storage_config(update.cloud_storage_config.as_ref())?;
                     next.cloud_storage_config = update.cloud_storage_config.clone()
                 }
                 "retain_acked_messages" => {
@@ -206,7 +212,10 @@ impl Broker {
                     next.message_retention_duration = Some(retention);
                 }
                 "labels" => next.labels = update.labels.clone(),
-                "expiration_policy" => next.expiration_policy = update.expiration_policy,
+                "expiration_policy" => {
+                    validate::expiration_policy(update.expiration_policy.as_ref())?;
+                    next.expiration_policy = update.expiration_policy
+                }
                 "dead_letter_policy" => {
                     let mut policy = update.dead_letter_policy.clone();
                     if let Some(policy) = &mut policy {
@@ -228,19 +237,32 @@ impl Broker {
                 "enable_exactly_once_delivery" => {
                     next.enable_exactly_once_delivery = update.enable_exactly_once_delivery
                 }
-                "message_transforms" => next.message_transforms = update.message_transforms.clone(),
+                "message_transforms" => {
+                    validate::message_transforms(&update.message_transforms)?;
+                    next.message_transforms = update.message_transforms.clone()
+                }
                 _ => {}
             }
         }
+        let wall = self.clock.wall();
         let State {
             subscriptions, fx, ..
         } = &mut *state;
         if let Some(sub) = subscriptions.get_mut(&update.name) {
             sub.config = next.clone();
+            // Changing a subscription is activity; a new ttl counts from now.
+            sub.touch(wall);
+            if paths.iter().any(|p| p == "expiration_policy") {
+                sub.inactivity_armed = None;
+                sub.arm_inactivity(fx);
+            }
             // Streams read the flags (exactly-once, deadlines) as they go.
             fx.wake(&sub.notify);
         }
-        fx.catalog_changed();
+        if paths.iter().any(|p| p == "message_retention_duration") {
+            state.rearm_retention(&update.name);
+        }
+        state.fx.catalog_changed();
         Ok(next)
     }
 
@@ -268,21 +290,7 @@ impl Broker {
     /// end with NOT_FOUND.
     pub fn delete_subscription(&self, name: &str) -> BrokerResult<()> {
         let mut state = self.lock_subscription(name)?;
-        state.iam.remove(name);
-        if let Some(sub) = state.subscriptions.remove(name) {
-            if let Some(topic) = state.topics.get_mut(&sub.config.topic) {
-                topic.subscriptions.remove(name);
-            }
-            state.retained.remove(&sub.uid);
-            state.fx.wake(&sub.notify);
-            state.fx.journal(|| StoreOp::SettleAll {
-                subscription: sub.uid,
-            });
-            state.fx.journal(|| StoreOp::RetainNone {
-                subscription: sub.uid,
-            });
-        }
-        state.fx.catalog_changed();
+        state.remove_subscription(name);
         Ok(())
     }
 
@@ -291,8 +299,10 @@ impl Broker {
         let push = push.unwrap_or_default();
         validate::push_endpoint(&push.push_endpoint)?;
         let mut state = self.lock_subscription(name)?;
+        let wall = self.clock.wall();
         if let Some(sub) = state.subscriptions.get_mut(name) {
             sub.config.push_config = Some(push);
+            sub.touch(wall);
         }
         state.fx.catalog_changed();
         Ok(())

@@ -32,6 +32,7 @@ impl Broker {
     pub fn create_topic(&self, mut topic: Topic) -> BrokerResult<Topic> {
         names::parse(&topic.name, Collection::Topics)?;
         validate::topic_settings(&topic)?;
+        validate::topic_features(&topic)?;
         let mut state = self.lock();
         if let Some(settings) = &topic.schema_settings {
             state.schemas.check_settings(settings)?;
@@ -98,16 +99,26 @@ impl Broker {
             }
         };
         validate::topic_settings(&update)?;
+        for path in &paths {
+            match path.as_str() {
+                "ingestion_data_source_settings" => validate::ingestion_data_source_settings(
+                    update.ingestion_data_source_settings.as_ref(),
+                )?,
+                "message_transforms" => validate::message_transforms(&update.message_transforms)?,
+                _ => {}
+            }
+        }
         if let Some(settings) = &update.schema_settings
             && paths.iter().any(|p| p == "schema_settings")
         {
             state.schemas.check_settings(settings)?;
         }
-        let topic = &mut state
-            .topics
+        let wall = self.clock.wall();
+        let super::state::State { topics, fx, .. } = &mut *state;
+        let topic_state = topics
             .get_mut(&update.name)
-            .ok_or_else(|| BrokerError::not_found("Topic not found."))?
-            .topic;
+            .ok_or_else(|| BrokerError::not_found("Topic not found."))?;
+        let topic = &mut topic_state.topic;
         for path in &paths {
             match path.as_str() {
                 "labels" => topic.labels = update.labels.clone(),
@@ -130,7 +141,13 @@ impl Broker {
             }
         }
         let answer = topic.clone();
-        state.fx.catalog_changed();
+        if paths.iter().any(|p| p == "message_retention_duration") {
+            // The log follows the new retention from now on.
+            topic_state.prune_log(wall, fx);
+            topic_state.retention_armed = None;
+            topic_state.arm_retention(fx);
+        }
+        fx.catalog_changed();
         Ok(answer)
     }
 

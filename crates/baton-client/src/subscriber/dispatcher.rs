@@ -223,11 +223,12 @@ impl Core {
             return;
         }
         let ordering = self.ordering.load(Ordering::Acquire);
-        let telemetry = &self.shared.telemetry;
-        for pending in &pendings {
-            pending
-                .delivery
-                .with_trace(|traced| traced.trace.start_concurrency_control(telemetry));
+        if let Some(instrument) = self.shared.telemetry.span_layer() {
+            for pending in &pendings {
+                pending
+                    .delivery
+                    .with_trace(|traced| traced.trace.start_concurrency_control(instrument));
+            }
         }
         {
             let mut state = self.lock();
@@ -286,7 +287,9 @@ impl Core {
         for pending in released {
             pending.delivery.with_trace(|traced| {
                 traced.trace.end_concurrency_control();
-                traced.trace.start_scheduler(&self.shared.telemetry);
+                if let Some(instrument) = self.shared.telemetry.span_layer() {
+                    traced.trace.start_scheduler(instrument);
+                }
             });
             if let Consumer::Stream(sender) = &self.consumer {
                 let sender = sender
@@ -538,7 +541,7 @@ pub(crate) fn start_process(shared: &Shared, pending: &Pending) -> Option<Arc<Pr
         .delivery
         .with_trace(|traced| {
             traced.trace.end_scheduler();
-            let scope = Arc::new(traced.trace.start_process(&shared.telemetry)?);
+            let scope = Arc::new(traced.trace.start_process(shared.telemetry.span_layer()?));
             traced.process = Some(Arc::downgrade(&scope));
             Some(scope)
         })

@@ -7,38 +7,21 @@
 //! the real service's metrics shows Baton's beside them under the same names.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use baton_broker::Broker;
 use baton_trace_store::forward::Forwarding;
 use baton_trace_store::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use baton_trace_store::opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value,
-};
+use baton_trace_store::opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use baton_trace_store::opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
     metric, number_data_point,
 };
 use baton_trace_store::opentelemetry_proto::tonic::resource::v1::Resource;
+use baton_trace_store::otlp_values::{string_attribute, unix_nanos};
 use tokio::sync::watch;
 
 use super::{MetricKind, MetricSet};
-
-/// Nanoseconds since the Unix epoch of `time` (0 before it).
-fn unix_nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn string_attribute(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// `set`, sampled at `now`, as one export request of `service` (the
 /// resource's `service.name`): gauges as OTLP gauges, counters as cumulative

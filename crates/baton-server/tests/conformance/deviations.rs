@@ -65,6 +65,12 @@ const REASON_FILTER_UPDATE: &str = "a subscription's filter is immutable after c
 const REASON_SNAP_DELETED: &str = "a subscription whose topic was deleted has no topic to snapshot; Baton answers FAILED_PRECONDITION where the emulator snapshots the old topic";
 const REASON_TOPIC_LABELS: &str = "the real service updates a topic's labels through UpdateTopic; the emulator rejects the `labels` mask path (later reads then show the updated topic)";
 const REASON_EXPIRATION: &str = "the real service updates a subscription's expiration_policy; the emulator says updating it is unsupported in the emulator (later reads show the update)";
+const REASON_TTL_MINIMUM: &str = "an expiration policy ttl under 1 day is INVALID_ARGUMENT, the real service's minimum (Baton enforces expiration policies, so a 1 s ttl would delete the subscription mid-program); the emulator accepts it, so later reads do not show the subscription";
+fn ttl_too_small(passed: &str) -> Value {
+    invalid_argument(format!(
+        "The value for expiration_policy.ttl is too small. You passed {passed} in the request, but the minimum value is 86400s."
+    ))
+}
 const REASON_DETACH: &str = "DetachSubscription is implemented (the emulator answers UNIMPLEMENTED); a detached subscription leaves its topic's subscription list";
 const REASON_SUB_LABELS: &str = "the real service updates a subscription's labels and expiration_policy, and rejects a filter update as not mutable; the emulator rejects labels as an unknown field and says the other two are unsupported (later answers then carry the labels and expiration policy)";
 const REASON_SNAP_LABELS: &str = "a snapshot keeps the labels it was created with, as in the real service; the emulator drops them";
@@ -88,8 +94,50 @@ fn mixed_keys_error() -> Value {
     )
 }
 
+/// subscription-create-validation / list as recorded, without the
+/// subscription whose 60 s ttl Baton refuses.
+const SUBSCRIPTIONS_WITHOUT_EXPIRATION_SHORT: &str = r#"{"body":{"subscriptions":[{"ackDeadlineSeconds":10,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":5},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/dead-letter","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":5},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/dead-letter-default","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/orders","maxDeliveryAttempts":5},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/dead-letter-same","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":600,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/deadline-max","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":9,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/deadline-nine","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/deadline-ten","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/deadline-zero","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/defaults","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"detached":true,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/detached","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":30,"deadLetterPolicy":{"deadLetterTopic":"projects/fireside-pubsub-oracle/topics/dead-letters","maxDeliveryAttempts":7},"enableExactlyOnceDelivery":true,"enableMessageOrdering":true,"expirationPolicy":{"ttl":{"seconds":"86400"}},"filter":"attributes.kind = \"ping\"","labels":{"a":"b"},"messageRetentionDuration":{"seconds":"3600"},"name":"projects/fireside-pubsub-oracle/subscriptions/everything","pushConfig":{},"retainAckedMessages":true,"retryPolicy":{"maximumBackoff":{"seconds":"30"},"minimumBackoff":{"seconds":"2"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"enableExactlyOnceDelivery":true,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/exactly-once","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiration-never","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{"seconds":"86400"}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiration-ttl","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"filter":"attributes.kind = \"ping\"","messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/filtered","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"labels":{"env":"test"},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/labelled","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"enableMessageOrdering":true,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/ordering","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/push","pushConfig":{"pushEndpoint":"{{pushOrigin}}/hook"},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/push-attributes","pushConfig":{"attributes":{"x-goog-version":"v1"},"pushEndpoint":"{{pushOrigin}}/hook"},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/push-attributes-only","pushConfig":{"attributes":{"x-goog-version":"v1"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/push-oidc","pushConfig":{"authenticationMethod":"oidcToken","oidcToken":{"audience":"aud","serviceAccountEmail":"svc@example.test"},"pushEndpoint":"{{pushOrigin}}/hook"},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/retain-acked","pushConfig":{},"retainAckedMessages":true,"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"600"},"name":"projects/fireside-pubsub-oracle/subscriptions/retention-min","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/retry-empty","pushConfig":{},"retryPolicy":{"maximumBackoff":{"seconds":"600"},"minimumBackoff":{"seconds":"10"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/retry-policy","pushConfig":{},"retryPolicy":{"maximumBackoff":{"seconds":"60"},"minimumBackoff":{"seconds":"1"}},"topic":"projects/fireside-pubsub-oracle/topics/orders"}]}}"#;
+
 /// The table.
 pub const DEVIATIONS: &[Deviation] = &[
+    Deviation {
+        program: "subscription-create-validation",
+        step: "expiration-short",
+        reason: REASON_TTL_MINIMUM,
+        expected: || ttl_too_small("60s"),
+    },
+    Deviation {
+        program: "subscription-create-validation",
+        step: "list",
+        reason: REASON_TTL_MINIMUM,
+        expected: || ours(SUBSCRIPTIONS_WITHOUT_EXPIRATION_SHORT),
+    },
+    Deviation {
+        program: "detached-and-expiration",
+        step: "expiring-short",
+        reason: REASON_TTL_MINIMUM,
+        expected: || ttl_too_small("1s"),
+    },
+    Deviation {
+        program: "detached-and-expiration",
+        step: "pull-expiring-short",
+        reason: REASON_TTL_MINIMUM,
+        expected: || {
+            ours(
+                r#"{"error":{"code":5,"message":"Subscription does not exist","status":"NOT_FOUND"}}"#,
+            )
+        },
+    },
+    Deviation {
+        program: "detached-and-expiration",
+        step: "topic-subscriptions",
+        reason: REASON_TTL_MINIMUM,
+        expected: || {
+            ours(
+                r#"{"body":{"subscriptions":["projects/fireside-pubsub-oracle/subscriptions/attached","projects/fireside-pubsub-oracle/subscriptions/expiring","projects/fireside-pubsub-oracle/subscriptions/expiring-zero","projects/fireside-pubsub-oracle/subscriptions/never"]}}"#,
+            )
+        },
+    },
     Deviation {
         program: "publish-validation",
         step: "batch",
@@ -264,7 +312,7 @@ pub const DEVIATIONS: &[Deviation] = &[
         reason: REASON_EXPIRATION,
         expected: || {
             ours(
-                r#"{"body":{"subscriptions":[{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/attached","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"detached":true,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/detached","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{"seconds":"1"}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring-short","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring-zero","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{"seconds":"172800"}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/never","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}]}}"#,
+                r#"{"body":{"subscriptions":[{"ackDeadlineSeconds":10,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/attached","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"detached":true,"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/detached","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/expiring-zero","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"},{"ackDeadlineSeconds":10,"expirationPolicy":{"ttl":{"seconds":"172800"}},"messageRetentionDuration":{"seconds":"604800"},"name":"projects/fireside-pubsub-oracle/subscriptions/never","pushConfig":{},"topic":"projects/fireside-pubsub-oracle/topics/orders"}]}}"#,
             )
         },
     },

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use super::*;
-use crate::jaeger::{SearchQuery, parse_duration};
+use crate::duration::parse_duration;
+use crate::jaeger::SearchQuery;
 
 // --- Jaeger's model, as a client reads it (unknown fields allowed). ---
 
@@ -262,7 +263,7 @@ fn enc(text: &str) -> String {
         .collect()
 }
 
-async fn get(store: &TraceStore, uri: &str) -> (u16, Value) {
+pub(super) async fn get(store: &TraceStore, uri: &str) -> (u16, Value) {
     let response = crate::router::<()>(store.clone())
         .oneshot(
             http::Request::builder()
