@@ -422,7 +422,7 @@ impl Credentials {
                         .build()
                 };
                 TokenSource::Google(built.map_err(|e| ConnectError::Credentials {
-                    credentials: "application default credentials".into(),
+                    credentials: "Application Default".into(),
                     source: Box::new(e),
                 })?)
             }

@@ -290,7 +290,7 @@ fn no_credentials_for_google_cloud_is_one_line_on_how_to_authenticate() {
         .unwrap();
     let line = fails_with(&output, 4);
     assert!(
-        line.starts_with("error: `baton topics list` failed at https://pubsub.googleapis.com: Google Cloud authentication failed"),
+        line.starts_with("error: `baton topics list` failed at https://pubsub.googleapis.com: cannot use Application Default credentials: could not find or open the credentials file"),
         "{line}"
     );
     assert!(
