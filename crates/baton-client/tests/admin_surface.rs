@@ -52,10 +52,10 @@ async fn snapshots_create_get_list_update_seek_delete() {
     assert_eq!(snapshot.labels["env"], "test");
     assert_eq!(client.get_snapshot("before").await.unwrap(), snapshot);
     let listed = client.list_snapshots().await.unwrap();
-    assert_eq!(listed, [snapshot.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&snapshot));
     assert_eq!(
         client.list_topic_snapshots("orders").await.unwrap(),
-        [snapshot.name.clone()]
+        std::slice::from_ref(&snapshot.name)
     );
 
     let expire = SystemTime::now() + Duration::from_secs(3600);
