@@ -1,8 +1,8 @@
 //! The Rust client's admin surface against Baton and the gcloud emulator at
 //! once: snapshots, schemas and revisions, seek, modify push config and the
-//! typed topic update that pins schema revisions. IAM is left out here: the
-//! emulator does not serve the IAMPolicy methods (UNIMPLEMENTED), Baton's
-//! are covered by baton-client's `admin_surface` test.
+//! typed topic update that pins schema revisions. IAM only as far as the
+//! emulator goes: it answers the IAMPolicy methods with UNIMPLEMENTED, so
+//! Baton's policies are covered by baton-client's `admin_surface` test.
 
 use anyhow::{Context, ensure};
 use baton_client::proto::PushConfig;
@@ -113,6 +113,17 @@ async fn admin_surface(server: InteropServer) -> anyhow::Result<()> {
     );
     ensure!(settings.encoding == 1, "encoding stays: {settings:?}");
     ensure!(settings.first_revision_id == first && settings.last_revision_id == last);
+    // IAM: the emulator answers UNIMPLEMENTED (checked here so a future
+    // emulator that serves it gets noticed); Baton serves it.
+    let iam = client.get_iam_policy(&client.topic_name(&topic)).await;
+    match server.name {
+        "Baton" => ensure!(iam.is_ok(), "{iam:?}"),
+        _ => ensure!(
+            // UNIMPLEMENTED is gRPC code 12.
+            iam.as_ref().err().and_then(|e| e.code()).map(i32::from) == Some(12),
+            "the emulator's GetIamPolicy: {iam:?}"
+        ),
+    }
     Ok(())
 }
 
