@@ -17,10 +17,25 @@ use crate::retry::{CallFamily, with_retry};
 
 type Result<T, E = AdminError> = std::result::Result<T, E>;
 
-fn duration(d: Duration) -> wkt::Duration {
+pub(crate) fn duration(d: Duration) -> wkt::Duration {
     wkt::Duration {
         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// `time` as a protobuf timestamp (times before 1970 become the epoch).
+pub(crate) fn timestamp(time: std::time::SystemTime) -> wkt::Timestamp {
+    timestamp_since_epoch(
+        time.duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+fn timestamp_since_epoch(since: Duration) -> wkt::Timestamp {
+    wkt::Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
     }
 }
 
@@ -156,7 +171,7 @@ impl SubscriptionConfig {
 impl Client {
     /// One unary admin call with the retries of `family`: each attempt gets
     /// fresh credentials and the attempt's deadline.
-    async fn unary<Req, Resp, F, Fut>(
+    pub(crate) async fn unary<Req, Resp, F, Fut>(
         &self,
         family: CallFamily,
         resource: &str,
@@ -183,7 +198,9 @@ impl Client {
         .map_err(AdminError::Rpc)
     }
 
-    async fn all_pages<T, F, Fut>(&self, mut page: F) -> Result<Vec<T>>
+    /// Every item of a paged list: `page(token)` returns one page's items
+    /// and the next token (empty after the last page).
+    pub(crate) async fn all_pages<T, F, Fut>(&self, mut page: F) -> Result<Vec<T>>
     where
         F: FnMut(String) -> Fut,
         Fut: std::future::Future<Output = Result<(Vec<T>, String)>>,
@@ -416,10 +433,7 @@ impl Client {
         let since = time
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let target = seek_request::Target::Time(wkt::Timestamp {
-            seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-            nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
-        });
+        let target = seek_request::Target::Time(timestamp_since_epoch(since));
         self.seek(subscription, target).await
     }
 

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use baton_proto::iam::iam_policy_client::IamPolicyClient;
 use baton_proto::pubsub::publisher_client::PublisherClient;
 use baton_proto::pubsub::schema_service_client::SchemaServiceClient;
 use baton_proto::pubsub::subscriber_client::SubscriberClient;
@@ -433,6 +434,11 @@ impl Client {
         self.full_name("snapshots", id)
     }
 
+    /// `projects/{project}/schemas/{id}`, or `id` when already full.
+    pub fn schema_name(&self, id: &str) -> String {
+        self.full_name("schemas", id)
+    }
+
     fn full_name(&self, collection: &str, id: &str) -> String {
         if id.starts_with("projects/") {
             id.to_string()
@@ -458,9 +464,14 @@ impl Client {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    #[allow(dead_code)]
     pub(crate) fn schema_stub(&self) -> SchemaServiceClient<Channel> {
         SchemaServiceClient::new(self.inner.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub(crate) fn iam_stub(&self) -> IamPolicyClient<Channel> {
+        IamPolicyClient::new(self.inner.channel.clone())
     }
 
     /// The retry settings of `family`.

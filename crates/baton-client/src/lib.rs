@@ -38,7 +38,11 @@
 //! - [`Publisher`]: batching, flow control, ordering keys, retries.
 //! - [`Subscriber`]: StreamingPull with leases, flow control, ack/nack,
 //!   ordered and exactly-once delivery.
-//! - Admin calls on [`Client`]: topics, subscriptions, seek.
+//! - Admin calls on [`Client`]: topics, subscriptions, snapshots, schemas,
+//!   seek, push configs, typed updates ([`TopicUpdate`],
+//!   [`SubscriptionUpdate`], [`SnapshotUpdate`]: the update mask follows
+//!   what was set) and the IAM policies of all four kinds of resource
+//!   ([`iam`]).
 //!
 //! With tracing switched on, a message carries the W3C trace context of its
 //! `create` span in the `googclient_traceparent` attribute, as the official
@@ -48,10 +52,14 @@ mod admin;
 mod auth;
 mod client;
 mod error;
+pub mod iam;
 mod publisher;
 mod retry;
+mod schemas;
+mod snapshots;
 mod subscriber;
 mod telemetry;
+mod updates;
 
 pub use admin::SubscriptionConfig;
 pub use auth::{
@@ -72,8 +80,11 @@ pub use publisher::{
     PublisherFlowControl,
 };
 pub use retry::{CallFamily, RetrySettings};
+pub use schemas::{MessageEncoding, SchemaDefinition, SchemaType, SchemaView};
+pub use snapshots::{SnapshotConfig, SnapshotUpdate};
 pub use subscriber::{
     MessageStream, ReceivedMessage, ShutdownBehavior, Subscriber, SubscriberConfig,
     SubscriptionHandle,
 };
 pub use telemetry::{DEFAULT_MAX_LINKS_PER_SPAN, ProcessScope, PropagationOptions, TracingConfig};
+pub use updates::{SubscriptionUpdate, TopicUpdate};

@@ -22,8 +22,8 @@ use tonic::Code;
 /// | family | RPCs | backoff | total | per attempt | retried on |
 /// |---|---|---|---|---|---|
 /// | `Publish` | Publish | 100 ms ×4 up to 60 s | 600 s | 60 s | ABORTED, CANCELLED, INTERNAL, RESOURCE_EXHAUSTED, UNKNOWN, UNAVAILABLE, DEADLINE_EXCEEDED |
-/// | `AdminRead` | GetTopic, ListTopics, ListTopicSubscriptions, CreateSubscription, GetSubscription, ListSubscriptions, Seek | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNKNOWN, ABORTED, UNAVAILABLE |
-/// | `AdminWrite` | CreateTopic, UpdateTopic, DeleteTopic, UpdateSubscription, DeleteSubscription | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNAVAILABLE |
+/// | `AdminRead` | GetTopic, ListTopics, ListTopicSubscriptions, ListTopicSnapshots, CreateSubscription, GetSubscription, ListSubscriptions, Seek, GetSnapshot, ListSnapshots, GetSchema, ListSchemas, ListSchemaRevisions, ValidateSchema, ValidateMessage, GetIamPolicy, TestIamPermissions | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNKNOWN, ABORTED, UNAVAILABLE |
+/// | `AdminWrite` | CreateTopic, UpdateTopic, DeleteTopic, UpdateSubscription, DeleteSubscription, ModifyPushConfig, CreateSnapshot, UpdateSnapshot, DeleteSnapshot, CreateSchema, CommitSchema, RollbackSchema, DeleteSchema, DeleteSchemaRevision, SetIamPolicy | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNAVAILABLE |
 /// | `Settle` | Acknowledge, ModifyAckDeadline | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNAVAILABLE, DEADLINE_EXCEEDED |
 /// | `Pull` | Pull | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNKNOWN, ABORTED, UNAVAILABLE, INTERNAL |
 ///

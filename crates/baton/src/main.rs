@@ -6,6 +6,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod admin_cmds;
 mod demo;
 mod failure;
 mod iam_cmd;
@@ -49,6 +50,20 @@ enum Command {
         client: pubsub_cmds::ClientArgs,
         #[command(subcommand)]
         command: pubsub_cmds::SubscriptionsCommand,
+    },
+    /// Manage snapshots (like `gcloud pubsub snapshots`).
+    Snapshots {
+        #[command(flatten)]
+        client: pubsub_cmds::ClientArgs,
+        #[command(subcommand)]
+        command: admin_cmds::SnapshotsCommand,
+    },
+    /// Manage schemas and their revisions (like `gcloud pubsub schemas`).
+    Schemas {
+        #[command(flatten)]
+        client: pubsub_cmds::ClientArgs,
+        #[command(subcommand)]
+        command: admin_cmds::SchemasCommand,
     },
     /// Stream messages from a subscription until Ctrl-C.
     Subscribe {
@@ -271,6 +286,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .context(attempt(client.endpoint_label())),
         Command::Subscriptions { client, command } => pubsub_cmds::subscriptions(&client, command)
+            .await
+            .context(attempt(client.endpoint_label())),
+        Command::Snapshots { client, command } => admin_cmds::snapshots(&client, command)
+            .await
+            .context(attempt(client.endpoint_label())),
+        Command::Schemas { client, command } => admin_cmds::schemas(&client, command)
             .await
             .context(attempt(client.endpoint_label())),
         Command::Subscribe { client, args } => {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use baton_client::{
-    CallFamily, Client, ClientConfig, Endpoint, Message, PublisherConfig, RetrySettings,
-    SubscriptionConfig, TracingConfig,
+    CallFamily, Client, ClientConfig, Endpoint, Message, MessageEncoding, PublisherConfig,
+    RetrySettings, SubscriptionConfig, SubscriptionUpdate, TopicUpdate, TracingConfig, iam,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -73,7 +73,12 @@ impl ClientArgs {
         }
     }
 
-    async fn connect(&self) -> anyhow::Result<Client> {
+    /// The output format asked for.
+    pub(crate) fn format(&self) -> Format {
+        self.format
+    }
+
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
         let endpoint = match &self.endpoint {
             Some(uri) => Endpoint::Custom {
                 uri: uri.clone(),
@@ -143,6 +148,24 @@ pub enum TopicsCommand {
         /// Topic id or full name.
         topic: String,
     },
+    /// Change a topic's labels, retention or schema settings; only what is
+    /// given changes.
+    #[command(
+        after_help = "Examples:\n  baton topics update orders --update-labels env=prod --remove-labels tmp\n  baton topics update orders --schema order --message-encoding json\n  baton topics update orders --first-revision-id a1b2 --last-revision-id c3d4\n  baton topics update orders --clear-schema-settings --format json"
+    )]
+    Update(TopicUpdateArgs),
+    /// List the names of a topic's snapshots.
+    #[command(
+        name = "list-snapshots",
+        after_help = "Example:\n  baton topics list-snapshots orders --format json"
+    )]
+    ListSnapshots {
+        /// Topic id or full name.
+        topic: String,
+    },
+    /// IAM policy verbs on a topic.
+    #[command(flatten)]
+    Iam(IamVerb),
     /// Publish one message.
     Publish {
         /// Topic id or full name.
@@ -157,6 +180,241 @@ pub enum TopicsCommand {
         #[arg(long)]
         ordering_key: Option<String>,
     },
+}
+
+/// Label changes, as gcloud's `--update-labels`, `--remove-labels` and
+/// `--clear-labels` make them.
+#[derive(Debug, Args, Clone)]
+pub struct LabelArgs {
+    /// Labels to add or change, `key=value` (repeatable, or comma-separated).
+    #[arg(long = "update-labels", value_parser = key_value, value_delimiter = ',')]
+    update_labels: Vec<(String, String)>,
+    /// Label keys to remove (repeatable, or comma-separated).
+    #[arg(long = "remove-labels", value_delimiter = ',')]
+    remove_labels: Vec<String>,
+    /// Remove every label (before `--update-labels` adds any).
+    #[arg(long)]
+    clear_labels: bool,
+}
+
+impl LabelArgs {
+    /// Whether any label flag was given.
+    pub(crate) fn any(&self) -> bool {
+        self.clear_labels || !self.update_labels.is_empty() || !self.remove_labels.is_empty()
+    }
+
+    /// `current` with the changes applied.
+    pub(crate) fn apply(&self, current: &HashMap<String, String>) -> HashMap<String, String> {
+        let mut labels = if self.clear_labels {
+            HashMap::new()
+        } else {
+            current.clone()
+        };
+        for key in &self.remove_labels {
+            labels.remove(key);
+        }
+        for (key, value) in &self.update_labels {
+            labels.insert(key.clone(), value.clone());
+        }
+        labels
+    }
+}
+
+/// The encodings of `--message-encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncodingArg {
+    /// JSON text.
+    Json,
+    /// Binary.
+    Binary,
+}
+
+impl EncodingArg {
+    /// The library's encoding.
+    pub(crate) fn to_client(self) -> MessageEncoding {
+        match self {
+            Self::Json => MessageEncoding::Json,
+            Self::Binary => MessageEncoding::Binary,
+        }
+    }
+}
+
+/// Settings of `baton topics update`.
+#[derive(Debug, Args)]
+pub struct TopicUpdateArgs {
+    /// Topic id or full name.
+    topic: String,
+    #[command(flatten)]
+    labels: LabelArgs,
+    /// How long published messages are kept, e.g. `7d`.
+    #[arg(long, value_parser = parse_duration)]
+    message_retention_duration: Option<Duration>,
+    /// Stop keeping published messages.
+    #[arg(long, conflicts_with = "message_retention_duration")]
+    clear_message_retention_duration: bool,
+    /// Schema id or full name to validate publishes against (needs
+    /// `--message-encoding`).
+    #[arg(long, requires = "message_encoding")]
+    schema: Option<String>,
+    /// Encoding of messages validated against the schema.
+    #[arg(long, value_enum)]
+    message_encoding: Option<EncodingArg>,
+    /// Oldest schema revision messages may be valid against.
+    #[arg(long)]
+    first_revision_id: Option<String>,
+    /// Newest schema revision messages may be valid against.
+    #[arg(long)]
+    last_revision_id: Option<String>,
+    /// Remove the schema settings.
+    #[arg(long, conflicts_with_all = ["schema", "message_encoding", "first_revision_id", "last_revision_id"])]
+    clear_schema_settings: bool,
+}
+
+/// Settings of `baton subscriptions update`.
+#[derive(Debug, Args)]
+pub struct SubscriptionUpdateArgs {
+    /// Subscription id or full name.
+    subscription: String,
+    /// Ack deadline in seconds (10-600).
+    #[arg(long)]
+    ack_deadline: Option<u64>,
+    /// Push endpoint; an empty one switches to pull.
+    #[arg(long)]
+    push_endpoint: Option<String>,
+    #[command(flatten)]
+    labels: LabelArgs,
+    /// How long messages are kept, e.g. `7d`.
+    #[arg(long, value_parser = parse_duration)]
+    message_retention_duration: Option<Duration>,
+    /// Keep acked messages too (for seek).
+    #[arg(long, requires = "message_retention_duration")]
+    retain_acked_messages: bool,
+    /// Dead-letter topic.
+    #[arg(long)]
+    dead_letter_topic: Option<String>,
+    /// Delivery attempts before dead-lettering (5-100).
+    #[arg(long, default_value_t = 5)]
+    max_delivery_attempts: i32,
+    /// Stop dead-lettering.
+    #[arg(long, conflicts_with = "dead_letter_topic")]
+    clear_dead_letter_policy: bool,
+    /// Retry backoff lower bound, e.g. `10s`.
+    #[arg(long, value_parser = parse_duration)]
+    min_retry_delay: Option<Duration>,
+    /// Retry backoff upper bound, e.g. `600s`.
+    #[arg(long, value_parser = parse_duration)]
+    max_retry_delay: Option<Duration>,
+    /// Delete the subscription after this long without activity, e.g. `31d`.
+    #[arg(long, value_parser = parse_duration)]
+    expiration_period: Option<Duration>,
+}
+
+/// IAM policy verbs, the same on topics, subscriptions, snapshots and
+/// schemas (gcloud's names).
+#[derive(Debug, Subcommand)]
+pub enum IamVerb {
+    /// Show the resource's IAM policy.
+    #[command(
+        name = "get-iam-policy",
+        after_help = "Example:\n  baton topics get-iam-policy orders --format json"
+    )]
+    GetIamPolicy {
+        /// Id or full name.
+        name: String,
+    },
+    /// Replace the resource's IAM policy with the one in FILE (JSON, as
+    /// `get-iam-policy --format json` prints it; keep its etag to refuse
+    /// overwriting a concurrent change).
+    #[command(
+        name = "set-iam-policy",
+        after_help = "Example:\n  baton topics get-iam-policy orders --format json > policy.json\n  baton topics set-iam-policy orders policy.json"
+    )]
+    SetIamPolicy {
+        /// Id or full name.
+        name: String,
+        /// The policy file (JSON).
+        file: std::path::PathBuf,
+    },
+    /// Grant a role to a member.
+    #[command(
+        name = "add-iam-policy-binding",
+        after_help = "Example:\n  baton topics add-iam-policy-binding orders --member user:ana@example.com --role roles/pubsub.publisher"
+    )]
+    AddIamPolicyBinding {
+        /// Id or full name.
+        name: String,
+        /// `user:EMAIL`, `serviceAccount:EMAIL`, `group:EMAIL`, `allUsers`...
+        #[arg(long)]
+        member: String,
+        /// `roles/pubsub.publisher`, ...
+        #[arg(long)]
+        role: String,
+    },
+    /// Revoke a role from a member.
+    #[command(
+        name = "remove-iam-policy-binding",
+        after_help = "Example:\n  baton topics remove-iam-policy-binding orders --member user:ana@example.com --role roles/pubsub.publisher"
+    )]
+    RemoveIamPolicyBinding {
+        /// Id or full name.
+        name: String,
+        /// The member.
+        #[arg(long)]
+        member: String,
+        /// The role.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+impl IamVerb {
+    /// The id or name the verb is about.
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Self::GetIamPolicy { name }
+            | Self::SetIamPolicy { name, .. }
+            | Self::AddIamPolicyBinding { name, .. }
+            | Self::RemoveIamPolicyBinding { name, .. } => name,
+        }
+    }
+}
+
+/// Runs an IAM verb on `resource` (a full name).
+pub(crate) async fn run_iam(
+    client: &Client,
+    format: Format,
+    resource: &str,
+    verb: IamVerb,
+) -> anyhow::Result<()> {
+    let policy = match verb {
+        IamVerb::GetIamPolicy { .. } => client.get_iam_policy(resource).await?,
+        IamVerb::SetIamPolicy { file, .. } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading the policy file {}", file.display()))?;
+            let policy: iam::Policy = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON IAM policy", file.display()))?;
+            let set = client.set_iam_policy(resource, policy).await?;
+            eprintln!("Updated IAM policy for [{resource}].");
+            set
+        }
+        IamVerb::AddIamPolicyBinding { member, role, .. } => {
+            let mut policy = client.get_iam_policy(resource).await?;
+            iam::add_binding(&mut policy, &role, &member);
+            let set = client.set_iam_policy(resource, policy).await?;
+            eprintln!("Updated IAM policy for [{resource}].");
+            set
+        }
+        IamVerb::RemoveIamPolicyBinding { member, role, .. } => {
+            let mut policy = client.get_iam_policy(resource).await?;
+            if !iam::remove_binding(&mut policy, &role, &member) {
+                bail!("the policy of {resource} has no binding of {role} to {member}");
+            }
+            let set = client.set_iam_policy(resource, policy).await?;
+            eprintln!("Updated IAM policy for [{resource}].");
+            set
+        }
+    };
+    print_resource(format, &to_json(&policy)?)
 }
 
 /// `baton subscriptions ...`
@@ -176,6 +434,45 @@ pub enum SubscriptionsCommand {
         /// Subscription id or full name.
         subscription: String,
     },
+    /// Change a subscription's settings; only what is given changes.
+    #[command(
+        after_help = "Examples:\n  baton subscriptions update worker --ack-deadline 60\n  baton subscriptions update worker --push-endpoint https://example.com/push\n  baton subscriptions update worker --update-labels team=core --format json"
+    )]
+    Update(SubscriptionUpdateArgs),
+    /// Replay or skip messages: to a time (earlier messages count as
+    /// acked, later as unacked) or to a snapshot.
+    #[command(
+        after_help = "Examples:\n  baton subscriptions seek worker --time 2024-05-01T12:00:00Z\n  baton subscriptions seek worker --snapshot before-deploy"
+    )]
+    Seek {
+        /// Subscription id or full name.
+        subscription: String,
+        /// RFC 3339 time, e.g. `2024-05-01T12:00:00Z`.
+        #[arg(
+            long,
+            conflicts_with = "snapshot",
+            required_unless_present = "snapshot"
+        )]
+        time: Option<String>,
+        /// Snapshot id or full name.
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
+    /// Switch between push (an endpoint) and pull (an empty endpoint).
+    #[command(
+        name = "modify-push-config",
+        after_help = "Examples:\n  baton subscriptions modify-push-config worker --push-endpoint https://example.com/push\n  baton subscriptions modify-push-config worker --push-endpoint ''"
+    )]
+    ModifyPushConfig {
+        /// Subscription id or full name.
+        subscription: String,
+        /// The endpoint; empty for pull.
+        #[arg(long)]
+        push_endpoint: String,
+    },
+    /// IAM policy verbs on a subscription.
+    #[command(flatten)]
+    Iam(IamVerb),
     /// Pull messages once.
     Pull {
         /// Subscription id or full name.
@@ -245,7 +542,7 @@ pub struct SubscribeArgs {
     nack: bool,
 }
 
-fn key_value(text: &str) -> Result<(String, String), String> {
+pub(crate) fn key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("expected key=value, got `{text}`"))
@@ -274,17 +571,17 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(amount.saturating_mul(seconds)))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> anyhow::Result<Value> {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> anyhow::Result<Value> {
     serde_json::to_value(value).context("encoding JSON")
 }
 
-fn print_json(value: &Value) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &Value) -> anyhow::Result<()> {
     out!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// Prints rows as aligned columns under a header.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -310,7 +607,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 /// Prints one resource: JSON, or `key: value` lines of its JSON fields.
-fn print_resource(format: Format, value: &Value) -> anyhow::Result<()> {
+pub(crate) fn print_resource(format: Format, value: &Value) -> anyhow::Result<()> {
     match format {
         Format::Json => print_json(value),
         Format::Table => {
@@ -377,6 +674,25 @@ pub async fn topics(args: &ClientArgs, command: TopicsCommand) -> anyhow::Result
             eprintln!("Deleted topic [{}].", client.topic_name(&topic));
             Ok(())
         }
+        TopicsCommand::Update(update) => {
+            let topic = update_topic(&client, update).await?;
+            print_resource(args.format, &to_json(&topic)?)
+        }
+        TopicsCommand::ListSnapshots { topic } => {
+            let names = client.list_topic_snapshots(&topic).await?;
+            match args.format {
+                Format::Json => print_json(&to_json(&names)?),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = names.into_iter().map(|n| vec![n]).collect();
+                    print_table(&["NAME"], &rows);
+                    Ok(())
+                }
+            }
+        }
+        TopicsCommand::Iam(verb) => {
+            let resource = client.topic_name(verb.name());
+            run_iam(&client, args.format, &resource, verb).await
+        }
         TopicsCommand::Publish {
             topic,
             message,
@@ -408,7 +724,7 @@ pub async fn topics(args: &ClientArgs, command: TopicsCommand) -> anyhow::Result
     }
 }
 
-fn proto_duration(d: Duration) -> baton_proto::wkt::Duration {
+pub(crate) fn proto_duration(d: Duration) -> baton_proto::wkt::Duration {
     baton_proto::wkt::Duration {
         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         nanos: 0,
@@ -487,12 +803,151 @@ pub async fn subscriptions(args: &ClientArgs, command: SubscriptionsCommand) -> 
             );
             Ok(())
         }
+        SubscriptionsCommand::Update(update) => {
+            let subscription = update_subscription(&client, update).await?;
+            print_resource(args.format, &to_json(&subscription)?)
+        }
+        SubscriptionsCommand::Seek {
+            subscription,
+            time,
+            snapshot,
+        } => {
+            match (time, snapshot) {
+                (Some(time), _) => {
+                    client
+                        .seek_to_time(&subscription, parse_time(&time)?)
+                        .await?
+                }
+                (None, Some(snapshot)) => client.seek_to_snapshot(&subscription, &snapshot).await?,
+                (None, None) => bail!("seek needs --time or --snapshot"),
+            }
+            let name = client.subscription_name(&subscription);
+            match args.format {
+                Format::Json => print_json(&serde_json::json!({ "subscriptionId": name })),
+                Format::Table => {
+                    out!("subscriptionId: {name}");
+                    Ok(())
+                }
+            }
+        }
+        SubscriptionsCommand::ModifyPushConfig {
+            subscription,
+            push_endpoint,
+        } => {
+            let push_config = baton_client::proto::PushConfig {
+                push_endpoint,
+                ..Default::default()
+            };
+            client
+                .modify_push_config(&subscription, push_config)
+                .await?;
+            let got = client.get_subscription(&subscription).await?;
+            print_resource(args.format, &to_json(&got)?)
+        }
+        SubscriptionsCommand::Iam(verb) => {
+            let resource = client.subscription_name(verb.name());
+            run_iam(&client, args.format, &resource, verb).await
+        }
         SubscriptionsCommand::Pull {
             subscription,
             auto_ack,
             limit,
         } => pull(args, &client, &subscription, auto_ack, limit).await,
     }
+}
+
+/// An RFC 3339 time (`2024-05-01T12:00:00Z`, fractions and offsets
+/// allowed), as gcloud's `--time` takes it.
+pub(crate) fn parse_time(text: &str) -> anyhow::Result<std::time::SystemTime> {
+    let timestamp: baton_proto::wkt::Timestamp =
+        serde_json::from_value(Value::String(text.to_string())).map_err(|_| {
+            anyhow::anyhow!("expected an RFC 3339 time like 2024-05-01T12:00:00Z, got `{text}`")
+        })?;
+    let seconds =
+        u64::try_from(timestamp.seconds).map_err(|_| anyhow::anyhow!("`{text}` is before 1970"))?;
+    let nanos = u32::try_from(timestamp.nanos).unwrap_or(0);
+    Ok(std::time::UNIX_EPOCH + Duration::new(seconds, nanos))
+}
+
+/// Applies `baton topics update`: labels are merged into the current ones.
+async fn update_topic(
+    client: &Client,
+    args: TopicUpdateArgs,
+) -> anyhow::Result<baton_client::proto::Topic> {
+    let mut update = TopicUpdate::new(args.topic.clone());
+    if args.labels.any() {
+        let current = client.get_topic(&args.topic).await?;
+        update = update.with_labels(args.labels.apply(&current.labels));
+    }
+    if let Some(retention) = args.message_retention_duration {
+        update = update.with_message_retention(Some(retention));
+    }
+    if args.clear_message_retention_duration {
+        update = update.with_message_retention(None);
+    }
+    match (args.schema, args.message_encoding) {
+        (Some(schema), Some(encoding)) => {
+            update = update.with_schema(schema, encoding.to_client());
+        }
+        (None, Some(encoding)) => update = update.with_message_encoding(encoding.to_client()),
+        _ => {}
+    }
+    if let Some(first) = args.first_revision_id {
+        update = update.with_first_revision_id(first);
+    }
+    if let Some(last) = args.last_revision_id {
+        update = update.with_last_revision_id(last);
+    }
+    if args.clear_schema_settings {
+        update = update.without_schema();
+    }
+    if update.paths().is_empty() {
+        bail!("nothing to update: pass at least one setting (see --help)");
+    }
+    Ok(client.update_topic_with(update).await?)
+}
+
+/// Applies `baton subscriptions update`: labels are merged into the
+/// current ones.
+async fn update_subscription(
+    client: &Client,
+    args: SubscriptionUpdateArgs,
+) -> anyhow::Result<baton_client::proto::Subscription> {
+    let mut update = SubscriptionUpdate::new(args.subscription.clone());
+    if let Some(seconds) = args.ack_deadline {
+        update = update.with_ack_deadline(Duration::from_secs(seconds));
+    }
+    match args.push_endpoint {
+        Some(endpoint) if endpoint.is_empty() => update = update.with_pull_delivery(),
+        Some(endpoint) => update = update.with_push_endpoint(endpoint),
+        None => {}
+    }
+    if args.labels.any() {
+        let current = client.get_subscription(&args.subscription).await?;
+        update = update.with_labels(args.labels.apply(&current.labels));
+    }
+    if let Some(retention) = args.message_retention_duration {
+        update = update.with_retention(retention, args.retain_acked_messages);
+    }
+    if let Some(topic) = args.dead_letter_topic {
+        update = update.with_dead_letter(topic, args.max_delivery_attempts);
+    }
+    if args.clear_dead_letter_policy {
+        update = update.without_dead_letter();
+    }
+    if args.min_retry_delay.is_some() || args.max_retry_delay.is_some() {
+        update = update.with_retry_policy(
+            args.min_retry_delay.unwrap_or(Duration::from_secs(10)),
+            args.max_retry_delay.unwrap_or(Duration::from_secs(600)),
+        );
+    }
+    if let Some(ttl) = args.expiration_period {
+        update = update.with_expiration(ttl);
+    }
+    if update.paths().is_empty() {
+        bail!("nothing to update: pass at least one setting (see --help)");
+    }
+    Ok(client.update_subscription_with(update).await?)
 }
 
 fn message_row(
