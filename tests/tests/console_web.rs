@@ -13,8 +13,9 @@
 //!
 //! Chromium is required (`scripts/test` installs it); the tests fail when it
 //! is missing. `BATON_UPDATE_SCREENSHOT=1` rewrites
-//! `docs/screenshot-topics.png`, `docs/screenshot-subscription.png` and
-//! `docs/screenshot-message.png` from these runs.
+//! `docs/screenshot-topics.png`, `docs/screenshot-topic.png`,
+//! `docs/screenshot-subscriptions.png`, `docs/screenshot-subscription.png`
+//! and `docs/screenshot-message.png` from these runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -269,7 +270,7 @@ async fn publishing_from_the_topic_page_reaches_a_python_subscriber() {
         const link = await wait(() => document.getElementById('published-id'));
         return link.textContent;
         "#,
-        None,
+        Some("screenshot-topic.png"),
     )
     .await;
     let id = published.as_str().unwrap().to_string();
@@ -330,6 +331,12 @@ async fn ten_thousand_subscriptions_are_listed_page_by_page() {
         .next()
         .unwrap();
     assert_eq!(first_row, "projects/console-many/subscriptions/s00050");
+    drive(
+        server.url("/ui/subscriptions?project=console-many"),
+        "while (document.getElementById('content').hidden) await new Promise(r => setTimeout(r, 50)); return true;",
+        Some("screenshot-subscriptions.png"),
+    )
+    .await;
     let topic_page = dump(server.url("/ui/topics/console-many/fan")).await;
     assert_eq!(text_of(&topic_page, "subscription-count"), "10,000");
     server.shutdown().await;
