@@ -198,17 +198,29 @@ impl Client {
         .map_err(AdminError::Rpc)
     }
 
-    /// Every item of a paged list: `page(token)` returns one page's items
-    /// and the next token (empty after the last page).
-    pub(crate) async fn all_pages<T, F, Fut>(&self, mut page: F) -> Result<Vec<T>>
+    /// Every item of a paged list call on `resource` (an AdminRead call):
+    /// `request(token)` builds one page's request, `rpc` sends it, and
+    /// `page` splits its answer into the items and the next page's token
+    /// (empty after the last page).
+    pub(crate) async fn list_all<Req, Resp, T, F, Fut>(
+        &self,
+        resource: &str,
+        request: impl Fn(String) -> Req,
+        rpc: F,
+        page: impl Fn(Resp) -> (Vec<T>, String),
+    ) -> Result<Vec<T>>
     where
-        F: FnMut(String) -> Fut,
-        Fut: std::future::Future<Output = Result<(Vec<T>, String)>>,
+        Req: Clone,
+        F: Fn(Client, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let mut items = Vec::new();
         let mut token = String::new();
         loop {
-            let (mut batch, next) = page(token).await?;
+            let response = self
+                .unary(CallFamily::AdminRead, resource, request(token), &rpc)
+                .await?;
+            let (mut batch, next) = page(response);
             items.append(&mut batch);
             if next.is_empty() {
                 return Ok(items);
@@ -267,47 +279,32 @@ impl Client {
     /// Every topic of the client's project.
     pub async fn list_topics(&self) -> Result<Vec<Topic>> {
         let project = self.project_name();
-        self.all_pages(|page_token| {
-            let request = ListTopicsRequest {
+        self.list_all(
+            &project,
+            |page_token| ListTopicsRequest {
                 project: project.clone(),
                 page_size: 1000,
                 page_token,
-            };
-            let project = project.clone();
-            async move {
-                let response = self
-                    .unary(
-                        CallFamily::AdminRead,
-                        &project,
-                        request,
-                        |c, r| async move { c.publisher_stub().list_topics(r).await },
-                    )
-                    .await?;
-                Ok((response.topics, response.next_page_token))
-            }
-        })
+            },
+            |c, r| async move { c.publisher_stub().list_topics(r).await },
+            |response| (response.topics, response.next_page_token),
+        )
         .await
     }
 
     /// Names of the subscriptions attached to a topic.
     pub async fn list_topic_subscriptions(&self, topic: &str) -> Result<Vec<String>> {
         let name = self.topic_name(topic);
-        self.all_pages(|page_token| {
-            let request = ListTopicSubscriptionsRequest {
+        self.list_all(
+            &name,
+            |page_token| ListTopicSubscriptionsRequest {
                 topic: name.clone(),
                 page_size: 1000,
                 page_token,
-            };
-            let name = name.clone();
-            async move {
-                let response = self
-                    .unary(CallFamily::AdminRead, &name, request, |c, r| async move {
-                        c.publisher_stub().list_topic_subscriptions(r).await
-                    })
-                    .await?;
-                Ok((response.subscriptions, response.next_page_token))
-            }
-        })
+            },
+            |c, r| async move { c.publisher_stub().list_topic_subscriptions(r).await },
+            |response| (response.subscriptions, response.next_page_token),
+        )
         .await
     }
 
@@ -388,25 +385,16 @@ impl Client {
     /// Every subscription of the client's project.
     pub async fn list_subscriptions(&self) -> Result<Vec<Subscription>> {
         let project = self.project_name();
-        self.all_pages(|page_token| {
-            let request = ListSubscriptionsRequest {
+        self.list_all(
+            &project,
+            |page_token| ListSubscriptionsRequest {
                 project: project.clone(),
                 page_size: 1000,
                 page_token,
-            };
-            let project = project.clone();
-            async move {
-                let response = self
-                    .unary(
-                        CallFamily::AdminRead,
-                        &project,
-                        request,
-                        |c, r| async move { c.subscriber_stub().list_subscriptions(r).await },
-                    )
-                    .await?;
-                Ok((response.subscriptions, response.next_page_token))
-            }
-        })
+            },
+            |c, r| async move { c.subscriber_stub().list_subscriptions(r).await },
+            |response| (response.subscriptions, response.next_page_token),
+        )
         .await
     }
 

@@ -178,26 +178,17 @@ impl Client {
     /// ```
     pub async fn list_schemas(&self, view: SchemaView) -> Result<Vec<Schema>> {
         let project = self.project_name();
-        self.all_pages(|page_token| {
-            let request = ListSchemasRequest {
+        self.list_all(
+            &project,
+            |page_token| ListSchemasRequest {
                 parent: project.clone(),
                 view: view.to_proto(),
                 page_size: 1000,
                 page_token,
-            };
-            let project = project.clone();
-            async move {
-                let response = self
-                    .unary(
-                        CallFamily::AdminRead,
-                        &project,
-                        request,
-                        |c, r| async move { c.schema_stub().list_schemas(r).await },
-                    )
-                    .await?;
-                Ok((response.schemas, response.next_page_token))
-            }
-        })
+            },
+            |c, r| async move { c.schema_stub().list_schemas(r).await },
+            |response| (response.schemas, response.next_page_token),
+        )
         .await
     }
 
@@ -215,23 +206,17 @@ impl Client {
         view: SchemaView,
     ) -> Result<Vec<Schema>> {
         let name = self.schema_name(schema);
-        self.all_pages(|page_token| {
-            let request = ListSchemaRevisionsRequest {
+        self.list_all(
+            &name,
+            |page_token| ListSchemaRevisionsRequest {
                 name: name.clone(),
                 view: view.to_proto(),
                 page_size: 1000,
                 page_token,
-            };
-            let name = name.clone();
-            async move {
-                let response = self
-                    .unary(CallFamily::AdminRead, &name, request, |c, r| async move {
-                        c.schema_stub().list_schema_revisions(r).await
-                    })
-                    .await?;
-                Ok((response.schemas, response.next_page_token))
-            }
-        })
+            },
+            |c, r| async move { c.schema_stub().list_schema_revisions(r).await },
+            |response| (response.schemas, response.next_page_token),
+        )
         .await
     }
 

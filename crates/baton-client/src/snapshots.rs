@@ -194,25 +194,16 @@ impl Client {
     /// ```
     pub async fn list_snapshots(&self) -> Result<Vec<Snapshot>> {
         let project = self.project_name();
-        self.all_pages(|page_token| {
-            let request = ListSnapshotsRequest {
+        self.list_all(
+            &project,
+            |page_token| ListSnapshotsRequest {
                 project: project.clone(),
                 page_size: 1000,
                 page_token,
-            };
-            let project = project.clone();
-            async move {
-                let response = self
-                    .unary(
-                        CallFamily::AdminRead,
-                        &project,
-                        request,
-                        |c, r| async move { c.subscriber_stub().list_snapshots(r).await },
-                    )
-                    .await?;
-                Ok((response.snapshots, response.next_page_token))
-            }
-        })
+            },
+            |c, r| async move { c.subscriber_stub().list_snapshots(r).await },
+            |response| (response.snapshots, response.next_page_token),
+        )
         .await
     }
 
@@ -225,22 +216,16 @@ impl Client {
     /// ```
     pub async fn list_topic_snapshots(&self, topic: &str) -> Result<Vec<String>> {
         let name = self.topic_name(topic);
-        self.all_pages(|page_token| {
-            let request = ListTopicSnapshotsRequest {
+        self.list_all(
+            &name,
+            |page_token| ListTopicSnapshotsRequest {
                 topic: name.clone(),
                 page_size: 1000,
                 page_token,
-            };
-            let name = name.clone();
-            async move {
-                let response = self
-                    .unary(CallFamily::AdminRead, &name, request, |c, r| async move {
-                        c.publisher_stub().list_topic_snapshots(r).await
-                    })
-                    .await?;
-                Ok((response.snapshots, response.next_page_token))
-            }
-        })
+            },
+            |c, r| async move { c.publisher_stub().list_topic_snapshots(r).await },
+            |response| (response.snapshots, response.next_page_token),
+        )
         .await
     }
 
