@@ -38,6 +38,21 @@ pub fn chromium() -> String {
     );
 }
 
+/// The flags every headless Chromium of the tests runs with: no sandbox (a
+/// container), no GPU, nothing fetched from the network on its own, no
+/// first-run screens, no scrollbars in screenshots.
+pub const HEADLESS_FLAGS: [&str; 9] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+];
+
 /// Runs headless Chromium on `url` with `extra` arguments (such as
 /// `--dump-dom` or `--screenshot=...`) in a profile of its own; answers its
 /// stdout. Panics when it fails or takes longer than 90 s.
@@ -51,18 +66,8 @@ pub fn run_chromium(url: &str, extra: &[String]) -> String {
     std::fs::create_dir_all(&profile).unwrap();
     let mut command = Command::new(chromium());
     command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--virtual-time-budget=5000",
-        ])
+        .args(HEADLESS_FLAGS)
+        .arg("--virtual-time-budget=5000")
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url);

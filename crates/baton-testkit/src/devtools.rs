@@ -46,16 +46,8 @@ impl Browser {
         ));
         std::fs::create_dir_all(&profile).unwrap();
         let mut child = Command::new(crate::chromium::chromium())
+            .args(crate::chromium::HEADLESS_FLAGS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--hide-scrollbars",
                 "--window-size=1366,900",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
