@@ -8,7 +8,8 @@
 //!   `{sub} subscribe` span is a child of the Python `{topic} create` span.
 //! - Each Rust crate publishes, Python subscribes: the Python subscribe span
 //!   is a child of the adapter's create span.
-//! - One Rust crate publishes and the other subscribes: one trace.
+//! - One Rust crate publishes and another subscribes, Baton's own client
+//!   (`baton-client`, tracing on) included: one trace.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -56,6 +57,23 @@ enum RustClient {
     Google,
     /// The community `gcloud-pubsub`.
     Community,
+    /// Baton's own `baton-client`, with its built-in tracing (no adapter).
+    Baton,
+}
+
+/// A `baton-client` of `server`, tracing into `provider`.
+async fn baton_client(
+    server: &InteropServer,
+    provider: &SdkTracerProvider,
+) -> Result<(baton_client::Client, baton_client::TracingConfig)> {
+    let client = baton_client::Client::connect(
+        baton_client::ClientConfig::new(PROJECT)
+            .with_endpoint(baton_client::Endpoint::Emulator(server.host.clone())),
+    )
+    .await?;
+    let tracing = baton_client::TracingConfig::enabled()
+        .with_tracer_provider(std::sync::Arc::new(provider.clone()));
+    Ok((client, tracing))
 }
 
 impl RustClient {
@@ -110,6 +128,19 @@ impl RustClient {
                     ids.push(span.record(awaiter.get()).await?);
                 }
                 let mut publisher = publisher;
+                publisher.shutdown().await;
+            }
+            Self::Baton => {
+                let (client, tracing) = baton_client(server, provider).await?;
+                let publisher = client.publisher_with(
+                    &server.id("topic"),
+                    baton_client::PublisherConfig::default().with_tracing(tracing),
+                );
+                for i in 0..COUNT {
+                    let message = baton_client::Message::new(format!("from baton-client {i}"))
+                        .with_attribute("i", i.to_string());
+                    ids.push(publisher.publish(message).await?);
+                }
                 publisher.shutdown().await;
             }
         }
@@ -196,6 +227,28 @@ impl RustClient {
                         }
                     }
                     stream.dispose().await;
+                    Ok(())
+                }
+                Self::Baton => {
+                    let (client, tracing) = baton_client(server, provider).await?;
+                    let subscriber = client.subscriber_with(
+                        &server.id(sub),
+                        baton_client::SubscriberConfig::default().with_tracing(tracing),
+                    );
+                    let mut stream = subscriber.stream();
+                    while seen.len() < COUNT {
+                        let Some(next) = futures::StreamExt::next(&mut stream).await else {
+                            return Err(anyhow!("the stream ended"));
+                        };
+                        let message = next?;
+                        let id = message.message_id().to_owned();
+                        handle(&id);
+                        message.ack();
+                        if !seen.contains(&id) {
+                            seen.push(id);
+                        }
+                    }
+                    stream.shutdown().await?;
                     Ok(())
                 }
             }
@@ -405,6 +458,32 @@ async fn google_cloud_pubsub_publishes_gcloud_pubsub_receives_and_back() {
             ..s
         };
         rust_to_rust(RustClient::Community, RustClient::Google, back).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_cloud_pubsub_and_baton_client_join_each_others_traces() {
+    on_both(TMP, "official-baton", |s| async move {
+        rust_to_rust(RustClient::Google, RustClient::Baton, s.clone()).await?;
+        let back = InteropServer {
+            prefix: format!("{}-back", s.prefix),
+            ..s
+        };
+        rust_to_rust(RustClient::Baton, RustClient::Google, back).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcloud_pubsub_and_baton_client_join_each_others_traces() {
+    on_both(TMP, "community-baton", |s| async move {
+        rust_to_rust(RustClient::Community, RustClient::Baton, s.clone()).await?;
+        let back = InteropServer {
+            prefix: format!("{}-back", s.prefix),
+            ..s
+        };
+        rust_to_rust(RustClient::Baton, RustClient::Community, back).await
     })
     .await;
 }
