@@ -8,6 +8,9 @@
 //!   `{sub} subscribe` span is a child of the Python `{topic} create` span.
 //! - Each Rust crate publishes, Python subscribes: the Python subscribe span
 //!   is a child of the adapter's create span.
+//! - Google's Node client (OpenTelemetry on) publishes and each Rust crate
+//!   subscribes, and the reverse: the subscribe span is the create span's
+//!   child either way.
 //! - One Rust crate publishes and another subscribes, Baton's own client
 //!   (`baton-client`, tracing on) included: one trace.
 
@@ -390,6 +393,121 @@ async fn rust_to_python(client: RustClient, server: InteropServer) -> Result<()>
     Ok(())
 }
 
+/// Runs `tests/node/<script>` (Google's Node client, which `scripts/test`
+/// installs with `npm ci`) against `server` with `args`; the JSON it prints.
+async fn node(server: &InteropServer, script: &str, args: &[&str]) -> Result<Value> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../node");
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("node")
+            .arg(script)
+            .args(["--project", PROJECT, "--timeout", "60"])
+            .args(args)
+            .current_dir(&dir)
+            .env("PUBSUB_EMULATOR_HOST", &server.host)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| anyhow!("{script} did not finish within 90 s"))?
+    .with_context(|| format!("running node {script} (is Node on PATH?)"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let value: Value = serde_json::from_str(line).with_context(|| {
+        format!(
+            "{script} printed no JSON: {stdout}\n--- stderr\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    ensure!(
+        output.status.success() && value.get("error").is_none(),
+        "{script} failed: {value}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("[{}] node {script}: {value}", server.name);
+    Ok(value)
+}
+
+/// `(trace_id, span_id)` of the spans a Node script described under `key`,
+/// with `id` naming the id to take (`span_id`, or `parent_span_id`).
+fn node_spans(value: &Value, key: &str, id: &str) -> Result<Vec<(String, String)>> {
+    value[key]
+        .as_array()
+        .ok_or_else(|| anyhow!("no {key} in {value}"))?
+        .iter()
+        .map(|span| {
+            Ok((
+                text(span, "/trace_id")?.to_owned(),
+                text(span, &format!("/{id}"))?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Node publishes with tracing on and `client` receives through the adapter,
+/// then `client` publishes and Node receives: the subscribe span is the
+/// create span's child both ways.
+async fn node_both_ways(client: RustClient, server: InteropServer) -> Result<()> {
+    install_crypto();
+    server.topic_and_subscriptions(&["sub"]).await?;
+    let topic = server.id("topic");
+    let published = node(
+        &server,
+        "trace_publish.js",
+        &["--topic", &topic, "--count", "3"],
+    )
+    .await?;
+    let creates = node_spans(&published, "creates", "span_id")?;
+    ensure!(creates.len() == COUNT, "{published}");
+    let (provider, exporter) = recording();
+    let ids = client.receive(&server, "sub", &provider).await?;
+    provider.force_flush()?;
+    let spans = exporter.get_finished_spans()?;
+    for id in &ids {
+        let subscribe = span_of(&spans, &format!("{} subscribe", server.id("sub")), id)?;
+        let parent = (
+            subscribe.span_context.trace_id().to_string(),
+            subscribe.parent_span_id.to_string(),
+        );
+        ensure!(
+            creates.contains(&parent),
+            "{client:?}: the subscribe span of Node's message {id} is not a child of a Node create span: {parent:?} not in {creates:?}"
+        );
+    }
+
+    // Back the other way on resources of their own, so nothing of the
+    // first half (a subscriber still winding down) competes for them.
+    let server = InteropServer {
+        prefix: format!("{}-back", server.prefix),
+        ..server
+    };
+    server.topic_and_subscriptions(&["sub"]).await?;
+    let topic = server.id("topic");
+    let (provider, exporter) = recording();
+    let ids = client.publish(&server, &provider).await?;
+    provider.force_flush()?;
+    let spans = exporter.get_finished_spans()?;
+    let received = node(
+        &server,
+        "trace_subscribe.js",
+        &["--subscription", &server.id("sub"), "--expect", "3"],
+    )
+    .await?;
+    let parents = node_spans(&received, "subscribes", "parent_span_id")?;
+    for id in &ids {
+        let create = span_of(&spans, &format!("{topic} create"), id)?;
+        let create = (
+            create.span_context.trace_id().to_string(),
+            create.span_context.span_id().to_string(),
+        );
+        ensure!(
+            parents.contains(&create),
+            "{client:?}: no Node subscribe span is a child of the create span of {id}: {create:?} not in {parents:?}"
+        );
+    }
+    Ok(())
+}
+
 /// `publisher` publishes and `subscriber` receives, both through the
 /// adapter: one trace per message, subscribe a child of create.
 async fn rust_to_rust(
@@ -484,6 +602,22 @@ async fn gcloud_pubsub_and_baton_client_join_each_others_traces() {
             ..s
         };
         rust_to_rust(RustClient::Baton, RustClient::Community, back).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_and_google_cloud_pubsub_join_each_others_traces() {
+    on_both(TMP, "node-official", |s| {
+        node_both_ways(RustClient::Google, s)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_and_gcloud_pubsub_join_each_others_traces() {
+    on_both(TMP, "node-community", |s| {
+        node_both_ways(RustClient::Community, s)
     })
     .await;
 }
