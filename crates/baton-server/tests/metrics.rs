@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use baton_proto::pubsub::{DeadLetterPolicy, Subscription};
-use baton_server::ServerConfig;
 use baton_testkit::messages::{PROJECT, ack_ids};
-use baton_testkit::server::{TestServer, loopback};
+use baton_testkit::server::{TestServer, loopback, virtual_config};
 use baton_trace_store::forward::{ForwardConfig, Protocol};
 use baton_trace_store::opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
@@ -228,11 +227,11 @@ fn latest_value(capture: &MetricsCapture, name: &str, id: &str) -> Option<(i64, 
     found
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn forwarded_metrics_carry_the_metric_types() {
     let (capture, addr) = start_capture().await;
     let forward = ForwardConfig::to(&format!("http://{addr}"), Protocol::HttpProtobuf).unwrap();
-    let config = ServerConfig::new(loopback())
+    let config = virtual_config()
         .with_forwarding(forward)
         .with_metrics_export_interval(Duration::from_millis(100));
     let t = TestServer::start_with(config).await;
@@ -240,23 +239,13 @@ async fn forwarded_metrics_carry_the_metric_types() {
     let sub = t.create_subscription("workers", &topic).await;
     t.publish(&topic, &["a", "b", "c"]).await;
     t.pull_acking_now(&sub).await;
-    // The export runs on its own interval: wait (bounded) for one that
-    // saw the acks.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while latest_value(
-        &capture,
-        "pubsub.googleapis.com/subscription/ack_message_count",
-        "workers",
-    )
-    .is_none_or(|(v, _)| v < 3)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no export with the acks"
-        );
-        t.server().forwarding().flush(Duration::from_secs(5)).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Exports run every 100 ms of virtual time from the start; 150 ms on,
+    // one has sampled the acks, and flushing hands it to the capture.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        t.server().forwarding().flush(Duration::from_secs(5)).await,
+        "forwarding flushed"
+    );
     assert_eq!(
         latest_value(
             &capture,
