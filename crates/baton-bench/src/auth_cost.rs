@@ -16,14 +16,14 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use baton_proto::iam::{Binding, Policy};
 use baton_server::{AuthSettings, ServerConfig};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
-use crate::trace_load::{BATCH, CALLERS, Credential, PROJECT, PULL_MAX, median, round};
+use crate::trace_load::{BATCH, CALLERS, Credential, PROJECT, PULL_MAX, measured_round, median};
 
 /// One server under test and a channel to it.
 struct Target {
@@ -154,25 +154,18 @@ pub async fn run(messages: usize, size: usize, rounds: usize) -> Result<()> {
         for index in order {
             let (target, result) = (&targets[index], &mut results[index]);
             let prefix = format!("r{round_no}-t{index}");
-            let (publish, receive) = round(
+            measured_round(
+                target.label,
+                round_no,
                 &target.channel,
                 &target.credential,
                 &prefix,
                 messages,
                 size,
                 false,
+                result,
             )
-            .await
-            .with_context(|| format!("{} round {round_no}", target.label))?;
-            eprintln!(
-                "== {} {round_no} {}: publish {publish:.0} msg/s, pull+ack {receive:.0} msg/s",
-                if round_no == 0 { "warm-up" } else { "round" },
-                target.label
-            );
-            if round_no > 0 {
-                result.0.push(publish);
-                result.1.push(receive);
-            }
+            .await?;
         }
     }
     println!();

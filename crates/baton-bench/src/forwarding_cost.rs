@@ -22,7 +22,8 @@ use baton_server::{ForwardConfig, RunningServer, ServerConfig};
 use tonic::transport::Channel;
 
 use crate::trace_load::{
-    BATCH, CALLERS, Credential, PULL_MAX, change, connect, loopback, median, range_k, round,
+    BATCH, CALLERS, Credential, PULL_MAX, change, connect, loopback, measured_round, median,
+    range_k,
 };
 
 /// How long to wait for forwarding to resume once the upstream is back
@@ -111,25 +112,18 @@ pub async fn run(messages: usize, size: usize, rounds: usize) -> Result<()> {
         for index in order {
             let (target, result) = (&targets[index], &mut results[index]);
             let prefix = format!("r{round_no}-t{index}");
-            let (publish, receive) = round(
+            measured_round(
+                target.label,
+                round_no,
                 &target.channel,
                 &Credential::default(),
                 &prefix,
                 messages,
                 size,
                 true,
+                result,
             )
-            .await
-            .with_context(|| format!("{} round {round_no}", target.label))?;
-            eprintln!(
-                "== {} {round_no} {}: publish {publish:.0} msg/s, pull+ack {receive:.0} msg/s",
-                if round_no == 0 { "warm-up" } else { "round" },
-                target.label
-            );
-            if round_no > 0 {
-                result.0.push(publish);
-                result.1.push(receive);
-            }
+            .await?;
         }
         if let Some(upstream) = doomed.take() {
             let before = traces_lane(&targets[2])?;

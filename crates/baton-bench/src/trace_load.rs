@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context as _, Result, ensure};
 use baton_proto::pubsub::publisher_client::PublisherClient;
 use baton_proto::pubsub::subscriber_client::SubscriberClient;
 use baton_proto::pubsub::{
@@ -68,6 +68,37 @@ impl tonic::service::Interceptor for Credential {
 fn traceparent() -> String {
     let n = NEXT_TRACE.fetch_add(1, Ordering::Relaxed);
     format!("00-{:016x}{n:016x}-{n:016x}-01", 0xba70_u64)
+}
+
+/// The publish and pull+ack rates of the measured rounds of one server.
+pub type Rates = (Vec<f64>, Vec<f64>);
+
+/// Runs [`round`] number `round_no` against the server of `label` and logs
+/// its rates; round 0 is the warm-up, the others go into `rates`.
+#[allow(clippy::too_many_arguments)] // a round's settings, named at each call
+pub async fn measured_round(
+    label: &str,
+    round_no: usize,
+    channel: &Channel,
+    credential: &Credential,
+    prefix: &str,
+    n: usize,
+    size: usize,
+    traced: bool,
+    rates: &mut Rates,
+) -> Result<()> {
+    let (publish, receive) = round(channel, credential, prefix, n, size, traced)
+        .await
+        .with_context(|| format!("{label} round {round_no}"))?;
+    eprintln!(
+        "== {} {round_no} {label}: publish {publish:.0} msg/s, pull+ack {receive:.0} msg/s",
+        if round_no == 0 { "warm-up" } else { "round" },
+    );
+    if round_no > 0 {
+        rates.0.push(publish);
+        rates.1.push(receive);
+    }
+    Ok(())
 }
 
 /// Publish then pull+ack `n` messages of `size` bytes on fresh resources;
