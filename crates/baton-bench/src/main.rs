@@ -9,6 +9,7 @@
 //! cargo run --release -p baton-bench -- --span-flood [--messages N] [--rounds R]
 //!     [--trace-store-bytes B] [--flood-senders S]
 //! cargo run --release -p baton-bench -- --trace-search [--traces 100000] [--rounds R]
+//! cargo run --release -p baton-bench -- --catalog-scale [--subscriptions 100000]
 //! ```
 //!
 //! Against one Baton server (started in-process on its own Tokio runtime, or
@@ -40,6 +41,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod auth_cost;
+mod catalog_scale;
 mod forwarding_cost;
 mod python;
 mod sdk_floor;
@@ -148,6 +150,14 @@ struct Args {
     /// and the list page, then exit.
     #[arg(long)]
     trace_search: bool,
+    /// Only measure how creating subscriptions scales on the disk store:
+    /// `--subscriptions` creates from concurrent callers, the rate per tenth
+    /// of the run, and the restart with that catalog, then exit.
+    #[arg(long)]
+    catalog_scale: bool,
+    /// `--catalog-scale`: subscriptions to create.
+    #[arg(long, default_value_t = 100_000)]
+    subscriptions: usize,
     /// `--trace-search`: traces in the store.
     #[arg(long, default_value_t = 100_000)]
     traces: u64,
@@ -891,6 +901,9 @@ fn main() -> Result<()> {
     }
     if args.forwarding_cost {
         return runtime.block_on(forwarding_cost::run(args.messages, args.size, args.rounds));
+    }
+    if args.catalog_scale {
+        return runtime.block_on(catalog_scale::run(args.subscriptions));
     }
     if args.trace_search {
         return runtime.block_on(trace_search::run(args.traces, args.rounds.max(20)));

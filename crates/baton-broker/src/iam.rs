@@ -111,6 +111,7 @@ impl IamPolicies {
     }
 
     /// Every stored policy, for the disk store.
+    #[cfg(test)]
     pub fn export(&self) -> Vec<(String, Policy)> {
         self.read()
             .iter()
@@ -118,7 +119,12 @@ impl IamPolicies {
             .collect()
     }
 
-    /// Rebuilds the policies from [`Self::export`]; later etags stay unique.
+    /// The policy set on `resource`, if one was (what the disk store keeps).
+    pub fn stored(&self, resource: &str) -> Option<Policy> {
+        self.read().get(resource).cloned()
+    }
+
+    /// Rebuilds the policies the disk store kept; later etags stay unique.
     pub fn restore(policies: Vec<(String, Policy)>) -> Self {
         let next_etag = policies
             .iter()

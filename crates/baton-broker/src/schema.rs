@@ -624,6 +624,7 @@ impl SchemaRegistry {
 
     /// Every revision of every schema, oldest first per schema, for the
     /// disk store.
+    #[cfg(test)]
     pub(crate) fn export(&self) -> Vec<Schema> {
         self.schemas
             .iter()
@@ -636,7 +637,19 @@ impl SchemaRegistry {
             .collect()
     }
 
-    /// Rebuilds the registry from [`Self::export`]ed revisions. A revision
+    /// Every revision of the schema `name`, oldest first (none once it is
+    /// deleted): what the disk store keeps for it.
+    pub(crate) fn revisions_of(&self, name: &str) -> Vec<Schema> {
+        self.schemas.get(name).map_or_else(Vec::new, |entry| {
+            entry
+                .revisions
+                .iter()
+                .map(|r| r.to_proto(name, SchemaView::Full as i32))
+                .collect()
+        })
+    }
+
+    /// Rebuilds the registry from the revisions the disk store kept. A revision
     /// that no longer compiles is skipped with a warning.
     pub(crate) fn restore(revisions: Vec<Schema>) -> Self {
         let mut registry = Self::default();

@@ -72,7 +72,7 @@ pub(crate) enum CatalogKind {
     Policy = 5,
 }
 
-/// The whole catalog, as the broker hands it to the store after a change.
+/// The whole catalog, as the store hands it back when it is opened.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Catalog {
     pub topics: Vec<Topic>,
@@ -89,8 +89,17 @@ pub(crate) struct Catalog {
 /// One change to the durable state, in the order the broker made it.
 #[derive(Debug)]
 pub(crate) enum StoreOp {
-    /// The catalog as it is now (catalog changes are rare and small).
-    Catalog(Box<Catalog>),
+    /// The rows of one catalog entry as they are now, replacing whatever
+    /// rows it had (none: the entry is gone). One change writes only the
+    /// entries it touched, so its cost does not grow with the catalog.
+    CatalogEntry {
+        kind: CatalogKind,
+        name: String,
+        /// (number, protobuf bytes); see [`CATALOG`].
+        rows: Vec<(u64, Vec<u8>)>,
+    },
+    /// The uid the next subscription gets (uids are never reused).
+    NextUid(u64),
     /// A newly published message.
     Message {
         seq: u64,
@@ -647,9 +656,18 @@ impl Writer {
             let mut encoded = Vec::new();
             for op in batch.drain(..) {
                 match op {
-                    StoreOp::Catalog(snapshot) => {
-                        write_catalog(&mut catalog, &snapshot)?;
-                        meta.insert(NEXT_UID, snapshot.next_uid)?;
+                    StoreOp::CatalogEntry { kind, name, rows } => {
+                        let kind = kind as u8;
+                        catalog.retain_in(
+                            (kind, name.as_str(), 0)..=(kind, name.as_str(), u64::MAX),
+                            |_, _| false,
+                        )?;
+                        for (number, bytes) in rows {
+                            catalog.insert((kind, name.as_str(), number), bytes.as_slice())?;
+                        }
+                    }
+                    StoreOp::NextUid(next) => {
+                        meta.insert(NEXT_UID, next)?;
                     }
                     StoreOp::Message {
                         seq,
@@ -791,50 +809,4 @@ where
         seqs.push(key.value().1);
     }
     Ok(seqs)
-}
-
-fn write_catalog(
-    table: &mut redb::Table<'_, (u8, &'static str, u64), &'static [u8]>,
-    catalog: &Catalog,
-) -> Result<(), StoreError> {
-    table.retain(|_, _| false)?;
-    let mut put = |kind: CatalogKind, name: &str, number: u64, bytes: Vec<u8>| {
-        table
-            .insert((kind as u8, name, number), bytes.as_slice())
-            .map(|_| ())
-    };
-    for topic in &catalog.topics {
-        put(CatalogKind::Topic, &topic.name, 0, topic.encode_to_vec())?;
-    }
-    for (uid, sub) in &catalog.subscriptions {
-        put(
-            CatalogKind::Subscription,
-            &sub.name,
-            *uid,
-            sub.encode_to_vec(),
-        )?;
-    }
-    for snapshot in &catalog.snapshots {
-        put(
-            CatalogKind::Snapshot,
-            &snapshot.name,
-            0,
-            snapshot.encode_to_vec(),
-        )?;
-    }
-    let mut ordinal: HashMap<&str, u64> = HashMap::new();
-    for schema in &catalog.schemas {
-        let n = ordinal.entry(&schema.name).or_default();
-        put(
-            CatalogKind::Schema,
-            &schema.name,
-            *n,
-            schema.encode_to_vec(),
-        )?;
-        *n += 1;
-    }
-    for (resource, policy) in &catalog.policies {
-        put(CatalogKind::Policy, resource, 0, policy.encode_to_vec())?;
-    }
-    Ok(())
 }

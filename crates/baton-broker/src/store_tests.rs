@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use baton_proto::pubsub::{PubsubMessage, Subscription, Topic, seek_request};
+use baton_proto::iam::{Binding, Policy};
+use baton_proto::pubsub::{
+    PubsubMessage, PushConfig, Schema, Subscription, Topic, schema, seek_request,
+};
 use baton_proto::wkt;
 use proptest::prelude::*;
 
@@ -76,7 +79,159 @@ enum Op {
     CreateSubscription {
         sub: usize,
     },
+    /// A catalog change other than creating or deleting a subscription or
+    /// snapshot: each writes only the entries it touched.
+    Catalog(CatalogChange),
     Reopen,
+}
+
+#[derive(Debug, Clone)]
+enum CatalogChange {
+    SubscriptionLabels {
+        sub: usize,
+        value: u8,
+    },
+    PushEndpoint {
+        sub: usize,
+        on: bool,
+    },
+    Detach {
+        sub: usize,
+    },
+    TopicLabels {
+        topic: usize,
+        value: u8,
+    },
+    DeleteTopic {
+        topic: usize,
+    },
+    CreateTopic {
+        topic: usize,
+    },
+    /// On the project, a topic, a subscription or a snapshot.
+    Policy {
+        resource: usize,
+        role: u8,
+    },
+    CreateSchema,
+    CommitSchema {
+        field: u8,
+    },
+    DeleteSchemaRevision,
+    DeleteSchema,
+}
+
+fn catalog_change() -> impl Strategy<Value = CatalogChange> {
+    prop_oneof![
+        (0..4usize, any::<u8>())
+            .prop_map(|(sub, value)| CatalogChange::SubscriptionLabels { sub, value }),
+        (0..4usize, any::<bool>()).prop_map(|(sub, on)| CatalogChange::PushEndpoint { sub, on }),
+        (0..4usize).prop_map(|sub| CatalogChange::Detach { sub }),
+        (0..2usize, any::<u8>())
+            .prop_map(|(topic, value)| CatalogChange::TopicLabels { topic, value }),
+        (0..2usize).prop_map(|topic| CatalogChange::DeleteTopic { topic }),
+        (0..2usize).prop_map(|topic| CatalogChange::CreateTopic { topic }),
+        (0..4usize, 0..3u8).prop_map(|(resource, role)| CatalogChange::Policy { resource, role }),
+        Just(CatalogChange::CreateSchema),
+        (0..3u8).prop_map(|field| CatalogChange::CommitSchema { field }),
+        Just(CatalogChange::DeleteSchemaRevision),
+        Just(CatalogChange::DeleteSchema),
+    ]
+}
+
+fn topic_config(n: usize) -> Topic {
+    Topic {
+        name: topic(n),
+        message_retention_duration: (n == 1).then_some(wkt::Duration {
+            seconds: 3600,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+const SCHEMA: &str = "projects/store-test/schemas/schema-0";
+
+fn schema_definition(field: u8) -> Schema {
+    Schema {
+        r#type: schema::Type::Avro as i32,
+        definition: format!(
+            r#"{{"type":"record","name":"R","fields":[{{"name":"f{field}","type":"string"}}]}}"#
+        ),
+        ..Default::default()
+    }
+}
+
+fn change_catalog(broker: &Broker, change: &CatalogChange) {
+    match change {
+        CatalogChange::SubscriptionLabels { sub: s, value } => {
+            let update = Subscription {
+                name: sub(*s),
+                labels: HashMap::from([("v".to_string(), value.to_string())]),
+                ..Default::default()
+            };
+            let _ = broker.update_subscription(update, &["labels".to_string()]);
+        }
+        CatalogChange::PushEndpoint { sub: s, on } => {
+            let push = on.then(|| PushConfig {
+                push_endpoint: "https://example.com/push".into(),
+                ..Default::default()
+            });
+            let _ = broker.modify_push_config(&sub(*s), push);
+        }
+        CatalogChange::Detach { sub: s } => {
+            let _ = broker.detach_subscription(&sub(*s));
+        }
+        CatalogChange::TopicLabels { topic: t, value } => {
+            let update = Topic {
+                name: topic(*t),
+                labels: HashMap::from([("v".to_string(), value.to_string())]),
+                ..Default::default()
+            };
+            let _ = broker.update_topic(update, &["labels".to_string()]);
+        }
+        CatalogChange::DeleteTopic { topic: t } => {
+            let _ = broker.delete_topic(&topic(*t));
+        }
+        CatalogChange::CreateTopic { topic: t } => {
+            let _ = broker.create_topic(topic_config(*t));
+        }
+        CatalogChange::Policy { resource, role } => {
+            let resource = match resource {
+                0 => PROJECT.to_string(),
+                1 => topic(0),
+                2 => sub(0),
+                _ => snapshot(0),
+            };
+            let policy = Policy {
+                bindings: vec![Binding {
+                    role: format!("roles/pubsub.role{role}"),
+                    members: vec!["user:someone@example.com".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let _ = broker.set_iam_policy(&resource, policy, &[]);
+        }
+        CatalogChange::CreateSchema => {
+            let _ = broker.create_schema(PROJECT, "schema-0", Some(&schema_definition(0)));
+        }
+        CatalogChange::CommitSchema { field } => {
+            let _ = broker.commit_schema(SCHEMA, Some(&schema_definition(*field)));
+        }
+        CatalogChange::DeleteSchemaRevision => {
+            let first = broker
+                .list_schema_revisions(SCHEMA, baton_proto::pubsub::SchemaView::Basic as i32, 1, "")
+                .ok()
+                .and_then(|page| page.items.into_iter().next());
+            if let Some(first) = first {
+                let _ = broker.delete_schema_revision(&format!("{SCHEMA}@{}", first.revision_id));
+            }
+        }
+        CatalogChange::DeleteSchema => {
+            let _ = broker.delete_schema(SCHEMA);
+        }
+    }
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -91,22 +246,14 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize, 0..3i64).prop_map(|(sub, seconds)| Op::SeekBack { sub, seconds }),
         1 => (0..4usize).prop_map(|sub| Op::DeleteSubscription { sub }),
         1 => (0..4usize).prop_map(|sub| Op::CreateSubscription { sub }),
+        2 => catalog_change().prop_map(Op::Catalog),
         1 => Just(Op::Reopen),
     ]
 }
 
 fn setup(broker: &Broker) {
     for n in 0..2 {
-        broker
-            .create_topic(Topic {
-                name: topic(n),
-                message_retention_duration: (n == 1).then_some(wkt::Duration {
-                    seconds: 3600,
-                    nanos: 0,
-                }),
-                ..Default::default()
-            })
-            .expect("topic");
+        broker.create_topic(topic_config(n)).expect("topic");
     }
     for n in 0..4 {
         broker
@@ -137,7 +284,8 @@ async fn apply(broker: &Arc<Broker>, op: &Op, published: &mut u64) {
                     }
                 })
                 .collect();
-            broker.publish(&topic(*t), messages).expect("publish");
+            // The topic may have been deleted (and not created again).
+            let _ = broker.publish(&topic(*t), messages);
         }
         Op::Pull { sub: s, max, ack } => {
             if let Ok(got) = broker.pull(&sub(*s), *max, PullWait::Immediate).await {
@@ -191,6 +339,7 @@ async fn apply(broker: &Arc<Broker>, op: &Op, published: &mut u64) {
         Op::CreateSubscription { sub: s } => {
             let _ = broker.create_subscription(subscription_config(*s));
         }
+        Op::Catalog(change) => change_catalog(broker, change),
         Op::Reopen => {}
     }
 }
@@ -389,4 +538,63 @@ fn a_write_whose_runtime_is_gone_is_still_written() {
         .expect("written, not left waiting")
         .expect("durable");
     assert_eq!(storage.message_rows().expect("rows"), 1);
+}
+
+#[tokio::test]
+async fn every_kind_of_catalog_change_comes_back_after_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = Broker::open(dir.path()).expect("open");
+    setup(&broker);
+    let changes = [
+        CatalogChange::SubscriptionLabels { sub: 2, value: 7 },
+        CatalogChange::PushEndpoint { sub: 0, on: true },
+        CatalogChange::Detach { sub: 3 },
+        CatalogChange::TopicLabels { topic: 1, value: 9 },
+        CatalogChange::Policy {
+            resource: 0,
+            role: 1,
+        },
+        CatalogChange::Policy {
+            resource: 2,
+            role: 2,
+        },
+        CatalogChange::CreateSchema,
+        CatalogChange::CommitSchema { field: 1 },
+        CatalogChange::CommitSchema { field: 2 },
+        CatalogChange::DeleteSchemaRevision,
+    ];
+    for change in &changes {
+        change_catalog(&broker, change);
+    }
+    let before = broker.durable_view();
+    for expected in [
+        "roles/pubsub.role1",
+        "roles/pubsub.role2",
+        "\"v\": \"7\"",
+        "\"v\": \"9\"",
+        "https://example.com/push",
+        "detached: true",
+        "f2",
+    ] {
+        assert!(
+            before.contains(expected),
+            "{expected} missing from {before}"
+        );
+    }
+    assert!(!before.contains("f0"), "the deleted revision is gone");
+    broker = reopen(broker, dir.path()).await;
+    assert_eq!(before, broker.durable_view());
+    assert_eq!(broker.push_subscriptions().len(), 1, "push index rebuilt");
+
+    // Deleting the topic rewrites its subscriptions (they report the
+    // deleted topic) and drops the policy of a deleted subscription.
+    change_catalog(&broker, &CatalogChange::DeleteTopic { topic: 0 });
+    broker.delete_subscription(&sub(0)).expect("delete");
+    change_catalog(&broker, &CatalogChange::DeleteSchema);
+    let before = broker.durable_view();
+    assert!(before.contains("_deleted-topic_"));
+    assert!(!before.contains("roles/pubsub.role2"));
+    broker = reopen(broker, dir.path()).await;
+    assert_eq!(before, broker.durable_view());
+    assert!(broker.push_subscriptions().is_empty());
 }

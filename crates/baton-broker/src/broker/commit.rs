@@ -12,7 +12,6 @@ use super::effects::Event;
 use super::state::State;
 use crate::clock::{Clock, Reading};
 use crate::observer::{DeadLetter, Delivery, DeliveryObserver, Redelivery};
-use crate::store::StoreOp;
 
 /// Carries out everything `state.fx` holds, and whatever that causes in turn
 /// (a dead letter published to its topic wakes that topic's subscribers):
@@ -27,7 +26,7 @@ pub(crate) fn commit(
         return;
     }
     let mut journal = Vec::new();
-    let mut catalog_changed = false;
+    let mut changed = Vec::new();
     let mut armed = false;
     loop {
         let fresh = state.fx.fresh();
@@ -36,7 +35,11 @@ pub(crate) fn commit(
             break;
         }
         journal.extend(fx.journal);
-        catalog_changed |= fx.catalog_changed;
+        for entry in fx.catalog {
+            if !changed.contains(&entry) {
+                changed.push(entry);
+            }
+        }
         armed |= !fx.timers.is_empty() || !fx.expiries.is_empty();
         state.timers.extend(fx.timers.into_iter().map(Reverse));
         state.expiries.extend(fx.expiries.into_iter().map(Reverse));
@@ -64,9 +67,13 @@ pub(crate) fn commit(
             dead_letter::forward(state, fx.dead_letters, clock);
         }
     }
-    if catalog_changed {
-        if state.journal.is_some() {
-            journal.push(StoreOp::Catalog(Box::new(state.catalog())));
+    if !changed.is_empty() {
+        let durable = state.journal.is_some();
+        for entry in &changed {
+            state.note_push(entry);
+            if durable {
+                journal.extend(state.catalog_rows(entry));
+            }
         }
         catalog.send_modify(|version| *version = version.wrapping_add(1));
     }

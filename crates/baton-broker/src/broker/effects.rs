@@ -156,7 +156,22 @@ pub(crate) struct Effects {
     pub(super) wake: Vec<Arc<Notify>>,
     pub(super) events: Vec<Event>,
     pub(super) dead_letters: Vec<DeadLetter>,
-    pub(super) catalog_changed: bool,
+    /// Catalog entries the operation changed (created, updated or deleted).
+    pub(super) catalog: Vec<CatalogEntry>,
+}
+
+/// One entry of the catalog, named: what an operation changed, so that only
+/// it is written to the disk store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CatalogEntry {
+    Topic(String),
+    Subscription(String),
+    Snapshot(String),
+    /// A schema with all its revisions (by its name without `@revision`).
+    Schema(String),
+    /// The IAM policy set on a resource (a deleted resource's policy goes
+    /// with the resource's own entry).
+    Policy(String),
 }
 
 impl Effects {
@@ -204,10 +219,12 @@ impl Effects {
         self.dead_letters.push(letter);
     }
 
-    /// The catalog changed: it is journalled, and whoever follows the
+    /// The catalog entry changed: it is journalled, and whoever follows the
     /// catalog (push delivery) hears of it.
-    pub fn catalog_changed(&mut self) {
-        self.catalog_changed = true;
+    pub fn catalog_changed(&mut self, entry: CatalogEntry) {
+        if !self.catalog.contains(&entry) {
+            self.catalog.push(entry);
+        }
     }
 
     /// Whether anything is left to carry out.
@@ -219,7 +236,7 @@ impl Effects {
             && self.events.is_empty()
             && self.history.is_empty()
             && self.dead_letters.is_empty()
-            && !self.catalog_changed
+            && self.catalog.is_empty()
     }
 
     /// An empty set of effects with the same settings.

@@ -5,6 +5,7 @@
 use baton_proto::iam::Policy;
 
 use super::Broker;
+use super::effects::CatalogEntry;
 use super::state::State;
 use crate::error::{BrokerError, BrokerResult};
 use crate::names::{self, Collection};
@@ -62,7 +63,7 @@ impl Broker {
         policy: Policy,
         paths: &[String],
     ) -> BrokerResult<Policy> {
-        self.change_catalog(|state| {
+        self.change_catalog(CatalogEntry::Policy(resource.to_string()), |state| {
             check_resource(state, resource)?;
             state.iam.set(resource, policy, paths)
         })

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use baton_proto::pubsub::PubsubMessage;
 
 use super::delivery::SubState;
-use super::effects::ExpiryKind;
+use super::effects::{CatalogEntry, ExpiryKind};
 use super::state::{LoggedMessage, SnapshotState, State, TopicState};
 use crate::clock::{Reading, system_time};
 use crate::iam::IamPolicies;
@@ -92,7 +92,9 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading)
         names.insert(uid, config.name.clone());
         sub.touch(reading.wall);
         sub.arm_inactivity(&mut state.fx);
+        let entry = CatalogEntry::Subscription(config.name.clone());
         state.subscriptions.insert(config.name, sub);
+        state.note_push(&entry);
     }
     let State {
         subscriptions, fx, ..

@@ -6,20 +6,23 @@ use std::sync::Arc;
 use baton_proto::pubsub::Schema;
 
 use super::Broker;
+use super::effects::CatalogEntry;
 use super::state::State;
 use crate::error::BrokerResult;
 use crate::paging::ListPage;
 use crate::schema::{self, CompiledSchema, SchemaSource};
 
 impl Broker {
-    /// Runs a change to the catalog; when it succeeds, the catalog changed.
+    /// Runs a change to the catalog entry `entry`; when it succeeds, the
+    /// entry changed.
     pub(crate) fn change_catalog<T>(
         &self,
+        entry: CatalogEntry,
         change: impl FnOnce(&mut State) -> BrokerResult<T>,
     ) -> BrokerResult<T> {
         let mut state = self.lock();
         let answer = change(&mut state)?;
-        state.fx.catalog_changed();
+        state.fx.catalog_changed(entry);
         Ok(answer)
     }
 
@@ -31,7 +34,10 @@ impl Broker {
         schema: Option<&Schema>,
     ) -> BrokerResult<Schema> {
         let now = self.clock.wall();
-        self.change_catalog(|state| state.schemas.create(parent, schema_id, schema, now))
+        let name = format!("{parent}/schemas/{schema_id}");
+        self.change_catalog(CatalogEntry::Schema(name), |state| {
+            state.schemas.create(parent, schema_id, schema, now)
+        })
     }
 
     /// GetSchema of `name` or `name@revision`.
@@ -68,30 +74,39 @@ impl Broker {
     /// CommitSchema: a new revision of `name`.
     pub fn commit_schema(&self, name: &str, schema: Option<&Schema>) -> BrokerResult<Schema> {
         let now = self.clock.wall();
-        self.change_catalog(|state| state.schemas.commit(name, schema, now))
+        self.change_catalog(CatalogEntry::Schema(name.to_string()), |state| {
+            state.schemas.commit(name, schema, now)
+        })
     }
 
     /// RollbackSchema: a new revision copying `revision_id`.
     pub fn rollback_schema(&self, name: &str, revision_id: &str) -> BrokerResult<Schema> {
         let now = self.clock.wall();
-        self.change_catalog(|state| state.schemas.rollback(name, revision_id, now))
+        self.change_catalog(CatalogEntry::Schema(name.to_string()), |state| {
+            state.schemas.rollback(name, revision_id, now)
+        })
     }
 
     /// DeleteSchemaRevision of `name@revision`.
     pub fn delete_schema_revision(&self, name: &str) -> BrokerResult<Schema> {
-        self.change_catalog(|state| state.schemas.delete_revision(name))
+        let base = name.split_once('@').map_or(name, |(base, _)| base);
+        self.change_catalog(CatalogEntry::Schema(base.to_string()), |state| {
+            state.schemas.delete_revision(name)
+        })
     }
 
     /// DeleteSchema. Topics bound to it keep their settings but report the
     /// schema as `_deleted-schema_` and refuse publishes from then on.
     pub fn delete_schema(&self, name: &str) -> BrokerResult<()> {
-        self.change_catalog(|state| {
+        self.change_catalog(CatalogEntry::Schema(name.to_string()), |state| {
             state.schemas.delete(name)?;
-            for topic in state.topics.values_mut() {
+            let State { topics, fx, .. } = state;
+            for (topic_name, topic) in topics.iter_mut() {
                 if let Some(settings) = &mut topic.topic.schema_settings
                     && settings.schema == name
                 {
                     settings.schema = schema::DELETED_SCHEMA.to_owned();
+                    fx.catalog_changed(CatalogEntry::Topic(topic_name.clone()));
                 }
             }
             Ok(())

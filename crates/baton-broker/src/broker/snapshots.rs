@@ -11,7 +11,7 @@ use baton_proto::wkt;
 use tokio::time::Instant;
 
 use super::delivery::SubState;
-use super::effects::{Effects, ExpiryKind};
+use super::effects::{CatalogEntry, Effects, ExpiryKind};
 use super::state::{SnapshotState, State};
 use super::{Broker, DELETED_TOPIC};
 use crate::clock::{system_time, timestamp};
@@ -124,7 +124,9 @@ impl Broker {
                 messages,
             },
         );
-        state.fx.catalog_changed();
+        state
+            .fx
+            .catalog_changed(CatalogEntry::Snapshot(name.to_string()));
         Ok(snapshot)
     }
 
@@ -176,7 +178,7 @@ impl Broker {
             }
         }
         let answer = snapshot.clone();
-        fx.catalog_changed();
+        fx.catalog_changed(CatalogEntry::Snapshot(answer.name.clone()));
         Ok(answer)
     }
 

@@ -9,15 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use baton_proto::pubsub::{PubsubMessage, Snapshot, Topic};
+use prost::Message as _;
 
 use super::counters::TopicCounters;
 use super::delivery::SubState;
-use super::effects::{Effects, Expiry, ExpiryKind, Timer};
+use super::effects::{CatalogEntry, Effects, Expiry, ExpiryKind, Timer};
 use super::journal::MessageJournal;
 use crate::iam::IamPolicies;
 use crate::observer::DeliveryObserver;
 use crate::schema::SchemaRegistry;
-use crate::store::{Catalog, Journal, StoreOp};
+use crate::store::{CatalogKind, Journal, StoreOp};
 use crate::validate;
 
 /// A topic and what it keeps.
@@ -118,6 +119,10 @@ pub(crate) struct SnapshotState {
 pub(crate) struct State {
     pub topics: BTreeMap<String, TopicState>,
     pub subscriptions: BTreeMap<String, SubState>,
+    /// Names of the attached subscriptions with a push endpoint: what push
+    /// delivery serves, kept apart so following the catalog costs what the
+    /// push subscriptions cost, not what all subscriptions do.
+    pub push: BTreeSet<String>,
     pub snapshots: BTreeMap<String, SnapshotState>,
     /// Acked messages kept by `retain_acked_messages`, per subscription uid,
     /// with their publish times.
@@ -153,6 +158,7 @@ impl Default for State {
         Self {
             topics: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
+            push: BTreeSet::new(),
             snapshots: BTreeMap::new(),
             retained: HashMap::new(),
             next_seq: 1,
@@ -172,23 +178,71 @@ impl Default for State {
 }
 
 impl State {
-    /// The whole catalog, for the disk store.
-    pub fn catalog(&self) -> Catalog {
-        Catalog {
-            topics: self.topics.values().map(|t| t.topic.clone()).collect(),
-            subscriptions: self
-                .subscriptions
-                .values()
-                .map(|s| (s.uid, s.config.clone()))
-                .collect(),
-            next_uid: self.next_uid,
-            snapshots: self
-                .snapshots
-                .values()
-                .map(|s| s.snapshot.clone())
-                .collect(),
-            schemas: self.schemas.export(),
-            policies: self.iam.export(),
+    /// What the disk store must write for a changed catalog entry: its
+    /// rows as they are now (none once it is gone), and the policy set on
+    /// it, which goes and comes with the resource.
+    pub fn catalog_rows(&self, entry: &CatalogEntry) -> Vec<StoreOp> {
+        let rows = |kind, name: &str, rows: Vec<(u64, Vec<u8>)>| StoreOp::CatalogEntry {
+            kind,
+            name: name.to_string(),
+            rows,
+        };
+        let one = |number: u64, bytes: Option<Vec<u8>>| {
+            bytes.map_or_else(Vec::new, |bytes| vec![(number, bytes)])
+        };
+        let (resource, mut ops) = match entry {
+            CatalogEntry::Topic(name) => {
+                let bytes = self.topics.get(name).map(|t| t.topic.encode_to_vec());
+                (name, vec![rows(CatalogKind::Topic, name, one(0, bytes))])
+            }
+            CatalogEntry::Subscription(name) => {
+                let row = self
+                    .subscriptions
+                    .get(name)
+                    .map(|s| (s.uid, s.config.encode_to_vec()));
+                (
+                    name,
+                    vec![
+                        rows(CatalogKind::Subscription, name, row.into_iter().collect()),
+                        StoreOp::NextUid(self.next_uid),
+                    ],
+                )
+            }
+            CatalogEntry::Snapshot(name) => {
+                let bytes = self.snapshots.get(name).map(|s| s.snapshot.encode_to_vec());
+                (name, vec![rows(CatalogKind::Snapshot, name, one(0, bytes))])
+            }
+            CatalogEntry::Schema(name) => {
+                let revisions = self.schemas.revisions_of(name);
+                let numbered = (0u64..).zip(revisions.iter().map(|r| r.encode_to_vec()));
+                (
+                    name,
+                    vec![rows(CatalogKind::Schema, name, numbered.collect())],
+                )
+            }
+            CatalogEntry::Policy(name) => (name, Vec::new()),
+        };
+        let policy = self.iam.stored(resource).map(|p| p.encode_to_vec());
+        ops.push(rows(CatalogKind::Policy, resource, one(0, policy)));
+        ops
+    }
+
+    /// Keeps [`Self::push`] in step with a changed catalog entry.
+    pub fn note_push(&mut self, entry: &CatalogEntry) {
+        let CatalogEntry::Subscription(name) = entry else {
+            return;
+        };
+        let pushed = self.subscriptions.get(name).is_some_and(|s| {
+            !s.config.detached
+                && s.config
+                    .push_config
+                    .as_ref()
+                    .is_some_and(|p| !p.push_endpoint.is_empty())
+        });
+        if pushed {
+            self.push.insert(name.clone());
+        } else {
+            self.push.remove(name);
         }
     }
 
@@ -210,7 +264,8 @@ impl State {
         self.fx.journal(|| StoreOp::RetainNone {
             subscription: sub.uid,
         });
-        self.fx.catalog_changed();
+        self.fx
+            .catalog_changed(CatalogEntry::Subscription(name.to_string()));
         Some(sub)
     }
 
@@ -222,7 +277,8 @@ impl State {
         self.fx.journal(|| StoreOp::SnapshotDrop {
             snapshot: name.into(),
         });
-        self.fx.catalog_changed();
+        self.fx
+            .catalog_changed(CatalogEntry::Snapshot(name.to_string()));
         Some(snapshot)
     }
 

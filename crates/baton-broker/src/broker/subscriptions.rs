@@ -7,6 +7,7 @@ use baton_proto::pubsub::{PushConfig, Subscription};
 use baton_proto::wkt;
 
 use super::delivery::SubState;
+use super::effects::CatalogEntry;
 use super::state::State;
 use super::{Broker, Txn};
 use crate::error::{BrokerError, BrokerResult, ErrorCode};
@@ -94,7 +95,9 @@ impl Broker {
             }
         }
         state.subscriptions.insert(sub.name.clone(), delivery);
-        state.fx.catalog_changed();
+        state
+            .fx
+            .catalog_changed(CatalogEntry::Subscription(sub.name.clone()));
         tracing::debug!(subscription = %sub.name, topic = %sub.topic, "subscription created");
         Ok(sub)
     }
@@ -262,7 +265,9 @@ impl Broker {
         if paths.iter().any(|p| p == "message_retention_duration") {
             state.rearm_retention(&update.name);
         }
-        state.fx.catalog_changed();
+        state
+            .fx
+            .catalog_changed(CatalogEntry::Subscription(update.name.clone()));
         Ok(next)
     }
 
@@ -304,7 +309,9 @@ impl Broker {
             sub.config.push_config = Some(push);
             sub.touch(wall);
         }
-        state.fx.catalog_changed();
+        state
+            .fx
+            .catalog_changed(CatalogEntry::Subscription(name.to_string()));
         Ok(())
     }
 
@@ -326,23 +333,18 @@ impl Broker {
         if let Some(topic) = topics.get_mut(&sub.config.topic) {
             topic.subscriptions.remove(name);
         }
-        fx.catalog_changed();
+        fx.catalog_changed(CatalogEntry::Subscription(name.to_string()));
         Ok(())
     }
 
     /// Every attached subscription with a push endpoint: the ones push
     /// delivery must serve.
     pub fn push_subscriptions(&self) -> Vec<Subscription> {
-        self.lock()
-            .subscriptions
-            .values()
-            .filter(|s| {
-                !s.config.detached
-                    && s.config
-                        .push_config
-                        .as_ref()
-                        .is_some_and(|p| !p.push_endpoint.is_empty())
-            })
+        let state = self.lock();
+        state
+            .push
+            .iter()
+            .filter_map(|name| state.subscriptions.get(name))
             .map(|s| s.config.clone())
             .collect()
     }

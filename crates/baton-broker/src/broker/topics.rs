@@ -3,6 +3,7 @@
 
 use baton_proto::pubsub::{PubsubMessage, Topic};
 
+use super::effects::CatalogEntry;
 use super::state::TopicState;
 use super::{Broker, DELETED_TOPIC, fanout};
 use crate::error::{BrokerError, BrokerResult, ErrorCode};
@@ -44,7 +45,9 @@ impl Broker {
         state
             .topics
             .insert(topic.name.clone(), TopicState::new(topic.clone()));
-        state.fx.catalog_changed();
+        state
+            .fx
+            .catalog_changed(CatalogEntry::Topic(topic.name.clone()));
         tracing::debug!(topic = %topic.name, "topic created");
         Ok(topic)
     }
@@ -147,7 +150,7 @@ impl Broker {
             topic_state.retention_armed = None;
             topic_state.arm_retention(fx);
         }
-        fx.catalog_changed();
+        fx.catalog_changed(CatalogEntry::Topic(answer.name.clone()));
         Ok(answer)
     }
 
@@ -227,10 +230,15 @@ impl Broker {
         for sub_name in topic.subscriptions {
             if let Some(sub) = state.subscriptions.get_mut(&sub_name) {
                 sub.config.topic = DELETED_TOPIC.to_string();
+                state
+                    .fx
+                    .catalog_changed(CatalogEntry::Subscription(sub_name));
             }
         }
         state.fx.journal(|| StoreOp::LogNone { topic: name.into() });
-        state.fx.catalog_changed();
+        state
+            .fx
+            .catalog_changed(CatalogEntry::Topic(name.to_string()));
         tracing::debug!(topic = %name, "topic deleted");
         Ok(())
     }
