@@ -12,6 +12,7 @@ mod clock;
 mod error;
 mod field_mask;
 pub mod filter;
+mod held;
 mod iam;
 pub mod names;
 pub mod observer;
@@ -38,6 +39,7 @@ pub use broker::stats::{
 pub use broker::{Broker, BrokerBuilder, DELETED_TOPIC};
 pub use clock::Clock;
 pub use error::{AckFailure, BrokerError, BrokerResult, ErrorCode};
+pub use held::HeldMessage;
 pub use observer::{DeadLetter, Delivery, DeliveryKind, DeliveryObserver, LeaseEnd, Redelivery};
 pub use paging::ListPage;
 pub use store::{STORE_FILE, Storage, StoreError};

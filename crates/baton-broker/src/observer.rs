@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use baton_proto::pubsub::PubsubMessage;
+use crate::held::HeldMessage;
 
 /// How a message was handed to a subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,7 +73,7 @@ pub struct Delivery<'a> {
     /// Full name of the subscription.
     pub subscription: &'a str,
     /// The message as stored (attributes exactly as published).
-    pub message: &'a Arc<PubsubMessage>,
+    pub message: &'a Arc<HeldMessage>,
     /// The ack id handed out with this delivery.
     pub ack_id: &'a str,
     /// Which attempt this is, counting from 1, whether or not the
@@ -94,7 +94,7 @@ pub struct Redelivery<'a> {
     /// Full name of the subscription.
     pub subscription: &'a str,
     /// The message.
-    pub message: &'a Arc<PubsubMessage>,
+    pub message: &'a Arc<HeldMessage>,
     /// The attempt whose lease ended.
     pub attempt: i32,
     /// Nack or expiry.
@@ -113,7 +113,7 @@ pub struct DeadLetter<'a> {
     pub subscription: &'a str,
     /// The original message (the copy on the dead-letter topic carries the
     /// extra `CloudPubSubDeadLetter*` attributes).
-    pub message: &'a Arc<PubsubMessage>,
+    pub message: &'a Arc<HeldMessage>,
     /// Delivery attempts made.
     pub attempts: i32,
     /// Why the last lease ended.
@@ -133,7 +133,7 @@ pub trait DeliveryObserver: Send + Sync + fmt::Debug {
     fn published(
         &self,
         topic: &str,
-        messages: &[Arc<PubsubMessage>],
+        messages: &[Arc<HeldMessage>],
         received: SystemTime,
         stored: SystemTime,
     ) {

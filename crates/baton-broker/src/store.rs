@@ -19,6 +19,14 @@
 //! attempts that ended without an ack. A message row goes when nothing
 //! refers to it any more. Leases and ack ids are not stored: after a restart
 //! every unacked message is ready again.
+//!
+//! Payloads live here, not in the broker's memory (see [`crate::held`]):
+//! the broker holds messages without their data, and [`Storage::fill_payloads`]
+//! puts it back as messages go out, from a bounded cache of recent payloads
+//! (a live subscriber finds its messages there; a payload stays cached at
+//! least until it is on disk, since the file cannot answer before that) or
+//! from the file. redb's own page cache is bounded too, so memory does not
+//! grow with the backlog's bytes.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -30,6 +38,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_proto::iam::Policy;
 use baton_proto::pubsub::{PubsubMessage, Schema, Snapshot, Subscription, Topic};
+
+use crate::held::HeldMessage;
 use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::watch;
@@ -38,8 +48,16 @@ use tokio::sync::watch;
 /// number orders a schema's revisions and is a subscription's uid (its ack
 /// ids may name it); it is 0 for everything else.
 const CATALOG: TableDefinition<(u8, &str, u64), &[u8]> = TableDefinition::new("catalog");
-/// Messages: sequence -> (publish time in ns since the epoch, protobuf bytes).
-const MESSAGES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("messages");
+/// Messages: sequence -> (publish time in ns since the epoch, size of the
+/// whole message, protobuf bytes without the payload): what the broker holds
+/// in memory, read back when the store is opened.
+const MESSAGES: TableDefinition<u64, (u64, u64, &[u8])> = TableDefinition::new("message_meta");
+/// Payloads: sequence -> the message's `data`, read only when the message
+/// goes out (so opening the store does not read them).
+const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("message_payload");
+/// The first layout: messages whole in one table. Moved to [`MESSAGES`] and
+/// [`PAYLOADS`] when such a store is opened.
+const WHOLE_MESSAGES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("messages");
 /// (subscription uid, sequence) -> delivery attempts that ended without an
 /// ack: the subscription has not acked the message.
 const OWED: TableDefinition<(u64, u64), u32> = TableDefinition::new("owed");
@@ -60,6 +78,10 @@ const NEXT_UID: &str = "next_uid";
 const OPENINGS: &str = "openings";
 /// The most changes one transaction takes; more wait for the next one.
 const MAX_BATCH: usize = 50_000;
+/// Bytes of recent payloads kept in memory once they are on disk.
+const PAYLOAD_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// redb's page cache (its default, 1 GiB, grew with the backlog).
+const PAGE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Kinds of catalog rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +126,10 @@ pub(crate) enum StoreOp {
     Message {
         seq: u64,
         published: SystemTime,
-        message: Arc<PubsubMessage>,
+        /// With its payload.
+        message: Arc<HeldMessage>,
+        /// Without it, as the broker holds it.
+        held: Arc<HeldMessage>,
     },
     /// A subscription now owes the message (it is in its backlog).
     Owe { subscription: u64, seq: u64 },
@@ -198,11 +223,11 @@ io_error!(
     redb::CommitError
 );
 
-/// A message as stored.
+/// A message as stored, read back without its payload.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredMessage {
     pub published: SystemTime,
-    pub message: PubsubMessage,
+    pub message: HeldMessage,
 }
 
 /// Everything the store held when it was opened.
@@ -252,6 +277,51 @@ pub struct Storage {
     /// Set by [`Storage::close`], and when an operation could not be handed
     /// to the writer (it is gone): from then on nothing is reported durable.
     closed: std::sync::atomic::AtomicBool,
+    /// Recent payloads; see the module docs.
+    payloads: Arc<Mutex<PayloadCache>>,
+}
+
+/// Recent payloads by message sequence, oldest first, within a byte budget
+/// that only payloads already on disk count against.
+#[derive(Debug, Default)]
+struct PayloadCache {
+    by_seq: HashMap<u64, Arc<HeldMessage>>,
+    order: VecDeque<(u64, usize)>,
+    bytes: usize,
+    /// Every message up to this sequence is on disk.
+    committed: u64,
+}
+
+impl PayloadCache {
+    fn insert(&mut self, seq: u64, message: Arc<HeldMessage>) {
+        let size = message.data.len();
+        if size == 0 {
+            return;
+        }
+        if self.by_seq.insert(seq, message).is_none() {
+            self.order.push_back((seq, size));
+            self.bytes += size;
+        }
+        self.evict();
+    }
+
+    fn committed(&mut self, seq: u64) {
+        self.committed = self.committed.max(seq);
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        while self.bytes > PAYLOAD_CACHE_BYTES {
+            match self.order.front() {
+                Some(&(seq, size)) if seq <= self.committed => {
+                    self.order.pop_front();
+                    self.by_seq.remove(&seq);
+                    self.bytes -= size;
+                }
+                _ => break,
+            }
+        }
+    }
 }
 
 /// Units of changes waiting for the writer.
@@ -294,6 +364,14 @@ impl Journal {
     pub fn record(&self, ops: Vec<StoreOp>) {
         self.storage.record(ops);
     }
+
+    /// See [`Storage::fill_payloads`].
+    pub fn fill_payloads<'m>(
+        &self,
+        messages: impl IntoIterator<Item = &'m mut PubsubMessage>,
+    ) -> Result<(), StoreError> {
+        self.storage.fill_payloads(messages)
+    }
 }
 
 /// Name of the database file inside the data directory.
@@ -308,18 +386,23 @@ impl Storage {
             source,
         })?;
         let path = dir.join(STORE_FILE);
-        let db = Database::create(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source: Box::new(source),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(PAGE_CACHE_BYTES)
+            .create(&path)
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source: Box::new(source),
+            })?;
         let opening = create_tables(&db)?;
         let mut recovered = read_all(&db)?;
         recovered.opening = opening;
         let refs = count_refs(&recovered);
         let db = Arc::new(db);
+        let payloads = Arc::new(Mutex::new(PayloadCache::default()));
         let writer = Writer {
             db: db.clone(),
             refs,
+            payloads: payloads.clone(),
         };
         Ok((
             Self {
@@ -331,6 +414,7 @@ impl Storage {
                 progress: Arc::new(watch::channel(Progress::default()).0),
                 db: Mutex::new(Some(db)),
                 closed: std::sync::atomic::AtomicBool::new(false),
+                payloads,
             },
             recovered,
         ))
@@ -345,6 +429,14 @@ impl Storage {
     /// in one transaction. Called under the broker's lock, so operations
     /// reach the writer in the order they were made.
     pub(crate) fn record(&self, ops: Vec<StoreOp>) {
+        {
+            let mut payloads = lock(&self.payloads);
+            for op in &ops {
+                if let StoreOp::Message { seq, message, .. } = op {
+                    payloads.insert(*seq, message.clone());
+                }
+            }
+        }
         let start = {
             let mut queue = lock(&self.queue);
             if queue.closed {
@@ -393,16 +485,54 @@ impl Storage {
         }
     }
 
+    /// Puts the payload back into each message that left it here (the
+    /// broker holds messages without it): from the cache of recent
+    /// payloads, or else from the file, in one read transaction. A message
+    /// whose payload is gone (it was settled meanwhile) stays as it is.
+    pub(crate) fn fill_payloads<'m>(
+        &self,
+        messages: impl IntoIterator<Item = &'m mut PubsubMessage>,
+    ) -> Result<(), StoreError> {
+        let mut missing = Vec::new();
+        {
+            let payloads = lock(&self.payloads);
+            for message in messages {
+                if !message.data.is_empty() {
+                    continue;
+                }
+                let Ok(seq) = message.message_id.parse::<u64>() else {
+                    continue;
+                };
+                match payloads.by_seq.get(&seq) {
+                    Some(cached) => message.data.clone_from(&cached.data),
+                    None => missing.push((seq, message)),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let db = self.reader()?;
+        let txn = db.begin_read()?;
+        let table = txn.open_table(PAYLOADS)?;
+        for (seq, message) in missing {
+            if let Some(row) = table.get(seq)? {
+                message.data = row.value().to_vec();
+            }
+        }
+        Ok(())
+    }
+
+    fn reader(&self) -> Result<Arc<Database>, StoreError> {
+        lock(&self.db)
+            .clone()
+            .ok_or_else(|| StoreError::Failed("the store is closed".into()))
+    }
+
     /// How many messages the store holds (each once, however many
     /// subscriptions owe it).
     pub fn message_rows(&self) -> Result<u64, StoreError> {
-        let db = self
-            .db
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| StoreError::Failed("the store is closed".into()))?;
-        let txn = db.begin_read()?;
+        let txn = self.reader()?.begin_read()?;
         Ok(txn.open_table(MESSAGES)?.len()?)
     }
 
@@ -430,6 +560,7 @@ fn create_tables(db: &Database) -> Result<u64, StoreError> {
     let txn = db.begin_write()?;
     txn.open_table(CATALOG)?;
     txn.open_table(MESSAGES)?;
+    txn.open_table(PAYLOADS)?;
     txn.open_table(OWED)?;
     txn.open_table(SNAPSHOT_MESSAGES)?;
     txn.open_table(RETAINED)?;
@@ -440,8 +571,44 @@ fn create_tables(db: &Database) -> Result<u64, StoreError> {
         meta.insert(OPENINGS, opening)?;
         opening
     };
+    split_whole_messages(&txn)?;
     txn.commit()?;
     Ok(opening)
+}
+
+/// Moves the messages of a store in the first layout (whole messages in one
+/// table) to the current one, once: payloads apart from the rest.
+fn split_whole_messages(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let old = match txn.open_table(WHOLE_MESSAGES) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    let mut messages = txn.open_table(MESSAGES)?;
+    let mut payloads = txn.open_table(PAYLOADS)?;
+    let mut moved = 0u64;
+    for row in old.iter()? {
+        let (seq, value) = row?;
+        let (published, bytes) = value.value();
+        let mut message: PubsubMessage = decode("messages", bytes)?;
+        let size = message.payload_size() as u64;
+        let data = std::mem::take(&mut message.data);
+        messages.insert(
+            seq.value(),
+            (published, size, message.encode_to_vec().as_slice()),
+        )?;
+        payloads.insert(seq.value(), data.as_slice())?;
+        moved += 1;
+    }
+    drop(old);
+    txn.delete_table(WHOLE_MESSAGES)?;
+    if moved > 0 {
+        tracing::info!(
+            messages = moved,
+            "disk store: payloads moved to their own table"
+        );
+    }
+    Ok(())
 }
 
 fn nanos(time: SystemTime) -> u64 {
@@ -495,12 +662,15 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
     }
     for row in txn.open_table(MESSAGES)?.iter()? {
         let (seq, value) = row?;
-        let (published, bytes) = value.value();
+        let (published, size, bytes) = value.value();
+        // The payload stays in the file until the message goes out.
+        let message: PubsubMessage = decode("messages", bytes)?;
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
         recovered.messages.insert(
             seq.value(),
             StoredMessage {
                 published: from_nanos(published),
-                message: decode("messages", bytes)?,
+                message: HeldMessage::stored(message, size),
             },
         );
     }
@@ -618,6 +788,8 @@ struct Writer {
     /// References to each stored message; a message row is deleted when
     /// its count drops to zero.
     refs: HashMap<u64, u32>,
+    /// Told which payloads are on disk, so it may let them go.
+    payloads: Arc<Mutex<PayloadCache>>,
 }
 
 impl Writer {
@@ -633,7 +805,12 @@ impl Writer {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(&mut batch)))
                 .unwrap_or_else(|_| Err(StoreError::Io("the store writer panicked".into())));
         match applied {
-            Ok(()) => progress.send_modify(|p| p.durable += count),
+            Ok(last_message) => {
+                if let Some(seq) = last_message {
+                    lock(&self.payloads).committed(seq);
+                }
+                progress.send_modify(|p| p.durable += count);
+            }
             Err(error) => {
                 tracing::error!(%error, "the disk store failed; publishes and acks now fail");
                 progress.send_modify(|p| p.failed = Some(error.to_string()));
@@ -641,11 +818,14 @@ impl Writer {
         }
     }
 
-    fn apply(&mut self, batch: &mut Vec<StoreOp>) -> Result<(), StoreError> {
+    /// Writes one batch; the sequence of the last message it stored.
+    fn apply(&mut self, batch: &mut Vec<StoreOp>) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_write()?;
+        let txn_next_seq;
         {
             let mut catalog = txn.open_table(CATALOG)?;
             let mut messages = txn.open_table(MESSAGES)?;
+            let mut payloads = txn.open_table(PAYLOADS)?;
             let mut owed = txn.open_table(OWED)?;
             let mut held = txn.open_table(SNAPSHOT_MESSAGES)?;
             let mut retained = txn.open_table(RETAINED)?;
@@ -673,12 +853,14 @@ impl Writer {
                         seq,
                         published,
                         message,
+                        held,
                     } => {
                         encoded.clear();
-                        message
-                            .encode(&mut encoded)
+                        held.encode(&mut encoded)
                             .map_err(|e| StoreError::Io(e.to_string()))?;
-                        messages.insert(seq, (nanos(published), encoded.as_slice()))?;
+                        let size = message.payload_size() as u64;
+                        messages.insert(seq, (nanos(published), size, encoded.as_slice()))?;
+                        payloads.insert(seq, message.data.as_slice())?;
                         self.refs.insert(seq, 0);
                         // Unreferenced at the end of the batch: nobody wanted it.
                         released.push(seq);
@@ -765,14 +947,16 @@ impl Writer {
                 if self.refs.get(&seq) == Some(&0) {
                     self.refs.remove(&seq);
                     messages.remove(seq)?;
+                    payloads.remove(seq)?;
                 }
             }
             if let Some(next) = next_seq {
                 meta.insert(NEXT_SEQ, next)?;
             }
+            txn_next_seq = next_seq;
         }
         txn.commit()?;
-        Ok(())
+        Ok(txn_next_seq.map(|next| next - 1))
     }
 
     fn hold(&mut self, seq: u64) {

@@ -520,7 +520,8 @@ fn a_write_whose_runtime_is_gone_is_still_written() {
         crate::store::StoreOp::Message {
             seq: 7,
             published: std::time::SystemTime::now(),
-            message: Arc::new(one_message()),
+            message: Arc::new(crate::HeldMessage::new(one_message())),
+            held: Arc::new(crate::HeldMessage::new(one_message()).without_payload()),
         },
         crate::store::StoreOp::Owe {
             subscription: 1,
@@ -597,4 +598,213 @@ async fn every_kind_of_catalog_change_comes_back_after_a_reopen() {
     broker = reopen(broker, dir.path()).await;
     assert_eq!(before, broker.durable_view());
     assert!(broker.push_subscriptions().is_empty());
+}
+
+/// Payloads of the messages `pull` hands out, by message id.
+async fn pull_payloads(broker: &Broker, s: usize) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut payloads = std::collections::BTreeMap::new();
+    loop {
+        let got = broker
+            .pull(&sub(s), 1000, PullWait::Immediate)
+            .await
+            .expect("pull");
+        if got.is_empty() {
+            return payloads;
+        }
+        let ids: Vec<String> = got.iter().map(|m| m.ack_id.clone()).collect();
+        for received in got {
+            let message = received.message.expect("message");
+            payloads.insert(message.message_id, message.data);
+        }
+        broker.acknowledge(&sub(s), &ids).expect("ack");
+    }
+}
+
+#[tokio::test]
+async fn payloads_come_back_from_the_cache_and_from_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = Broker::open(dir.path()).expect("open");
+    setup(&broker);
+    // 48 MB: more than the cache of recent payloads keeps, so the oldest
+    // are read back from the file even without a restart.
+    let payload = |n: usize| vec![u8::try_from(n % 251).unwrap_or(0); 1 << 20];
+    let mut published = std::collections::BTreeMap::new();
+    for n in 0..48 {
+        let ids = broker
+            .publish(
+                &topic(0),
+                vec![PubsubMessage {
+                    data: payload(n),
+                    ..Default::default()
+                }],
+            )
+            .expect("publish");
+        published.insert(ids[0].clone(), payload(n));
+    }
+    // Attributes only: nothing to read back.
+    let bare = broker
+        .publish(
+            &topic(0),
+            vec![PubsubMessage {
+                attributes: HashMap::from([("k".to_string(), "v".to_string())]),
+                ..Default::default()
+            }],
+        )
+        .expect("publish");
+    published.insert(bare[0].clone(), Vec::new());
+    broker.durable().await.expect("durable");
+
+    let peeked = broker.peek(&sub(0), 3).expect("peek");
+    assert_eq!(peeked.len(), 3);
+    for p in &peeked {
+        assert_eq!(p.message.data, published[&p.message.message_id]);
+    }
+    assert_eq!(pull_payloads(&broker, 0).await, published);
+
+    // After a restart every payload comes from the file.
+    broker = reopen(broker, dir.path()).await;
+    assert_eq!(pull_payloads(&broker, 1).await, published);
+}
+
+#[tokio::test]
+async fn a_dead_lettered_message_keeps_its_payload_on_the_dead_letter_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = Broker::open(dir.path()).expect("open");
+    setup(&broker);
+    let dlq = format!("{PROJECT}/topics/dead-letters");
+    broker
+        .create_topic(Topic {
+            name: dlq.clone(),
+            ..Default::default()
+        })
+        .expect("topic");
+    broker
+        .create_subscription(Subscription {
+            name: format!("{PROJECT}/subscriptions/dead-letters"),
+            topic: dlq.clone(),
+            ..Default::default()
+        })
+        .expect("subscription");
+    let source = format!("{PROJECT}/subscriptions/failing");
+    broker
+        .create_subscription(Subscription {
+            name: source.clone(),
+            topic: topic(0),
+            dead_letter_policy: Some(baton_proto::pubsub::DeadLetterPolicy {
+                dead_letter_topic: dlq,
+                max_delivery_attempts: 5,
+            }),
+            ..Default::default()
+        })
+        .expect("subscription");
+    broker
+        .publish(
+            &topic(0),
+            vec![PubsubMessage {
+                data: b"poison".to_vec(),
+                ..Default::default()
+            }],
+        )
+        .expect("publish");
+    broker.durable().await.expect("durable");
+    // A restart first, so the payload is only in the file.
+    broker = reopen(broker, dir.path()).await;
+    for _ in 0..5 {
+        let got = broker
+            .pull(&source, 10, PullWait::Immediate)
+            .await
+            .expect("pull");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].message.as_ref().expect("message").data, b"poison");
+        let ids = vec![got[0].ack_id.clone()];
+        broker.modify_ack_deadline(&source, &ids, 0).expect("nack");
+    }
+    let copies = broker
+        .pull(
+            &format!("{PROJECT}/subscriptions/dead-letters"),
+            10,
+            PullWait::Immediate,
+        )
+        .await
+        .expect("pull");
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].message.as_ref().expect("message").data, b"poison");
+    let letters = broker.recent_dead_letters(&source).expect("letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].message.data, b"poison");
+}
+
+#[tokio::test]
+async fn a_store_of_the_first_layout_opens_with_its_payloads() {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    const WHOLE: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("messages");
+    const META: TableDefinition<u64, (u64, u64, &[u8])> = TableDefinition::new("message_meta");
+    const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("message_payload");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::open(dir.path()).expect("open");
+    setup(&broker);
+    let data: Vec<Vec<u8>> = (0..3u8).map(|n| vec![n; 2000]).collect();
+    let messages = data
+        .iter()
+        .map(|d| PubsubMessage {
+            data: d.clone(),
+            ..Default::default()
+        })
+        .collect();
+    broker.publish(&topic(0), messages).expect("publish");
+    let broker = reopen(broker, dir.path()).await;
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.close_storage())
+        .await
+        .expect("close");
+    drop(broker);
+    // Rewrite the messages as the first layout stored them: whole.
+    {
+        let db = redb::Database::create(dir.path().join(crate::STORE_FILE)).expect("db");
+        let whole: Vec<(u64, u64, Vec<u8>)> = {
+            let txn = db.begin_read().expect("read");
+            let meta = txn.open_table(META).expect("meta");
+            let payloads = txn.open_table(PAYLOADS).expect("payloads");
+            meta.iter()
+                .expect("iter")
+                .map(|row| {
+                    let (seq, value) = row.expect("row");
+                    let (published, _, bytes) = value.value();
+                    let mut message =
+                        <PubsubMessage as prost::Message>::decode(bytes).expect("decode");
+                    message.data = payloads
+                        .get(seq.value())
+                        .expect("get")
+                        .expect("payload")
+                        .value()
+                        .to_vec();
+                    (
+                        seq.value(),
+                        published,
+                        prost::Message::encode_to_vec(&message),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(whole.len(), 3);
+        let txn = db.begin_write().expect("write");
+        txn.delete_table(META).expect("drop meta");
+        txn.delete_table(PAYLOADS).expect("drop payloads");
+        {
+            let mut table = txn.open_table(WHOLE).expect("whole");
+            for (seq, published, bytes) in &whole {
+                table
+                    .insert(*seq, (*published, bytes.as_slice()))
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+    let broker = Broker::open(dir.path()).expect("open the first layout");
+    let got = pull_payloads(&broker, 0).await;
+    assert_eq!(got.into_values().collect::<Vec<_>>(), data);
+    let storage = broker.storage().expect("durable").clone();
+    broker.durable().await.expect("durable");
+    // Subscription 1 still owes all three.
+    assert_eq!(storage.message_rows().expect("rows"), 3);
 }

@@ -33,7 +33,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use baton_broker::{DeadLetter, Delivery, DeliveryKind, DeliveryObserver, LeaseEnd, Redelivery};
+use baton_broker::{
+    DeadLetter, Delivery, DeliveryKind, DeliveryObserver, HeldMessage, LeaseEnd, Redelivery,
+};
 use baton_proto::pubsub::PubsubMessage;
 use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
@@ -70,13 +72,13 @@ pub fn scope() -> InstrumentationScope {
 enum Event {
     Received {
         topic: Arc<str>,
-        message: Arc<PubsubMessage>,
+        message: Arc<HeldMessage>,
         received: SystemTime,
         stored: SystemTime,
     },
     Delivered {
         subscription: String,
-        message: Arc<PubsubMessage>,
+        message: Arc<HeldMessage>,
         ack_id: String,
         attempt: i32,
         available_since: SystemTime,
@@ -85,7 +87,7 @@ enum Event {
     },
     Redelivery {
         subscription: String,
-        message: Arc<PubsubMessage>,
+        message: Arc<HeldMessage>,
         attempt: i32,
         reason: LeaseEnd,
         at: SystemTime,
@@ -93,7 +95,7 @@ enum Event {
     },
     DeadLettered {
         subscription: String,
-        message: Arc<PubsubMessage>,
+        message: Arc<HeldMessage>,
         attempts: i32,
         reason: LeaseEnd,
         dead_letter_topic: String,
@@ -169,7 +171,7 @@ impl DeliveryObserver for BrokerSpans {
     fn published(
         &self,
         topic: &str,
-        messages: &[Arc<PubsubMessage>],
+        messages: &[Arc<HeldMessage>],
         received: SystemTime,
         stored: SystemTime,
     ) {

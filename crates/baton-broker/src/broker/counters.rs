@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use baton_proto::pubsub::PubsubMessage;
 use tokio::time::Instant;
 
+use crate::held::HeldMessage;
 use crate::observer::LeaseEnd;
 
 /// How many dead-lettered messages each subscription remembers for
@@ -186,7 +186,7 @@ pub struct TopicCounters {
 /// A dead-lettered message as a subscription remembers it.
 #[derive(Debug, Clone)]
 pub(crate) struct DeadLetterRecord {
-    pub message: Arc<PubsubMessage>,
+    pub message: Arc<HeldMessage>,
     pub attempts: i32,
     pub reason: LeaseEnd,
     pub dead_letter_topic: Arc<str>,

@@ -11,6 +11,7 @@ use super::fanout;
 use super::journal::Recorded;
 use super::state::State;
 use crate::clock::{Clock, format_rfc3339};
+use crate::held::HeldMessage;
 use crate::names::{self, Collection};
 
 /// Republishes `letters`, one publish per run of letters of the same
@@ -31,7 +32,18 @@ pub(crate) fn forward(state: &mut State, letters: Vec<DeadLetter>, clock: &Clock
             .iter()
             .map(|letter| letter.message.message_id.parse().ok())
             .collect();
-        let copies = source_copies(&subscription, batch);
+        // Under the lock, the payloads are still in the store (the letters'
+        // settles are not written yet).
+        let mut bodies: Vec<PubsubMessage> = batch.iter().map(|l| l.message.to_message()).collect();
+        if let Some(journal) = &state.journal
+            && let Err(error) = journal.fill_payloads(bodies.iter_mut())
+        {
+            tracing::warn!(%subscription, %error, "dead-lettering: reading payloads failed");
+        }
+        if state.journal.is_some() {
+            keep_payloads(state, &subscription, &bodies);
+        }
+        let copies = source_copies(&subscription, batch, bodies);
         match fanout::append(state, &topic, copies, clock.wall(), clock) {
             Ok(ids) => {
                 let now = clock.now();
@@ -53,16 +65,40 @@ pub(crate) fn forward(state: &mut State, letters: Vec<DeadLetter>, clock: &Clock
     }
 }
 
+/// The subscription's record of its recent dead letters keeps them whole:
+/// once settled, the originals' payloads may leave the disk store.
+fn keep_payloads(state: &mut State, subscription: &str, bodies: &[PubsubMessage]) {
+    let Some(sub) = state.subscriptions.get_mut(subscription) else {
+        return;
+    };
+    for body in bodies {
+        let record = sub
+            .recent_dead_letters
+            .iter_mut()
+            .rev()
+            .find(|r| r.message.message_id == body.message_id);
+        if let Some(record) = record
+            && record.message.payload_on_disk()
+        {
+            record.message = Arc::new(HeldMessage::new(body.clone()));
+        }
+    }
+}
+
 /// The copies to publish: new ids and publish times, plus the
 /// `CloudPubSubDeadLetterSource*` attributes.
-fn source_copies(subscription: &str, letters: Vec<DeadLetter>) -> Vec<PubsubMessage> {
+fn source_copies(
+    subscription: &str,
+    letters: Vec<DeadLetter>,
+    bodies: Vec<PubsubMessage>,
+) -> Vec<PubsubMessage> {
     let (project, short) = names::parse(subscription, Collection::Subscriptions)
         .map(|n| (n.project.to_string(), n.id.to_string()))
         .unwrap_or_default();
     letters
         .into_iter()
-        .map(|letter| {
-            let mut copy = (*letter.message).clone();
+        .zip(bodies)
+        .map(|(letter, mut copy)| {
             let publish_time = copy.publish_time.take();
             copy.message_id.clear();
             copy.attributes.insert(
@@ -95,7 +131,7 @@ mod tests {
 
     #[test]
     fn copies_name_their_source() {
-        let message = Arc::new(PubsubMessage {
+        let body = PubsubMessage {
             data: b"x".to_vec(),
             message_id: "7".into(),
             publish_time: Some(wkt::Timestamp {
@@ -103,7 +139,8 @@ mod tests {
                 nanos: 123_000_000,
             }),
             ..Default::default()
-        });
+        };
+        let message = Arc::new(HeldMessage::new(body.clone()));
         let copies = source_copies(
             "projects/proj/subscriptions/orders-worker",
             vec![DeadLetter {
@@ -112,6 +149,7 @@ mod tests {
                 message,
                 attempts: 5,
             }],
+            vec![body],
         );
         let copy = &copies[0];
         assert!(copy.message_id.is_empty() && copy.publish_time.is_none());

@@ -16,6 +16,7 @@ use super::counters::{DeadLetterRecord, PushRecord, SubscriptionCounters};
 use super::effects::{DeadLetter, Effects, Event, ExpiryKind, Timer, TimerKind};
 use super::journal::Recorded;
 use crate::clock::system_time;
+use crate::held::HeldMessage;
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::StoreOp;
 use crate::validate;
@@ -23,7 +24,7 @@ use crate::validate;
 /// A message as one subscription holds it.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    pub message: Arc<PubsubMessage>,
+    pub message: Arc<HeldMessage>,
     pub size: usize,
     pub state: EntryState,
     /// Deliveries so far (1 after the first).
@@ -98,7 +99,7 @@ pub(crate) enum Requeue {
     /// Ready at this time (retry backoff).
     Later(Instant),
     /// Delivery attempts are used up: forward to the dead-letter topic.
-    DeadLetter(Arc<PubsubMessage>, i32),
+    DeadLetter(Arc<HeldMessage>, i32),
 }
 
 /// When `message` was published (its publish time, which the broker set).
@@ -322,7 +323,7 @@ impl SubState {
 
     /// Adds a newly published message to the backlog unless the
     /// subscription's filter rejects it (then it counts as acked at once).
-    pub fn offer(&mut self, seq: u64, message: Arc<PubsubMessage>, now: Instant, fx: &mut Effects) {
+    pub fn offer(&mut self, seq: u64, message: Arc<HeldMessage>, now: Instant, fx: &mut Effects) {
         if self
             .filter
             .as_ref()
@@ -334,13 +335,7 @@ impl SubState {
     }
 
     /// Adds a message to the backlog, available from `now`.
-    pub fn enqueue(
-        &mut self,
-        seq: u64,
-        message: Arc<PubsubMessage>,
-        now: Instant,
-        fx: &mut Effects,
-    ) {
+    pub fn enqueue(&mut self, seq: u64, message: Arc<HeldMessage>, now: Instant, fx: &mut Effects) {
         let uid = self.uid;
         fx.journal(|| StoreOp::Owe {
             subscription: uid,
@@ -446,7 +441,7 @@ impl SubState {
             batch_bytes += size;
             let received = ReceivedMessage {
                 ack_id: format!("{prefix}:{ack}"),
-                message: Some((*entry.message).clone()),
+                message: Some(entry.message.to_message()),
                 delivery_attempt: if report_attempts { entry.attempts } else { 0 },
             };
             fx.observe(|| Event::Delivered {
@@ -534,7 +529,7 @@ impl SubState {
     }
 
     /// Settles `seq` for good; the message it was, if it was still owed.
-    pub fn acknowledge(&mut self, seq: u64, fx: &mut Effects) -> Option<Arc<PubsubMessage>> {
+    pub fn acknowledge(&mut self, seq: u64, fx: &mut Effects) -> Option<Arc<HeldMessage>> {
         self.release(seq, fx);
         let entry = self.messages.remove(&seq)?;
         for ack in &entry.ack_ids {
@@ -552,12 +547,7 @@ impl SubState {
 
     /// Settles `seq` because the subscriber acked it (rather than because it
     /// was dead-lettered): counted and recorded in the message's history.
-    pub fn acked(
-        &mut self,
-        seq: u64,
-        now: Instant,
-        fx: &mut Effects,
-    ) -> Option<Arc<PubsubMessage>> {
+    pub fn acked(&mut self, seq: u64, now: Instant, fx: &mut Effects) -> Option<Arc<HeldMessage>> {
         let attempt = self.messages.get(&seq)?.attempts;
         self.counters.acked += 1;
         fx.record(seq, || Recorded::Acked {
@@ -586,7 +576,7 @@ impl SubState {
     pub fn restore(
         &mut self,
         seq: u64,
-        message: Arc<PubsubMessage>,
+        message: Arc<HeldMessage>,
         attempts: u32,
         now: Instant,
         fx: &mut Effects,
@@ -886,12 +876,12 @@ mod tests {
 
     use super::*;
 
-    fn message(data: &str, key: &str) -> Arc<PubsubMessage> {
-        Arc::new(PubsubMessage {
+    fn message(data: &str, key: &str) -> Arc<HeldMessage> {
+        Arc::new(HeldMessage::new(PubsubMessage {
             data: data.as_bytes().to_vec(),
             ordering_key: key.into(),
             ..Default::default()
-        })
+        }))
     }
 
     fn sub(ordered: bool) -> SubState {

@@ -14,11 +14,11 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use baton_proto::pubsub::PubsubMessage;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::journal::Recorded;
+use crate::held::HeldMessage;
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::StoreOp;
 
@@ -96,13 +96,13 @@ impl Ord for Timer {
 pub(crate) enum Event {
     Published {
         topic: Arc<str>,
-        messages: Vec<Arc<PubsubMessage>>,
+        messages: Vec<Arc<HeldMessage>>,
         received: SystemTime,
         stored: SystemTime,
     },
     Delivered {
         subscription: Arc<str>,
-        message: Arc<PubsubMessage>,
+        message: Arc<HeldMessage>,
         ack_id: String,
         attempt: i32,
         available_since: Instant,
@@ -111,7 +111,7 @@ pub(crate) enum Event {
     },
     Redelivery {
         subscription: Arc<str>,
-        message: Arc<PubsubMessage>,
+        message: Arc<HeldMessage>,
         attempt: i32,
         reason: LeaseEnd,
         at: Instant,
@@ -119,7 +119,7 @@ pub(crate) enum Event {
     },
     DeadLettered {
         subscription: Arc<str>,
-        message: Arc<PubsubMessage>,
+        message: Arc<HeldMessage>,
         attempts: i32,
         reason: LeaseEnd,
         dead_letter_topic: Arc<str>,
@@ -133,7 +133,7 @@ pub(crate) enum Event {
 pub(crate) struct DeadLetter {
     pub subscription: Arc<str>,
     pub dead_letter_topic: Arc<str>,
-    pub message: Arc<PubsubMessage>,
+    pub message: Arc<HeldMessage>,
     pub attempts: i32,
 }
 

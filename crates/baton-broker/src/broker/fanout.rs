@@ -7,6 +7,8 @@ use std::time::SystemTime;
 
 use baton_proto::pubsub::PubsubMessage;
 
+use crate::held::HeldMessage;
+
 use super::effects::Event;
 use super::journal::{self, Recorded};
 use super::state::{LoggedMessage, State};
@@ -39,19 +41,30 @@ pub(crate) fn append(
     };
     let mut ids = Vec::with_capacity(messages.len());
     let mut stored = Vec::with_capacity(messages.len());
+    // With the disk store, the payloads go there and the broker keeps the
+    // messages without them; the observer still sees them whole.
+    let mut whole = Vec::new();
     for mut message in messages {
         let seq = *next_seq;
         *next_seq += 1;
         message.message_id = seq.to_string();
         message.publish_time = Some(publish_time);
         ids.push(message.message_id.clone());
-        let message = Arc::new(message);
-        fx.journal(|| StoreOp::Message {
-            seq,
-            published: reading.wall,
-            message: message.clone(),
-        });
-        stored.push((seq, message));
+        let message = Arc::new(HeldMessage::new(message));
+        let held = if fx.durable {
+            let held = Arc::new(message.without_payload());
+            fx.journal(|| StoreOp::Message {
+                seq,
+                published: reading.wall,
+                message: message.clone(),
+                held: held.clone(),
+            });
+            whole.push(message);
+            held
+        } else {
+            message
+        };
+        stored.push((seq, held));
     }
     if topic_state.retention().is_some() {
         let key: Arc<str> = Arc::from(topic);
@@ -111,7 +124,11 @@ pub(crate) fn append(
     }
     fx.observe(|| Event::Published {
         topic: Arc::from(topic),
-        messages: stored.into_iter().map(|(_, m)| m).collect(),
+        messages: if whole.is_empty() {
+            stored.into_iter().map(|(_, m)| m).collect()
+        } else {
+            whole
+        },
         received,
         stored: reading.wall,
     });

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use baton_proto::pubsub::{PubsubMessage, ReceivedMessage};
+use baton_proto::pubsub::ReceivedMessage;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -13,6 +13,7 @@ use super::delivery::StreamFlow;
 use super::state::State;
 use crate::clock::system_time;
 use crate::error::{AckFailure, BrokerError, BrokerResult, ErrorCode};
+use crate::held::HeldMessage;
 use crate::names::{self, Collection};
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::StoreOp;
@@ -211,7 +212,7 @@ impl Broker {
         sub.touch(wall);
         let exactly_once = sub.config.enable_exactly_once_delivery;
         let mut failures = Vec::new();
-        let mut kept: Vec<(u64, Arc<PubsubMessage>)> = Vec::new();
+        let mut kept: Vec<(u64, Arc<HeldMessage>)> = Vec::new();
         for (number, index) in parsed {
             let seq = if exactly_once {
                 sub.current_lease(number)
@@ -347,7 +348,7 @@ impl Broker {
         let deadline = taker.deadline.unwrap_or_else(|| {
             Duration::from_secs(u64::try_from(sub.config.ack_deadline_seconds).unwrap_or(10))
         });
-        let messages = sub.take(
+        let mut messages = sub.take(
             max,
             deadline,
             taker.stream.map(|(id, _)| id),
@@ -356,7 +357,17 @@ impl Broker {
             taker.kind,
             fx,
         );
-        Ok((messages, sub.notify.clone()))
+        let notify = sub.notify.clone();
+        let journal = txn.journal.clone();
+        // The payloads are read outside the lock: a read from the file must
+        // not hold up other subscriptions.
+        drop(txn);
+        if let Some(journal) = journal {
+            journal
+                .fill_payloads(messages.iter_mut().filter_map(|m| m.message.as_mut()))
+                .map_err(super::storage_error)?;
+        }
+        Ok((messages, notify))
     }
 
     /// Pull: up to `max_messages`, waiting per `wait` when none is ready.

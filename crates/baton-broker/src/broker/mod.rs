@@ -48,6 +48,16 @@ use crate::error::{BrokerError, BrokerResult, ErrorCode};
 use crate::observer::DeliveryObserver;
 use crate::store::{Journal, Storage, StoreError};
 
+/// What a request hears when the disk store fails it.
+fn storage_error(error: StoreError) -> BrokerError {
+    match error {
+        StoreError::Closed => {
+            BrokerError::new(ErrorCode::Unavailable, "The service is shutting down.")
+        }
+        error => BrokerError::new(ErrorCode::Internal, format!("storage failure: {error}")),
+    }
+}
+
 /// The topic a subscription reports once its topic has been deleted.
 pub const DELETED_TOPIC: &str = "_deleted-topic_";
 
@@ -236,14 +246,7 @@ impl Broker {
         async move {
             match wait {
                 None => Ok(()),
-                Some(wait) => wait.await.map_err(|error| match error {
-                    StoreError::Closed => {
-                        BrokerError::new(ErrorCode::Unavailable, "The service is shutting down.")
-                    }
-                    error => {
-                        BrokerError::new(ErrorCode::Internal, format!("storage failure: {error}"))
-                    }
-                }),
+                Some(wait) => wait.await.map_err(storage_error),
             }
         }
     }
@@ -343,8 +346,6 @@ impl Broker {
         use std::collections::BTreeMap;
         use std::fmt::Write as _;
 
-        use baton_proto::pubsub::PubsubMessage;
-
         let state = self.lock();
         let mut view = String::new();
         for (name, topic) in &state.topics {
@@ -356,7 +357,7 @@ impl Broker {
             );
         }
         for (name, sub) in &state.subscriptions {
-            let backlog: BTreeMap<u64, (i32, &PubsubMessage)> = sub
+            let backlog: BTreeMap<u64, (i32, &crate::HeldMessage)> = sub
                 .messages
                 .iter()
                 .map(|(seq, entry)| (*seq, (entry.attempts, &*entry.message)))

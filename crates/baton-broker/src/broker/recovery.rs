@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use baton_proto::pubsub::PubsubMessage;
-
 use super::delivery::SubState;
 use super::effects::{CatalogEntry, ExpiryKind};
 use super::state::{LoggedMessage, SnapshotState, State, TopicState};
 use crate::clock::{Reading, system_time};
+use crate::held::HeldMessage;
 use crate::iam::IamPolicies;
 use crate::schema::SchemaRegistry;
 use crate::store::Recovered;
@@ -37,7 +36,7 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading)
         next_seq,
         opening,
     } = recovered;
-    let messages: HashMap<u64, (Arc<PubsubMessage>, SystemTime)> = messages
+    let messages: HashMap<u64, (Arc<HeldMessage>, SystemTime)> = messages
         .into_iter()
         .map(|(seq, stored)| (seq, (Arc::new(stored.message), stored.published)))
         .collect();

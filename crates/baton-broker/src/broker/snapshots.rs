@@ -16,6 +16,7 @@ use super::state::{SnapshotState, State};
 use super::{Broker, DELETED_TOPIC};
 use crate::clock::{system_time, timestamp};
 use crate::error::{BrokerError, BrokerResult, ErrorCode};
+use crate::held::HeldMessage;
 use crate::names::{self, Collection};
 use crate::paging::{ListPage, page};
 use crate::store::StoreOp;
@@ -57,7 +58,7 @@ fn snapshot_not_found() -> BrokerError {
 /// and forgets every outstanding lease.
 fn reset_backlog(
     sub: &mut SubState,
-    mut messages: Vec<(u64, Arc<PubsubMessage>)>,
+    mut messages: Vec<(u64, Arc<HeldMessage>)>,
     now: Instant,
     fx: &mut Effects,
 ) {
@@ -92,7 +93,7 @@ impl Broker {
                 "The subscription's topic has been deleted.",
             ));
         }
-        let messages: BTreeMap<u64, Arc<PubsubMessage>> = sub
+        let messages: BTreeMap<u64, Arc<HeldMessage>> = sub
             .messages
             .iter()
             .map(|(seq, entry)| (*seq, entry.message.clone()))
@@ -281,7 +282,7 @@ impl Broker {
                 .map(system_time)
                 .unwrap_or(UNIX_EPOCH)
         };
-        let mut candidates: BTreeMap<u64, Arc<PubsubMessage>> = sub
+        let mut candidates: BTreeMap<u64, Arc<HeldMessage>> = sub
             .messages
             .iter()
             .map(|(seq, entry)| (*seq, entry.message.clone()))

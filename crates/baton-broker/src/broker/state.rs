@@ -8,13 +8,14 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use baton_proto::pubsub::{PubsubMessage, Snapshot, Topic};
+use baton_proto::pubsub::{Snapshot, Topic};
 use prost::Message as _;
 
 use super::counters::TopicCounters;
 use super::delivery::SubState;
 use super::effects::{CatalogEntry, Effects, Expiry, ExpiryKind, Timer};
 use super::journal::MessageJournal;
+use crate::held::HeldMessage;
 use crate::iam::IamPolicies;
 use crate::observer::DeliveryObserver;
 use crate::schema::SchemaRegistry;
@@ -102,7 +103,7 @@ impl TopicState {
 #[derive(Debug, Clone)]
 pub(crate) struct LoggedMessage {
     pub seq: u64,
-    pub message: Arc<PubsubMessage>,
+    pub message: Arc<HeldMessage>,
     pub published: SystemTime,
 }
 
@@ -111,7 +112,7 @@ pub(crate) struct LoggedMessage {
 pub(crate) struct SnapshotState {
     pub snapshot: Snapshot,
     /// Unacked messages at creation plus everything published since.
-    pub messages: BTreeMap<u64, Arc<PubsubMessage>>,
+    pub messages: BTreeMap<u64, Arc<HeldMessage>>,
 }
 
 /// The broker's state; see the module docs.
@@ -126,7 +127,7 @@ pub(crate) struct State {
     pub snapshots: BTreeMap<String, SnapshotState>,
     /// Acked messages kept by `retain_acked_messages`, per subscription uid,
     /// with their publish times.
-    pub retained: HashMap<u64, BTreeMap<u64, (Arc<PubsubMessage>, SystemTime)>>,
+    pub retained: HashMap<u64, BTreeMap<u64, (Arc<HeldMessage>, SystemTime)>>,
     /// The sequence (message id) of the next published message.
     pub next_seq: u64,
     /// The number of the next ack id.

@@ -27,6 +27,7 @@ use super::delivery::SubState;
 use super::state::{State, TopicState};
 use crate::clock::{Reading, system_time};
 use crate::error::{BrokerError, BrokerResult};
+use crate::held::HeldMessage;
 use crate::names::{self, Collection};
 use crate::observer::LeaseEnd;
 use crate::paging::{ListPage, page};
@@ -125,7 +126,7 @@ impl TopicStats {
 pub struct DeadLetteredMessage {
     /// The original message (the copy on the dead-letter topic has a new id
     /// and the `CloudPubSubDeadLetterSource*` attributes).
-    pub message: Arc<PubsubMessage>,
+    pub message: Arc<HeldMessage>,
     /// Delivery attempts it used: the policy's `max_delivery_attempts`.
     pub attempts: i32,
     /// How its last lease ended.
@@ -176,8 +177,8 @@ pub enum PeekedState {
 /// A message of a subscription's backlog, looked at without leasing it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeekedMessage {
-    /// The message as stored.
-    pub message: Arc<PubsubMessage>,
+    /// The message as stored, payload included.
+    pub message: PubsubMessage,
     /// Delivery attempts so far.
     pub attempts: i32,
     /// Ready, leased or backing off.
@@ -207,7 +208,7 @@ fn stats_page_size(asked: i32) -> i32 {
 
 fn subscription_stats(
     sub: &SubState,
-    retained: Option<&BTreeMap<u64, (Arc<PubsubMessage>, SystemTime)>>,
+    retained: Option<&BTreeMap<u64, (Arc<HeldMessage>, SystemTime)>>,
     reading: Reading,
 ) -> SubscriptionStats {
     let backlog = sub.messages.len();
@@ -366,13 +367,13 @@ impl Broker {
             .subscriptions
             .get(subscription)
             .ok_or_else(BrokerError::subscription_not_found)?;
-        Ok(sub
+        let mut peeked: Vec<PeekedMessage> = sub
             .owed
             .iter()
             .filter_map(|seq| sub.messages.get(seq))
             .take(max.min(MAX_PEEK))
             .map(|entry| PeekedMessage {
-                message: entry.message.clone(),
+                message: entry.message.to_message(),
                 attempts: entry.attempts,
                 state: match entry.state {
                     EntryState::Ready => PeekedState::Ready,
@@ -387,7 +388,15 @@ impl Broker {
                     },
                 },
             })
-            .collect())
+            .collect();
+        let journal = state.journal.clone();
+        drop(state);
+        if let Some(journal) = journal {
+            journal
+                .fill_payloads(peeked.iter_mut().map(|p| &mut p.message))
+                .map_err(super::storage_error)?;
+        }
+        Ok(peeked)
     }
 
     /// Records the result of one push request to `subscription`'s endpoint

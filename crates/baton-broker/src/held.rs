@@ -1,0 +1,117 @@
+//! A published message as the broker holds it.
+//!
+//! With the disk store, a message's payload (`data`, nearly all of a
+//! message's bytes) stays on disk: backlogs, topic logs, snapshots and
+//! retained sets hold the message without it, and the payload is read back
+//! (from the store's cache of recent payloads, or the file) only when the
+//! message goes out. A deep backlog then costs memory for what the broker
+//! decides with (ids, attributes, ordering keys, sizes), not for its bytes.
+//! Without a disk store the payload stays with the message.
+
+use std::ops::Deref;
+
+use baton_proto::pubsub::PubsubMessage;
+
+/// A published message, with or without its payload; see the module docs.
+/// Reads as the [`PubsubMessage`] it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldMessage {
+    message: PubsubMessage,
+    /// The size of the whole message (payload included), which flow
+    /// control, backlog bytes and the stats count.
+    size: usize,
+    /// The payload is in the disk store, not in `message`.
+    on_disk: bool,
+}
+
+impl HeldMessage {
+    /// A message with its payload.
+    pub fn new(message: PubsubMessage) -> Self {
+        Self {
+            size: message.payload_size(),
+            message,
+            on_disk: false,
+        }
+    }
+
+    /// A copy without the payload, which the disk store keeps.
+    pub(crate) fn without_payload(&self) -> Self {
+        Self {
+            message: PubsubMessage {
+                data: Vec::new(),
+                ..self.message.clone()
+            },
+            size: self.size,
+            on_disk: !self.message.data.is_empty(),
+        }
+    }
+
+    /// A message read back from the disk store without its payload; `size`
+    /// is that of the whole message as published.
+    pub(crate) fn stored(message: PubsubMessage, size: usize) -> Self {
+        let on_disk = size > message.payload_size();
+        Self {
+            message,
+            size,
+            on_disk,
+        }
+    }
+
+    /// The size of the whole message, payload included, as the service
+    /// counts it (data, attribute keys and values, ordering key).
+    pub fn payload_size(&self) -> usize {
+        self.size
+    }
+
+    /// Whether the payload must be read back from the disk store.
+    pub fn payload_on_disk(&self) -> bool {
+        self.on_disk
+    }
+
+    /// The message as it goes out: with its payload if it has it here,
+    /// otherwise without (the caller fills it in from the disk store).
+    pub fn to_message(&self) -> PubsubMessage {
+        self.message.clone()
+    }
+}
+
+impl Deref for HeldMessage {
+    type Target = PubsubMessage;
+
+    fn deref(&self) -> &PubsubMessage {
+        &self.message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_payload_keeps_the_size_and_the_rest() {
+        let message = PubsubMessage {
+            data: vec![7; 1000],
+            attributes: [("k".to_string(), "v".to_string())].into(),
+            ordering_key: "key".into(),
+            message_id: "12".into(),
+            ..Default::default()
+        };
+        let held = HeldMessage::new(message.clone());
+        assert_eq!(held.payload_size(), message.payload_size());
+        assert!(!held.payload_on_disk());
+        let hollow = held.without_payload();
+        assert!(hollow.data.is_empty());
+        assert!(hollow.payload_on_disk());
+        assert_eq!(hollow.payload_size(), message.payload_size());
+        assert_eq!(hollow.attributes, message.attributes);
+        assert_eq!(hollow.ordering_key, "key");
+        // Attributes only: nothing to read back.
+        let bare = HeldMessage::new(PubsubMessage {
+            attributes: [("k".to_string(), "v".to_string())].into(),
+            ..Default::default()
+        });
+        assert!(!bare.without_payload().payload_on_disk());
+        let restored = HeldMessage::stored(hollow.to_message(), message.payload_size());
+        assert!(restored.payload_on_disk());
+    }
+}
