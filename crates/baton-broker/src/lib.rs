@@ -17,6 +17,7 @@ mod iam;
 pub mod names;
 pub mod observer;
 mod paging;
+mod payload_log;
 pub mod schema;
 mod store;
 #[cfg(test)]

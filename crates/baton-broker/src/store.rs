@@ -40,6 +40,7 @@ use baton_proto::iam::Policy;
 use baton_proto::pubsub::{PubsubMessage, Schema, Snapshot, Subscription, Topic};
 
 use crate::held::HeldMessage;
+use crate::payload_log::{Location, PAYLOAD_DIR, PayloadReader, PayloadWriter};
 use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::watch;
@@ -49,14 +50,15 @@ use tokio::sync::watch;
 /// ids may name it); it is 0 for everything else.
 const CATALOG: TableDefinition<(u8, &str, u64), &[u8]> = TableDefinition::new("catalog");
 /// Messages: sequence -> (publish time in ns since the epoch, size of the
-/// whole message, protobuf bytes without the payload): what the broker holds
-/// in memory, read back when the store is opened.
-const MESSAGES: TableDefinition<u64, (u64, u64, &[u8])> = TableDefinition::new("message_meta");
-/// Payloads: sequence -> the message's `data`, read only when the message
-/// goes out (so opening the store does not read them).
-const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("message_payload");
+/// whole message, where its payload is in the payload log (segment, offset,
+/// length), protobuf bytes without the payload): what the broker holds in
+/// memory, read back when the store is opened. The payloads themselves are
+/// in the [`payload_log`](crate::payload_log).
+const MESSAGES: TableDefinition<u64, MessageRow> = TableDefinition::new("message_meta");
+/// A row of [`MESSAGES`].
+pub(crate) type MessageRow<'a> = (u64, u64, u64, u64, u64, &'a [u8]);
 /// The first layout: messages whole in one table. Moved to [`MESSAGES`] and
-/// [`PAYLOADS`] when such a store is opened.
+/// the payload log when such a store is opened.
 const WHOLE_MESSAGES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("messages");
 /// (subscription uid, sequence) -> delivery attempts that ended without an
 /// ack: the subscription has not acked the message.
@@ -247,6 +249,8 @@ pub(crate) struct Recovered {
     /// How many times the store was opened before, this time included
     /// (ack ids of earlier runs must never match this run's).
     pub opening: u64,
+    /// Stored payloads per segment of the payload log.
+    pub segments: HashMap<u64, u64>,
 }
 
 /// Writer progress: operations made durable so far, or why writing stopped.
@@ -279,6 +283,8 @@ pub struct Storage {
     closed: std::sync::atomic::AtomicBool,
     /// Recent payloads; see the module docs.
     payloads: Arc<Mutex<PayloadCache>>,
+    /// Reads payloads that are not cached.
+    log: Arc<PayloadReader>,
 }
 
 /// Recent payloads by message sequence, oldest first, within a byte budget
@@ -395,14 +401,22 @@ impl Storage {
             })?;
         let opening = create_tables(&db)?;
         let mut recovered = read_all(&db)?;
+        let log_dir = dir.join(PAYLOAD_DIR);
+        let mut log = PayloadWriter::open(&log_dir, std::mem::take(&mut recovered.segments))?;
+        if split_whole_messages(&db, &mut log)? {
+            recovered = read_all(&db)?;
+        }
         recovered.opening = opening;
         let refs = count_refs(&recovered);
         let db = Arc::new(db);
         let payloads = Arc::new(Mutex::new(PayloadCache::default()));
+        let reader = Arc::new(PayloadReader::new(&log_dir));
         let writer = Writer {
             db: db.clone(),
             refs,
             payloads: payloads.clone(),
+            log,
+            reader: reader.clone(),
         };
         Ok((
             Self {
@@ -415,6 +429,7 @@ impl Storage {
                 db: Mutex::new(Some(db)),
                 closed: std::sync::atomic::AtomicBool::new(false),
                 payloads,
+                log: reader,
             },
             recovered,
         ))
@@ -514,10 +529,14 @@ impl Storage {
         }
         let db = self.reader()?;
         let txn = db.begin_read()?;
-        let table = txn.open_table(PAYLOADS)?;
+        let table = txn.open_table(MESSAGES)?;
         for (seq, message) in missing {
-            if let Some(row) = table.get(seq)? {
-                message.data = row.value().to_vec();
+            let location = match table.get(seq)? {
+                Some(row) => location_of(&row.value()),
+                None => continue,
+            };
+            if let Some(data) = self.log.read(location)? {
+                message.data = data;
             }
         }
         Ok(())
@@ -560,7 +579,6 @@ fn create_tables(db: &Database) -> Result<u64, StoreError> {
     let txn = db.begin_write()?;
     txn.open_table(CATALOG)?;
     txn.open_table(MESSAGES)?;
-    txn.open_table(PAYLOADS)?;
     txn.open_table(OWED)?;
     txn.open_table(SNAPSHOT_MESSAGES)?;
     txn.open_table(RETAINED)?;
@@ -571,44 +589,65 @@ fn create_tables(db: &Database) -> Result<u64, StoreError> {
         meta.insert(OPENINGS, opening)?;
         opening
     };
-    split_whole_messages(&txn)?;
     txn.commit()?;
     Ok(opening)
 }
 
+/// Where the payload of a stored message is, from its row.
+fn location_of(row: &MessageRow<'_>) -> Location {
+    Location {
+        segment: row.2,
+        offset: row.3,
+        len: row.4,
+    }
+}
+
 /// Moves the messages of a store in the first layout (whole messages in one
-/// table) to the current one, once: payloads apart from the rest.
-fn split_whole_messages(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let old = match txn.open_table(WHOLE_MESSAGES) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+/// table) to the current one, once: payloads to the log, the rest to
+/// [`MESSAGES`]. Whether there was anything to move.
+fn split_whole_messages(db: &Database, log: &mut PayloadWriter) -> Result<bool, StoreError> {
+    // A write transaction would create the table; a read one tells.
+    match db.begin_read()?.open_table(WHOLE_MESSAGES) {
+        Ok(_) => {}
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
         Err(error) => return Err(error.into()),
-    };
-    let mut messages = txn.open_table(MESSAGES)?;
-    let mut payloads = txn.open_table(PAYLOADS)?;
+    }
+    let txn = db.begin_write()?;
+    let old = txn.open_table(WHOLE_MESSAGES)?;
     let mut moved = 0u64;
-    for row in old.iter()? {
-        let (seq, value) = row?;
-        let (published, bytes) = value.value();
-        let mut message: PubsubMessage = decode("messages", bytes)?;
-        let size = message.payload_size() as u64;
-        let data = std::mem::take(&mut message.data);
-        messages.insert(
-            seq.value(),
-            (published, size, message.encode_to_vec().as_slice()),
-        )?;
-        payloads.insert(seq.value(), data.as_slice())?;
-        moved += 1;
+    {
+        let mut messages = txn.open_table(MESSAGES)?;
+        for row in old.iter()? {
+            let (seq, value) = row?;
+            let (published, bytes) = value.value();
+            let mut message: PubsubMessage = decode("messages", bytes)?;
+            let size = message.payload_size() as u64;
+            let data = std::mem::take(&mut message.data);
+            let at = log.append(&data)?;
+            let meta = message.encode_to_vec();
+            messages.insert(
+                seq.value(),
+                (
+                    published,
+                    size,
+                    at.segment,
+                    at.offset,
+                    at.len,
+                    meta.as_slice(),
+                ),
+            )?;
+            moved += 1;
+        }
     }
     drop(old);
     txn.delete_table(WHOLE_MESSAGES)?;
-    if moved > 0 {
-        tracing::info!(
-            messages = moved,
-            "disk store: payloads moved to their own table"
-        );
-    }
-    Ok(())
+    log.sync()?;
+    txn.commit()?;
+    tracing::info!(
+        messages = moved,
+        "disk store: payloads moved to the payload log"
+    );
+    Ok(true)
 }
 
 fn nanos(time: SystemTime) -> u64 {
@@ -662,8 +701,13 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
     }
     for row in txn.open_table(MESSAGES)?.iter()? {
         let (seq, value) = row?;
-        let (published, size, bytes) = value.value();
-        // The payload stays in the file until the message goes out.
+        let row = value.value();
+        let (published, size, bytes) = (row.0, row.1, row.5);
+        let location = location_of(&row);
+        if location.segment != 0 {
+            *recovered.segments.entry(location.segment).or_default() += 1;
+        }
+        // The payload stays in the log until the message goes out.
         let message: PubsubMessage = decode("messages", bytes)?;
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         recovered.messages.insert(
@@ -790,6 +834,9 @@ struct Writer {
     refs: HashMap<u64, u32>,
     /// Told which payloads are on disk, so it may let them go.
     payloads: Arc<Mutex<PayloadCache>>,
+    log: PayloadWriter,
+    /// Told which segments were removed.
+    reader: Arc<PayloadReader>,
 }
 
 impl Writer {
@@ -825,7 +872,6 @@ impl Writer {
         {
             let mut catalog = txn.open_table(CATALOG)?;
             let mut messages = txn.open_table(MESSAGES)?;
-            let mut payloads = txn.open_table(PAYLOADS)?;
             let mut owed = txn.open_table(OWED)?;
             let mut held = txn.open_table(SNAPSHOT_MESSAGES)?;
             let mut retained = txn.open_table(RETAINED)?;
@@ -859,8 +905,18 @@ impl Writer {
                         held.encode(&mut encoded)
                             .map_err(|e| StoreError::Io(e.to_string()))?;
                         let size = message.payload_size() as u64;
-                        messages.insert(seq, (nanos(published), size, encoded.as_slice()))?;
-                        payloads.insert(seq, message.data.as_slice())?;
+                        let at = self.log.append(&message.data)?;
+                        messages.insert(
+                            seq,
+                            (
+                                nanos(published),
+                                size,
+                                at.segment,
+                                at.offset,
+                                at.len,
+                                encoded.as_slice(),
+                            ),
+                        )?;
                         self.refs.insert(seq, 0);
                         // Unreferenced at the end of the batch: nobody wanted it.
                         released.push(seq);
@@ -946,8 +1002,9 @@ impl Writer {
             for seq in released {
                 if self.refs.get(&seq) == Some(&0) {
                     self.refs.remove(&seq);
-                    messages.remove(seq)?;
-                    payloads.remove(seq)?;
+                    if let Some(row) = messages.remove(seq)? {
+                        self.log.release(location_of(&row.value()));
+                    }
                 }
             }
             if let Some(next) = next_seq {
@@ -955,7 +1012,14 @@ impl Writer {
             }
             txn_next_seq = next_seq;
         }
+        // The database must never refer to payloads that are not on disk.
+        self.log.sync()?;
         txn.commit()?;
+        match self.log.remove_empty() {
+            Ok(removed) => removed.into_iter().for_each(|s| self.reader.forget(s)),
+            // Only space is lost; the next opening removes them.
+            Err(error) => tracing::warn!(%error, "removing emptied payload segments failed"),
+        }
         Ok(txn_next_seq.map(|next| next - 1))
     }
 

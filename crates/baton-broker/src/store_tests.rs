@@ -418,6 +418,14 @@ async fn message_rows_go_once_nothing_refers_to_them() {
     broker.durable().await.expect("durable");
     let storage = broker.storage().expect("durable broker").clone();
     assert_eq!(storage.message_rows().expect("count"), 0);
+    drop(storage);
+    // Reopened: the payload log keeps only the segment taking appends.
+    let broker = reopen(broker, dir.path()).await;
+    let segments = std::fs::read_dir(dir.path().join(crate::payload_log::PAYLOAD_DIR))
+        .expect("payload log")
+        .count();
+    assert_eq!(segments, 1);
+    drop(broker);
 }
 
 #[tokio::test]
@@ -738,8 +746,8 @@ async fn a_dead_lettered_message_keeps_its_payload_on_the_dead_letter_topic() {
 async fn a_store_of_the_first_layout_opens_with_its_payloads() {
     use redb::{ReadableDatabase, ReadableTable, TableDefinition};
     const WHOLE: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("messages");
-    const META: TableDefinition<u64, (u64, u64, &[u8])> = TableDefinition::new("message_meta");
-    const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("message_payload");
+    const META: TableDefinition<u64, crate::store::MessageRow> =
+        TableDefinition::new("message_meta");
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::open(dir.path()).expect("open");
     setup(&broker);
@@ -761,23 +769,26 @@ async fn a_store_of_the_first_layout_opens_with_its_payloads() {
     // Rewrite the messages as the first layout stored them: whole.
     {
         let db = redb::Database::create(dir.path().join(crate::STORE_FILE)).expect("db");
+        let log_dir = dir.path().join(crate::payload_log::PAYLOAD_DIR);
+        let reader = crate::payload_log::PayloadReader::new(&log_dir);
         let whole: Vec<(u64, u64, Vec<u8>)> = {
             let txn = db.begin_read().expect("read");
             let meta = txn.open_table(META).expect("meta");
-            let payloads = txn.open_table(PAYLOADS).expect("payloads");
             meta.iter()
                 .expect("iter")
                 .map(|row| {
                     let (seq, value) = row.expect("row");
-                    let (published, _, bytes) = value.value();
+                    let (published, _, segment, offset, len, bytes) = value.value();
                     let mut message =
                         <PubsubMessage as prost::Message>::decode(bytes).expect("decode");
-                    message.data = payloads
-                        .get(seq.value())
-                        .expect("get")
-                        .expect("payload")
-                        .value()
-                        .to_vec();
+                    message.data = reader
+                        .read(crate::payload_log::Location {
+                            segment,
+                            offset,
+                            len,
+                        })
+                        .expect("read")
+                        .expect("payload");
                     (
                         seq.value(),
                         published,
@@ -786,10 +797,10 @@ async fn a_store_of_the_first_layout_opens_with_its_payloads() {
                 })
                 .collect()
         };
+        std::fs::remove_dir_all(&log_dir).expect("no log in the first layout");
         assert_eq!(whole.len(), 3);
         let txn = db.begin_write().expect("write");
         txn.delete_table(META).expect("drop meta");
-        txn.delete_table(PAYLOADS).expect("drop payloads");
         {
             let mut table = txn.open_table(WHOLE).expect("whole");
             for (seq, published, bytes) in &whole {

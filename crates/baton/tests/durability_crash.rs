@@ -411,3 +411,139 @@ async fn in_memory_flag_disables_the_store_and_the_default_is_durable() {
     assert!(dir.path().join("baton-data").join("baton.redb").is_file());
     drop(default);
 }
+
+/// The payload of backlog message `i`: its name, then filler up to 2 KB,
+/// so the backlog spans several payload-log segments.
+fn backlog_payload(i: usize) -> String {
+    let mut data = format!("deep-{i:06}-");
+    data.extend(std::iter::repeat_n(
+        char::from(b'a' + (i % 26) as u8),
+        2048 - data.len(),
+    ));
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_deep_drain_brings_back_every_unacked_message_once() {
+    const BACKLOG: usize = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = durable(&data, "first.log");
+    let channel = server.channel().await;
+    create_topic_and_subscription(&channel, "deep-topic", "deep-sub").await;
+    let mut published: BTreeMap<String, String> = BTreeMap::new();
+    for start in (0..BACKLOG).step_by(1000) {
+        let batch: Vec<String> = (start..start + 1000).map(backlog_payload).collect();
+        let ids = publish(&channel, "deep-topic", &batch).await.unwrap();
+        published.extend(ids.into_iter().zip(batch));
+    }
+
+    // Drain: pull and ack, recording every ack the server confirmed, and
+    // the ids of an ack still in flight when the process dies.
+    let confirmed: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let in_flight: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let (progress, mut acked_count) = tokio::sync::watch::channel(0usize);
+    let drain = {
+        let channel = server.channel().await;
+        let (confirmed, in_flight) = (confirmed.clone(), in_flight.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut request =
+                    tonic::Request::new(pull_request(&subscription_name("deep-sub"), 500, false));
+                request.set_timeout(Duration::from_secs(5));
+                let Ok(batch) = subscriber(channel.clone()).pull(request).await else {
+                    return;
+                };
+                let batch = batch.into_inner().received_messages;
+                let ids: BTreeSet<String> = batch.iter().map(|r| id_and_data(r).0).collect();
+                *in_flight.lock().unwrap() = ids.clone();
+                let acked = subscriber(channel.clone())
+                    .acknowledge(AcknowledgeRequest {
+                        subscription: subscription_name("deep-sub"),
+                        ack_ids: batch.iter().map(|r| r.ack_id.clone()).collect(),
+                    })
+                    .await;
+                if acked.is_err() {
+                    return;
+                }
+                let mut confirmed = confirmed.lock().unwrap();
+                confirmed.extend(ids);
+                in_flight.lock().unwrap().clear();
+                progress.send_replace(confirmed.len());
+            }
+        })
+    };
+    let reached = tokio::time::timeout(
+        Duration::from_secs(60),
+        acked_count.wait_for(|count| *count >= BACKLOG / 3),
+    )
+    .await;
+    assert!(reached.is_ok(), "the drain did not get a third of the way");
+    server.kill();
+    tokio::time::timeout(Duration::from_secs(15), drain)
+        .await
+        .expect("the drain notices the kill")
+        .expect("drain task");
+    drop(channel);
+    let confirmed = Arc::into_inner(confirmed).unwrap().into_inner().unwrap();
+    let in_flight = Arc::into_inner(in_flight).unwrap().into_inner().unwrap();
+
+    // Restart: every message whose ack was not confirmed comes back once
+    // (an ack in flight at the kill may or may not have been applied),
+    // whole; none whose ack was confirmed does.
+    let server = durable(&data, "second.log");
+    let channel = server.channel().await;
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    loop {
+        let batch = pull(&channel, "deep-sub", 1000, Duration::ZERO).await;
+        if batch.is_empty() {
+            break;
+        }
+        for received in &batch {
+            let (id, payload) = id_and_data(received);
+            assert_eq!(
+                published.get(&id),
+                Some(&payload),
+                "message {id} came back with other data"
+            );
+            *seen.entry(id).or_default() += 1;
+        }
+        ack(&channel, "deep-sub", &batch).await;
+    }
+    let twice: Vec<&String> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "delivered twice after the restart: {twice:?}"
+    );
+    let resurrected: Vec<&String> = confirmed
+        .iter()
+        .filter(|id| seen.contains_key(*id))
+        .collect();
+    assert!(
+        resurrected.is_empty(),
+        "acked before the kill: {resurrected:?}"
+    );
+    let lost: Vec<&String> = published
+        .keys()
+        .filter(|id| {
+            !confirmed.contains(*id) && !in_flight.contains(*id) && !seen.contains_key(*id)
+        })
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} unacked messages were lost: {:?}",
+        lost.len(),
+        lost.iter().take(10).collect::<Vec<_>>()
+    );
+    eprintln!(
+        "{} acked before the kill, {} in flight, {} back after the restart",
+        confirmed.len(),
+        in_flight.len(),
+        seen.len()
+    );
+    drop(server);
+}

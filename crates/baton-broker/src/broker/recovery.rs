@@ -35,6 +35,7 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading)
         logged,
         next_seq,
         opening,
+        segments: _,
     } = recovered;
     let messages: HashMap<u64, (Arc<HeldMessage>, SystemTime)> = messages
         .into_iter()
