@@ -229,14 +229,54 @@ io_error!(
 #[derive(Debug, Clone)]
 pub(crate) struct StoredMessage {
     pub published: SystemTime,
-    pub message: HeldMessage,
+    pub message: Arc<HeldMessage>,
+}
+
+/// The stored messages, in sequence order (as the table holds them): a
+/// sorted vector costs a third of a hash map's memory, and recovery looks
+/// messages up in runs of increasing sequence, which [`Self::get`] answers
+/// from where the last lookup ended.
+#[derive(Debug, Default)]
+pub(crate) struct StoredMessages {
+    sorted: Vec<(u64, StoredMessage)>,
+    cursor: std::cell::Cell<usize>,
+}
+
+impl StoredMessages {
+    fn push(&mut self, seq: u64, message: StoredMessage) {
+        self.sorted.push((seq, message));
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// The sequences, in order.
+    pub fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.sorted.iter().map(|(seq, _)| *seq)
+    }
+
+    /// The message `seq`, if stored.
+    pub fn get(&self, seq: &u64) -> Option<&StoredMessage> {
+        let at = self.cursor.get();
+        let found = match self.sorted.get(at) {
+            Some((s, _)) if s == seq => Some(at),
+            _ => match self.sorted.get(at + 1) {
+                Some((s, _)) if s == seq => Some(at + 1),
+                _ => self.sorted.binary_search_by_key(seq, |(s, _)| *s).ok(),
+            },
+        };
+        let index = found?;
+        self.cursor.set(index);
+        self.sorted.get(index).map(|(_, message)| message)
+    }
 }
 
 /// Everything the store held when it was opened.
 #[derive(Debug, Default)]
 pub(crate) struct Recovered {
     pub catalog: Catalog,
-    pub messages: HashMap<u64, StoredMessage>,
+    pub messages: StoredMessages,
     /// (subscription uid, seq, delivery attempts), in sequence order per
     /// subscription.
     pub owed: Vec<(u64, u64, u32)>,
@@ -699,7 +739,12 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
             }
         }
     }
-    for row in txn.open_table(MESSAGES)?.iter()? {
+    let messages = txn.open_table(MESSAGES)?;
+    recovered
+        .messages
+        .sorted
+        .reserve(usize::try_from(messages.len()?).unwrap_or(0));
+    for row in messages.iter()? {
         let (seq, value) = row?;
         let row = value.value();
         let (published, size, bytes) = (row.0, row.1, row.5);
@@ -710,11 +755,11 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
         // The payload stays in the log until the message goes out.
         let message: PubsubMessage = decode("messages", bytes)?;
         let size = usize::try_from(size).unwrap_or(usize::MAX);
-        recovered.messages.insert(
+        recovered.messages.push(
             seq.value(),
             StoredMessage {
                 published: from_nanos(published),
-                message: HeldMessage::stored(message, size),
+                message: Arc::new(HeldMessage::stored(message, size)),
             },
         );
     }
@@ -743,14 +788,19 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
     let meta = txn.open_table(META)?;
     let stored_next = meta.get(NEXT_SEQ)?.map_or(1, |v| v.value());
     recovered.catalog.next_uid = meta.get(NEXT_UID)?.map_or(1, |v| v.value());
-    let after_messages = recovered.messages.keys().max().map_or(1, |seq| seq + 1);
+    let after_messages = recovered
+        .messages
+        .sorted
+        .last()
+        .map_or(1, |(seq, _)| seq + 1);
     recovered.next_seq = stored_next.max(after_messages);
     Ok(recovered)
 }
 
 /// How many owed / snapshot / retained / logged rows refer to each message.
 fn count_refs(recovered: &Recovered) -> HashMap<u64, u32> {
-    let mut refs: HashMap<u64, u32> = recovered.messages.keys().map(|seq| (*seq, 0)).collect();
+    let mut refs: HashMap<u64, u32> = HashMap::with_capacity(recovered.messages.len());
+    refs.extend(recovered.messages.seqs().map(|seq| (seq, 0)));
     let seqs = recovered
         .owed
         .iter()

@@ -587,6 +587,13 @@ impl SubState {
         }
     }
 
+    /// Makes room for `additional` more messages in the backlog at once
+    /// (recovery knows how many a subscription owes).
+    pub fn reserve(&mut self, additional: usize) {
+        self.messages.reserve(additional);
+        self.ready.reserve(additional);
+    }
+
     /// Takes a replaced entry out of the backlog's running counts (its
     /// lease or backoff, if any, no longer exists).
     fn uncount(&mut self, old: &Entry) {

@@ -4,13 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use super::delivery::SubState;
 use super::effects::{CatalogEntry, ExpiryKind};
 use super::state::{LoggedMessage, SnapshotState, State, TopicState};
 use crate::clock::{Reading, system_time};
-use crate::held::HeldMessage;
 use crate::iam::IamPolicies;
 use crate::schema::SchemaRegistry;
 use crate::store::Recovered;
@@ -37,10 +35,6 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading)
         opening,
         segments: _,
     } = recovered;
-    let messages: HashMap<u64, (Arc<HeldMessage>, SystemTime)> = messages
-        .into_iter()
-        .map(|(seq, stored)| (seq, (Arc::new(stored.message), stored.published)))
-        .collect();
     // Messages are delivered before their fsync; if the process died in
     // between, ids it handed out are not in the store. Each opening takes
     // ids from its own range of 2^40 (the first from 1), so none repeats.
@@ -59,10 +53,10 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading)
     let mut missing = 0usize;
     for (topic, seq) in logged {
         match (state.topics.get_mut(&topic), messages.get(&seq)) {
-            (Some(topic), Some((message, published))) => topic.log.push_back(LoggedMessage {
+            (Some(topic), Some(stored)) => topic.log.push_back(LoggedMessage {
                 seq,
-                message: message.clone(),
-                published: *published,
+                message: stored.message.clone(),
+                published: stored.published,
             }),
             _ => missing += 1,
         }
@@ -99,13 +93,20 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading)
     let State {
         subscriptions, fx, ..
     } = &mut *state;
-    for (uid, seq, attempts) in owed {
-        let sub = names.get(&uid).and_then(|name| subscriptions.get_mut(name));
-        match (sub, messages.get(&seq)) {
-            (Some(sub), Some((message, _))) => {
-                sub.restore(seq, message.clone(), attempts, now, fx);
+    // The rows come in (subscription, sequence) order: one lookup of the
+    // subscription per run of its rows, and room for them made at once.
+    for rows in owed.chunk_by(|a, b| a.0 == b.0) {
+        let uid = rows[0].0;
+        let Some(sub) = names.get(&uid).and_then(|name| subscriptions.get_mut(name)) else {
+            missing += rows.len();
+            continue;
+        };
+        sub.reserve(rows.len());
+        for &(_, seq, attempts) in rows {
+            match messages.get(&seq) {
+                Some(stored) => sub.restore(seq, stored.message.clone(), attempts, now, fx),
+                None => missing += 1,
             }
-            _ => missing += 1,
         }
     }
     for snapshot in catalog.snapshots {
@@ -119,20 +120,20 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading)
     }
     for (name, seq) in snapshot_messages {
         match (state.snapshots.get_mut(&name), messages.get(&seq)) {
-            (Some(snapshot), Some((message, _))) => {
-                snapshot.messages.insert(seq, message.clone());
+            (Some(snapshot), Some(stored)) => {
+                snapshot.messages.insert(seq, stored.message.clone());
             }
             _ => missing += 1,
         }
     }
     for (uid, seq, published) in retained {
         match (names.contains_key(&uid), messages.get(&seq)) {
-            (true, Some((message, _))) => {
+            (true, Some(stored)) => {
                 state
                     .retained
                     .entry(uid)
                     .or_default()
-                    .insert(seq, (message.clone(), published));
+                    .insert(seq, (stored.message.clone(), published));
             }
             _ => missing += 1,
         }
