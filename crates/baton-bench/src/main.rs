@@ -10,7 +10,13 @@
 //!     [--trace-store-bytes B] [--flood-senders S]
 //! cargo run --release -p baton-bench -- --trace-search [--traces 100000] [--rounds R]
 //! cargo run --release -p baton-bench -- --catalog-scale [--subscriptions 100000]
+//! cargo build --release -p baton && cargo run --release -p baton-bench -- --server [--quick]
+//!     [--targets memory,disk,emulator,echo] [--backlog 1000000] [--stream-connections 10]
 //! ```
+//!
+//! `--server` measures the server rather than the client: Baton in memory,
+//! Baton on disk and the gcloud emulator as separate processes, and a bare
+//! tonic echo as the ceiling (see `server_bench`).
 //!
 //! Against one Baton server (started in-process on its own Tokio runtime, or
 //! `--endpoint`), each round runs the same workload with every client mode:
@@ -45,6 +51,7 @@ mod catalog_scale;
 mod forwarding_cost;
 mod python;
 mod sdk_floor;
+mod server_bench;
 mod span_flood;
 mod trace_load;
 mod trace_search;
@@ -158,6 +165,33 @@ struct Args {
     /// `--catalog-scale`: subscriptions to create.
     #[arg(long, default_value_t = 100_000)]
     subscriptions: usize,
+    /// Only benchmark the server: throughput (64 B, 1 KB, 64 KB), latency
+    /// at a fixed rate, fan-out, 1,000 streams, startup, restart with a
+    /// backlog and RSS, against `baton serve` in memory and on disk, the
+    /// gcloud emulator and a bare gRPC echo, then exit. Needs the `baton`
+    /// binary of this target directory (`cargo build --release -p baton`).
+    #[arg(long)]
+    server: bool,
+    /// `--server`: small counts and one round (about a minute).
+    #[arg(long, requires = "server")]
+    quick: bool,
+    /// `--server`: the targets to run (always in the order memory, disk,
+    /// emulator, echo).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "memory,disk,emulator,echo",
+        requires = "server"
+    )]
+    targets: Vec<server_bench::Target>,
+    /// `--server`: messages (1 KB) of the backlog held and restarted with
+    /// (default 1,000,000; 50,000 with `--quick`).
+    #[arg(long, requires = "server")]
+    backlog: Option<usize>,
+    /// `--server`: HTTP/2 connections the 1,000 streams are spread over.
+    #[arg(long, default_value_t = 10, requires = "server")]
+    stream_connections: usize,
     /// `--trace-search`: traces in the store.
     #[arg(long, default_value_t = 100_000)]
     traces: u64,
@@ -904,6 +938,14 @@ fn main() -> Result<()> {
     }
     if args.catalog_scale {
         return runtime.block_on(catalog_scale::run(args.subscriptions));
+    }
+    if args.server {
+        return runtime.block_on(server_bench::run(
+            args.quick,
+            &args.targets,
+            args.backlog,
+            args.stream_connections,
+        ));
     }
     if args.trace_search {
         return runtime.block_on(trace_search::run(args.traces, args.rounds.max(20)));
