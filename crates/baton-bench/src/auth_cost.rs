@@ -34,12 +34,7 @@ struct Target {
 }
 
 async fn connect(server: &baton_server::RunningServer) -> Result<Channel> {
-    Ok(
-        tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr()))?
-            .tcp_nodelay(true)
-            .connect()
-            .await?,
-    )
+    crate::trace_load::connect(server.local_addr()).await
 }
 
 /// A server without authentication.

@@ -37,12 +37,7 @@ fn config(dir: &std::path::Path) -> ServerConfig {
 }
 
 async fn connect(server: &baton_server::RunningServer) -> Result<Channel> {
-    Ok(
-        tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr()))?
-            .tcp_nodelay(true)
-            .connect()
-            .await?,
-    )
+    crate::trace_load::connect(server.local_addr()).await
 }
 
 /// Creates `count` subscriptions; returns when each tenth of them was done.

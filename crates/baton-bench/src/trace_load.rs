@@ -301,7 +301,12 @@ pub fn change(to: f64, from: f64) -> f64 {
 
 /// A `/proc/self/status` field in KiB (`VmRSS`, `VmHWM`).
 pub fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_file_kib("/proc/self/status", field)
+}
+
+/// A field in KiB of a `/proc/<pid>/status` file.
+pub fn status_file_kib(path: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
     status
         .lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?

@@ -26,6 +26,33 @@ const LOG_LINES: usize = 200;
 /// The project id every scenario uses.
 pub const PROJECT: &str = "baton-interop";
 
+/// `gcloud beta emulators pubsub start` for `project` on `127.0.0.1:port`
+/// with its data in `data_dir`, under a small `sh` watchdog: the watchdog
+/// prints gcloud's pid on its first line of stdout and, once its stdin
+/// closes (the caller dropped it, or died in any way), kills gcloud's
+/// process group (gcloud makes itself a group leader; java is its child)
+/// and its own. Stdin, stdout and stderr are piped; the caller spawns it.
+pub fn watched_emulator_command(project: &str, port: u16, data_dir: &Path) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(concat!(
+            r#"gcloud "$@" </dev/null & echo "$!"; cat >/dev/null; "#,
+            r#"kill -KILL "-$!" 2>/dev/null; kill -KILL 0"#
+        ))
+        .arg("sh")
+        .args(["beta", "emulators", "pubsub", "start"])
+        .arg(format!("--host-port=127.0.0.1:{port}"))
+        .arg(format!("--project={project}"))
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
 /// The official gcloud Pub/Sub emulator, in a process group of its own.
 ///
 /// It runs under a small `sh` watchdog that kills gcloud's process group
@@ -62,25 +89,7 @@ impl Emulator {
         let port = free_port()?;
         let data_dir = work_dir.join(format!("pubsub-emulator-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&data_dir)?;
-        // gcloud makes itself a process-group leader (java is its child), so
-        // the watchdog prints gcloud's pid and, once its stdin closes (drop,
-        // or the test process dying in any way), kills that group and its own.
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(concat!(
-                r#"gcloud "$@" </dev/null & echo "$!"; cat >/dev/null; "#,
-                r#"kill -KILL "-$!" 2>/dev/null; kill -KILL 0"#
-            ))
-            .arg("sh")
-            .args(["beta", "emulators", "pubsub", "start"])
-            .arg(format!("--host-port=127.0.0.1:{port}"))
-            .arg(format!("--project={project}"))
-            .arg(format!("--data-dir={}", data_dir.display()))
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let mut child = watched_emulator_command(project, port, &data_dir)
             .spawn()
             .context(
                 "spawning `gcloud beta emulators pubsub start` (is the gcloud CLI installed?)",

@@ -6,7 +6,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -135,14 +134,7 @@ impl RssProbe {
 
 /// A `/proc/<pid>/status` field in KiB.
 fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    crate::trace_load::status_file_kib(&format!("/proc/{pid}/status"), field)
 }
 
 /// `root` and all its descendants, from the parent pids in `/proc/*/stat`.
@@ -308,22 +300,7 @@ impl ServerProcess {
     pub fn emulator(data_dir: &Path) -> Result<Self> {
         let port = free_port()?;
         let spawned = Instant::now();
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(concat!(
-                r#"gcloud "$@" </dev/null & echo "$!"; cat >/dev/null; "#,
-                r#"kill -KILL "-$!" 2>/dev/null; kill -KILL 0"#
-            ))
-            .arg("sh")
-            .args(["beta", "emulators", "pubsub", "start"])
-            .arg(format!("--host-port=127.0.0.1:{port}"))
-            .arg(format!("--project={PROJECT}"))
-            .arg(format!("--data-dir={}", data_dir.display()))
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let mut child = baton_testkit::emulator::watched_emulator_command(PROJECT, port, data_dir)
             .spawn()
             .context(
                 "spawning `gcloud beta emulators pubsub start` (is the gcloud CLI installed, \
