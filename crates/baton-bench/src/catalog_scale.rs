@@ -148,7 +148,7 @@ pub async fn run(subscriptions: usize) -> Result<()> {
         rate(Duration::ZERO, total, subscriptions),
         TARGET.as_secs(),
         if subscriptions >= 100_000 {
-            crate::verdict(total < TARGET)
+            crate::support::verdict(total < TARGET)
         } else {
             "n/a (fewer than 100,000)"
         }

@@ -53,6 +53,7 @@ mod python;
 mod sdk_floor;
 mod server_bench;
 mod span_flood;
+mod support;
 mod trace_load;
 mod trace_search;
 
@@ -73,6 +74,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
 };
+use support::{load_average, payload, thousands, unique_prefix, verdict};
 
 /// Targets the report checks.
 const TARGET_RATIO: f64 = 5.0;
@@ -392,12 +394,6 @@ impl Drop for InProcessServer {
     }
 }
 
-fn payload(size: usize) -> Vec<u8> {
-    (0..size)
-        .map(|i| b'a' + u8::try_from(i % 26).unwrap_or(0))
-        .collect()
-}
-
 /// One Rust round: publish `n` messages, then receive and ack them all.
 async fn rust_round(
     client: &Client,
@@ -628,36 +624,8 @@ impl Series {
     }
 }
 
-fn thousands(value: f64) -> String {
-    if !value.is_finite() {
-        return "-".to_owned();
-    }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let digits = (value.round().max(0.0) as u64).to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The 1-minute load average (other work on the machine skews the figures).
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned())
-}
-
 fn overhead(off: f64, on: f64) -> f64 {
     (off - on) / off * 100.0
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "ok" } else { "MISSED" }
 }
 
 #[allow(clippy::print_stdout)]
@@ -960,12 +928,4 @@ fn main() -> Result<()> {
         ));
     }
     runtime.block_on(run(args))
-}
-
-/// A fresh resource-id prefix (ids must start with a letter).
-fn unique_prefix(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{name}-{}-{nanos:x}", std::process::id())
 }

@@ -23,7 +23,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::store::StoreError;
+/// A failed file operation of the payload log.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub(crate) struct PayloadLogError {
+    action: &'static str,
+    path: PathBuf,
+    source: std::io::Error,
+}
 
 /// Name of the directory of segment files inside the data directory.
 pub const PAYLOAD_DIR: &str = "payloads";
@@ -49,8 +56,12 @@ impl Location {
     };
 }
 
-fn io_error(context: &str, path: &Path, error: &std::io::Error) -> StoreError {
-    StoreError::Io(format!("{context} {}: {error}", path.display()))
+fn io_error(action: &'static str, path: &Path, error: std::io::Error) -> PayloadLogError {
+    PayloadLogError {
+        action,
+        path: path.to_path_buf(),
+        source: error,
+    }
 }
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
@@ -58,11 +69,11 @@ fn segment_path(dir: &Path, segment: u64) -> PathBuf {
 }
 
 /// The segment files in `dir`, by number.
-fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| io_error("listing", dir, &e))?;
+fn list_segments(dir: &Path) -> Result<Vec<u64>, PayloadLogError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error("listing", dir, e))?;
     let mut segments = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| io_error("listing", dir, &e))?;
+        let entry = entry.map_err(|e| io_error("listing", dir, e))?;
         let name = entry.file_name();
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
             continue;
@@ -76,10 +87,10 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
 }
 
 /// Syncs the directory, so a file created or removed in it stays so.
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+fn sync_dir(dir: &Path) -> Result<(), PayloadLogError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io_error("syncing", dir, &e))
+        .map_err(|e| io_error("syncing", dir, e))
 }
 
 /// The writer's side: appends, syncs, and removes segments no payload
@@ -107,17 +118,14 @@ impl PayloadWriter {
     /// payloads of each segment, as the database says; segments holding
     /// none are removed (fully settled, or written by a batch that never
     /// committed). Appends go to a new segment.
-    pub fn open(dir: &Path, mut live: HashMap<u64, u64>) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+    pub fn open(dir: &Path, mut live: HashMap<u64, u64>) -> Result<Self, PayloadLogError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, e))?;
         let existing = list_segments(dir)?;
         let mut removed = false;
         for segment in &existing {
             if live.get(segment).copied().unwrap_or(0) == 0 {
                 let path = segment_path(dir, *segment);
-                std::fs::remove_file(&path).map_err(|e| io_error("removing", &path, &e))?;
+                std::fs::remove_file(&path).map_err(|e| io_error("removing", &path, e))?;
                 removed = true;
             }
         }
@@ -142,18 +150,18 @@ impl PayloadWriter {
         })
     }
 
-    fn create(dir: &Path, segment: u64) -> Result<BufWriter<File>, StoreError> {
+    fn create(dir: &Path, segment: u64) -> Result<BufWriter<File>, PayloadLogError> {
         let path = segment_path(dir, segment);
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&path)
-            .map_err(|e| io_error("creating", &path, &e))?;
+            .map_err(|e| io_error("creating", &path, e))?;
         Ok(BufWriter::with_capacity(1 << 20, file))
     }
 
     /// Appends a payload; where it is. Not durable until [`Self::sync`].
-    pub fn append(&mut self, data: &[u8]) -> Result<Location, StoreError> {
+    pub fn append(&mut self, data: &[u8]) -> Result<Location, PayloadLogError> {
         if data.is_empty() {
             return Ok(Location::EMPTY);
         }
@@ -168,7 +176,7 @@ impl PayloadWriter {
         let path = segment_path(&self.dir, self.segment);
         self.file
             .write_all(data)
-            .map_err(|e| io_error("writing", &path, &e))?;
+            .map_err(|e| io_error("writing", &path, e))?;
         self.len += data.len() as u64;
         self.dirty = true;
         *self.live.entry(self.segment).or_default() += 1;
@@ -176,7 +184,7 @@ impl PayloadWriter {
     }
 
     /// Closes the full segment (synced) and starts the next.
-    fn rotate(&mut self) -> Result<(), StoreError> {
+    fn rotate(&mut self) -> Result<(), PayloadLogError> {
         self.sync()?;
         let next = self.segment + 1;
         self.file = Self::create(&self.dir, next)?;
@@ -190,7 +198,7 @@ impl PayloadWriter {
     }
 
     /// Makes every payload appended so far durable.
-    pub fn sync(&mut self) -> Result<(), StoreError> {
+    pub fn sync(&mut self) -> Result<(), PayloadLogError> {
         if !std::mem::take(&mut self.dirty) && !self.started {
             return Ok(());
         }
@@ -198,7 +206,7 @@ impl PayloadWriter {
         self.file
             .flush()
             .and_then(|()| self.file.get_ref().sync_data())
-            .map_err(|e| io_error("syncing", &path, &e))?;
+            .map_err(|e| io_error("syncing", &path, e))?;
         if std::mem::take(&mut self.started) {
             sync_dir(&self.dir)?;
         }
@@ -224,14 +232,14 @@ impl PayloadWriter {
 
     /// Removes the segments that no stored message refers to any more; call
     /// it once the deletions are committed. The segments removed.
-    pub fn remove_empty(&mut self) -> Result<Vec<u64>, StoreError> {
+    pub fn remove_empty(&mut self) -> Result<Vec<u64>, PayloadLogError> {
         let empty = std::mem::take(&mut self.empty);
         for segment in &empty {
             let path = segment_path(&self.dir, *segment);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error("removing", &path, &e)),
+                Err(e) => return Err(io_error("removing", &path, e)),
             }
         }
         Ok(empty)
@@ -254,7 +262,7 @@ impl PayloadReader {
         }
     }
 
-    fn file(&self, segment: u64) -> Result<Option<Arc<File>>, StoreError> {
+    fn file(&self, segment: u64) -> Result<Option<Arc<File>>, PayloadLogError> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(file) = open.get(&segment) {
             return Ok(Some(file.clone()));
@@ -264,7 +272,7 @@ impl PayloadReader {
             Ok(file) => Arc::new(file),
             // Removed: every message in it was settled meanwhile.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("opening", &path, &e)),
+            Err(e) => return Err(io_error("opening", &path, e)),
         };
         if open.len() >= OPEN_READERS {
             open.clear();
@@ -274,22 +282,30 @@ impl PayloadReader {
     }
 
     /// The payload at `location`, or `None` if its segment is gone.
-    pub fn read(&self, location: Location) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn read(&self, location: Location) -> Result<Option<Vec<u8>>, PayloadLogError> {
         if location.segment == 0 {
             return Ok(Some(Vec::new()));
         }
         let Some(file) = self.file(location.segment)? else {
             return Ok(None);
         };
-        let len = usize::try_from(location.len)
-            .map_err(|_| StoreError::Io(format!("payload length {}", location.len)))?;
+        let len = usize::try_from(location.len).map_err(|_| {
+            io_error(
+                "reading",
+                &segment_path(&self.dir, location.segment),
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("payload length {}", location.len),
+                ),
+            )
+        })?;
         let mut data = vec![0; len];
         match file.read_exact_at(&mut data, location.offset) {
             Ok(()) => Ok(Some(data)),
             Err(e) => Err(io_error(
                 "reading",
                 &segment_path(&self.dir, location.segment),
-                &e,
+                e,
             )),
         }
     }

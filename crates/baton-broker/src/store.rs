@@ -218,6 +218,7 @@ macro_rules! io_error {
     )*};
 }
 io_error!(
+    crate::payload_log::PayloadLogError,
     redb::Error,
     redb::TransactionError,
     redb::TableError,

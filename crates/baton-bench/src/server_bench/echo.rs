@@ -299,7 +299,7 @@ impl Echo {
     /// Builds the messages the next StreamingPull call streams: `n` of
     /// `size` bytes, each with the attribute `i` the round counts by.
     pub fn prepare(&self, n: usize, size: usize) -> Result<()> {
-        let data = crate::payload(size);
+        let data = crate::support::payload(size);
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();

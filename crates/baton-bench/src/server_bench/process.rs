@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use baton_proto::pubsub::ListTopicsRequest;
 use baton_proto::pubsub::publisher_client::PublisherClient;
 
-use super::PROJECT;
+use super::plan::PROJECT;
 
 /// Lines of a server's output kept for error messages.
 const LOG_LINES: usize = 40;

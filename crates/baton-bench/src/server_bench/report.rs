@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::{Cell, KB, Plan, Results, Target};
+use super::plan::{Cell, KB, Plan, Restart, Results, Summary, Target};
+use super::workloads::{Latency, Streams, Throughput};
 
 /// Issue 10's targets.
 const DURABLE_PUBLISH_RATIO: f64 = 0.70;
@@ -74,7 +75,7 @@ fn find(all: &[Results], target: Target) -> Option<&Results> {
     all.iter().find(|r| r.target == target)
 }
 
-fn throughput_of(results: &Results, size: usize) -> Option<super::Throughput> {
+fn throughput_of(results: &Results, size: usize) -> Option<Throughput> {
     results
         .throughput
         .iter()
@@ -89,7 +90,7 @@ fn range_k(min: f64, max: f64) -> String {
 }
 
 fn thousands(value: f64) -> String {
-    crate::thousands(value)
+    crate::support::thousands(value)
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -126,7 +127,7 @@ pub fn print(plan: &Plan, all: &[Results], elapsed: Duration, load: (&str, &str)
     );
     for (size, n) in &plan.sizes {
         let label = size_label(*size);
-        let cells = |show: &dyn Fn(super::Summary) -> String| -> Vec<String> {
+        let cells = |show: &dyn Fn(Summary) -> String| -> Vec<String> {
             every
                 .iter()
                 .map(|r| match r.throughput.iter().find(|(s, _)| s == size) {
@@ -170,7 +171,7 @@ pub fn print(plan: &Plan, all: &[Results], elapsed: Duration, load: (&str, &str)
         ),
         &servers,
     );
-    let latency = |show: &dyn Fn(&super::Latency) -> String| -> Vec<String> {
+    let latency = |show: &dyn Fn(&Latency) -> String| -> Vec<String> {
         servers
             .iter()
             .map(|r| text(&r.latency, |l| show(l)))
@@ -219,7 +220,7 @@ pub fn print(plan: &Plan, all: &[Results], elapsed: Duration, load: (&str, &str)
         ),
         &servers,
     );
-    let streams = |show: &dyn Fn(&super::Streams) -> String| -> Vec<String> {
+    let streams = |show: &dyn Fn(&Streams) -> String| -> Vec<String> {
         servers
             .iter()
             .map(|r| text(&r.streams, |s| show(s)))
@@ -263,7 +264,7 @@ pub fn print(plan: &Plan, all: &[Results], elapsed: Duration, load: (&str, &str)
             })
             .collect::<Vec<_>>(),
     );
-    let restart = |show: &dyn Fn(&super::Restart) -> String| -> Vec<String> {
+    let restart = |show: &dyn Fn(&Restart) -> String| -> Vec<String> {
         servers
             .iter()
             .map(|r| match (r.target, &r.restart) {

@@ -209,7 +209,7 @@ pub async fn throughput(
     let topic = format!("{prefix}-topic");
     let sub = format!("{prefix}-sub");
     create(client, &topic, std::slice::from_ref(&sub)).await?;
-    let data = crate::payload(size);
+    let data = crate::support::payload(size);
     let publisher = client.publisher_with(
         &topic,
         publisher_config(Duration::from_millis(10), BATCH_MESSAGES),
@@ -324,7 +324,7 @@ pub async fn latency(
         }
     });
     let publisher = client.publisher_with(&topic, publisher_config(Duration::from_millis(1), 100));
-    let data = crate::payload(size);
+    let data = crate::support::payload(size);
     let result = async {
         publisher
             .publish(Message::new(data.clone()).with_attribute("p", "0"))
@@ -448,7 +448,7 @@ async fn deliver_to_all(
     size: usize,
     opened_since: Instant,
 ) -> Result<(Duration, Delivered)> {
-    let data = crate::payload(size);
+    let data = crate::support::payload(size);
     publisher
         .publish(Message::new(data.clone()).with_attribute("p", "0"))
         .await
@@ -600,7 +600,7 @@ pub async fn publish_backlog(
     size: usize,
 ) -> Result<Duration> {
     create(client, topic, &[sub.to_owned()]).await?;
-    let data = crate::payload(size);
+    let data = crate::support::payload(size);
     let publisher = client.publisher_with(
         topic,
         publisher_config(Duration::from_millis(10), BATCH_MESSAGES),
@@ -609,7 +609,7 @@ pub async fn publish_backlog(
     let progress = |answered: usize| {
         eprintln!(
             "   backlog: {answered} published ({} msg/s)",
-            crate::thousands(per_second(answered, started.elapsed()))
+            crate::support::thousands(per_second(answered, started.elapsed()))
         );
     };
     let result = publish_n(
