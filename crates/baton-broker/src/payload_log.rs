@@ -197,6 +197,11 @@ impl PayloadWriter {
         Ok(())
     }
 
+    /// Whether [`Self::sync`] has anything to do.
+    pub fn needs_sync(&self) -> bool {
+        self.dirty || self.started
+    }
+
     /// Makes every payload appended so far durable.
     pub fn sync(&mut self) -> Result<(), PayloadLogError> {
         if !std::mem::take(&mut self.dirty) && !self.started {

@@ -917,177 +917,219 @@ impl Writer {
     }
 
     /// Writes one batch; the sequence of the last message it stored.
+    ///
+    /// Payloads go to the log first, so that its sync runs on a thread of
+    /// its own while the database takes the rest of the batch; the database
+    /// commits only once both are done, so it never refers to payloads that
+    /// are not on disk.
     fn apply(&mut self, batch: &mut Vec<StoreOp>) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_write()?;
-        let txn_next_seq;
-        {
-            let mut catalog = txn.open_table(CATALOG)?;
-            let mut messages = txn.open_table(MESSAGES)?;
-            let mut owed = txn.open_table(OWED)?;
-            let mut held = txn.open_table(SNAPSHOT_MESSAGES)?;
-            let mut retained = txn.open_table(RETAINED)?;
-            let mut logged = txn.open_table(LOGGED)?;
-            let mut meta = txn.open_table(META)?;
-            let mut released = Vec::new();
-            let mut next_seq = None;
-            let mut encoded = Vec::new();
-            for op in batch.drain(..) {
-                match op {
-                    StoreOp::CatalogEntry { kind, name, rows } => {
-                        let kind = kind as u8;
-                        catalog.retain_in(
-                            (kind, name.as_str(), 0)..=(kind, name.as_str(), u64::MAX),
-                            |_, _| false,
-                        )?;
-                        for (number, bytes) in rows {
-                            catalog.insert((kind, name.as_str(), number), bytes.as_slice())?;
-                        }
-                    }
-                    StoreOp::NextUid(next) => {
-                        meta.insert(NEXT_UID, next)?;
-                    }
-                    StoreOp::Message {
-                        seq,
-                        published,
-                        message,
-                        held,
-                    } => {
-                        encoded.clear();
-                        held.encode(&mut encoded)
-                            .map_err(|e| StoreError::Io(e.to_string()))?;
-                        let size = message.payload_size() as u64;
-                        let at = self.log.append(&message.data)?;
-                        messages.insert(
-                            seq,
-                            (
-                                nanos(published),
-                                size,
-                                at.segment,
-                                at.offset,
-                                at.len,
-                                encoded.as_slice(),
-                            ),
-                        )?;
-                        self.refs.insert(seq, 0);
-                        // Unreferenced at the end of the batch: nobody wanted it.
-                        released.push(seq);
-                        next_seq = Some(seq + 1);
-                    }
-                    StoreOp::Owe { subscription, seq } => {
-                        if owed.insert((subscription, seq), 0)?.is_none() {
-                            self.hold(seq);
-                        }
-                    }
-                    StoreOp::Attempted {
-                        subscription,
-                        seq,
-                        attempts,
-                    } => {
-                        let key = (subscription, seq);
-                        // Only a message still owed: an ack may have come first.
-                        if owed.get(key)?.is_some() {
-                            owed.insert(key, u32::try_from(attempts).unwrap_or(0))?;
-                        }
-                    }
-                    StoreOp::Settle { subscription, seq } => {
-                        if owed.remove((subscription, seq))?.is_some() {
-                            self.release(seq, &mut released);
-                        }
-                    }
-                    StoreOp::SettleAll { subscription } => {
-                        for seq in remove_all(&mut owed, subscription)? {
-                            self.release(seq, &mut released);
-                        }
-                    }
-                    StoreOp::SnapshotHold { snapshot, seqs } => {
-                        for seq in seqs {
-                            if held.insert((&*snapshot, seq), ())?.is_none() {
-                                self.hold(seq);
-                            }
-                        }
-                    }
-                    StoreOp::SnapshotDrop { snapshot } => {
-                        for seq in remove_all(&mut held, &*snapshot)? {
-                            self.release(seq, &mut released);
-                        }
-                    }
-                    StoreOp::Retain {
-                        subscription,
-                        seq,
-                        published,
-                    } => {
-                        if retained
-                            .insert((subscription, seq), nanos(published))?
-                            .is_none()
-                        {
-                            self.hold(seq);
-                        }
-                    }
-                    StoreOp::Unretain { subscription, seq } => {
-                        if retained.remove((subscription, seq))?.is_some() {
-                            self.release(seq, &mut released);
-                        }
-                    }
-                    StoreOp::RetainNone { subscription } => {
-                        for seq in remove_all(&mut retained, subscription)? {
-                            self.release(seq, &mut released);
-                        }
-                    }
-                    StoreOp::Log { topic, seq } => {
-                        if logged.insert((&*topic, seq), ())?.is_none() {
-                            self.hold(seq);
-                        }
-                    }
-                    StoreOp::Unlog { topic, seq } => {
-                        if logged.remove((&*topic, seq))?.is_some() {
-                            self.release(seq, &mut released);
-                        }
-                    }
-                    StoreOp::LogNone { topic } => {
-                        for seq in remove_all(&mut logged, &*topic)? {
-                            self.release(seq, &mut released);
-                        }
-                    }
-                }
+        let mut locations = VecDeque::new();
+        for op in batch.iter() {
+            if let StoreOp::Message { message, .. } = op {
+                locations.push_back(self.log.append(&message.data)?);
             }
-            for seq in released {
-                if self.refs.get(&seq) == Some(&0) {
-                    self.refs.remove(&seq);
-                    if let Some(row) = messages.remove(seq)? {
-                        self.log.release(location_of(&row.value()));
-                    }
-                }
-            }
-            if let Some(next) = next_seq {
-                meta.insert(NEXT_SEQ, next)?;
-            }
-            txn_next_seq = next_seq;
         }
-        // The database must never refer to payloads that are not on disk.
-        self.log.sync()?;
+        let Self { db, refs, log, .. } = self;
+        let (synced, applied) = if log.needs_sync() {
+            std::thread::scope(|scope| {
+                let syncing = scope.spawn(|| log.sync());
+                let applied = apply_rows(db, refs, batch, locations);
+                (syncing.join(), applied)
+            })
+        } else {
+            (Ok(Ok(())), apply_rows(db, refs, batch, locations))
+        };
+        synced.map_err(|_| StoreError::Io("syncing the payload log panicked".into()))??;
+        let (txn, last_message, freed) = applied?;
         txn.commit()?;
+        for location in freed {
+            self.log.release(location);
+        }
         match self.log.remove_empty() {
             Ok(removed) => removed.into_iter().for_each(|s| self.reader.forget(s)),
             // Only space is lost; the next opening removes them.
             Err(error) => tracing::warn!(%error, "removing emptied payload segments failed"),
         }
-        Ok(txn_next_seq.map(|next| next - 1))
+        Ok(last_message)
     }
+}
 
-    fn hold(&mut self, seq: u64) {
-        if let Some(count) = self.refs.get_mut(&seq) {
-            *count += 1;
+fn hold(refs: &mut HashMap<u64, u32>, seq: u64) {
+    if let Some(count) = refs.get_mut(&seq) {
+        *count += 1;
+    }
+}
+
+fn release(refs: &mut HashMap<u64, u32>, seq: u64, released: &mut Vec<u64>) {
+    if let Some(count) = refs.get_mut(&seq) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            released.push(seq);
         }
     }
+}
 
-    fn release(&mut self, seq: u64, released: &mut Vec<u64>) {
-        if let Some(count) = self.refs.get_mut(&seq) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                released.push(seq);
+/// What [`apply_rows`] leaves to commit: the transaction, the sequence of the
+/// last message it stored, and the payloads of the messages it deleted.
+type AppliedRows = (redb::WriteTransaction, Option<u64>, Vec<Location>);
+
+/// Applies a batch to the database, not yet committed. `locations` are where
+/// the batch's payloads went in the log, in the order of its messages.
+fn apply_rows(
+    db: &Database,
+    refs: &mut HashMap<u64, u32>,
+    batch: &mut Vec<StoreOp>,
+    mut locations: VecDeque<Location>,
+) -> Result<AppliedRows, StoreError> {
+    let txn = db.begin_write()?;
+    let txn_next_seq;
+    let mut freed = Vec::new();
+    {
+        let mut catalog = txn.open_table(CATALOG)?;
+        let mut messages = txn.open_table(MESSAGES)?;
+        let mut owed = txn.open_table(OWED)?;
+        let mut held = txn.open_table(SNAPSHOT_MESSAGES)?;
+        let mut retained = txn.open_table(RETAINED)?;
+        let mut logged = txn.open_table(LOGGED)?;
+        let mut meta = txn.open_table(META)?;
+        let mut released = Vec::new();
+        let mut next_seq = None;
+        let mut encoded = Vec::new();
+        for op in batch.drain(..) {
+            match op {
+                StoreOp::CatalogEntry { kind, name, rows } => {
+                    let kind = kind as u8;
+                    catalog.retain_in(
+                        (kind, name.as_str(), 0)..=(kind, name.as_str(), u64::MAX),
+                        |_, _| false,
+                    )?;
+                    for (number, bytes) in rows {
+                        catalog.insert((kind, name.as_str(), number), bytes.as_slice())?;
+                    }
+                }
+                StoreOp::NextUid(next) => {
+                    meta.insert(NEXT_UID, next)?;
+                }
+                StoreOp::Message {
+                    seq,
+                    published,
+                    message,
+                    held,
+                } => {
+                    encoded.clear();
+                    held.encode(&mut encoded)
+                        .map_err(|e| StoreError::Io(e.to_string()))?;
+                    let size = message.payload_size() as u64;
+                    let at = locations.pop_front().ok_or_else(|| {
+                        StoreError::Io("a message of the batch has no payload location".into())
+                    })?;
+                    messages.insert(
+                        seq,
+                        (
+                            nanos(published),
+                            size,
+                            at.segment,
+                            at.offset,
+                            at.len,
+                            encoded.as_slice(),
+                        ),
+                    )?;
+                    refs.insert(seq, 0);
+                    // Unreferenced at the end of the batch: nobody wanted it.
+                    released.push(seq);
+                    next_seq = Some(seq + 1);
+                }
+                StoreOp::Owe { subscription, seq } => {
+                    if owed.insert((subscription, seq), 0)?.is_none() {
+                        hold(refs, seq);
+                    }
+                }
+                StoreOp::Attempted {
+                    subscription,
+                    seq,
+                    attempts,
+                } => {
+                    let key = (subscription, seq);
+                    // Only a message still owed: an ack may have come first.
+                    if owed.get(key)?.is_some() {
+                        owed.insert(key, u32::try_from(attempts).unwrap_or(0))?;
+                    }
+                }
+                StoreOp::Settle { subscription, seq } => {
+                    if owed.remove((subscription, seq))?.is_some() {
+                        release(refs, seq, &mut released);
+                    }
+                }
+                StoreOp::SettleAll { subscription } => {
+                    for seq in remove_all(&mut owed, subscription)? {
+                        release(refs, seq, &mut released);
+                    }
+                }
+                StoreOp::SnapshotHold { snapshot, seqs } => {
+                    for seq in seqs {
+                        if held.insert((&*snapshot, seq), ())?.is_none() {
+                            hold(refs, seq);
+                        }
+                    }
+                }
+                StoreOp::SnapshotDrop { snapshot } => {
+                    for seq in remove_all(&mut held, &*snapshot)? {
+                        release(refs, seq, &mut released);
+                    }
+                }
+                StoreOp::Retain {
+                    subscription,
+                    seq,
+                    published,
+                } => {
+                    if retained
+                        .insert((subscription, seq), nanos(published))?
+                        .is_none()
+                    {
+                        hold(refs, seq);
+                    }
+                }
+                StoreOp::Unretain { subscription, seq } => {
+                    if retained.remove((subscription, seq))?.is_some() {
+                        release(refs, seq, &mut released);
+                    }
+                }
+                StoreOp::RetainNone { subscription } => {
+                    for seq in remove_all(&mut retained, subscription)? {
+                        release(refs, seq, &mut released);
+                    }
+                }
+                StoreOp::Log { topic, seq } => {
+                    if logged.insert((&*topic, seq), ())?.is_none() {
+                        hold(refs, seq);
+                    }
+                }
+                StoreOp::Unlog { topic, seq } => {
+                    if logged.remove((&*topic, seq))?.is_some() {
+                        release(refs, seq, &mut released);
+                    }
+                }
+                StoreOp::LogNone { topic } => {
+                    for seq in remove_all(&mut logged, &*topic)? {
+                        release(refs, seq, &mut released);
+                    }
+                }
             }
         }
+        for seq in released {
+            if refs.get(&seq) == Some(&0) {
+                refs.remove(&seq);
+                if let Some(row) = messages.remove(seq)? {
+                    freed.push(location_of(&row.value()));
+                }
+            }
+        }
+        if let Some(next) = next_seq {
+            meta.insert(NEXT_SEQ, next)?;
+        }
+        txn_next_seq = next_seq;
     }
+    Ok((txn, txn_next_seq.map(|next| next - 1), freed))
 }
 
 /// Removes every `(owner, seq)` row of `owner` (a name or a uid); the
