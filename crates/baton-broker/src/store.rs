@@ -485,7 +485,8 @@ impl Storage {
     /// in one transaction. Called under the broker's lock, so operations
     /// reach the writer in the order they were made.
     pub(crate) fn record(&self, ops: Vec<StoreOp>) {
-        {
+        // Acks and catalog changes carry no payloads: no need for the lock.
+        if ops.iter().any(|op| matches!(op, StoreOp::Message { .. })) {
             let mut payloads = lock(&self.payloads);
             for op in &ops {
                 if let StoreOp::Message { seq, message, .. } = op {

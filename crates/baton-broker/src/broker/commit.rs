@@ -4,6 +4,7 @@
 //! changes in the order the broker made them.
 
 use std::cmp::Reverse;
+use std::collections::BTreeSet;
 
 use tokio::sync::{Notify, watch};
 
@@ -26,7 +27,7 @@ pub(crate) fn commit(
         return;
     }
     let mut journal = Vec::new();
-    let mut changed = Vec::new();
+    let mut changed = BTreeSet::new();
     let mut armed = false;
     loop {
         let fresh = state.fx.fresh();
@@ -35,11 +36,7 @@ pub(crate) fn commit(
             break;
         }
         journal.extend(fx.journal);
-        for entry in fx.catalog {
-            if !changed.contains(&entry) {
-                changed.push(entry);
-            }
-        }
+        changed.extend(fx.catalog);
         armed |= !fx.timers.is_empty() || !fx.expiries.is_empty();
         state.timers.extend(fx.timers.into_iter().map(Reverse));
         state.expiries.extend(fx.expiries.into_iter().map(Reverse));

@@ -11,6 +11,7 @@
 //! still under the lock so they happen in the order the changes were made.
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -157,12 +158,14 @@ pub(crate) struct Effects {
     pub(super) events: Vec<Event>,
     pub(super) dead_letters: Vec<DeadLetter>,
     /// Catalog entries the operation changed (created, updated or deleted).
-    pub(super) catalog: Vec<CatalogEntry>,
+    /// A set: deleting a topic touches every subscription of it, and a
+    /// list searched on each insert would make that quadratic.
+    pub(super) catalog: BTreeSet<CatalogEntry>,
 }
 
 /// One entry of the catalog, named: what an operation changed, so that only
 /// it is written to the disk store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum CatalogEntry {
     Topic(String),
     Subscription(String),
@@ -222,9 +225,7 @@ impl Effects {
     /// The catalog entry changed: it is journalled, and whoever follows the
     /// catalog (push delivery) hears of it.
     pub fn catalog_changed(&mut self, entry: CatalogEntry) {
-        if !self.catalog.contains(&entry) {
-            self.catalog.push(entry);
-        }
+        self.catalog.insert(entry);
     }
 
     /// Whether anything is left to carry out.
