@@ -120,6 +120,43 @@ impl AuthError {
     }
 }
 
+/// A refused token request, serialised as Google's token endpoint answers
+/// it (HTTP 400): `{"error": "...", "error_description": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[error("{error}: {error_description}")]
+pub struct TokenEndpointError {
+    /// `invalid_grant`, `unsupported_grant_type`, `invalid_request`,
+    /// `invalid_scope`, `invalid_client` or (Security Token Service)
+    /// `invalid_target`.
+    pub error: String,
+    /// Google's human-readable explanation.
+    pub error_description: String,
+}
+
+impl TokenEndpointError {
+    pub(crate) fn new(error: &str, description: impl Into<String>) -> Self {
+        TokenEndpointError {
+            error: error.to_string(),
+            error_description: description.into(),
+        }
+    }
+
+    pub(crate) fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new("invalid_grant", description)
+    }
+
+    pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new("invalid_request", description)
+    }
+
+    /// The HTTP status Google's endpoints answer this refusal with: 401 for
+    /// a client that failed to authenticate (`invalid_client`, RFC 6749
+    /// section 5.2), 400 for everything else.
+    pub fn http_status(&self) -> u16 {
+        if self.error == "invalid_client" { 401 } else { 400 }
+    }
+}
+
 /// An `Io` error with its context.
 pub(crate) fn io_error(context: impl Into<String>, source: std::io::Error) -> AuthError {
     AuthError::Io {

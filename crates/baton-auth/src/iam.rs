@@ -136,7 +136,20 @@ const SERVICE_ACCOUNT_KEY_ADMIN: &[&str] = &[
     "iam.serviceAccounts.list",
 ];
 
-/// `roles/owner`: every permission Baton knows.
+/// `roles/iam.serviceAccountTokenCreator`: minting a service account's
+/// access tokens (IAM Credentials' `generateAccessToken`, also as a link of
+/// a delegation chain). Google's role also holds `getOpenIdToken`,
+/// `implicitDelegation`, `signBlob` and `signJwt`, which Baton does not
+/// serve. Not part of the basic roles: even an owner needs it granted.
+const SERVICE_ACCOUNT_TOKEN_CREATOR: &[&str] = &[
+    "iam.serviceAccounts.get",
+    "iam.serviceAccounts.getAccessToken",
+    "iam.serviceAccounts.list",
+];
+
+/// `roles/owner`: every permission Baton knows but minting a service
+/// account's tokens (as Google's basic roles, which leave
+/// `iam.serviceAccounts.getAccessToken` to Token Creator).
 const OWNER: &[&str] = &[
     "pubsub.topics.attachSubscription",
     "pubsub.topics.create",
@@ -279,6 +292,10 @@ pub const ROLES: &[(&str, &[&str])] = &[
         "roles/iam.serviceAccountKeyAdmin",
         SERVICE_ACCOUNT_KEY_ADMIN,
     ),
+    (
+        "roles/iam.serviceAccountTokenCreator",
+        SERVICE_ACCOUNT_TOKEN_CREATOR,
+    ),
 ];
 
 /// The permissions of a role Baton knows; `None` for any other role
@@ -295,10 +312,11 @@ pub fn is_known_role(role: &str) -> bool {
     role_permissions(role).is_some()
 }
 
-/// Whether the permission is one Baton knows (every permission is in
-/// `roles/owner`).
+/// Whether the permission is one Baton knows (held by a role it knows).
 pub fn is_known_permission(permission: &str) -> bool {
-    OWNER.contains(&permission)
+    ROLES
+        .iter()
+        .any(|(_, permissions)| permissions.contains(&permission))
 }
 
 /// Whether `member` (e.g. `serviceAccount:EMAIL`) holds `permission` through
@@ -331,10 +349,26 @@ pub fn granted(policies: &[&Policy], member: &str, permissions: &[String]) -> Ve
         .collect()
 }
 
-/// Whether a binding's member `listed` covers the caller `member`.
+/// Whether a binding's member `listed` covers the caller `member`. Emails
+/// compare case-insensitively; federated principals
+/// (`principal://iam.googleapis.com/.../subject/SUB`) exactly, and a pool's
+/// `principalSet://iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/POOL/*`
+/// covers every subject of the pool.
 fn member_matches(listed: &str, member: &str) -> bool {
     if listed == "allUsers" || listed == "allAuthenticatedUsers" {
         return true;
+    }
+    if let Some(federated) = member.strip_prefix("principal://") {
+        if let Some(pool) = listed
+            .strip_prefix("principalSet://")
+            .and_then(|set| set.strip_suffix("/*"))
+            && pool.contains("/workloadIdentityPools/")
+        {
+            return federated
+                .strip_prefix(pool)
+                .is_some_and(|rest| rest.starts_with("/subject/"));
+        }
+        return listed == member;
     }
     match (listed.split_once(':'), member.split_once(':')) {
         (Some((listed_kind, listed_id)), Some((kind, id))) => {
@@ -380,7 +414,21 @@ mod tests {
                 .all(|p| big.contains(p))
         };
         for (role, _) in ROLES {
-            assert!(subset(role, "roles/owner"), "{role}");
+            if *role != "roles/iam.serviceAccountTokenCreator" {
+                assert!(subset(role, "roles/owner"), "{role}");
+            }
+        }
+        // Minting another account's tokens is Token Creator's alone.
+        let creator = role_permissions("roles/iam.serviceAccountTokenCreator").unwrap();
+        assert!(creator.contains(&"iam.serviceAccounts.getAccessToken"));
+        assert!(is_known_permission("iam.serviceAccounts.getAccessToken"));
+        for basic in ["roles/owner", "roles/editor", "roles/viewer"] {
+            assert!(
+                !role_permissions(basic)
+                    .unwrap()
+                    .contains(&"iam.serviceAccounts.getAccessToken"),
+                "{basic}"
+            );
         }
         assert!(subset("roles/pubsub.editor", "roles/pubsub.admin"));
         assert!(subset("roles/pubsub.viewer", "roles/pubsub.editor"));
@@ -435,6 +483,22 @@ mod tests {
             granted(&both, SA, &asked),
             ["pubsub.topics.publish", "pubsub.topics.get"]
         );
+    }
+
+    #[test]
+    fn federated_principals_match_exactly_or_by_pool() {
+        let pool = "iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/ci";
+        let member = format!("principal://{pool}/subject/repo:org/app");
+        let exact = policy(&[("roles/pubsub.publisher", &[member.as_str()])]);
+        assert!(allows(&[&exact], &member, "pubsub.topics.publish"));
+        let other = format!("principal://{pool}/subject/repo:org/APP");
+        assert!(!allows(&[&exact], &other, "pubsub.topics.publish"));
+        let set = format!("principalSet://{pool}/*");
+        let whole_pool = policy(&[("roles/pubsub.publisher", &[set.as_str()])]);
+        assert!(allows(&[&whole_pool], &member, "pubsub.topics.publish"));
+        let elsewhere = "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/cin/subject/x";
+        assert!(!allows(&[&whole_pool], elsewhere, "pubsub.topics.publish"));
+        assert!(!allows(&[&whole_pool], SA, "pubsub.topics.publish"));
     }
 
     #[test]

@@ -16,9 +16,15 @@ use subtle::ConstantTimeEq as _;
 
 use crate::accounts::ServiceAccounts;
 use crate::error::AuthError;
+pub use crate::error::TokenEndpointError;
+use crate::federation::{
+    ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, INVALID_TARGET_DESCRIPTION, JWT_TOKEN_TYPE,
+    StsTokenResponse, TOKEN_EXCHANGE_GRANT_TYPE, WorkloadIdentityProvider,
+};
 use crate::jwt::Jwt;
 use crate::keys::random_hex;
 use crate::signing::SigningKey;
+use crate::users::{UserGrant, UserGrants};
 
 /// The largest `authorization` header (and token request body) looked at;
 /// anything larger is refused before any parsing.
@@ -57,6 +63,19 @@ pub const OPERATOR_MEMBER: &str = "user:operator@baton.local";
 /// The `grant_type` of the JWT-bearer grant.
 pub const JWT_BEARER_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
+/// The `grant_type` of the refresh-token grant (authorized users).
+pub const REFRESH_TOKEN_GRANT_TYPE: &str = "refresh_token";
+
+/// The longest lifetime of an access token `generateAccessToken` mints, in
+/// seconds (Google's default limit, without the organisation policy that
+/// extends it to 12 hours).
+pub const MAX_GENERATED_TOKEN_LIFETIME_SECONDS: u64 = 3600;
+
+/// The `kind` claim of a user's access token.
+const USER_KIND: &str = "user";
+/// The `kind` claim of a federated access token.
+const FEDERATED_KIND: &str = "federated";
+
 /// The `token_use` claim of Baton's access tokens; ID tokens have none, so
 /// neither kind passes for the other.
 const ACCESS_TOKEN_USE: &str = "access";
@@ -77,6 +96,19 @@ pub enum Principal {
     },
     /// Baton's bootstrap administrator, holder of the operator token.
     Operator,
+    /// A person, through an authorized-user credential (a refresh token
+    /// Baton issued), by email.
+    User {
+        /// The user's email.
+        email: String,
+    },
+    /// A workload identity federated through a pool provider: the
+    /// `principal://iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/POOL/subject/SUB`
+    /// member.
+    Federated {
+        /// The principal identifier, as IAM bindings name it.
+        principal: String,
+    },
 }
 
 impl Principal {
@@ -86,12 +118,15 @@ impl Principal {
         match self {
             Principal::ServiceAccount { email } => format!("serviceAccount:{email}"),
             Principal::Operator => OPERATOR_MEMBER.to_string(),
+            Principal::User { email } => format!("user:{email}"),
+            Principal::Federated { principal } => principal.clone(),
         }
     }
 }
 
 /// A successful token response, the JSON Google's token endpoint (and the
-/// metadata server) answers: `{"access_token","expires_in","token_type"}`.
+/// metadata server) answers: `{"access_token","expires_in","token_type"}`,
+/// plus the granted `scope` for a refresh-token grant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {
     /// A Baton access token.
@@ -100,31 +135,10 @@ pub struct TokenResponse {
     pub expires_in: u64,
     /// Always `"Bearer"`.
     pub token_type: String,
-}
-
-/// A refused token request, serialised as Google's token endpoint answers
-/// it (HTTP 400): `{"error": "...", "error_description": "..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{error}: {error_description}")]
-pub struct TokenEndpointError {
-    /// `invalid_grant`, `unsupported_grant_type`, `invalid_request` or
-    /// `invalid_scope`.
-    pub error: String,
-    /// Google's human-readable explanation.
-    pub error_description: String,
-}
-
-impl TokenEndpointError {
-    fn new(error: &str, description: impl Into<String>) -> Self {
-        TokenEndpointError {
-            error: error.to_string(),
-            error_description: description.into(),
-        }
-    }
-
-    fn invalid_grant(description: impl Into<String>) -> Self {
-        Self::new("invalid_grant", description)
-    }
+    /// The scopes granted (space-separated); only refresh-token grants
+    /// answer it, as Google's endpoint does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Claims of Baton's access tokens.
@@ -132,12 +146,20 @@ impl TokenEndpointError {
 struct AccessClaims<'a> {
     iss: &'a str,
     sub: &'a str,
-    email: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
     scope: String,
     iat: u64,
     exp: u64,
     token_use: &'a str,
     jti: String,
+    /// `user` or `federated`; absent for a service account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    /// A user's token: the grant that bought it (revoking it stops the
+    /// token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant: Option<&'a str>,
 }
 
 /// Claims of the ID tokens Baton mints.
@@ -167,6 +189,10 @@ struct Cached {
 pub struct Authenticator {
     signing: Arc<SigningKey>,
     accounts: ServiceAccounts,
+    /// Authorized users' refresh-token grants.
+    grants: UserGrants,
+    /// Workload identity pool providers the token exchange trusts.
+    providers: Vec<WorkloadIdentityProvider>,
     issuer: String,
     operator_token: Option<String>,
     /// Verified tokens, by the token itself: a lookup costs one SipHash
@@ -212,10 +238,46 @@ impl Authenticator {
         Authenticator {
             signing,
             accounts,
+            grants: UserGrants::in_memory(),
+            providers: Vec::new(),
             issuer: issuer.trim_end_matches('/').to_string(),
             operator_token,
             cache: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Redeems refresh tokens against `grants` (by default an empty
+    /// in-memory store).
+    pub fn with_user_grants(mut self, grants: UserGrants) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// Trusts `providers` in the token exchange (by default none).
+    pub fn with_workload_identity_providers(
+        mut self,
+        providers: Vec<WorkloadIdentityProvider>,
+    ) -> Self {
+        self.providers = providers;
+        self
+    }
+
+    /// The authorized users' grants.
+    pub fn user_grants(&self) -> &UserGrants {
+        &self.grants
+    }
+
+    /// The workload identity pool providers trusted.
+    pub fn workload_identity_providers(&self) -> &[WorkloadIdentityProvider] {
+        &self.providers
+    }
+
+    /// A counter that changes whenever an account, key or user grant
+    /// changes: cached verifications older than it are stale.
+    fn generation(&self) -> u64 {
+        self.accounts
+            .generation()
+            .wrapping_add(self.grants.generation())
     }
 
     /// The issuer (Baton's public base URL).
@@ -266,7 +328,7 @@ impl Authenticator {
         let now = unix_seconds(now);
         // Read before verifying: a change during verification leaves an
         // entry that is already stale.
-        let generation = self.accounts.generation();
+        let generation = self.generation();
         if let Some(hit) = self
             .cache
             .read()
@@ -315,18 +377,37 @@ impl Authenticator {
         if exp <= now {
             return Err(AuthError::Expired);
         }
-        let email = jwt
+        let subject = jwt
             .string("sub")
             .ok_or_else(|| AuthError::Malformed("no sub".to_string()))?;
-        if !self.accounts.is_active(email) {
-            return Err(AuthError::AccountDisabledOrDeleted(email.to_string()));
-        }
-        Ok((
-            Principal::ServiceAccount {
-                email: email.to_string(),
+        let principal = match jwt.string("kind") {
+            None => {
+                if !self.accounts.is_active(subject) {
+                    return Err(AuthError::AccountDisabledOrDeleted(subject.to_string()));
+                }
+                Principal::ServiceAccount {
+                    email: subject.to_string(),
+                }
+            }
+            Some(USER_KIND) => {
+                let grant = jwt.string("grant").unwrap_or_default();
+                if !self.grants.is_active(grant) {
+                    return Err(AuthError::AccountDisabledOrDeleted(format!(
+                        "user {subject}: the grant was revoked"
+                    )));
+                }
+                Principal::User {
+                    email: subject.to_string(),
+                }
+            }
+            Some(FEDERATED_KIND) => Principal::Federated {
+                principal: subject.to_string(),
             },
-            exp,
-        ))
+            Some(other) => {
+                return Err(AuthError::Malformed(format!("unknown token kind {other:?}")));
+            }
+        };
+        Ok((principal, exp))
     }
 
     /// A JWT a service account signed itself, for the Pub/Sub API.
@@ -438,11 +519,173 @@ impl Authenticator {
         }
         let form: Vec<(String, String)> = serde_urlencoded::from_bytes(form_body)
             .map_err(|_| TokenEndpointError::new("invalid_request", "Invalid request body."))?;
-        let field = |name: &str| {
-            form.iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.as_str())
+        self.exchange_jwt_bearer_fields(&form, token_uri, now)
+    }
+
+    /// The token endpoint (`POST /token`): a request as a form or as JSON
+    /// (Google's endpoint takes both), dispatched on its `grant_type`: the
+    /// JWT-bearer grant of service-account key files, or the refresh-token
+    /// grant of authorized users. `basic` is the client id and secret of an
+    /// HTTP Basic `authorization` header (RFC 6749 section 2.3.1), used
+    /// when the body carries none.
+    pub fn token_endpoint(
+        &self,
+        body: &[u8],
+        basic: Option<(String, String)>,
+        token_uri: &str,
+        now: SystemTime,
+    ) -> Result<TokenResponse, TokenEndpointError> {
+        let mut fields = request_fields(body)?;
+        if let Some((id, secret)) = basic
+            && field(&fields, "client_id").is_none()
+        {
+            fields.push(("client_id".to_string(), id));
+            fields.push(("client_secret".to_string(), secret));
+        }
+        match field(&fields, "grant_type") {
+            Some(REFRESH_TOKEN_GRANT_TYPE) => self.exchange_refresh_token(&fields, now),
+            _ => self.exchange_jwt_bearer_fields(&fields, token_uri, now),
+        }
+    }
+
+    /// The refresh-token grant (RFC 6749 section 6) for an authorized
+    /// user's credential: `refresh_token`, `client_id`, `client_secret`,
+    /// optionally `scope` (at most the grant's; by default all of them).
+    pub fn exchange_refresh_token(
+        &self,
+        fields: &[(String, String)],
+        now: SystemTime,
+    ) -> Result<TokenResponse, TokenEndpointError> {
+        let required = |name: &str| {
+            field(fields, name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                TokenEndpointError::invalid_request(format!("Missing required parameter: {name}"))
+            })
         };
+        let refresh_token = required("refresh_token")?;
+        let client_id = field(fields, "client_id").ok_or_else(|| {
+            TokenEndpointError::new("invalid_request", "Could not determine client ID from request.")
+        })?;
+        let client_secret = field(fields, "client_secret").unwrap_or_default();
+        let grant = self
+            .grants
+            .redeem(refresh_token, client_id, client_secret)?;
+        let asked = scopes_of(field(fields, "scope").unwrap_or_default());
+        let scopes = if asked.is_empty() {
+            grant.scopes.clone()
+        } else if grant.covers(&asked) {
+            asked
+        } else {
+            return Err(TokenEndpointError::new(
+                "invalid_scope",
+                "Some requested scopes were invalid. The requested scopes must be a subset of the grant's.",
+            ));
+        };
+        let mut response = self
+            .mint_user_token(&grant, &scopes, now)
+            .map_err(|_| TokenEndpointError::invalid_grant("Could not issue a token."))?;
+        response.scope = Some(scopes.join(" "));
+        Ok(response)
+    }
+
+    /// The Security Token Service's token exchange (RFC 8693, Google's
+    /// `POST https://sts.googleapis.com/v1/token`) for Workload Identity
+    /// Federation: `grant_type` token-exchange, `audience` a trusted pool
+    /// provider, `subject_token` an OIDC token its issuer signed
+    /// (`subject_token_type` jwt or id_token), `requested_token_type`
+    /// access_token, `scope`. Answers a Baton access token for the
+    /// federated principal.
+    pub fn exchange_sts(
+        &self,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<StsTokenResponse, TokenEndpointError> {
+        let fields = request_fields(body)?;
+        match field(&fields, "grant_type") {
+            Some(TOKEN_EXCHANGE_GRANT_TYPE) => {}
+            None => {
+                return Err(TokenEndpointError::invalid_request(
+                    "Missing required parameter: grant_type",
+                ));
+            }
+            Some(other) => {
+                return Err(TokenEndpointError::new(
+                    "unsupported_grant_type",
+                    format!("Invalid value for \"grant_type\": {other}"),
+                ));
+            }
+        }
+        match field(&fields, "requested_token_type") {
+            Some(ACCESS_TOKEN_TYPE) => {}
+            other => {
+                return Err(TokenEndpointError::invalid_request(format!(
+                    "Invalid value for \"requested_token_type\": {}. Expected {ACCESS_TOKEN_TYPE}.",
+                    other.unwrap_or_default()
+                )));
+            }
+        }
+        match field(&fields, "subject_token_type") {
+            Some(JWT_TOKEN_TYPE | ID_TOKEN_TYPE) => {}
+            other => {
+                return Err(TokenEndpointError::invalid_request(format!(
+                    "Invalid value for \"subject_token_type\": {}. Expected {JWT_TOKEN_TYPE} or {ID_TOKEN_TYPE}.",
+                    other.unwrap_or_default()
+                )));
+            }
+        }
+        let audience = field(&fields, "audience")
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| {
+                TokenEndpointError::invalid_request("Missing required parameter: audience")
+            })?;
+        let subject_token = field(&fields, "subject_token")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                TokenEndpointError::invalid_request("Missing required parameter: subject_token")
+            })?;
+        let provider = self
+            .providers
+            .iter()
+            .find(|p| p.answers_to(audience))
+            .ok_or_else(|| TokenEndpointError::new("invalid_target", INVALID_TARGET_DESCRIPTION))?;
+        let subject = provider.verify_subject_token(subject_token, unix_seconds(now))?;
+        let mut scopes = scopes_of(field(&fields, "scope").unwrap_or_default());
+        if scopes.is_empty() {
+            scopes.push(PUBSUB_SCOPES[0].to_string());
+        }
+        let principal = provider.principal(&subject);
+        let iat = unix_seconds(now);
+        let access_token = self
+            .signing
+            .sign(&AccessClaims {
+                iss: &self.issuer,
+                sub: &principal,
+                email: None,
+                scope: scopes.join(" "),
+                iat,
+                exp: iat + TOKEN_LIFETIME_SECONDS,
+                token_use: ACCESS_TOKEN_USE,
+                jti: random_hex(16),
+                kind: Some(FEDERATED_KIND),
+                grant: None,
+            })
+            .map_err(|_| TokenEndpointError::invalid_grant("Could not issue a token."))?;
+        Ok(StsTokenResponse {
+            access_token,
+            issued_token_type: ACCESS_TOKEN_TYPE.to_string(),
+            token_type: "Bearer".to_string(),
+            expires_in: TOKEN_LIFETIME_SECONDS,
+        })
+    }
+
+    /// The JWT-bearer grant of [`Self::exchange_jwt_bearer`], its request
+    /// already split into fields.
+    fn exchange_jwt_bearer_fields(
+        &self,
+        form: &[(String, String)],
+        token_uri: &str,
+        now: SystemTime,
+    ) -> Result<TokenResponse, TokenEndpointError> {
+        let field = |name: &str| field(form, name);
         match field("grant_type") {
             None => {
                 return Err(TokenEndpointError::new(
@@ -515,22 +758,66 @@ impl Authenticator {
         scopes: &[String],
         now: SystemTime,
     ) -> Result<TokenResponse, AuthError> {
+        self.mint_access_token_for(email, scopes, now, TOKEN_LIFETIME_SECONDS)
+    }
+
+    /// Mints a Baton access token for an active account, living
+    /// `lifetime_seconds`: what IAM Credentials' `generateAccessToken`
+    /// answers (the caller's right to it is checked by the server).
+    pub fn mint_access_token_for(
+        &self,
+        email: &str,
+        scopes: &[String],
+        now: SystemTime,
+        lifetime_seconds: u64,
+    ) -> Result<TokenResponse, AuthError> {
         let account = self.active_account(email)?;
         let iat = unix_seconds(now);
         let access_token = self.signing.sign(&AccessClaims {
             iss: &self.issuer,
             sub: &account.email,
-            email: &account.email,
+            email: Some(&account.email),
+            scope: scopes.join(" "),
+            iat,
+            exp: iat + lifetime_seconds,
+            token_use: ACCESS_TOKEN_USE,
+            jti: random_hex(16),
+            kind: None,
+            grant: None,
+        })?;
+        Ok(TokenResponse {
+            access_token,
+            expires_in: lifetime_seconds,
+            token_type: "Bearer".to_string(),
+            scope: None,
+        })
+    }
+
+    /// An authorized user's access token (one hour), bought with `grant`.
+    fn mint_user_token(
+        &self,
+        grant: &UserGrant,
+        scopes: &[String],
+        now: SystemTime,
+    ) -> Result<TokenResponse, AuthError> {
+        let iat = unix_seconds(now);
+        let access_token = self.signing.sign(&AccessClaims {
+            iss: &self.issuer,
+            sub: &grant.account,
+            email: Some(&grant.account),
             scope: scopes.join(" "),
             iat,
             exp: iat + TOKEN_LIFETIME_SECONDS,
             token_use: ACCESS_TOKEN_USE,
             jti: random_hex(16),
+            kind: Some(USER_KIND),
+            grant: Some(&grant.id),
         })?;
         Ok(TokenResponse {
             access_token,
             expires_in: TOKEN_LIFETIME_SECONDS,
             token_type: "Bearer".to_string(),
+            scope: None,
         })
     }
 
@@ -577,7 +864,7 @@ impl Authenticator {
             "issuer": self.issuer,
             "jwks_uri": format!("{}/oauth2/v3/certs", self.issuer),
             "token_endpoint": format!("{}/token", self.issuer),
-            "grant_types_supported": [JWT_BEARER_GRANT_TYPE],
+            "grant_types_supported": [JWT_BEARER_GRANT_TYPE, REFRESH_TOKEN_GRANT_TYPE],
             "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["id_token"],
             "subject_types_supported": ["public"],
@@ -586,6 +873,56 @@ impl Authenticator {
             ],
         })
     }
+}
+
+/// A field of a token request.
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// Space-separated scopes.
+fn scopes_of(scope: &str) -> Vec<String> {
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A token request's fields, from a JSON object (strings as they are,
+/// arrays of strings joined with spaces, numbers as text) or a form.
+fn request_fields(body: &[u8]) -> Result<Vec<(String, String)>, TokenEndpointError> {
+    if body.len() > MAX_CREDENTIAL_BYTES {
+        return Err(TokenEndpointError::invalid_request(
+            "The request body is too large.",
+        ));
+    }
+    let invalid = || TokenEndpointError::invalid_request("Invalid request body.");
+    if body.trim_ascii_start().starts_with(b"{") {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).map_err(|_| invalid())?;
+        return Ok(object
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let text = match value {
+                    serde_json::Value::String(text) => text,
+                    serde_json::Value::Number(number) => number.to_string(),
+                    serde_json::Value::Bool(flag) => flag.to_string(),
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    _ => return None,
+                };
+                Some((key, text))
+            })
+            .collect());
+    }
+    serde_urlencoded::from_bytes(body).map_err(|_| invalid())
 }
 
 /// The token of a `Bearer` authorization (scheme case-insensitive).

@@ -41,6 +41,7 @@ use tower::ServiceExt;
 pub use api::{AccessControl, PubSubApi};
 pub use grpc::{GrpcServices, parse_grpc_timeout};
 pub use identity::Identity;
+pub use identity::federation::WorkloadIdentityProviderSettings;
 pub use push::{PushError, PushManager, PushSettings};
 pub use status::{mapping as status_mapping, to_http, to_status};
 pub use tls::{TlsError, TlsSettings};
@@ -96,6 +97,10 @@ pub enum ServerError {
     /// The metadata server was asked for without a service account.
     #[error("the metadata server needs a service account (--metadata-service-account)")]
     MetadataAccount,
+    /// A workload identity pool provider could not be set up (its
+    /// audience, or its issuer's keys).
+    #[error(transparent)]
+    WorkloadIdentity(#[from] identity::federation::FederationError),
 }
 
 /// Authentication and IAM, off by default ([`ServerConfig::with_auth`]).
@@ -174,6 +179,10 @@ pub struct ServerConfig {
     pub auth: Option<AuthSettings>,
     /// The metadata server's token endpoints on a port of their own.
     pub metadata: Option<MetadataSettings>,
+    /// The workload identity pool providers whose OIDC subject tokens the
+    /// Security Token Service exchanges for federated access tokens (none
+    /// by default).
+    pub workload_identity_providers: Vec<WorkloadIdentityProviderSettings>,
     /// Baton's URL as clients reach it (the issuer of its tokens, the base
     /// of the `token_uri` in key files); `None` derives it from the bound
     /// address.
@@ -208,6 +217,7 @@ impl ServerConfig {
             otlp_max_spans_per_second: None,
             auth: None,
             metadata: None,
+            workload_identity_providers: Vec::new(),
             public_url: None,
             forward: None,
             metrics_export_interval: DEFAULT_METRICS_EXPORT_INTERVAL,
@@ -249,6 +259,15 @@ impl ServerConfig {
     /// Serves the metadata server's token endpoints.
     pub fn with_metadata(mut self, metadata: MetadataSettings) -> Self {
         self.metadata = Some(metadata);
+        self
+    }
+
+    /// Trusts a workload identity pool provider in the token exchange.
+    pub fn with_workload_identity_provider(
+        mut self,
+        provider: WorkloadIdentityProviderSettings,
+    ) -> Self {
+        self.workload_identity_providers.push(provider);
         self
     }
 
@@ -618,7 +637,13 @@ pub fn router(broker: Arc<Broker>) -> axum::Router {
 pub fn router_with_traces(broker: Arc<Broker>, traces: TraceStore) -> axum::Router {
     let clock = *broker.clock();
     let api = PubSubApi::new(broker);
-    match Identity::open(None, "http://127.0.0.1".to_string(), None, clock) {
+    match Identity::open(
+        None,
+        "http://127.0.0.1".to_string(),
+        None,
+        clock,
+        Vec::new(),
+    ) {
         Ok(identity) => app(api, identity, traces),
         Err(error) => {
             tracing::warn!(%error, "identity endpoints left out");
@@ -782,11 +807,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .unwrap_or_else(identity::random_token)
     });
     let auth_dir = config.data_dir.as_ref().map(|dir| dir.join("auth"));
+    let mut providers = Vec::new();
+    for settings in &config.workload_identity_providers {
+        providers.push(identity::federation::provider(settings).await?);
+    }
     let identity = Identity::open(
         auth_dir.clone(),
         public_url.clone(),
         operator_token.clone(),
         config.clock,
+        providers,
     )?;
     let mut api = PubSubApi::new(broker.clone());
     if let (Some(auth), Some(token)) = (&config.auth, &operator_token) {

@@ -1,5 +1,6 @@
-//! One server's identity state: the service-account registry, the signing
-//! key (made on first use) and the verifier over both, and the push ID
+//! One server's identity state: the service-account registry, authorized
+//! users' grants, the trusted workload identity pool providers, the signing
+//! key (made on first use) and the verifier over them, and the push ID
 //! tokens it signed.
 
 use std::collections::HashMap;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use baton_auth::{AuthError, Authenticator, ServiceAccounts, SigningKey};
+use baton_auth::{AuthError, Authenticator, ServiceAccounts, SigningKey, UserGrants};
 use baton_broker::Clock;
 
 /// How long before its expiry a cached push ID token is replaced.
@@ -28,6 +29,11 @@ struct IdentityInner {
     /// `None` keeps them in memory for this run.
     dir: Option<PathBuf>,
     accounts: ServiceAccounts,
+    /// Authorized users' refresh-token grants.
+    grants: UserGrants,
+    /// The pool providers the token exchange trusts; handed to the
+    /// authenticator when it is made.
+    providers: Mutex<Vec<baton_auth::WorkloadIdentityProvider>>,
     /// Baton's URL as clients reach it: the issuer of its tokens, and the
     /// base of the token endpoint that key files name.
     public_url: String,
@@ -46,17 +52,23 @@ impl Identity {
     /// Opens the identity state kept in `dir` (or in memory), for a server
     /// reached at `public_url`. `operator_token` is the bootstrap admin's
     /// credential when authentication is on.
+    /// `providers` are the workload identity pool providers whose subject
+    /// tokens the Security Token Service exchanges.
     pub fn open(
         dir: Option<PathBuf>,
         public_url: String,
         operator_token: Option<String>,
         clock: Clock,
+        providers: Vec<baton_auth::WorkloadIdentityProvider>,
     ) -> Result<Self, AuthError> {
         let accounts = ServiceAccounts::open(dir.as_deref())?;
+        let grants = UserGrants::open(dir.as_deref())?;
         Ok(Self {
             inner: Arc::new(IdentityInner {
                 dir,
                 accounts,
+                grants,
+                providers: Mutex::new(providers),
                 public_url,
                 operator_token,
                 authenticator: OnceLock::new(),
@@ -70,6 +82,11 @@ impl Identity {
     /// The service-account registry.
     pub fn accounts(&self) -> &ServiceAccounts {
         &self.inner.accounts
+    }
+
+    /// Authorized users' grants.
+    pub fn user_grants(&self) -> &UserGrants {
+        &self.inner.grants
     }
 
     /// Baton's URL as clients reach it.
@@ -102,12 +119,23 @@ impl Identity {
             return Ok(authenticator.clone());
         }
         let signing = Arc::new(SigningKey::load_or_create(self.inner.dir.as_deref())?);
-        let authenticator = Arc::new(Authenticator::new(
-            signing,
-            self.inner.accounts.clone(),
-            self.inner.public_url.clone(),
-            self.inner.operator_token.clone(),
-        ));
+        let providers = std::mem::take(
+            &mut *self
+                .inner
+                .providers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let authenticator = Arc::new(
+            Authenticator::new(
+                signing,
+                self.inner.accounts.clone(),
+                self.inner.public_url.clone(),
+                self.inner.operator_token.clone(),
+            )
+            .with_user_grants(self.inner.grants.clone())
+            .with_workload_identity_providers(providers),
+        );
         Ok(self
             .inner
             .authenticator
