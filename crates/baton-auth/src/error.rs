@@ -153,7 +153,11 @@ impl TokenEndpointError {
     /// a client that failed to authenticate (`invalid_client`, RFC 6749
     /// section 5.2), 400 for everything else.
     pub fn http_status(&self) -> u16 {
-        if self.error == "invalid_client" { 401 } else { 400 }
+        if self.error == "invalid_client" {
+            401
+        } else {
+            400
+        }
     }
 }
 

@@ -84,12 +84,20 @@ pub fn parse_provider_audience(audience: &str) -> Result<(String, String), AuthE
     let path = canonical.strip_prefix(IAM_HOST).ok_or_else(invalid)?;
     let parts: Vec<&str> = path.split('/').collect();
     match parts.as_slice() {
-        ["projects", project, "locations", location, "workloadIdentityPools", pool, "providers", provider]
-            if [project, location, pool, provider].iter().all(|p| {
-                !p.is_empty()
-                    && p.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            }) =>
+        [
+            "projects",
+            project,
+            "locations",
+            location,
+            "workloadIdentityPools",
+            pool,
+            "providers",
+            provider,
+        ] if [project, location, pool, provider].iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }) =>
         {
             Ok((
                 canonical.to_string(),
@@ -160,12 +168,19 @@ impl WorkloadIdentityProvider {
 
     /// The federated principal of `subject`.
     pub fn principal(&self, subject: &str) -> String {
-        format!("principal://iam.googleapis.com/{}/subject/{subject}", self.pool)
+        format!(
+            "principal://iam.googleapis.com/{}/subject/{subject}",
+            self.pool
+        )
     }
 
     /// Verifies a subject token at `now` (Unix seconds); answers its
     /// `google.subject` (the `sub` claim).
-    pub fn verify_subject_token(&self, token: &str, now: u64) -> Result<String, TokenEndpointError> {
+    pub fn verify_subject_token(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<String, TokenEndpointError> {
         let jwt = Jwt::parse(token.trim()).map_err(|e| match e {
             AuthError::UnsupportedAlgorithm(alg) => TokenEndpointError::invalid_grant(format!(
                 "Invalid subject token: the algorithm {alg:?} is not supported; the provider takes RS256."
@@ -254,10 +269,12 @@ mod tests {
 
     #[test]
     fn audiences_name_a_pool_provider() {
-        let (canonical, pool) =
-            parse_provider_audience(&format!("https:{AUDIENCE}")).unwrap();
+        let (canonical, pool) = parse_provider_audience(&format!("https:{AUDIENCE}")).unwrap();
         assert_eq!(canonical, AUDIENCE);
-        assert_eq!(pool, "projects/123/locations/global/workloadIdentityPools/ci");
+        assert_eq!(
+            pool,
+            "projects/123/locations/global/workloadIdentityPools/ci"
+        );
         for bad in [
             "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci",
             "https://example.com/x",
@@ -272,11 +289,14 @@ mod tests {
         let key = issuer_key();
         let provider = WorkloadIdentityProvider::new(AUDIENCE, ISSUER, &key.jwks()).unwrap();
         assert!(provider.answers_to(&format!("https:{AUDIENCE}")));
-        let claims = |iss: &str, aud: &str, exp: u64, sub: &str| {
-            json!({"iss": iss, "aud": aud, "sub": sub, "iat": NOW, "exp": exp})
-        };
+        let claims = |iss: &str, aud: &str, exp: u64, sub: &str| json!({"iss": iss, "aud": aud, "sub": sub, "iat": NOW, "exp": exp});
         let good = key
-            .sign(&claims(ISSUER, &format!("https:{AUDIENCE}"), NOW + 600, "repo:x"))
+            .sign(&claims(
+                ISSUER,
+                &format!("https:{AUDIENCE}"),
+                NOW + 600,
+                "repo:x",
+            ))
             .unwrap();
         assert_eq!(provider.verify_subject_token(&good, NOW).unwrap(), "repo:x");
         assert_eq!(
@@ -286,17 +306,40 @@ mod tests {
         let plain = key.sign(&claims(ISSUER, AUDIENCE, NOW + 600, "s")).unwrap();
         assert!(provider.verify_subject_token(&plain, NOW).is_ok());
         let cases = [
-            (key.sign(&claims("https://evil", AUDIENCE, NOW + 600, "s")).unwrap(), "issuer"),
-            (key.sign(&claims(ISSUER, "https://other", NOW + 600, "s")).unwrap(), "audience"),
-            (key.sign(&claims(ISSUER, AUDIENCE, NOW, "s")).unwrap(), "expired"),
-            (key.sign(&claims(ISSUER, AUDIENCE, NOW + 600, &"s".repeat(128))).unwrap(), "127 bytes"),
-            (issuer_key().sign(&claims(ISSUER, AUDIENCE, NOW + 600, "s")).unwrap(), "signature"),
+            (
+                key.sign(&claims("https://evil", AUDIENCE, NOW + 600, "s"))
+                    .unwrap(),
+                "issuer",
+            ),
+            (
+                key.sign(&claims(ISSUER, "https://other", NOW + 600, "s"))
+                    .unwrap(),
+                "audience",
+            ),
+            (
+                key.sign(&claims(ISSUER, AUDIENCE, NOW, "s")).unwrap(),
+                "expired",
+            ),
+            (
+                key.sign(&claims(ISSUER, AUDIENCE, NOW + 600, &"s".repeat(128)))
+                    .unwrap(),
+                "127 bytes",
+            ),
+            (
+                issuer_key()
+                    .sign(&claims(ISSUER, AUDIENCE, NOW + 600, "s"))
+                    .unwrap(),
+                "signature",
+            ),
             ("garbage".to_string(), "not a signed JWT"),
         ];
         for (token, expected) in cases {
             let error = provider.verify_subject_token(&token, NOW).unwrap_err();
             assert_eq!(error.error, "invalid_grant");
-            assert!(error.error_description.contains(expected), "{expected}: {error}");
+            assert!(
+                error.error_description.contains(expected),
+                "{expected}: {error}"
+            );
         }
     }
 

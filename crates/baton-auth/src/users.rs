@@ -161,7 +161,8 @@ fn random_secret(bytes: usize) -> String {
 /// spaces, not a service account's (those have key files, not users'
 /// credentials).
 pub fn validate_user_email(account: &str) -> Result<(), AuthError> {
-    let invalid = |why: &str| AuthError::InvalidAccountId(format!("Invalid account {account:?}: {why}"));
+    let invalid =
+        |why: &str| AuthError::InvalidAccountId(format!("Invalid account {account:?}: {why}"));
     let Some((local, domain)) = account.split_once('@') else {
         return Err(invalid("not an email address"));
     };
@@ -301,7 +302,12 @@ impl UserGrants {
             ));
         }
         let secret = sha256_hex(client_secret);
-        if !bool::from(grant.client_secret_sha256.as_bytes().ct_eq(secret.as_bytes())) {
+        if !bool::from(
+            grant
+                .client_secret_sha256
+                .as_bytes()
+                .ct_eq(secret.as_bytes()),
+        ) {
             return Err(TokenEndpointError::new("invalid_client", "Unauthorized"));
         }
         Ok(grant)

@@ -18,8 +18,8 @@ use crate::accounts::ServiceAccounts;
 use crate::error::AuthError;
 pub use crate::error::TokenEndpointError;
 use crate::federation::{
-    ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, INVALID_TARGET_DESCRIPTION, JWT_TOKEN_TYPE,
-    StsTokenResponse, TOKEN_EXCHANGE_GRANT_TYPE, WorkloadIdentityProvider,
+    ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, INVALID_TARGET_DESCRIPTION, JWT_TOKEN_TYPE, StsTokenResponse,
+    TOKEN_EXCHANGE_GRANT_TYPE, WorkloadIdentityProvider,
 };
 use crate::jwt::Jwt;
 use crate::keys::random_hex;
@@ -404,7 +404,9 @@ impl Authenticator {
                 principal: subject.to_string(),
             },
             Some(other) => {
-                return Err(AuthError::Malformed(format!("unknown token kind {other:?}")));
+                return Err(AuthError::Malformed(format!(
+                    "unknown token kind {other:?}"
+                )));
             }
         };
         Ok((principal, exp))
@@ -557,13 +559,20 @@ impl Authenticator {
         now: SystemTime,
     ) -> Result<TokenResponse, TokenEndpointError> {
         let required = |name: &str| {
-            field(fields, name).filter(|v| !v.is_empty()).ok_or_else(|| {
-                TokenEndpointError::invalid_request(format!("Missing required parameter: {name}"))
-            })
+            field(fields, name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    TokenEndpointError::invalid_request(format!(
+                        "Missing required parameter: {name}"
+                    ))
+                })
         };
         let refresh_token = required("refresh_token")?;
         let client_id = field(fields, "client_id").ok_or_else(|| {
-            TokenEndpointError::new("invalid_request", "Could not determine client ID from request.")
+            TokenEndpointError::new(
+                "invalid_request",
+                "Could not determine client ID from request.",
+            )
         })?;
         let client_secret = field(fields, "client_secret").unwrap_or_default();
         let grant = self

@@ -700,3 +700,601 @@ async fn metrics_need_a_credential_and_show_only_the_projects_it_may_list() {
     assert!(all.contains("subscription_id=\"orders-worker\""), "{all}");
     server.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// IAM Credentials' generateAccessToken, authorized users' refresh tokens and
+// Workload Identity Federation's token exchange.
+
+const GET_ACCESS_TOKEN_DENIED: &str =
+    "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).";
+const TOKEN_CREATOR: &str = "roles/iam.serviceAccountTokenCreator";
+const PUBSUB_SCOPE: &str = "https://www.googleapis.com/auth/pubsub";
+
+/// Sets `resource`'s policy (as the operator) to these bindings.
+async fn set_policy(server: &TestServer, resource: &str, bindings: &[(&str, &[&str])]) {
+    let bindings: Vec<Value> = bindings
+        .iter()
+        .map(|(role, members)| json!({"role": role, "members": members}))
+        .collect();
+    server
+        .as_operator(
+            reqwest::Method::POST,
+            &format!("/v1/{resource}:setIamPolicy"),
+            json!({"policy": {"bindings": bindings}}),
+        )
+        .await;
+}
+
+/// `generateAccessToken` for `target` (`projects/{project}/serviceAccounts/{target}`)
+/// with `bearer`; the status and the JSON answer.
+async fn generate(
+    server: &TestServer,
+    project: &str,
+    target: &str,
+    bearer: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut request = server.http.post(server.url(&format!(
+        "/v1/projects/{project}/serviceAccounts/{target}:generateAccessToken"
+    )));
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    let response = request.json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// A time as `expireTime` spells it.
+fn rfc3339(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap();
+    serde_json::to_value(pbjson_types::Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: 0,
+    })
+    .unwrap()
+    .as_str()
+    .unwrap()
+    .to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn generate_access_token_mints_for_token_creators_along_the_delegation_chain() {
+    let server = start().await;
+    resources(&server).await;
+    let caller = account(&server, "deployer").await;
+    let caller_email = caller["client_email"].as_str().unwrap().to_string();
+    let worker = server.create_service_account("p", "orders-worker").await;
+    let middle = server.create_service_account("p", "middleman").await;
+    let remote = server.create_service_account("q", "far-worker").await;
+    let token = || jwt_now(&server, &caller);
+    let body = json!({"scope": [PUBSUB_SCOPE], "lifetime": "3600s"});
+
+    // No credential, then no grant: refused the way Google refuses.
+    let (status, answer) = generate(&server, "-", &worker, None, body.clone()).await;
+    assert_eq!(
+        (status, &answer["error"]["message"]),
+        (401, &json!(MISSING))
+    );
+    let (status, answer) = generate(&server, "-", &worker, Some(&token()), body.clone()).await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["error"]["status"], "PERMISSION_DENIED");
+    assert_eq!(answer["error"]["message"], GET_ACCESS_TOKEN_DENIED);
+    assert_eq!(
+        answer["error"]["details"][0]["reason"],
+        "IAM_PERMISSION_DENIED"
+    );
+    // An account that does not exist.
+    let nobody = "nobody@p.iam.gserviceaccount.com";
+    let (status, answer) = generate(&server, "-", nobody, Some(&token()), body.clone()).await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["error"]["status"], "NOT_FOUND");
+    assert_eq!(
+        answer["error"]["message"],
+        format!("Not found; Gaia id not found for email {nobody}")
+    );
+
+    // Token Creator on the project: the caller mints the worker's tokens,
+    // which IAM treats as the worker's (it may publish; the caller may not).
+    set_policy(
+        &server,
+        "projects/p",
+        &[(TOKEN_CREATOR, &[&format!("serviceAccount:{caller_email}")])],
+    )
+    .await;
+    server
+        .grant(
+            TOPIC,
+            "roles/pubsub.publisher",
+            &format!("serviceAccount:{worker}"),
+        )
+        .await;
+    let (status, answer) = generate(&server, "-", &worker, Some(&token()), body.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["expireTime"],
+        rfc3339(now(&server) + Duration::from_secs(3600))
+    );
+    let minted = answer["accessToken"].as_str().unwrap().to_string();
+    assert!(publishes(&server, minted, "as the worker").await);
+    assert!(!publishes(&server, token(), "as the caller").await);
+    // The project id in place of `-`; another project does not hold it.
+    let (status, _) = generate(&server, "p", &worker, Some(&token()), body.clone()).await;
+    assert_eq!(status, 200);
+    let (status, _) = generate(&server, "q", &worker, Some(&token()), body.clone()).await;
+    assert_eq!(status, 404);
+
+    // Longer than an hour is refused; a shorter token expires on time.
+    let (status, answer) = generate(
+        &server,
+        "-",
+        &worker,
+        Some(&token()),
+        json!({"scope": [PUBSUB_SCOPE], "lifetime": "7200s"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["error"]["status"]),
+        (400, &json!("INVALID_ARGUMENT"))
+    );
+    let (status, answer) = generate(
+        &server,
+        "-",
+        &worker,
+        Some(&token()),
+        json!({"lifetime": "60s"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["error"]["message"]),
+        (400, &json!("Scope required."))
+    );
+    let (_, answer) = generate(
+        &server,
+        "-",
+        &worker,
+        Some(&token()),
+        json!({"scope": [PUBSUB_SCOPE], "lifetime": "600s"}),
+    )
+    .await;
+    let short = answer["accessToken"].as_str().unwrap().to_string();
+    assert!(publishes(&server, short.clone(), "within 600 s").await);
+    tokio::time::advance(Duration::from_secs(601)).await;
+    assert_status(
+        publish(&mut publisher(&server, Some(short)), "late").await,
+        Code::Unauthenticated,
+        INVALID,
+    );
+
+    // A chain: the caller holds Token Creator in p only, the middle account
+    // in q; the caller reaches q's account only through the middle one.
+    set_policy(
+        &server,
+        "projects/q",
+        &[(TOKEN_CREATOR, &[&format!("serviceAccount:{middle}")])],
+    )
+    .await;
+    let (status, _) = generate(&server, "-", &remote, Some(&token()), body.clone()).await;
+    assert_eq!(status, 403);
+    let chained = json!({
+        "scope": [PUBSUB_SCOPE],
+        "delegates": [format!("projects/-/serviceAccounts/{middle}")],
+    });
+    let (status, answer) = generate(&server, "-", &remote, Some(&token()), chained.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    // Each link needs it on the next: without the middle account's grant
+    // in q the chain breaks.
+    set_policy(&server, "projects/q", &[]).await;
+    let (status, answer) = generate(&server, "-", &remote, Some(&token()), chained).await;
+    assert_eq!(
+        (status, &answer["error"]["message"]),
+        (403, &json!(GET_ACCESS_TOKEN_DENIED))
+    );
+    // An unknown delegate.
+    let (status, _) = generate(
+        &server,
+        "-",
+        &worker,
+        Some(&token()),
+        json!({"scope": [PUBSUB_SCOPE], "delegates": [format!("projects/-/serviceAccounts/{nobody}")]}),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+/// Issues an authorized-user credential for `account` as the operator.
+async fn login(server: &TestServer, account: &str) -> Value {
+    let file = server
+        .as_operator(
+            reqwest::Method::POST,
+            "/api/authorized-users",
+            json!({"account": account, "quotaProjectId": "p"}),
+        )
+        .await;
+    assert_eq!(file["type"], "authorized_user", "{file}");
+    file
+}
+
+/// The refresh-token grant of `file`, as JSON; the status and the answer.
+async fn refresh(server: &TestServer, file: &Value) -> (u16, Value) {
+    let response = server
+        .http
+        .post(file["token_uri"].as_str().unwrap())
+        .json(&json!({
+            "grant_type": "refresh_token",
+            "client_id": file["client_id"],
+            "client_secret": file["client_secret"],
+            "refresh_token": file["refresh_token"],
+            "scope": PUBSUB_SCOPE,
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn authorized_users_refresh_their_tokens_and_act_as_the_user() {
+    let server = start().await;
+    resources(&server).await;
+    let file = login(&server, "alice@example.com").await;
+    assert_eq!(file["token_uri"], server.url("/token"));
+    assert_eq!(file["quota_project_id"], "p");
+    assert_eq!(file["account"], "alice@example.com");
+    // Only the operator issues them.
+    let key_file = account(&server, "not-an-operator").await;
+    let refused = server
+        .http
+        .post(server.url("/api/authorized-users"))
+        .bearer_auth(jwt_now(&server, &key_file))
+        .json(&json!({"account": "mallory@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    let (status, token) = refresh(&server, &file).await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(token["expires_in"], 3600);
+    assert_eq!(token["scope"], PUBSUB_SCOPE);
+    let access = token["access_token"].as_str().unwrap().to_string();
+    // The token is user:alice@example.com for IAM.
+    assert!(!publishes(&server, access.clone(), "before the grant").await);
+    server
+        .grant(TOPIC, "roles/pubsub.publisher", "user:alice@example.com")
+        .await;
+    assert!(publishes(&server, access.clone(), "as alice").await);
+    assert_status(
+        pull(&mut subscriber(&server, Some(access.clone()))).await,
+        Code::PermissionDenied,
+        DENIED,
+    );
+    // The form encoding works too (Python's google-auth sends one), with
+    // the client in an HTTP Basic header.
+    let form = server
+        .http
+        .post(server.url("/token"))
+        .basic_auth(
+            file["client_id"].as_str().unwrap(),
+            file["client_secret"].as_str(),
+        )
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", file["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+
+    // Another client's secret, another token: OAuth's refusals.
+    let mut wrong = file.clone();
+    wrong["client_secret"] = json!("guessed");
+    let (status, answer) = refresh(&server, &wrong).await;
+    assert_eq!((status, &answer["error"]), (401, &json!("invalid_client")));
+    let mut wrong = file.clone();
+    wrong["refresh_token"] = json!("1//forged");
+    let (status, answer) = refresh(&server, &wrong).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer,
+        json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."})
+    );
+
+    // Access tokens expire with their hour; the refresh token does not.
+    tokio::time::advance(Duration::from_secs(3601)).await;
+    assert_status(
+        publish(&mut publisher(&server, Some(access)), "late").await,
+        Code::Unauthenticated,
+        INVALID,
+    );
+    let (_, token) = refresh(&server, &file).await;
+    let fresh = token["access_token"].as_str().unwrap().to_string();
+    assert!(publishes(&server, fresh.clone(), "refreshed").await);
+
+    // Revoking the refresh token stops it and the tokens it bought.
+    let revoked = server
+        .http
+        .post(server.url("/revoke"))
+        .form(&[("token", file["refresh_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let (status, answer) = refresh(&server, &file).await;
+    assert_eq!((status, &answer["error"]), (400, &json!("invalid_grant")));
+    assert_status(
+        publish(&mut publisher(&server, Some(fresh)), "after revoke").await,
+        Code::Unauthenticated,
+        INVALID,
+    );
+}
+
+const POOL: &str = "projects/123/locations/global/workloadIdentityPools/ci";
+const ISSUER: &str = "https://token.actions.example.com";
+
+fn provider_audience() -> String {
+    format!("//iam.googleapis.com/{POOL}/providers/gh")
+}
+
+/// An OIDC issuer's key, made for the test.
+fn issuer_key() -> baton_auth::SigningKey {
+    baton_auth::SigningKey::from_pkcs8_pem(
+        &baton_auth::generate_rsa_key().unwrap().private_pkcs8_pem,
+    )
+    .unwrap()
+}
+
+/// A subject token of `key` for `sub`, valid for ten minutes from `iat`.
+fn subject_token(
+    key: &baton_auth::SigningKey,
+    iss: &str,
+    aud: &str,
+    sub: &str,
+    iat: u64,
+) -> String {
+    key.sign(&json!({"iss": iss, "aud": aud, "sub": sub, "iat": iat, "exp": iat + 600}))
+        .unwrap()
+}
+
+/// The STS token exchange of `subject` at `server`, with these fields
+/// replaced; the status and the answer.
+async fn exchange(server: &TestServer, subject: &str, replace: &[(&str, &str)]) -> (u16, Value) {
+    let audience = provider_audience();
+    let mut form = vec![
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        ("audience", audience.as_str()),
+        ("scope", "https://www.googleapis.com/auth/cloud-platform"),
+        (
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ("subject_token", subject),
+    ];
+    for (name, value) in replace {
+        for field in form.iter_mut().filter(|(n, _)| n == name) {
+            field.1 = value;
+        }
+    }
+    let response = server
+        .http
+        .post(server.url("/v1/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn provider(issuer: &str, jwks: Option<Value>) -> baton_server::WorkloadIdentityProviderSettings {
+    baton_server::WorkloadIdentityProviderSettings {
+        audience: provider_audience(),
+        issuer: issuer.to_string(),
+        jwks,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sts_exchanges_a_trusted_providers_subject_tokens_for_federated_tokens() {
+    let key = issuer_key();
+    let server = TestServer::start_with(
+        virtual_config()
+            .with_auth(operator_auth())
+            .with_workload_identity_provider(provider(ISSUER, Some(key.jwks()))),
+    )
+    .await;
+    resources(&server).await;
+    let iat = unix(now(&server));
+    let subject = "repo:acme/orders:ref:refs/heads/main";
+    let https_audience = format!("https:{}", provider_audience());
+    let good = subject_token(&key, ISSUER, &https_audience, subject, iat);
+
+    let (status, token) = exchange(&server, &good, &[]).await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(
+        token["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(token["expires_in"], 3600);
+    let federated = token["access_token"].as_str().unwrap().to_string();
+    // The federated principal, in IAM bindings: first nothing, then the
+    // principal itself, then the whole pool.
+    let principal = format!("principal://iam.googleapis.com/{POOL}/subject/{subject}");
+    assert_status(
+        publish(&mut publisher(&server, Some(federated.clone())), "x").await,
+        Code::PermissionDenied,
+        DENIED,
+    );
+    server
+        .grant(TOPIC, "roles/pubsub.publisher", &principal)
+        .await;
+    assert!(publishes(&server, federated.clone(), "federated").await);
+    assert_status(
+        pull(&mut subscriber(&server, Some(federated.clone()))).await,
+        Code::PermissionDenied,
+        DENIED,
+    );
+    server
+        .grant(
+            SUBSCRIPTION,
+            "roles/pubsub.subscriber",
+            &format!("principalSet://iam.googleapis.com/{POOL}/*"),
+        )
+        .await;
+    assert_eq!(
+        pull(&mut subscriber(&server, Some(federated.clone())))
+            .await
+            .unwrap(),
+        1
+    );
+    // An id_token subject token type, and the audience without https:.
+    let plain = subject_token(&key, ISSUER, &provider_audience(), "other", iat);
+    let (status, _) = exchange(
+        &server,
+        &plain,
+        &[(
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:id_token",
+        )],
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // The federated token impersonates a service account it was granted
+    // Token Creator on (the service_account_impersonation_url flow).
+    let worker = server.create_service_account("p", "federated-worker").await;
+    let (status, _) = generate(
+        &server,
+        "-",
+        &worker,
+        Some(&federated),
+        json!({"scope": [PUBSUB_SCOPE]}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    set_policy(&server, "projects/p", &[(TOKEN_CREATOR, &[&principal])]).await;
+    let (status, answer) = generate(
+        &server,
+        "-",
+        &worker,
+        Some(&federated),
+        json!({"scope": [PUBSUB_SCOPE]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    // Refusals, in the STS's shape.
+    let other_key = issuer_key();
+    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+        (
+            subject_token(&other_key, ISSUER, &https_audience, subject, iat),
+            vec![],
+            "invalid_grant",
+        ),
+        (
+            subject_token(&key, "https://elsewhere", &https_audience, subject, iat),
+            vec![],
+            "invalid_grant",
+        ),
+        (
+            subject_token(&key, ISSUER, "https://pubsub.googleapis.com/", subject, iat),
+            vec![],
+            "invalid_grant",
+        ),
+        (
+            subject_token(&key, ISSUER, &https_audience, subject, iat - 601),
+            vec![],
+            "invalid_grant",
+        ),
+        ("not-a-jwt".to_string(), vec![], "invalid_grant"),
+        (
+            good.clone(),
+            vec![(
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:saml2",
+            )],
+            "invalid_request",
+        ),
+        (
+            good.clone(),
+            vec![(
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:id_token",
+            )],
+            "invalid_request",
+        ),
+        (
+            good.clone(),
+            vec![("grant_type", "client_credentials")],
+            "unsupported_grant_type",
+        ),
+        (
+            good.clone(),
+            vec![(
+                "audience",
+                "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/providers/other",
+            )],
+            "invalid_target",
+        ),
+    ];
+    for (subject_token, replace, expected) in cases {
+        let (status, answer) = exchange(&server, &subject_token, &replace).await;
+        assert_eq!(status, 400, "{replace:?}: {answer}");
+        assert_eq!(answer["error"], expected, "{replace:?}: {answer}");
+        assert!(
+            answer["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+        );
+    }
+    // The subject token expires on the broker's clock too.
+    tokio::time::advance(Duration::from_secs(601)).await;
+    let (status, _) = exchange(&server, &good, &[]).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_providers_keys_are_discovered_from_its_issuer() {
+    let key = issuer_key();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let discovery = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/keys")});
+    let jwks = key.jwks();
+    let router = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            axum::routing::get(move || async move { axum::Json(discovery) }),
+        )
+        .route(
+            "/keys",
+            axum::routing::get(move || async move { axum::Json(jwks) }),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = TestServer::start_with(
+        virtual_config()
+            .with_auth(operator_auth())
+            .with_workload_identity_provider(provider(&issuer, None)),
+    )
+    .await;
+    let iat = unix(now(&server));
+    let token = subject_token(&key, &issuer, &provider_audience(), "job-1", iat);
+    let (status, answer) = exchange(&server, &token, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    // An issuer that serves no keys is an error at start, not a provider
+    // that refuses everything.
+    let missing = TestServer::try_start_with(
+        virtual_config()
+            .with_auth(operator_auth())
+            .with_workload_identity_provider(provider("http://127.0.0.1:9/none", None)),
+    )
+    .await;
+    assert!(missing.is_err());
+}

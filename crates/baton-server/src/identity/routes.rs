@@ -67,9 +67,7 @@ pub fn router(identity: Identity, api: PubSubApi) -> Router {
         .route(accounts, get(list_accounts).post(create_account))
         .route(
             &format!("{accounts}/{{account}}"),
-            get(get_account)
-                .delete(delete_account)
-                .post(account_method),
+            get(get_account).delete(delete_account).post(account_method),
         )
         .route(
             &format!("{accounts}/{{account}}/keys"),
@@ -172,7 +170,8 @@ async fn revoke(
     if body.len() > MAX_TOKEN_REQUEST_BYTES {
         return token_error("invalid_request", "Request too large.");
     }
-    let token = form_token(&body).or_else(|| query.as_deref().and_then(|q| form_token(q.as_bytes())));
+    let token =
+        form_token(&body).or_else(|| query.as_deref().and_then(|q| form_token(q.as_bytes())));
     let Some(token) = token else {
         return token_error("invalid_request", "Missing required parameter: token");
     };
@@ -551,7 +550,8 @@ async fn delete_key(
 
 /// Google's message when the caller may not mint the account's tokens (or
 /// the account does not exist, which it does not reveal).
-const GET_ACCESS_TOKEN_DENIED: &str = "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).";
+const GET_ACCESS_TOKEN_DENIED: &str =
+    "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).";
 
 /// The IAM Credentials API's `generateAccessToken` request.
 #[derive(Debug, Default, Deserialize)]
