@@ -1,121 +1,106 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The credential kinds Baton's server has no endpoint for yet (an
-//! authorized user's refresh-token grant, Workload Identity Federation's STS
-//! token exchange, the IAM Credentials API's `generateAccessToken`): the
-//! client's requests go to a capture server in the test, which records them
-//! and answers in Google's shapes with Baton's operator token, so the calls
-//! that follow, against a real `baton serve --auth`, succeed. Plus an
-//! explicit token provider whose expired token is refreshed on paused time.
+//! The credential kinds whose tokens come from another Google endpoint
+//! than the key file's own, each against a real `baton serve --auth` that
+//! serves that endpoint itself: an authorized user's refresh-token grant
+//! (`/token`, the credential made by the operator as `baton auth
+//! application-default login` does), Workload Identity Federation's STS
+//! token exchange (`/v1/token`, a subject token of a workload identity pool
+//! provider the server trusts, with a key the test makes), and the IAM
+//! Credentials API's `generateAccessToken` (impersonation configs,
+//! `service_account_impersonation_url`, and [`Impersonation`]). Each then
+//! makes a call its principal's policy allows and one it does not, which
+//! fails with PERMISSION_DENIED. Plus an explicit token provider whose
+//! expired token is refreshed on paused time.
+//!
+//! The servers run on the system clock: google-cloud-auth reads the
+//! `expireTime` of `generateAccessToken` against the wall clock.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Json;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
 use baton_client::{
     AccessToken, BoxError, Client, ClientConfig, Credentials, Endpoint, Impersonation,
     REFRESH_MARGIN, TokenProvider,
 };
-use baton_server::ServerConfig;
+use baton_server::{ServerConfig, WorkloadIdentityProviderSettings};
 use baton_testkit::auth::{OPERATOR_TOKEN, operator_auth};
 use baton_testkit::server::{TestServer, loopback, virtual_config};
+use reqwest::Method;
 use serde_json::{Value, json};
+use tonic::Code;
 
 const PROJECT: &str = "p";
-const PUBSUB_SCOPE: &str = "https://www.googleapis.com/auth/pubsub";
+/// The topic every principal below is granted to publish to.
+const TOPIC: &str = "orders";
+const PUBLISHER: &str = "roles/pubsub.publisher";
+const TOKEN_CREATOR: &str = "roles/iam.serviceAccountTokenCreator";
+const POOL: &str = "projects/123/locations/global/workloadIdentityPools/ci";
+const ISSUER: &str = "https://token.actions.example.com";
 
-/// One request the capture server saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    authorization: Option<String>,
-    body: String,
+fn provider_audience() -> String {
+    format!("//iam.googleapis.com/{POOL}/providers/gh")
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Seen>>>);
+fn federated(subject: &str) -> String {
+    format!("principal://iam.googleapis.com/{POOL}/subject/{subject}")
+}
 
-impl Capture {
-    /// Serves on a loopback port; its `http://host:port`.
-    async fn start(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = axum::Router::new()
-            .fallback(answer)
-            .with_state(self.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        url
+/// A plaintext `baton serve --auth` with the topic, trusting `issuer` (a
+/// key the test made) as the OIDC issuer of the pool provider.
+async fn baton(issuer: Option<&baton_auth::SigningKey>) -> TestServer {
+    let mut config = ServerConfig::new(loopback()).with_auth(operator_auth());
+    if let Some(key) = issuer {
+        config = config.with_workload_identity_provider(WorkloadIdentityProviderSettings {
+            audience: provider_audience(),
+            issuer: ISSUER.into(),
+            jwks: Some(key.jwks()),
+        });
     }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().clone()
-    }
+    let server = TestServer::start_with(config).await;
+    server
+        .as_operator(
+            Method::PUT,
+            &format!("/v1/projects/{PROJECT}/topics/{TOPIC}"),
+            json!({}),
+        )
+        .await;
+    server
 }
 
-/// `/token` (OAuth refresh grant and STS token exchange alike) and
-/// `...:generateAccessToken`, as Google answers them.
-async fn answer(State(capture): State<Capture>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    let path = parts.uri.path().to_string();
-    capture.0.lock().unwrap().push(Seen {
-        path: path.clone(),
-        authorization: parts
-            .headers
-            .get("authorization")
-            .map(|v| v.to_str().unwrap().to_string()),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
-    if path == "/token" {
-        Json(json!({
-            "access_token": OPERATOR_TOKEN,
-            "expires_in": 3600,
-            "token_type": "Bearer",
-            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
-        }))
-        .into_response()
-    } else if path.ends_with(":generateAccessToken") {
-        Json(json!({
-            "accessToken": OPERATOR_TOKEN,
-            "expireTime": rfc3339(SystemTime::now() + Duration::from_secs(3600)),
-        }))
-        .into_response()
-    } else {
-        axum::http::StatusCode::NOT_FOUND.into_response()
-    }
+/// Sets `resource`'s policy to these bindings, as the operator.
+async fn set_policy(server: &TestServer, resource: &str, bindings: &[(&str, &[&str])]) {
+    let bindings: Vec<Value> = bindings
+        .iter()
+        .map(|(role, members)| json!({"role": role, "members": members}))
+        .collect();
+    server
+        .as_operator(
+            Method::POST,
+            &format!("/v1/{resource}:setIamPolicy"),
+            json!({"policy": {"bindings": bindings}}),
+        )
+        .await;
 }
 
-/// `2025-01-02T03:04:05Z`.
-fn rfc3339(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+/// An authorized-user credential for `account`, issued by the operator
+/// (what `baton auth application-default login` asks for).
+async fn login(server: &TestServer, account: &str) -> Value {
+    let file = server
+        .as_operator(
+            Method::POST,
+            "/api/authorized-users",
+            json!({"account": account}),
+        )
+        .await;
+    assert_eq!(file["token_uri"], server.url("/token"), "{file}");
+    file
 }
 
-/// A plaintext `baton serve --auth`.
-async fn baton() -> TestServer {
-    TestServer::start_with(ServerConfig::new(loopback()).with_auth(operator_auth())).await
-}
-
-/// Connects to `server` with `credentials` and makes an authenticated call.
-async fn call_with(server: &TestServer, credentials: Credentials, topic: &str) {
+/// Connects with `credentials`: publishing to [`TOPIC`] works (the token
+/// came from Baton and is the principal `label` says), creating a topic is
+/// denied by IAM with PERMISSION_DENIED.
+async fn allowed_then_denied(server: &TestServer, credentials: Credentials, label: &str) {
     let client = Client::connect(
         ClientConfig::new(PROJECT)
             .with_endpoint(Endpoint::Custom {
@@ -126,138 +111,231 @@ async fn call_with(server: &TestServer, credentials: Credentials, topic: &str) {
     )
     .await
     .unwrap();
-    client
-        .create_topic(topic)
+    let publisher = client.publisher(TOPIC);
+    publisher
+        .publish(baton_client::Message::new(label.to_string()))
         .await
-        .unwrap_or_else(|e| panic!("{topic}: {e:?}"));
+        .unwrap_or_else(|e| panic!("{label}: publish: {e:?}"));
+    publisher.shutdown().await;
+    let denied = client
+        .create_topic(&format!("{label}-topic"))
+        .await
+        .expect_err("creating a topic is not granted");
+    assert_eq!(
+        denied.code(),
+        Some(Code::PermissionDenied),
+        "{label}: {denied}"
+    );
 }
 
-fn form_has(body: &str, pair: &str) -> bool {
-    body.split('&').any(|p| p == pair)
+/// An OIDC issuer's key, made for the test.
+fn issuer_key() -> baton_auth::SigningKey {
+    baton_auth::SigningKey::from_pkcs8_pem(
+        &baton_auth::generate_rsa_key().unwrap().private_pkcs8_pem,
+    )
+    .unwrap()
+}
+
+/// A subject token of `key` for `subject`, for the provider, valid for ten
+/// minutes.
+fn subject_token(key: &baton_auth::SigningKey, subject: &str) -> String {
+    let iat = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    key.sign(&json!({
+        "iss": ISSUER,
+        "aud": format!("https:{}", provider_audience()),
+        "sub": subject,
+        "iat": iat,
+        "exp": iat + 600,
+    }))
+    .unwrap()
 }
 
 #[tokio::test]
-async fn authorized_user_refreshes_at_its_token_uri() {
-    let server = baton().await;
-    let capture = Capture::default();
-    let url = capture.start().await;
-    let user = json!({
-        "type": "authorized_user",
-        "client_id": "client-1.apps.googleusercontent.com",
-        "client_secret": "secret-1",
-        "refresh_token": "refresh-1",
-        "token_uri": format!("{url}/token"),
-    });
-    call_with(&server, Credentials::Json(user), "from-a-user").await;
-    let seen = capture.seen();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].path, "/token");
-    // google-cloud-auth sends the grant as JSON (Google's endpoint takes a
-    // form or JSON).
-    let grant: Value = serde_json::from_str(&seen[0].body).unwrap();
-    assert_eq!(grant["grant_type"], "refresh_token", "{grant}");
-    assert_eq!(grant["refresh_token"], "refresh-1");
-    assert_eq!(grant["client_id"], "client-1.apps.googleusercontent.com");
-    assert_eq!(grant["client_secret"], "secret-1");
-    assert_eq!(grant["scope"], PUBSUB_SCOPE);
-}
-
-#[tokio::test]
-async fn external_account_exchanges_its_subject_token_at_sts_then_impersonates() {
-    let server = baton().await;
-    let capture = Capture::default();
-    let url = capture.start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let subject = dir.path().join("oidc-token");
-    std::fs::write(&subject, "subject-jwt-1").unwrap();
-    let audience =
-        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/gh";
-    let mut config = json!({
-        "type": "external_account",
-        "audience": audience,
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": format!("{url}/token"),
-        "credential_source": {"file": subject},
-    });
-    // The federated token itself...
-    let file = dir.path().join("wif.json");
-    std::fs::write(&file, config.to_string()).unwrap();
-    call_with(&server, Credentials::KeyFile(file), "federated").await;
-    let seen = capture.seen();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    let exchange = &seen[0];
-    assert_eq!(exchange.path, "/token");
-    for pair in [
-        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange",
-        "subject_token=subject-jwt-1",
-        "subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt",
-        "requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token",
-    ] {
-        assert!(form_has(&exchange.body, pair), "{pair}: {}", exchange.body);
-    }
+async fn authorized_user_refreshes_at_batons_token_uri() {
+    let server = baton(None).await;
+    let user = login(&server, "alice@example.com").await;
+    assert_eq!(user["type"], "authorized_user");
+    set_policy(
+        &server,
+        &format!("projects/{PROJECT}/topics/{TOPIC}"),
+        &[(PUBLISHER, &["user:alice@example.com"])],
+    )
+    .await;
+    allowed_then_denied(&server, Credentials::Json(user.clone()), "alice").await;
+    // A credential file whose refresh token was revoked no longer works.
+    let revoked = server
+        .http
+        .post(server.url("/revoke"))
+        .form(&[("token", user["refresh_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let client = Client::connect(
+        ClientConfig::new(PROJECT)
+            .with_endpoint(Endpoint::Custom {
+                uri: format!("http://127.0.0.1:{}", server.addr.port()),
+                authenticate: true,
+            })
+            .with_credentials(Credentials::Json(user)),
+    )
+    .await
+    .unwrap();
+    let publisher = client.publisher(TOPIC);
+    let refused = publisher
+        .publish(baton_client::Message::new("revoked"))
+        .await
+        .expect_err("a revoked refresh token buys nothing");
+    assert_eq!(refused.code(), Some(Code::Unauthenticated), "{refused:?}");
     assert!(
-        exchange
-            .body
-            .contains("audience=%2F%2Fiam.googleapis.com%2Fprojects%2F1")
+        format!("{refused:?}").contains("Token has been expired or revoked."),
+        "{refused:?}"
     );
-
-    // ...or, with service_account_impersonation_url, a service account's.
-    config["service_account_impersonation_url"] = json!(format!(
-        "{url}/v1/projects/-/serviceAccounts/worker@p.iam.gserviceaccount.com:generateAccessToken"
-    ));
-    call_with(&server, Credentials::Json(config), "federated-as-worker").await;
-    let seen = capture.seen();
-    assert_eq!(seen.len(), 3, "{seen:?}");
-    assert_eq!(seen[1].path, "/token");
-    let generate = &seen[2];
-    assert_eq!(
-        generate.path,
-        "/v1/projects/-/serviceAccounts/worker@p.iam.gserviceaccount.com:generateAccessToken"
-    );
-    assert_eq!(
-        generate.authorization.as_deref(),
-        Some(format!("Bearer {OPERATOR_TOKEN}").as_str())
-    );
-    let body: Value = serde_json::from_str(&generate.body).unwrap();
-    assert_eq!(body["scope"], json!([PUBSUB_SCOPE]), "{body}");
+    publisher.shutdown().await;
 }
 
 #[tokio::test]
-async fn impersonated_service_account_config_calls_generate_access_token() {
-    let server = baton().await;
-    let capture = Capture::default();
-    let url = capture.start().await;
+async fn external_account_exchanges_its_subject_token_at_batons_sts_then_impersonates() {
+    let key = issuer_key();
+    let server = baton(Some(&key)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = server.create_service_account(PROJECT, "wif-worker").await;
+    // The federated principal itself publishes; the deployer may only
+    // mint the worker's tokens.
+    set_policy(
+        &server,
+        &format!("projects/{PROJECT}/topics/{TOPIC}"),
+        &[(
+            PUBLISHER,
+            &[
+                &federated("repo:acme/app"),
+                &format!("serviceAccount:{worker}"),
+            ],
+        )],
+    )
+    .await;
+    set_policy(
+        &server,
+        &format!("projects/{PROJECT}"),
+        &[(TOKEN_CREATOR, &[&federated("repo:acme/deployer")])],
+    )
+    .await;
+    let config = |subject: &str| {
+        let file = dir
+            .path()
+            .join(format!("{}.jwt", subject.replace(['/', ':'], "-")));
+        std::fs::write(&file, subject_token(&key, subject)).unwrap();
+        json!({
+            "type": "external_account",
+            "audience": provider_audience(),
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": server.url("/v1/token"),
+            "credential_source": {"file": file},
+        })
+    };
+    // The federated token itself, from a credentials file...
+    let path = dir.path().join("wif.json");
+    std::fs::write(&path, config("repo:acme/app").to_string()).unwrap();
+    allowed_then_denied(&server, Credentials::KeyFile(path), "federated").await;
+
+    // ...or, with service_account_impersonation_url, the worker's.
+    let mut impersonating = config("repo:acme/deployer");
+    impersonating["service_account_impersonation_url"] = json!(server.url(&format!(
+        "/v1/projects/-/serviceAccounts/{worker}:generateAccessToken"
+    )));
+    allowed_then_denied(
+        &server,
+        Credentials::Json(impersonating),
+        "federated-as-worker",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn impersonated_service_account_config_calls_batons_generate_access_token() {
+    let server = baton(None).await;
+    let target = server.create_service_account(PROJECT, "target-sa").await;
+    let middle = server.create_service_account(PROJECT, "middle-sa").await;
+    let user = login(&server, "bob@example.com").await;
+    // Bob may mint the middle account's tokens, the middle account the
+    // target's; only the target publishes.
+    set_policy(
+        &server,
+        &format!("projects/{PROJECT}"),
+        &[(
+            TOKEN_CREATOR,
+            &["user:bob@example.com", &format!("serviceAccount:{middle}")],
+        )],
+    )
+    .await;
+    set_policy(
+        &server,
+        &format!("projects/{PROJECT}/topics/{TOPIC}"),
+        &[(PUBLISHER, &[&format!("serviceAccount:{target}")])],
+    )
+    .await;
     let config = json!({
         "type": "impersonated_service_account",
-        "service_account_impersonation_url": format!(
-            "{url}/v1/projects/-/serviceAccounts/target@p.iam.gserviceaccount.com:generateAccessToken"
-        ),
-        "delegates": ["projects/-/serviceAccounts/middle@p.iam.gserviceaccount.com"],
-        "source_credentials": {
-            "type": "authorized_user",
-            "client_id": "c", "client_secret": "s", "refresh_token": "r",
-            "token_uri": format!("{url}/token"),
-        },
+        "service_account_impersonation_url": server.url(&format!(
+            "/v1/projects/-/serviceAccounts/{target}:generateAccessToken"
+        )),
+        "delegates": [format!("projects/-/serviceAccounts/{middle}")],
+        "source_credentials": user,
     });
-    call_with(&server, Credentials::Json(config), "impersonated-config").await;
-    let seen = capture.seen();
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    assert!(
-        seen[0].body.contains(r#""grant_type":"refresh_token""#),
-        "{seen:?}"
-    );
-    let generate = &seen[1];
-    assert!(
-        generate
-            .path
-            .ends_with("target@p.iam.gserviceaccount.com:generateAccessToken")
-    );
-    let body: Value = serde_json::from_str(&generate.body).unwrap();
-    assert_eq!(
-        body["delegates"],
-        json!(["projects/-/serviceAccounts/middle@p.iam.gserviceaccount.com"])
-    );
-    assert_eq!(body["scope"], json!([PUBSUB_SCOPE]), "{body}");
+    allowed_then_denied(&server, Credentials::Json(config), "impersonated-config").await;
+}
+
+#[tokio::test]
+async fn impersonation_of_a_source_credential_asks_batons_iam_endpoint() {
+    let server = baton(None).await;
+    let target = server.create_service_account(PROJECT, "impersonated").await;
+    let source = server.create_service_account(PROJECT, "source-sa").await;
+    let key_file = server.create_key(&source).await;
+    set_policy(
+        &server,
+        &format!("projects/{PROJECT}"),
+        &[(TOKEN_CREATOR, &[&format!("serviceAccount:{source}")])],
+    )
+    .await;
+    set_policy(
+        &server,
+        &format!("projects/{PROJECT}/topics/{TOPIC}"),
+        &[(PUBLISHER, &[&format!("serviceAccount:{target}")])],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("source.json");
+    std::fs::write(&path, key_file.to_string()).unwrap();
+    let impersonation = Impersonation::new(Credentials::KeyFile(path.clone()), &target)
+        .with_lifetime(Duration::from_secs(1200))
+        .with_iam_endpoint(server.url(""));
+    allowed_then_denied(
+        &server,
+        Credentials::Impersonated(impersonation),
+        "impersonation",
+    )
+    .await;
+    // The source account's own token publishes nothing.
+    let client = Client::connect(
+        ClientConfig::new(PROJECT)
+            .with_endpoint(Endpoint::Custom {
+                uri: format!("http://127.0.0.1:{}", server.addr.port()),
+                authenticate: true,
+            })
+            .with_credentials(Credentials::KeyFile(path)),
+    )
+    .await
+    .unwrap();
+    let publisher = client.publisher(TOPIC);
+    let denied = publisher
+        .publish(baton_client::Message::new("as the source"))
+        .await
+        .expect_err("the source may not publish");
+    assert_eq!(denied.code(), Some(Code::PermissionDenied));
+    publisher.shutdown().await;
 }
 
 /// A fixed token, counting how often it is asked for.
@@ -287,46 +365,6 @@ impl TokenProvider for Counting {
             None => token,
         })
     }
-}
-
-#[tokio::test]
-async fn impersonation_of_a_source_credential_asks_the_iam_endpoint() {
-    let server = baton().await;
-    let capture = Capture::default();
-    let url = capture.start().await;
-    let source = Counting::new("source-token", None);
-    let impersonation = Impersonation::new(
-        Credentials::Provider(source.clone()),
-        "target@p.iam.gserviceaccount.com",
-    )
-    .with_delegates(["middle@p.iam.gserviceaccount.com"])
-    .with_lifetime(Duration::from_secs(1200))
-    .with_iam_endpoint(&url);
-    call_with(
-        &server,
-        Credentials::Impersonated(impersonation),
-        "impersonated",
-    )
-    .await;
-    let seen = capture.seen();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(
-        seen[0].path,
-        "/v1/projects/-/serviceAccounts/target@p.iam.gserviceaccount.com:generateAccessToken"
-    );
-    assert_eq!(
-        seen[0].authorization.as_deref(),
-        Some("Bearer source-token")
-    );
-    let body: Value = serde_json::from_str(&seen[0].body).unwrap();
-    assert_eq!(
-        body,
-        json!({
-            "delegates": ["projects/-/serviceAccounts/middle@p.iam.gserviceaccount.com"],
-            "scope": [PUBSUB_SCOPE],
-            "lifetime": "1200s",
-        })
-    );
 }
 
 /// An explicit provider's token is cached for its lifetime and fetched
