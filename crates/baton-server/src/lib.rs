@@ -809,7 +809,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let auth_dir = config.data_dir.as_ref().map(|dir| dir.join("auth"));
     let mut providers = Vec::new();
     for settings in &config.workload_identity_providers {
-        providers.push(identity::federation::provider(settings).await?);
+        let provider = identity::federation::provider(settings)
+            .await
+            .inspect_err(|error| tracing::error!(%error, "workload identity provider refused"))?;
+        tracing::info!(
+            audience = %provider.audience(),
+            issuer = %provider.issuer(),
+            "workload identity provider trusted by the token exchange (/v1/token)"
+        );
+        providers.push(provider);
     }
     let identity = Identity::open(
         auth_dir.clone(),

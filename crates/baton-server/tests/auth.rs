@@ -1093,6 +1093,9 @@ async fn exchange(server: &TestServer, subject: &str, replace: &[(&str, &str)]) 
     (status, response.json().await.unwrap())
 }
 
+/// A subject token, the form fields replaced, the error expected.
+type StsCase = (String, Vec<(&'static str, &'static str)>, &'static str);
+
 fn provider(issuer: &str, jwks: Option<Value>) -> baton_server::WorkloadIdentityProviderSettings {
     baton_server::WorkloadIdentityProviderSettings {
         audience: provider_audience(),
@@ -1193,7 +1196,7 @@ async fn the_sts_exchanges_a_trusted_providers_subject_tokens_for_federated_toke
 
     // Refusals, in the STS's shape.
     let other_key = issuer_key();
-    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<StsCase> = vec![
         (
             subject_token(&other_key, ISSUER, &https_audience, subject, iat),
             vec![],

@@ -1,8 +1,10 @@
-//! `baton iam` and `baton projects`: service accounts, their key files and
-//! project-level IAM bindings, shaped like `gcloud iam service-accounts` and
-//! `gcloud projects add-iam-policy-binding`. They call the server's REST
-//! API (the IAM API's service-account methods and the Resource Manager's
-//! project policy methods) with the operator token, the bootstrap admin's
+//! `baton iam`, `baton projects` and `baton auth`: service accounts, their
+//! key files, project-level IAM bindings and authorized users' credential
+//! files, shaped like `gcloud iam service-accounts`, `gcloud projects
+//! add-iam-policy-binding` and `gcloud auth application-default login`.
+//! They call the server's REST API (the IAM API's service-account methods,
+//! the Resource Manager's project policy methods, Baton's
+//! `/api/authorized-users`) with the operator token, the bootstrap admin's
 //! credential that `baton serve --auth` writes to its data directory.
 
 use std::path::PathBuf;
@@ -40,6 +42,52 @@ pub enum IamCommand {
     /// Service accounts and their keys.
     #[command(name = "service-accounts", subcommand)]
     ServiceAccounts(ServiceAccountsCommand),
+}
+
+/// `baton auth ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum AuthCommand {
+    /// Application Default Credentials for a person (like `gcloud auth
+    /// application-default`).
+    #[command(name = "application-default", subcommand)]
+    ApplicationDefault(ApplicationDefaultCommand),
+}
+
+/// `baton auth application-default ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ApplicationDefaultCommand {
+    /// Write an `authorized_user` credential file for a user, as `gcloud
+    /// auth application-default login` does after the browser consent: its
+    /// refresh token (issued by the server, bound to a client id and secret
+    /// of its own) buys access tokens at the server's `/token`, and IAM
+    /// treats them as `user:ACCOUNT`. Needs the operator token.
+    #[command(
+        after_help = "Examples:\n  baton auth application-default login --account alice@example.com --output alice.json\n  export GOOGLE_APPLICATION_CREDENTIALS=alice.json\n  baton projects add-iam-policy-binding demo --member user:alice@example.com --role roles/pubsub.editor"
+    )]
+    Login {
+        /// The user's email (the IAM member is `user:ACCOUNT`).
+        #[arg(long)]
+        account: String,
+        /// Where to write the credential file (mode 0600).
+        #[arg(long, default_value = "application_default_credentials.json")]
+        output: PathBuf,
+        /// The project billed for quota (the file's `quota_project_id`).
+        #[arg(long)]
+        quota_project: Option<String>,
+        /// The scopes the refresh token may be redeemed for (comma
+        /// separated); by default gcloud's: openid, userinfo.email and
+        /// cloud-platform (which covers Pub/Sub's own scope).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// Revoke the refresh token of a credential file `login` wrote (the
+    /// access tokens it bought stop working too) and delete the file.
+    #[command(after_help = "Example:\n  baton auth application-default revoke --file alice.json")]
+    Revoke {
+        /// The credential file.
+        #[arg(long, default_value = "application_default_credentials.json")]
+        file: PathBuf,
+    },
 }
 
 /// `baton iam service-accounts ...`.
@@ -340,6 +388,77 @@ pub async fn iam(args: &AdminArgs, command: IamCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             println!("Deleted key [{key_id}] for service account [{iam_account}].");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `baton auth` verb.
+pub async fn auth(args: &AdminArgs, command: AuthCommand) -> anyhow::Result<()> {
+    let admin = Admin::new(args)?;
+    let AuthCommand::ApplicationDefault(command) = command;
+    match command {
+        ApplicationDefaultCommand::Login {
+            account,
+            output,
+            quota_project,
+            scopes,
+        } => {
+            let file = admin
+                .call(
+                    reqwest::Method::POST,
+                    "/api/authorized-users",
+                    Some(json!({
+                        "account": account,
+                        "scopes": scopes,
+                        "quotaProjectId": quota_project,
+                    })),
+                )
+                .await?;
+            if file["type"] != "authorized_user" {
+                bail!("the server did not answer an authorized_user credential: {file}");
+            }
+            let json = serde_json::to_vec_pretty(&file)?;
+            write_private(&output, &json)?;
+            println!(
+                "Credentials saved to file: [{}] for [user:{}]",
+                output.display(),
+                file["account"].as_str().unwrap_or(&account)
+            );
+            println!(
+                "Use them as Application Default Credentials: export GOOGLE_APPLICATION_CREDENTIALS={}",
+                output.display()
+            );
+        }
+        ApplicationDefaultCommand::Revoke { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let credential: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let token = credential["refresh_token"]
+                .as_str()
+                .with_context(|| format!("{} has no refresh_token", file.display()))?;
+            let url = format!("{}/revoke", admin.base);
+            let response = admin
+                .http
+                .post(&url)
+                .form(&[("token", token)])
+                .send()
+                .await
+                .with_context(|| format!("calling {url}"))?;
+            let status = response.status();
+            if !status.is_success() {
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                return Err(crate::failure::HttpFailure {
+                    status: status.as_u16(),
+                    message: body["error_description"]
+                        .as_str()
+                        .map_or_else(|| body.to_string(), str::to_string),
+                }
+                .into());
+            }
+            std::fs::remove_file(&file).with_context(|| format!("deleting {}", file.display()))?;
+            println!("Credentials revoked and [{}] deleted.", file.display());
         }
     }
     Ok(())

@@ -97,6 +97,14 @@ enum Command {
         #[command(subcommand)]
         command: iam_cmd::ProjectsCommand,
     },
+    /// Users' credential files (like `gcloud auth application-default
+    /// login`), on a server started with `--auth`.
+    Auth {
+        #[command(flatten)]
+        admin: iam_cmd::AdminArgs,
+        #[command(subcommand)]
+        command: iam_cmd::AuthCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -235,6 +243,22 @@ struct ServeArgs {
         requires = "metadata_port"
     )]
     metadata_service_account: Option<String>,
+    /// Trust a workload identity pool provider in the Security Token
+    /// Service (`POST /v1/token`, Workload Identity Federation):
+    /// `AUDIENCE=ISSUER[,JWKS_FILE]`, where AUDIENCE is
+    /// `//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER`
+    /// and ISSUER the OIDC issuer whose RS256 tokens it takes; its keys come
+    /// from JWKS_FILE, or else from the issuer's discovery document, fetched
+    /// at start. Repeatable.
+    #[arg(
+        long = "workload-identity-provider",
+        env = "BATON_WORKLOAD_IDENTITY_PROVIDERS",
+        value_name = "AUDIENCE=ISSUER[,JWKS_FILE]",
+        value_delimiter = ';',
+        value_parser = parse_workload_identity_provider,
+        requires = "auth"
+    )]
+    workload_identity_providers: Vec<(String, String, Option<PathBuf>)>,
     /// The URL clients reach this server at, when it differs from the bound
     /// address (behind a proxy, say): the issuer of its tokens and the
     /// `token_uri` of the key files it makes.
@@ -307,7 +331,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Projects { admin, command } => iam_cmd::projects(&admin, command)
             .await
             .context(attempt(admin.server_url())),
+        Command::Auth { admin, command } => iam_cmd::auth(&admin, command)
+            .await
+            .context(attempt(admin.server_url())),
     }
+}
+
+/// `AUDIENCE=ISSUER[,JWKS_FILE]` of `--workload-identity-provider`.
+fn parse_workload_identity_provider(
+    text: &str,
+) -> Result<(String, String, Option<PathBuf>), String> {
+    let usage = || {
+        format!(
+            "expected AUDIENCE=ISSUER[,JWKS_FILE] (AUDIENCE like //iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/POOL/providers/PROVIDER), got `{text}`"
+        )
+    };
+    let (audience, rest) = text.trim().split_once('=').ok_or_else(usage)?;
+    let (issuer, jwks) = match rest.split_once(',') {
+        Some((issuer, file)) => (issuer, Some(PathBuf::from(file.trim()))),
+        None => (rest, None),
+    };
+    if audience.trim().is_empty() || issuer.trim().is_empty() {
+        return Err(usage());
+    }
+    baton_auth::federation::parse_provider_audience(audience.trim())
+        .map_err(|error| error.to_string())?;
+    Ok((audience.trim().to_string(), issuer.trim().to_string(), jwks))
 }
 
 /// A byte count: digits with an optional unit (`KB`, `MB`, `GB` are powers of
@@ -398,6 +447,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             addr: SocketAddr::new(args.host, port),
             service_account,
         });
+    }
+    for (audience, issuer, jwks_file) in &args.workload_identity_providers {
+        let jwks = match jwks_file {
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                Some(
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not JSON", file.display()))?,
+                )
+            }
+            None => None,
+        };
+        config = config.with_workload_identity_provider(
+            baton_server::WorkloadIdentityProviderSettings {
+                audience: audience.clone(),
+                issuer: issuer.clone(),
+                jwks,
+            },
+        );
     }
     if let Some(url) = &args.public_url {
         config = config.with_public_url(url.trim_end_matches('/'));
@@ -502,6 +571,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!(
             "  baton projects add-iam-policy-binding P --member serviceAccount:NAME@P.iam.gserviceaccount.com --role roles/pubsub.editor"
         );
+        println!(
+            "  baton auth application-default login --account you@example.com --output adc.json   (a user's credentials)"
+        );
+        println!(
+            "  Impersonation: {url}/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken (roles/iam.serviceAccountTokenCreator)"
+        );
+        for (audience, issuer, _) in &args.workload_identity_providers {
+            println!(
+                "  Workload Identity Federation: token_url {url}/v1/token, audience {audience} (issuer {issuer})"
+            );
+        }
     }
     if let Some(metadata) = server.metadata_addr() {
         println!(
@@ -517,7 +597,38 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, parse_workload_identity_provider};
+
+    #[test]
+    fn workload_identity_providers_parse_with_and_without_a_key_file() {
+        let audience = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/ci/providers/gh";
+        assert_eq!(
+            parse_workload_identity_provider(&format!("{audience}=https://issuer.example")),
+            Ok((
+                audience.to_string(),
+                "https://issuer.example".to_string(),
+                None
+            ))
+        );
+        assert_eq!(
+            parse_workload_identity_provider(&format!(
+                "{audience}=https://issuer.example,keys.json"
+            )),
+            Ok((
+                audience.to_string(),
+                "https://issuer.example".to_string(),
+                Some("keys.json".into())
+            ))
+        );
+        for bad in [
+            "no-equals-sign",
+            "=https://issuer.example",
+            &format!("{audience}="),
+            "//iam.googleapis.com/projects/1=https://issuer.example",
+        ] {
+            assert!(parse_workload_identity_provider(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn byte_sizes_parse_with_and_without_units() {
