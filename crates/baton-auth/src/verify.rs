@@ -1578,6 +1578,8 @@ mod tests {
             bearer.extend_from_slice(&bytes);
             let _ = f.auth.verify_bearer(Some(&bearer), at(NOW));
             let _ = f.auth.exchange_jwt_bearer(&bytes, TOKEN_URI, at(NOW));
+            let _ = f.auth.token_endpoint(&bytes, None, TOKEN_URI, at(NOW));
+            let _ = f.auth.exchange_sts(&bytes, at(NOW));
         }
 
         #[test]
