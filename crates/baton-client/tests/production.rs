@@ -258,6 +258,41 @@ async fn a_hung_call_hits_its_per_attempt_timeout() {
     );
 }
 
+/// A server that takes the StreamingPull call and never answers: the
+/// attempt to open the stream gives up after 15 s and the subscriber tries
+/// again, until the server answers and messages flow (paused time).
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_never_opens_is_tried_again_after_its_open_timeout() {
+    let server = ClientServer::start().await;
+    let (topic, sub) = server.topic_and_subscription("stalled", false).await;
+    let proxy = Proxy::start(server.addr).await;
+    proxy.stall_stream_opens(true);
+    let client = proxy.client().await;
+    let subscriber = client.subscriber(&sub);
+    let mut stream = subscriber.stream();
+    let waiting = tokio::time::timeout(Duration::from_secs(14), stream.next()).await;
+    assert!(waiting.is_err(), "nothing can arrive from a stalled open");
+    assert_eq!(proxy.streams(), 1, "one attempt within the 15 s");
+    // At 15 s the attempt gives up; the next follows after a backoff of at
+    // most 100 ms.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(proxy.streams(), 2, "a second attempt after 15 s");
+    proxy.stall_stream_opens(false);
+    server
+        .client
+        .publisher(&topic)
+        .publish(Message::new("after the stall"))
+        .await
+        .unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(60), stream.next())
+        .await
+        .expect("the stream opens once the server answers")
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.data(), b"after the stall");
+    message.ack();
+}
+
 /// The server goes away while a message is being published and comes back
 /// on the same port: the publish is retried (UNAVAILABLE) and succeeds. On
 /// paused time: the outage and the retry backoffs take no real time.

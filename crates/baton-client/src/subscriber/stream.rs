@@ -23,6 +23,12 @@ pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// considered dead and reopened.
 pub(crate) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long the server has to accept a new stream (answer its headers)
+/// before the attempt is given up and the stream reopened: a server that
+/// takes the call and never answers gets the same 15 s as one that stops
+/// answering an open stream.
+pub(crate) const STREAM_OPEN_TIMEOUT: Duration = KEEPALIVE_TIMEOUT;
+
 /// Messages of one response, waiting for their receipt modack.
 pub(crate) struct ReceiptBatch {
     pendings: Vec<Pending>,
@@ -114,12 +120,18 @@ async fn serve(
     };
     let mut stub = shared.client.subscriber_stub();
     let opened = tokio::select! {
-        opened = stub.streaming_pull(request) => opened,
+        opened = tokio::time::timeout(STREAM_OPEN_TIMEOUT, stub.streaming_pull(request)) => opened,
         () = stopped(stop) => return Ended::Stopped,
     };
     let mut responses = match opened {
-        Ok(response) => response.into_inner(),
-        Err(status) => return Ended::Failed(status),
+        Ok(Ok(response)) => response.into_inner(),
+        Ok(Err(status)) => return Ended::Failed(status),
+        Err(_) => {
+            return Ended::Failed(Status::deadline_exceeded(format!(
+                "StreamingPull did not open within {} s",
+                STREAM_OPEN_TIMEOUT.as_secs()
+            )));
+        }
     };
     tracing::debug!(subscription = %shared.subscription, "streaming pull open");
     let mut keepalive =

@@ -260,6 +260,8 @@ struct ProxyState {
     stream_requests: Mutex<Vec<StreamRequest>>,
     streams: AtomicUsize,
     strip_stream_flow_control: AtomicBool,
+    /// StreamingPull calls are taken and never answered.
+    stall_stream_opens: AtomicBool,
 }
 
 impl ProxyState {
@@ -384,6 +386,7 @@ impl Proxy {
             stream_requests: Mutex::new(Vec::new()),
             streams: AtomicUsize::new(0),
             strip_stream_flow_control: AtomicBool::new(false),
+            stall_stream_opens: AtomicBool::new(false),
             metadata: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -528,7 +531,13 @@ impl Proxy {
             .store(true, Ordering::SeqCst);
     }
 
-    /// StreamingPull streams opened so far.
+    /// Takes StreamingPull calls and never answers them (`true`), as a hung
+    /// server would, or forwards them again (`false`).
+    pub fn stall_stream_opens(&self, stall: bool) {
+        self.state.stall_stream_opens.store(stall, Ordering::SeqCst);
+    }
+
+    /// StreamingPull streams opened so far (stalled attempts included).
     pub fn streams(&self) -> usize {
         self.state.streams.load(Ordering::SeqCst)
     }
@@ -795,6 +804,9 @@ impl SubscriberApi for ProxyService {
     ) -> Result<Response<ResponseStream>, Status> {
         let state = self.0.clone();
         let stream = state.streams.fetch_add(1, Ordering::SeqCst);
+        if state.stall_stream_opens.load(Ordering::SeqCst) {
+            return std::future::pending().await;
+        }
         let recorder = state.clone();
         let requests = request
             .into_inner()
