@@ -24,7 +24,7 @@ use tonic::codec::CompressionEncoding;
 use crate::client::{Client, project_of};
 use crate::error::PublishError;
 use crate::retry::{CallFamily, RetrySettings, with_retry};
-use crate::telemetry::{CreateTrace, Telemetry, TracingConfig};
+use crate::telemetry::{CreateTrace, RpcSpan, Telemetry, TracingConfig};
 
 /// Most messages in one Publish request (API limit).
 const API_MAX_MESSAGES: usize = 1000;
@@ -562,8 +562,9 @@ impl Publisher {
         }
         let mut trace = shared.telemetry.start_create(&mut message);
         let fail = |mut trace: Option<CreateTrace>, error: PublishError| {
-            if let Some(trace) = trace.as_mut() {
-                trace.fail(&error);
+            if let (Some(trace), Some(instrument)) = (trace.as_mut(), shared.telemetry.span_layer())
+            {
+                trace.fail(instrument, &error);
             }
             PublishHandle::failed(error)
         };
@@ -575,8 +576,8 @@ impl Publisher {
             };
             return fail(trace, error);
         }
-        if let (Some(trace), Some(instrument)) = (trace.as_mut(), shared.telemetry.span_layer()) {
-            trace.start_flow_control(instrument);
+        if let Some(trace) = trace.as_mut() {
+            trace.start_flow_control();
         }
         let (done, result) = oneshot::channel();
         match self.try_flow_control(size) {
@@ -695,11 +696,9 @@ fn enqueue(
     mut trace: Option<CreateTrace>,
     done: oneshot::Sender<Result<String, PublishError>>,
 ) {
-    if let Some(trace) = trace.as_mut() {
-        trace.end_flow_control();
-        if let Some(instrument) = shared.telemetry.span_layer() {
-            trace.start_batching(instrument);
-        }
+    if let (Some(trace), Some(instrument)) = (trace.as_mut(), shared.telemetry.span_layer()) {
+        trace.end_flow_control(instrument);
+        trace.start_batching();
     }
     let wake = {
         let mut state = shared.lock();
@@ -712,8 +711,9 @@ fn enqueue(
         if queue.paused {
             drop(state);
             let error = PublishError::OrderingKeyPaused(key);
-            if let Some(trace) = trace.as_mut() {
-                trace.fail(&error);
+            if let (Some(trace), Some(instrument)) = (trace.as_mut(), shared.telemetry.span_layer())
+            {
+                trace.fail(instrument, &error);
             }
             let _ = done.send(Err(error));
             return;
@@ -888,13 +888,13 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
     let mut rpc_span = {
         let mut traces: Vec<&mut CreateTrace> =
             batch.iter_mut().filter_map(|p| p.trace.as_mut()).collect();
-        for trace in traces.iter_mut() {
-            trace.end_batching();
-            trace.publish_start();
-        }
         shared.telemetry.start_publish_rpc(count, &mut traces)
     };
-    let messages: Vec<PubsubMessage> = batch.iter().map(|p| p.message.clone()).collect();
+    // The batch's messages move into the request; only a retry copies them.
+    let messages: Vec<PubsubMessage> = batch
+        .iter_mut()
+        .map(|p| std::mem::take(&mut p.message))
+        .collect();
     let bytes: usize = batch.iter().map(|p| p.size).sum();
     let compress = shared
         .config
@@ -927,9 +927,10 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
             if let Some(span) = rpc_span.as_mut() {
                 span.succeed();
             }
+            let rpc = rpc_span.as_ref().map(RpcSpan::span_context);
             for (pending, id) in batch.into_iter().zip(ids) {
                 if let Some(mut trace) = pending.trace {
-                    trace.publish_end(Ok(&id));
+                    trace.publish_end(Ok(&id), rpc);
                 }
                 let _ = pending.done.send(Ok(id));
             }
@@ -940,10 +941,11 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
             if let Some(span) = rpc_span.as_mut() {
                 span.fail(&status.to_string());
             }
+            let rpc = rpc_span.as_ref().map(RpcSpan::span_context);
             for pending in batch {
                 let error = PublishError::Rpc(status.clone());
                 if let Some(mut trace) = pending.trace {
-                    trace.publish_end(Err(&error));
+                    trace.publish_end(Err(&error), rpc);
                 }
                 let _ = pending.done.send(Err(error));
             }
@@ -966,8 +968,10 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
             for mut pending in queue.pending.drain(..) {
                 pending.permits.clear();
                 let error = PublishError::OrderingKeyPaused(key.clone());
-                if let Some(mut trace) = pending.trace {
-                    trace.fail(&error);
+                if let (Some(mut trace), Some(instrument)) =
+                    (pending.trace, shared.telemetry.span_layer())
+                {
+                    trace.fail(instrument, &error);
                 }
                 let _ = pending.done.send(Err(error));
             }

@@ -5,17 +5,15 @@
 //! adapter for other Rust Pub/Sub crates, so both are made by one piece of
 //! code.
 
-use std::sync::Arc;
-use std::time::SystemTime;
-
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage};
 use baton_trace_context as bt;
 use baton_trace_context::instrument::{DeliveryInfo, Instrument};
 use opentelemetry::global::{BoxedTracer, ObjectSafeTracerProvider};
+use std::sync::Arc;
 
 pub use baton_trace_context::PropagationOptions;
 pub(crate) use baton_trace_context::instrument::{
-    CreateTrace, DeliveryTrace, ModackInfo, RpcSpan, SubscribeTrace,
+    CreateTrace, DeliveryTrace, ModackInfo, RpcSpan, Settle, SubscribeTrace,
 };
 pub use baton_trace_context::instrument::{DEFAULT_MAX_LINKS_PER_SPAN, ProcessScope};
 
@@ -206,17 +204,16 @@ impl Telemetry {
         }))
     }
 
-    /// Makes the span of a settle RPC sent at `sent` (see
-    /// [`Instrument::start_settle`]).
-    pub fn start_settle(
+    /// Records a settle RPC that has answered (see
+    /// [`Instrument::record_settle`]).
+    pub fn record_settle(
         &self,
-        kind: bt::SettleKind,
-        modack: Option<ModackInfo>,
-        sent: SystemTime,
+        settle: Settle,
         deliveries: &mut [&mut DeliveryTrace],
-    ) -> Option<RpcSpan> {
-        self.instrument
-            .as_ref()?
-            .start_settle(kind, modack, sent, deliveries)
+        failure: Option<&str>,
+    ) {
+        if let Some(instrument) = &self.instrument {
+            instrument.record_settle(settle, deliveries, failure);
+        }
     }
 }

@@ -134,14 +134,14 @@ impl PublishSpan {
     /// The publish succeeded: records the message id and ends the span.
     pub fn published(mut self, message_id: &str) {
         if let Some(create) = &mut self.create {
-            create.publish_end(Ok(message_id));
+            create.publish_end(Ok(message_id), None);
         }
     }
 
     /// The publish failed: records the error and ends the span.
     pub fn failed(mut self, error: &dyn std::error::Error) {
         if let Some(create) = &mut self.create {
-            create.publish_end(Err(error));
+            create.publish_end(Err(error), None);
         }
     }
 
@@ -284,7 +284,7 @@ impl ReceiveSpan {
 
     fn finish(mut self, result: &'static str) {
         if let SubscribeTrace::Recording(delivery) = &mut self.trace {
-            delivery.finish(result);
+            delivery.finish(&self.instrument, result);
         }
     }
 }

@@ -17,7 +17,9 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use opentelemetry::global::{BoxedSpan, BoxedTracer};
-use opentelemetry::trace::{Link, Span, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{
+    Link, Span, SpanBuilder, SpanContext, SpanKind, Status, TraceContextExt, Tracer,
+};
 use opentelemetry::{Context, KeyValue, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -191,12 +193,42 @@ impl Instrument {
         }
     }
 
-    /// Starts an attribute-less INTERNAL child span of `parent`.
-    fn child(&self, name: &'static str, parent: &Context) -> BoxedSpan {
-        self.tracer
-            .span_builder(name)
+    /// A builder for a span `name` of `kind` with `attributes` and `links`
+    /// (all valid) as given: `SpanBuilder::with_attributes` would collect
+    /// them into a vector anew, a copy per span.
+    fn builder(
+        name: &'static str,
+        kind: SpanKind,
+        attributes: Vec<KeyValue>,
+        links: Option<Vec<Link>>,
+    ) -> SpanBuilder {
+        let mut builder = SpanBuilder::from_name(name);
+        builder.span_kind = Some(kind);
+        builder.attributes = Some(attributes);
+        builder.links = links;
+        builder
+    }
+
+    /// Records `child`, an attribute-less INTERNAL child span of `parent`,
+    /// from its start until `end`, with an error status when `error` says
+    /// so.
+    fn record_child(
+        &self,
+        child: DeferredChild,
+        parent: &Context,
+        end: SystemTime,
+        error: Option<&dyn std::error::Error>,
+    ) {
+        let mut span = self
+            .tracer
+            .span_builder(child.name)
             .with_kind(SpanKind::Internal)
-            .start_with_context(&self.tracer, parent)
+            .with_start_time(child.start)
+            .start_with_context(&self.tracer, parent);
+        if let Some(error) = error {
+            span.set_status(Status::error(error.to_string()));
+        }
+        span.end_with_timestamp(end);
     }
 
     /// The common attributes plus room for `more` (and for the one an
@@ -235,19 +267,20 @@ impl Instrument {
                 text_value(ordering_key),
             ),
         ]);
-        let span = self
-            .tracer
-            .span_builder(self.names.create)
-            .with_kind(SpanKind::Producer)
-            .with_attributes(span_attributes)
+        let span = Self::builder(self.names.create, SpanKind::Producer, span_attributes, None)
             .start_with_context(&self.tracer, &parent);
-        let recording = span.is_recording();
-        let cx = parent.with_span(span);
-        crate::inject(&cx, attributes, &self.propagation);
-        if !recording {
+        crate::propagation::inject_span_context(
+            &parent,
+            span.span_context(),
+            attributes,
+            &self.propagation,
+        );
+        if !span.is_recording() {
             return None;
         }
+        let cx = parent.with_remote_span_context(span.span_context().clone());
         Some(CreateTrace {
+            span,
             cx,
             flow_control: None,
             batching: None,
@@ -255,33 +288,36 @@ impl Instrument {
         })
     }
 
-    /// Starts the `{topic} publish` RPC span (a root) linked both ways to the
-    /// create spans of its batch of `count` messages.
+    /// Starts the `{topic} publish` RPC span (a root) of a batch of `count`
+    /// messages about to be sent, linked to the create spans of its traced
+    /// messages, whose batching spans it ends and whose `publish start`
+    /// events it records, in one pass over them. The links back, from each
+    /// create span to the RPC span, are added when the RPC has answered
+    /// ([`CreateTrace::publish_end`]): each create span is touched once
+    /// before the RPC and once after.
     pub fn start_publish_rpc(&self, count: usize, creates: &mut [&mut CreateTrace]) -> RpcSpan {
-        let links: Vec<Link> = creates
-            .iter()
-            .map(|c| c.cx.span().span_context().clone())
-            .filter(SpanContext::is_sampled)
-            .take(self.max_links)
-            .map(|sc| crate::link_to(&sc, None))
-            .collect();
+        let mut links: Vec<Link> = Vec::with_capacity(creates.len().min(self.max_links));
+        for create in creates.iter_mut() {
+            create.end_batching(self);
+            create.publish_start();
+            let span_context = create.span.span_context();
+            if links.len() < self.max_links && span_context.is_sampled() {
+                links.push(crate::link_to(span_context, None));
+            }
+        }
         let mut attributes = self.attributes(3);
         attributes.extend([
             KeyValue::new(crate::MESSAGING_BATCH_MESSAGE_COUNT, as_i64(count)),
             KeyValue::new(crate::MESSAGING_OPERATION, crate::OPERATION_PUBLISH),
             KeyValue::new(crate::CODE_FUNCTION, "_commit"),
         ]);
-        let span = self
-            .tracer
-            .span_builder(self.names.publish)
-            .with_kind(SpanKind::Client)
-            .with_attributes(attributes)
-            .with_links(links)
-            .start_with_context(&self.tracer, &Context::new());
-        let rpc = span.span_context().clone();
-        for create in creates.iter_mut() {
-            create.cx.span().add_link(rpc.clone(), Vec::new());
-        }
+        let span = Self::builder(
+            self.names.publish,
+            SpanKind::Client,
+            attributes,
+            Some(links),
+        )
+        .start_with_context(&self.tracer, &Context::new());
         RpcSpan { span }
     }
 
@@ -321,49 +357,100 @@ impl Instrument {
                 i64::from(delivery.delivery_attempt),
             ),
         ]);
-        let span = self
-            .tracer
-            .span_builder(self.names.subscribe)
-            .with_kind(SpanKind::Consumer)
-            .with_attributes(attributes)
+        let span = Self::builder(self.names.subscribe, SpanKind::Consumer, attributes, None)
             .start_with_context(&self.tracer, &parent);
+        let cx = parent.with_remote_span_context(span.span_context().clone());
         if !span.is_recording() {
-            return SubscribeTrace::Unsampled(parent.with_span(span));
+            return SubscribeTrace::Unsampled(cx);
         }
         SubscribeTrace::Recording(DeliveryTrace {
-            cx: parent.with_span(span),
+            span_context: span.span_context().clone(),
+            span,
+            cx,
             create: create.is_valid().then_some(create),
+            deferred_settle: None,
             scheduler: None,
             concurrency: None,
             ended: false,
         })
     }
 
-    /// Makes the span of an ack, nack or modack RPC sent at `sent` (a root)
-    /// linked both ways to the subscribe spans it settles, with their
-    /// `{kind} start` events at `sent`. It follows their sampling decision:
+    /// Records an ack, nack or modack RPC sent at `sent` that has answered
+    /// (`failure` says why when it failed): its span (a root) linked both
+    /// ways to the subscribe spans it settles, their `{kind} start` and
+    /// `{kind} end` events, and, for an ack or nack, their end with `result`.
+    /// The settle span follows the sampling decision of the subscribe spans:
     /// when none of them is sampled, no settle span is made at all (the
-    /// official clients make a root whose fate the sampler decides at random).
+    /// official clients make a root whose fate the sampler decides at
+    /// random).
     ///
-    /// The caller makes it once the RPC has answered: every subscribe span is
-    /// then touched once per RPC, not once before and once after, and the RPC
-    /// itself waits for no tracing work.
-    pub fn start_settle(
+    /// The caller records it once the RPC has answered: every subscribe span
+    /// is then touched once per RPC, in one pass, and the RPC itself waits
+    /// for no tracing work.
+    pub fn record_settle(
+        &self,
+        settle: Settle,
+        deliveries: &mut [&mut DeliveryTrace],
+        failure: Option<&str>,
+    ) {
+        let Settle {
+            kind,
+            modack,
+            sent,
+            result,
+        } = settle;
+        let answered = SystemTime::now();
+        let mut span = self.start_settle_span(kind, modack, sent, deliveries);
+        let link_to = span
+            .as_ref()
+            .map(|s| s.span.span_context().clone())
+            .filter(SpanContext::is_valid);
+        for delivery in deliveries.iter_mut() {
+            let record = SettleRecord {
+                kind,
+                sent,
+                answered,
+                link: link_to.clone(),
+            };
+            // What an earlier modack left to record goes first: the events
+            // keep their order.
+            delivery.record_deferred_settle();
+            match result {
+                Some(result) => {
+                    delivery.record(record);
+                    delivery.finish_at(self, result, answered);
+                }
+                // A modack ends nothing: its events wait for the ack or
+                // nack, so that the span is touched once for both.
+                None => delivery.deferred_settle = Some(record),
+            }
+        }
+        if let Some(span) = &mut span {
+            match failure {
+                Some(error) => span.fail(error),
+                None => span.succeed(),
+            }
+        }
+    }
+
+    /// The settle RPC span, linked to the sampled subscribe spans; `None`
+    /// when none is sampled.
+    fn start_settle_span(
         &self,
         kind: SettleKind,
         modack: Option<ModackInfo>,
         sent: SystemTime,
-        deliveries: &mut [&mut DeliveryTrace],
+        deliveries: &[&mut DeliveryTrace],
     ) -> Option<RpcSpan> {
         let mut sampled = deliveries
             .iter()
-            .map(|d| d.cx.span().span_context().clone())
-            .filter(SpanContext::is_sampled)
+            .map(|d| &d.span_context)
+            .filter(|sc| sc.is_sampled())
             .peekable();
         sampled.peek()?;
         let links: Vec<Link> = sampled
             .take(self.max_links)
-            .map(|sc| crate::link_to(&sc, None))
+            .map(|sc| crate::link_to(sc, None))
             .collect();
         let mut attributes = self.attributes(4);
         attributes.push(KeyValue::new(
@@ -389,24 +476,51 @@ impl Instrument {
             ]),
             _ => attributes.push(KeyValue::new(crate::MESSAGING_OPERATION, kind.operation())),
         }
-        let span = self
-            .tracer
-            .span_builder(self.names.settle(kind))
-            .with_kind(SpanKind::Client)
-            .with_start_time(sent)
-            .with_attributes(attributes)
-            .with_links(links)
-            .start_with_context(&self.tracer, &Context::new());
-        let settle = span.span_context().clone();
-        for delivery in deliveries.iter_mut() {
-            let subscribe = delivery.cx.span();
-            subscribe.add_event_with_timestamp(kind.start_event(), sent, Vec::new());
-            if settle.is_valid() {
-                let link = crate::settle_link(&settle, kind);
-                subscribe.add_link(link.span_context, link.attributes);
-            }
-        }
+        let span = Self::builder(
+            self.names.settle(kind),
+            SpanKind::Client,
+            attributes,
+            Some(links),
+        )
+        .with_start_time(sent)
+        .start_with_context(&self.tracer, &Context::new());
         Some(RpcSpan { span })
+    }
+}
+
+/// One settle RPC, as [`Instrument::record_settle`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Settle {
+    /// Ack, nack or modack.
+    pub kind: SettleKind,
+    /// The deadline details of a modack.
+    pub modack: Option<ModackInfo>,
+    /// When the RPC was sent.
+    pub sent: SystemTime,
+    /// The result the settled subscribe spans end with (`acked`,
+    /// `nacked`); `None` for a modack, which ends none.
+    pub result: Option<&'static str>,
+}
+
+/// A child span (flow control, batching, concurrency control, scheduler)
+/// that has started: the SDK span is made only when it ends, with this
+/// start. These spans begin on one task and end on another, often on
+/// another thread; made at the end, a span is built, ended and handed to the
+/// processor while its memory is still in the cache, instead of being
+/// touched again, cold, long after it was made. The exported span is the
+/// same.
+#[derive(Debug, Clone, Copy)]
+struct DeferredChild {
+    name: &'static str,
+    start: SystemTime,
+}
+
+impl DeferredChild {
+    fn now(name: &'static str) -> Self {
+        Self {
+            name,
+            start: SystemTime::now(),
+        }
     }
 }
 
@@ -422,6 +536,11 @@ impl std::fmt::Debug for RpcSpan {
 }
 
 impl RpcSpan {
+    /// The span's context (what the spans of its messages link to).
+    pub fn span_context(&self) -> &SpanContext {
+        self.span.span_context()
+    }
+
     /// Ends the span: the RPC succeeded.
     pub fn succeed(&mut self) {
         self.span.end();
@@ -441,64 +560,80 @@ impl Drop for RpcSpan {
 }
 
 /// The recorded `create` span of one message and its child spans; ends
-/// when dropped if not before.
+/// when dropped if not before (a child that has started but not ended by
+/// then is not recorded: ending it needs the [`Instrument`]).
+///
+/// The span is held here, not in a [`Context`]: a context would box it once
+/// more and put a lock before it, and a span that lives while its message
+/// waits is touched from other threads, where every extra hop is a cache
+/// miss.
 pub struct CreateTrace {
+    span: BoxedSpan,
+    /// The span's context (for its children and the message's attributes).
     cx: Context,
-    flow_control: Option<BoxedSpan>,
-    batching: Option<BoxedSpan>,
+    flow_control: Option<DeferredChild>,
+    batching: Option<DeferredChild>,
     ended: bool,
 }
 
 impl std::fmt::Debug for CreateTrace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CreateTrace")
-            .field("span", self.cx.span().span_context())
+            .field("span", self.span.span_context())
             .field("ended", &self.ended)
             .finish_non_exhaustive()
     }
 }
 
 impl CreateTrace {
-    /// The context with the create span as current span.
+    /// A context whose current span is the create span's context: the
+    /// parent of its children (the span itself is recorded through this
+    /// trace, not through the context).
     pub fn context(&self) -> &Context {
         &self.cx
     }
 
     /// Starts the `publisher flow control` child span.
-    pub fn start_flow_control(&mut self, instrument: &Instrument) {
-        self.flow_control = Some(instrument.child(crate::PUBLISHER_FLOW_CONTROL_SPAN, &self.cx));
+    pub fn start_flow_control(&mut self) {
+        self.flow_control = Some(DeferredChild::now(crate::PUBLISHER_FLOW_CONTROL_SPAN));
     }
 
     /// Ends the `publisher flow control` child span.
-    pub fn end_flow_control(&mut self) {
-        if let Some(mut span) = self.flow_control.take() {
-            span.end();
+    pub fn end_flow_control(&mut self, instrument: &Instrument) {
+        if let Some(child) = self.flow_control.take() {
+            instrument.record_child(child, &self.cx, SystemTime::now(), None);
         }
     }
 
     /// Starts the `publisher batching` child span.
-    pub fn start_batching(&mut self, instrument: &Instrument) {
-        self.batching = Some(instrument.child(crate::PUBLISHER_BATCHING_SPAN, &self.cx));
+    pub fn start_batching(&mut self) {
+        self.batching = Some(DeferredChild::now(crate::PUBLISHER_BATCHING_SPAN));
     }
 
     /// Ends the `publisher batching` child span.
-    pub fn end_batching(&mut self) {
-        if let Some(mut span) = self.batching.take() {
-            span.end();
+    pub fn end_batching(&mut self, instrument: &Instrument) {
+        if let Some(child) = self.batching.take() {
+            instrument.record_child(child, &self.cx, SystemTime::now(), None);
         }
     }
 
     /// Records the `publish start` event: the message's RPC is on its way.
     pub fn publish_start(&mut self) {
-        self.cx
-            .span()
-            .add_event(crate::EVENT_PUBLISH_START, Vec::new());
+        self.span.add_event(crate::EVENT_PUBLISH_START, Vec::new());
     }
 
     /// Ends the create span with the outcome of its publish: the message id,
-    /// or the error.
-    pub fn publish_end(&mut self, result: Result<&str, &dyn std::error::Error>) {
-        let span = self.cx.span();
+    /// or the error; linked to the publish RPC span `rpc` when there was
+    /// one.
+    pub fn publish_end(
+        &mut self,
+        result: Result<&str, &dyn std::error::Error>,
+        rpc: Option<&SpanContext>,
+    ) {
+        let span = &mut self.span;
+        if let Some(rpc) = rpc.filter(|rpc| rpc.is_valid()) {
+            span.add_link(rpc.clone(), Vec::new());
+        }
         span.add_event(crate::EVENT_PUBLISH_END, Vec::new());
         match result {
             Ok(id) => {
@@ -514,16 +649,15 @@ impl CreateTrace {
     }
 
     /// Fails the message before it was sent.
-    pub fn fail(&mut self, error: &dyn std::error::Error) {
+    pub fn fail(&mut self, instrument: &Instrument, error: &dyn std::error::Error) {
+        let now = SystemTime::now();
         for child in [self.flow_control.take(), self.batching.take()]
             .into_iter()
             .flatten()
         {
-            let mut child = child;
-            child.set_status(Status::error(error.to_string()));
-            child.end();
+            instrument.record_child(child, &self.cx, now, Some(error));
         }
-        let span = self.cx.span();
+        let span = &mut self.span;
         span.record_error(error);
         span.set_status(Status::error(error.to_string()));
         span.end();
@@ -533,16 +667,18 @@ impl CreateTrace {
 
 impl Drop for CreateTrace {
     fn drop(&mut self) {
-        self.end_flow_control();
-        self.end_batching();
         if !self.ended {
-            self.cx.span().end();
+            self.span.end();
         }
     }
 }
 
 /// How one delivery is traced.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "moved once, into the delivery's state; a box would cost an allocation per message"
+)]
 pub enum SubscribeTrace {
     /// Its `subscribe` span is recorded.
     Recording(DeliveryTrace),
@@ -552,19 +688,37 @@ pub enum SubscribeTrace {
 }
 
 /// The recorded spans of one delivery: `subscribe` and its children; the
-/// subscribe span ends when dropped if not before.
+/// subscribe span ends when dropped if not before. Like [`CreateTrace`], it
+/// holds the span itself, not a context around it.
 pub struct DeliveryTrace {
+    span: BoxedSpan,
+    /// The span's ids, kept here so that settle spans can link to it
+    /// without reaching into the span.
+    span_context: SpanContext,
+    /// The span's context (for its children).
     cx: Context,
     create: Option<SpanContext>,
-    scheduler: Option<BoxedSpan>,
-    concurrency: Option<BoxedSpan>,
+    scheduler: Option<DeferredChild>,
+    concurrency: Option<DeferredChild>,
+    /// A modack not yet recorded on the span.
+    deferred_settle: Option<SettleRecord>,
     ended: bool,
+}
+
+/// One settle RPC as a subscribe span records it: its start and end events
+/// and its link to the settle span.
+#[derive(Debug, Clone)]
+struct SettleRecord {
+    kind: SettleKind,
+    sent: SystemTime,
+    answered: SystemTime,
+    link: Option<SpanContext>,
 }
 
 impl std::fmt::Debug for DeliveryTrace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeliveryTrace")
-            .field("span", self.cx.span().span_context())
+            .field("span", self.span.span_context())
             .field("ended", &self.ended)
             .finish_non_exhaustive()
     }
@@ -611,39 +765,59 @@ impl Drop for ProcessScope {
 }
 
 impl DeliveryTrace {
-    /// The context with the subscribe span as current span.
+    /// A context whose current span is the subscribe span's context: the
+    /// parent of its children.
     pub fn context(&self) -> &Context {
         &self.cx
     }
 
     /// Starts the `subscriber scheduler` child span.
-    pub fn start_scheduler(&mut self, instrument: &Instrument) {
-        self.scheduler = Some(instrument.child(crate::SUBSCRIBER_SCHEDULER_SPAN, &self.cx));
+    pub fn start_scheduler(&mut self) {
+        self.scheduler = Some(DeferredChild::now(crate::SUBSCRIBER_SCHEDULER_SPAN));
     }
 
     /// Ends the `subscriber scheduler` child span.
-    pub fn end_scheduler(&mut self) {
-        if let Some(mut span) = self.scheduler.take() {
-            span.end();
+    pub fn end_scheduler(&mut self, instrument: &Instrument) {
+        if let Some(child) = self.scheduler.take() {
+            instrument.record_child(child, &self.cx, SystemTime::now(), None);
         }
     }
 
     /// Starts the `subscriber concurrency control` child span.
-    pub fn start_concurrency_control(&mut self, instrument: &Instrument) {
-        self.concurrency =
-            Some(instrument.child(crate::SUBSCRIBER_CONCURRENCY_CONTROL_SPAN, &self.cx));
+    pub fn start_concurrency_control(&mut self) {
+        self.concurrency = Some(DeferredChild::now(
+            crate::SUBSCRIBER_CONCURRENCY_CONTROL_SPAN,
+        ));
     }
 
     /// Ends the `subscriber concurrency control` child span.
-    pub fn end_concurrency_control(&mut self) {
-        if let Some(mut span) = self.concurrency.take() {
-            span.end();
+    pub fn end_concurrency_control(&mut self, instrument: &Instrument) {
+        if let Some(child) = self.concurrency.take() {
+            instrument.record_child(child, &self.cx, SystemTime::now(), None);
         }
     }
 
-    /// Records an event on the subscribe span (`modack end`, `ack end`...).
-    pub fn event(&self, name: &'static str) {
-        self.cx.span().add_event(name, Vec::new());
+    /// Records a settle RPC's events and link on the subscribe span.
+    fn record(&mut self, record: SettleRecord) {
+        let span = &mut self.span;
+        span.add_event_with_timestamp(record.kind.start_event(), record.sent, Vec::new());
+        if let Some(settle) = &record.link {
+            let link = crate::settle_link(settle, record.kind);
+            span.add_link(link.span_context, link.attributes);
+        }
+        span.add_event_with_timestamp(record.kind.end_event(), record.answered, Vec::new());
+    }
+
+    /// Records the modack that waits, if any.
+    fn record_deferred_settle(&mut self) {
+        if let Some(record) = self.deferred_settle.take() {
+            self.record(record);
+        }
+    }
+
+    /// Records an event on the subscribe span.
+    pub fn event(&mut self, name: &'static str) {
+        self.span.add_event(name, Vec::new());
     }
 
     /// Starts the `process` span the handler runs in: a child of the
@@ -679,13 +853,13 @@ impl DeliveryTrace {
             .iter()
             .map(|sc| crate::link_to(sc, None))
             .collect();
-        let otel = instrument
-            .tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Internal)
-            .with_attributes(vec![instrument.common[0].clone()])
-            .with_links(links)
-            .start_with_context(&instrument.tracer, &self.cx);
+        let otel = Instrument::builder(
+            name,
+            SpanKind::Internal,
+            vec![instrument.common[0].clone()],
+            Some(links),
+        )
+        .start_with_context(&instrument.tracer, &self.cx);
         ProcessScope {
             span,
             context: self.cx.with_span(otel),
@@ -693,26 +867,32 @@ impl DeliveryTrace {
         }
     }
 
-    /// Ends the subscribe span with its result (`acked`, `nacked`, `expired`).
-    pub fn finish(&mut self, result: &'static str) {
+    /// Ends the subscribe span with its result (`acked`, `nacked`,
+    /// `expired`), and any child still open.
+    pub fn finish(&mut self, instrument: &Instrument, result: &'static str) {
+        self.finish_at(instrument, result, SystemTime::now());
+    }
+
+    /// Ends the subscribe span with its result at `at`.
+    fn finish_at(&mut self, instrument: &Instrument, result: &'static str, at: SystemTime) {
         if self.ended {
             return;
         }
-        self.end_scheduler();
-        self.end_concurrency_control();
-        let span = self.cx.span();
-        span.set_attribute(KeyValue::new(crate::MESSAGING_GCP_PUBSUB_RESULT, result));
-        span.end();
+        self.record_deferred_settle();
+        self.end_scheduler(instrument);
+        self.end_concurrency_control(instrument);
+        self.span
+            .set_attribute(KeyValue::new(crate::MESSAGING_GCP_PUBSUB_RESULT, result));
+        self.span.end_with_timestamp(at);
         self.ended = true;
     }
 }
 
 impl Drop for DeliveryTrace {
     fn drop(&mut self) {
-        self.end_scheduler();
-        self.end_concurrency_control();
+        self.record_deferred_settle();
         if !self.ended {
-            self.cx.span().end();
+            self.span.end();
         }
     }
 }

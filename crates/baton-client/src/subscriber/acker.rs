@@ -20,7 +20,7 @@ use super::delivery::{AckerHandle, Command, Delivery, Kind, SettleRequest, with_
 use super::shared::Shared;
 use crate::error::AckError;
 use crate::retry::{Backoff, CallFamily, RetrySettings, with_retry};
-use crate::telemetry::ModackInfo;
+use crate::telemetry::{ModackInfo, Settle};
 
 /// How long a settle request waits for companions before it is sent.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -371,22 +371,18 @@ fn trace_settle(
         }),
         _ => None,
     };
+    let failure = failure.map(ToString::to_string);
     with_traces(&deliveries, |traces| {
-        let span = shared
-            .telemetry
-            .start_settle(kind.settle_kind(), modack, sent, traces);
-        for trace in traces.iter_mut() {
-            trace.event(kind.settle_kind().end_event());
-            if let Some(result) = kind.result() {
-                trace.finish(result);
-            }
-        }
-        if let Some(mut span) = span {
-            match failure {
-                Some(error) => span.fail(&error.to_string()),
-                None => span.succeed(),
-            }
-        }
+        shared.telemetry.record_settle(
+            Settle {
+                kind: kind.settle_kind(),
+                modack,
+                sent,
+                result: kind.result(),
+            },
+            traces,
+            failure.as_deref(),
+        );
     });
 }
 

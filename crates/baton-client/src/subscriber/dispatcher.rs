@@ -223,11 +223,11 @@ impl Core {
             return;
         }
         let ordering = self.ordering.load(Ordering::Acquire);
-        if let Some(instrument) = self.shared.telemetry.span_layer() {
+        if self.shared.telemetry.enabled() {
             for pending in &pendings {
                 pending
                     .delivery
-                    .with_trace(|traced| traced.trace.start_concurrency_control(instrument));
+                    .with_trace(|traced| traced.trace.start_concurrency_control());
             }
         }
         {
@@ -285,12 +285,12 @@ impl Core {
             released
         };
         for pending in released {
-            pending.delivery.with_trace(|traced| {
-                traced.trace.end_concurrency_control();
-                if let Some(instrument) = self.shared.telemetry.span_layer() {
-                    traced.trace.start_scheduler(instrument);
-                }
-            });
+            if let Some(instrument) = self.shared.telemetry.span_layer() {
+                pending.delivery.with_trace(|traced| {
+                    traced.trace.end_concurrency_control(instrument);
+                    traced.trace.start_scheduler();
+                });
+            }
             if let Consumer::Stream(sender) = &self.consumer {
                 let sender = sender
                     .lock()
@@ -389,7 +389,7 @@ impl Core {
                     ack_id = %delivery.ack_id,
                     "lease expired after the maximum extension"
                 );
-                expire_trace(delivery);
+                expire_trace(&self.shared, delivery);
             }
             self.capacity.notify_one();
             self.pump();
@@ -445,7 +445,7 @@ impl Core {
                 .collect()
         };
         for lease in &expired {
-            expire_trace(&lease.delivery);
+            expire_trace(&self.shared, &lease.delivery);
         }
         self.capacity.notify_one();
         self.pump();
@@ -511,12 +511,17 @@ impl SessionBooks for Core {
     }
 }
 
-fn expire_trace(delivery: &Delivery) {
+fn expire_trace(shared: &Shared, delivery: &Delivery) {
+    let Some(instrument) = shared.telemetry.span_layer() else {
+        return;
+    };
     delivery.with_trace(|traced| {
         if let Some(scope) = traced.process.as_ref().and_then(Weak::upgrade) {
             scope.event(baton_trace_context::EVENT_EXPIRED);
         }
-        traced.trace.finish(baton_trace_context::RESULT_EXPIRED);
+        traced
+            .trace
+            .finish(instrument, baton_trace_context::RESULT_EXPIRED);
     });
 }
 
@@ -540,8 +545,9 @@ pub(crate) fn start_process(shared: &Shared, pending: &Pending) -> Option<Arc<Pr
     pending
         .delivery
         .with_trace(|traced| {
-            traced.trace.end_scheduler();
-            let scope = Arc::new(traced.trace.start_process(shared.telemetry.span_layer()?));
+            let instrument = shared.telemetry.span_layer()?;
+            traced.trace.end_scheduler(instrument);
+            let scope = Arc::new(traced.trace.start_process(instrument));
             traced.process = Some(Arc::downgrade(&scope));
             Some(scope)
         })
