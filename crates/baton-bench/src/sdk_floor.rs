@@ -1,16 +1,29 @@
-//! `--sdk-floor`: what the OpenTelemetry SDK alone needs for the spans of one
-//! traced message, with no Baton code and no network: the same span shape
+//! `--sdk-floor`: what the OpenTelemetry SDK alone needs for the tracing of
+//! one message, with no Baton code and no network: the same span shape
 //! (names, kinds, attributes, events, links), made and ended back to back on
-//! one thread through the batch processor of the tracing-on mode.
+//! one thread through the batch processor of the tracing-on mode, and the
+//! W3C trace context written into the message's attributes and read back
+//! with the SDK's own propagator, as the official clients do.
 //!
-//! The gap between this and the tracing overhead `baton-bench` measures is
-//! what running the spans inside a real client adds: spans that live from
-//! arrival to ack, touched from several threads, so their memory is cold.
+//! The floor is the CPU of every thread of the process (the batch
+//! processor's thread takes and drops every span), from the first span until
+//! a flush has drained the processor: the tracing-on mode pays for that
+//! thread too, so a floor of the making thread alone would be too low.
+//!
+//! The gap between this and the tracing cost `baton-bench` measures is what
+//! running the spans inside a real client adds: spans that live from arrival
+//! to ack, touched from several threads, so their memory is cold.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
+use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Link, Span, SpanKind, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+
+use crate::trace_load::median;
 
 /// Messages per batch (one publish, modack and ack RPC span each).
 const BATCH: usize = 100;
@@ -34,6 +47,10 @@ fn publish_batch(tracer: &impl Tracer<Span: Send + Sync + 'static>, round: usize
             ])
             .start(tracer);
         let cx = Context::new().with_span(span);
+        // The message's attributes, and its trace context in them.
+        let mut attributes = HashMap::with_capacity(2);
+        TraceContextPropagator::new().inject_context(&cx, &mut attributes);
+        std::hint::black_box(&attributes);
         for name in ["publisher flow control", "publisher batching"] {
             tracer
                 .span_builder(name)
@@ -69,9 +86,15 @@ fn publish_batch(tracer: &impl Tracer<Span: Send + Sync + 'static>, round: usize
 
 /// The receive side of one batch: subscribe spans with their children, the
 /// process span, and the modack and ack RPC spans linked both ways.
-fn receive_batch(tracer: &impl Tracer<Span: Send + Sync + 'static>, round: usize) {
+fn receive_batch(
+    tracer: &impl Tracer<Span: Send + Sync + 'static>,
+    carriers: &[HashMap<String, String>],
+    round: usize,
+) {
     let mut subscribes = Vec::with_capacity(BATCH);
-    for i in 0..BATCH {
+    for (i, carrier) in carriers.iter().enumerate() {
+        // The publisher's context, read from the message's attributes.
+        let parent = TraceContextPropagator::new().extract(carrier);
         let span = tracer
             .span_builder("subscription subscribe")
             .with_kind(SpanKind::Consumer)
@@ -87,7 +110,7 @@ fn receive_batch(tracer: &impl Tracer<Span: Send + Sync + 'static>, round: usize
                 KeyValue::new("code.function", "_on_response"),
                 KeyValue::new("messaging.gcp_pubsub.message.delivery_attempt", 0_i64),
             ])
-            .start(tracer);
+            .start_with_context(tracer, &parent);
         subscribes.push(Context::new().with_span(span));
     }
     for operation in ["modack", "ack"] {
@@ -142,32 +165,105 @@ fn receive_batch(tracer: &impl Tracer<Span: Send + Sync + 'static>, round: usize
     }
 }
 
-/// Runs `batch` until `messages` messages are done; CPU time of this thread
-/// is the wall time here (one thread, nothing to wait for).
-fn measure(messages: usize, mut batch: impl FnMut(usize)) -> Duration {
-    let started = Instant::now();
+/// CPU time of every live thread of this process, in nanoseconds
+/// (`/proc/self/task/*/schedstat`: finer than the 10 ms ticks of
+/// `/proc/self/stat`).
+fn threads_cpu() -> Option<Duration> {
+    let mut total = 0_u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread that ended since the listing has no file any more.
+        let Ok(stat) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// What the SDK needs per message, in microseconds of CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct Floor {
+    pub publish: f64,
+    pub receive: f64,
+}
+
+impl Floor {
+    /// The median of each side over several measurements.
+    pub fn median(floors: &[Floor]) -> Option<Floor> {
+        if floors.is_empty() {
+            return None;
+        }
+        let side = |f: fn(&Floor) -> f64| median(&floors.iter().map(f).collect::<Vec<_>>());
+        Some(Floor {
+            publish: side(|f| f.publish),
+            receive: side(|f| f.receive),
+        })
+    }
+}
+
+/// Runs `batch` until `messages` messages are done and the batch processor
+/// has taken every span; the CPU all threads used meanwhile.
+fn measure(
+    provider: &SdkTracerProvider,
+    messages: usize,
+    mut batch: impl FnMut(usize),
+) -> Option<Duration> {
+    let before = threads_cpu()?;
     for round in 0..messages.div_ceil(BATCH) {
         batch(round);
     }
-    started.elapsed()
+    let _ = provider.force_flush();
+    threads_cpu()?.checked_sub(before)
+}
+
+/// The trace contexts the receive side reads, one per message of a batch
+/// (made once: the bytes on the wire are not the SDK's work).
+fn carriers() -> Vec<HashMap<String, String>> {
+    (0..BATCH)
+        .map(|i| {
+            HashMap::from([(
+                "traceparent".to_string(),
+                format!("00-4bf92f3577b34da6a3ce929d0e0e{i:04x}-00f067aa0ba9{i:04x}-01"),
+            )])
+        })
+        .collect()
+}
+
+/// Measures the SDK's CPU per message for the publish and the receive side
+/// over `messages` messages (at least 200,000, so that the figure is
+/// steady), with `provider`.
+#[allow(clippy::cast_precision_loss)]
+pub fn measure_floor(provider: &SdkTracerProvider, messages: usize) -> Option<Floor> {
+    let messages = messages.max(200_000);
+    let tracer = provider.tracer("baton-bench-sdk-floor");
+    let carriers = carriers();
+    // Warm up the allocator and the processor's queue.
+    measure(provider, messages / 10, |round| {
+        publish_batch(&tracer, round);
+        receive_batch(&tracer, &carriers, round);
+    })?;
+    let publish = measure(provider, messages, |round| publish_batch(&tracer, round))?;
+    let receive = measure(provider, messages, |round| {
+        receive_batch(&tracer, &carriers, round);
+    })?;
+    let per_message = |d: Duration| d.as_nanos() as f64 / messages as f64 / 1000.0;
+    Some(Floor {
+        publish: per_message(publish),
+        receive: per_message(receive),
+    })
 }
 
 /// Prints the SDK's cost per message for the publish and the receive side.
-#[allow(clippy::print_stdout, clippy::cast_precision_loss)]
-pub fn report(provider: &opentelemetry_sdk::trace::SdkTracerProvider, messages: usize) {
-    let tracer = provider.tracer("baton-bench-sdk-floor");
-    // Warm up the allocator and the processor's queue.
-    measure(messages / 10, |round| {
-        publish_batch(&tracer, round);
-        receive_batch(&tracer, round);
-    });
-    let publish = measure(messages, |round| publish_batch(&tracer, round));
-    let receive = measure(messages, |round| receive_batch(&tracer, round));
-    let _ = provider.force_flush();
-    let per_message = |d: Duration| d.as_nanos() as f64 / messages as f64 / 1000.0;
-    println!(
-        "OpenTelemetry SDK alone, one thread, {messages} messages: publish side {:.2} us per message, receive side {:.2} us per message",
-        per_message(publish),
-        per_message(receive)
-    );
+#[allow(clippy::print_stdout)]
+pub fn report(provider: &SdkTracerProvider, messages: usize) {
+    match measure_floor(provider, messages) {
+        Some(floor) => println!(
+            "OpenTelemetry SDK alone (all threads, propagation included), {} messages: publish side {:.2} us per message, receive side {:.2} us per message",
+            messages.max(200_000),
+            floor.publish,
+            floor.receive
+        ),
+        None => println!("OpenTelemetry SDK alone: no per-thread CPU times in /proc/self/task"),
+    }
 }

@@ -51,7 +51,7 @@
 
 mod echo;
 mod plan;
-mod process;
+pub(crate) mod process;
 mod report;
 mod workloads;
 

@@ -245,6 +245,11 @@ impl ServerProcess {
     /// Starts `baton serve` on a free loopback port, with neither OTLP
     /// receivers nor forwarding (no other ports, nothing upstream).
     pub fn baton(bin: &Path, store: &Store) -> Result<Self> {
+        Self::baton_with(bin, store, &[])
+    }
+
+    /// [`Self::baton`] with more `serve` arguments.
+    pub fn baton_with(bin: &Path, store: &Store, more: &[&str]) -> Result<Self> {
         let port = free_port()?;
         let mut command = Command::new(bin);
         for name in BATON_VARS {
@@ -258,6 +263,7 @@ impl ServerProcess {
         command.args(["serve", "--host", "127.0.0.1", "--port"]);
         command.arg(port.to_string());
         command.args(["--no-otlp", "--no-forward"]);
+        command.args(more);
         match store {
             Store::Memory => {
                 command.arg("--in-memory");
