@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p baton-bench -- [--messages 50000] [--size 1024] [--rounds 3]
-//!     [--endpoint HOST:PORT] [--modes rust-off,rust-on,py-off,py-on]
+//!     [--endpoint HOST:PORT | --server-process] [--modes rust-off,rust-on,py-off,py-on]
+//!     [--sample-ratio 1.0]
 //! cargo run --release -p baton-bench -- --auth-cost [--messages N] [--rounds R]
 //! cargo run --release -p baton-bench -- --forwarding-cost [--messages N] [--rounds R]
 //! cargo run --release -p baton-bench -- --span-flood [--messages N] [--rounds R]
@@ -37,7 +38,9 @@
 //! unless `--broker-spans`, so the overhead measured is the client's. Each
 //! round uses fresh resources; rounds interleave the modes, and the report
 //! gives the median (and the range) per mode, the Rust/Python ratio and the
-//! tracing overhead.
+//! tracing overhead. With both Rust modes and every message sampled, each
+//! round also measures the SDK alone for the same spans (`sdk_floor`), and
+//! the report compares the CPU tracing adds with it, round by round.
 
 /// mimalloc, as `baton` itself uses: with glibc malloc, memory allocated on a
 /// Tokio worker and freed on the span exporter's thread costs several times
