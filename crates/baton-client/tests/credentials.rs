@@ -97,11 +97,9 @@ async fn login(server: &TestServer, account: &str) -> Value {
     file
 }
 
-/// Connects with `credentials`: publishing to [`TOPIC`] works (the token
-/// came from Baton and is the principal `label` says), creating a topic is
-/// denied by IAM with PERMISSION_DENIED.
-async fn allowed_then_denied(server: &TestServer, credentials: Credentials, label: &str) {
-    let client = Client::connect(
+/// A client of `server` that authenticates with `credentials`.
+async fn connect(server: &TestServer, credentials: Credentials) -> Client {
+    Client::connect(
         ClientConfig::new(PROJECT)
             .with_endpoint(Endpoint::Custom {
                 uri: format!("http://127.0.0.1:{}", server.addr.port()),
@@ -110,7 +108,14 @@ async fn allowed_then_denied(server: &TestServer, credentials: Credentials, labe
             .with_credentials(credentials),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Connects with `credentials`: publishing to [`TOPIC`] works (the token
+/// came from Baton and is the principal `label` says), creating a topic is
+/// denied by IAM with PERMISSION_DENIED.
+async fn allowed_then_denied(server: &TestServer, credentials: Credentials, label: &str) {
+    let client = connect(server, credentials).await;
     let publisher = client.publisher(TOPIC);
     publisher
         .publish(baton_client::Message::new(label.to_string()))
@@ -174,16 +179,7 @@ async fn authorized_user_refreshes_at_batons_token_uri() {
         .await
         .unwrap();
     assert_eq!(revoked.status(), 200);
-    let client = Client::connect(
-        ClientConfig::new(PROJECT)
-            .with_endpoint(Endpoint::Custom {
-                uri: format!("http://127.0.0.1:{}", server.addr.port()),
-                authenticate: true,
-            })
-            .with_credentials(Credentials::Json(user)),
-    )
-    .await
-    .unwrap();
+    let client = connect(&server, Credentials::Json(user)).await;
     let publisher = client.publisher(TOPIC);
     let refused = publisher
         .publish(baton_client::Message::new("revoked"))
@@ -319,16 +315,7 @@ async fn impersonation_of_a_source_credential_asks_batons_iam_endpoint() {
     )
     .await;
     // The source account's own token publishes nothing.
-    let client = Client::connect(
-        ClientConfig::new(PROJECT)
-            .with_endpoint(Endpoint::Custom {
-                uri: format!("http://127.0.0.1:{}", server.addr.port()),
-                authenticate: true,
-            })
-            .with_credentials(Credentials::KeyFile(path)),
-    )
-    .await
-    .unwrap();
+    let client = connect(&server, Credentials::KeyFile(path)).await;
     let publisher = client.publisher(TOPIC);
     let denied = publisher
         .publish(baton_client::Message::new("as the source"))
@@ -374,16 +361,7 @@ impl TokenProvider for Counting {
 async fn expired_provider_token_is_refreshed_on_paused_time() {
     let server = TestServer::start_with(virtual_config().with_auth(operator_auth())).await;
     let provider = Counting::new(OPERATOR_TOKEN, Some(Duration::from_secs(3600)));
-    let client = Client::connect(
-        ClientConfig::new(PROJECT)
-            .with_endpoint(Endpoint::Custom {
-                uri: format!("http://127.0.0.1:{}", server.addr.port()),
-                authenticate: true,
-            })
-            .with_credentials(Credentials::Provider(provider.clone())),
-    )
-    .await
-    .unwrap();
+    let client = connect(&server, Credentials::Provider(provider.clone())).await;
     client.create_topic("before").await.unwrap();
     client.create_topic("still-cached").await.unwrap();
     assert_eq!(provider.fetches.load(Ordering::SeqCst), 1);

@@ -209,6 +209,13 @@ impl Instrument {
         builder
     }
 
+    /// Ends the child span in `slot`, if one has started, now.
+    fn end_child(&self, slot: &mut Option<DeferredChild>, parent: &Context) {
+        if let Some(child) = slot.take() {
+            self.record_child(child, parent, SystemTime::now(), None);
+        }
+    }
+
     /// Records `child`, an attribute-less INTERNAL child span of `parent`,
     /// from its start until `end`, with an error status when `error` says
     /// so.
@@ -600,9 +607,7 @@ impl CreateTrace {
 
     /// Ends the `publisher flow control` child span.
     pub fn end_flow_control(&mut self, instrument: &Instrument) {
-        if let Some(child) = self.flow_control.take() {
-            instrument.record_child(child, &self.cx, SystemTime::now(), None);
-        }
+        instrument.end_child(&mut self.flow_control, &self.cx);
     }
 
     /// Starts the `publisher batching` child span.
@@ -612,9 +617,7 @@ impl CreateTrace {
 
     /// Ends the `publisher batching` child span.
     pub fn end_batching(&mut self, instrument: &Instrument) {
-        if let Some(child) = self.batching.take() {
-            instrument.record_child(child, &self.cx, SystemTime::now(), None);
-        }
+        instrument.end_child(&mut self.batching, &self.cx);
     }
 
     /// Records the `publish start` event: the message's RPC is on its way.
@@ -778,9 +781,7 @@ impl DeliveryTrace {
 
     /// Ends the `subscriber scheduler` child span.
     pub fn end_scheduler(&mut self, instrument: &Instrument) {
-        if let Some(child) = self.scheduler.take() {
-            instrument.record_child(child, &self.cx, SystemTime::now(), None);
-        }
+        instrument.end_child(&mut self.scheduler, &self.cx);
     }
 
     /// Starts the `subscriber concurrency control` child span.
@@ -792,9 +793,7 @@ impl DeliveryTrace {
 
     /// Ends the `subscriber concurrency control` child span.
     pub fn end_concurrency_control(&mut self, instrument: &Instrument) {
-        if let Some(child) = self.concurrency.take() {
-            instrument.record_child(child, &self.cx, SystemTime::now(), None);
-        }
+        instrument.end_child(&mut self.concurrency, &self.cx);
     }
 
     /// Records a settle RPC's events and link on the subscribe span.
