@@ -67,6 +67,10 @@ pub struct PropagationOptions {
     pub baggage: bool,
 }
 
+/// Attribute maps up to this size are searched by comparing keys rather
+/// than by hashing the one looked for.
+const SCAN_BELOW: usize = 8;
+
 /// An [`Injector`]/[`Extractor`] over a message's attribute map that adds the
 /// `googclient_` prefix to every key, for users who handle raw messages and want
 /// to drive an OpenTelemetry propagator themselves (the Go client's
@@ -133,10 +137,18 @@ impl<A> MessageCarrier<A> {
 impl<A: Borrow<HashMap<String, String>>> Extractor for MessageCarrier<A> {
     /// Reads `googclient_{key}`.
     fn get(&self, key: &str) -> Option<&str> {
-        self.attributes
-            .borrow()
-            .get(self.key(key).as_ref())
-            .map(String::as_str)
+        let attributes = self.attributes.borrow();
+        let key = self.key(key);
+        if attributes.len() <= SCAN_BELOW {
+            // A message has few attributes: comparing their keys costs
+            // less than hashing this one, and this runs for every message
+            // a traced subscriber receives.
+            return attributes
+                .iter()
+                .find(|(name, _)| name.as_str() == key.as_ref())
+                .map(|(_, value)| value.as_str());
+        }
+        attributes.get(key.as_ref()).map(String::as_str)
     }
 
     /// Lists the prefixed attribute keys, without the prefix.
@@ -252,7 +264,11 @@ fn write_w3c(
     attributes.insert(parent_key.to_owned(), traceparent(span_context));
     let state = span_context.trace_state().header();
     if state.is_empty() {
-        attributes.remove(state_key);
+        // Usually there is nothing to remove, which comparing a few keys
+        // finds out for less than hashing this one.
+        if attributes.len() > SCAN_BELOW || attributes.keys().any(|key| key == state_key) {
+            attributes.remove(state_key);
+        }
     } else {
         attributes.insert(state_key.to_owned(), state);
     }
