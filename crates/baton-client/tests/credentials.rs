@@ -97,6 +97,16 @@ async fn login(server: &TestServer, account: &str) -> Value {
     file
 }
 
+/// Grants `member` the publisher role on [`TOPIC`].
+async fn let_publish(server: &TestServer, member: &str) {
+    set_policy(
+        server,
+        &format!("projects/{PROJECT}/topics/{TOPIC}"),
+        &[(PUBLISHER, &[member])],
+    )
+    .await;
+}
+
 /// A client of `server` that authenticates with `credentials`.
 async fn connect(server: &TestServer, credentials: Credentials) -> Client {
     Client::connect(
@@ -163,12 +173,7 @@ async fn authorized_user_refreshes_at_batons_token_uri() {
     let server = baton(None).await;
     let user = login(&server, "alice@example.com").await;
     assert_eq!(user["type"], "authorized_user");
-    set_policy(
-        &server,
-        &format!("projects/{PROJECT}/topics/{TOPIC}"),
-        &[(PUBLISHER, &["user:alice@example.com"])],
-    )
-    .await;
+    let_publish(&server, "user:alice@example.com").await;
     allowed_then_denied(&server, Credentials::Json(user.clone()), "alice").await;
     // A credential file whose refresh token was revoked no longer works.
     let revoked = server
@@ -267,12 +272,7 @@ async fn impersonated_service_account_config_calls_batons_generate_access_token(
         )],
     )
     .await;
-    set_policy(
-        &server,
-        &format!("projects/{PROJECT}/topics/{TOPIC}"),
-        &[(PUBLISHER, &[&format!("serviceAccount:{target}")])],
-    )
-    .await;
+    let_publish(&server, &format!("serviceAccount:{target}")).await;
     let config = json!({
         "type": "impersonated_service_account",
         "service_account_impersonation_url": server.url(&format!(
@@ -296,12 +296,7 @@ async fn impersonation_of_a_source_credential_asks_batons_iam_endpoint() {
         &[(TOKEN_CREATOR, &[&format!("serviceAccount:{source}")])],
     )
     .await;
-    set_policy(
-        &server,
-        &format!("projects/{PROJECT}/topics/{TOPIC}"),
-        &[(PUBLISHER, &[&format!("serviceAccount:{target}")])],
-    )
-    .await;
+    let_publish(&server, &format!("serviceAccount:{target}")).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("source.json");
     std::fs::write(&path, key_file.to_string()).unwrap();
