@@ -266,9 +266,34 @@ struct ServeArgs {
     public_url: Option<String>,
 }
 
+/// mimalloc's setting for transparent huge pages.
+const ALLOW_THP_VAR: &str = "MIMALLOC_ALLOW_THP";
+
+/// Runs this `baton serve` again, in place of this process (same pid), with
+/// mimalloc's transparent huge pages off, unless `MIMALLOC_ALLOW_THP` is set
+/// already. mimalloc marks its regions for huge pages, so on a machine whose
+/// kernel honours that, every region it touches becomes a 2 MiB page: an
+/// idle server held 24.5 MB instead of 15.8 MB (BENCHMARKS.md, "Idle
+/// memory"). mimalloc reads the setting when the process starts, hence the
+/// second start. The client verbs, short-lived, keep the default. Returns
+/// only when the new start failed; the server then runs as it is.
+fn serve_without_huge_pages() -> std::io::Error {
+    use std::os::unix::process::CommandExt as _;
+    match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(ALLOW_THP_VAR, "0")
+            .exec(),
+        Err(error) => error,
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let restart_failed = (matches!(cli.command, Command::Serve(_))
+        && std::env::var_os(ALLOW_THP_VAR).is_none())
+    .then(serve_without_huge_pages);
     // Client verbs print results on stdout and their failures as one line
     // (see `failure`); library warnings (a retried call, a credential probe)
     // are noise there, so only errors are logged unless BATON_LOG says more.
@@ -283,6 +308,9 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(error) = restart_failed {
+        tracing::debug!(%error, "could not restart without transparent huge pages; serving as is");
+    }
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => failure::exit_with(&error),
