@@ -121,6 +121,23 @@ async fn connect(server: &TestServer, credentials: Credentials) -> Client {
     .unwrap()
 }
 
+/// Publishes `data` to [`TOPIC`] with `credentials`, which must fail;
+/// answers the failure.
+async fn refused_publish(
+    server: &TestServer,
+    credentials: Credentials,
+    data: &str,
+) -> baton_client::PublishError {
+    let client = connect(server, credentials).await;
+    let publisher = client.publisher(TOPIC);
+    let refused = publisher
+        .publish(baton_client::Message::new(data.to_string()))
+        .await
+        .expect_err("the publish should be refused");
+    publisher.shutdown().await;
+    refused
+}
+
 /// Connects with `credentials`: publishing to [`TOPIC`] works (the token
 /// came from Baton and is the principal `label` says), creating a topic is
 /// denied by IAM with PERMISSION_DENIED.
@@ -176,26 +193,15 @@ async fn authorized_user_refreshes_at_batons_token_uri() {
     let_publish(&server, "user:alice@example.com").await;
     allowed_then_denied(&server, Credentials::Json(user.clone()), "alice").await;
     // A credential file whose refresh token was revoked no longer works.
-    let revoked = server
-        .http
-        .post(server.url("/revoke"))
-        .form(&[("token", user["refresh_token"].as_str().unwrap())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), 200);
-    let client = connect(&server, Credentials::Json(user)).await;
-    let publisher = client.publisher(TOPIC);
-    let refused = publisher
-        .publish(baton_client::Message::new("revoked"))
-        .await
-        .expect_err("a revoked refresh token buys nothing");
+    server
+        .revoke_refresh_token(user["refresh_token"].as_str().unwrap())
+        .await;
+    let refused = refused_publish(&server, Credentials::Json(user), "revoked").await;
     assert_eq!(refused.code(), Some(Code::Unauthenticated), "{refused:?}");
     assert!(
         format!("{refused:?}").contains("Token has been expired or revoked."),
         "{refused:?}"
     );
-    publisher.shutdown().await;
 }
 
 #[tokio::test]
@@ -310,14 +316,8 @@ async fn impersonation_of_a_source_credential_asks_batons_iam_endpoint() {
     )
     .await;
     // The source account's own token publishes nothing.
-    let client = connect(&server, Credentials::KeyFile(path)).await;
-    let publisher = client.publisher(TOPIC);
-    let denied = publisher
-        .publish(baton_client::Message::new("as the source"))
-        .await
-        .expect_err("the source may not publish");
+    let denied = refused_publish(&server, Credentials::KeyFile(path), "as the source").await;
     assert_eq!(denied.code(), Some(Code::PermissionDenied));
-    publisher.shutdown().await;
 }
 
 /// A fixed token, counting how often it is asked for.

@@ -1015,14 +1015,9 @@ async fn authorized_users_refresh_their_tokens_and_act_as_the_user() {
     assert!(publishes(&server, fresh.clone(), "refreshed").await);
 
     // Revoking the refresh token stops it and the tokens it bought.
-    let revoked = server
-        .http
-        .post(server.url("/revoke"))
-        .form(&[("token", file["refresh_token"].as_str().unwrap())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), 200);
+    server
+        .revoke_refresh_token(file["refresh_token"].as_str().unwrap())
+        .await;
     let (status, answer) = refresh(&server, &file).await;
     assert_eq!((status, &answer["error"]), (400, &json!("invalid_grant")));
     assert_status(

@@ -69,6 +69,19 @@ impl TestServer {
         email
     }
 
+    /// Revokes an authorized user's `refresh_token` at `/revoke`, as
+    /// Google's OAuth endpoint takes it (a form); asserts it was accepted.
+    pub async fn revoke_refresh_token(&self, refresh_token: &str) {
+        let revoked = self
+            .http
+            .post(self.url("/revoke"))
+            .form(&[("token", refresh_token)])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /revoke: {e}"));
+        assert_eq!(revoked.status(), 200, "POST /revoke");
+    }
+
     /// Creates a key of the service account `email` as the operator
     /// (through `projects/-`, which names any project); answers the Google
     /// key file Baton made for it (its JSON), asserted to be a
