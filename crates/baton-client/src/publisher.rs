@@ -562,10 +562,7 @@ impl Publisher {
         }
         let mut trace = shared.telemetry.start_create(&mut message);
         let fail = |mut trace: Option<CreateTrace>, error: PublishError| {
-            if let (Some(trace), Some(instrument)) = (trace.as_mut(), shared.telemetry.span_layer())
-            {
-                trace.fail(instrument, &error);
-            }
+            shared.telemetry.fail_create(trace.as_mut(), &error);
             PublishHandle::failed(error)
         };
         let size = message.payload_size();
@@ -711,10 +708,7 @@ fn enqueue(
         if queue.paused {
             drop(state);
             let error = PublishError::OrderingKeyPaused(key);
-            if let (Some(trace), Some(instrument)) = (trace.as_mut(), shared.telemetry.span_layer())
-            {
-                trace.fail(instrument, &error);
-            }
+            shared.telemetry.fail_create(trace.as_mut(), &error);
             let _ = done.send(Err(error));
             return;
         }
@@ -968,11 +962,7 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
             for mut pending in queue.pending.drain(..) {
                 pending.permits.clear();
                 let error = PublishError::OrderingKeyPaused(key.clone());
-                if let (Some(mut trace), Some(instrument)) =
-                    (pending.trace, shared.telemetry.span_layer())
-                {
-                    trace.fail(instrument, &error);
-                }
+                shared.telemetry.fail_create(pending.trace.as_mut(), &error);
                 let _ = pending.done.send(Err(error));
             }
         }

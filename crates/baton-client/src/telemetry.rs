@@ -174,6 +174,14 @@ impl Telemetry {
         instrument.start_create(attributes, data.len(), ordering_key)
     }
 
+    /// Fails a message's create span, and the child spans it has open,
+    /// before the message was sent (nothing when it has no trace).
+    pub fn fail_create(&self, trace: Option<&mut CreateTrace>, error: &dyn std::error::Error) {
+        if let (Some(trace), Some(instrument)) = (trace, self.span_layer()) {
+            trace.fail(instrument, error);
+        }
+    }
+
     /// Starts the `{topic} publish` RPC span linked to its batch's create
     /// spans (`None` when tracing is off).
     pub fn start_publish_rpc(
