@@ -18,6 +18,7 @@ pub mod names;
 pub mod observer;
 mod paging;
 mod payload_log;
+mod ref_counts;
 pub mod schema;
 mod store;
 #[cfg(test)]

@@ -41,6 +41,7 @@ use baton_proto::pubsub::{PubsubMessage, Schema, Snapshot, Subscription, Topic};
 
 use crate::held::HeldMessage;
 use crate::payload_log::{Location, PAYLOAD_DIR, PayloadReader, PayloadWriter};
+use crate::ref_counts::RefCounts;
 use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::watch;
@@ -81,9 +82,17 @@ const OPENINGS: &str = "openings";
 /// The most changes one transaction takes; more wait for the next one.
 const MAX_BATCH: usize = 50_000;
 /// Bytes of recent payloads kept in memory once they are on disk.
-const PAYLOAD_CACHE_BYTES: usize = 32 * 1024 * 1024;
+const PAYLOAD_CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// redb's page cache (its default, 1 GiB, grew with the backlog).
-const PAGE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+const PAGE_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// Messages kept in the cache of recent messages once they are on disk,
+/// whatever their payloads' size (messages without a payload count too).
+const CACHED_MESSAGES: usize = 65_536;
+/// Ready messages a subscription holds in memory with the disk store; what
+/// its backlog holds beyond them waits on disk (see [`crate::held`]) and is
+/// read in as the window drains. Small in the unit tests, so that their
+/// few messages already go to disk.
+pub(crate) const READY_WINDOW: usize = if cfg!(test) { 8 } else { 2_000 };
 
 /// Kinds of catalog rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +239,13 @@ io_error!(
 #[derive(Debug, Clone)]
 pub(crate) struct StoredMessage {
     pub published: SystemTime,
-    pub message: Arc<HeldMessage>,
+    /// The size of the whole message, payload included.
+    pub size: usize,
+    /// The message, decoded only when the broker holds it in memory after
+    /// the restart (each subscription's ready window, snapshots, retained
+    /// messages, topic logs): the rest of a deep backlog stays on disk
+    /// until its turn comes, so opening costs no memory for it.
+    pub message: Option<Arc<HeldMessage>>,
 }
 
 /// The stored messages, in sequence order (as the table holds them): a
@@ -246,10 +261,6 @@ pub(crate) struct StoredMessages {
 impl StoredMessages {
     fn push(&mut self, seq: u64, message: StoredMessage) {
         self.sorted.push((seq, message));
-    }
-
-    pub fn len(&self) -> usize {
-        self.sorted.len()
     }
 
     /// The sequences, in order.
@@ -328,8 +339,10 @@ pub struct Storage {
     log: Arc<PayloadReader>,
 }
 
-/// Recent payloads by message sequence, oldest first, within a byte budget
-/// that only payloads already on disk count against.
+/// Recent messages (with their payloads) by sequence, oldest first, within
+/// a byte and a count budget that only messages already on disk count
+/// against: every message stays here until it is on disk, so a backlog read
+/// back from the store finds what the file cannot answer yet.
 #[derive(Debug, Default)]
 struct PayloadCache {
     by_seq: HashMap<u64, Arc<HeldMessage>>,
@@ -342,9 +355,6 @@ struct PayloadCache {
 impl PayloadCache {
     fn insert(&mut self, seq: u64, message: Arc<HeldMessage>) {
         let size = message.data.len();
-        if size == 0 {
-            return;
-        }
         if self.by_seq.insert(seq, message).is_none() {
             self.order.push_back((seq, size));
             self.bytes += size;
@@ -358,7 +368,7 @@ impl PayloadCache {
     }
 
     fn evict(&mut self) {
-        while self.bytes > PAYLOAD_CACHE_BYTES {
+        while self.bytes > PAYLOAD_CACHE_BYTES || self.order.len() > CACHED_MESSAGES {
             match self.order.front() {
                 Some(&(seq, size)) if seq <= self.committed => {
                     self.order.pop_front();
@@ -410,6 +420,11 @@ impl Journal {
     /// Hands the changes of one operation to the writer.
     pub fn record(&self, ops: Vec<StoreOp>) {
         self.storage.record(ops);
+    }
+
+    /// See [`Storage::load_messages`].
+    pub fn load_messages(&self, seqs: &[u64]) -> Result<Vec<Option<HeldMessage>>, StoreError> {
+        self.storage.load_messages(seqs)
     }
 
     /// See [`Storage::fill_payloads`].
@@ -584,6 +599,49 @@ impl Storage {
         Ok(())
     }
 
+    /// The messages `seqs` as the broker holds them (without their
+    /// payloads), for a backlog that waited on disk: from the cache of
+    /// recent messages (which holds every message not yet on disk), or else
+    /// from the database in one read transaction. `None` for a message the
+    /// store no longer has.
+    pub(crate) fn load_messages(
+        &self,
+        seqs: &[u64],
+    ) -> Result<Vec<Option<HeldMessage>>, StoreError> {
+        let mut loaded: Vec<Option<HeldMessage>> = Vec::with_capacity(seqs.len());
+        let mut missing = Vec::new();
+        {
+            let cache = lock(&self.payloads);
+            for (index, seq) in seqs.iter().enumerate() {
+                let cached = cache.by_seq.get(seq).map(|m| m.without_payload());
+                if cached.is_none() {
+                    missing.push(index);
+                }
+                loaded.push(cached);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(loaded);
+        }
+        let db = self.reader()?;
+        let txn = db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        for index in missing {
+            let Some(seq) = seqs.get(index) else {
+                continue;
+            };
+            if let Some(row) = table.get(*seq)? {
+                let row = row.value();
+                let message: PubsubMessage = decode("messages", row.5)?;
+                let size = usize::try_from(row.1).unwrap_or(usize::MAX);
+                if let Some(slot) = loaded.get_mut(index) {
+                    *slot = Some(HeldMessage::stored(message, size));
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
     fn reader(&self) -> Result<Arc<Database>, StoreError> {
         lock(&self.db)
             .clone()
@@ -741,30 +799,6 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
             }
         }
     }
-    let messages = txn.open_table(MESSAGES)?;
-    recovered
-        .messages
-        .sorted
-        .reserve(usize::try_from(messages.len()?).unwrap_or(0));
-    for row in messages.iter()? {
-        let (seq, value) = row?;
-        let row = value.value();
-        let (published, size, bytes) = (row.0, row.1, row.5);
-        let location = location_of(&row);
-        if location.segment != 0 {
-            *recovered.segments.entry(location.segment).or_default() += 1;
-        }
-        // The payload stays in the log until the message goes out.
-        let message: PubsubMessage = decode("messages", bytes)?;
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        recovered.messages.push(
-            seq.value(),
-            StoredMessage {
-                published: from_nanos(published),
-                message: Arc::new(HeldMessage::stored(message, size)),
-            },
-        );
-    }
     for row in txn.open_table(OWED)?.iter()? {
         let (key, attempts) = row?;
         let (uid, seq) = key.value();
@@ -787,6 +821,48 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
         let (name, seq) = key.value();
         recovered.logged.push((name.to_string(), seq));
     }
+    // Which messages the broker will hold in memory: the first of each
+    // backlog (its ready window; the owed rows come in sequence order per
+    // subscription) and everything snapshots, retained sets and logs keep.
+    let mut decoded: std::collections::HashSet<u64> = recovered
+        .owed
+        .chunk_by(|a, b| a.0 == b.0)
+        .flat_map(|rows| rows.iter().take(READY_WINDOW).map(|(_, seq, _)| *seq))
+        .collect();
+    decoded.extend(recovered.snapshot_messages.iter().map(|(_, seq)| *seq));
+    decoded.extend(recovered.retained.iter().map(|(_, seq, _)| *seq));
+    decoded.extend(recovered.logged.iter().map(|(_, seq)| *seq));
+    let messages = txn.open_table(MESSAGES)?;
+    recovered
+        .messages
+        .sorted
+        .reserve(usize::try_from(messages.len()?).unwrap_or(0));
+    for row in messages.iter()? {
+        let (seq, value) = row?;
+        let seq = seq.value();
+        let row = value.value();
+        let (published, size, bytes) = (row.0, row.1, row.5);
+        let location = location_of(&row);
+        if location.segment != 0 {
+            *recovered.segments.entry(location.segment).or_default() += 1;
+        }
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        // The payload stays in the log until the message goes out.
+        let message = if decoded.contains(&seq) {
+            let message: PubsubMessage = decode("messages", bytes)?;
+            Some(Arc::new(HeldMessage::stored(message, size)))
+        } else {
+            None
+        };
+        recovered.messages.push(
+            seq,
+            StoredMessage {
+                published: from_nanos(published),
+                size,
+                message,
+            },
+        );
+    }
     let meta = txn.open_table(META)?;
     let stored_next = meta.get(NEXT_SEQ)?.map_or(1, |v| v.value());
     recovered.catalog.next_uid = meta.get(NEXT_UID)?.map_or(1, |v| v.value());
@@ -800,9 +876,8 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
 }
 
 /// How many owed / snapshot / retained / logged rows refer to each message.
-fn count_refs(recovered: &Recovered) -> HashMap<u64, u32> {
-    let mut refs: HashMap<u64, u32> = HashMap::with_capacity(recovered.messages.len());
-    refs.extend(recovered.messages.seqs().map(|seq| (seq, 0)));
+fn count_refs(recovered: &Recovered) -> RefCounts {
+    let mut refs = RefCounts::from_sorted(recovered.messages.seqs());
     let seqs = recovered
         .owed
         .iter()
@@ -811,9 +886,7 @@ fn count_refs(recovered: &Recovered) -> HashMap<u64, u32> {
         .chain(recovered.retained.iter().map(|(_, seq, _)| seq))
         .chain(recovered.logged.iter().map(|(_, seq)| seq));
     for seq in seqs {
-        if let Some(count) = refs.get_mut(seq) {
-            *count += 1;
-        }
+        refs.hold(*seq);
     }
     refs
 }
@@ -883,7 +956,7 @@ struct Writer {
     db: Arc<Database>,
     /// References to each stored message; a message row is deleted when
     /// its count drops to zero.
-    refs: HashMap<u64, u32>,
+    refs: RefCounts,
     /// Told which payloads are on disk, so it may let them go.
     payloads: Arc<Mutex<PayloadCache>>,
     log: PayloadWriter,
@@ -955,18 +1028,9 @@ impl Writer {
     }
 }
 
-fn hold(refs: &mut HashMap<u64, u32>, seq: u64) {
-    if let Some(count) = refs.get_mut(&seq) {
-        *count += 1;
-    }
-}
-
-fn release(refs: &mut HashMap<u64, u32>, seq: u64, released: &mut Vec<u64>) {
-    if let Some(count) = refs.get_mut(&seq) {
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            released.push(seq);
-        }
+fn release(refs: &mut RefCounts, seq: u64, released: &mut Vec<u64>) {
+    if refs.release(seq) {
+        released.push(seq);
     }
 }
 
@@ -978,7 +1042,7 @@ type AppliedRows = (redb::WriteTransaction, Option<u64>, Vec<Location>);
 /// the batch's payloads went in the log, in the order of its messages.
 fn apply_rows(
     db: &Database,
-    refs: &mut HashMap<u64, u32>,
+    refs: &mut RefCounts,
     batch: &mut Vec<StoreOp>,
     mut locations: VecDeque<Location>,
 ) -> Result<AppliedRows, StoreError> {
@@ -1035,14 +1099,14 @@ fn apply_rows(
                             encoded.as_slice(),
                         ),
                     )?;
-                    refs.insert(seq, 0);
+                    refs.insert(seq);
                     // Unreferenced at the end of the batch: nobody wanted it.
                     released.push(seq);
                     next_seq = Some(seq + 1);
                 }
                 StoreOp::Owe { subscription, seq } => {
                     if owed.insert((subscription, seq), 0)?.is_none() {
-                        hold(refs, seq);
+                        refs.hold(seq);
                     }
                 }
                 StoreOp::Attempted {
@@ -1069,7 +1133,7 @@ fn apply_rows(
                 StoreOp::SnapshotHold { snapshot, seqs } => {
                     for seq in seqs {
                         if held.insert((&*snapshot, seq), ())?.is_none() {
-                            hold(refs, seq);
+                            refs.hold(seq);
                         }
                     }
                 }
@@ -1087,7 +1151,7 @@ fn apply_rows(
                         .insert((subscription, seq), nanos(published))?
                         .is_none()
                     {
-                        hold(refs, seq);
+                        refs.hold(seq);
                     }
                 }
                 StoreOp::Unretain { subscription, seq } => {
@@ -1102,7 +1166,7 @@ fn apply_rows(
                 }
                 StoreOp::Log { topic, seq } => {
                     if logged.insert((&*topic, seq), ())?.is_none() {
-                        hold(refs, seq);
+                        refs.hold(seq);
                     }
                 }
                 StoreOp::Unlog { topic, seq } => {
@@ -1118,8 +1182,8 @@ fn apply_rows(
             }
         }
         for seq in released {
-            if refs.get(&seq) == Some(&0) {
-                refs.remove(&seq);
+            if refs.get(seq) == Some(0) {
+                refs.remove(seq);
                 if let Some(row) = messages.remove(seq)? {
                     freed.push(location_of(&row.value()));
                 }

@@ -18,7 +18,7 @@ use super::journal::Recorded;
 use crate::clock::system_time;
 use crate::held::HeldMessage;
 use crate::observer::{DeliveryKind, LeaseEnd};
-use crate::store::StoreOp;
+use crate::store::{Journal, READY_WINDOW, StoreError, StoreOp};
 use crate::validate;
 
 /// A message as one subscription holds it.
@@ -64,6 +64,18 @@ fn held_key(ordered: bool, messages: &HashMap<u64, Entry>, seq: u64) -> Option<&
         .get(&seq)
         .map(|e| e.message.ordering_key.as_str())
         .filter(|key| !key.is_empty())
+}
+
+/// A message of a backlog that waits on disk, not in memory (see
+/// [`SubState::spilled`]): 16 bytes, so ten million of them fit in 160 MB.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpilledEntry {
+    pub seq: u64,
+    /// The size of the whole message, which the backlog's bytes count.
+    pub size: u32,
+    /// When it became ready, in milliseconds after the subscription's
+    /// [`SubState::spill_epoch`].
+    pub ready_after_ms: u32,
 }
 
 /// Flow-control window of one StreamingPull stream.
@@ -149,7 +161,22 @@ pub(crate) struct SubState {
     /// The sequences of `messages` in order, so the oldest unacked message
     /// is found without a scan (the stats' oldest unacked age).
     pub owed: BTreeSet<u64>,
-    /// Bytes of `messages` (their payload sizes), kept as they change.
+    /// With the disk store: the rest of the backlog, beyond a window of
+    /// [`READY_WINDOW`] ready messages, oldest first. Its messages wait on
+    /// disk and are read in (in sequence order, so ordering keys keep their
+    /// order) as the window drains; all of them are newer than any message
+    /// of `messages`. A deep backlog then costs 16 bytes a message here.
+    pub spilled: VecDeque<SpilledEntry>,
+    /// Delivery attempts of spilled messages that have had some (restored
+    /// from the disk store after a nack or an expiry); rare, so apart.
+    pub spilled_attempts: HashMap<u64, i32>,
+    /// What `spilled` entries count their ready time from.
+    pub spill_epoch: Option<Instant>,
+    /// Where spilled messages are read back from; `None` (no disk store)
+    /// keeps the whole backlog in memory.
+    pub pager: Option<Journal>,
+    /// Bytes of the backlog (`messages` and `spilled`: their payload
+    /// sizes), kept as they change.
     pub backlog_bytes: u64,
     /// How many of `messages` are leased right now.
     pub leased: usize,
@@ -193,6 +220,10 @@ impl SubState {
             notify: Arc::new(tokio::sync::Notify::new()),
             filter: None,
             owed: BTreeSet::new(),
+            spilled: VecDeque::new(),
+            spilled_attempts: HashMap::new(),
+            spill_epoch: None,
+            pager: None,
             backlog_bytes: 0,
             leased: 0,
             backing_off: 0,
@@ -233,8 +264,19 @@ impl SubState {
 
     /// The publish time of the oldest message the subscription owes.
     pub fn oldest_owed(&self) -> Option<SystemTime> {
-        let seq = self.owed.first()?;
-        self.messages.get(seq).map(|e| published_at(&e.message))
+        match self.owed.first() {
+            Some(seq) => self.messages.get(seq).map(|e| published_at(&e.message)),
+            // The window is refilled whenever it runs low, so this is rare.
+            None => {
+                let first = self.spilled.front()?;
+                let loaded = self.pager.as_ref()?.load_messages(&[first.seq]).ok()?;
+                loaded
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    .map(|m| published_at(&m))
+            }
+        }
     }
 
     /// Drops the owed messages whose retention has run out at `wall`
@@ -243,7 +285,13 @@ impl SubState {
     pub fn drop_expired(&mut self, wall: SystemTime, fx: &mut Effects) -> usize {
         let retention = self.retention();
         let mut dropped = 0;
-        while let Some(seq) = self.owed.first().copied() {
+        loop {
+            if self.owed.is_empty() {
+                self.page_in();
+            }
+            let Some(seq) = self.owed.first().copied() else {
+                break;
+            };
             let expired = self
                 .messages
                 .get(&seq)
@@ -342,17 +390,52 @@ impl SubState {
             seq,
         });
         fx.wake(&self.notify);
-        let size = message.payload_size();
         self.arm_retention(published_at(&message), fx);
+        if self.spills() {
+            self.spill(seq, message.payload_size(), now);
+            return;
+        }
+        self.hold_ready(seq, message, 0, now);
+    }
+
+    /// Whether a message joining the backlog now waits on disk: the window
+    /// is full, or older messages wait there already (which must go first).
+    fn spills(&self) -> bool {
+        self.pager.is_some() && (!self.spilled.is_empty() || self.ready_count() >= READY_WINDOW)
+    }
+
+    /// Ready messages held in memory.
+    fn ready_count(&self) -> usize {
+        self.messages
+            .len()
+            .saturating_sub(self.leased + self.backing_off)
+    }
+
+    /// Queues `seq` (of `size` bytes, ready since `now`) on disk, behind
+    /// the window.
+    fn spill(&mut self, seq: u64, size: usize, now: Instant) {
+        let epoch = *self.spill_epoch.get_or_insert(now);
+        let after = now.saturating_duration_since(epoch).as_millis();
+        self.spilled.push_back(SpilledEntry {
+            seq,
+            size: u32::try_from(size).unwrap_or(u32::MAX),
+            ready_after_ms: u32::try_from(after).unwrap_or(u32::MAX),
+        });
+        self.backlog_bytes += size as u64;
+    }
+
+    /// Holds `seq` in memory, ready, after `attempts` deliveries.
+    fn hold_ready(&mut self, seq: u64, message: Arc<HeldMessage>, attempts: i32, since: Instant) {
+        let size = message.payload_size();
         let replaced = self.messages.insert(
             seq,
             Entry {
                 message,
                 size,
                 state: EntryState::Ready,
-                attempts: 0,
+                attempts,
                 ack_ids: Vec::new(),
-                available_since: now,
+                available_since: since,
             },
         );
         if let Some(old) = replaced {
@@ -361,6 +444,79 @@ impl SubState {
         self.owed.insert(seq);
         self.backlog_bytes += size as u64;
         self.ready.push_back(seq);
+    }
+
+    /// Refills the window from the messages waiting on disk once it has run
+    /// half empty, oldest first. A read that fails leaves them waiting (the
+    /// next refill tries again); the store reports the failure to writers.
+    fn page_in(&mut self) {
+        let ready = self.ready_count();
+        if self.spilled.is_empty() || ready >= READY_WINDOW / 2 {
+            return;
+        }
+        let Some(pager) = self.pager.clone() else {
+            return;
+        };
+        let take = (READY_WINDOW - ready).min(self.spilled.len());
+        let entries: Vec<SpilledEntry> = self.spilled.drain(..take).collect();
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        let loaded = match pager.load_messages(&seqs) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!(subscription = %self.name, %error, "reading a backlog from the disk store failed");
+                for entry in entries.into_iter().rev() {
+                    self.spilled.push_front(entry);
+                }
+                return;
+            }
+        };
+        let epoch = self.spill_epoch.unwrap_or_else(Instant::now);
+        for (entry, message) in entries.into_iter().zip(loaded) {
+            self.backlog_bytes = self.backlog_bytes.saturating_sub(u64::from(entry.size));
+            let attempts = self.spilled_attempts.remove(&entry.seq).unwrap_or(0);
+            let Some(message) = message else {
+                // Settled for good meanwhile (it cannot be, while owed).
+                tracing::warn!(subscription = %self.name, seq = entry.seq, "a message of the backlog is gone from the disk store");
+                continue;
+            };
+            let since = epoch + Duration::from_millis(u64::from(entry.ready_after_ms));
+            self.hold_ready(entry.seq, Arc::new(message), attempts, since);
+        }
+    }
+
+    /// Every message the subscription owes, in sequence order, with those
+    /// waiting on disk read in (a snapshot captures them; a seek sorts
+    /// them).
+    pub fn unacked(&self) -> Result<Vec<(u64, Arc<HeldMessage>)>, StoreError> {
+        let mut unacked: Vec<(u64, Arc<HeldMessage>)> = self
+            .owed
+            .iter()
+            .filter_map(|seq| Some((*seq, self.messages.get(seq)?.message.clone())))
+            .collect();
+        if let Some(pager) = &self.pager {
+            let seqs: Vec<u64> = self.spilled.iter().map(|e| e.seq).collect();
+            for chunk in seqs.chunks(READY_WINDOW.max(1)) {
+                let loaded = pager.load_messages(chunk)?;
+                unacked.extend(
+                    chunk
+                        .iter()
+                        .zip(loaded)
+                        .filter_map(|(seq, m)| Some((*seq, Arc::new(m?)))),
+                );
+            }
+        }
+        Ok(unacked)
+    }
+
+    /// The delivery attempts of every owed message, waiting on disk or not.
+    #[cfg(test)]
+    pub fn attempts(&self) -> impl Iterator<Item = (u64, i32)> + '_ {
+        let held = self.messages.iter().map(|(seq, e)| (*seq, e.attempts));
+        let spilled = self.spilled.iter().map(|e| {
+            let attempts = self.spilled_attempts.get(&e.seq).copied().unwrap_or(0);
+            (e.seq, attempts)
+        });
+        held.chain(spilled)
     }
 
     /// Leases up to `max` ready messages, honouring ordering keys and the
@@ -377,6 +533,7 @@ impl SubState {
         kind: DeliveryKind,
         fx: &mut Effects,
     ) -> Vec<ReceivedMessage> {
+        self.page_in();
         let mut out = Vec::new();
         let mut skipped = Vec::new();
         let mut batch_bytes = 0usize;
@@ -542,6 +699,7 @@ impl SubState {
             subscription: uid,
             seq,
         });
+        self.page_in();
         Some(entry.message)
     }
 
@@ -572,24 +730,41 @@ impl SubState {
     }
 
     /// A message restored from the disk store with the delivery attempts it
-    /// had used.
+    /// had used: held in memory while the window has room, else left on
+    /// disk (`message` is `None` when recovery did not read it), as a
+    /// message of `size` bytes.
     pub fn restore(
         &mut self,
         seq: u64,
-        message: Arc<HeldMessage>,
+        message: Option<Arc<HeldMessage>>,
+        size: usize,
         attempts: u32,
         now: Instant,
         fx: &mut Effects,
     ) {
-        self.enqueue(seq, message, now, fx);
-        if let Some(entry) = self.messages.get_mut(&seq) {
-            entry.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        match message {
+            Some(message) if !self.spills() => {
+                self.arm_retention(published_at(&message), fx);
+                self.hold_ready(seq, message, attempts, now);
+            }
+            _ => {
+                self.spill(seq, size, now);
+                if attempts > 0 {
+                    self.spilled_attempts.insert(seq, attempts);
+                }
+            }
         }
     }
 
     /// Makes room for `additional` more messages in the backlog at once
     /// (recovery knows how many a subscription owes).
     pub fn reserve(&mut self, additional: usize) {
+        if self.pager.is_some() {
+            self.spilled
+                .reserve(additional.saturating_sub(READY_WINDOW));
+            return;
+        }
         self.messages.reserve(additional);
         self.ready.reserve(additional);
     }
@@ -609,6 +784,8 @@ impl SubState {
     pub fn clear(&mut self, fx: &mut Effects) {
         self.messages.clear();
         self.owed.clear();
+        self.spilled.clear();
+        self.spilled_attempts.clear();
         self.backlog_bytes = 0;
         self.leased = 0;
         self.backing_off = 0;
@@ -873,7 +1050,7 @@ impl SubState {
 
     /// Number of messages neither acked nor dead-lettered.
     pub fn backlog_len(&self) -> usize {
-        self.messages.len()
+        self.messages.len() + self.spilled.len()
     }
 }
 

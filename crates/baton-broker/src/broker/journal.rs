@@ -122,6 +122,10 @@ impl MessageJournal {
                 }
             };
             if record.events.len() < MAX_EVENTS_PER_MESSAGE {
+                // Grown one event at a time: most records are a message
+                // waiting in a backlog (one event), and the default growth
+                // would make room for four.
+                record.events.reserve_exact(1);
                 record.events.push(event);
             } else {
                 record.dropped += 1;

@@ -152,8 +152,9 @@ impl BrokerBuilder {
         let storage = OnceLock::new();
         if let Some((store, recovered)) = opened {
             let store = Arc::new(store);
-            recovery::restore(&mut state, recovered, self.clock.read());
-            state.journal = Some(Journal::new(store.clone()));
+            let journal = Journal::new(store.clone());
+            recovery::restore(&mut state, recovered, self.clock.read(), &journal);
+            state.journal = Some(journal);
             // Freshly made: nobody else can have set it.
             let _ = storage.set(store);
         }
@@ -357,10 +358,13 @@ impl Broker {
             );
         }
         for (name, sub) in &state.subscriptions {
-            let backlog: BTreeMap<u64, (i32, &crate::HeldMessage)> = sub
-                .messages
-                .iter()
-                .map(|(seq, entry)| (*seq, (entry.attempts, &*entry.message)))
+            // Spilled messages read in, so the view does not depend on
+            // which part of the backlog is in memory.
+            let messages: BTreeMap<u64, Arc<crate::HeldMessage>> =
+                sub.unacked().unwrap_or_default().into_iter().collect();
+            let backlog: BTreeMap<u64, (i32, Option<&crate::HeldMessage>)> = sub
+                .attempts()
+                .map(|(seq, attempts)| (seq, (attempts, messages.get(&seq).map(|m| &**m))))
                 .collect();
             let retained: Vec<u64> = state
                 .retained

@@ -11,7 +11,7 @@ use super::state::{LoggedMessage, SnapshotState, State, TopicState};
 use crate::clock::{Reading, system_time};
 use crate::iam::IamPolicies;
 use crate::schema::SchemaRegistry;
-use crate::store::Recovered;
+use crate::store::{Journal, Recovered};
 
 /// Message ids and ack numbers one opening of a disk store may hand out, as
 /// a power of two.
@@ -22,7 +22,10 @@ const OPENING_RANGE_BITS: u32 = 40;
 /// snapshot expire times, and expiration policies (inactivity counts from
 /// the restart: when a subscription was last active is not stored). What
 /// expired while the server was down goes as soon as the timer task runs.
-pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading) {
+///
+/// Each subscription holds the first of its backlog in memory; the rest
+/// waits on disk, read back through `pager` as it is delivered.
+pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading, pager: &Journal) {
     let now = reading.now;
     let Recovered {
         catalog,
@@ -52,11 +55,15 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading)
     }
     let mut missing = 0usize;
     for (topic, seq) in logged {
-        match (state.topics.get_mut(&topic), messages.get(&seq)) {
-            (Some(topic), Some(stored)) => topic.log.push_back(LoggedMessage {
+        let stored = messages.get(&seq);
+        match (
+            state.topics.get_mut(&topic),
+            stored.and_then(|s| s.message.clone()),
+        ) {
+            (Some(topic), Some(message)) => topic.log.push_back(LoggedMessage {
                 seq,
-                message: stored.message.clone(),
-                published: stored.published,
+                message,
+                published: stored.map_or(reading.wall, |s| s.published),
             }),
             _ => missing += 1,
         }
@@ -70,6 +77,7 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading)
     let mut names = HashMap::new();
     for (uid, config) in catalog.subscriptions {
         let mut sub = SubState::new(uid, config.clone());
+        sub.pager = Some(pager.clone());
         if !config.filter.is_empty() {
             match crate::filter::Filter::parse(&config.filter) {
                 Ok(filter) => sub.filter = Some(filter),
@@ -104,7 +112,10 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading)
         sub.reserve(rows.len());
         for &(_, seq, attempts) in rows {
             match messages.get(&seq) {
-                Some(stored) => sub.restore(seq, stored.message.clone(), attempts, now, fx),
+                Some(stored) => {
+                    let message = stored.message.clone();
+                    sub.restore(seq, message, stored.size, attempts, now, fx);
+                }
                 None => missing += 1,
             }
         }
@@ -119,21 +130,23 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading)
         );
     }
     for (name, seq) in snapshot_messages {
-        match (state.snapshots.get_mut(&name), messages.get(&seq)) {
-            (Some(snapshot), Some(stored)) => {
-                snapshot.messages.insert(seq, stored.message.clone());
+        let message = messages.get(&seq).and_then(|s| s.message.clone());
+        match (state.snapshots.get_mut(&name), message) {
+            (Some(snapshot), Some(message)) => {
+                snapshot.messages.insert(seq, message);
             }
             _ => missing += 1,
         }
     }
     for (uid, seq, published) in retained {
-        match (names.contains_key(&uid), messages.get(&seq)) {
-            (true, Some(stored)) => {
+        let message = messages.get(&seq).and_then(|s| s.message.clone());
+        match (names.contains_key(&uid), message) {
+            (true, Some(message)) => {
                 state
                     .retained
                     .entry(uid)
                     .or_default()
-                    .insert(seq, (stored.message.clone(), published));
+                    .insert(seq, (message, published));
             }
             _ => missing += 1,
         }

@@ -94,9 +94,9 @@ impl Broker {
             ));
         }
         let messages: BTreeMap<u64, Arc<HeldMessage>> = sub
-            .messages
-            .iter()
-            .map(|(seq, entry)| (*seq, entry.message.clone()))
+            .unacked()
+            .map_err(super::storage_error)?
+            .into_iter()
             .collect();
         // 7 days, less the age of the oldest unacked message captured.
         let expire_time =
@@ -283,9 +283,9 @@ impl Broker {
                 .unwrap_or(UNIX_EPOCH)
         };
         let mut candidates: BTreeMap<u64, Arc<HeldMessage>> = sub
-            .messages
-            .iter()
-            .map(|(seq, entry)| (*seq, entry.message.clone()))
+            .unacked()
+            .map_err(super::storage_error)?
+            .into_iter()
             .collect();
         let kept = retained.entry(sub.uid).or_default();
         for (seq, (message, _)) in kept.iter() {

@@ -25,7 +25,7 @@ use super::counters::{
 };
 use super::delivery::SubState;
 use super::state::{State, TopicState};
-use crate::clock::{Reading, system_time};
+use crate::clock::Reading;
 use crate::error::{BrokerError, BrokerResult};
 use crate::held::HeldMessage;
 use crate::names::{self, Collection};
@@ -211,13 +211,8 @@ fn subscription_stats(
     retained: Option<&BTreeMap<u64, (Arc<HeldMessage>, SystemTime)>>,
     reading: Reading,
 ) -> SubscriptionStats {
-    let backlog = sub.messages.len();
-    let oldest = sub
-        .owed
-        .first()
-        .and_then(|seq| sub.messages.get(seq))
-        .and_then(|entry| entry.message.publish_time.as_ref())
-        .map(system_time);
+    let backlog = sub.backlog_len();
+    let oldest = sub.oldest_owed();
     let endpoint = sub
         .config
         .push_config

@@ -81,6 +81,7 @@ impl Broker {
         let uid = state.next_uid;
         state.next_uid += 1;
         let mut delivery = SubState::new(uid, sub.clone());
+        delivery.pager = state.journal.clone();
         delivery.filter = filter;
         delivery.touch(wall);
         delivery.arm_inactivity(&mut state.fx);
