@@ -34,16 +34,17 @@ impl HeldMessage {
         }
     }
 
-    /// A copy without the payload, which the disk store keeps.
-    pub(crate) fn without_payload(&self) -> Self {
-        Self {
-            message: PubsubMessage {
-                data: Vec::new(),
-                ..self.message.clone()
-            },
-            size: self.size,
-            on_disk: !self.message.data.is_empty(),
-        }
+    /// The message without its payload, and the payload, which the disk
+    /// store keeps: nothing is copied.
+    pub(crate) fn split(mut message: PubsubMessage) -> (Self, Vec<u8>) {
+        let size = message.payload_size();
+        let data = std::mem::take(&mut message.data);
+        let held = Self {
+            message,
+            size,
+            on_disk: !data.is_empty(),
+        };
+        (held, data)
     }
 
     /// A message read back from the disk store without its payload; `size`
@@ -61,6 +62,22 @@ impl HeldMessage {
     /// counts it (data, attribute keys and values, ordering key).
     pub fn payload_size(&self) -> usize {
         self.size
+    }
+
+    /// The size of the payload (`data`) alone, whether it is here or on
+    /// disk.
+    pub fn data_len(&self) -> usize {
+        if !self.on_disk {
+            return self.message.data.len();
+        }
+        let attributes: usize = self
+            .message
+            .attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        self.size
+            .saturating_sub(attributes + self.message.ordering_key.len())
     }
 
     /// Whether the payload must be read back from the disk store.
@@ -88,7 +105,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn without_payload_keeps_the_size_and_the_rest() {
+    fn a_split_message_keeps_its_size_and_the_rest() {
         let message = PubsubMessage {
             data: vec![7; 1000],
             attributes: [("k".to_string(), "v".to_string())].into(),
@@ -99,10 +116,13 @@ mod tests {
         let held = HeldMessage::new(message.clone());
         assert_eq!(held.payload_size(), message.payload_size());
         assert!(!held.payload_on_disk());
-        let hollow = held.without_payload();
+        assert_eq!(held.data_len(), 1000);
+        let (hollow, data) = HeldMessage::split(message.clone());
+        assert_eq!(data, message.data);
         assert!(hollow.data.is_empty());
         assert!(hollow.payload_on_disk());
         assert_eq!(hollow.payload_size(), message.payload_size());
+        assert_eq!(hollow.data_len(), 1000);
         assert_eq!(hollow.attributes, message.attributes);
         assert_eq!(hollow.ordering_key, "key");
         // Attributes only: nothing to read back.
@@ -110,8 +130,9 @@ mod tests {
             attributes: [("k".to_string(), "v".to_string())].into(),
             ..Default::default()
         });
-        assert!(!bare.without_payload().payload_on_disk());
+        assert!(!HeldMessage::split(bare.to_message()).0.payload_on_disk());
         let restored = HeldMessage::stored(hollow.to_message(), message.payload_size());
         assert!(restored.payload_on_disk());
+        assert_eq!(restored.data_len(), 1000);
     }
 }

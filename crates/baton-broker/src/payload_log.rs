@@ -173,10 +173,10 @@ impl PayloadWriter {
             offset: self.len,
             len: data.len() as u64,
         };
-        let path = segment_path(&self.dir, self.segment);
-        self.file
-            .write_all(data)
-            .map_err(|e| io_error("writing", &path, e))?;
+        self.file.write_all(data).map_err(|e| {
+            let path = segment_path(&self.dir, self.segment);
+            io_error("writing", &path, e)
+        })?;
         self.len += data.len() as u64;
         self.dirty = true;
         *self.live.entry(self.segment).or_default() += 1;

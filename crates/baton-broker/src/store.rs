@@ -137,9 +137,9 @@ pub(crate) enum StoreOp {
     Message {
         seq: u64,
         published: SystemTime,
-        /// With its payload.
-        message: Arc<HeldMessage>,
-        /// Without it, as the broker holds it.
+        /// Its payload, which goes to the payload log.
+        data: Arc<Vec<u8>>,
+        /// The message without it, as the broker holds it.
         held: Arc<HeldMessage>,
     },
     /// A subscription now owes the message (it is in its backlog).
@@ -343,42 +343,69 @@ pub struct Storage {
 /// a byte and a count budget that only messages already on disk count
 /// against: every message stays here until it is on disk, so a backlog read
 /// back from the store finds what the file cannot answer yet.
+///
+/// Messages arrive in sequence order (recorded under the broker's lock), so
+/// the cache is a queue searched by bisection, with no hashing; and it is
+/// trimmed only when the writer reports a commit, so freeing evicted
+/// messages costs the writer's thread, not the broker's lock.
 #[derive(Debug, Default)]
 struct PayloadCache {
-    by_seq: HashMap<u64, Arc<HeldMessage>>,
-    order: VecDeque<(u64, usize)>,
+    by_seq: VecDeque<(u64, CachedMessage)>,
     bytes: usize,
     /// Every message up to this sequence is on disk.
     committed: u64,
 }
 
 impl PayloadCache {
-    fn insert(&mut self, seq: u64, message: Arc<HeldMessage>) {
+    fn insert(&mut self, seq: u64, message: CachedMessage) {
         let size = message.data.len();
-        if self.by_seq.insert(seq, message).is_none() {
-            self.order.push_back((seq, size));
-            self.bytes += size;
+        match self.by_seq.back() {
+            Some((last, _)) if *last >= seq => {
+                // Out of order (never expected): kept in order all the same.
+                let at = self.by_seq.partition_point(|(s, _)| *s < seq);
+                if self.by_seq.get(at).is_some_and(|(s, _)| *s == seq) {
+                    return;
+                }
+                self.by_seq.insert(at, (seq, message));
+            }
+            _ => self.by_seq.push_back((seq, message)),
         }
-        self.evict();
+        self.bytes += size;
     }
 
-    fn committed(&mut self, seq: u64) {
+    fn get(&self, seq: u64) -> Option<&CachedMessage> {
+        let at = self.by_seq.partition_point(|(s, _)| *s < seq);
+        self.by_seq
+            .get(at)
+            .filter(|(s, _)| *s == seq)
+            .map(|(_, message)| message)
+    }
+
+    /// Everything up to `seq` is on disk: what is over budget may go. The
+    /// messages evicted, for the caller to drop outside the cache's lock.
+    fn committed(&mut self, seq: u64) -> Vec<CachedMessage> {
         self.committed = self.committed.max(seq);
-        self.evict();
-    }
-
-    fn evict(&mut self) {
-        while self.bytes > PAYLOAD_CACHE_BYTES || self.order.len() > CACHED_MESSAGES {
-            match self.order.front() {
-                Some(&(seq, size)) if seq <= self.committed => {
-                    self.order.pop_front();
-                    self.by_seq.remove(&seq);
-                    self.bytes -= size;
+        let mut evicted = Vec::new();
+        while self.bytes > PAYLOAD_CACHE_BYTES || self.by_seq.len() > CACHED_MESSAGES {
+            match self.by_seq.front() {
+                Some((seq, _)) if *seq <= self.committed => {
+                    if let Some((_, message)) = self.by_seq.pop_front() {
+                        self.bytes -= message.data.len();
+                        evicted.push(message);
+                    }
                 }
                 _ => break,
             }
         }
+        evicted
     }
+}
+
+/// A message of the cache: as the broker holds it, and its payload.
+#[derive(Debug, Clone)]
+struct CachedMessage {
+    held: Arc<HeldMessage>,
+    data: Arc<Vec<u8>>,
 }
 
 /// Units of changes waiting for the writer.
@@ -423,7 +450,7 @@ impl Journal {
     }
 
     /// See [`Storage::load_messages`].
-    pub fn load_messages(&self, seqs: &[u64]) -> Result<Vec<Option<HeldMessage>>, StoreError> {
+    pub fn load_messages(&self, seqs: &[u64]) -> Result<Vec<Option<Arc<HeldMessage>>>, StoreError> {
         self.storage.load_messages(seqs)
     }
 
@@ -504,8 +531,15 @@ impl Storage {
         if ops.iter().any(|op| matches!(op, StoreOp::Message { .. })) {
             let mut payloads = lock(&self.payloads);
             for op in &ops {
-                if let StoreOp::Message { seq, message, .. } = op {
-                    payloads.insert(*seq, message.clone());
+                if let StoreOp::Message {
+                    seq, data, held, ..
+                } = op
+                {
+                    let cached = CachedMessage {
+                        held: held.clone(),
+                        data: data.clone(),
+                    };
+                    payloads.insert(*seq, cached);
                 }
             }
         }
@@ -575,8 +609,8 @@ impl Storage {
                 let Ok(seq) = message.message_id.parse::<u64>() else {
                     continue;
                 };
-                match payloads.by_seq.get(&seq) {
-                    Some(cached) => message.data.clone_from(&cached.data),
+                match payloads.get(seq) {
+                    Some(cached) => message.data.clone_from(cached.data.as_ref()),
                     None => missing.push((seq, message)),
                 }
             }
@@ -607,13 +641,13 @@ impl Storage {
     pub(crate) fn load_messages(
         &self,
         seqs: &[u64],
-    ) -> Result<Vec<Option<HeldMessage>>, StoreError> {
-        let mut loaded: Vec<Option<HeldMessage>> = Vec::with_capacity(seqs.len());
+    ) -> Result<Vec<Option<Arc<HeldMessage>>>, StoreError> {
+        let mut loaded: Vec<Option<Arc<HeldMessage>>> = Vec::with_capacity(seqs.len());
         let mut missing = Vec::new();
         {
             let cache = lock(&self.payloads);
             for (index, seq) in seqs.iter().enumerate() {
-                let cached = cache.by_seq.get(seq).map(|m| m.without_payload());
+                let cached = cache.get(*seq).map(|m| m.held.clone());
                 if cached.is_none() {
                     missing.push(index);
                 }
@@ -635,7 +669,7 @@ impl Storage {
                 let message: PubsubMessage = decode("messages", row.5)?;
                 let size = usize::try_from(row.1).unwrap_or(usize::MAX);
                 if let Some(slot) = loaded.get_mut(index) {
-                    *slot = Some(HeldMessage::stored(message, size));
+                    *slot = Some(Arc::new(HeldMessage::stored(message, size)));
                 }
             }
         }
@@ -979,7 +1013,8 @@ impl Writer {
         match applied {
             Ok(last_message) => {
                 if let Some(seq) = last_message {
-                    lock(&self.payloads).committed(seq);
+                    let evicted = lock(&self.payloads).committed(seq);
+                    drop(evicted);
                 }
                 progress.send_modify(|p| p.durable += count);
             }
@@ -999,8 +1034,8 @@ impl Writer {
     fn apply(&mut self, batch: &mut Vec<StoreOp>) -> Result<Option<u64>, StoreError> {
         let mut locations = VecDeque::new();
         for op in batch.iter() {
-            if let StoreOp::Message { message, .. } = op {
-                locations.push_back(self.log.append(&message.data)?);
+            if let StoreOp::Message { data, .. } = op {
+                locations.push_back(self.log.append(data)?);
             }
         }
         let Self { db, refs, log, .. } = self;
@@ -1078,13 +1113,13 @@ fn apply_rows(
                 StoreOp::Message {
                     seq,
                     published,
-                    message,
                     held,
+                    ..
                 } => {
                     encoded.clear();
                     held.encode(&mut encoded)
                         .map_err(|e| StoreError::Io(e.to_string()))?;
-                    let size = message.payload_size() as u64;
+                    let size = held.payload_size() as u64;
                     let at = locations.pop_front().ok_or_else(|| {
                         StoreError::Io("a message of the batch has no payload location".into())
                     })?;

@@ -528,8 +528,8 @@ fn a_write_whose_runtime_is_gone_is_still_written() {
         crate::store::StoreOp::Message {
             seq: 7,
             published: std::time::SystemTime::now(),
-            message: Arc::new(crate::HeldMessage::new(one_message())),
-            held: Arc::new(crate::HeldMessage::new(one_message()).without_payload()),
+            data: Arc::new(one_message().data),
+            held: Arc::new(crate::HeldMessage::split(one_message()).0),
         },
         crate::store::StoreOp::Owe {
             subscription: 1,

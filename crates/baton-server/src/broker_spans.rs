@@ -323,7 +323,7 @@ fn record<T: Tracer>(tracer: &T, event: Event) {
             let mut attributes = common(&topic, &message);
             attributes.push(KeyValue::new(
                 baton_trace_context::MESSAGING_MESSAGE_BODY_SIZE,
-                i64::try_from(message.data.len()).unwrap_or(i64::MAX),
+                i64::try_from(message.data_len()).unwrap_or(i64::MAX),
             ));
             emit(
                 tracer,

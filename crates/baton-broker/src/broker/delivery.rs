@@ -480,7 +480,7 @@ impl SubState {
                 continue;
             };
             let since = epoch + Duration::from_millis(u64::from(entry.ready_after_ms));
-            self.hold_ready(entry.seq, Arc::new(message), attempts, since);
+            self.hold_ready(entry.seq, message, attempts, since);
         }
     }
 
@@ -501,7 +501,7 @@ impl SubState {
                     chunk
                         .iter()
                         .zip(loaded)
-                        .filter_map(|(seq, m)| Some((*seq, Arc::new(m?)))),
+                        .filter_map(|(seq, m)| Some((*seq, m?))),
                 );
             }
         }

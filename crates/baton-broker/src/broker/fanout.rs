@@ -42,27 +42,25 @@ pub(crate) fn append(
     let mut ids = Vec::with_capacity(messages.len());
     let mut stored = Vec::with_capacity(messages.len());
     // With the disk store, the payloads go there and the broker keeps the
-    // messages without them; the observer still sees them whole.
-    let mut whole = Vec::new();
+    // messages without them (moved apart, not copied).
     for mut message in messages {
         let seq = *next_seq;
         *next_seq += 1;
         message.message_id = seq.to_string();
         message.publish_time = Some(publish_time);
         ids.push(message.message_id.clone());
-        let message = Arc::new(HeldMessage::new(message));
         let held = if fx.durable {
-            let held = Arc::new(message.without_payload());
+            let (held, data) = HeldMessage::split(message);
+            let held = Arc::new(held);
             fx.journal(|| StoreOp::Message {
                 seq,
                 published: reading.wall,
-                message: message.clone(),
+                data: Arc::new(data),
                 held: held.clone(),
             });
-            whole.push(message);
             held
         } else {
-            message
+            Arc::new(HeldMessage::new(message))
         };
         stored.push((seq, held));
     }
@@ -124,11 +122,7 @@ pub(crate) fn append(
     }
     fx.observe(|| Event::Published {
         topic: Arc::from(topic),
-        messages: if whole.is_empty() {
-            stored.into_iter().map(|(_, m)| m).collect()
-        } else {
-            whole
-        },
+        messages: stored.into_iter().map(|(_, m)| m).collect(),
         received,
         stored: reading.wall,
     });

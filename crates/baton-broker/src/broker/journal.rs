@@ -4,7 +4,9 @@
 //! [`super::history`] for what it answers and why it is bounded the way it
 //! is.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -84,7 +86,9 @@ struct Record {
 #[derive(Debug)]
 pub(crate) struct MessageJournal {
     capacity: usize,
-    records: HashMap<u64, Record>,
+    /// Keyed by sequence with a fast hasher: filing is under the
+    /// broker's lock, once per event.
+    records: FxHashMap<u64, Record>,
     /// Message sequences in the order their records were made: the oldest
     /// is evicted first.
     order: VecDeque<u64>,
@@ -98,7 +102,7 @@ impl MessageJournal {
     pub fn new(capacity: usize) -> Option<Self> {
         (capacity > 0).then(|| Self {
             capacity,
-            records: HashMap::new(),
+            records: FxHashMap::default(),
             order: VecDeque::new(),
             evicted_up_to: 0,
         })
