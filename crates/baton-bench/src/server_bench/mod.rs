@@ -414,13 +414,26 @@ async fn backlog_and_restart(
         let first_rpc = server.wait_answering(START_LIMIT).await?;
         eprintln!("   first RPC {:.3} s after spawn", first_rpc.as_secs_f64());
         let client = connect(server.host()).await?;
+        let tally = workloads::Tally::new(plan.backlog);
         let first_delivery =
-            workloads::first_delivery(&client, &sub, server.spawned(), START_LIMIT).await?;
+            workloads::first_delivery(&client, &sub, server.spawned(), START_LIMIT, &tally).await?;
         eprintln!(
             "   first message delivered {:.3} s after spawn",
             first_delivery.as_secs_f64()
         );
         let rss_kib = server.rss_probe().kib();
+        // Serving the deep backlog: all of it delivered and acked, with the
+        // server's memory sampled all along.
+        let sampler = PeakSampler::start(server.rss_probe());
+        let (drained, drain) = workloads::drain(&client, &sub, &tally).await?;
+        let drain_peak_rss_kib = sampler.finish();
+        eprintln!(
+            "   drained the other {} in {:.1} s ({} msg/s), RSS peak {} MB",
+            crate::support::thousands(drained as f64),
+            drain.as_secs_f64(),
+            crate::support::thousands(workloads::per_second(drained, drain)),
+            drain_peak_rss_kib.map_or("?".to_owned(), |k| format!("{:.1}", mib(k)))
+        );
         drop(client);
         let stopped_at = Instant::now();
         if let Err(e) = server.terminate(STOP_LIMIT) {
@@ -435,6 +448,9 @@ async fn backlog_and_restart(
             first_rpc,
             first_delivery,
             rss_kib,
+            drained,
+            drain,
+            drain_peak_rss_kib,
         })
     }
     .await;

@@ -163,6 +163,12 @@ pub struct Restart {
     pub first_delivery: Duration,
     /// RSS after the first delivery, KiB.
     pub rss_kib: Option<u64>,
+    /// Messages received by draining the backlog after the first delivery,
+    /// and how long that took.
+    pub drained: usize,
+    pub drain: Duration,
+    /// Peak RSS while draining, KiB.
+    pub drain_peak_rss_kib: Option<u64>,
 }
 
 /// Everything measured on one target.

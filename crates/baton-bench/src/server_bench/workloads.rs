@@ -627,15 +627,18 @@ pub async fn publish_backlog(
 }
 
 /// Subscribes to `sub` and waits for its first message; the time from
-/// `since` to its receipt.
+/// `since` to its receipt. Every message it receives is acked and marked in
+/// `tally`.
 pub async fn first_delivery(
     client: &Client,
     sub: &str,
     since: Instant,
     limit: Duration,
+    tally: &Tally,
 ) -> Result<Duration> {
     let first: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let arrived = Arc::new(Notify::new());
+    let counting = counting_handler(tally.clone(), 0, None);
     let handle = client
         .subscriber_with(sub, subscriber_config(100))
         .subscribe({
@@ -644,8 +647,7 @@ pub async fn first_delivery(
                 if first.set(Instant::now()).is_ok() {
                     arrived.notify_one();
                 }
-                message.ack();
-                std::future::ready(())
+                counting(message)
             }
         });
     let waited = tokio::time::timeout(limit, arrived.notified()).await;
@@ -655,4 +657,32 @@ pub async fn first_delivery(
     }
     let at = first.get().context("no first message")?;
     Ok(at.saturating_duration_since(since))
+}
+
+/// Drains `sub`: receives and acks until every message of `tally` was
+/// delivered; how many this drain received, and how long it took.
+pub async fn drain(client: &Client, sub: &str, tally: &Tally) -> Result<(usize, Duration)> {
+    let before = tally.count();
+    let left = tally.seen.len().saturating_sub(before);
+    let started = Instant::now();
+    let handle = client
+        .subscriber_with(sub, subscriber_config(MAX_OUTSTANDING))
+        .subscribe(counting_handler(tally.clone(), 0, None));
+    let progress = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            eprintln!(
+                "   drain: {} of {left} received",
+                tally.count().saturating_sub(before)
+            );
+        }
+    };
+    let drained = tokio::select! {
+        drained = tally.wait(delivery_limit(left), "drain") => drained,
+        () = progress => Ok(()),
+    };
+    let elapsed = started.elapsed();
+    handle.shutdown().await.context("subscriber shutdown")?;
+    drained?;
+    Ok((tally.count().saturating_sub(before), elapsed))
 }
