@@ -762,7 +762,7 @@ impl SubState {
     pub fn reserve(&mut self, additional: usize) {
         if self.pager.is_some() {
             self.spilled
-                .reserve(additional.saturating_sub(READY_WINDOW));
+                .reserve_exact(additional.saturating_sub(READY_WINDOW));
             return;
         }
         self.messages.reserve(additional);

@@ -55,15 +55,12 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading,
     }
     let mut missing = 0usize;
     for (topic, seq) in logged {
-        let stored = messages.get(&seq);
-        match (
-            state.topics.get_mut(&topic),
-            stored.and_then(|s| s.message.clone()),
-        ) {
-            (Some(topic), Some(message)) => topic.log.push_back(LoggedMessage {
+        let decoded = messages.get(&seq).and_then(|s| s.decoded);
+        match (state.topics.get_mut(&topic), decoded) {
+            (Some(topic), Some((message, published))) => topic.log.push_back(LoggedMessage {
                 seq,
                 message,
-                published: stored.map_or(reading.wall, |s| s.published),
+                published,
             }),
             _ => missing += 1,
         }
@@ -103,17 +100,16 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading,
     } = &mut *state;
     // The rows come in (subscription, sequence) order: one lookup of the
     // subscription per run of its rows, and room for them made at once.
-    for rows in owed.chunk_by(|a, b| a.0 == b.0) {
-        let uid = rows[0].0;
+    for (uid, seqs, attempts) in owed.by_subscription() {
         let Some(sub) = names.get(&uid).and_then(|name| subscriptions.get_mut(name)) else {
-            missing += rows.len();
+            missing += seqs.len();
             continue;
         };
-        sub.reserve(rows.len());
-        for &(_, seq, attempts) in rows {
+        sub.reserve(seqs.len());
+        for (&seq, &attempts) in seqs.iter().zip(attempts) {
             match messages.get(&seq) {
                 Some(stored) => {
-                    let message = stored.message.clone();
+                    let message = stored.decoded.map(|(message, _)| message);
                     sub.restore(seq, message, stored.size, attempts, now, fx);
                 }
                 None => missing += 1,
@@ -130,7 +126,7 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading,
         );
     }
     for (name, seq) in snapshot_messages {
-        let message = messages.get(&seq).and_then(|s| s.message.clone());
+        let message = messages.get(&seq).and_then(|s| s.decoded).map(|(m, _)| m);
         match (state.snapshots.get_mut(&name), message) {
             (Some(snapshot), Some(message)) => {
                 snapshot.messages.insert(seq, message);
@@ -139,7 +135,7 @@ pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading,
         }
     }
     for (uid, seq, published) in retained {
-        let message = messages.get(&seq).and_then(|s| s.message.clone());
+        let message = messages.get(&seq).and_then(|s| s.decoded).map(|(m, _)| m);
         match (names.contains_key(&uid), message) {
             (true, Some(message)) => {
                 state
