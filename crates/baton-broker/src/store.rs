@@ -88,11 +88,22 @@ const PAGE_CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Messages kept in the cache of recent messages once they are on disk,
 /// whatever their payloads' size (messages without a payload count too).
 const CACHED_MESSAGES: usize = 65_536;
-/// Ready messages a subscription holds in memory with the disk store; what
-/// its backlog holds beyond them waits on disk (see [`crate::held`]) and is
-/// read in as the window drains. Small in the unit tests, so that their
-/// few messages already go to disk.
-pub(crate) const READY_WINDOW: usize = if cfg!(test) { 8 } else { 2_000 };
+/// The most ready messages a subscription holds in memory with the disk
+/// store; what its backlog holds beyond them waits on disk (see
+/// [`crate::held`]) and is read in as the window drains. Small in the unit
+/// tests, so that their few messages already go to disk.
+pub(crate) const MAX_READY_WINDOW: usize = if cfg!(test) { 8 } else { 2_000 };
+/// The fewest: enough for a subscriber's batches.
+const MIN_READY_WINDOW: usize = if cfg!(test) { 2 } else { 64 };
+/// Ready messages all subscriptions together hold in memory; each gets an
+/// equal share, within the bounds above, so a thousand deep backlogs cost
+/// what a hundred do.
+const READY_WINDOW_BUDGET: usize = if cfg!(test) { 64 } else { 200_000 };
+
+/// Each subscription's window when there are `subscriptions`.
+pub(crate) fn ready_window(subscriptions: usize) -> usize {
+    (READY_WINDOW_BUDGET / subscriptions.max(1)).clamp(MIN_READY_WINDOW, MAX_READY_WINDOW)
+}
 
 /// Kinds of catalog rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -918,10 +929,11 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
     // Which messages the broker will hold in memory: the first of each
     // backlog (its ready window; the owed rows come in sequence order per
     // subscription) and everything snapshots, retained sets and logs keep.
+    let window = ready_window(recovered.catalog.subscriptions.len());
     let mut decoded: std::collections::HashSet<u64> = recovered
         .owed
         .by_subscription()
-        .flat_map(|(_, seqs, _)| seqs.iter().take(READY_WINDOW).copied())
+        .flat_map(|(_, seqs, _)| seqs.iter().take(window).copied())
         .collect();
     decoded.extend(recovered.snapshot_messages.iter().map(|(_, seq)| *seq));
     decoded.extend(recovered.retained.iter().map(|(_, seq, _)| *seq));

@@ -856,7 +856,7 @@ async fn drain_in_order(broker: &Broker, s: usize, nack: bool) -> Vec<u64> {
 
 #[tokio::test]
 async fn a_deep_backlog_waits_on_disk_and_comes_back_once_in_order() {
-    use crate::store::READY_WINDOW;
+    use crate::store::MAX_READY_WINDOW as READY_WINDOW;
     const COUNT: usize = 100;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut broker = Broker::open(dir.path()).expect("open");
@@ -921,7 +921,7 @@ async fn a_deep_backlog_waits_on_disk_and_comes_back_once_in_order() {
 
 #[tokio::test]
 async fn snapshots_seeks_and_retention_see_the_backlog_on_disk() {
-    use crate::store::READY_WINDOW;
+    use crate::store::MAX_READY_WINDOW as READY_WINDOW;
     const COUNT: usize = 40;
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::open(dir.path()).expect("open");
@@ -977,4 +977,50 @@ async fn snapshots_seeks_and_retention_see_the_backlog_on_disk() {
     let broker = reopen(broker, dir.path()).await;
     assert_eq!(broker.backlog_len(&sub(1)).expect("backlog"), 0);
     assert_eq!(broker.backlog_len(&sub(0)).expect("backlog"), 0);
+}
+
+#[tokio::test]
+async fn subscriptions_share_one_window_budget() {
+    use crate::store::{MAX_READY_WINDOW, ready_window};
+    assert_eq!(ready_window(1), MAX_READY_WINDOW);
+    assert!(ready_window(40) < MAX_READY_WINDOW);
+    assert_eq!(ready_window(1_000_000), ready_window(usize::MAX));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::open(dir.path()).expect("open");
+    setup(&broker);
+    let extra: Vec<String> = (0..36)
+        .map(|n| format!("{PROJECT}/subscriptions/extra-{n}"))
+        .collect();
+    for name in &extra {
+        broker
+            .create_subscription(Subscription {
+                name: name.clone(),
+                topic: topic(1),
+                ..Default::default()
+            })
+            .expect("subscription");
+    }
+    let small = ready_window(40);
+    let messages: Vec<PubsubMessage> = (0..20)
+        .map(|n| PubsubMessage {
+            data: format!("m{n}").into_bytes(),
+            ..Default::default()
+        })
+        .collect();
+    broker.publish(&topic(0), messages).expect("publish");
+    let in_memory = |broker: &Broker| broker.lock().subscriptions[&sub(0)].messages.len();
+    assert_eq!(in_memory(&broker), small);
+    // With the others gone, the window grows back as it refills.
+    for name in &extra {
+        broker.delete_subscription(name).expect("delete");
+    }
+    let got = broker
+        .pull(&sub(0), 1, PullWait::Immediate)
+        .await
+        .expect("pull");
+    assert_eq!(got.len(), 1);
+    assert_eq!(in_memory(&broker), MAX_READY_WINDOW);
+    let ids: Vec<String> = got.iter().map(|m| m.ack_id.clone()).collect();
+    broker.acknowledge(&sub(0), &ids).expect("ack");
+    assert_eq!(drain_in_order(&broker, 0, false).await.len(), 19);
 }

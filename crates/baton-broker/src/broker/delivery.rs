@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
@@ -18,7 +19,7 @@ use super::journal::Recorded;
 use crate::clock::system_time;
 use crate::held::HeldMessage;
 use crate::observer::{DeliveryKind, LeaseEnd};
-use crate::store::{Journal, READY_WINDOW, StoreError, StoreOp};
+use crate::store::{Journal, MAX_READY_WINDOW, StoreError, StoreOp};
 use crate::validate;
 
 /// A message as one subscription holds it.
@@ -76,6 +77,35 @@ pub(crate) struct SpilledEntry {
     /// When it became ready, in milliseconds after the subscription's
     /// [`SubState::spill_epoch`].
     pub ready_after_ms: u32,
+}
+
+/// Where the backlog beyond a subscription's window waits (the disk store),
+/// and how large the window is: one value shared by every subscription,
+/// their equal share of one budget ([`crate::store::ready_window`]), kept
+/// up to date as subscriptions come and go.
+#[derive(Debug, Clone)]
+pub(crate) struct BacklogPager {
+    pub journal: Journal,
+    pub window: Arc<AtomicUsize>,
+}
+
+impl BacklogPager {
+    pub fn new(journal: Journal, subscriptions: usize) -> Self {
+        Self {
+            journal,
+            window: Arc::new(AtomicUsize::new(crate::store::ready_window(subscriptions))),
+        }
+    }
+
+    /// Sets the window for `subscriptions` subscriptions.
+    pub fn resize(&self, subscriptions: usize) {
+        self.window
+            .store(crate::store::ready_window(subscriptions), Ordering::Relaxed);
+    }
+
+    fn window(&self) -> usize {
+        self.window.load(Ordering::Relaxed)
+    }
 }
 
 /// Flow-control window of one StreamingPull stream.
@@ -162,7 +192,7 @@ pub(crate) struct SubState {
     /// is found without a scan (the stats' oldest unacked age).
     pub owed: BTreeSet<u64>,
     /// With the disk store: the rest of the backlog, beyond a window of
-    /// [`READY_WINDOW`] ready messages, oldest first. Its messages wait on
+    /// ready messages ([`BacklogPager`]), oldest first. Its messages wait on
     /// disk and are read in (in sequence order, so ordering keys keep their
     /// order) as the window drains; all of them are newer than any message
     /// of `messages`. A deep backlog then costs 16 bytes a message here.
@@ -174,7 +204,7 @@ pub(crate) struct SubState {
     pub spill_epoch: Option<Instant>,
     /// Where spilled messages are read back from; `None` (no disk store)
     /// keeps the whole backlog in memory.
-    pub pager: Option<Journal>,
+    pub pager: Option<BacklogPager>,
     /// Bytes of the backlog (`messages` and `spilled`: their payload
     /// sizes), kept as they change.
     pub backlog_bytes: u64,
@@ -269,7 +299,8 @@ impl SubState {
             // The window is refilled whenever it runs low, so this is rare.
             None => {
                 let first = self.spilled.front()?;
-                let loaded = self.pager.as_ref()?.load_messages(&[first.seq]).ok()?;
+                let pager = self.pager.as_ref()?;
+                let loaded = pager.journal.load_messages(&[first.seq]).ok()?;
                 loaded
                     .into_iter()
                     .flatten()
@@ -401,7 +432,9 @@ impl SubState {
     /// Whether a message joining the backlog now waits on disk: the window
     /// is full, or older messages wait there already (which must go first).
     fn spills(&self) -> bool {
-        self.pager.is_some() && (!self.spilled.is_empty() || self.ready_count() >= READY_WINDOW)
+        self.pager
+            .as_ref()
+            .is_some_and(|pager| !self.spilled.is_empty() || self.ready_count() >= pager.window())
     }
 
     /// Ready messages held in memory.
@@ -451,16 +484,17 @@ impl SubState {
     /// next refill tries again); the store reports the failure to writers.
     fn page_in(&mut self) {
         let ready = self.ready_count();
-        if self.spilled.is_empty() || ready >= READY_WINDOW / 2 {
-            return;
-        }
         let Some(pager) = self.pager.clone() else {
             return;
         };
-        let take = (READY_WINDOW - ready).min(self.spilled.len());
+        let window = pager.window();
+        if self.spilled.is_empty() || ready >= window / 2 {
+            return;
+        }
+        let take = window.saturating_sub(ready).min(self.spilled.len());
         let entries: Vec<SpilledEntry> = self.spilled.drain(..take).collect();
         let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
-        let loaded = match pager.load_messages(&seqs) {
+        let loaded = match pager.journal.load_messages(&seqs) {
             Ok(loaded) => loaded,
             Err(error) => {
                 tracing::error!(subscription = %self.name, %error, "reading a backlog from the disk store failed");
@@ -495,8 +529,8 @@ impl SubState {
             .collect();
         if let Some(pager) = &self.pager {
             let seqs: Vec<u64> = self.spilled.iter().map(|e| e.seq).collect();
-            for chunk in seqs.chunks(READY_WINDOW.max(1)) {
-                let loaded = pager.load_messages(chunk)?;
+            for chunk in seqs.chunks(MAX_READY_WINDOW) {
+                let loaded = pager.journal.load_messages(chunk)?;
                 unacked.extend(
                     chunk
                         .iter()
@@ -760,9 +794,9 @@ impl SubState {
     /// Makes room for `additional` more messages in the backlog at once
     /// (recovery knows how many a subscription owes).
     pub fn reserve(&mut self, additional: usize) {
-        if self.pager.is_some() {
+        if let Some(pager) = &self.pager {
             self.spilled
-                .reserve_exact(additional.saturating_sub(READY_WINDOW));
+                .reserve_exact(additional.saturating_sub(pager.window()));
             return;
         }
         self.messages.reserve(additional);

@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+use self::delivery::BacklogPager;
 use self::state::State;
 use crate::clock::Clock;
 use crate::error::{BrokerError, BrokerResult, ErrorCode};
@@ -153,8 +154,10 @@ impl BrokerBuilder {
         if let Some((store, recovered)) = opened {
             let store = Arc::new(store);
             let journal = Journal::new(store.clone());
-            recovery::restore(&mut state, recovered, self.clock.read(), &journal);
+            let pager = BacklogPager::new(journal.clone(), recovered.catalog.subscriptions.len());
+            recovery::restore(&mut state, recovered, self.clock.read(), &pager);
             state.journal = Some(journal);
+            state.pager = Some(pager);
             // Freshly made: nobody else can have set it.
             let _ = storage.set(store);
         }

@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::delivery::SubState;
+use super::delivery::{BacklogPager, SubState};
 use super::effects::{CatalogEntry, ExpiryKind};
 use super::state::{LoggedMessage, SnapshotState, State, TopicState};
 use crate::clock::{Reading, system_time};
 use crate::iam::IamPolicies;
 use crate::schema::SchemaRegistry;
-use crate::store::{Journal, Recovered};
+use crate::store::Recovered;
 
 /// Message ids and ack numbers one opening of a disk store may hand out, as
 /// a power of two.
@@ -25,7 +25,12 @@ const OPENING_RANGE_BITS: u32 = 40;
 ///
 /// Each subscription holds the first of its backlog in memory; the rest
 /// waits on disk, read back through `pager` as it is delivered.
-pub(crate) fn restore(state: &mut State, recovered: Recovered, reading: Reading, pager: &Journal) {
+pub(crate) fn restore(
+    state: &mut State,
+    recovered: Recovered,
+    reading: Reading,
+    pager: &BacklogPager,
+) {
     let now = reading.now;
     let Recovered {
         catalog,

@@ -12,7 +12,7 @@ use baton_proto::pubsub::{Snapshot, Topic};
 use prost::Message as _;
 
 use super::counters::TopicCounters;
-use super::delivery::SubState;
+use super::delivery::{BacklogPager, SubState};
 use super::effects::{CatalogEntry, Effects, Expiry, ExpiryKind, Timer};
 use super::journal::MessageJournal;
 use crate::held::HeldMessage;
@@ -148,6 +148,9 @@ pub(crate) struct State {
     pub observer: Option<Arc<dyn DeliveryObserver>>,
     /// The disk store's journal; `None` keeps everything in memory only.
     pub journal: Option<Journal>,
+    /// With the disk store: where subscriptions' deep backlogs wait, and
+    /// their windows' size (resized as subscriptions come and go).
+    pub pager: Option<BacklogPager>,
     /// The message journal (recent messages' histories); `None` when off.
     pub history: Option<MessageJournal>,
     /// Effects of the operation in progress.
@@ -172,6 +175,7 @@ impl Default for State {
             iam: IamPolicies::default(),
             observer: None,
             journal: None,
+            pager: None,
             history: None,
             fx: Effects::default(),
         }
@@ -228,6 +232,14 @@ impl State {
         ops
     }
 
+    /// Gives every subscription its share of the window budget again, after
+    /// one came or went.
+    pub fn resize_windows(&self) {
+        if let Some(pager) = &self.pager {
+            pager.resize(self.subscriptions.len());
+        }
+    }
+
     /// Keeps [`Self::push`] in step with a changed catalog entry.
     pub fn note_push(&mut self, entry: &CatalogEntry) {
         let CatalogEntry::Subscription(name) = entry else {
@@ -253,6 +265,7 @@ impl State {
     /// NOT_FOUND). The subscription, if there was one.
     pub fn remove_subscription(&mut self, name: &str) -> Option<SubState> {
         let sub = self.subscriptions.remove(name)?;
+        self.resize_windows();
         self.iam.remove(name);
         if let Some(topic) = self.topics.get_mut(&sub.config.topic) {
             topic.subscriptions.remove(name);

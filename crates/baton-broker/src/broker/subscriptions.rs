@@ -81,7 +81,7 @@ impl Broker {
         let uid = state.next_uid;
         state.next_uid += 1;
         let mut delivery = SubState::new(uid, sub.clone());
-        delivery.pager = state.journal.clone();
+        delivery.pager = state.pager.clone();
         delivery.filter = filter;
         delivery.touch(wall);
         delivery.arm_inactivity(&mut state.fx);
@@ -96,6 +96,7 @@ impl Broker {
             }
         }
         state.subscriptions.insert(sub.name.clone(), delivery);
+        state.resize_windows();
         state
             .fx
             .catalog_changed(CatalogEntry::Subscription(sub.name.clone()));
