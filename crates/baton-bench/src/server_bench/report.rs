@@ -20,6 +20,18 @@ const IDLE_RSS_MB: f64 = 15.0;
 const LABEL: usize = 44;
 const COLUMN: usize = 16;
 
+/// The note on a backlog target measured with another backlog than its own.
+fn indicative_unless(plan: &Plan, target_messages: usize) -> String {
+    if plan.backlog == target_messages {
+        return String::new();
+    }
+    format!(
+        " [indicative only: backlog {}, the target's is {}]",
+        thousands(plan.backlog as f64),
+        thousands(target_messages as f64)
+    )
+}
+
 pub fn size_label(size: usize) -> String {
     if size >= KB && size.is_multiple_of(KB) {
         format!("{} KB", size / KB)
@@ -426,15 +438,7 @@ fn targets(plan: &Plan, all: &[Results]) {
         }
         _ => println!("  durable vs in-memory throughput: not measured (needs memory and disk)"),
     }
-    let indicative = if plan.backlog == BACKLOG_TARGET_MESSAGES {
-        String::new()
-    } else {
-        format!(
-            " [indicative only: backlog {}, the target's is {}]",
-            thousands(plan.backlog as f64),
-            thousands(BACKLOG_TARGET_MESSAGES as f64)
-        )
-    };
+    let indicative = indicative_unless(plan, BACKLOG_TARGET_MESSAGES);
     let disk_backlog_rss = disk.and_then(|r| value(&r.backlog)).and_then(|b| b.rss_kib);
     match disk_backlog_rss {
         Some(kib) => println!(
@@ -470,15 +474,7 @@ fn targets(plan: &Plan, all: &[Results]) {
                 .unwrap_or(held),
         )
     });
-    let served_indicative = if plan.backlog == SERVED_TARGET_MESSAGES {
-        String::new()
-    } else {
-        format!(
-            " [indicative only: backlog {}, the target's is {}]",
-            thousands(plan.backlog as f64),
-            thousands(SERVED_TARGET_MESSAGES as f64)
-        )
-    };
+    let served_indicative = indicative_unless(plan, SERVED_TARGET_MESSAGES);
     match served {
         Some(kib) => println!(
             "  backlog 10,000,000 x 1 KB served within {SERVED_RSS_MB:.0} MB RSS (held, restarted, drained; disk store): peak {:.1} MB: {}{served_indicative}",
