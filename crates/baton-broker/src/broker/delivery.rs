@@ -483,14 +483,20 @@ impl SubState {
     /// half empty, oldest first. A read that fails leaves them waiting (the
     /// next refill tries again); the store reports the failure to writers.
     fn page_in(&mut self) {
+        // Called on every take and ack: the common case costs one check.
+        if self.spilled.is_empty() {
+            return;
+        }
         let ready = self.ready_count();
+        let Some(window) = self.pager.as_ref().map(BacklogPager::window) else {
+            return;
+        };
+        if ready >= window / 2 {
+            return;
+        }
         let Some(pager) = self.pager.clone() else {
             return;
         };
-        let window = pager.window();
-        if self.spilled.is_empty() || ready >= window / 2 {
-            return;
-        }
         let take = window.saturating_sub(ready).min(self.spilled.len());
         let entries: Vec<SpilledEntry> = self.spilled.drain(..take).collect();
         let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
