@@ -70,14 +70,8 @@ impl HeldMessage {
         if !self.on_disk {
             return self.message.data.len();
         }
-        let attributes: usize = self
-            .message
-            .attributes
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum();
-        self.size
-            .saturating_sub(attributes + self.message.ordering_key.len())
+        // Held without its data, the message counts only the rest.
+        self.size.saturating_sub(self.message.payload_size())
     }
 
     /// Whether the payload must be read back from the disk store.

@@ -44,6 +44,7 @@ use crate::payload_log::{Location, PAYLOAD_DIR, PayloadReader, PayloadWriter};
 use crate::ref_counts::RefCounts;
 use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::watch;
 
 /// Catalog rows: (kind, resource name, number) -> protobuf bytes. The
@@ -268,7 +269,7 @@ pub(crate) struct StoredMessage {
 pub(crate) struct StoredMessages {
     seqs: Vec<u64>,
     sizes: Vec<u32>,
-    decoded: HashMap<u64, (Arc<HeldMessage>, SystemTime)>,
+    decoded: FxHashMap<u64, (Arc<HeldMessage>, SystemTime)>,
     cursor: std::cell::Cell<usize>,
 }
 
@@ -930,7 +931,8 @@ fn read_all(db: &Database) -> Result<Recovered, StoreError> {
     // backlog (its ready window; the owed rows come in sequence order per
     // subscription) and everything snapshots, retained sets and logs keep.
     let window = ready_window(recovered.catalog.subscriptions.len());
-    let mut decoded: std::collections::HashSet<u64> = recovered
+    // Looked up once per stored message: a fast hasher.
+    let mut decoded: FxHashSet<u64> = recovered
         .owed
         .by_subscription()
         .flat_map(|(_, seqs, _)| seqs.iter().take(window).copied())

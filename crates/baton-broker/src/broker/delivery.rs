@@ -513,7 +513,12 @@ impl SubState {
         let epoch = self.spill_epoch.unwrap_or_else(Instant::now);
         for (entry, message) in entries.into_iter().zip(loaded) {
             self.backlog_bytes = self.backlog_bytes.saturating_sub(u64::from(entry.size));
-            let attempts = self.spilled_attempts.remove(&entry.seq).unwrap_or(0);
+            // Almost always empty: no hashing then.
+            let attempts = if self.spilled_attempts.is_empty() {
+                0
+            } else {
+                self.spilled_attempts.remove(&entry.seq).unwrap_or(0)
+            };
             let Some(message) = message else {
                 // Settled for good meanwhile (it cannot be, while owed).
                 tracing::warn!(subscription = %self.name, seq = entry.seq, "a message of the backlog is gone from the disk store");
