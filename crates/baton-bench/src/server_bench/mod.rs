@@ -425,7 +425,7 @@ async fn backlog_and_restart(
         // Serving the deep backlog: all of it delivered and acked, with the
         // server's memory sampled all along.
         let sampler = PeakSampler::start(server.rss_probe());
-        let (drained, drain) = workloads::drain(&client, &sub, &tally).await?;
+        let (drained, drain) = workloads::receive_all(&client, &sub, &tally, "drain").await?;
         let drain_peak_rss_kib = sampler.finish();
         eprintln!(
             "   drained the other {} in {:.1} s ({} msg/s), RSS peak {} MB",

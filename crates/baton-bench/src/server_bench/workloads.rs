@@ -229,14 +229,7 @@ pub async fn throughput(
         echo.prepare(n, size)?;
     }
 
-    let tally = Tally::new(n);
-    let subscriber = client.subscriber_with(&sub, subscriber_config(MAX_OUTSTANDING));
-    let started = Instant::now();
-    let handle = subscriber.subscribe(counting_handler(tally.clone(), 0, None));
-    let received = tally.wait(delivery_limit(n), "receive+ack").await;
-    handle.shutdown().await.context("subscriber shutdown")?;
-    let receive_time = started.elapsed();
-    received?;
+    let (_, receive_time) = receive_all(client, &sub, &Tally::new(n), "receive+ack").await?;
     client.delete_subscription(&sub).await?;
     client.delete_topic(&topic).await?;
     #[allow(clippy::cast_precision_loss)]
@@ -659,9 +652,15 @@ pub async fn first_delivery(
     Ok(at.saturating_duration_since(since))
 }
 
-/// Drains `sub`: receives and acks until every message of `tally` was
-/// delivered; how many this drain received, and how long it took.
-pub async fn drain(client: &Client, sub: &str, tally: &Tally) -> Result<(usize, Duration)> {
+/// Receives and acks `sub`'s messages until every message of `tally` was
+/// delivered (`what` names the phase in errors and progress); how many this
+/// call received, and how long it took, its subscriber's shutdown included.
+pub async fn receive_all(
+    client: &Client,
+    sub: &str,
+    tally: &Tally,
+    what: &str,
+) -> Result<(usize, Duration)> {
     let before = tally.count();
     let left = tally.seen.len().saturating_sub(before);
     let started = Instant::now();
@@ -672,17 +671,17 @@ pub async fn drain(client: &Client, sub: &str, tally: &Tally) -> Result<(usize, 
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
             eprintln!(
-                "   drain: {} of {left} received",
+                "   {what}: {} of {left} received",
                 tally.count().saturating_sub(before)
             );
         }
     };
-    let drained = tokio::select! {
-        drained = tally.wait(delivery_limit(left), "drain") => drained,
+    let received = tokio::select! {
+        received = tally.wait(delivery_limit(left), what) => received,
         () = progress => Ok(()),
     };
-    let elapsed = started.elapsed();
     handle.shutdown().await.context("subscriber shutdown")?;
-    drained?;
+    let elapsed = started.elapsed();
+    received?;
     Ok((tally.count().saturating_sub(before), elapsed))
 }
