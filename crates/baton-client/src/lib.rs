@@ -51,6 +51,7 @@
 mod admin;
 mod auth;
 mod client;
+mod encoded_publish;
 mod error;
 pub mod iam;
 mod publisher;

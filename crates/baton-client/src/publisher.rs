@@ -19,9 +19,8 @@ use baton_proto::pubsub::{PublishRequest, PubsubMessage};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
-use tonic::codec::CompressionEncoding;
-
 use crate::client::{Client, project_of};
+use crate::encoded_publish::EncodedPublish;
 use crate::error::PublishError;
 use crate::retry::{CallFamily, RetrySettings, with_retry};
 use crate::telemetry::{CreateTrace, RpcSpan, Telemetry, TracingConfig};
@@ -884,31 +883,28 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
             batch.iter_mut().filter_map(|p| p.trace.as_mut()).collect();
         shared.telemetry.start_publish_rpc(count, &mut traces)
     };
-    // The batch's messages move into the request; only a retry copies them.
-    let messages: Vec<PubsubMessage> = batch
-        .iter_mut()
-        .map(|p| std::mem::take(&mut p.message))
-        .collect();
+    // The batch's messages move into the request, which is encoded once:
+    // every attempt sends the same bytes (see `encoded_publish`).
     let bytes: usize = batch.iter().map(|p| p.size).sum();
+    let encoded = EncodedPublish::new(&PublishRequest {
+        topic: topic.clone(),
+        messages: batch
+            .iter_mut()
+            .map(|p| std::mem::take(&mut p.message))
+            .collect(),
+    });
     let compress = shared
         .config
         .compression_threshold
         .is_some_and(|threshold| bytes >= threshold);
     let result = with_retry(&shared.retry, |attempt_timeout| {
-        let request = PublishRequest {
-            topic: topic.clone(),
-            messages: messages.clone(),
-        };
+        let encoded = encoded.clone();
         let client = shared.client.clone();
         let topic = topic.clone();
         async move {
-            let mut request = client.request(request, &topic).await?;
+            let mut request = client.request(encoded, &topic).await?;
             request.set_timeout(attempt_timeout);
-            let mut stub = client.publisher_stub();
-            if compress {
-                stub = stub.send_compressed(CompressionEncoding::Gzip);
-            }
-            stub.publish(request).await
+            client.publish_encoded(request, compress).await
         }
     })
     .await;
