@@ -64,6 +64,7 @@ pub mod prometheus;
 pub mod push;
 pub mod python;
 pub mod server;
+#[cfg(feature = "span-capture")]
 pub mod spans;
 pub mod streaming;
 pub mod trace_api;
