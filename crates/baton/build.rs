@@ -17,6 +17,10 @@ fn main() {
         return;
     };
     let order = std::path::Path::new(&dir).join("startup.order");
+    // lld refuses a missing list; without one the layout is the default.
+    if !order.is_file() {
+        return;
+    }
     println!(
         "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
         order.display()
