@@ -468,7 +468,7 @@ impl Client {
     /// codec that writes the bytes as they are.
     pub(crate) async fn publish_encoded(
         &self,
-        request: tonic::Request<EncodedPublish>,
+        mut request: tonic::Request<EncodedPublish>,
         compress: bool,
     ) -> Result<tonic::Response<PublishResponse>, tonic::Status> {
         let mut grpc = tonic::client::Grpc::new(self.inner.channel.clone())
@@ -480,7 +480,6 @@ impl Client {
         grpc.ready()
             .await
             .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
-        let mut request = request;
         request
             .extensions_mut()
             .insert(GrpcMethod::new("google.pubsub.v1.Publisher", "Publish"));
