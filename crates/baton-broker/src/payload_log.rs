@@ -111,33 +111,20 @@ pub(crate) struct PayloadWriter {
     /// Segments that hold no stored payload and take no appends: removed
     /// once the deletions that emptied them are committed.
     empty: Vec<u64>,
+    /// Segments found at opening whose payloads are not counted yet.
+    uncounted: Vec<u64>,
 }
 
 impl PayloadWriter {
-    /// Opens the log in `dir` (created if missing). `live` counts the stored
-    /// payloads of each segment, as the database says; segments holding
-    /// none are removed (fully settled, or written by a batch that never
-    /// committed). Appends go to a new segment.
-    pub fn open(dir: &Path, mut live: HashMap<u64, u64>) -> Result<Self, PayloadLogError> {
+    /// Opens the log in `dir` (created if missing). Appends go to a new
+    /// segment. The segments already there are kept until
+    /// [`Self::adopt_counts`] says how many stored payloads each holds:
+    /// counting them reads every stored message, which the store does in
+    /// the background once the server is serving.
+    pub fn open(dir: &Path) -> Result<Self, PayloadLogError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, e))?;
-        let existing = list_segments(dir)?;
-        let mut removed = false;
-        for segment in &existing {
-            if live.get(segment).copied().unwrap_or(0) == 0 {
-                let path = segment_path(dir, *segment);
-                std::fs::remove_file(&path).map_err(|e| io_error("removing", &path, e))?;
-                removed = true;
-            }
-        }
-        if removed {
-            sync_dir(dir)?;
-        }
-        live.retain(|_, count| *count > 0);
-        let next = existing
-            .iter()
-            .chain(live.keys())
-            .max()
-            .map_or(1, |last| last + 1);
+        let earlier = list_segments(dir)?;
+        let next = earlier.iter().max().map_or(1, |last| last + 1);
         Ok(Self {
             dir: dir.to_path_buf(),
             segment: next,
@@ -145,9 +132,26 @@ impl PayloadWriter {
             len: 0,
             started: true,
             dirty: false,
-            live,
+            live: HashMap::new(),
             empty: Vec::new(),
+            uncounted: earlier,
         })
+    }
+
+    /// Takes the counts of stored payloads in the segments that were there
+    /// when the log was opened, as the database said when it was opened
+    /// (none of their payloads is deleted before this). Segments holding
+    /// none (fully settled, or written by a batch that never committed) go
+    /// with the next [`Self::remove_empty`].
+    pub fn adopt_counts(&mut self, live: &HashMap<u64, u64>) {
+        for segment in std::mem::take(&mut self.uncounted) {
+            match live.get(&segment).copied().unwrap_or(0) {
+                0 => self.empty.push(segment),
+                count => {
+                    self.live.insert(segment, count);
+                }
+            }
+        }
     }
 
     fn create(dir: &Path, segment: u64) -> Result<BufWriter<File>, PayloadLogError> {
@@ -333,7 +337,7 @@ mod tests {
     #[test]
     fn payloads_read_back_and_empty_segments_go() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = PayloadWriter::open(dir.path(), HashMap::new()).unwrap();
+        let mut writer = PayloadWriter::open(dir.path()).unwrap();
         let a = writer.append(b"first").unwrap();
         let b = writer.append(&vec![9; 3000]).unwrap();
         assert_eq!(writer.append(b"").unwrap(), Location::EMPTY);
@@ -349,8 +353,9 @@ mod tests {
         drop(writer);
         // Reopened with `a` still stored: its segment stays, a new one
         // takes appends; with nothing stored, both go.
-        let live = HashMap::from([(a.segment, 1)]);
-        let mut writer = PayloadWriter::open(dir.path(), live).unwrap();
+        let mut writer = PayloadWriter::open(dir.path()).unwrap();
+        writer.adopt_counts(&HashMap::from([(a.segment, 1)]));
+        assert!(writer.remove_empty().unwrap().is_empty());
         assert_eq!(list_segments(dir.path()).unwrap().len(), 2);
         assert_eq!(reader.read(a).unwrap().unwrap(), b"first");
         let c = writer.append(b"third").unwrap();
@@ -360,14 +365,18 @@ mod tests {
         reader.forget(a.segment);
         assert_eq!(reader.read(a).unwrap(), None);
         drop(writer);
-        let writer = PayloadWriter::open(dir.path(), HashMap::new()).unwrap();
+        // Segments are kept until their counts are known.
+        let mut writer = PayloadWriter::open(dir.path()).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 2);
+        writer.adopt_counts(&HashMap::new());
+        assert_eq!(writer.remove_empty().unwrap(), vec![c.segment]);
         assert_eq!(list_segments(dir.path()).unwrap(), vec![writer.segment]);
     }
 
     #[test]
     fn a_full_segment_rotates() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = PayloadWriter::open(dir.path(), HashMap::new()).unwrap();
+        let mut writer = PayloadWriter::open(dir.path()).unwrap();
         let big = vec![1; usize::try_from(SEGMENT_BYTES / 2 + 1).unwrap()];
         let first = writer.append(&big).unwrap();
         let second = writer.append(&big).unwrap();

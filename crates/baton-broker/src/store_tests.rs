@@ -383,9 +383,40 @@ proptest! {
             let broker = reopen(broker, dir.path()).await;
             prop_assert_eq!(before, broker.durable_view());
             prop_assert!(broker.next_seq() >= next, "message ids never repeat");
+            // Once the background count is in, the store holds exactly the
+            // messages something refers to: none leaked, none lost.
+            broker.backlog_counted().await;
+            broker.durable().await.expect("durable");
+            let rows = broker.storage().expect("durable").message_rows().expect("rows");
+            prop_assert_eq!(rows, referenced_messages(&broker));
             Ok(())
         })?;
     }
+}
+
+/// How many messages something refers to: a backlog, a retained set, a
+/// topic log or a snapshot.
+fn referenced_messages(broker: &Broker) -> u64 {
+    let state = broker.lock();
+    let mut seqs = std::collections::BTreeSet::new();
+    for sub in state.subscriptions.values() {
+        seqs.extend(
+            sub.unacked()
+                .expect("backlog")
+                .into_iter()
+                .map(|(seq, _)| seq),
+        );
+    }
+    for retained in state.retained.values() {
+        seqs.extend(retained.keys().copied());
+    }
+    for topic in state.topics.values() {
+        seqs.extend(topic.log.iter().map(|m| m.seq));
+    }
+    for snapshot in state.snapshots.values() {
+        seqs.extend(snapshot.messages.keys().copied());
+    }
+    seqs.len() as u64
 }
 
 #[tokio::test]
@@ -419,8 +450,11 @@ async fn message_rows_go_once_nothing_refers_to_them() {
     let storage = broker.storage().expect("durable broker").clone();
     assert_eq!(storage.message_rows().expect("count"), 0);
     drop(storage);
-    // Reopened: the payload log keeps only the segment taking appends.
+    // Reopened: once the background count is done and its result is
+    // written, the payload log keeps only the segment taking appends.
     let broker = reopen(broker, dir.path()).await;
+    broker.backlog_counted().await;
+    broker.durable().await.expect("durable");
     let segments = std::fs::read_dir(dir.path().join(crate::payload_log::PAYLOAD_DIR))
         .expect("payload log")
         .count();
@@ -518,7 +552,7 @@ fn a_write_whose_runtime_is_gone_is_still_written() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (storage, _) = first
+    let (storage, _, _) = first
         .block_on(async { crate::store::Storage::open(dir.path()) })
         .expect("open");
     // Its blocking pool takes no more work: the writer task it is handed is
@@ -911,7 +945,13 @@ async fn a_deep_backlog_waits_on_disk_and_comes_back_once_in_order() {
     }
     broker = reopen(broker, dir.path()).await;
     let left = COUNT - acked.len();
-    assert_eq!(held(&broker, 1), (READY_WINDOW, left - READY_WINDOW));
+    // Only the window was read; the rest stays on disk, counted for the
+    // stats in the background.
+    assert_eq!(held(&broker, 1), (READY_WINDOW, 0));
+    assert!(broker.lock().subscriptions[&sub(1)].disk_tail.is_some());
+    broker.backlog_counted().await;
+    let stats = broker.subscription_stats(&sub(1)).expect("stats");
+    assert_eq!(stats.backlog_messages, left as u64);
     let rest = drain_in_order(&broker, 1, false).await;
     acked.extend(rest);
     // One ordering key: strictly in publish order.
@@ -1023,4 +1063,104 @@ async fn subscriptions_share_one_window_budget() {
     let ids: Vec<String> = got.iter().map(|m| m.ack_id.clone()).collect();
     broker.acknowledge(&sub(0), &ids).expect("ack");
     assert_eq!(drain_in_order(&broker, 0, false).await.len(), 19);
+}
+
+/// What an earlier run left is settled before the background count after
+/// a restart arrives: nothing is deleted until then, and everything that
+/// nothing refers to any more goes (rows and payload segments) once it is
+/// in, as if it had been counted at the start.
+#[tokio::test]
+async fn settles_before_the_background_count_take_effect_once_it_arrives() {
+    use crate::store::{MAX_READY_WINDOW, Storage, StoreOp, TailCount};
+    const COUNT: usize = 30;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::open(dir.path()).expect("open");
+    setup(&broker);
+    let messages: Vec<PubsubMessage> = (0..COUNT)
+        .map(|n| PubsubMessage {
+            data: vec![b'x'; 100 + n],
+            ..Default::default()
+        })
+        .collect();
+    let bytes: u64 = messages.iter().map(|m| m.payload_size() as u64).sum();
+    broker.publish(&topic(0), messages).expect("publish");
+    broker.durable().await.expect("durable");
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.close_storage())
+        .await
+        .expect("close");
+    drop(broker);
+
+    // Opened by hand, to choose when the count arrives.
+    let (storage, recovered, count) = Storage::open(dir.path()).expect("reopen");
+    let storage = Arc::new(storage);
+    let uid = |n: usize| {
+        recovered
+            .catalog
+            .subscriptions
+            .iter()
+            .find(|(_, s)| s.name == sub(n))
+            .map(|(uid, _)| *uid)
+            .expect("uid")
+    };
+    let (uid0, uid1) = (uid(0), uid(1));
+    // Both subscriptions owe every message; only the windows were read.
+    let windows: Vec<(u64, usize, Option<u64>)> = recovered
+        .windows
+        .iter()
+        .map(|w| (w.uid, w.rows.len(), w.more_after))
+        .collect();
+    assert!(
+        windows
+            .iter()
+            .all(|(_, rows, more)| *rows == MAX_READY_WINDOW && more.is_some())
+    );
+    let tail = storage
+        .load_owed(
+            uid0,
+            windows[0].2.expect("more"),
+            recovered.next_seq,
+            usize::MAX,
+        )
+        .expect("tail");
+    assert_eq!(tail.len(), COUNT - MAX_READY_WINDOW);
+
+    storage.record(vec![
+        StoreOp::SettleAll { subscription: uid0 },
+        StoreOp::SettleAll { subscription: uid1 },
+    ]);
+    storage.durable().await.expect("durable");
+    assert_eq!(storage.message_rows().expect("rows"), COUNT as u64);
+
+    let counting = storage.clone();
+    let tails = tokio::task::spawn_blocking(move || counting.count_backlog(count))
+        .await
+        .expect("count")
+        .expect("counted");
+    let mut tails = tails;
+    tails.sort_by_key(|t| t.uid);
+    // The messages beyond each window: the data of those are their sizes.
+    let expected_bytes: u64 = (MAX_READY_WINDOW..COUNT).map(|n| (100 + n) as u64).sum();
+    assert!(expected_bytes < bytes);
+    assert_eq!(
+        tails,
+        vec![
+            TailCount {
+                uid: uid0.min(uid1),
+                messages: (COUNT - MAX_READY_WINDOW) as u64,
+                bytes: expected_bytes,
+            },
+            TailCount {
+                uid: uid0.max(uid1),
+                messages: (COUNT - MAX_READY_WINDOW) as u64,
+                bytes: expected_bytes,
+            },
+        ]
+    );
+    storage.durable().await.expect("durable");
+    assert_eq!(storage.message_rows().expect("rows"), 0);
+    let segments = std::fs::read_dir(dir.path().join(crate::payload_log::PAYLOAD_DIR))
+        .expect("payload log")
+        .count();
+    assert_eq!(segments, 1, "only the segment taking appends is left");
 }

@@ -79,6 +79,33 @@ pub(crate) struct SpilledEntry {
     pub ready_after_ms: u32,
 }
 
+/// The part of a backlog that an earlier run left on disk beyond the
+/// subscription's window (see [`SubState::disk_tail`]): the owed rows
+/// after `after` and before `below`, read in by range as the window drains,
+/// so a restart reads none of them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DiskTail {
+    /// The last sequence read in; the rows after it wait on disk.
+    pub after: u64,
+    /// The first sequence of this opening: rows from here on are this
+    /// run's, in memory.
+    pub below: u64,
+    /// When they became ready (the restart).
+    pub since: Instant,
+}
+
+/// How much of a backlog an earlier run left on disk has not been read in
+/// yet: added once the background count says how much there was, reduced
+/// as it is read in (so it may be negative for a moment before the count
+/// arrives).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TailSize {
+    pub messages: i64,
+    pub bytes: i64,
+    /// The background count has been added.
+    pub counted: bool,
+}
+
 /// Where the backlog beyond a subscription's window waits (the disk store),
 /// and how large the window is: one value shared by every subscription,
 /// their equal share of one budget ([`crate::store::ready_window`]), kept
@@ -197,9 +224,12 @@ pub(crate) struct SubState {
     /// order) as the window drains; all of them are newer than any message
     /// of `messages`. A deep backlog then costs 16 bytes a message here.
     pub spilled: VecDeque<SpilledEntry>,
-    /// Delivery attempts of spilled messages that have had some (restored
-    /// from the disk store after a nack or an expiry); rare, so apart.
-    pub spilled_attempts: HashMap<u64, i32>,
+    /// With the disk store, after a restart: the backlog the earlier run
+    /// left beyond the window, still on disk and older than anything in
+    /// `spilled`, so it is read in first. `None` once all of it is in.
+    pub disk_tail: Option<DiskTail>,
+    /// The size of that backlog not read in yet, for the stats.
+    pub tail_size: Option<TailSize>,
     /// What `spilled` entries count their ready time from.
     pub spill_epoch: Option<Instant>,
     /// Where spilled messages are read back from; `None` (no disk store)
@@ -251,7 +281,8 @@ impl SubState {
             filter: None,
             owed: BTreeSet::new(),
             spilled: VecDeque::new(),
-            spilled_attempts: HashMap::new(),
+            disk_tail: None,
+            tail_size: None,
             spill_epoch: None,
             pager: None,
             backlog_bytes: 0,
@@ -298,14 +329,19 @@ impl SubState {
             Some(seq) => self.messages.get(seq).map(|e| published_at(&e.message)),
             // The window is refilled whenever it runs low, so this is rare.
             None => {
-                let first = self.spilled.front()?;
                 let pager = self.pager.as_ref()?;
-                let loaded = pager.journal.load_messages(&[first.seq]).ok()?;
-                loaded
-                    .into_iter()
-                    .flatten()
-                    .next()
-                    .map(|m| published_at(&m))
+                let first = match &self.disk_tail {
+                    Some(tail) => {
+                        let rows = pager.journal.load_owed(self.uid, tail.after, tail.below, 1);
+                        rows.ok()?.into_iter().next()?.2
+                    }
+                    None => {
+                        let first = self.spilled.front()?;
+                        let loaded = pager.journal.load_messages(&[first.seq]).ok()?;
+                        loaded.into_iter().flatten().next()
+                    }
+                };
+                first.map(|m| published_at(&m))
             }
         }
     }
@@ -432,9 +468,11 @@ impl SubState {
     /// Whether a message joining the backlog now waits on disk: the window
     /// is full, or older messages wait there already (which must go first).
     fn spills(&self) -> bool {
-        self.pager
-            .as_ref()
-            .is_some_and(|pager| !self.spilled.is_empty() || self.ready_count() >= pager.window())
+        self.pager.as_ref().is_some_and(|pager| {
+            !self.spilled.is_empty()
+                || self.disk_tail.is_some()
+                || self.ready_count() >= pager.window()
+        })
     }
 
     /// Ready messages held in memory.
@@ -484,6 +522,12 @@ impl SubState {
     /// next refill tries again); the store reports the failure to writers.
     fn page_in(&mut self) {
         // Called on every take and ack: the common case costs one check.
+        if self.spilled.is_empty() && self.disk_tail.is_none() {
+            return;
+        }
+        if self.disk_tail.is_some() && !self.page_in_tail() {
+            return;
+        }
         if self.spilled.is_empty() {
             return;
         }
@@ -513,20 +557,91 @@ impl SubState {
         let epoch = self.spill_epoch.unwrap_or_else(Instant::now);
         for (entry, message) in entries.into_iter().zip(loaded) {
             self.backlog_bytes = self.backlog_bytes.saturating_sub(u64::from(entry.size));
-            // Almost always empty: no hashing then.
-            let attempts = if self.spilled_attempts.is_empty() {
-                0
-            } else {
-                self.spilled_attempts.remove(&entry.seq).unwrap_or(0)
-            };
             let Some(message) = message else {
                 // Settled for good meanwhile (it cannot be, while owed).
                 tracing::warn!(subscription = %self.name, seq = entry.seq, "a message of the backlog is gone from the disk store");
                 continue;
             };
             let since = epoch + Duration::from_millis(u64::from(entry.ready_after_ms));
-            self.hold_ready(entry.seq, message, attempts, since);
+            self.hold_ready(entry.seq, message, 0, since);
         }
+    }
+
+    /// Refills the window from the backlog an earlier run left on disk,
+    /// once the window has run half empty: the next owed rows by one range
+    /// read. Whether that backlog is all in (so `spilled`, which is newer,
+    /// may follow).
+    fn page_in_tail(&mut self) -> bool {
+        let (Some(tail), Some(pager)) = (self.disk_tail, self.pager.clone()) else {
+            return true;
+        };
+        let window = pager.window();
+        let ready = self.ready_count();
+        if ready >= window / 2 {
+            return false;
+        }
+        let take = window - ready;
+        let rows = match pager
+            .journal
+            .load_owed(self.uid, tail.after, tail.below, take)
+        {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::error!(subscription = %self.name, %error, "reading a backlog from the disk store failed");
+                return false;
+            }
+        };
+        let all_in = rows.len() < take;
+        let mut after = tail.after;
+        for (seq, attempts, message) in rows {
+            after = seq;
+            let Some(message) = message else {
+                tracing::warn!(subscription = %self.name, seq, "a message of the backlog is gone from the disk store");
+                continue;
+            };
+            if let Some(size) = &mut self.tail_size {
+                size.messages -= 1;
+                size.bytes -= i64::try_from(message.payload_size()).unwrap_or(i64::MAX);
+            }
+            let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+            self.hold_ready(seq, message, attempts, tail.since);
+        }
+        if all_in {
+            self.disk_tail = None;
+            self.settle_tail_size();
+        } else if let Some(tail) = &mut self.disk_tail {
+            tail.after = after;
+        }
+        all_in
+    }
+
+    /// Forgets the size of the backlog left on disk once all of it is read
+    /// in and counted (what is left is then zero).
+    fn settle_tail_size(&mut self) {
+        if self.disk_tail.is_none() && self.tail_size.is_some_and(|size| size.counted) {
+            self.tail_size = None;
+        }
+    }
+
+    /// Adds the background count of the backlog an earlier run left on
+    /// disk beyond the window (`messages` of `bytes` in all).
+    pub fn count_tail(&mut self, messages: u64, bytes: u64) {
+        let Some(size) = &mut self.tail_size else {
+            return;
+        };
+        if size.counted {
+            return;
+        }
+        size.counted = true;
+        size.messages += i64::try_from(messages).unwrap_or(i64::MAX);
+        size.bytes += i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.settle_tail_size();
+    }
+
+    /// Bytes of the whole backlog, in memory and on disk.
+    pub fn backlog_size(&self) -> u64 {
+        let tail = self.tail_size.map_or(0, |size| size.bytes.max(0));
+        self.backlog_bytes + u64::try_from(tail).unwrap_or(0)
     }
 
     /// Every message the subscription owes, in sequence order, with those
@@ -539,6 +654,12 @@ impl SubState {
             .filter_map(|seq| Some((*seq, self.messages.get(seq)?.message.clone())))
             .collect();
         if let Some(pager) = &self.pager {
+            if let Some(tail) = &self.disk_tail {
+                let rows = pager
+                    .journal
+                    .load_owed(self.uid, tail.after, tail.below, usize::MAX)?;
+                unacked.extend(rows.into_iter().filter_map(|(seq, _, m)| Some((seq, m?))));
+            }
             let seqs: Vec<u64> = self.spilled.iter().map(|e| e.seq).collect();
             for chunk in seqs.chunks(MAX_READY_WINDOW) {
                 let loaded = pager.journal.load_messages(chunk)?;
@@ -555,13 +676,20 @@ impl SubState {
 
     /// The delivery attempts of every owed message, waiting on disk or not.
     #[cfg(test)]
-    pub fn attempts(&self) -> impl Iterator<Item = (u64, i32)> + '_ {
+    pub fn attempts(&self) -> Vec<(u64, i32)> {
         let held = self.messages.iter().map(|(seq, e)| (*seq, e.attempts));
-        let spilled = self.spilled.iter().map(|e| {
-            let attempts = self.spilled_attempts.get(&e.seq).copied().unwrap_or(0);
-            (e.seq, attempts)
-        });
-        held.chain(spilled)
+        let on_disk = match (&self.disk_tail, &self.pager) {
+            (Some(tail), Some(pager)) => pager
+                .journal
+                .load_owed(self.uid, tail.after, tail.below, usize::MAX)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let tail = on_disk
+            .into_iter()
+            .map(|(seq, attempts, _)| (seq, i32::try_from(attempts).unwrap_or(i32::MAX)));
+        let spilled = self.spilled.iter().map(|e| (e.seq, 0));
+        held.chain(tail).chain(spilled).collect()
     }
 
     /// Leases up to `max` ready messages, honouring ordering keys and the
@@ -774,44 +902,31 @@ impl SubState {
         }
     }
 
-    /// A message restored from the disk store with the delivery attempts it
-    /// had used: held in memory while the window has room, else left on
-    /// disk (`message` is `None` when recovery did not read it), as a
-    /// message of `size` bytes.
+    /// A message of the window restored from the disk store, with the
+    /// delivery attempts it had used, ready from `now`.
     pub fn restore(
         &mut self,
         seq: u64,
-        message: Option<Arc<HeldMessage>>,
-        size: usize,
+        message: Arc<HeldMessage>,
         attempts: u32,
         now: Instant,
         fx: &mut Effects,
     ) {
         let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        match message {
-            Some(message) if !self.spills() => {
-                self.arm_retention(published_at(&message), fx);
-                self.hold_ready(seq, message, attempts, now);
-            }
-            _ => {
-                self.spill(seq, size, now);
-                if attempts > 0 {
-                    self.spilled_attempts.insert(seq, attempts);
-                }
-            }
-        }
+        self.arm_retention(published_at(&message), fx);
+        self.hold_ready(seq, message, attempts, now);
     }
 
-    /// Makes room for `additional` more messages in the backlog at once
-    /// (recovery knows how many a subscription owes).
-    pub fn reserve(&mut self, additional: usize) {
-        if let Some(pager) = &self.pager {
-            self.spilled
-                .reserve_exact(additional.saturating_sub(pager.window()));
-            return;
-        }
-        self.messages.reserve(additional);
-        self.ready.reserve(additional);
+    /// Notes that the backlog goes on on disk after `after` (up to this
+    /// opening's first sequence, `below`): read in as the window drains,
+    /// counted in the background.
+    pub fn restore_tail(&mut self, after: u64, below: u64, now: Instant) {
+        self.disk_tail = Some(DiskTail {
+            after,
+            below,
+            since: now,
+        });
+        self.tail_size = Some(TailSize::default());
     }
 
     /// Takes a replaced entry out of the backlog's running counts (its
@@ -830,7 +945,8 @@ impl SubState {
         self.messages.clear();
         self.owed.clear();
         self.spilled.clear();
-        self.spilled_attempts.clear();
+        self.disk_tail = None;
+        self.tail_size = None;
         self.backlog_bytes = 0;
         self.leased = 0;
         self.backing_off = 0;
@@ -1095,7 +1211,8 @@ impl SubState {
 
     /// Number of messages neither acked nor dead-lettered.
     pub fn backlog_len(&self) -> usize {
-        self.messages.len() + self.spilled.len()
+        let tail = self.tail_size.map_or(0, |size| size.messages.max(0));
+        self.messages.len() + self.spilled.len() + usize::try_from(tail).unwrap_or(0)
     }
 }
 

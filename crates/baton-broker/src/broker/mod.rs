@@ -78,6 +78,10 @@ pub struct Broker {
     storage: OnceLock<Arc<Storage>>,
     /// The IAM policies, readable without the state's lock.
     policies: crate::iam::PolicyView,
+    /// Turns `true` once the disk store's background count after opening
+    /// is done (at once without a store): until then the stats count only
+    /// what each backlog holds in memory.
+    backlog_counted: watch::Sender<bool>,
 }
 
 impl Drop for Broker {
@@ -143,7 +147,10 @@ impl BrokerBuilder {
     }
 
     /// The broker over what a store held (or nothing), its timer task started.
-    fn assemble(self, opened: Option<(Storage, crate::store::Recovered)>) -> Arc<Broker> {
+    fn assemble(
+        self,
+        opened: Option<(Storage, crate::store::Recovered, crate::store::BacklogCount)>,
+    ) -> Arc<Broker> {
         let (shutdown, _) = watch::channel(false);
         let (catalog, _) = watch::channel(0u64);
         let mut state = State {
@@ -151,13 +158,15 @@ impl BrokerBuilder {
             ..State::default()
         };
         let storage = OnceLock::new();
-        if let Some((store, recovered)) = opened {
+        let mut count = None;
+        if let Some((store, recovered, backlog_count)) = opened {
             let store = Arc::new(store);
             let journal = Journal::new(store.clone());
             let pager = BacklogPager::new(journal.clone(), recovered.catalog.subscriptions.len());
             recovery::restore(&mut state, recovered, self.clock.read(), &pager);
             state.journal = Some(journal);
             state.pager = Some(pager);
+            count = Some((store.clone(), backlog_count));
             // Freshly made: nobody else can have set it.
             let _ = storage.set(store);
         }
@@ -170,9 +179,47 @@ impl BrokerBuilder {
             shutdown,
             catalog,
             storage,
+            backlog_counted: watch::channel(count.is_none()).0,
         });
         tokio::spawn(run_timers(Arc::downgrade(&broker)));
+        if let Some((store, backlog_count)) = count {
+            let broker = Arc::downgrade(&broker);
+            // On the blocking pool: a runtime on virtual time counts it as
+            // busy, so its clock does not jump ahead while it reads.
+            drop(tokio::task::spawn_blocking(move || {
+                count_backlog(&store, backlog_count, &broker);
+            }));
+        }
         broker
+    }
+}
+
+/// Runs the disk store's count over what it held when it was opened (see
+/// [`Storage::count_backlog`]) and gives each backlog its size on disk.
+fn count_backlog(store: &Storage, count: crate::store::BacklogCount, broker: &Weak<Broker>) {
+    let started = std::time::Instant::now();
+    match store.count_backlog(count) {
+        Ok(tails) => {
+            let Some(broker) = broker.upgrade() else {
+                return;
+            };
+            let (messages, bytes) = recovery::count_tails(&mut broker.lock(), &tails);
+            broker.backlog_counted.send_replace(true);
+            tracing::info!(
+                messages_on_disk = messages,
+                bytes_on_disk = bytes,
+                took_ms = started.elapsed().as_millis(),
+                "disk store counted in the background"
+            );
+        }
+        Err(error) => {
+            if !matches!(error, StoreError::Closed) {
+                tracing::error!(%error, "counting the disk store failed; settled messages of earlier runs stay on disk until the next start");
+            }
+            if let Some(broker) = broker.upgrade() {
+                broker.backlog_counted.send_replace(true);
+            }
+        }
     }
 }
 
@@ -253,6 +300,14 @@ impl Broker {
                 Some(wait) => wait.await.map_err(storage_error),
             }
         }
+    }
+
+    /// Resolves once the disk store's background count after opening is
+    /// done (at once without a store, or if the broker goes away): from
+    /// then on the stats count the whole of each backlog.
+    pub async fn backlog_counted(&self) {
+        let mut counted = self.backlog_counted.subscribe();
+        let _ = counted.wait_for(|counted| *counted).await;
     }
 
     /// The disk store, if the broker is durable.
@@ -367,6 +422,7 @@ impl Broker {
                 sub.unacked().unwrap_or_default().into_iter().collect();
             let backlog: BTreeMap<u64, (i32, Option<&crate::HeldMessage>)> = sub
                 .attempts()
+                .into_iter()
                 .map(|(seq, attempts)| (seq, (attempts, messages.get(&seq).map(|m| &**m))))
                 .collect();
             let retained: Vec<u64> = state

@@ -11,11 +11,7 @@ use super::state::{LoggedMessage, SnapshotState, State, TopicState};
 use crate::clock::{Reading, system_time};
 use crate::iam::IamPolicies;
 use crate::schema::SchemaRegistry;
-use crate::store::Recovered;
-
-/// Message ids and ack numbers one opening of a disk store may hand out, as
-/// a power of two.
-const OPENING_RANGE_BITS: u32 = 40;
+use crate::store::{Recovered, TailCount, opening_base};
 
 /// Fills an empty `state` with what the store held, and arms the expiry
 /// rules again: retention of every backlog, retained set and topic log,
@@ -24,7 +20,9 @@ const OPENING_RANGE_BITS: u32 = 40;
 /// expired while the server was down goes as soon as the timer task runs.
 ///
 /// Each subscription holds the first of its backlog in memory; the rest
-/// waits on disk, read back through `pager` as it is delivered.
+/// waits on disk, read back through `pager` as it is delivered, and is
+/// counted for the stats by [`count_tails`] once the background count is
+/// done.
 pub(crate) fn restore(
     state: &mut State,
     recovered: Recovered,
@@ -34,23 +32,21 @@ pub(crate) fn restore(
     let now = reading.now;
     let Recovered {
         catalog,
-        messages,
-        owed,
+        windows,
+        held,
         snapshot_messages,
         retained,
         logged,
         next_seq,
         opening,
-        segments: _,
+        missing,
     } = recovered;
-    // Messages are delivered before their fsync; if the process died in
-    // between, ids it handed out are not in the store. Each opening takes
-    // ids from its own range of 2^40 (the first from 1), so none repeats.
-    state.next_seq = next_seq.max((opening.saturating_sub(1) << OPENING_RANGE_BITS) | 1);
+    // In this opening's own range of ids (see `store::OPENING_RANGE_BITS`).
+    state.next_seq = next_seq;
     // Ack ids of earlier runs must not settle this run's deliveries: each
-    // opening numbers its acks from its own range of 2^40 (the first from
-    // 1, like an in-memory broker).
-    state.next_ack = (opening.saturating_sub(1) << OPENING_RANGE_BITS) | 1;
+    // opening numbers its acks from its own range (the first from 1, like
+    // an in-memory broker).
+    state.next_ack = opening_base(opening);
     state.schemas = SchemaRegistry::restore(catalog.schemas);
     state.iam = IamPolicies::restore(catalog.policies);
     for topic in catalog.topics {
@@ -58,9 +54,9 @@ pub(crate) fn restore(
             .topics
             .insert(topic.name.clone(), TopicState::new(topic));
     }
-    let mut missing = 0usize;
+    let mut missing = missing;
     for (topic, seq) in logged {
-        let decoded = messages.get(&seq).and_then(|s| s.decoded);
+        let decoded = held.get(&seq).cloned();
         match (state.topics.get_mut(&topic), decoded) {
             (Some(topic), Some((message, published))) => topic.log.push_back(LoggedMessage {
                 seq,
@@ -103,22 +99,18 @@ pub(crate) fn restore(
     let State {
         subscriptions, fx, ..
     } = &mut *state;
-    // The rows come in (subscription, sequence) order: one lookup of the
-    // subscription per run of its rows, and room for them made at once.
-    for (uid, seqs, attempts) in owed.by_subscription() {
-        let Some(sub) = names.get(&uid).and_then(|name| subscriptions.get_mut(name)) else {
-            missing += seqs.len();
+    for window in windows {
+        let Some(sub) = names
+            .get(&window.uid)
+            .and_then(|name| subscriptions.get_mut(name))
+        else {
             continue;
         };
-        sub.reserve(seqs.len());
-        for (&seq, &attempts) in seqs.iter().zip(attempts) {
-            match messages.get(&seq) {
-                Some(stored) => {
-                    let message = stored.decoded.map(|(message, _)| message);
-                    sub.restore(seq, message, stored.size, attempts, now, fx);
-                }
-                None => missing += 1,
-            }
+        for (seq, attempts, message) in window.rows {
+            sub.restore(seq, message, attempts, now, fx);
+        }
+        if let Some(after) = window.more_after {
+            sub.restore_tail(after, next_seq, now);
         }
     }
     for snapshot in catalog.snapshots {
@@ -131,7 +123,7 @@ pub(crate) fn restore(
         );
     }
     for (name, seq) in snapshot_messages {
-        let message = messages.get(&seq).and_then(|s| s.decoded).map(|(m, _)| m);
+        let message = held.get(&seq).map(|(m, _)| m.clone());
         match (state.snapshots.get_mut(&name), message) {
             (Some(snapshot), Some(message)) => {
                 snapshot.messages.insert(seq, message);
@@ -140,7 +132,7 @@ pub(crate) fn restore(
         }
     }
     for (uid, seq, published) in retained {
-        let message = messages.get(&seq).and_then(|s| s.decoded).map(|(m, _)| m);
+        let message = held.get(&seq).map(|(m, _)| m.clone());
         match (names.contains_key(&uid), message) {
             (true, Some(message)) => {
                 state
@@ -181,16 +173,34 @@ pub(crate) fn restore(
             "store rows refer to messages or resources that are gone; ignored"
         );
     }
-    let backlog: usize = state
-        .subscriptions
-        .values()
-        .map(SubState::backlog_len)
-        .sum();
+    let (in_memory, on_disk) = state.subscriptions.values().fold((0, 0), |(m, d), sub| {
+        (
+            m + sub.messages.len(),
+            d + usize::from(sub.disk_tail.is_some()),
+        )
+    });
     tracing::info!(
         topics = state.topics.len(),
         subscriptions = state.subscriptions.len(),
         snapshots = state.snapshots.len(),
-        unacked = backlog,
+        unacked_in_memory = in_memory,
+        backlogs_continuing_on_disk = on_disk,
         "state recovered from the disk store"
     );
+}
+
+/// Adds what the background count found each backlog held beyond its
+/// window when the store was opened (a subscription deleted or reset since
+/// is passed over).
+pub(crate) fn count_tails(state: &mut State, tails: &[TailCount]) -> (u64, u64) {
+    let by_uid: HashMap<u64, &TailCount> = tails.iter().map(|tail| (tail.uid, tail)).collect();
+    let (mut messages, mut bytes) = (0, 0);
+    for sub in state.subscriptions.values_mut() {
+        if let Some(tail) = by_uid.get(&sub.uid) {
+            sub.count_tail(tail.messages, tail.bytes);
+            messages += tail.messages;
+            bytes += tail.bytes;
+        }
+    }
+    (messages, bytes)
 }

@@ -230,7 +230,7 @@ fn subscription_stats(
     SubscriptionStats {
         config: sub.config.clone(),
         backlog_messages: backlog as u64,
-        backlog_bytes: sub.backlog_bytes,
+        backlog_bytes: sub.backlog_size(),
         ready_messages: backlog.saturating_sub(sub.leased + sub.backing_off) as u64,
         leases_outstanding: sub.leased as u64,
         backoff_messages: sub.backing_off as u64,
