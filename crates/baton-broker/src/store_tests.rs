@@ -966,12 +966,7 @@ async fn snapshots_seeks_and_retention_see_the_backlog_on_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::open(dir.path()).expect("open");
     setup(&broker);
-    let messages: Vec<PubsubMessage> = (0..COUNT)
-        .map(|n| PubsubMessage {
-            data: format!("m{n}").into_bytes(),
-            ..Default::default()
-        })
-        .collect();
+    let messages = numbered_messages(COUNT, |n| format!("m{n}").into_bytes());
     broker.publish(&topic(0), messages).expect("publish");
     // A snapshot captures the messages on disk too.
     broker
@@ -1076,12 +1071,7 @@ async fn settles_before_the_background_count_take_effect_once_it_arrives() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::open(dir.path()).expect("open");
     setup(&broker);
-    let messages: Vec<PubsubMessage> = (0..COUNT)
-        .map(|n| PubsubMessage {
-            data: vec![b'x'; 100 + n],
-            ..Default::default()
-        })
-        .collect();
+    let messages = numbered_messages(COUNT, |n| vec![b'x'; 100 + n]);
     let bytes: u64 = messages.iter().map(|m| m.payload_size() as u64).sum();
     broker.publish(&topic(0), messages).expect("publish");
     broker.durable().await.expect("durable");
@@ -1163,4 +1153,14 @@ async fn settles_before_the_background_count_take_effect_once_it_arrives() {
         .expect("payload log")
         .count();
     assert_eq!(segments, 1, "only the segment taking appends is left");
+}
+
+/// `count` messages whose data message `n` is `data(n)`.
+fn numbered_messages(count: usize, data: impl Fn(usize) -> Vec<u8>) -> Vec<PubsubMessage> {
+    (0..count)
+        .map(|n| PubsubMessage {
+            data: data(n),
+            ..Default::default()
+        })
+        .collect()
 }
