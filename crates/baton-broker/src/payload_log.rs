@@ -117,14 +117,17 @@ pub(crate) struct PayloadWriter {
 
 impl PayloadWriter {
     /// Opens the log in `dir` (created if missing). Appends go to a new
-    /// segment. The segments already there are kept until
-    /// [`Self::adopt_counts`] says how many stored payloads each holds:
-    /// counting them reads every stored message, which the store does in
-    /// the background once the server is serving.
-    pub fn open(dir: &Path) -> Result<Self, PayloadLogError> {
+    /// segment, numbered after every segment there and after `referenced`
+    /// (the highest segment the database refers to, so a number is never
+    /// reused even if that segment's file went missing). The segments
+    /// already there are kept until [`Self::adopt_counts`] says how many
+    /// stored payloads each holds: counting them reads every stored
+    /// message, which the store does in the background once the server is
+    /// serving.
+    pub fn open(dir: &Path, referenced: u64) -> Result<Self, PayloadLogError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, e))?;
         let earlier = list_segments(dir)?;
-        let next = earlier.iter().max().map_or(1, |last| last + 1);
+        let next = earlier.iter().copied().fold(referenced, u64::max) + 1;
         Ok(Self {
             dir: dir.to_path_buf(),
             segment: next,
@@ -144,6 +147,17 @@ impl PayloadWriter {
     /// none (fully settled, or written by a batch that never committed) go
     /// with the next [`Self::remove_empty`].
     pub fn adopt_counts(&mut self, live: &HashMap<u64, u64>) {
+        let missing = live
+            .keys()
+            .filter(|segment| **segment != self.segment && !self.uncounted.contains(segment))
+            .count();
+        if missing > 0 {
+            tracing::warn!(
+                missing,
+                dir = %self.dir.display(),
+                "stored messages refer to payload segments that are not there; their payloads read back empty"
+            );
+        }
         for segment in std::mem::take(&mut self.uncounted) {
             match live.get(&segment).copied().unwrap_or(0) {
                 0 => self.empty.push(segment),
@@ -337,7 +351,7 @@ mod tests {
     #[test]
     fn payloads_read_back_and_empty_segments_go() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = PayloadWriter::open(dir.path()).unwrap();
+        let mut writer = PayloadWriter::open(dir.path(), 0).unwrap();
         let a = writer.append(b"first").unwrap();
         let b = writer.append(&vec![9; 3000]).unwrap();
         assert_eq!(writer.append(b"").unwrap(), Location::EMPTY);
@@ -353,7 +367,7 @@ mod tests {
         drop(writer);
         // Reopened with `a` still stored: its segment stays, a new one
         // takes appends; with nothing stored, both go.
-        let mut writer = PayloadWriter::open(dir.path()).unwrap();
+        let mut writer = PayloadWriter::open(dir.path(), 0).unwrap();
         writer.adopt_counts(&HashMap::from([(a.segment, 1)]));
         assert!(writer.remove_empty().unwrap().is_empty());
         assert_eq!(list_segments(dir.path()).unwrap().len(), 2);
@@ -366,7 +380,7 @@ mod tests {
         assert_eq!(reader.read(a).unwrap(), None);
         drop(writer);
         // Segments are kept until their counts are known.
-        let mut writer = PayloadWriter::open(dir.path()).unwrap();
+        let mut writer = PayloadWriter::open(dir.path(), 0).unwrap();
         assert_eq!(list_segments(dir.path()).unwrap().len(), 2);
         writer.adopt_counts(&HashMap::new());
         assert_eq!(writer.remove_empty().unwrap(), vec![c.segment]);
@@ -374,9 +388,20 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_number_the_database_refers_to_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = PayloadWriter::open(dir.path(), 0).unwrap();
+        assert_eq!(writer.segment, 1);
+        drop(writer);
+        // Segment 9 is referenced but its file is gone: appends go to 10.
+        let writer = PayloadWriter::open(dir.path(), 9).unwrap();
+        assert_eq!(writer.segment, 10);
+    }
+
+    #[test]
     fn a_full_segment_rotates() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = PayloadWriter::open(dir.path()).unwrap();
+        let mut writer = PayloadWriter::open(dir.path(), 0).unwrap();
         let big = vec![1; usize::try_from(SEGMENT_BYTES / 2 + 1).unwrap()];
         let first = writer.append(&big).unwrap();
         let second = writer.append(&big).unwrap();

@@ -243,6 +243,13 @@ impl MessageRefs {
         self.counts.remove(seq);
     }
 
+    /// Gives up on the earlier messages' counts (counting them failed):
+    /// the changes kept for them go, and none of them is deleted from now
+    /// on (the next opening counts them again).
+    pub fn forget_earlier(&mut self) {
+        self.pending = None;
+    }
+
     /// Takes the counts of the earlier messages, as they were at the
     /// opening, and applies the changes since. The messages nothing refers
     /// to any more, to delete. Counts that arrive twice are ignored.
@@ -409,6 +416,23 @@ mod tests {
             let unique: std::collections::HashSet<&u64> = deleted.iter().collect();
             prop_assert_eq!(unique.len(), deleted.len());
         }
+    }
+
+    #[test]
+    fn counts_given_up_delete_no_earlier_message() {
+        let base = 1 << 40;
+        let mut refs = MessageRefs::new(base);
+        refs.insert(base);
+        refs.hold(base);
+        refs.hold(7);
+        refs.forget_earlier();
+        assert!(
+            !refs.release(7),
+            "an earlier message is never reported free"
+        );
+        assert!(refs.pending.is_none(), "no changes are kept for them");
+        assert!(refs.release(base), "this opening's messages still are");
+        assert!(refs.adopt(RefCounts::from_sorted([7])).is_empty());
     }
 
     #[test]

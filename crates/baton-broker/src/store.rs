@@ -54,8 +54,9 @@ const CATALOG: TableDefinition<(u8, &str, u64), &[u8]> = TableDefinition::new("c
 /// Messages: sequence -> (publish time in ns since the epoch, size of the
 /// whole message, where its payload is in the payload log (segment, offset,
 /// length), protobuf bytes without the payload): what the broker holds in
-/// memory, read back when the store is opened. The payloads themselves are
-/// in the [`payload_log`](crate::payload_log).
+/// memory, read back as it needs it (the windows when the store is opened,
+/// the rest of a backlog as it drains). The payloads themselves are in the
+/// [`payload_log`](crate::payload_log).
 const MESSAGES: TableDefinition<u64, MessageRow> = TableDefinition::new("message_meta");
 /// A row of [`MESSAGES`].
 pub(crate) type MessageRow<'a> = (u64, u64, u64, u64, u64, &'a [u8]);
@@ -192,6 +193,10 @@ pub(crate) enum StoreOp {
     /// The counts over what the store held when it was opened, from
     /// [`Storage::count_backlog`].
     AdoptCounts(Box<StoredCounts>),
+    /// Those counts will not come (counting failed): the writer stops
+    /// keeping changes for them, and deletes none of the messages stored
+    /// before this opening until the next one counts again.
+    NoCounts,
 }
 
 /// How many rows referred to each stored message, and how many payloads
@@ -573,7 +578,7 @@ impl Storage {
             })?;
         let opening = create_tables(&db)?;
         let log_dir = dir.join(PAYLOAD_DIR);
-        let mut log = PayloadWriter::open(&log_dir)?;
+        let mut log = PayloadWriter::open(&log_dir, last_segment(&db)?)?;
         split_whole_messages(&db, &mut log)?;
         // The start-up read and the background count see the same state:
         // the one before any change of this opening.
@@ -624,13 +629,45 @@ impl Storage {
     /// result, for the broker's stats). It takes about 0.4 s per million
     /// stored messages, so the broker runs it in the background once it
     /// serves; a store closed meanwhile stops it with [`StoreError::Closed`].
+    /// If counting fails, the writer is told not to wait for the counts
+    /// ([`StoreOp::NoCounts`]).
     pub(crate) fn count_backlog(&self, count: BacklogCount) -> Result<Vec<TailCount>, StoreError> {
+        let _counting = lock(&self.counting);
+        // Closed before this began: its read transaction may outlive the
+        // database handle, so it is not touched.
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        match self.count_rows(count) {
+            Ok((counts, tails)) => {
+                self.record(vec![StoreOp::AdoptCounts(Box::new(counts))]);
+                Ok(tails)
+            }
+            Err(error) => {
+                if !matches!(error, StoreError::Closed) {
+                    self.record(vec![StoreOp::NoCounts]);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The reading of [`Self::count_backlog`].
+    fn count_rows(
+        &self,
+        count: BacklogCount,
+    ) -> Result<(StoredCounts, Vec<TailCount>), StoreError> {
         /// Rows read between checks that the store is still open.
         const CHECK_EVERY: usize = 65_536;
-        let _counting = lock(&self.counting);
         let BacklogCount { txn, windows } = count;
-        let closed =
-            |read: usize| read.is_multiple_of(CHECK_EVERY) && self.closed.load(Ordering::Acquire);
+        let mut read = 0usize;
+        let mut next_row = || {
+            read += 1;
+            if read.is_multiple_of(CHECK_EVERY) && self.closed.load(Ordering::Acquire) {
+                return Err(StoreError::Closed);
+            }
+            Ok(())
+        };
         let mut sizes = StoredSizes::default();
         let mut segments: HashMap<u64, u64> = HashMap::new();
         {
@@ -638,10 +675,8 @@ impl Storage {
             let stored = usize::try_from(messages.len()?).unwrap_or(0);
             sizes.seqs.reserve_exact(stored);
             sizes.sizes.reserve_exact(stored);
-            for (read, row) in messages.iter()?.enumerate() {
-                if closed(read) {
-                    return Err(StoreError::Closed);
-                }
+            for row in messages.iter()? {
+                next_row()?;
                 let (seq, value) = row?;
                 let row = value.value();
                 sizes.push(seq.value(), row.1);
@@ -654,10 +689,8 @@ impl Storage {
         let mut refs = RefCounts::from_sorted(sizes.seqs.iter().copied());
         let after: FxHashMap<u64, u64> = windows.into_iter().collect();
         let mut tails: Vec<TailCount> = Vec::with_capacity(after.len());
-        for (read, row) in txn.open_table(OWED)?.iter()?.enumerate() {
-            if closed(read) {
-                return Err(StoreError::Closed);
-            }
+        for row in txn.open_table(OWED)?.iter()? {
+            next_row()?;
             let (key, _) = row?;
             let (uid, seq) = key.value();
             refs.hold(seq);
@@ -676,21 +709,18 @@ impl Storage {
             }
         }
         for row in txn.open_table(SNAPSHOT_MESSAGES)?.iter()? {
+            next_row()?;
             refs.hold(row?.0.value().1);
         }
         for row in txn.open_table(RETAINED)?.iter()? {
+            next_row()?;
             refs.hold(row?.0.value().1);
         }
         for row in txn.open_table(LOGGED)?.iter()? {
+            next_row()?;
             refs.hold(row?.0.value().1);
         }
-        drop(txn);
-        drop(sizes);
-        self.record(vec![StoreOp::AdoptCounts(Box::new(StoredCounts {
-            refs,
-            segments,
-        }))]);
-        Ok(tails)
+        Ok((StoredCounts { refs, segments }, tails))
     }
 
     /// The rows a subscription owes after sequence `after` and before
@@ -1024,6 +1054,25 @@ fn read_message(
     )))
 }
 
+/// The segment of the payload log that the newest stored message with a
+/// payload refers to (0 for none): segments are numbered in the order they
+/// are written, as messages are, so none is newer. Found from the end of
+/// the table, past at most a few rows of messages without payloads.
+fn last_segment(db: &Database) -> Result<u64, StoreError> {
+    /// Rows looked at from the end before giving up (all without payloads).
+    const LOOK_BACK: usize = 65_536;
+    let txn = db.begin_read()?;
+    let messages = txn.open_table(MESSAGES)?;
+    for row in messages.iter()?.rev().take(LOOK_BACK) {
+        let (_, value) = row?;
+        let segment = location_of(&value.value()).segment;
+        if segment != 0 {
+            return Ok(segment);
+        }
+    }
+    Ok(0)
+}
+
 /// Reads what the broker needs to start serving (see [`Recovered`]): the
 /// catalog, each subscription's window by a range read of its first owed
 /// rows, and what snapshots, retained sets and topic logs hold. Nothing
@@ -1267,7 +1316,8 @@ impl Writer {
         }
         match self.log.remove_empty() {
             Ok(removed) => removed.into_iter().for_each(|s| self.reader.forget(s)),
-            // Only space is lost; the next opening removes them.
+            // Only space is lost; the next opening's background count
+            // removes them.
             Err(error) => tracing::warn!(%error, "removing emptied payload segments failed"),
         }
         Ok(last_message)
@@ -1428,6 +1478,7 @@ fn apply_rows(
                 StoreOp::AdoptCounts(counts) => {
                     released.extend(refs.adopt(counts.refs));
                 }
+                StoreOp::NoCounts => refs.forget_earlier(),
             }
         }
         for seq in released {

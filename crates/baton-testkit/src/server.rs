@@ -366,7 +366,9 @@ impl TestServer {
         .await
     }
 
-    /// Number of messages of `subscription` neither acked nor dead-lettered.
+    /// Number of messages of `subscription` neither acked nor dead-lettered
+    /// (after a restart on a disk store, only those in memory until the
+    /// broker's background count is in: see `Broker::backlog_counted`).
     pub fn backlog(&self, subscription: &str) -> usize {
         self.server()
             .broker()

@@ -595,14 +595,17 @@ impl SubState {
         let mut after = tail.after;
         for (seq, attempts, message) in rows {
             after = seq;
+            if let Some(size) = &mut self.tail_size {
+                // The count took a lost message as one of no bytes.
+                size.messages -= 1;
+                size.bytes -= message
+                    .as_ref()
+                    .map_or(0, |m| i64::try_from(m.payload_size()).unwrap_or(i64::MAX));
+            }
             let Some(message) = message else {
                 tracing::warn!(subscription = %self.name, seq, "a message of the backlog is gone from the disk store");
                 continue;
             };
-            if let Some(size) = &mut self.tail_size {
-                size.messages -= 1;
-                size.bytes -= i64::try_from(message.payload_size()).unwrap_or(i64::MAX);
-            }
             let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
             self.hold_ready(seq, message, attempts, tail.since);
         }

@@ -368,7 +368,9 @@ impl Broker {
         self.read_subscription(name, |s| s.streams.len())
     }
 
-    /// Messages neither acked nor dead-lettered on a subscription.
+    /// Messages neither acked nor dead-lettered on a subscription (after a
+    /// restart on the disk store, only those in memory until
+    /// [`Broker::backlog_counted`]).
     pub fn backlog_len(&self, name: &str) -> BrokerResult<usize> {
         self.read_subscription(name, SubState::backlog_len)
     }
