@@ -332,8 +332,11 @@ impl SubState {
                 let pager = self.pager.as_ref()?;
                 let first = match &self.disk_tail {
                     Some(tail) => {
-                        let rows = pager.journal.load_owed(self.uid, tail.after, tail.below, 1);
-                        rows.ok()?.into_iter().next()?.2
+                        // The first whose message the store still has.
+                        let rows = pager
+                            .journal
+                            .load_owed(self.uid, tail.after, tail.below, 16);
+                        rows.ok()?.into_iter().find_map(|(_, _, message)| message)
                     }
                     None => {
                         let first = self.spilled.front()?;
