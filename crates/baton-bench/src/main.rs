@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p baton-bench -- [--messages 50000] [--size 1024] [--rounds 3]
-//!     [--endpoint HOST:PORT | --server-process] [--modes rust-off,rust-on,py-off,py-on]
+//!     [--endpoint HOST:PORT | --server-process]
+//!     [--modes rust-off,rust-context,rust-on,py-off,py-on]
 //!     [--sample-ratio 1.0]
 //! cargo run --release -p baton-bench -- --auth-cost [--messages N] [--rounds R]
 //! cargo run --release -p baton-bench -- --forwarding-cost [--messages N] [--rounds R]
@@ -29,7 +30,11 @@
 //!   messages) whose handler acks, from the subscribe call until all N were
 //!   received and the session shut down, which flushes the acks.
 //!
-//! Modes: Rust with tracing off; Rust with tracing on (an SDK tracer provider
+//! Modes: Rust with tracing off; Rust with tracing off but every message
+//! carrying an unsampled `googclient_traceparent` (`rust-context`), as a
+//! traced publisher's messages do, which isolates what carrying the trace
+//! context costs the client and the server from what the spans cost; Rust
+//! with tracing on (an SDK tracer provider
 //! with a batch span processor feeding a sink that only counts spans, so the
 //! cost of making, ending and queueing every span is measured and the export
 //! is free); the Python client (`tests/python/bench_e2e.py` in the interop
@@ -72,6 +77,7 @@ use baton_client::{
     BatchSettings, Client, ClientConfig, Endpoint, Message, PublisherConfig, SubscriberConfig,
     SubscriptionConfig, TracingConfig,
 };
+use baton_trace_context::TRACEPARENT_ATTRIBUTE;
 use clap::Parser;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
@@ -87,6 +93,9 @@ const TARGET_RATIO: f64 = 5.0;
 const TARGET_FLOOR_RATIO: f64 = 1.25;
 /// Most throughput tracing may cost with a 1% sampler.
 const TARGET_SAMPLED_LOSS_PERCENT: f64 = 5.0;
+/// The trace context `rust-context` messages carry: a valid, unsampled one
+/// (flags 00), of the size every traced publisher writes.
+const UNSAMPLED_TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -228,6 +237,9 @@ struct Args {
 enum Mode {
     /// The Rust client, tracing off.
     RustOff,
+    /// The Rust client, tracing off, each message carrying an unsampled
+    /// `googclient_traceparent` as a traced publisher's messages do.
+    RustContext,
     /// The Rust client, tracing on.
     RustOn,
     /// Google's Python client, tracing off.
@@ -242,6 +254,7 @@ impl Mode {
     fn label(self) -> &'static str {
         match self {
             Self::RustOff => "Rust, tracing off",
+            Self::RustContext => "Rust, off + context",
             Self::RustOn => "Rust, tracing on",
             Self::PythonOff => "Python, tracing off",
             Self::PythonOn => "Python, tracing on",
@@ -251,6 +264,7 @@ impl Mode {
     fn slug(self) -> &'static str {
         match self {
             Self::RustOff => "rust-off",
+            Self::RustContext => "rust-context",
             Self::RustOn => "rust-on",
             Self::PythonOff => "py-off",
             Self::PythonOn => "py-on",
@@ -416,6 +430,7 @@ async fn rust_round(
     n: usize,
     tracing: TracingConfig,
     spans: Option<&SdkTracerProvider>,
+    carry_context: bool,
 ) -> Result<(Rates, Cores)> {
     // The batch processor's thread takes spans after the phase that made
     // them: drain it before reading the CPU, so that a phase pays for all
@@ -452,7 +467,10 @@ async fn rust_round(
     let started = Instant::now();
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
-        let message = Message::new(data.clone()).with_attribute("i", i.to_string());
+        let mut message = Message::new(data.clone()).with_attribute("i", i.to_string());
+        if carry_context {
+            message = message.with_attribute(TRACEPARENT_ATTRIBUTE, UNSAMPLED_TRACEPARENT);
+        }
         handles.push(publisher.publish(message));
     }
     let mut ids = Vec::with_capacity(n);
@@ -787,6 +805,33 @@ fn report(
                 ));
             }
         }
+        if let Some(context) = cpu(Mode::RustContext) {
+            println!(
+                "  CPU per message (us), {}: publish {:.2}, receive+ack {:.2}",
+                Mode::RustContext.slug(),
+                context.0,
+                context.1
+            );
+        }
+        if let Some(context) = find(Mode::RustContext) {
+            // The same loss split in two: carrying the trace context on every
+            // message (which a traced publisher does whatever the sampler
+            // says), and the spans on top of it.
+            println!(
+                "  of which carrying googclient_traceparent ({} against {}): publish {:5.1}%   receive+ack {:5.1}%",
+                Mode::RustContext.slug(),
+                Mode::RustOff.slug(),
+                overhead(off.publish, context.publish),
+                overhead(off.receive, context.receive)
+            );
+            println!(
+                "  and the spans on top ({} against {}):           publish {:5.1}%   receive+ack {:5.1}%",
+                Mode::RustOn.slug(),
+                Mode::RustContext.slug(),
+                overhead(context.publish, on.publish),
+                overhead(context.receive, on.receive)
+            );
+        }
         if let Some(spans) = spans_per_message {
             println!("  ({spans:.1} spans per message exported to the counting sink)");
         }
@@ -929,8 +974,10 @@ async fn run(args: Args) -> Result<()> {
                 mode.label()
             );
             let (rates, cores) = match mode {
-                Mode::RustOff => {
-                    rust_round(&client, &args, &prefix, n, TracingConfig::default(), None).await?
+                Mode::RustOff | Mode::RustContext => {
+                    let carry = *mode == Mode::RustContext;
+                    let tracing = TracingConfig::default();
+                    rust_round(&client, &args, &prefix, n, tracing, None, carry).await?
                 }
                 Mode::RustOn => {
                     let measured = rust_round(
@@ -940,6 +987,7 @@ async fn run(args: Args) -> Result<()> {
                         n,
                         telemetry.config(),
                         Some(&telemetry.provider),
+                        false,
                     )
                     .await?;
                     let exported = telemetry.flushed_count().await;
