@@ -654,6 +654,25 @@ impl Series {
         ))
     }
 
+    /// The median over rounds of each round's throughput loss against
+    /// `base` in the same round (publish, receive+ack), in percent: the
+    /// machine's speed drifts between rounds, and pairing the modes of one
+    /// round cancels what the drift does to both.
+    fn paired_loss(&self, base: &Series) -> Option<(f64, f64)> {
+        let losses = |base: &[f64], this: &[f64]| -> Vec<f64> {
+            base.iter()
+                .zip(this)
+                .map(|(base, this)| overhead(*base, *this))
+                .collect()
+        };
+        let publish = losses(&base.publish, &self.publish);
+        let receive = losses(&base.receive, &self.receive);
+        if publish.is_empty() || receive.is_empty() {
+            return None;
+        }
+        Some((median(&mut publish.clone()), median(&mut receive.clone())))
+    }
+
     fn medians(&self) -> Rates {
         Rates {
             publish: median(&mut self.publish.clone()),
@@ -765,6 +784,15 @@ fn report(
             "Rust tracing overhead:       publish {p:5.1}%   receive+ack {r:5.1}%   (sampling {}%)",
             args.sample_ratio * 100.0
         );
+        let series = |mode| modes.iter().find(|(m, _)| *m == mode).map(|(_, s)| s);
+        if let Some((p, r)) = series(Mode::RustOff)
+            .zip(series(Mode::RustOn))
+            .and_then(|(off, on)| on.paired_loss(off))
+        {
+            println!(
+                "  paired by round (median of each round's loss): publish {p:5.1}%   receive+ack {r:5.1}%"
+            );
+        }
         let cpu = |mode| {
             modes
                 .iter()
@@ -777,7 +805,6 @@ fn report(
                 "  CPU per message (us): publish {:.2} off, {:.2} on (+{:.2}); receive+ack {:.2} off, {:.2} on (+{:.2})",
                 off.0, on.0, added.0, off.1, on.1, added.1
             );
-            let series = |mode| modes.iter().find(|(m, _)| *m == mode).map(|(_, s)| s);
             let ratios = match (series(Mode::RustOff), series(Mode::RustOn)) {
                 (Some(off), Some(on)) => floor_ratios(off, on, floors),
                 _ => Vec::new(),
