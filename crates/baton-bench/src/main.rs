@@ -844,20 +844,27 @@ fn report(
             // The same loss split in two: carrying the trace context on every
             // message (which a traced publisher does whatever the sampler
             // says), and the spans on top of it.
-            println!(
-                "  of which carrying googclient_traceparent ({} against {}): publish {:5.1}%   receive+ack {:5.1}%",
-                Mode::RustContext.slug(),
-                Mode::RustOff.slug(),
-                overhead(off.publish, context.publish),
-                overhead(off.receive, context.receive)
-            );
-            println!(
-                "  and the spans on top ({} against {}):           publish {:5.1}%   receive+ack {:5.1}%",
-                Mode::RustOn.slug(),
-                Mode::RustContext.slug(),
-                overhead(context.publish, on.publish),
-                overhead(context.receive, on.receive)
-            );
+            let parts = [
+                (
+                    "of which carrying googclient_traceparent",
+                    (Mode::RustOff, &off),
+                    (Mode::RustContext, &context),
+                ),
+                (
+                    "and the spans on top",
+                    (Mode::RustContext, &context),
+                    (Mode::RustOn, &on),
+                ),
+            ];
+            for (label, (base_mode, base), (mode, this)) in parts {
+                println!(
+                    "  {label} ({} against {}): publish {:5.1}%   receive+ack {:5.1}%",
+                    mode.slug(),
+                    base_mode.slug(),
+                    overhead(base.publish, this.publish),
+                    overhead(base.receive, this.receive)
+                );
+            }
         }
         if let Some(spans) = spans_per_message {
             println!("  ({spans:.1} spans per message exported to the counting sink)");
