@@ -346,13 +346,18 @@ async fn apply(broker: &Arc<Broker>, op: &Op, published: &mut u64) {
 
 /// Closes the broker's store and opens a new broker on it.
 async fn reopen(broker: Arc<Broker>, dir: &std::path::Path) -> Arc<Broker> {
+    close(broker).await;
+    Broker::open(dir).expect("reopen")
+}
+
+/// Writes what the broker's store has queued and closes it, so the store
+/// can be opened again.
+async fn close(broker: Arc<Broker>) {
     broker.durable().await.expect("durable");
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.close_storage())
         .await
         .expect("close");
-    drop(broker);
-    Broker::open(dir).expect("reopen")
 }
 
 proptest! {
@@ -366,8 +371,7 @@ proptest! {
             .expect("runtime");
         runtime.block_on(async {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut broker = Broker::open(dir.path()).expect("open");
-            setup(&broker);
+            let mut broker = open_set_up(dir.path());
             let mut published = 0;
             for op in &ops {
                 if matches!(op, Op::Reopen) {
@@ -422,8 +426,7 @@ fn referenced_messages(broker: &Broker) -> u64 {
 #[tokio::test]
 async fn message_rows_go_once_nothing_refers_to_them() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let broker = open_set_up(dir.path());
     let messages = (0..50)
         .map(|n| PubsubMessage {
             data: vec![b'x'; 1000 + n],
@@ -465,8 +468,7 @@ async fn message_rows_go_once_nothing_refers_to_them() {
 #[tokio::test]
 async fn nothing_is_reported_durable_once_the_store_is_closed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let broker = open_set_up(dir.path());
     broker.durable().await.expect("durable while open");
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.close_storage())
@@ -482,8 +484,7 @@ async fn nothing_is_reported_durable_once_the_store_is_closed() {
 #[tokio::test]
 async fn every_opening_takes_message_ids_from_its_own_range() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let broker = open_set_up(dir.path());
     let first = broker
         .publish(&topic(0), vec![one_message()])
         .expect("publish");
@@ -517,8 +518,7 @@ impl crate::DeliveryObserver for PanickingObserver {
 #[tokio::test]
 async fn a_panicking_observer_does_not_keep_changes_from_the_store() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let broker = open_set_up(dir.path());
     broker.set_observer(Arc::new(PanickingObserver));
     broker
         .publish(&topic(0), vec![one_message()])
@@ -586,8 +586,7 @@ fn a_write_whose_runtime_is_gone_is_still_written() {
 #[tokio::test]
 async fn every_kind_of_catalog_change_comes_back_after_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let mut broker = open_set_up(dir.path());
     let changes = [
         CatalogChange::SubscriptionLabels { sub: 2, value: 7 },
         CatalogChange::PushEndpoint { sub: 0, on: true },
@@ -665,8 +664,7 @@ async fn pull_payloads(broker: &Broker, s: usize) -> std::collections::BTreeMap<
 #[tokio::test]
 async fn payloads_come_back_from_the_cache_and_from_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let mut broker = open_set_up(dir.path());
     // 48 MB: more than the cache of recent payloads keeps, so the oldest
     // are read back from the file even without a restart.
     let payload = |n: usize| vec![u8::try_from(n % 251).unwrap_or(0); 1 << 20];
@@ -711,8 +709,7 @@ async fn payloads_come_back_from_the_cache_and_from_the_file() {
 #[tokio::test]
 async fn a_dead_lettered_message_keeps_its_payload_on_the_dead_letter_topic() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let mut broker = open_set_up(dir.path());
     let dlq = format!("{PROJECT}/topics/dead-letters");
     broker
         .create_topic(Topic {
@@ -783,8 +780,7 @@ async fn a_store_of_the_first_layout_opens_with_its_payloads() {
     const META: TableDefinition<u64, crate::store::MessageRow> =
         TableDefinition::new("message_meta");
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let broker = open_set_up(dir.path());
     let data: Vec<Vec<u8>> = (0..3u8).map(|n| vec![n; 2000]).collect();
     let messages = data
         .iter()
@@ -893,8 +889,7 @@ async fn a_deep_backlog_waits_on_disk_and_comes_back_once_in_order() {
     use crate::store::MAX_READY_WINDOW as READY_WINDOW;
     const COUNT: usize = 100;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let mut broker = open_set_up(dir.path());
     let messages: Vec<PubsubMessage> = (0..COUNT)
         .map(|n| PubsubMessage {
             data: vec![b'x'; 10 + n],
@@ -964,8 +959,7 @@ async fn snapshots_seeks_and_retention_see_the_backlog_on_disk() {
     use crate::store::MAX_READY_WINDOW as READY_WINDOW;
     const COUNT: usize = 40;
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let broker = open_set_up(dir.path());
     let messages = numbered_messages(COUNT, |n| format!("m{n}").into_bytes());
     broker.publish(&topic(0), messages).expect("publish");
     // A snapshot captures the messages on disk too.
@@ -1021,8 +1015,7 @@ async fn subscriptions_share_one_window_budget() {
     assert!(ready_window(40) < MAX_READY_WINDOW);
     assert_eq!(ready_window(1_000_000), ready_window(usize::MAX));
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let broker = open_set_up(dir.path());
     let extra: Vec<String> = (0..36)
         .map(|n| format!("{PROJECT}/subscriptions/extra-{n}"))
         .collect();
@@ -1069,17 +1062,11 @@ async fn settles_before_the_background_count_take_effect_once_it_arrives() {
     use crate::store::{MAX_READY_WINDOW, Storage, StoreOp, TailCount};
     const COUNT: usize = 30;
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::open(dir.path()).expect("open");
-    setup(&broker);
+    let broker = open_set_up(dir.path());
     let messages = numbered_messages(COUNT, |n| vec![b'x'; 100 + n]);
     let bytes: u64 = messages.iter().map(|m| m.payload_size() as u64).sum();
     broker.publish(&topic(0), messages).expect("publish");
-    broker.durable().await.expect("durable");
-    let closing = broker.clone();
-    tokio::task::spawn_blocking(move || closing.close_storage())
-        .await
-        .expect("close");
-    drop(broker);
+    close(broker).await;
 
     // Opened by hand, to choose when the count arrives.
     let (storage, recovered, count) = Storage::open(dir.path()).expect("reopen");
@@ -1163,4 +1150,12 @@ fn numbered_messages(count: usize, data: impl Fn(usize) -> Vec<u8>) -> Vec<Pubsu
             ..Default::default()
         })
         .collect()
+}
+
+/// A broker on the disk store in `dir`, with the topics and subscriptions of
+/// [`setup`].
+fn open_set_up(dir: &std::path::Path) -> Arc<Broker> {
+    let broker = Broker::open(dir).expect("open");
+    setup(&broker);
+    broker
 }

@@ -39,7 +39,7 @@ pub(crate) fn restore(
         logged,
         next_seq,
         opening,
-        missing,
+        mut missing,
     } = recovered;
     // In this opening's own range of ids (see `store::OPENING_RANGE_BITS`).
     state.next_seq = next_seq;
@@ -54,7 +54,6 @@ pub(crate) fn restore(
             .topics
             .insert(topic.name.clone(), TopicState::new(topic));
     }
-    let mut missing = missing;
     for (topic, seq) in logged {
         let decoded = held.get(&seq).cloned();
         match (state.topics.get_mut(&topic), decoded) {
