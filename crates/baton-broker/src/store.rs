@@ -40,6 +40,7 @@ use baton_proto::iam::Policy;
 use baton_proto::pubsub::{PubsubMessage, Schema, Snapshot, Subscription, Topic};
 
 use crate::held::HeldMessage;
+use crate::leased::{Payload, PayloadSlot};
 use crate::payload_log::{Location, PAYLOAD_DIR, PayloadReader, PayloadWriter};
 use crate::ref_counts::{MessageRefs, RefCounts};
 use prost::Message as _;
@@ -547,9 +548,9 @@ impl Journal {
     }
 
     /// See [`Storage::fill_payloads`].
-    pub fn fill_payloads<'m>(
+    pub fn fill_payloads<'m, M: PayloadSlot + 'm>(
         &self,
-        messages: impl IntoIterator<Item = &'m mut PubsubMessage>,
+        messages: impl IntoIterator<Item = &'m mut M>,
     ) -> Result<(), StoreError> {
         self.storage.fill_payloads(messages)
     }
@@ -831,22 +832,19 @@ impl Storage {
     /// broker holds messages without it): from the cache of recent
     /// payloads, or else from the file, in one read transaction. A message
     /// whose payload is gone (it was settled meanwhile) stays as it is.
-    pub(crate) fn fill_payloads<'m>(
+    pub(crate) fn fill_payloads<'m, M: PayloadSlot + 'm>(
         &self,
-        messages: impl IntoIterator<Item = &'m mut PubsubMessage>,
+        messages: impl IntoIterator<Item = &'m mut M>,
     ) -> Result<(), StoreError> {
         let mut missing = Vec::new();
         {
             let payloads = lock(&self.payloads);
             for message in messages {
-                if !message.data.is_empty() {
-                    continue;
-                }
-                let Ok(seq) = message.message_id.parse::<u64>() else {
+                let Some(seq) = message.wanted() else {
                     continue;
                 };
                 match payloads.get(seq) {
-                    Some(cached) => message.data.clone_from(cached.data.as_ref()),
+                    Some(cached) => message.fill(Payload::Cached(cached.data.clone())),
                     None => missing.push((seq, message)),
                 }
             }
@@ -863,7 +861,7 @@ impl Storage {
                 None => continue,
             };
             if let Some(data) = self.log.read(location)? {
-                message.data = data;
+                message.fill(Payload::Read(data));
             }
         }
         Ok(())

@@ -676,10 +676,15 @@ fn app_without_identity(api: PubSubApi, traces: TraceStore) -> axum::Router {
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
-    let iam = IamPolicyServer::new(grpc)
+    let iam = IamPolicyServer::new(grpc.clone())
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    let router = axum::Router::new();
+    // StreamingPull has a route of its own, which writes deliveries from
+    // the broker's shared messages (see `grpc::StreamingPullRoute`).
+    let router = axum::Router::new().route_service(
+        grpc::STREAMING_PULL_PATH,
+        grpc::StreamingPullRoute::new(grpc, MAX_GRPC_MESSAGE_BYTES),
+    );
     let router = with_grpc(router, publisher);
     let router = with_grpc(router, subscriber);
     let router = with_grpc(router, schemas);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription};
+use baton_proto::pubsub::{PubsubMessage, Subscription};
 use tokio::time::Instant;
 
 use super::counters::{DeadLetterRecord, PushRecord, SubscriptionCounters};
@@ -18,6 +18,7 @@ use super::effects::{DeadLetter, Effects, Event, ExpiryKind, Timer, TimerKind};
 use super::journal::Recorded;
 use crate::clock::system_time;
 use crate::held::HeldMessage;
+use crate::leased::LeasedMessage;
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::{Journal, MAX_READY_WINDOW, StoreError, StoreOp};
 use crate::validate;
@@ -711,7 +712,7 @@ impl SubState {
         now: Instant,
         kind: DeliveryKind,
         fx: &mut Effects,
-    ) -> Vec<ReceivedMessage> {
+    ) -> Vec<LeasedMessage> {
         self.page_in();
         let mut out = Vec::new();
         let mut skipped = Vec::new();
@@ -775,11 +776,11 @@ impl SubState {
                 flow.outstanding_bytes += i64::try_from(size).unwrap_or(i64::MAX);
             }
             batch_bytes += size;
-            let received = ReceivedMessage {
-                ack_id: format!("{prefix}:{ack}"),
-                message: Some(entry.message.to_message()),
-                delivery_attempt: if report_attempts { entry.attempts } else { 0 },
-            };
+            let received = LeasedMessage::new(
+                format!("{prefix}:{ack}"),
+                entry.message.clone(),
+                if report_attempts { entry.attempts } else { 0 },
+            );
             fx.observe(|| Event::Delivered {
                 subscription: self.name.clone(),
                 message: entry.message.clone(),
@@ -1252,7 +1253,7 @@ mod tests {
         max: usize,
         stream: Option<u64>,
         next_ack: &mut u64,
-    ) -> Vec<ReceivedMessage> {
+    ) -> Vec<LeasedMessage> {
         let mut fx = Effects::default();
         s.take(
             max,
@@ -1265,11 +1266,8 @@ mod tests {
         )
     }
 
-    fn datas(messages: &[ReceivedMessage]) -> Vec<Vec<u8>> {
-        messages
-            .iter()
-            .map(|m| m.message.as_ref().unwrap().data.clone())
-            .collect()
+    fn datas(messages: &[LeasedMessage]) -> Vec<Vec<u8>> {
+        messages.iter().map(|m| m.data().to_vec()).collect()
     }
 
     #[test]

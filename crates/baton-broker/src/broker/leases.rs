@@ -14,6 +14,7 @@ use super::state::State;
 use crate::clock::system_time;
 use crate::error::{AckFailure, BrokerError, BrokerResult, ErrorCode};
 use crate::held::HeldMessage;
+use crate::leased::LeasedMessage;
 use crate::names::{self, Collection};
 use crate::observer::{DeliveryKind, LeaseEnd};
 use crate::store::StoreOp;
@@ -313,7 +314,7 @@ impl Broker {
         name: &str,
         max: usize,
         taker: Taker,
-    ) -> BrokerResult<(Vec<ReceivedMessage>, Arc<Notify>)> {
+    ) -> BrokerResult<(Vec<LeasedMessage>, Arc<Notify>)> {
         if self.is_shutting_down() {
             return Err(BrokerError::shutting_down());
         }
@@ -364,7 +365,7 @@ impl Broker {
         drop(txn);
         if let Some(journal) = journal {
             journal
-                .fill_payloads(messages.iter_mut().filter_map(|m| m.message.as_mut()))
+                .fill_payloads(messages.iter_mut())
                 .map_err(super::storage_error)?;
         }
         Ok((messages, notify))
@@ -396,10 +397,10 @@ impl Broker {
         loop {
             let (messages, notify) = self.take(name, max, taker)?;
             if !messages.is_empty() {
-                return Ok(messages);
+                return Ok(received(messages));
             }
             let PullWait::Until(deadline) = wait else {
-                return Ok(messages);
+                return Ok(Vec::new());
             };
             let notified = notify.notified();
             tokio::pin!(notified);
@@ -407,7 +408,7 @@ impl Broker {
             // Re-check after registering so a publish in between is not lost.
             let (messages, _) = self.take(name, max, taker)?;
             if !messages.is_empty() {
-                return Ok(messages);
+                return Ok(received(messages));
             }
             tokio::select! {
                 () = &mut notified => {}
@@ -460,12 +461,23 @@ impl Broker {
         Ok(registration)
     }
 
-    /// Leases up to `max` messages to a stream, within its window.
+    /// Leases up to `max` messages to a stream, within its window, in the
+    /// standard type.
     pub fn stream_take(
         &self,
         stream: &StreamRegistration,
         max: usize,
     ) -> BrokerResult<Vec<ReceivedMessage>> {
+        self.stream_lease(stream, max).map(received)
+    }
+
+    /// [`Self::stream_take`], with the messages shared rather than copied:
+    /// for a transport that encodes them itself.
+    pub fn stream_lease(
+        &self,
+        stream: &StreamRegistration,
+        max: usize,
+    ) -> BrokerResult<Vec<LeasedMessage>> {
         let taker = Taker {
             stream: Some((stream.id, stream.sub_uid)),
             deadline: Some(stream.deadline),
@@ -474,6 +486,14 @@ impl Broker {
         self.take(&stream.subscription, max, taker)
             .map(|(messages, _)| messages)
     }
+}
+
+/// Leased messages in the standard type.
+fn received(messages: Vec<LeasedMessage>) -> Vec<ReceivedMessage> {
+    messages
+        .into_iter()
+        .map(LeasedMessage::into_received)
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,11 +10,11 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use baton_broker::names::{self, Collection};
-use baton_broker::{Broker, BrokerError, BrokerResult, StreamRegistration};
-use baton_proto::pubsub::{
-    ReceivedMessage, StreamingPullRequest, StreamingPullResponse, streaming_pull_response,
-};
+use baton_broker::{Broker, BrokerError, BrokerResult, LeasedMessage, StreamRegistration};
+use baton_proto::pubsub::{StreamingPullRequest, StreamingPullResponse, streaming_pull_response};
+use bytes::BufMut;
 use futures::{Stream, StreamExt};
+use prost::Message as _;
 use tokio::sync::mpsc;
 
 use super::rpc::{PubSubApi, RequestContext};
@@ -29,7 +29,52 @@ const STREAM_BATCH: usize = 1000;
 const RESPONSE_QUEUE: usize = 4;
 
 /// What a session sends: responses, and at most one error that ends it.
-pub type Responses = mpsc::Receiver<BrokerResult<StreamingPullResponse>>;
+pub type Responses = mpsc::Receiver<BrokerResult<StreamingPullBatch>>;
+
+/// `StreamingPullResponse.received_messages`' field number.
+const RECEIVED_MESSAGES: u32 = 1;
+
+/// One StreamingPull response, its messages shared with the broker rather
+/// than copied into it: the gRPC transport writes it with [`Self::encode`],
+/// which gives the bytes prost gives for [`Self::into_response`]'s result.
+#[derive(Debug)]
+pub struct StreamingPullBatch {
+    /// The messages leased, in order.
+    pub messages: Vec<LeasedMessage>,
+    /// The rest of the response; its `received_messages` stays empty.
+    pub rest: StreamingPullResponse,
+}
+
+impl StreamingPullBatch {
+    /// The response in the standard type.
+    pub fn into_response(self) -> StreamingPullResponse {
+        let mut response = self.rest;
+        response.received_messages = self
+            .messages
+            .into_iter()
+            .map(LeasedMessage::into_received)
+            .collect();
+        response
+    }
+
+    /// Writes the response's protobuf encoding to `buf`, fields in number
+    /// order as prost writes them.
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        for message in &self.messages {
+            message.encode(RECEIVED_MESSAGES, buf);
+        }
+        self.rest.encode_raw(buf);
+    }
+
+    /// The length [`Self::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        self.messages
+            .iter()
+            .map(|m| m.encoded_len(RECEIVED_MESSAGES))
+            .sum::<usize>()
+            + self.rest.encoded_len()
+    }
+}
 
 fn stream_deadline_error() -> BrokerError {
     BrokerError::invalid("stream_ack_deadline_seconds must be between 10 and 600 seconds")
@@ -133,23 +178,26 @@ async fn shutdown_begun(signal: &mut tokio::sync::watch::Receiver<bool>) {
 struct Session {
     broker: Arc<Broker>,
     registration: StreamRegistration,
-    tx: mpsc::Sender<BrokerResult<StreamingPullResponse>>,
+    tx: mpsc::Sender<BrokerResult<StreamingPullBatch>>,
 }
 
 impl Session {
-    fn response(&self, received_messages: Vec<ReceivedMessage>) -> StreamingPullResponse {
+    fn response(&self, messages: Vec<LeasedMessage>) -> StreamingPullBatch {
         let (exactly_once, ordered) = self
             .broker
             .subscription_flags(self.registration.subscription())
             .unwrap_or((self.registration.exactly_once, self.registration.ordered));
-        StreamingPullResponse {
-            received_messages,
-            acknowledge_confirmation: Some(Default::default()),
-            modify_ack_deadline_confirmation: Some(Default::default()),
-            subscription_properties: Some(streaming_pull_response::SubscriptionProperties {
-                exactly_once_delivery_enabled: exactly_once,
-                message_ordering_enabled: ordered,
-            }),
+        StreamingPullBatch {
+            messages,
+            rest: StreamingPullResponse {
+                received_messages: Vec::new(),
+                acknowledge_confirmation: Some(Default::default()),
+                modify_ack_deadline_confirmation: Some(Default::default()),
+                subscription_properties: Some(streaming_pull_response::SubscriptionProperties {
+                    exactly_once_delivery_enabled: exactly_once,
+                    message_ordering_enabled: ordered,
+                }),
+            },
         }
     }
 
@@ -169,7 +217,7 @@ impl Session {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let channel_full = match self.tx.try_reserve() {
-                Ok(permit) => match self.broker.stream_take(&self.registration, STREAM_BATCH) {
+                Ok(permit) => match self.broker.stream_lease(&self.registration, STREAM_BATCH) {
                     Ok(messages) if !messages.is_empty() => {
                         permit.send(Ok(self.response(messages)));
                         continue;
@@ -295,8 +343,8 @@ impl Session {
             // ack they confirm must not come back after a restart.
             self.broker.durable().await?;
             let mut response = self.response(Vec::new());
-            response.acknowledge_confirmation = Some(confirmation.ack);
-            response.modify_ack_deadline_confirmation = Some(confirmation.modack);
+            response.rest.acknowledge_confirmation = Some(confirmation.ack);
+            response.rest.modify_ack_deadline_confirmation = Some(confirmation.modack);
             let _ = self.tx.send(Ok(response)).await;
         }
         let keepalive = !first
@@ -309,5 +357,63 @@ impl Session {
             let _ = self.tx.try_send(Ok(self.response(Vec::new())));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use baton_broker::HeldMessage;
+    use baton_proto::pubsub::PubsubMessage;
+
+    use super::*;
+
+    #[test]
+    fn a_batch_is_written_as_its_standard_response() {
+        let messages = (0..3)
+            .map(|i| {
+                let message = PubsubMessage {
+                    data: vec![i; 10 * usize::from(i)],
+                    attributes: [
+                        ("googclient_traceparent".to_string(), format!("00-{i}")),
+                        ("i".to_string(), i.to_string()),
+                    ]
+                    .into(),
+                    message_id: (100 + u64::from(i)).to_string(),
+                    ordering_key: if i == 1 { "k".into() } else { String::new() },
+                    ..Default::default()
+                };
+                LeasedMessage::new(
+                    format!("projects/p/subscriptions/s:{i}"),
+                    Arc::new(HeldMessage::new(message)),
+                    i32::from(i),
+                )
+            })
+            .collect();
+        let batch = StreamingPullBatch {
+            messages,
+            rest: StreamingPullResponse {
+                acknowledge_confirmation: Some(streaming_pull_response::AcknowledgeConfirmation {
+                    ack_ids: vec!["a".into()],
+                    ..Default::default()
+                }),
+                subscription_properties: Some(streaming_pull_response::SubscriptionProperties {
+                    exactly_once_delivery_enabled: true,
+                    message_ordering_enabled: false,
+                }),
+                ..Default::default()
+            },
+        };
+        let mut written = Vec::new();
+        batch.encode(&mut written);
+        assert_eq!(written.len(), batch.encoded_len());
+        let response = batch.into_response();
+        assert_eq!(response.received_messages.len(), 3);
+        assert_eq!(written, response.encode_to_vec());
+        assert_eq!(
+            StreamingPullResponse::decode(written.as_slice()).unwrap(),
+            response
+        );
     }
 }

@@ -32,8 +32,13 @@ use baton_proto::wkt;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::api::streaming_pull::StreamingPullBatch;
 use crate::api::{self, Guarded, PubSubApi, RequestContext, Transport};
 use crate::status::to_status;
+
+mod streaming_pull;
+
+pub(crate) use streaming_pull::{PATH as STREAMING_PULL_PATH, StreamingPullRoute};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -82,6 +87,24 @@ impl GrpcServices {
     /// Serves `api` over gRPC.
     pub fn new(api: PubSubApi) -> Self {
         Self { api }
+    }
+
+    /// Opens a StreamingPull session for `request`: its responses, each
+    /// with its messages shared with the broker.
+    async fn open_streaming_pull(
+        &self,
+        request: Request<Streaming<StreamingPullRequest>>,
+    ) -> Result<impl Stream<Item = Result<StreamingPullBatch, Status>> + Send + 'static, Status>
+    {
+        let (ctx, mut inbound) = context(request);
+        let first = inbound.message().await?;
+        let batches = self
+            .api
+            .streaming_pull(&ctx, first, inbound)
+            .await
+            .map_err(to_status)?;
+        Ok(tokio_stream::wrappers::ReceiverStream::new(batches)
+            .map(|batch| batch.map_err(to_status)))
     }
 
     /// Serves one unary call of `R`.
@@ -196,19 +219,15 @@ impl Subscriber for GrpcServices {
 
     type StreamingPullStream = ResponseStream;
 
+    /// The standard-typed form of [`streaming_pull::StreamingPullRoute`],
+    /// which the server routes StreamingPull to instead; this serves users
+    /// of [`GrpcServices`] as a generated service.
     async fn streaming_pull(
         &self,
         request: Request<Streaming<StreamingPullRequest>>,
     ) -> Reply<Self::StreamingPullStream> {
-        let (ctx, mut inbound) = context(request);
-        let first = inbound.message().await?;
-        let responses = self
-            .api
-            .streaming_pull(&ctx, first, inbound)
-            .await
-            .map_err(to_status)?;
-        let responses = tokio_stream::wrappers::ReceiverStream::new(responses)
-            .map(|response| response.map_err(to_status));
+        let batches = self.open_streaming_pull(request).await?;
+        let responses = batches.map(|batch| batch.map(StreamingPullBatch::into_response));
         Ok(Response::new(Box::pin(responses)))
     }
 
