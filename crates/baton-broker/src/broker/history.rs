@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use super::Broker;
 #[cfg(doc)]
 use super::journal::MAX_EVENTS_PER_MESSAGE;
-use super::journal::Recorded;
+use super::journal::{Recorded, StoredTraceparent};
 use crate::clock::Reading;
 use crate::error::{BrokerError, BrokerResult};
 use crate::names::{self, Collection};
@@ -426,7 +426,7 @@ impl Broker {
                 ordering_key: ordering_key.clone(),
                 size: *size as u64,
                 attributes: *attributes as u64,
-                traceparent: traceparent.clone(),
+                traceparent: traceparent.as_ref().map(StoredTraceparent::to_text),
             }),
             _ => None,
         });

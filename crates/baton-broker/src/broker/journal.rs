@@ -31,7 +31,7 @@ pub(crate) enum Recorded {
         ordering_key: String,
         size: usize,
         attributes: usize,
-        traceparent: Option<String>,
+        traceparent: Option<StoredTraceparent>,
         at: Instant,
     },
     Delivered {
@@ -153,6 +153,101 @@ impl MessageJournal {
 }
 
 /// The trace context found on a message's `googclient_traceparent`.
-pub(crate) fn traceparent(message: &baton_proto::pubsub::PubsubMessage) -> Option<String> {
-    message.attributes.get(TRACEPARENT_ATTRIBUTE).cloned()
+pub(crate) fn traceparent(
+    message: &baton_proto::pubsub::PubsubMessage,
+) -> Option<StoredTraceparent> {
+    message
+        .attributes
+        .get(TRACEPARENT_ATTRIBUTE)
+        .map(|value| StoredTraceparent::of(value))
+}
+
+/// A `googclient_traceparent` value as the history keeps it. The
+/// canonical form every client writes (`00-`, 32, 16 and 2 lowercase hex
+/// digits, dash-separated) is kept as its 25 bytes, so recording one
+/// allocates nothing: the history records every published message. Any
+/// other value is kept as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoredTraceparent {
+    Canonical([u8; 25]),
+    Other(Box<str>),
+}
+
+/// Where the three hex fields of a canonical `traceparent` start, and
+/// how many bytes each encodes.
+const TRACEPARENT_FIELDS: [(usize, usize); 3] = [(3, 16), (36, 8), (53, 1)];
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+impl StoredTraceparent {
+    pub(crate) fn of(value: &str) -> Self {
+        Self::canonical(value.as_bytes()).map_or_else(|| Self::Other(value.into()), Self::Canonical)
+    }
+
+    fn canonical(text: &[u8]) -> Option<[u8; 25]> {
+        fn digit(byte: u8) -> Option<u8> {
+            match byte {
+                b'0'..=b'9' => Some(byte - b'0'),
+                b'a'..=b'f' => Some(byte - b'a' + 10),
+                _ => None,
+            }
+        }
+        if text.len() != 55 || !text.starts_with(b"00-") || text[35] != b'-' || text[52] != b'-' {
+            return None;
+        }
+        let mut out = [0_u8; 25];
+        let mut at = 0;
+        for (start, len) in TRACEPARENT_FIELDS {
+            for pair in text[start..start + 2 * len].chunks_exact(2) {
+                out[at] = digit(pair[0])? << 4 | digit(pair[1])?;
+                at += 1;
+            }
+        }
+        Some(out)
+    }
+
+    /// The value as the message carried it.
+    pub(crate) fn to_text(&self) -> String {
+        match self {
+            Self::Other(text) => text.to_string(),
+            Self::Canonical(bytes) => {
+                let mut text = String::with_capacity(55);
+                text.push_str("00");
+                let mut at = 0;
+                for (_, len) in TRACEPARENT_FIELDS {
+                    text.push('-');
+                    for byte in &bytes[at..at + len] {
+                        text.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+                        text.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+                    }
+                    at += len;
+                }
+                text
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::StoredTraceparent;
+
+    proptest! {
+        #[test]
+        fn a_stored_traceparent_reads_back_as_it_came(
+            value in prop_oneof![
+                "00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}",
+                "0[0-9a-fA-F]-[0-9a-fA-F]{32}-[0-9a-fA-F]{16}-[0-9a-fA-F]{2}",
+                ".{0,60}",
+            ],
+        ) {
+            let stored = StoredTraceparent::of(&value);
+            let canonical = value.len() == 55
+                && value.starts_with("00-")
+                && !value.bytes().any(|b| b.is_ascii_uppercase());
+            prop_assert_eq!(matches!(stored, StoredTraceparent::Canonical(_)), canonical);
+            prop_assert_eq!(stored.to_text(), value);
+        }
+    }
 }
