@@ -363,7 +363,15 @@ fn trace_settle(
     requests: &[SettleRequest],
     failure: Option<&AckError>,
 ) {
-    let deliveries: Vec<&Arc<Delivery>> = requests.iter().map(|r| &r.delivery).collect();
+    // Under sampling most deliveries are untraced: pass on only the traced.
+    let deliveries: Vec<&Arc<Delivery>> = requests
+        .iter()
+        .map(|r| &r.delivery)
+        .filter(|d| d.is_traced())
+        .collect();
+    if deliveries.is_empty() {
+        return;
+    }
     let modack = match kind {
         Kind::Modack { seconds, receipt } => Some(ModackInfo {
             deadline_seconds: seconds,
