@@ -41,7 +41,8 @@
 //! venv) with tracing off and (`--modes ...,py-on`) on, with the same kind
 //! of no-op batch export. The in-process server records no broker spans
 //! unless `--broker-spans`, so the overhead measured is the client's. Each
-//! round uses fresh resources; rounds interleave the modes, and the report
+//! round uses fresh resources; rounds interleave the modes, each round
+//! starting with the next mode so that none always runs first, and the report
 //! gives the median (and the range) per mode, the Rust/Python ratio and the
 //! tracing overhead. With both Rust modes and every message sampled, each
 //! round also measures the SDK alone for the same spans (`sdk_floor`), and
@@ -285,12 +286,19 @@ struct Rates {
 struct Cores {
     publish: Option<f64>,
     receive: Option<f64>,
+    /// The same for the server, when it runs as a process of its own.
+    server_publish: Option<f64>,
+    server_receive: Option<f64>,
 }
 
-/// User + system CPU time of this process so far (all threads), from
-/// `/proc/self/stat` (in clock ticks of 10 ms).
-fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// User + system CPU time so far (all threads) of this process, or of
+/// process `pid`, from `/proc/<pid>/stat` (in clock ticks of 10 ms).
+fn process_cpu(pid: Option<u32>) -> Option<Duration> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_string(),
+        |pid| format!("/proc/{pid}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the parenthesised command name; utime and stime are the
     // 14th and 15th fields of the whole line.
     let rest = stat.rsplit_once(')')?.1;
@@ -299,9 +307,36 @@ fn process_cpu() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-fn cores(cpu_before: Option<Duration>, wall: Duration) -> Option<f64> {
-    let used = process_cpu()?.checked_sub(cpu_before?)?;
-    Some(used.as_secs_f64() / wall.as_secs_f64())
+/// The CPU time of this process and of the server process `server` (when
+/// there is one), read together.
+#[derive(Debug, Clone, Copy)]
+struct CpuMark {
+    client: Option<Duration>,
+    server: Option<Duration>,
+    server_pid: Option<u32>,
+}
+
+impl CpuMark {
+    fn now(server_pid: Option<u32>) -> Self {
+        Self {
+            client: process_cpu(None),
+            server: server_pid.and_then(|pid| process_cpu(Some(pid))),
+            server_pid,
+        }
+    }
+
+    /// Cores used since this mark over `wall`: (this process, the server).
+    fn cores(self, wall: Duration) -> (Option<f64>, Option<f64>) {
+        let used = |before: Option<Duration>, now: Option<Duration>| {
+            let used = now?.checked_sub(before?)?;
+            Some(used.as_secs_f64() / wall.as_secs_f64())
+        };
+        let later = Self::now(self.server_pid);
+        (
+            used(self.client, later.client),
+            used(self.server, later.server),
+        )
+    }
 }
 
 /// A span exporter that only counts: the export costs nothing, so what the
@@ -422,7 +457,9 @@ impl Drop for InProcessServer {
     }
 }
 
-/// One Rust round: publish `n` messages, then receive and ack them all.
+/// One Rust round: publish `n` messages, then receive and ack them all;
+/// `server_pid` is the server's process, whose CPU is read too.
+#[allow(clippy::too_many_arguments)]
 async fn rust_round(
     client: &Client,
     args: &Args,
@@ -431,6 +468,7 @@ async fn rust_round(
     tracing: TracingConfig,
     spans: Option<&SdkTracerProvider>,
     carry_context: bool,
+    server_pid: Option<u32>,
 ) -> Result<(Rates, Cores)> {
     // The batch processor's thread takes spans after the phase that made
     // them: drain it before reading the CPU, so that a phase pays for all
@@ -463,7 +501,7 @@ async fn rust_round(
             )
             .with_tracing(tracing.clone()),
     );
-    let cpu = process_cpu();
+    let cpu = CpuMark::now(server_pid);
     let started = Instant::now();
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
@@ -479,7 +517,7 @@ async fn rust_round(
     }
     let publish_time = started.elapsed();
     drained().await;
-    let publish_cores = cores(cpu, publish_time);
+    let publish_cores = cpu.cores(publish_time);
     publisher.shutdown().await;
     ensure!(
         ids.iter().collect::<HashSet<_>>().len() == n,
@@ -496,7 +534,7 @@ async fn rust_round(
             .with_flow_control(args.max_outstanding, 500 * 1024 * 1024)
             .with_tracing(tracing),
     );
-    let cpu = process_cpu();
+    let cpu = CpuMark::now(server_pid);
     let started = Instant::now();
     let handle = subscriber.subscribe({
         let (seen, distinct, all_in) = (seen.clone(), distinct.clone(), all_in.clone());
@@ -522,7 +560,7 @@ async fn rust_round(
     handle.shutdown().await?;
     let receive_time = started.elapsed();
     drained().await;
-    let receive_cores = cores(cpu, receive_time);
+    let receive_cores = cpu.cores(receive_time);
     ensure!(
         complete,
         "received {} of {n} messages within {limit:?}",
@@ -539,8 +577,10 @@ async fn rust_round(
             receive: n / receive_time.as_secs_f64(),
         },
         Cores {
-            publish: publish_cores,
-            receive: receive_cores,
+            publish: publish_cores.0,
+            receive: receive_cores.0,
+            server_publish: publish_cores.1,
+            server_receive: receive_cores.1,
         },
     ))
 }
@@ -628,6 +668,9 @@ struct Series {
     /// per round: steadier than the rates when the machine is busy.
     publish_cpu_us: Vec<f64>,
     receive_cpu_us: Vec<f64>,
+    /// The same for the server, when it runs as a process of its own.
+    server_publish_cpu_us: Vec<f64>,
+    server_receive_cpu_us: Vec<f64>,
 }
 
 impl Series {
@@ -641,6 +684,22 @@ impl Series {
             .extend(cores.publish.map(|c| per_message(c, rates.publish)));
         self.receive_cpu_us
             .extend(cores.receive.map(|c| per_message(c, rates.receive)));
+        self.server_publish_cpu_us
+            .extend(cores.server_publish.map(|c| per_message(c, rates.publish)));
+        self.server_receive_cpu_us
+            .extend(cores.server_receive.map(|c| per_message(c, rates.receive)));
+    }
+
+    /// Median CPU microseconds per message of the server process:
+    /// (publish, receive+ack).
+    fn server_cpu_per_message(&self) -> Option<(f64, f64)> {
+        if self.server_publish_cpu_us.is_empty() || self.server_receive_cpu_us.is_empty() {
+            return None;
+        }
+        Some((
+            median(&mut self.server_publish_cpu_us.clone()),
+            median(&mut self.server_receive_cpu_us.clone()),
+        ))
     }
 
     /// Median CPU microseconds per message: (publish, receive+ack).
@@ -771,6 +830,22 @@ fn report(
                 "Rust client"
             },
             cpu.join("; ")
+        );
+    }
+    let server_cpu: Vec<String> = modes
+        .iter()
+        .filter_map(|(mode, series)| {
+            let (publish, receive) = series.server_cpu_per_message()?;
+            Some(format!(
+                "{}: publish {publish:.2}, receive+ack {receive:.2}",
+                mode.label()
+            ))
+        })
+        .collect();
+    if !server_cpu.is_empty() {
+        println!(
+            "CPU per message (us) of the server process, median: {}",
+            server_cpu.join("; ")
         );
     }
     println!();
@@ -983,6 +1058,9 @@ async fn run(args: Args) -> Result<()> {
         None
     };
     let load_before = load_average();
+    let server_pid = server_process
+        .as_ref()
+        .map(server_bench::process::ServerProcess::pid);
     let telemetry = Telemetry::new(args.sample_ratio);
     let run_id = unique_prefix("bench");
     let mut series: Vec<(Mode, Series)> = modes.iter().map(|m| (*m, Series::default())).collect();
@@ -1000,7 +1078,11 @@ async fn run(args: Args) -> Result<()> {
         } else {
             args.messages
         };
-        for (mode, results) in &mut series {
+        // Each round starts with the next mode: no mode always runs first,
+        // on a server the previous round has just left, or always last.
+        let count = series.len();
+        for step in 0..count {
+            let (mode, results) = &mut series[(round + step) % count];
             let prefix = format!("{run_id}-{round}-{}", mode.slug());
             eprintln!(
                 "== {} {}: {n} messages",
@@ -1011,7 +1093,7 @@ async fn run(args: Args) -> Result<()> {
                 Mode::RustOff | Mode::RustContext => {
                     let carry = *mode == Mode::RustContext;
                     let tracing = TracingConfig::default();
-                    rust_round(&client, &args, &prefix, n, tracing, None, carry).await?
+                    rust_round(&client, &args, &prefix, n, tracing, None, carry, server_pid).await?
                 }
                 Mode::RustOn => {
                     let measured = rust_round(
@@ -1022,6 +1104,7 @@ async fn run(args: Args) -> Result<()> {
                         telemetry.config(),
                         Some(&telemetry.provider),
                         false,
+                        server_pid,
                     )
                     .await?;
                     let exported = telemetry.flushed_count().await;

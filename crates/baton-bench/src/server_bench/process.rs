@@ -339,6 +339,11 @@ impl ServerProcess {
         })
     }
 
+    /// The server's pid (gcloud's for the emulator).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// `host:port` of its gRPC endpoint.
     pub fn host(&self) -> &str {
         &self.host
