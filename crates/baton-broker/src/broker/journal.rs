@@ -75,6 +75,10 @@ pub(crate) enum Recorded {
     },
 }
 
+/// The events a delivered message usually adds to its record: the
+/// delivery, the client's receipt modack and the ack.
+const USUAL_DELIVERY_EVENTS: usize = 3;
+
 /// One message's record.
 #[derive(Debug, Default)]
 struct Record {
@@ -126,10 +130,16 @@ impl MessageJournal {
                 }
             };
             if record.events.len() < MAX_EVENTS_PER_MESSAGE {
-                // Grown one event at a time: most records are a message
-                // waiting in a backlog (one event), and the default growth
-                // would make room for four.
-                record.events.reserve_exact(1);
+                // A record starts with room for one event: most are a
+                // message waiting in a backlog. Its second event is a
+                // delivery, which usually brings two more (the receipt
+                // modack and the ack): room for those at once, rather
+                // than a reallocation per event.
+                let room = match record.events.len() {
+                    1 => USUAL_DELIVERY_EVENTS,
+                    _ => 1,
+                };
+                record.events.reserve_exact(room);
                 record.events.push(event);
             } else {
                 record.dropped += 1;
@@ -229,9 +239,51 @@ impl StoredTraceparent {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use proptest::prelude::*;
 
-    use super::StoredTraceparent;
+    use std::sync::Arc;
+
+    use tokio::time::Instant;
+
+    use super::{MessageJournal, Recorded, StoredTraceparent, USUAL_DELIVERY_EVENTS};
+    use crate::observer::DeliveryKind;
+
+    #[test]
+    fn a_waiting_message_holds_room_for_one_event_and_a_delivered_one_for_its_lifecycle() {
+        let mut journal = MessageJournal::new(10).unwrap();
+        let at = Instant::now();
+        let published = || Recorded::Published {
+            topic: Arc::from("t"),
+            ordering_key: String::new(),
+            size: 1,
+            attributes: 0,
+            traceparent: None,
+            at,
+        };
+        let delivered = || Recorded::Delivered {
+            subscription: Arc::from("s"),
+            attempt: 1,
+            kind: DeliveryKind::StreamingPull,
+            stream: None,
+            at,
+            lease_deadline: at,
+        };
+        journal.file(vec![(1, published()), (2, published()), (2, delivered())]);
+        assert_eq!(journal.records[&1].events.capacity(), 1);
+        assert_eq!(
+            journal.records[&2].events.capacity(),
+            1 + USUAL_DELIVERY_EVENTS
+        );
+        journal.file(vec![(2, delivered()), (2, delivered())]);
+        assert_eq!(journal.get(2).unwrap().0.len(), 4);
+        assert_eq!(
+            journal.records[&2].events.capacity(),
+            1 + USUAL_DELIVERY_EVENTS,
+            "the usual lifecycle fits without growing"
+        );
+    }
 
     proptest! {
         #[test]
