@@ -94,9 +94,37 @@ const TARGET_RATIO: f64 = 5.0;
 const TARGET_FLOOR_RATIO: f64 = 1.25;
 /// Most throughput tracing may cost with a 1% sampler.
 const TARGET_SAMPLED_LOSS_PERCENT: f64 = 5.0;
-/// The trace context `rust-context` messages carry: a valid, unsampled one
-/// (flags 00), of the size every traced publisher writes.
-const UNSAMPLED_TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+/// The trace context `rust-context` message `i` carries: a valid, unsampled
+/// one (flags 00) with ids of its own, as a traced publisher writes one per
+/// message. Ids that differ from message to message matter: code that reads
+/// them (the server's history, for one) must not be measured on a value it
+/// has seen a million times.
+fn unsampled_traceparent(i: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // splitmix64: well-spread bits from a counter, at no real cost.
+    let mix = |n: u64| {
+        let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut text = String::with_capacity(55);
+    text.push_str("00-");
+    for (index, word) in [mix(3 * i), mix(3 * i + 1), mix(3 * i + 2)]
+        .into_iter()
+        .enumerate()
+    {
+        if index == 2 {
+            text.push('-');
+        }
+        for byte in word.to_be_bytes() {
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+    }
+    text.push_str("-00");
+    text
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -507,7 +535,8 @@ async fn rust_round(
     for i in 0..n {
         let mut message = Message::new(data.clone()).with_attribute("i", i.to_string());
         if carry_context {
-            message = message.with_attribute(TRACEPARENT_ATTRIBUTE, UNSAMPLED_TRACEPARENT);
+            let i = u64::try_from(i).unwrap_or(u64::MAX);
+            message = message.with_attribute(TRACEPARENT_ATTRIBUTE, unsampled_traceparent(i));
         }
         handles.push(publisher.publish(message));
     }
@@ -657,6 +686,14 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// The medians of `publish` and `receive`; `None` when either is empty.
+fn medians_of(publish: &[f64], receive: &[f64]) -> Option<(f64, f64)> {
+    if publish.is_empty() || receive.is_empty() {
+        return None;
+    }
+    Some((median(&mut publish.to_vec()), median(&mut receive.to_vec())))
+}
+
 /// Rates of one mode over all rounds.
 #[derive(Debug, Default)]
 struct Series {
@@ -693,24 +730,12 @@ impl Series {
     /// Median CPU microseconds per message of the server process:
     /// (publish, receive+ack).
     fn server_cpu_per_message(&self) -> Option<(f64, f64)> {
-        if self.server_publish_cpu_us.is_empty() || self.server_receive_cpu_us.is_empty() {
-            return None;
-        }
-        Some((
-            median(&mut self.server_publish_cpu_us.clone()),
-            median(&mut self.server_receive_cpu_us.clone()),
-        ))
+        medians_of(&self.server_publish_cpu_us, &self.server_receive_cpu_us)
     }
 
     /// Median CPU microseconds per message: (publish, receive+ack).
     fn cpu_per_message(&self) -> Option<(f64, f64)> {
-        if self.publish_cpu_us.is_empty() || self.receive_cpu_us.is_empty() {
-            return None;
-        }
-        Some((
-            median(&mut self.publish_cpu_us.clone()),
-            median(&mut self.receive_cpu_us.clone()),
-        ))
+        medians_of(&self.publish_cpu_us, &self.receive_cpu_us)
     }
 
     /// The median over rounds of each round's throughput loss against
@@ -1241,4 +1266,29 @@ fn main() -> Result<()> {
         ));
     }
     runtime.block_on(run(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsampled_traceparent;
+
+    #[test]
+    fn each_message_carries_an_unsampled_context_of_its_own() {
+        let values: Vec<String> = (0..1000).map(unsampled_traceparent).collect();
+        for value in &values {
+            let parts: Vec<&str> = value.split('-').collect();
+            assert_eq!(value.len(), 55, "{value}");
+            assert_eq!(parts[0], "00");
+            assert_eq!(parts[1].len(), 32);
+            assert_eq!(parts[2].len(), 16);
+            assert_eq!(parts[3], "00", "unsampled");
+            assert!(parts[1..3].iter().all(|id| {
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                    && id.bytes().any(|b| b != b'0')
+            }));
+        }
+        let distinct: std::collections::HashSet<&String> = values.iter().collect();
+        assert_eq!(distinct.len(), values.len());
+    }
 }
