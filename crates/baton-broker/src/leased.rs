@@ -48,6 +48,15 @@ impl Payload {
             Self::Read(data) => data,
         }
     }
+
+    /// The payload as `data` of a standard message: moved when it was read
+    /// for this delivery, copied when the cache shares it.
+    fn into_data(self, data: &mut Vec<u8>) {
+        match self {
+            Self::Cached(shared) => data.clone_from(&shared),
+            Self::Read(read) => *data = read,
+        }
+    }
 }
 
 /// A message whose payload the disk store may have to read back.
@@ -69,10 +78,7 @@ impl PayloadSlot for PubsubMessage {
     }
 
     fn fill(&mut self, payload: Payload) {
-        match payload {
-            Payload::Cached(data) => self.data.clone_from(&data),
-            Payload::Read(data) => self.data = data,
-        }
+        payload.into_data(&mut self.data);
     }
 }
 
@@ -116,19 +122,14 @@ impl LeasedMessage {
         }
     }
 
-    /// The message as it goes out, in the standard type.
-    pub fn to_message(&self) -> PubsubMessage {
-        let mut message = self.message.to_message();
-        if let Some(payload) = &self.payload {
-            message.data = payload.as_slice().to_vec();
-        }
-        message
-    }
-
     /// The delivery in the standard type, for transports that need it.
     pub fn into_received(self) -> ReceivedMessage {
+        let mut message = self.message.to_message();
+        if let Some(payload) = self.payload {
+            payload.into_data(&mut message.data);
+        }
         ReceivedMessage {
-            message: Some(self.to_message()),
+            message: Some(message),
             ack_id: self.ack_id,
             delivery_attempt: self.delivery_attempt,
         }
