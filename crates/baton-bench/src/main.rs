@@ -94,36 +94,40 @@ const TARGET_RATIO: f64 = 5.0;
 const TARGET_FLOOR_RATIO: f64 = 1.25;
 /// Most throughput tracing may cost with a 1% sampler.
 const TARGET_SAMPLED_LOSS_PERCENT: f64 = 5.0;
-/// The trace context `rust-context` message `i` carries: a valid, unsampled
-/// one (flags 00) with ids of its own, as a traced publisher writes one per
-/// message. Ids that differ from message to message matter: code that reads
-/// them (the server's history, for one) must not be measured on a value it
-/// has seen a million times.
-fn unsampled_traceparent(i: u64) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    // splitmix64: well-spread bits from a counter, at no real cost.
+/// The trace contexts `rust-context` messages carry, one per message: valid
+/// and unsampled (flags 00), with ids of their own as a traced publisher
+/// writes them, written by the client's own writer. Ids that differ from
+/// message to message matter: code that reads them (the server's history,
+/// for one) must not be measured on a value it has seen a million times.
+/// Made before the clock starts, so a round pays only for carrying them.
+fn unsampled_traceparents(n: usize) -> Vec<String> {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    // splitmix64: well-spread bits from a counter.
     let mix = |n: u64| {
         let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     };
-    let mut text = String::with_capacity(55);
-    text.push_str("00-");
-    for (index, word) in [mix(3 * i), mix(3 * i + 1), mix(3 * i + 2)]
-        .into_iter()
-        .enumerate()
-    {
-        if index == 2 {
-            text.push('-');
-        }
-        for byte in word.to_be_bytes() {
-            text.push(char::from(HEX[usize::from(byte >> 4)]));
-            text.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-    }
-    text.push_str("-00");
-    text
+    let options = baton_trace_context::PropagationOptions::default();
+    (0..u64::try_from(n).unwrap_or(u64::MAX))
+        .map(|i| {
+            let trace = u128::from(mix(3 * i)) << 64 | u128::from(mix(3 * i + 1));
+            let span_context = SpanContext::new(
+                TraceId::from(trace),
+                SpanId::from(mix(3 * i + 2)),
+                TraceFlags::NOT_SAMPLED,
+                true,
+                TraceState::default(),
+            );
+            let cx = opentelemetry::Context::new().with_remote_span_context(span_context);
+            let mut attributes = std::collections::HashMap::new();
+            baton_trace_context::inject(&cx, &mut attributes, &options);
+            attributes.remove(TRACEPARENT_ATTRIBUTE).unwrap_or_default()
+        })
+        .collect()
 }
 
 #[derive(Debug, Parser)]
@@ -529,14 +533,18 @@ async fn rust_round(
             )
             .with_tracing(tracing.clone()),
     );
+    let contexts = if carry_context {
+        unsampled_traceparents(n)
+    } else {
+        Vec::new()
+    };
     let cpu = CpuMark::now(server_pid);
     let started = Instant::now();
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let mut message = Message::new(data.clone()).with_attribute("i", i.to_string());
-        if carry_context {
-            let i = u64::try_from(i).unwrap_or(u64::MAX);
-            message = message.with_attribute(TRACEPARENT_ATTRIBUTE, unsampled_traceparent(i));
+        if let Some(context) = contexts.get(i) {
+            message = message.with_attribute(TRACEPARENT_ATTRIBUTE, context.as_str());
         }
         handles.push(publisher.publish(message));
     }
@@ -1270,11 +1278,12 @@ fn main() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::unsampled_traceparent;
+    use super::unsampled_traceparents;
 
     #[test]
     fn each_message_carries_an_unsampled_context_of_its_own() {
-        let values: Vec<String> = (0..1000).map(unsampled_traceparent).collect();
+        let values = unsampled_traceparents(1000);
+        assert_eq!(values.len(), 1000);
         for value in &values {
             let parts: Vec<&str> = value.split('-').collect();
             assert_eq!(value.len(), 55, "{value}");
