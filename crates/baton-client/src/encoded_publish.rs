@@ -6,11 +6,31 @@
 //! copies the messages (their payloads, attribute maps and strings) or
 //! encodes them again.
 
+use baton_trace_context::{TRACEPARENT_ATTRIBUTE, Traceparent};
 use bytes::{BufMut as _, Bytes};
 use prost::Message as _;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-use baton_proto::pubsub::{PublishRequest, PublishResponse};
+use baton_proto::pubsub::{PublishResponse, PubsubMessage};
+
+/// Field numbers of the request and message fields written here.
+const REQUEST_TOPIC: u32 = 1;
+const REQUEST_MESSAGES: u32 = 2;
+const MESSAGE_ATTRIBUTES: u32 = 2;
+const ENTRY_KEY: u32 = 1;
+const ENTRY_VALUE: u32 = 2;
+
+/// The length of a `googclient_traceparent` attribute entry's body.
+const TRACEPARENT_ENTRY_LEN: usize =
+    2 * key_len(ENTRY_KEY) + 2 + TRACEPARENT_ATTRIBUTE.len() + TRACEPARENT_LEN;
+/// The length of a `traceparent` value.
+const TRACEPARENT_LEN: usize = 55;
+
+/// The bytes a compact `googclient_traceparent` adds to a message's
+/// encoding: the attribute entry, as the map would write it.
+pub(crate) const TRACEPARENT_ENTRY_BYTES: usize =
+    key_len(MESSAGE_ATTRIBUTES) + 1 + TRACEPARENT_ENTRY_LEN;
 
 /// The gRPC method both the generated stub and this codec call.
 pub(crate) const PUBLISH_PATH: &str = "/google.pubsub.v1.Publisher/Publish";
@@ -20,10 +40,65 @@ pub(crate) const PUBLISH_PATH: &str = "/google.pubsub.v1.Publisher/Publish";
 pub(crate) struct EncodedPublish(Bytes);
 
 impl EncodedPublish {
-    /// Encodes `request` once.
-    pub(crate) fn new(request: &PublishRequest) -> Self {
-        Self(Bytes::from(request.encode_to_vec()))
+    /// Encodes the `PublishRequest` of `messages` to `topic` once. A
+    /// message's compact `traceparent`, when it has one, is written as one
+    /// more entry of its attribute map (see
+    /// [`baton_trace_context::compact_traceparent`]): the request decodes as
+    /// the one whose maps hold the attribute.
+    pub(crate) fn new<'a>(
+        topic: &str,
+        messages: impl IntoIterator<Item = (&'a PubsubMessage, Option<&'a Traceparent>)>,
+    ) -> Self {
+        // Each message's length is needed twice (the buffer's size, then its
+        // length prefix) and walks its attribute map: take it once.
+        let messages: Vec<_> = messages
+            .into_iter()
+            .map(|(message, traceparent)| {
+                let extra = traceparent.map_or(0, |_| TRACEPARENT_ENTRY_BYTES);
+                (message, traceparent, message.encoded_len() + extra)
+            })
+            .collect();
+        let capacity = field_len(REQUEST_TOPIC, topic.len())
+            + messages
+                .iter()
+                .map(|(_, _, len)| field_len(REQUEST_MESSAGES, *len))
+                .sum::<usize>();
+        let mut buf = Vec::with_capacity(capacity);
+        // As prost writes it: an empty string field is left out.
+        if !topic.is_empty() {
+            encode_key(REQUEST_TOPIC, WireType::LengthDelimited, &mut buf);
+            encode_varint(topic.len() as u64, &mut buf);
+            buf.put_slice(topic.as_bytes());
+        }
+        for (message, traceparent, len) in messages {
+            encode_key(REQUEST_MESSAGES, WireType::LengthDelimited, &mut buf);
+            encode_varint(len as u64, &mut buf);
+            message.encode_raw(&mut buf);
+            if let Some(traceparent) = traceparent {
+                encode_traceparent_entry(traceparent, &mut buf);
+            }
+        }
+        Self(Bytes::from(buf))
     }
+}
+
+/// The encoded length of length-delimited field `tag` with a body of `len`
+/// bytes.
+fn field_len(tag: u32, len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(len as u64) + len
+}
+
+/// Writes `traceparent` as a `googclient_traceparent` entry of a message's
+/// attribute map.
+fn encode_traceparent_entry(traceparent: &Traceparent, buf: &mut Vec<u8>) {
+    encode_key(MESSAGE_ATTRIBUTES, WireType::LengthDelimited, buf);
+    encode_varint(TRACEPARENT_ENTRY_LEN as u64, buf);
+    encode_key(ENTRY_KEY, WireType::LengthDelimited, buf);
+    encode_varint(TRACEPARENT_ATTRIBUTE.len() as u64, buf);
+    buf.put_slice(TRACEPARENT_ATTRIBUTE.as_bytes());
+    encode_key(ENTRY_VALUE, WireType::LengthDelimited, buf);
+    encode_varint(TRACEPARENT_LEN as u64, buf);
+    buf.put_slice(traceparent.as_bytes());
 }
 
 /// Writes an [`EncodedPublish`] as it is and reads the `PublishResponse`
@@ -77,26 +152,92 @@ impl Decoder for EncodedPublishCodec {
 
 #[cfg(test)]
 mod tests {
-    use baton_proto::pubsub::PubsubMessage;
+    use baton_proto::pubsub::PublishRequest;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use proptest::prelude::*;
 
     use super::*;
+
+    fn message(data: &[u8], attributes: &[(&str, &str)], ordering_key: &str) -> PubsubMessage {
+        PubsubMessage {
+            data: data.to_vec(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            ordering_key: ordering_key.into(),
+            ..Default::default()
+        }
+    }
+
+    fn decoded(encoded: &EncodedPublish) -> PublishRequest {
+        PublishRequest::decode(encoded.0.clone()).expect("the request decodes")
+    }
 
     #[test]
     fn the_bytes_are_the_request_prost_would_send() {
         let request = PublishRequest {
             topic: "projects/p/topics/t".into(),
-            messages: vec![PubsubMessage {
-                data: b"payload".to_vec(),
-                attributes: [("googclient_traceparent".to_string(), "00-x".to_string())].into(),
-                ordering_key: "k".into(),
-                ..Default::default()
-            }],
+            messages: vec![
+                message(b"payload", &[("k", "v")], "key"),
+                message(b"", &[("a", "b")], ""),
+            ],
         };
-        let encoded = EncodedPublish::new(&request);
+        let encoded =
+            EncodedPublish::new(&request.topic, request.messages.iter().map(|m| (m, None)));
         assert_eq!(encoded.0.as_ref(), request.encode_to_vec().as_slice());
-        assert_eq!(
-            PublishRequest::decode(encoded.0.clone()).ok(),
-            Some(request)
-        );
+        assert_eq!(decoded(&encoded), request);
+    }
+
+    proptest! {
+        /// A compact `traceparent` decodes as the attribute `inject` would
+        /// have put into the map, and adds the bytes the sizes count.
+        #[test]
+        fn a_compact_traceparent_decodes_as_the_attribute(
+            messages in prop::collection::vec(
+                (
+                    prop::collection::vec(any::<u8>(), 0..64),
+                    prop::collection::hash_map("[a-z]{1,8}", "[ -~]{0,16}", 0..4),
+                    "[a-z]{0,4}",
+                    prop::option::of((1..=u128::MAX, 1..=u64::MAX, any::<bool>())),
+                ),
+                0..6,
+            ),
+            topic in "[a-z/]{0,24}",
+        ) {
+            let outgoing: Vec<(PubsubMessage, Option<Traceparent>)> = messages
+                .into_iter()
+                .map(|(data, attributes, key, ids)| {
+                    let message = PubsubMessage { data, attributes, ordering_key: key, ..Default::default() };
+                    let traceparent = ids.map(|(trace, span, sampled)| {
+                        let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+                        Traceparent::new(&SpanContext::new(
+                            TraceId::from(trace),
+                            SpanId::from(span),
+                            flags,
+                            false,
+                            TraceState::default(),
+                        ))
+                    });
+                    (message, traceparent)
+                })
+                .collect();
+            let encoded = EncodedPublish::new(&topic, outgoing.iter().map(|(m, t)| (m, t.as_ref())));
+            let expected = PublishRequest {
+                topic: topic.clone(),
+                messages: outgoing
+                    .iter()
+                    .map(|(message, traceparent)| {
+                        let mut message = message.clone();
+                        if let Some(traceparent) = traceparent {
+                            message.attributes.insert(TRACEPARENT_ATTRIBUTE.into(), traceparent.to_string());
+                        }
+                        message
+                    })
+                    .collect(),
+            };
+            prop_assert_eq!(encoded.0.len(), expected.encoded_len());
+            prop_assert_eq!(decoded(&encoded), expected);
+        }
     }
 }

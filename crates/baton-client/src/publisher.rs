@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use baton_proto::pubsub::{PublishRequest, PubsubMessage};
+use baton_proto::pubsub::PubsubMessage;
+use baton_trace_context::{TRACEPARENT_ATTRIBUTE, Traceparent};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
@@ -376,6 +377,9 @@ impl PublishHandle {
 /// there is room, in publish order.
 struct Blocked {
     message: PubsubMessage,
+    /// The context the message carries, when its encoder writes it (see
+    /// `Telemetry::start_create`).
+    traceparent: Option<Traceparent>,
     size: usize,
     done: oneshot::Sender<Result<String, PublishError>>,
     trace: Option<CreateTrace>,
@@ -383,6 +387,9 @@ struct Blocked {
 
 struct Pending {
     message: PubsubMessage,
+    /// The context the message carries, when its encoder writes it (see
+    /// `Telemetry::start_create`).
+    traceparent: Option<Traceparent>,
     size: usize,
     done: oneshot::Sender<Result<String, PublishError>>,
     /// Flow-control permits, released before `done` resolves so a caller
@@ -559,12 +566,14 @@ impl Publisher {
             // The server would reject the whole batch it travels in.
             return PublishHandle::failed(PublishError::EmptyMessage);
         }
-        let mut trace = shared.telemetry.start_create(&mut message);
+        let (mut trace, traceparent) = shared.telemetry.start_create(&mut message);
         let fail = |mut trace: Option<CreateTrace>, error: PublishError| {
             shared.telemetry.fail_create(trace.as_mut(), &error);
             PublishHandle::failed(error)
         };
-        let size = message.payload_size();
+        // The service counts the attribute's key and value.
+        let size = message.payload_size()
+            + traceparent.map_or(0, |t| TRACEPARENT_ATTRIBUTE.len() + t.as_bytes().len());
         if size > API_MAX_BYTES {
             let error = PublishError::MessageTooLarge {
                 size,
@@ -577,10 +586,13 @@ impl Publisher {
         }
         let (done, result) = oneshot::channel();
         match self.try_flow_control(size) {
-            Ok(Some(permits)) => enqueue(shared, message, size, permits, trace, done),
+            Ok(Some(permits)) => {
+                enqueue(shared, (message, traceparent), size, permits, trace, done)
+            }
             Ok(None) => {
                 shared.lock().blocked.push_back(Blocked {
                     message,
+                    traceparent,
                     size,
                     done,
                     trace,
@@ -686,7 +698,7 @@ impl Publisher {
 /// waking the dispatcher when it has something new to decide.
 fn enqueue(
     shared: &Shared,
-    message: PubsubMessage,
+    (message, traceparent): (PubsubMessage, Option<Traceparent>),
     size: usize,
     permits: Vec<OwnedSemaphorePermit>,
     mut trace: Option<CreateTrace>,
@@ -715,6 +727,7 @@ fn enqueue(
         queue.oldest.get_or_insert_with(Instant::now);
         queue.pending.push_back(Pending {
             message,
+            traceparent,
             size,
             done,
             permits,
@@ -770,7 +783,7 @@ async fn admit(shared: Arc<Shared>) {
         if let Some(blocked) = blocked {
             enqueue(
                 &shared,
-                blocked.message,
+                (blocked.message, blocked.traceparent),
                 blocked.size,
                 permits,
                 blocked.trace,
@@ -886,13 +899,15 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
     // The batch's messages move into the request, which is encoded once:
     // every attempt sends the same bytes (see `encoded_publish`).
     let bytes: usize = batch.iter().map(|p| p.size).sum();
-    let encoded = EncodedPublish::new(&PublishRequest {
-        topic: topic.clone(),
-        messages: batch
-            .iter_mut()
-            .map(|p| std::mem::take(&mut p.message))
-            .collect(),
-    });
+    let encoded = EncodedPublish::new(
+        &topic,
+        batch.iter().map(|p| (&p.message, p.traceparent.as_ref())),
+    );
+    // The bytes are all the attempts need: free the messages now, not when
+    // the RPC has answered.
+    for pending in &mut batch {
+        pending.message = PubsubMessage::default();
+    }
     let compress = shared
         .config
         .compression_threshold

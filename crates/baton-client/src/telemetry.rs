@@ -7,8 +7,12 @@
 
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage};
 use baton_trace_context as bt;
-use baton_trace_context::instrument::{DeliveryInfo, Instrument};
+use baton_trace_context::Traceparent;
+use baton_trace_context::instrument::{ContextCarrier, DeliveryInfo, Instrument};
+use opentelemetry::Context;
 use opentelemetry::global::{BoxedTracer, ObjectSafeTracerProvider};
+use opentelemetry::trace::SpanContext;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use baton_trace_context::PropagationOptions;
@@ -125,6 +129,27 @@ impl TracingConfig {
     }
 }
 
+/// Where a published message's context goes: the compact value when it is
+/// all there is to carry, else the attributes.
+struct OutgoingContext<'a> {
+    attributes: &'a mut HashMap<String, String>,
+    compact: Option<Traceparent>,
+}
+
+impl ContextCarrier for OutgoingContext<'_> {
+    fn carry(
+        &mut self,
+        parent: &Context,
+        span_context: &SpanContext,
+        options: &PropagationOptions,
+    ) {
+        self.compact = bt::compact_traceparent(span_context, self.attributes, options);
+        if self.compact.is_none() {
+            self.attributes.carry(parent, span_context, options);
+        }
+    }
+}
+
 /// The tracer of one publisher or subscriber, or nothing when tracing is off.
 #[derive(Clone)]
 pub(crate) struct Telemetry {
@@ -160,18 +185,31 @@ impl Telemetry {
         self.instrument.as_deref()
     }
 
-    /// Starts the per-message `create` span and writes its context into the
-    /// message's attributes (see [`Instrument::start_create`]); `None` when
-    /// tracing is off or the span is not recorded.
-    pub fn start_create(&self, message: &mut PubsubMessage) -> Option<CreateTrace> {
-        let instrument = self.instrument.as_ref()?;
+    /// Starts the per-message `create` span (see
+    /// [`Instrument::start_create`]): its trace, `None` when tracing is off
+    /// or the span is not recorded, and the context the message carries.
+    /// That is a compact `googclient_traceparent` for the batch's encoder to
+    /// write (see `encoded_publish`) when it is all there is to carry;
+    /// anything more goes into the message's attributes.
+    pub fn start_create(
+        &self,
+        message: &mut PubsubMessage,
+    ) -> (Option<CreateTrace>, Option<Traceparent>) {
+        let Some(instrument) = self.instrument.as_ref() else {
+            return (None, None);
+        };
         let PubsubMessage {
             attributes,
             data,
             ordering_key,
             ..
         } = message;
-        instrument.start_create(attributes, data.len(), ordering_key)
+        let mut carrier = OutgoingContext {
+            attributes,
+            compact: None,
+        };
+        let trace = instrument.start_create(&mut carrier, data.len(), ordering_key);
+        (trace, carrier.compact)
     }
 
     /// Fails a message's create span, and the child spans it has open,

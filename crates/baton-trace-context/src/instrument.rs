@@ -138,6 +138,31 @@ fn text_value(text: &str) -> Value {
     }
 }
 
+/// Where a message's `create` span puts its trace context:
+/// [`Instrument::start_create`] hands it the span's context once.
+///
+/// A message's attribute map carries it as the official clients do
+/// ([`crate::inject`]). A publisher that encodes its messages itself can
+/// take the value in a compact form instead (see
+/// [`crate::compact_traceparent`]).
+pub trait ContextCarrier {
+    /// Carries `span_context`, the context of the `create` span (or of its
+    /// unsampled parent, when no span is made), with `parent` giving the
+    /// baggage, as `options` say.
+    fn carry(&mut self, parent: &Context, span_context: &SpanContext, options: &PropagationOptions);
+}
+
+impl ContextCarrier for HashMap<String, String> {
+    fn carry(
+        &mut self,
+        parent: &Context,
+        span_context: &SpanContext,
+        options: &PropagationOptions,
+    ) {
+        crate::propagation::inject_span_context(parent, span_context, self, options);
+    }
+}
+
 /// What the subscribe span of one delivery records about it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeliveryInfo<'a> {
@@ -247,13 +272,14 @@ impl Instrument {
     }
 
     /// Starts the per-message `create` span (a child of the current span)
-    /// and writes its context into the message's `attributes`. `None` when
+    /// and hands its context to `carrier` (the message's attributes, or a
+    /// publisher's compact slot for them). `None` when
     /// the span is not recorded: the trace is not sampled, in which case the
     /// message still carries the trace context (flag `00`), so the trace
     /// stays whole.
-    pub fn start_create(
+    pub fn start_create<C: ContextCarrier + ?Sized>(
         &self,
-        attributes: &mut HashMap<String, String>,
+        carrier: &mut C,
         body_size: usize,
         ordering_key: &str,
     ) -> Option<CreateTrace> {
@@ -261,7 +287,8 @@ impl Instrument {
         if is_unsampled(&parent) {
             // The parent-based sampler would not record the span: skip
             // making it, and let the message carry the parent's context.
-            crate::inject(&parent, attributes, &self.propagation);
+            let span = parent.span();
+            carrier.carry(&parent, span.span_context(), &self.propagation);
             return None;
         }
         let mut span_attributes = self.attributes(4);
@@ -276,12 +303,7 @@ impl Instrument {
         ]);
         let span = Self::builder(self.names.create, SpanKind::Producer, span_attributes, None)
             .start_with_context(&self.tracer, &parent);
-        crate::propagation::inject_span_context(
-            &parent,
-            span.span_context(),
-            attributes,
-            &self.propagation,
-        );
+        carrier.carry(&parent, span.span_context(), &self.propagation);
         if !span.is_recording() {
             return None;
         }

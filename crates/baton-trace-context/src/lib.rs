@@ -54,7 +54,8 @@ pub use names::*;
 pub use propagation::{
     ATTRIBUTE_PREFIX, BAGGAGE_ATTRIBUTE, LEGACY_SPAN_CONTEXT_ATTRIBUTE, MessageCarrier,
     PropagationOptions, STANDARD_TRACEPARENT_ATTRIBUTE, STANDARD_TRACESTATE_ATTRIBUTE,
-    TRACEPARENT_ATTRIBUTE, TRACESTATE_ATTRIBUTE, extract, extract_span_context, inject,
+    TRACEPARENT_ATTRIBUTE, TRACESTATE_ATTRIBUTE, Traceparent, compact_traceparent, extract,
+    extract_span_context, inject,
 };
 
 use opentelemetry::InstrumentationScope;

@@ -162,14 +162,25 @@ impl MessageJournal {
     }
 }
 
+/// Attribute maps up to this size are searched by comparing keys: cheaper
+/// than hashing the key looked for, and this runs for every published
+/// message.
+const SCAN_BELOW: usize = 8;
+
 /// The trace context found on a message's `googclient_traceparent`.
 pub(crate) fn traceparent(
     message: &baton_proto::pubsub::PubsubMessage,
 ) -> Option<StoredTraceparent> {
-    message
-        .attributes
-        .get(TRACEPARENT_ATTRIBUTE)
-        .map(|value| StoredTraceparent::of(value))
+    let attributes = &message.attributes;
+    let value = if attributes.len() <= SCAN_BELOW {
+        attributes
+            .iter()
+            .find(|(key, _)| key.as_str() == TRACEPARENT_ATTRIBUTE)
+            .map(|(_, value)| value)
+    } else {
+        attributes.get(TRACEPARENT_ATTRIBUTE)
+    };
+    value.map(|value| StoredTraceparent::of(value))
 }
 
 /// A `googclient_traceparent` value as the history keeps it. The

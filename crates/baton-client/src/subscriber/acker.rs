@@ -313,12 +313,18 @@ pub(crate) async fn send(shared: &Shared, kind: Kind, requests: Vec<SettleReques
     if requests.is_empty() {
         return;
     }
+    // One pass over the deliveries, while the ids are read anyway: after
+    // the RPC they are cold, and under sampling most are untraced.
+    let mut ids: Vec<String> = Vec::with_capacity(requests.len());
+    let mut traced: Vec<&Arc<Delivery>> = Vec::new();
+    for request in &requests {
+        ids.push(request.delivery.ack_id.clone());
+        if request.delivery.is_traced() {
+            traced.push(&request.delivery);
+        }
+    }
     // The settle span is made once the RPC has answered, with this start.
-    let sent = requests
-        .iter()
-        .any(|r| r.delivery.is_traced())
-        .then(SystemTime::now);
-    let ids: Vec<String> = requests.iter().map(|r| r.delivery.ack_id.clone()).collect();
+    let sent = (!traced.is_empty()).then(SystemTime::now);
     let settings = shared.client.retry_settings(CallFamily::Settle);
     let results = settle_ids(&ids, retry.then_some(settings), |batch| async move {
         if retry {
@@ -344,7 +350,7 @@ pub(crate) async fn send(shared: &Shared, kind: Kind, requests: Vec<SettleReques
         );
     }
     if let Some(sent) = sent {
-        trace_settle(shared, kind, sent, &requests, failure.as_ref());
+        trace_settle(shared, kind, sent, &traced, failure.as_ref());
     }
     for (request, result) in requests.into_iter().zip(results) {
         if let Some(reply) = request.reply {
@@ -355,23 +361,15 @@ pub(crate) async fn send(shared: &Shared, kind: Kind, requests: Vec<SettleReques
 
 /// Records a settle RPC that was sent at `sent` and has answered: its span,
 /// and its start and end on every subscribe span it settled (ending those
-/// that an ack or nack settles for good).
+/// that an ack or nack settles for good). `deliveries` are the RPC's traced
+/// deliveries.
 fn trace_settle(
     shared: &Shared,
     kind: Kind,
     sent: SystemTime,
-    requests: &[SettleRequest],
+    deliveries: &[&Arc<Delivery>],
     failure: Option<&AckError>,
 ) {
-    // Under sampling most deliveries are untraced: pass on only the traced.
-    let deliveries: Vec<&Arc<Delivery>> = requests
-        .iter()
-        .map(|r| &r.delivery)
-        .filter(|d| d.is_traced())
-        .collect();
-    if deliveries.is_empty() {
-        return;
-    }
     let modack = match kind {
         Kind::Modack { seconds, receipt } => Some(ModackInfo {
             deadline_seconds: seconds,
@@ -380,7 +378,7 @@ fn trace_settle(
         _ => None,
     };
     let failure = failure.map(ToString::to_string);
-    with_traces(&deliveries, |traces| {
+    with_traces(deliveries, |traces| {
         shared.telemetry.record_settle(
             Settle {
                 kind: kind.settle_kind(),
