@@ -23,9 +23,7 @@ const ENTRY_VALUE: u32 = 2;
 
 /// The length of a `googclient_traceparent` attribute entry's body.
 const TRACEPARENT_ENTRY_LEN: usize =
-    2 * key_len(ENTRY_KEY) + 2 + TRACEPARENT_ATTRIBUTE.len() + TRACEPARENT_LEN;
-/// The length of a `traceparent` value.
-const TRACEPARENT_LEN: usize = 55;
+    2 * key_len(ENTRY_KEY) + 2 + TRACEPARENT_ATTRIBUTE.len() + Traceparent::LEN;
 
 /// The bytes a compact `googclient_traceparent` adds to a message's
 /// encoding: the attribute entry, as the map would write it.
@@ -97,7 +95,7 @@ fn encode_traceparent_entry(traceparent: &Traceparent, buf: &mut Vec<u8>) {
     encode_varint(TRACEPARENT_ATTRIBUTE.len() as u64, buf);
     buf.put_slice(TRACEPARENT_ATTRIBUTE.as_bytes());
     encode_key(ENTRY_VALUE, WireType::LengthDelimited, buf);
-    encode_varint(TRACEPARENT_LEN as u64, buf);
+    encode_varint(Traceparent::LEN as u64, buf);
     buf.put_slice(traceparent.as_bytes());
 }
 

@@ -573,7 +573,7 @@ impl Publisher {
         };
         // The service counts the attribute's key and value.
         let size = message.payload_size()
-            + traceparent.map_or(0, |t| TRACEPARENT_ATTRIBUTE.len() + t.as_bytes().len());
+            + traceparent.map_or(0, |_| TRACEPARENT_ATTRIBUTE.len() + Traceparent::LEN);
         if size > API_MAX_BYTES {
             let error = PublishError::MessageTooLarge {
                 size,
@@ -896,8 +896,8 @@ async fn send_batch(shared: Arc<Shared>, key: String, mut batch: Vec<Pending>) {
             batch.iter_mut().filter_map(|p| p.trace.as_mut()).collect();
         shared.telemetry.start_publish_rpc(count, &mut traces)
     };
-    // The batch's messages move into the request, which is encoded once:
-    // every attempt sends the same bytes (see `encoded_publish`).
+    // The batch's messages are encoded once: every attempt sends the same
+    // bytes (see `encoded_publish`).
     let bytes: usize = batch.iter().map(|p| p.size).sum();
     let encoded = EncodedPublish::new(
         &topic,

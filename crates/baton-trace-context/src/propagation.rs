@@ -307,9 +307,12 @@ fn traceparent(span_context: &SpanContext) -> String {
 /// );
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Traceparent([u8; 55]);
+pub struct Traceparent([u8; Traceparent::LEN]);
 
 impl Traceparent {
+    /// The length of the value: 55 bytes.
+    pub const LEN: usize = 55;
+
     /// The `traceparent` of `span_context` (of the flags only the sampled
     /// bit, as the W3C propagator writes it).
     #[must_use]
@@ -335,7 +338,7 @@ impl Traceparent {
 
     /// The value as the attribute carries it: 55 ASCII bytes.
     #[must_use]
-    pub fn as_bytes(&self) -> &[u8; 55] {
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
         &self.0
     }
 }
