@@ -34,8 +34,9 @@
 //! the meaning of an empty filter (no filtering); [`Filter::parse`] rejects
 //! empty text.
 
-use std::collections::HashMap;
 use std::fmt;
+
+use crate::published::Attributes;
 use std::iter::Peekable;
 use std::str::{CharIndices, FromStr};
 
@@ -208,8 +209,8 @@ impl Filter {
     }
 
     /// Whether a message with these attributes passes the filter.
-    pub fn matches(&self, attributes: &HashMap<String, String>) -> bool {
-        self.root.matches(attributes)
+    pub fn matches<'a>(&self, attributes: impl Into<Attributes<'a>>) -> bool {
+        self.root.matches(&attributes.into())
     }
 
     /// The filter's syntax tree.
@@ -233,7 +234,7 @@ impl fmt::Display for Filter {
 }
 
 impl Expr {
-    fn matches(&self, attributes: &HashMap<String, String>) -> bool {
+    fn matches(&self, attributes: &Attributes<'_>) -> bool {
         match self {
             Expr::HasAttribute(key) => attributes.contains_key(key),
             Expr::Equals { key, value } => attributes.get(key).is_some_and(|v| v == value),
@@ -781,6 +782,7 @@ mod tests {
 
     use super::*;
     use proptest::prelude::*;
+    use std::collections::HashMap;
 
     fn attrs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -8,15 +8,20 @@
 //! decides with (ids, attributes, ordering keys, sizes), not for its bytes.
 //! Without a disk store the payload stays with the message.
 
-use std::ops::Deref;
-
 use baton_proto::pubsub::PubsubMessage;
+use baton_proto::wkt::Timestamp;
+use prost::Message;
+use prost::bytes::BufMut;
+
+use crate::published::{Attributes, PublishedMessage};
 
 /// A published message, with or without its payload; see the module docs.
-/// Reads as the [`PubsubMessage`] it holds.
+/// Its trace context may be held apart from its attribute map
+/// ([`PublishedMessage`]), so its attributes are read through
+/// [`Self::attributes`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeldMessage {
-    message: PubsubMessage,
+    message: PublishedMessage,
     /// The size of the whole message (payload included), which flow
     /// control, backlog bytes and the stats count.
     size: usize,
@@ -26,7 +31,8 @@ pub struct HeldMessage {
 
 impl HeldMessage {
     /// A message with its payload.
-    pub fn new(message: PubsubMessage) -> Self {
+    pub fn new(message: impl Into<PublishedMessage>) -> Self {
+        let message = message.into();
         Self {
             size: message.payload_size(),
             message,
@@ -36,9 +42,10 @@ impl HeldMessage {
 
     /// The message without its payload, and the payload, which the disk
     /// store keeps: nothing is copied.
-    pub(crate) fn split(mut message: PubsubMessage) -> (Self, Vec<u8>) {
+    pub(crate) fn split(message: impl Into<PublishedMessage>) -> (Self, Vec<u8>) {
+        let mut message = message.into();
         let size = message.payload_size();
-        let data = std::mem::take(&mut message.data);
+        let data = std::mem::take(&mut message.message.data);
         let held = Self {
             message,
             size,
@@ -49,7 +56,7 @@ impl HeldMessage {
 
     /// A message read back from the disk store without its payload; `size`
     /// is that of the whole message as published.
-    pub(crate) fn stored(message: PubsubMessage, size: usize) -> Self {
+    pub(crate) fn stored(message: PublishedMessage, size: usize) -> Self {
         let on_disk = size > message.payload_size();
         Self {
             message,
@@ -68,7 +75,7 @@ impl HeldMessage {
     /// disk.
     pub fn data_len(&self) -> usize {
         if !self.on_disk {
-            return self.message.data.len();
+            return self.message.message.data.len();
         }
         // Held without its data, the message counts only the rest.
         self.size.saturating_sub(self.message.payload_size())
@@ -79,23 +86,53 @@ impl HeldMessage {
         self.on_disk
     }
 
+    /// The payload, or nothing when it is on disk.
+    pub fn data(&self) -> &[u8] {
+        &self.message.message.data
+    }
+
+    /// The message's attributes, its trace context among them.
+    pub fn attributes(&self) -> Attributes<'_> {
+        self.message.attributes()
+    }
+
+    /// The id the broker gave the message.
+    pub fn message_id(&self) -> &str {
+        &self.message.message.message_id
+    }
+
+    /// When the message was published.
+    pub fn publish_time(&self) -> Option<&Timestamp> {
+        self.message.message.publish_time.as_ref()
+    }
+
+    /// The message's ordering key, empty for none.
+    pub fn ordering_key(&self) -> &str {
+        &self.message.message.ordering_key
+    }
+
     /// The message as it goes out: with its payload if it has it here,
     /// otherwise without (the caller fills it in from the disk store).
     pub fn to_message(&self) -> PubsubMessage {
-        self.message.clone()
+        self.message.to_message()
     }
-}
 
-impl Deref for HeldMessage {
-    type Target = PubsubMessage;
+    /// Writes the message as the standard `PubsubMessage` (without its
+    /// payload when the disk store has that), without tag or length.
+    pub fn encode_raw(&self, buf: &mut impl BufMut) {
+        self.message.encode_raw(buf);
+    }
 
-    fn deref(&self) -> &PubsubMessage {
-        &self.message
+    /// The length [`Self::encode_raw`] writes.
+    pub fn encoded_len(&self) -> usize {
+        self.message.encoded_len()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -113,20 +150,54 @@ mod tests {
         assert_eq!(held.data_len(), 1000);
         let (hollow, data) = HeldMessage::split(message.clone());
         assert_eq!(data, message.data);
-        assert!(hollow.data.is_empty());
+        assert!(hollow.data().is_empty());
         assert!(hollow.payload_on_disk());
         assert_eq!(hollow.payload_size(), message.payload_size());
         assert_eq!(hollow.data_len(), 1000);
-        assert_eq!(hollow.attributes, message.attributes);
-        assert_eq!(hollow.ordering_key, "key");
+        assert_eq!(hollow.attributes().to_map(), message.attributes);
+        assert_eq!(hollow.ordering_key(), "key");
         // Attributes only: nothing to read back.
         let bare = HeldMessage::new(PubsubMessage {
             attributes: [("k".to_string(), "v".to_string())].into(),
             ..Default::default()
         });
         assert!(!HeldMessage::split(bare.to_message()).0.payload_on_disk());
-        let restored = HeldMessage::stored(hollow.to_message(), message.payload_size());
+        let restored = HeldMessage::stored(hollow.to_message().into(), message.payload_size());
         assert!(restored.payload_on_disk());
         assert_eq!(restored.data_len(), 1000);
+    }
+
+    #[test]
+    fn a_trace_context_held_apart_counts_reads_and_stores_as_an_attribute() {
+        use crate::published::TRACEPARENT_ATTRIBUTE;
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let message = PubsubMessage {
+            data: vec![7; 10],
+            attributes: [
+                (TRACEPARENT_ATTRIBUTE.to_string(), traceparent.to_string()),
+                ("k".to_string(), "v".to_string()),
+            ]
+            .into(),
+            message_id: "3".into(),
+            ..Default::default()
+        };
+        let (held, _) = HeldMessage::split(message.clone());
+        assert_eq!(held.payload_size(), message.payload_size());
+        assert_eq!(held.data_len(), 10);
+        assert_eq!(
+            held.attributes().get(TRACEPARENT_ATTRIBUTE),
+            Some(traceparent)
+        );
+        assert_eq!(held.attributes().len(), 2);
+        let mut without_data = message.clone();
+        without_data.data.clear();
+        assert_eq!(held.to_message(), without_data);
+        // As the disk store writes and reads it.
+        let mut encoded = Vec::new();
+        held.encode_raw(&mut encoded);
+        assert_eq!(encoded.len(), held.encoded_len());
+        let read = PublishedMessage::decode(encoded.as_slice()).unwrap();
+        assert!(read.traceparent.is_some());
+        assert_eq!(HeldMessage::stored(read, held.payload_size()), held);
     }
 }

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage};
-use prost::Message;
 use prost::bytes::BufMut;
 use prost::encoding::{self, WireType};
 
@@ -85,7 +84,7 @@ impl PayloadSlot for PubsubMessage {
 impl PayloadSlot for LeasedMessage {
     fn wanted(&self) -> Option<u64> {
         if self.message.payload_on_disk() && self.payload.is_none() {
-            self.message.message_id.parse().ok()
+            self.message.message_id().parse().ok()
         } else {
             None
         }
@@ -118,7 +117,7 @@ impl LeasedMessage {
     pub fn data(&self) -> &[u8] {
         match &self.payload {
             Some(payload) => payload.as_slice(),
-            None => &self.message.data,
+            None => self.message.data(),
         }
     }
 
@@ -207,6 +206,7 @@ mod tests {
 
     use super::*;
     use proptest::prelude::*;
+    use prost::Message;
 
     /// A `PubsubMessage` as the broker holds one after a publish.
     fn message() -> impl Strategy<Value = PubsubMessage> {
@@ -216,15 +216,24 @@ mod tests {
             1_u64..u64::MAX,
             "[a-z]{0,8}",
             proptest::option::of((0_i64..4_000_000_000, 0_i32..1_000_000_000)),
+            proptest::option::of("00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]"),
         )
-            .prop_map(|(data, attributes, id, ordering_key, time)| PubsubMessage {
-                data,
-                attributes,
-                message_id: id.to_string(),
-                publish_time: time
-                    .map(|(seconds, nanos)| baton_proto::wkt::Timestamp { seconds, nanos }),
-                ordering_key,
-            })
+            .prop_map(
+                |(data, mut attributes, id, ordering_key, time, traceparent)| {
+                    if let Some(value) = traceparent {
+                        // Held apart from the map once the broker has it.
+                        attributes.insert(crate::TRACEPARENT_ATTRIBUTE.to_string(), value);
+                    }
+                    PubsubMessage {
+                        data,
+                        attributes,
+                        message_id: id.to_string(),
+                        publish_time: time
+                            .map(|(seconds, nanos)| baton_proto::wkt::Timestamp { seconds, nanos }),
+                        ordering_key,
+                    }
+                },
+            )
     }
 
     /// `leased` written as field `tag` of an otherwise empty message, and
@@ -261,7 +270,21 @@ mod tests {
             prop_assert_eq!(held.data(), message.data.as_slice());
             prop_assert_eq!(held.wanted(), None);
             let (ours, standard) = both(&held, tag);
-            prop_assert_eq!(ours, standard);
+            if message.attributes.contains_key(crate::TRACEPARENT_ATTRIBUTE) {
+                // The trace context held apart is written after the other
+                // fields, so the bytes differ in order only.
+                prop_assert_eq!(ours.len(), standard.len());
+                let decoded = |bytes: &[u8]| {
+                    let mut body = bytes;
+                    let (_, _) = encoding::decode_key(&mut body).unwrap();
+                    let len = encoding::decode_varint(&mut body).unwrap();
+                    prop_assert_eq!(len as usize, body.len());
+                    Ok(ReceivedMessage::decode(body).unwrap())
+                };
+                prop_assert_eq!(decoded(&ours)?, decoded(&standard)?);
+            } else {
+                prop_assert_eq!(ours, standard);
+            }
             let received = held.into_received();
             prop_assert_eq!(received.message.unwrap(), message);
             prop_assert_eq!(received.ack_id, ack_id);

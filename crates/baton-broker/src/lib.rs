@@ -19,6 +19,7 @@ pub mod names;
 pub mod observer;
 mod paging;
 mod payload_log;
+mod published;
 mod ref_counts;
 pub mod schema;
 mod store;
@@ -46,4 +47,7 @@ pub use held::HeldMessage;
 pub use leased::LeasedMessage;
 pub use observer::{DeadLetter, Delivery, DeliveryKind, DeliveryObserver, LeaseEnd, Redelivery};
 pub use paging::ListPage;
+pub use published::{
+    Attributes, InlineTraceparent, PublishBatch, PublishedMessage, TRACEPARENT_ATTRIBUTE,
+};
 pub use store::{STORE_FILE, Storage, StoreError};

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apache_avro::Schema as AvroSchema;
 use apache_avro::schema::{Name, ResolvedSchema};
-use baton_proto::pubsub::{Encoding, PubsubMessage, Schema, SchemaSettings, SchemaView, schema};
+use baton_proto::pubsub::{Encoding, Schema, SchemaSettings, SchemaView, schema};
 use baton_proto::wkt;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use serde_json::Value;
@@ -27,6 +27,7 @@ use crate::clock::{system_time, timestamp};
 use crate::error::{BrokerError, BrokerResult};
 use crate::names::{self, Collection};
 use crate::paging::ListPage;
+use crate::published::PublishedMessage;
 
 /// The schema a topic reports once the schema it was bound to is deleted.
 pub const DELETED_SCHEMA: &str = "_deleted-schema_";
@@ -517,14 +518,14 @@ impl TopicBinding {
 
     /// Validates every message of a Publish request (all or none are
     /// accepted) and adds the schema attributes to each.
-    pub fn stamp(&self, messages: &mut [PubsubMessage]) -> BrokerResult<()> {
+    pub fn stamp(&self, messages: &mut [PublishedMessage]) -> BrokerResult<()> {
         let stamps = messages
             .iter()
-            .map(|m| self.validate(&m.data))
+            .map(|m| self.validate(&m.message.data))
             .collect::<BrokerResult<Vec<_>>>()?;
         for (message, stamp) in messages.iter_mut().zip(stamps) {
             for (key, value) in stamp {
-                message.attributes.insert(key.to_owned(), value);
+                message.message.attributes.insert(key.to_owned(), value);
             }
         }
         Ok(())

@@ -42,6 +42,7 @@ use baton_proto::pubsub::{PubsubMessage, Schema, Snapshot, Subscription, Topic};
 use crate::held::HeldMessage;
 use crate::leased::{Payload, PayloadSlot};
 use crate::payload_log::{Location, PAYLOAD_DIR, PayloadReader, PayloadWriter};
+use crate::published::PublishedMessage;
 use crate::ref_counts::{MessageRefs, RefCounts};
 use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -1044,7 +1045,7 @@ fn read_message(
         return Ok(None);
     };
     let row = row.value();
-    let message: PubsubMessage = decode("messages", row.5)?;
+    let message: PublishedMessage = decode("messages", row.5)?;
     let size = usize::try_from(row.1).unwrap_or(usize::MAX);
     Ok(Some((
         Arc::new(HeldMessage::stored(message, size)),
@@ -1376,8 +1377,7 @@ fn apply_rows(
                     ..
                 } => {
                     encoded.clear();
-                    held.encode(&mut encoded)
-                        .map_err(|e| StoreError::Io(e.to_string()))?;
+                    held.encode_raw(&mut encoded);
                     let size = held.payload_size() as u64;
                     let at = locations.pop_front().ok_or_else(|| {
                         StoreError::Io("a message of the batch has no payload location".into())

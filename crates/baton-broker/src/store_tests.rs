@@ -770,7 +770,7 @@ async fn a_dead_lettered_message_keeps_its_payload_on_the_dead_letter_topic() {
     assert_eq!(copies[0].message.as_ref().expect("message").data, b"poison");
     let letters = broker.recent_dead_letters(&source).expect("letters");
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].message.data, b"poison");
+    assert_eq!(letters[0].message.data(), b"poison");
 }
 
 #[tokio::test]

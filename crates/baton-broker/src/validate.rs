@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use baton_proto::pubsub::{
     BigQueryConfig, CloudStorageConfig, ExpirationPolicy, IngestionDataSourceSettings,
-    MessageTransform, PubsubMessage, RetryPolicy, Subscription, Topic,
+    MessageTransform, RetryPolicy, Subscription, Topic,
 };
 use baton_proto::wkt;
 
 use crate::error::{BrokerError, BrokerResult, ErrorCode};
+use crate::published::PublishedMessage;
 
 /// Largest Publish request, in bytes of message payload.
 pub const MAX_PUBLISH_REQUEST_BYTES: usize = 10_000_000;
@@ -56,7 +57,7 @@ fn too_large(
 }
 
 /// Validates a Publish request's messages; the first failure wins.
-pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
+pub fn publish_messages(messages: &[PublishedMessage]) -> BrokerResult<()> {
     if messages.is_empty() {
         return Err(BrokerError::invalid("No messages to publish"));
     }
@@ -70,7 +71,7 @@ pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
     if let Some(first) = messages.first()
         && messages
             .iter()
-            .any(|m| m.ordering_key != first.ordering_key)
+            .any(|m| m.message.ordering_key != first.message.ordering_key)
     {
         return Err(BrokerError::new(
             ErrorCode::FailedPrecondition,
@@ -79,7 +80,8 @@ pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
     }
     let mut total = 0usize;
     for message in messages {
-        if message.data.is_empty() && message.attributes.is_empty() {
+        let attributes = message.attributes();
+        if message.message.data.is_empty() && attributes.is_empty() {
             return Err(BrokerError::invalid("Some messages are empty"));
         }
         let size = message.payload_size();
@@ -87,14 +89,10 @@ pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
             return Err(too_large("message_size", size, MAX_MESSAGE_BYTES));
         }
         total += size;
-        if message.attributes.len() > MAX_ATTRIBUTES {
-            return Err(too_large(
-                "attributes",
-                message.attributes.len(),
-                MAX_ATTRIBUTES,
-            ));
+        if attributes.len() > MAX_ATTRIBUTES {
+            return Err(too_large("attributes", attributes.len(), MAX_ATTRIBUTES));
         }
-        for (key, value) in &message.attributes {
+        for (key, value) in attributes.iter() {
             if key.len() > MAX_ATTRIBUTE_KEY_BYTES {
                 return Err(BrokerError::invalid(format!(
                     "The attribute \"{key}\" in the request has a key that is too long. The length is {} characters, but the maximum allowed is {MAX_ATTRIBUTE_KEY_BYTES}. Refer to https://cloud.google.com/pubsub/quotas for more information.",
@@ -108,10 +106,10 @@ pub fn publish_messages(messages: &[PubsubMessage]) -> BrokerResult<()> {
                 )));
             }
         }
-        if message.ordering_key.len() > MAX_ORDERING_KEY_BYTES {
+        if message.message.ordering_key.len() > MAX_ORDERING_KEY_BYTES {
             return Err(too_large(
                 "ordering_key_size",
-                message.ordering_key.len(),
+                message.message.ordering_key.len(),
                 MAX_ORDERING_KEY_BYTES,
             ));
         }
@@ -393,6 +391,7 @@ pub fn topic_features(topic: &Topic) -> BrokerResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use baton_proto::pubsub::PubsubMessage;
 
     fn msg(data: &[u8]) -> PubsubMessage {
         PubsubMessage {
@@ -410,7 +409,7 @@ mod tests {
         let mut only_key = msg(b"");
         only_key.ordering_key = "k".into();
         assert_eq!(
-            publish_messages(&[only_key]).unwrap_err().message,
+            publish_messages(&[only_key.into()]).unwrap_err().message,
             "Some messages are empty"
         );
     }
@@ -421,12 +420,12 @@ mod tests {
         for i in 0..101 {
             many.attributes.insert(format!("k{i}"), "v".into());
         }
-        assert!(publish_messages(&[many]).is_err());
+        assert!(publish_messages(&[many.into()]).is_err());
         let big = msg(&vec![b'd'; MAX_MESSAGE_BYTES + 1]);
-        assert!(publish_messages(&[big]).is_err());
+        assert!(publish_messages(&[big.into()]).is_err());
         let ok = msg(&vec![b'd'; 1_000_000]);
-        assert!(publish_messages(&[ok]).is_ok());
-        let msgs: Vec<_> = (0..1001).map(|_| msg(b"x")).collect();
+        assert!(publish_messages(&[ok.into()]).is_ok());
+        let msgs: Vec<PublishedMessage> = (0..1001).map(|_| msg(b"x").into()).collect();
         assert!(publish_messages(&msgs).is_err());
     }
 

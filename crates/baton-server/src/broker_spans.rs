@@ -36,7 +36,6 @@ use std::time::{Duration, SystemTime};
 use baton_broker::{
     DeadLetter, Delivery, DeliveryKind, DeliveryObserver, HeldMessage, LeaseEnd, Redelivery,
 };
-use baton_proto::pubsub::PubsubMessage;
 use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use tokio::sync::{mpsc, oneshot};
@@ -158,13 +157,10 @@ impl BrokerSpans {
 
 /// Whether the message carries a trace context we may read: the cheap test
 /// done under the broker's lock (the real parse happens in the task).
-fn traced(message: &PubsubMessage) -> bool {
-    message
-        .attributes
-        .contains_key(baton_trace_context::TRACEPARENT_ATTRIBUTE)
-        || message
-            .attributes
-            .contains_key(baton_trace_context::LEGACY_SPAN_CONTEXT_ATTRIBUTE)
+fn traced(message: &HeldMessage) -> bool {
+    let attributes = message.attributes();
+    attributes.contains_key(baton_trace_context::TRACEPARENT_ATTRIBUTE)
+        || attributes.contains_key(baton_trace_context::LEGACY_SPAN_CONTEXT_ATTRIBUTE)
 }
 
 impl DeliveryObserver for BrokerSpans {
@@ -243,9 +239,11 @@ where
 
 /// The parent context of the message's spans: its `create` span, or `None`
 /// when the attributes carry no valid trace context.
-fn parent(message: &PubsubMessage) -> Option<Context> {
-    let span_context =
-        baton_trace_context::extract_span_context(&message.attributes, &Default::default())?;
+fn parent(message: &HeldMessage) -> Option<Context> {
+    let span_context = baton_trace_context::extract_span_context(
+        &message.attributes().to_map(),
+        &Default::default(),
+    )?;
     Some(Context::new().with_remote_span_context(span_context))
 }
 
@@ -257,7 +255,7 @@ fn project(name: &str) -> &str {
 }
 
 /// Attributes every broker span of a message carries.
-fn common(resource: &str, message: &PubsubMessage) -> Vec<KeyValue> {
+fn common(resource: &str, message: &HeldMessage) -> Vec<KeyValue> {
     vec![
         KeyValue::new(
             baton_trace_context::MESSAGING_SYSTEM,
@@ -273,7 +271,7 @@ fn common(resource: &str, message: &PubsubMessage) -> Vec<KeyValue> {
         ),
         KeyValue::new(
             baton_trace_context::MESSAGING_MESSAGE_ID,
-            message.message_id.clone(),
+            message.message_id().to_owned(),
         ),
     ]
 }
@@ -448,6 +446,8 @@ fn lease_end_event(reason: LeaseEnd, at: SystemTime) -> opentelemetry::trace::Ev
 #[cfg(test)]
 mod tests {
     use super::*;
+    use baton_proto::pubsub::PubsubMessage;
+    use opentelemetry::trace::TraceContextExt;
 
     #[test]
     fn project_of_resource_names() {
@@ -459,12 +459,25 @@ mod tests {
     #[test]
     fn only_messages_with_a_trace_attribute_are_queued() {
         let mut message = PubsubMessage::default();
-        assert!(!traced(&message));
+        assert!(!traced(&HeldMessage::new(message.clone())));
         message.attributes.insert(
             baton_trace_context::TRACEPARENT_ATTRIBUTE.to_owned(),
             "garbage".to_owned(),
         );
-        assert!(traced(&message));
-        assert!(parent(&message).is_none());
+        assert!(traced(&HeldMessage::new(message.clone())));
+        assert!(parent(&HeldMessage::new(message.clone())).is_none());
+        // A value of the usual length is held apart from the map, and read.
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        message.attributes.insert(
+            baton_trace_context::TRACEPARENT_ATTRIBUTE.to_owned(),
+            traceparent.to_owned(),
+        );
+        let held = HeldMessage::new(message);
+        assert!(traced(&held));
+        let parent = parent(&held).expect("a parent");
+        assert_eq!(
+            parent.span().span_context().span_id().to_string(),
+            "b7ad6b7169203331"
+        );
     }
 }

@@ -680,11 +680,18 @@ fn app_without_identity(api: PubSubApi, traces: TraceStore) -> axum::Router {
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
     // StreamingPull has a route of its own, which writes deliveries from
-    // the broker's shared messages (see `grpc::StreamingPullRoute`).
-    let router = axum::Router::new().route_service(
-        grpc::STREAMING_PULL_PATH,
-        grpc::StreamingPullRoute::new(grpc, MAX_GRPC_MESSAGE_BYTES),
-    );
+    // the broker's shared messages (see `grpc::StreamingPull`), and so
+    // has Publish, which decodes messages with their trace contexts held
+    // apart (see `grpc::Publish`).
+    let router = axum::Router::new()
+        .route_service(
+            <grpc::StreamingPull as grpc::OwnRoute>::PATH,
+            grpc::MethodRoute::<grpc::StreamingPull>::new(grpc.clone(), MAX_GRPC_MESSAGE_BYTES),
+        )
+        .route_service(
+            <grpc::Publish as grpc::OwnRoute>::PATH,
+            grpc::MethodRoute::<grpc::Publish>::new(grpc, MAX_GRPC_MESSAGE_BYTES),
+        );
     let router = with_grpc(router, publisher);
     let router = with_grpc(router, subscriber);
     let router = with_grpc(router, schemas);

@@ -13,6 +13,7 @@ use super::state::State;
 use crate::clock::{Clock, format_rfc3339};
 use crate::held::HeldMessage;
 use crate::names::{self, Collection};
+use crate::published::PublishedMessage;
 
 /// Republishes `letters`, one publish per run of letters of the same
 /// subscription. A missing dead-letter topic drops them (the service does
@@ -30,7 +31,7 @@ pub(crate) fn forward(state: &mut State, letters: Vec<DeadLetter>, clock: &Clock
         }
         let originals: Vec<Option<u64>> = batch
             .iter()
-            .map(|letter| letter.message.message_id.parse().ok())
+            .map(|letter| letter.message.message_id().parse().ok())
             .collect();
         // Under the lock, the payloads are still in the store (the letters'
         // settles are not written yet).
@@ -44,6 +45,7 @@ pub(crate) fn forward(state: &mut State, letters: Vec<DeadLetter>, clock: &Clock
             keep_payloads(state, &subscription, &bodies);
         }
         let copies = source_copies(&subscription, batch, bodies);
+        let copies = copies.into_iter().map(PublishedMessage::from).collect();
         match fanout::append(state, &topic, copies, clock.wall(), clock) {
             Ok(ids) => {
                 let now = clock.now();
@@ -76,7 +78,7 @@ fn keep_payloads(state: &mut State, subscription: &str, bodies: &[PubsubMessage]
             .recent_dead_letters
             .iter_mut()
             .rev()
-            .find(|r| r.message.message_id == body.message_id);
+            .find(|r| r.message.message_id() == body.message_id);
         if let Some(record) = record
             && record.message.payload_on_disk()
         {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use baton_proto::pubsub::{PubsubMessage, Subscription};
+use baton_proto::pubsub::Subscription;
 use tokio::time::Instant;
 
 use super::counters::{DeadLetterRecord, PushRecord, SubscriptionCounters};
@@ -64,7 +64,7 @@ fn held_key(ordered: bool, messages: &HashMap<u64, Entry>, seq: u64) -> Option<&
     }
     messages
         .get(&seq)
-        .map(|e| e.message.ordering_key.as_str())
+        .map(|e| e.message.ordering_key())
         .filter(|key| !key.is_empty())
 }
 
@@ -173,10 +173,9 @@ pub(crate) enum Requeue {
 }
 
 /// When `message` was published (its publish time, which the broker set).
-pub(crate) fn published_at(message: &PubsubMessage) -> SystemTime {
+pub(crate) fn published_at(message: &HeldMessage) -> SystemTime {
     message
-        .publish_time
-        .as_ref()
+        .publish_time()
         .map(system_time)
         .unwrap_or(UNIX_EPOCH)
 }
@@ -446,7 +445,7 @@ impl SubState {
         if self
             .filter
             .as_ref()
-            .is_some_and(|f| !f.matches(&message.attributes))
+            .is_some_and(|f| !f.matches(message.attributes()))
         {
             return;
         }
@@ -731,7 +730,7 @@ impl SubState {
             if entry.state != EntryState::Ready {
                 continue;
             }
-            let key = &entry.message.ordering_key;
+            let key = entry.message.ordering_key();
             if ordered
                 && !key.is_empty()
                 && self.held_keys.get(key).is_some_and(|n| *n > 0)
@@ -764,8 +763,8 @@ impl SubState {
             self.leased += 1;
             self.counters.delivery_attempts += 1;
             self.acks.insert(ack, seq);
-            if ordered && !entry.message.ordering_key.is_empty() {
-                let key = entry.message.ordering_key.clone();
+            if ordered && !entry.message.ordering_key().is_empty() {
+                let key = entry.message.ordering_key().to_string();
                 *self.held_keys.entry(key.clone()).or_default() += 1;
                 if !batch_keys.contains(&key) {
                     batch_keys.push(key);
@@ -1012,14 +1011,14 @@ impl SubState {
         if self.ordered()
             && let Some(entry) = self.messages.get(&seq)
         {
-            let key = entry.message.ordering_key.clone();
+            let key = entry.message.ordering_key().to_string();
             if !key.is_empty() {
                 let mut later: Vec<u64> = self
                     .messages
                     .iter()
                     .filter(|(s, e)| {
                         **s > seq
-                            && e.message.ordering_key == key
+                            && e.message.ordering_key() == key
                             && matches!(e.state, EntryState::Leased { .. })
                     })
                     .map(|(s, _)| *s)
@@ -1148,7 +1147,7 @@ impl SubState {
             && let Some(key) = self
                 .messages
                 .get(&seq)
-                .map(|e| e.message.ordering_key.clone())
+                .map(|e| e.message.ordering_key().to_string())
                 .filter(|k| !k.is_empty())
         {
             let position = self.ready.iter().position(|other| {
@@ -1156,7 +1155,7 @@ impl SubState {
                     && self
                         .messages
                         .get(other)
-                        .is_some_and(|e| e.message.ordering_key == key)
+                        .is_some_and(|e| e.message.ordering_key() == key)
             });
             if let Some(position) = position {
                 self.ready.insert(position, seq);
@@ -1228,6 +1227,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use baton_proto::pubsub::PubsubMessage;
 
     fn message(data: &str, key: &str) -> Arc<HeldMessage> {
         Arc::new(HeldMessage::new(PubsubMessage {

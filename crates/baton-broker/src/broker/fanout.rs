@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use baton_proto::pubsub::PubsubMessage;
-
 use crate::held::HeldMessage;
+use crate::published::PublishedMessage;
 
 use super::effects::Event;
 use super::journal::{self, Recorded};
@@ -22,7 +21,7 @@ use crate::store::StoreOp;
 pub(crate) fn append(
     state: &mut State,
     topic: &str,
-    messages: Vec<PubsubMessage>,
+    messages: Vec<PublishedMessage>,
     received: SystemTime,
     clock: &Clock,
 ) -> BrokerResult<Vec<String>> {
@@ -46,9 +45,9 @@ pub(crate) fn append(
     for mut message in messages {
         let seq = *next_seq;
         *next_seq += 1;
-        message.message_id = seq.to_string();
-        message.publish_time = Some(publish_time);
-        ids.push(message.message_id.clone());
+        message.message.message_id = seq.to_string();
+        message.message.publish_time = Some(publish_time);
+        ids.push(message.message.message_id.clone());
         let held = if fx.durable {
             let (held, data) = HeldMessage::split(message);
             let held = Arc::new(held);
@@ -83,9 +82,9 @@ pub(crate) fn append(
         for (seq, message) in &stored {
             fx.record(*seq, || Recorded::Published {
                 topic: key.clone(),
-                ordering_key: message.ordering_key.clone(),
+                ordering_key: message.ordering_key().to_string(),
                 size: message.payload_size(),
-                attributes: message.attributes.len(),
+                attributes: message.attributes().len(),
                 traceparent: journal::traceparent(message),
                 at: reading.now,
             });

@@ -18,9 +18,7 @@ use crate::observer::{DeliveryKind, LeaseEnd};
 pub const DEFAULT_MESSAGE_HISTORY: usize = 100_000;
 /// Most events kept for one message.
 pub const MAX_EVENTS_PER_MESSAGE: usize = 100;
-/// The attribute carrying a message's W3C trace context (the official
-/// clients' `googclient_` carrier).
-pub(crate) const TRACEPARENT_ATTRIBUTE: &str = "googclient_traceparent";
+pub(crate) use crate::published::TRACEPARENT_ATTRIBUTE;
 
 /// Something that happened to one message, as the state machine records it
 /// (monotonic time; wall-clock time when read).
@@ -162,25 +160,12 @@ impl MessageJournal {
     }
 }
 
-/// Attribute maps up to this size are searched by comparing keys: cheaper
-/// than hashing the key looked for, and this runs for every published
-/// message.
-const SCAN_BELOW: usize = 8;
-
 /// The trace context found on a message's `googclient_traceparent`.
-pub(crate) fn traceparent(
-    message: &baton_proto::pubsub::PubsubMessage,
-) -> Option<StoredTraceparent> {
-    let attributes = &message.attributes;
-    let value = if attributes.len() <= SCAN_BELOW {
-        attributes
-            .iter()
-            .find(|(key, _)| key.as_str() == TRACEPARENT_ATTRIBUTE)
-            .map(|(_, value)| value)
-    } else {
-        attributes.get(TRACEPARENT_ATTRIBUTE)
-    };
-    value.map(|value| StoredTraceparent::of(value))
+pub(crate) fn traceparent(message: &crate::HeldMessage) -> Option<StoredTraceparent> {
+    message
+        .attributes()
+        .get(TRACEPARENT_ATTRIBUTE)
+        .map(StoredTraceparent::of)
 }
 
 /// A `googclient_traceparent` value as the history keeps it. The

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::Broker;
 use super::delivery::StreamFlow;
+use super::delivery::published_at;
 use super::state::State;
-use crate::clock::system_time;
 use crate::error::{AckFailure, BrokerError, BrokerResult, ErrorCode};
 use crate::held::HeldMessage;
 use crate::leased::LeasedMessage;
@@ -236,11 +236,7 @@ impl Broker {
             let uid = sub.uid;
             let store = retained.entry(uid).or_default();
             for (seq, message) in kept {
-                let published = message
-                    .publish_time
-                    .as_ref()
-                    .map(system_time)
-                    .unwrap_or(std::time::UNIX_EPOCH);
+                let published = published_at(&message);
                 store.insert(seq, (message, published));
                 sub.arm_retention(published, fx);
                 fx.journal(|| StoreOp::Retain {

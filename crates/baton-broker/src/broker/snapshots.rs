@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use baton_proto::pubsub::Snapshot;
 use baton_proto::pubsub::seek_request::Target;
-use baton_proto::pubsub::{PubsubMessage, Snapshot};
 use baton_proto::wkt;
 use tokio::time::Instant;
 
-use super::delivery::SubState;
+use super::delivery::{SubState, published_at};
 use super::effects::{CatalogEntry, Effects, ExpiryKind};
 use super::state::{SnapshotState, State};
 use super::{Broker, DELETED_TOPIC};
@@ -276,12 +276,6 @@ impl Broker {
             return Err(BrokerError::subscription_not_found());
         };
         sub.touch(wall);
-        let published = |m: &PubsubMessage| {
-            m.publish_time
-                .as_ref()
-                .map(system_time)
-                .unwrap_or(UNIX_EPOCH)
-        };
         let mut candidates: BTreeMap<u64, Arc<HeldMessage>> = sub
             .unacked()
             .map_err(super::storage_error)?
@@ -300,7 +294,7 @@ impl Broker {
         let mut unacked = Vec::new();
         let mut acked = BTreeMap::new();
         for (seq, message) in candidates {
-            let when = published(&message);
+            let when = published_at(&message);
             if when >= target {
                 unacked.push((seq, message));
             } else if keep_acked {

@@ -1,7 +1,7 @@
 //! Topics: CreateTopic, GetTopic, UpdateTopic, ListTopics,
 //! ListTopicSubscriptions, ListTopicSnapshots, DeleteTopic, and Publish.
 
-use baton_proto::pubsub::{PubsubMessage, Topic};
+use baton_proto::pubsub::Topic;
 
 use super::effects::CatalogEntry;
 use super::state::TopicState;
@@ -10,6 +10,7 @@ use crate::error::{BrokerError, BrokerResult, ErrorCode};
 use crate::field_mask::{self, FoldError};
 use crate::names::{self, Collection};
 use crate::paging::{ListPage, page};
+use crate::published::PublishedMessage;
 use crate::schema::TopicBinding;
 use crate::store::StoreOp;
 use crate::validate;
@@ -245,11 +246,13 @@ impl Broker {
 
     /// Publish: validates, assigns ids and publish times, fans out to every
     /// attached subscription and wakes their waiters.
-    pub fn publish(
+    pub fn publish<M: Into<PublishedMessage>>(
         &self,
         topic: &str,
-        mut messages: Vec<PubsubMessage>,
+        messages: Vec<M>,
     ) -> BrokerResult<Vec<String>> {
+        // A no-op for messages already taken apart: the vector is reused.
+        let mut messages: Vec<PublishedMessage> = messages.into_iter().map(Into::into).collect();
         let received = self.clock.wall();
         names::parse(topic, Collection::Topics)?;
         let binding: Option<BrokerResult<TopicBinding>> = {

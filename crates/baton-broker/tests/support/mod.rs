@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_broker::{
-    Broker, Clock, DeadLetter, Delivery, DeliveryKind, DeliveryObserver, LeaseEnd, PullWait,
-    Redelivery,
+    Broker, Clock, DeadLetter, Delivery, DeliveryKind, DeliveryObserver, HeldMessage, LeaseEnd,
+    PullWait, Redelivery,
 };
 use baton_proto::pubsub::{PubsubMessage, ReceivedMessage, Subscription, Topic};
 use baton_proto::wkt;
@@ -281,8 +281,8 @@ impl Recorder {
     }
 }
 
-fn text(message: &PubsubMessage) -> String {
-    String::from_utf8_lossy(&message.data).into_owned()
+fn text(message: &HeldMessage) -> String {
+    String::from_utf8_lossy(message.data()).into_owned()
 }
 
 impl DeliveryObserver for Recorder {

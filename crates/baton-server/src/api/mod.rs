@@ -25,7 +25,7 @@ pub use access::AccessControl;
 pub use iam::{GetIamPolicy, SetIamPolicy, TestIamPermissions};
 pub use publisher::{
     CreateTopic, DeleteTopic, DetachSubscription, GetTopic, ListTopicSnapshots,
-    ListTopicSubscriptions, ListTopics, Publish, UpdateTopic,
+    ListTopicSubscriptions, ListTopics, Publish, PublishCall, UpdateTopic,
 };
 pub use rpc::{
     Durability, Guarded, MAX_GRPC_PULL_WAIT, PubSubApi, REST_PULL_WAIT, RequestContext, Rpc,

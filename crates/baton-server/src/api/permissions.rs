@@ -68,7 +68,7 @@ permissions! {
                 .map(|s| Check { permission: "pubsub.schemas.attach", resource: schema(s) }),
         )
     };
-    Publish => |r| on("pubsub.topics.publish", &r.topic);
+    Publish => |r| on("pubsub.topics.publish", &r.0.topic);
     GetTopic => |r| on("pubsub.topics.get", &r.topic);
     ListTopics => |r| on("pubsub.topics.list", &r.project);
     ListTopicSubscriptions => |r| on("pubsub.topics.get", &r.topic);

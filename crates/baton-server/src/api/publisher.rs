@@ -1,5 +1,6 @@
 //! The Publisher service's RPCs.
 
+use baton_broker::PublishBatch;
 use baton_proto::pubsub::{
     DeleteTopicRequest, DetachSubscriptionRequest, DetachSubscriptionResponse, GetTopicRequest,
     ListTopicSnapshotsRequest, ListTopicSnapshotsResponse, ListTopicSubscriptionsRequest,
@@ -7,8 +8,22 @@ use baton_proto::pubsub::{
     PublishResponse, Topic, UpdateTopicRequest,
 };
 use baton_proto::wkt;
+use serde::Deserialize;
 
 use super::rpc::{FromPage, list_response, mask_paths, rpcs};
+
+/// A Publish request with its messages' trace contexts held apart from their
+/// attribute maps ([`PublishBatch`]): what the gRPC route decodes straight
+/// from the wire, and what the other transports' standard request becomes.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(from = "PublishRequest")]
+pub struct PublishCall(pub PublishBatch);
+
+impl From<PublishRequest> for PublishCall {
+    fn from(request: PublishRequest) -> Self {
+        Self(request.into())
+    }
+}
 
 list_response!(ListTopicsResponse, topics, Topic);
 list_response!(ListTopicSubscriptionsResponse, subscriptions, String);
@@ -24,8 +39,8 @@ rpcs! {
     |api, _, r| api.broker.update_topic(r.topic.unwrap_or_default(), &mask_paths(r.update_mask));
 
     /// Publish: the message ids, in order.
-    Publish("google.pubsub.v1.Publisher", Durable) PublishRequest => PublishResponse,
-    |api, _, r| api
+    Publish("google.pubsub.v1.Publisher", Durable) PublishCall => PublishResponse,
+    |api, _, PublishCall(r)| api
         .broker
         .publish(&r.topic, r.messages)
         .map(|message_ids| PublishResponse { message_ids });

@@ -322,7 +322,7 @@ async fn subscription(
         .iter()
         .map(|letter| {
             json!({
-                "message": message_json(&letter.message),
+                "message": message_json(&letter.message.to_message()),
                 "attempts": letter.attempts,
                 "reason": letter.reason.as_str(),
                 "reason_text": letter.reason_text(),
@@ -424,7 +424,9 @@ async fn publish(
             ..Default::default()
         }],
     };
-    let response = api.call::<Publish>(&context(&headers), request).await?;
+    let response = api
+        .call::<Publish>(&context(&headers), request.into())
+        .await?;
     Ok(Json(json!({ "message_ids": response.message_ids })))
 }
 

@@ -2,7 +2,10 @@
 //! IAMPolicy services, each method a call of its RPC in the request layer
 //! ([`crate::api`]), with errors mapped through the one status table.
 
+use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use baton_proto::iam::iam_policy_server::IamPolicy;
@@ -29,6 +32,7 @@ use baton_proto::pubsub::{
     ValidateMessageResponse, ValidateSchemaRequest, ValidateSchemaResponse,
 };
 use baton_proto::wkt;
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -36,9 +40,84 @@ use crate::api::streaming_pull::StreamingPullBatch;
 use crate::api::{self, Guarded, PubSubApi, RequestContext, Transport};
 use crate::status::to_status;
 
+mod publish;
 mod streaming_pull;
 
-pub(crate) use streaming_pull::{PATH as STREAMING_PULL_PATH, StreamingPullRoute};
+pub(crate) use publish::Publish;
+pub(crate) use streaming_pull::StreamingPull;
+
+/// A method a route of its own serves instead of the generated service
+/// (with a codec of its own), and the path it takes over.
+pub(crate) trait OwnRoute: Send + 'static {
+    /// The method's path.
+    const PATH: &'static str;
+
+    /// Serves one call of the method through `grpc`, which has the
+    /// generated services' compression and message size limits.
+    fn serve(
+        services: GrpcServices,
+        max_message_bytes: usize,
+        request: http::Request<axum::body::Body>,
+    ) -> BoxFuture<'static, http::Response<tonic::body::Body>>;
+}
+
+/// The route of one [`OwnRoute`] method.
+#[derive(Debug)]
+pub(crate) struct MethodRoute<M> {
+    services: GrpcServices,
+    max_message_bytes: usize,
+    method: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for MethodRoute<M> {
+    fn clone(&self) -> Self {
+        Self {
+            services: self.services.clone(),
+            max_message_bytes: self.max_message_bytes,
+            method: PhantomData,
+        }
+    }
+}
+
+impl<M: OwnRoute> MethodRoute<M> {
+    /// Serves `M` for `services`, refusing messages larger than
+    /// `max_message_bytes` either way, as the generated services do.
+    pub(crate) fn new(services: GrpcServices, max_message_bytes: usize) -> Self {
+        Self {
+            services,
+            max_message_bytes,
+            method: PhantomData,
+        }
+    }
+}
+
+impl<M: OwnRoute> tower::Service<http::Request<axum::body::Body>> for MethodRoute<M> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
+        let response = M::serve(self.services.clone(), self.max_message_bytes, request);
+        Box::pin(async move { Ok(response.await) })
+    }
+}
+
+/// The gRPC server of an [`OwnRoute`]: the same compression and message
+/// size limits as the generated services'.
+fn grpc_route<C: tonic::codec::Codec>(
+    codec: C,
+    max_message_bytes: usize,
+) -> tonic::server::Grpc<C> {
+    tonic::server::Grpc::new(codec)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
+}
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -129,7 +208,10 @@ impl Publisher for GrpcServices {
     }
 
     async fn publish(&self, request: Request<PublishRequest>) -> Reply<PublishResponse> {
-        self.unary::<api::Publish>(request).await
+        // Served by the `Publish` route, which decodes the request itself; this
+        // is the standard-typed form, for callers of the generated service.
+        self.unary::<api::Publish>(request.map(api::PublishCall::from))
+            .await
     }
 
     async fn get_topic(&self, request: Request<GetTopicRequest>) -> Reply<Topic> {
@@ -219,7 +301,7 @@ impl Subscriber for GrpcServices {
 
     type StreamingPullStream = ResponseStream;
 
-    /// The standard-typed form of [`streaming_pull::StreamingPullRoute`],
+    /// The standard-typed form of [`streaming_pull::StreamingPull`],
     /// which the server routes StreamingPull to instead; this serves users
     /// of [`GrpcServices`] as a generated service.
     async fn streaming_pull(

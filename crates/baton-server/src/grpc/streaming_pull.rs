@@ -9,61 +9,33 @@
 //! [`StreamingPullBatch`]es: they share the messages, and the bytes on the
 //! wire are the same.
 
-use std::convert::Infallible;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use baton_proto::pubsub::StreamingPullRequest;
 use futures::Stream;
 use futures::future::BoxFuture;
-use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
+use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::{Request, Response, Status, Streaming};
 use tonic_prost::ProstDecoder;
 
-use super::GrpcServices;
+use super::{GrpcServices, OwnRoute};
 use crate::api::streaming_pull::StreamingPullBatch;
 
-/// The method's path, which this route takes over from the generated
-/// service.
-pub(crate) const PATH: &str = "/google.pubsub.v1.Subscriber/StreamingPull";
+/// StreamingPull, served by a route of its own; see the module docs.
+pub(crate) struct StreamingPull;
 
-/// The StreamingPull route; see the module docs.
-#[derive(Debug, Clone)]
-pub(crate) struct StreamingPullRoute {
-    services: GrpcServices,
-    max_message_bytes: usize,
-}
+impl OwnRoute for StreamingPull {
+    const PATH: &'static str = "/google.pubsub.v1.Subscriber/StreamingPull";
 
-impl StreamingPullRoute {
-    /// Serves StreamingPull for `services`, refusing messages larger than
-    /// `max_message_bytes` either way, as the generated services do.
-    pub(crate) fn new(services: GrpcServices, max_message_bytes: usize) -> Self {
-        Self {
-            services,
-            max_message_bytes,
-        }
-    }
-}
-
-impl tower::Service<http::Request<axum::body::Body>> for StreamingPullRoute {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
-        let method = Method(self.services.clone());
-        let limit = self.max_message_bytes;
+    fn serve(
+        services: GrpcServices,
+        max_message_bytes: usize,
+        request: http::Request<axum::body::Body>,
+    ) -> BoxFuture<'static, http::Response<tonic::body::Body>> {
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(BatchCodec)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit);
-            Ok(grpc.streaming(method, request).await)
+            super::grpc_route(BatchCodec, max_message_bytes)
+                .streaming(Method(services), request)
+                .await
         })
     }
 }
