@@ -917,7 +917,33 @@ fn report(
                 (Some(off), Some(on)) => floor_ratios(off, on, floors),
                 _ => Vec::new(),
             };
-            if let Some(floor) = sdk_floor::Floor::median(floors) {
+            let server = |mode| {
+                modes
+                    .iter()
+                    .find(|(m, _)| *m == mode)
+                    .and_then(|(_, series)| series.server_cpu_per_message())
+            };
+            if args.sample_ratio < 1.0
+                && let Some(floor) = sdk_floor::Floor::median(floors)
+            {
+                // What the SDK alone needs for an unsampled message, against
+                // all the CPU a message costs with tracing off (this client,
+                // and the server when it runs as a process of its own): the
+                // least any instrumentation built on the SDK adds.
+                let (server_publish, server_receive) = server(Mode::RustOff).unwrap_or((0.0, 0.0));
+                println!(
+                    "  the SDK alone at this sampling (--sdk-floor): publish {:.2} us, receive {:.2} us per message; {:.1}% and {:.1}% of a message's CPU with tracing off ({})",
+                    floor.publish,
+                    floor.receive,
+                    floor.publish / (off.0 + server_publish) * 100.0,
+                    floor.receive / (off.1 + server_receive) * 100.0,
+                    if server(Mode::RustOff).is_some() {
+                        "client and server processes"
+                    } else {
+                        "client and server in this process"
+                    },
+                );
+            } else if let Some(floor) = sdk_floor::Floor::median(floors) {
                 // Each round's added CPU against the floor taken in the same
                 // round, then the median: the machine's load drifts between
                 // rounds, and pairing cancels what it does to both.
@@ -1101,8 +1127,7 @@ async fn run(args: Args) -> Result<()> {
     let mut spans_before = 0u64;
     let warmup_messages = args.warmup.unwrap_or(args.messages);
     let rounds = usize::from(warmup_messages > 0) + args.rounds;
-    let with_floor =
-        args.sample_ratio >= 1.0 && modes.contains(&Mode::RustOff) && modes.contains(&Mode::RustOn);
+    let with_floor = modes.contains(&Mode::RustOff) && modes.contains(&Mode::RustOn);
     let mut floors = Vec::new();
     for round in 0..rounds {
         let warmup = warmup_messages > 0 && round == 0;
@@ -1165,16 +1190,16 @@ async fn run(args: Args) -> Result<()> {
                 results.push(rates, cores);
             }
         }
-        // The SDK's floor for the same spans, on a provider of its own, in
-        // every round (the machine's load drifts; a floor taken once would
-        // compare one moment with the median of all), when every message is
-        // sampled and both Rust modes run.
+        // The SDK's floor for the same spans, on a provider of its own with
+        // the same sampler, in every round (the machine's load drifts; a
+        // floor taken once would compare one moment with the median of
+        // all), when both Rust modes run.
         if !warmup && with_floor {
             eprintln!("== the OpenTelemetry SDK alone for the same spans");
-            let messages = args.messages;
+            let (messages, ratio) = (args.messages, args.sample_ratio);
             let floor = tokio::task::spawn_blocking(move || {
-                let telemetry = Telemetry::new(1.0);
-                let floor = sdk_floor::measure_floor(&telemetry.provider, messages);
+                let telemetry = Telemetry::new(ratio);
+                let floor = sdk_floor::measure_floor(&telemetry.provider, messages, ratio);
                 let _ = telemetry.provider.shutdown();
                 floor
             })
@@ -1238,7 +1263,7 @@ fn main() -> Result<()> {
     }
     if args.sdk_floor {
         let telemetry = Telemetry::new(args.sample_ratio);
-        sdk_floor::report(&telemetry.provider, args.messages);
+        sdk_floor::report(&telemetry.provider, args.messages, args.sample_ratio);
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

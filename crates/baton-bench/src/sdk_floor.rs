@@ -13,6 +13,13 @@
 //! The gap between this and the tracing cost `baton-bench` measures is what
 //! running the spans inside a real client adds: spans that live from arrival
 //! to ack, touched from several threads, so their memory is cold.
+//!
+//! With a ratio sampler the floor is the least an instrumentation built on
+//! the SDK must do for a message whose trace is not sampled: the `create`
+//! span (a root, so the sampler decides) and the context written into the
+//! message's attributes when publishing, the context read back and the
+//! `subscribe` span (the parent-based sampler decides) when receiving. The
+//! other spans are made only under a recording one, as Baton's client does.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -46,11 +53,15 @@ fn publish_batch(tracer: &impl Tracer<Span: Send + Sync + 'static>, round: usize
                 KeyValue::new("messaging.gcp_pubsub.message.ordering_key", ""),
             ])
             .start(tracer);
+        let recording = span.is_recording();
         let cx = Context::new().with_span(span);
         // The message's attributes, and its trace context in them.
         let mut attributes = HashMap::with_capacity(2);
         TraceContextPropagator::new().inject_context(&cx, &mut attributes);
         std::hint::black_box(&attributes);
+        if !recording {
+            continue;
+        }
         for name in ["publisher flow control", "publisher batching"] {
             tracer
                 .span_builder(name)
@@ -111,7 +122,9 @@ fn receive_batch(
                 KeyValue::new("messaging.gcp_pubsub.message.delivery_attempt", 0_i64),
             ])
             .start_with_context(tracer, &parent);
-        subscribes.push(Context::new().with_span(span));
+        if span.is_recording() {
+            subscribes.push(Context::new().with_span(span));
+        }
     }
     for operation in ["modack", "ack"] {
         let sent = SystemTime::now();
@@ -218,13 +231,20 @@ fn measure(
 }
 
 /// The trace contexts the receive side reads, one per message of a batch
-/// (made once: the bytes on the wire are not the SDK's work).
-fn carriers() -> Vec<HashMap<String, String>> {
+/// (made once: the bytes on the wire are not the SDK's work), the share
+/// `ratio` of them sampled.
+#[allow(clippy::cast_precision_loss)]
+fn carriers(ratio: f64) -> Vec<HashMap<String, String>> {
     (0..BATCH)
         .map(|i| {
+            let flags = if (i as f64) < ratio * BATCH as f64 {
+                "01"
+            } else {
+                "00"
+            };
             HashMap::from([(
                 "traceparent".to_string(),
-                format!("00-4bf92f3577b34da6a3ce929d0e0e{i:04x}-00f067aa0ba9{i:04x}-01"),
+                format!("00-4bf92f3577b34da6a3ce929d0e0e{i:04x}-00f067aa0ba9{i:04x}-{flags}"),
             )])
         })
         .collect()
@@ -232,12 +252,13 @@ fn carriers() -> Vec<HashMap<String, String>> {
 
 /// Measures the SDK's CPU per message for the publish and the receive side
 /// over `messages` messages (at least 200,000, so that the figure is
-/// steady), with `provider`.
+/// steady), with `provider`, whose sampler keeps the share `ratio` of the
+/// traces.
 #[allow(clippy::cast_precision_loss)]
-pub fn measure_floor(provider: &SdkTracerProvider, messages: usize) -> Option<Floor> {
+pub fn measure_floor(provider: &SdkTracerProvider, messages: usize, ratio: f64) -> Option<Floor> {
     let messages = messages.max(200_000);
     let tracer = provider.tracer("baton-bench-sdk-floor");
-    let carriers = carriers();
+    let carriers = carriers(ratio);
     // Warm up the allocator and the processor's queue.
     measure(provider, messages / 10, |round| {
         publish_batch(&tracer, round);
@@ -256,8 +277,8 @@ pub fn measure_floor(provider: &SdkTracerProvider, messages: usize) -> Option<Fl
 
 /// Prints the SDK's cost per message for the publish and the receive side.
 #[allow(clippy::print_stdout)]
-pub fn report(provider: &SdkTracerProvider, messages: usize) {
-    match measure_floor(provider, messages) {
+pub fn report(provider: &SdkTracerProvider, messages: usize, ratio: f64) {
+    match measure_floor(provider, messages, ratio) {
         Some(floor) => println!(
             "OpenTelemetry SDK alone (all threads, propagation included), {} messages: publish side {:.2} us per message, receive side {:.2} us per message",
             messages.max(200_000),
