@@ -680,17 +680,20 @@ fn app_without_identity(api: PubSubApi, traces: TraceStore) -> axum::Router {
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
     // StreamingPull has a route of its own, which writes deliveries from
-    // the broker's shared messages (see `grpc::StreamingPull`), and so
+    // the broker's shared messages (see `grpc::streaming_pull`), and so
     // has Publish, which decodes messages with their trace contexts held
-    // apart (see `grpc::Publish`).
+    // apart (see `grpc::publish`).
     let router = axum::Router::new()
         .route_service(
-            <grpc::StreamingPull as grpc::OwnRoute>::PATH,
-            grpc::MethodRoute::<grpc::StreamingPull>::new(grpc.clone(), MAX_GRPC_MESSAGE_BYTES),
+            <grpc::streaming_pull::StreamingPull as grpc::OwnRoute>::PATH,
+            grpc::MethodRoute::<grpc::streaming_pull::StreamingPull>::new(
+                grpc.clone(),
+                MAX_GRPC_MESSAGE_BYTES,
+            ),
         )
         .route_service(
-            <grpc::Publish as grpc::OwnRoute>::PATH,
-            grpc::MethodRoute::<grpc::Publish>::new(grpc, MAX_GRPC_MESSAGE_BYTES),
+            <grpc::publish::Publish as grpc::OwnRoute>::PATH,
+            grpc::MethodRoute::<grpc::publish::Publish>::new(grpc, MAX_GRPC_MESSAGE_BYTES),
         );
     let router = with_grpc(router, publisher);
     let router = with_grpc(router, subscriber);

@@ -40,11 +40,8 @@ use crate::api::streaming_pull::StreamingPullBatch;
 use crate::api::{self, Guarded, PubSubApi, RequestContext, Transport};
 use crate::status::to_status;
 
-mod publish;
-mod streaming_pull;
-
-pub(crate) use publish::Publish;
-pub(crate) use streaming_pull::StreamingPull;
+pub(crate) mod publish;
+pub(crate) mod streaming_pull;
 
 /// A method a route of its own serves instead of the generated service
 /// (with a codec of its own), and the path it takes over.
