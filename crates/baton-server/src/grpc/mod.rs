@@ -49,8 +49,9 @@ pub(crate) trait OwnRoute: Send + 'static {
     /// The method's path.
     const PATH: &'static str;
 
-    /// Serves one call of the method through `grpc`, which has the
-    /// generated services' compression and message size limits.
+    /// Serves one call of the method for `services`, through a server made
+    /// by [`grpc_route`], so with the generated services' compression and
+    /// message size limits (`max_message_bytes` either way).
     fn serve(
         services: GrpcServices,
         max_message_bytes: usize,
