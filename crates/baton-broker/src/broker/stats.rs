@@ -323,7 +323,7 @@ impl Broker {
         ))
     }
 
-    /// The last messages (up to [`RECENT_DEAD_LETTERS`]) `subscription`
+    /// The last messages (up to [`RECENT_DEAD_LETTERS`](crate::RECENT_DEAD_LETTERS)) `subscription`
     /// forwarded to its dead-letter topic, newest first.
     pub fn recent_dead_letters(
         &self,
