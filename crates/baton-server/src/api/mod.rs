@@ -1,5 +1,6 @@
 //! The request layer: every RPC of the Pub/Sub API as one function, typed
-//! request in, typed response or [`BrokerError`] out, whatever the transport.
+//! request in, typed response or [`BrokerError`](baton_broker::BrokerError)
+//! out, whatever the transport.
 //!
 //! Each RPC is a type implementing [`Rpc`]: its name, whether its answer
 //! waits for durability, and its handler (validation, the broker call, page
@@ -10,7 +11,7 @@
 //! written once. The
 //! gRPC services (`crate::grpc`) and the REST route table (`crate::rest`) are
 //! thin transports over it; StreamingPull, which only gRPC carries, has its
-//! session here too ([`streaming_pull`]).
+//! session here too (`streaming_pull`).
 
 pub mod access;
 mod iam;

@@ -299,7 +299,7 @@ impl Subscriber for GrpcServices {
 
     type StreamingPullStream = ResponseStream;
 
-    /// The standard-typed form of [`streaming_pull::StreamingPull`],
+    /// The standard-typed form of `streaming_pull::StreamingPull`,
     /// which the server routes StreamingPull to instead; this serves users
     /// of [`GrpcServices`] as a generated service.
     async fn streaming_pull(
