@@ -923,6 +923,13 @@ fn report(
                     .find(|(m, _)| *m == mode)
                     .and_then(|(_, series)| series.server_cpu_per_message())
             };
+            // Each round's added CPU against the floor taken in the same
+            // round, then the median: the machine's load drifts between
+            // rounds, and pairing cancels what it does to both.
+            let ratio = (
+                trace_load::median(&ratios.iter().map(|r| r.0).collect::<Vec<_>>()),
+                trace_load::median(&ratios.iter().map(|r| r.1).collect::<Vec<_>>()),
+            );
             if args.sample_ratio < 1.0
                 && let Some(floor) = sdk_floor::Floor::median(floors)
             {
@@ -945,14 +952,13 @@ fn report(
                         "client and server in this process"
                     },
                 );
-            } else if let Some(floor) = sdk_floor::Floor::median(floors) {
-                // Each round's added CPU against the floor taken in the same
-                // round, then the median: the machine's load drifts between
-                // rounds, and pairing cancels what it does to both.
-                let ratio = (
-                    trace_load::median(&ratios.iter().map(|r| r.0).collect::<Vec<_>>()),
-                    trace_load::median(&ratios.iter().map(|r| r.1).collect::<Vec<_>>()),
+                println!(
+                    "  tracing adds {:.2}x (publish) and {:.2}x (receive) that floor (median of {} rounds, each against its own floor)",
+                    ratio.0,
+                    ratio.1,
+                    ratios.len()
                 );
+            } else if let Some(floor) = sdk_floor::Floor::median(floors) {
                 println!(
                     "  the SDK alone for the same spans (--sdk-floor): publish {:.2} us, receive {:.2} us; tracing adds {:.2}x and {:.2}x that (median of {} rounds, each against its own floor)",
                     floor.publish,
