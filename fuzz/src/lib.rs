@@ -1,8 +1,8 @@
 //! Fuzz harnesses for everything Baton parses from people it does not
 //! control: subscription filters, schema definitions and the messages
-//! validated against them, trace context in message attributes, REST
-//! requests, OTLP/HTTP exports, and credentials (`authorization` headers and
-//! token requests).
+//! validated against them, trace context in message attributes, Publish
+//! requests as the gRPC route decodes them, REST requests, OTLP/HTTP
+//! exports, and credentials (`authorization` headers and token requests).
 //!
 //! Each harness takes raw bytes and must never panic or hang: a bad request
 //! gets an error, nothing more. `fuzz_targets/` wraps each one for
@@ -130,6 +130,32 @@ pub fn trace_context(data: &[u8]) {
         baggage: true,
     };
     let _ = baton_trace_context::extract(&attributes, &options);
+}
+
+/// A Publish request's bytes as the server's gRPC route decodes them
+/// ([`baton_broker::PublishBatch`], each message's trace context held apart
+/// from its attribute map). It must decode exactly when prost's standard
+/// decoding does: to the same messages, or failing with the same words.
+pub fn publish_request(data: &[u8]) {
+    use baton_broker::{PublishBatch, PublishedMessage};
+    use baton_proto::pubsub::{PublishRequest, PubsubMessage};
+    use prost::Message as _;
+
+    match (PublishBatch::decode(data), PublishRequest::decode(data)) {
+        (Ok(batch), Ok(request)) => {
+            assert_eq!(batch.topic, request.topic);
+            let messages: Vec<PubsubMessage> = batch
+                .messages
+                .iter()
+                .map(PublishedMessage::to_message)
+                .collect();
+            assert_eq!(messages, request.messages);
+            let again = PublishRequest::decode(batch.encode_to_vec().as_slice());
+            assert_eq!(again.ok(), Some(request), "encoded back");
+        }
+        (Err(ours), Err(standard)) => assert_eq!(ours.to_string(), standard.to_string()),
+        (ours, standard) => panic!("the decoders disagree: {ours:?} against {standard:?}"),
+    }
 }
 
 /// One REST request to a server holding a topic (`orders`, with a few

@@ -49,6 +49,11 @@ fn trace_context_corpus() {
 }
 
 #[test]
+fn publish_request_corpus() {
+    replay("publish_request", baton_fuzz::publish_request);
+}
+
+#[test]
 fn rest_corpus() {
     replay("rest", baton_fuzz::rest);
 }

@@ -341,11 +341,23 @@ impl Message for PublishBatch {
         buf: &mut impl Buf,
         ctx: DecodeContext,
     ) -> Result<(), prost::DecodeError> {
-        match tag {
-            TOPIC => encoding::string::merge(wire_type, &mut self.topic, buf, ctx),
-            MESSAGES => encoding::message::merge_repeated(wire_type, &mut self.messages, buf, ctx),
-            _ => encoding::skip_field(wire_type, tag, buf, ctx),
-        }
+        // Errors name where they happened as prost's generated code names
+        // them, so a bad request is refused with the same words.
+        let (result, field) = match tag {
+            TOPIC => (
+                encoding::string::merge(wire_type, &mut self.topic, buf, ctx),
+                "topic",
+            ),
+            MESSAGES => (
+                encoding::message::merge_repeated(wire_type, &mut self.messages, buf, ctx),
+                "messages",
+            ),
+            _ => return encoding::skip_field(wire_type, tag, buf, ctx),
+        };
+        result.map_err(|mut error| {
+            error.push("PublishRequest", field);
+            error
+        })
     }
 
     fn encoded_len(&self) -> usize {
@@ -444,6 +456,32 @@ mod tests {
             let encoded = batch.encode_to_vec();
             prop_assert_eq!(encoded.len(), batch.encoded_len());
             prop_assert_eq!(PublishRequest::decode(encoded.as_slice()).unwrap(), request);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn damaged_requests_fail_as_prost_fails_them(
+            messages in proptest::collection::vec(message(), 1..4),
+            cut in any::<prop::sample::Index>(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        ) {
+            let mut bytes = PublishRequest { topic: "t".into(), messages }.encode_to_vec();
+            for (at, value) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] = value;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+            match (PublishBatch::decode(bytes.as_slice()), PublishRequest::decode(bytes.as_slice())) {
+                (Ok(batch), Ok(request)) => {
+                    prop_assert_eq!(&batch.topic, &request.topic);
+                    let standard: Vec<PubsubMessage> =
+                        batch.messages.iter().map(PublishedMessage::to_message).collect();
+                    prop_assert_eq!(standard, request.messages);
+                }
+                (Err(ours), Err(prost)) => prop_assert_eq!(ours.to_string(), prost.to_string()),
+                (ours, prost) => prop_assert!(false, "{:?} against {:?}", ours, prost),
+            }
         }
     }
 
