@@ -15,41 +15,19 @@
 use std::collections::HashMap;
 
 use baton_proto::pubsub::{PublishRequest, PubsubMessage};
+use baton_proto::traceparent_entry;
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use prost::encoding::{self, DecodeContext, WireType};
 
 /// The attribute that carries a message's W3C trace context.
-pub const TRACEPARENT_ATTRIBUTE: &str = "googclient_traceparent";
+pub const TRACEPARENT_ATTRIBUTE: &str = traceparent_entry::KEY;
 
 /// Attribute maps up to this size are searched by comparing keys.
 const SCAN_BELOW: usize = 8;
 
 /// `PubsubMessage.attributes`' field number.
 const ATTRIBUTES: u32 = 2;
-
-/// A map entry as prost writes one for `googclient_traceparent` with a
-/// value of [`InlineTraceparent::LEN`] bytes: the entry's length, then the
-/// key (field 1) and the value's tag and length (field 2).
-const ENTRY_HEAD: [u8; 27] = {
-    let mut head = [0_u8; 27];
-    head[0] = ENTRY_LEN as u8;
-    head[1] = 0x0a; // field 1, length-delimited
-    head[2] = TRACEPARENT_ATTRIBUTE.len() as u8;
-    let key = TRACEPARENT_ATTRIBUTE.as_bytes();
-    let mut at = 0;
-    while at < key.len() {
-        head[3 + at] = key[at];
-        at += 1;
-    }
-    head[25] = 0x12; // field 2, length-delimited
-    head[26] = InlineTraceparent::LEN as u8;
-    head
-};
-
-/// The length of that entry's body: key and value, each with tag and
-/// length.
-const ENTRY_LEN: usize = 2 + TRACEPARENT_ATTRIBUTE.len() + 2 + InlineTraceparent::LEN;
 
 /// A `googclient_traceparent` value of the W3C form's length, 55 ASCII
 /// bytes, held inline rather than as a map entry. Only its length and
@@ -59,7 +37,7 @@ pub struct InlineTraceparent([u8; InlineTraceparent::LEN]);
 
 impl InlineTraceparent {
     /// The length of a `traceparent` of version `00`.
-    pub const LEN: usize = 55;
+    pub const LEN: usize = traceparent_entry::VALUE_LEN;
 
     /// `value` held inline, if it is 55 ASCII bytes.
     pub fn new(value: &[u8]) -> Option<Self> {
@@ -233,18 +211,12 @@ impl PublishedMessage {
     /// with a value of the usual length, off the front of `buf` (which is
     /// just past the entry's tag); anything else is left for prost.
     fn take_inline_entry(&mut self, buf: &mut impl Buf) -> bool {
-        let chunk = buf.chunk();
-        let Some(entry) = chunk.get(..ENTRY_HEAD.len() + InlineTraceparent::LEN) else {
+        let Some(value) =
+            traceparent_entry::value_after_tag(buf.chunk()).and_then(|v| InlineTraceparent::new(v))
+        else {
             return false;
         };
-        let (head, value) = entry.split_at(ENTRY_HEAD.len());
-        if head != ENTRY_HEAD {
-            return false;
-        }
-        let Some(value) = InlineTraceparent::new(value) else {
-            return false;
-        };
-        buf.advance(ENTRY_HEAD.len() + InlineTraceparent::LEN);
+        buf.advance(traceparent_entry::AFTER_TAG_LEN);
         if !self.message.attributes.is_empty() {
             // A later entry for the same key wins, as in prost's map.
             self.message.attributes.remove(TRACEPARENT_ATTRIBUTE);
@@ -260,9 +232,7 @@ impl Message for PublishedMessage {
         if let Some(value) = &self.traceparent {
             // One more entry of the attribute map; protobuf readers take a
             // map's entries wherever they are in the message.
-            encoding::encode_key(ATTRIBUTES, WireType::LengthDelimited, buf);
-            buf.put_slice(&ENTRY_HEAD);
-            buf.put_slice(&value.0);
+            traceparent_entry::encode(&value.0, buf);
         }
     }
 
@@ -291,9 +261,9 @@ impl Message for PublishedMessage {
     }
 
     fn encoded_len(&self) -> usize {
-        let entry = self.traceparent.map_or(0, |_| {
-            encoding::key_len(ATTRIBUTES) + ENTRY_HEAD.len() + InlineTraceparent::LEN
-        });
+        let entry = self
+            .traceparent
+            .map_or(0, |_| traceparent_entry::ENCODED_LEN);
         self.message.encoded_len() + entry
     }
 

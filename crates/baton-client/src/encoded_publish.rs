@@ -6,7 +6,8 @@
 //! copies the messages (their payloads, attribute maps and strings) or
 //! encodes them again.
 
-use baton_trace_context::{TRACEPARENT_ATTRIBUTE, Traceparent};
+use baton_proto::traceparent_entry;
+use baton_trace_context::Traceparent;
 use bytes::{BufMut as _, Bytes};
 use prost::Message as _;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
@@ -17,18 +18,9 @@ use baton_proto::pubsub::{PublishResponse, PubsubMessage};
 /// Field numbers of the request and message fields written here.
 const REQUEST_TOPIC: u32 = 1;
 const REQUEST_MESSAGES: u32 = 2;
-const MESSAGE_ATTRIBUTES: u32 = 2;
-const ENTRY_KEY: u32 = 1;
-const ENTRY_VALUE: u32 = 2;
 
-/// The length of a `googclient_traceparent` attribute entry's body.
-const TRACEPARENT_ENTRY_LEN: usize =
-    2 * key_len(ENTRY_KEY) + 2 + TRACEPARENT_ATTRIBUTE.len() + Traceparent::LEN;
-
-/// The bytes a compact `googclient_traceparent` adds to a message's
-/// encoding: the attribute entry, as the map would write it.
-pub(crate) const TRACEPARENT_ENTRY_BYTES: usize =
-    key_len(MESSAGE_ATTRIBUTES) + 1 + TRACEPARENT_ENTRY_LEN;
+// The compact value is what the entry carries.
+const _: () = assert!(Traceparent::LEN == traceparent_entry::VALUE_LEN);
 
 /// The gRPC method both the generated stub and this codec call.
 pub(crate) const PUBLISH_PATH: &str = "/google.pubsub.v1.Publisher/Publish";
@@ -52,7 +44,7 @@ impl EncodedPublish {
         let messages: Vec<_> = messages
             .into_iter()
             .map(|(message, traceparent)| {
-                let extra = traceparent.map_or(0, |_| TRACEPARENT_ENTRY_BYTES);
+                let extra = traceparent.map_or(0, |_| traceparent_entry::ENCODED_LEN);
                 (message, traceparent, message.encoded_len() + extra)
             })
             .collect();
@@ -73,7 +65,7 @@ impl EncodedPublish {
             encode_varint(len as u64, &mut buf);
             message.encode_raw(&mut buf);
             if let Some(traceparent) = traceparent {
-                encode_traceparent_entry(traceparent, &mut buf);
+                traceparent_entry::encode(traceparent.as_bytes(), &mut buf);
             }
         }
         Self(Bytes::from(buf))
@@ -84,19 +76,6 @@ impl EncodedPublish {
 /// bytes.
 fn field_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
-}
-
-/// Writes `traceparent` as a `googclient_traceparent` entry of a message's
-/// attribute map.
-fn encode_traceparent_entry(traceparent: &Traceparent, buf: &mut Vec<u8>) {
-    encode_key(MESSAGE_ATTRIBUTES, WireType::LengthDelimited, buf);
-    encode_varint(TRACEPARENT_ENTRY_LEN as u64, buf);
-    encode_key(ENTRY_KEY, WireType::LengthDelimited, buf);
-    encode_varint(TRACEPARENT_ATTRIBUTE.len() as u64, buf);
-    buf.put_slice(TRACEPARENT_ATTRIBUTE.as_bytes());
-    encode_key(ENTRY_VALUE, WireType::LengthDelimited, buf);
-    encode_varint(Traceparent::LEN as u64, buf);
-    buf.put_slice(traceparent.as_bytes());
 }
 
 /// Writes an [`EncodedPublish`] as it is and reads the `PublishResponse`
@@ -151,6 +130,7 @@ impl Decoder for EncodedPublishCodec {
 #[cfg(test)]
 mod tests {
     use baton_proto::pubsub::PublishRequest;
+    use baton_trace_context::TRACEPARENT_ATTRIBUTE;
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
     use proptest::prelude::*;
 

@@ -79,6 +79,60 @@ pub use pbjson_types as wkt;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/baton_descriptor.bin"));
 
+/// The `googclient_traceparent` attribute as one entry of a message's
+/// attribute map (`PubsubMessage.attributes`, field 2), with a value of the
+/// W3C form's length, written as prost writes a map entry. Baton's
+/// publisher writes its trace context this way without building a map, and
+/// the server takes such an entry apart without decoding it into one; the
+/// two must agree byte for byte, so the bytes are defined here, once.
+pub mod traceparent_entry {
+    use prost::bytes::BufMut;
+
+    /// The attribute's key (the official clients' carrier).
+    pub const KEY: &str = "googclient_traceparent";
+    /// The length of a version-`00` `traceparent` value.
+    pub const VALUE_LEN: usize = 55;
+    /// `PubsubMessage.attributes`' tag: field 2, length-delimited.
+    const TAG: u8 = 2 << 3 | 2;
+    /// What comes between the tag and the value: the entry's length, the
+    /// key (field 1, length-delimited), and the value's tag (field 2) and
+    /// length. Every length is under 128, so one byte each.
+    const HEAD: [u8; 27] = {
+        let mut head = [0_u8; 27];
+        head[0] = (27 - 1 + VALUE_LEN) as u8;
+        head[1] = 1 << 3 | 2;
+        head[2] = KEY.len() as u8;
+        let key = KEY.as_bytes();
+        let mut at = 0;
+        while at < key.len() {
+            head[3 + at] = key[at];
+            at += 1;
+        }
+        head[25] = 2 << 3 | 2;
+        head[26] = VALUE_LEN as u8;
+        head
+    };
+    /// What the entry adds to a message's encoding, tag included.
+    pub const ENCODED_LEN: usize = 1 + AFTER_TAG_LEN;
+    /// What the entry takes after its tag.
+    pub const AFTER_TAG_LEN: usize = HEAD.len() + VALUE_LEN;
+
+    /// Writes the entry for `value`, tag included.
+    pub fn encode(value: &[u8; VALUE_LEN], buf: &mut impl BufMut) {
+        buf.put_u8(TAG);
+        buf.put_slice(&HEAD);
+        buf.put_slice(value);
+    }
+
+    /// The value of the entry that `bytes` start with, `bytes` being what
+    /// follows an attribute entry's tag; `None` unless the entry is written
+    /// exactly as [`encode`] writes it. The entry takes [`AFTER_TAG_LEN`]
+    /// bytes.
+    pub fn value_after_tag(bytes: &[u8]) -> Option<&[u8; VALUE_LEN]> {
+        bytes.strip_prefix(&HEAD)?.get(..VALUE_LEN)?.try_into().ok()
+    }
+}
+
 impl pubsub::PubsubMessage {
     /// The size the service counts against its limits (10 MB a message, the
     /// publisher's batch and flow-control bytes): data, ordering key, and
@@ -91,5 +145,34 @@ impl pubsub::PubsubMessage {
                 .iter()
                 .map(|(key, value)| key.len() + value.len())
                 .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use prost::Message;
+
+    use super::pubsub::PubsubMessage;
+    use super::traceparent_entry::{self, ENCODED_LEN, KEY};
+
+    #[test]
+    fn the_traceparent_entry_is_the_map_entry_prost_writes() {
+        let value = *b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let mut ours = Vec::new();
+        traceparent_entry::encode(&value, &mut ours);
+        let message = PubsubMessage {
+            attributes: [(KEY.to_string(), String::from_utf8(value.to_vec()).unwrap())].into(),
+            ..Default::default()
+        };
+        assert_eq!(ours, message.encode_to_vec());
+        assert_eq!(ours.len(), ENCODED_LEN);
+        assert_eq!(traceparent_entry::value_after_tag(&ours[1..]), Some(&value));
+        let cut = &ours[1..ours.len() - 1];
+        assert_eq!(traceparent_entry::value_after_tag(cut), None);
+        let mut other_key = ours.clone();
+        other_key[5] = b'x';
+        assert_eq!(traceparent_entry::value_after_tag(&other_key[1..]), None);
     }
 }
