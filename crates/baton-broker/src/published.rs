@@ -119,14 +119,6 @@ impl<'a> Attributes<'a> {
             .chain(traceparent)
     }
 
-    /// The bytes of every key and value, as the service counts a message's
-    /// size.
-    pub fn size(&self) -> usize {
-        self.iter()
-            .map(|(key, value)| key.len() + value.len())
-            .sum()
-    }
-
     /// The attributes as the standard map.
     pub fn to_map(&self) -> HashMap<String, String> {
         let mut map = self.map.clone();
@@ -181,13 +173,10 @@ impl PublishedMessage {
     /// The size the service counts against its limits: data, ordering key,
     /// and attribute keys and values.
     pub fn payload_size(&self) -> usize {
-        self.message.payload_size() + self.traceparent_size()
-    }
-
-    /// What the trace context held apart adds to the message's size.
-    pub(crate) fn traceparent_size(&self) -> usize {
-        self.traceparent
-            .map_or(0, |_| TRACEPARENT_ATTRIBUTE.len() + InlineTraceparent::LEN)
+        let traceparent = self
+            .traceparent
+            .map_or(0, |_| TRACEPARENT_ATTRIBUTE.len() + InlineTraceparent::LEN);
+        self.message.payload_size() + traceparent
     }
 
     /// The standard message, with the trace context back in its map.
