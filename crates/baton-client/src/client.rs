@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_proto::iam::iam_policy_client::IamPolicyClient;
-use baton_proto::pubsub::PublishResponse;
 use baton_proto::pubsub::publisher_client::PublisherClient;
 use baton_proto::pubsub::schema_service_client::SchemaServiceClient;
 use baton_proto::pubsub::subscriber_client::SubscriberClient;
+use baton_proto::pubsub::{PublishResponse, StreamingPullRequest};
 use http::uri::PathAndQuery;
 use tonic::GrpcMethod;
 use tonic::codec::CompressionEncoding;
@@ -21,6 +21,7 @@ use crate::auth::{Authorizer, Credentials};
 use crate::encoded_publish::{EncodedPublish, EncodedPublishCodec, PUBLISH_PATH};
 use crate::error::ConnectError;
 use crate::retry::{CallFamily, RetrySettings, RetryTable};
+use crate::subscriber::PulledBatch;
 
 /// The environment variable the official clients read for a local server.
 pub const EMULATOR_HOST_ENV: &str = "PUBSUB_EMULATOR_HOST";
@@ -463,6 +464,24 @@ impl Client {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
+    /// A gRPC client on the channel, with the message size limits of the
+    /// generated stubs, ready for the call of `method` that `request` is
+    /// (named in its extensions, as the generated stubs name it).
+    async fn ready_call<T>(
+        &self,
+        request: &mut tonic::Request<T>,
+        method: GrpcMethod<'static>,
+    ) -> Result<tonic::client::Grpc<Channel>, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(self.inner.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+        request.extensions_mut().insert(method);
+        Ok(grpc)
+    }
+
     /// Sends a Publish request encoded once ([`EncodedPublish`]), gzipped
     /// when `compress`: what the generated stub's `publish` does, with a
     /// codec that writes the bytes as they are.
@@ -471,22 +490,35 @@ impl Client {
         mut request: tonic::Request<EncodedPublish>,
         compress: bool,
     ) -> Result<tonic::Response<PublishResponse>, tonic::Status> {
-        let mut grpc = tonic::client::Grpc::new(self.inner.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let method = GrpcMethod::new("google.pubsub.v1.Publisher", "Publish");
+        let mut grpc = self.ready_call(&mut request, method).await?;
         if compress {
             grpc = grpc.send_compressed(CompressionEncoding::Gzip);
         }
-        grpc.ready()
-            .await
-            .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
-        request
-            .extensions_mut()
-            .insert(GrpcMethod::new("google.pubsub.v1.Publisher", "Publish"));
         grpc.unary(
             request,
             PathAndQuery::from_static(PUBLISH_PATH),
             EncodedPublishCodec,
+        )
+        .await
+    }
+
+    /// Opens a StreamingPull stream: what the generated stub's
+    /// `streaming_pull` does, with the answers decoded as [`PulledBatch`]es,
+    /// their messages' trace contexts held apart.
+    pub(crate) async fn streaming_pull<S>(
+        &self,
+        mut request: tonic::Request<S>,
+    ) -> Result<tonic::Response<tonic::Streaming<PulledBatch>>, tonic::Status>
+    where
+        S: futures::Stream<Item = StreamingPullRequest> + Send + 'static,
+    {
+        let method = GrpcMethod::new("google.pubsub.v1.Subscriber", "StreamingPull");
+        let mut grpc = self.ready_call(&mut request, method).await?;
+        grpc.streaming(
+            request,
+            PathAndQuery::from_static("/google.pubsub.v1.Subscriber/StreamingPull"),
+            tonic_prost::ProstCodec::<StreamingPullRequest, PulledBatch>::default(),
         )
         .await
     }

@@ -5,7 +5,8 @@
 //! adapter for other Rust Pub/Sub crates, so both are made by one piece of
 //! code.
 
-use baton_proto::pubsub::{PubsubMessage, ReceivedMessage};
+use crate::subscriber::PulledMessage;
+use baton_proto::pubsub::PubsubMessage;
 use baton_trace_context as bt;
 use baton_trace_context::Traceparent;
 use baton_trace_context::instrument::{ContextCarrier, DeliveryInfo, Instrument};
@@ -234,20 +235,26 @@ impl Telemetry {
     /// off).
     pub fn start_subscribe(
         &self,
-        received: &ReceivedMessage,
+        received: &PulledMessage,
         exactly_once: bool,
     ) -> Option<SubscribeTrace> {
         let instrument = self.instrument.as_ref()?;
         let message = received.message.as_ref();
-        Some(instrument.start_subscribe(&DeliveryInfo {
-            attributes: message.map(|m| &m.attributes),
-            message_id: message.map_or("", |m| m.message_id.as_str()),
-            ack_id: &received.ack_id,
-            body_size: message.map_or(0, |m| m.data.len()),
-            ordering_key: message.map_or("", |m| m.ordering_key.as_str()),
-            delivery_attempt: received.delivery_attempt,
-            exactly_once,
-        }))
+        let standard = message.map(|m| &m.message);
+        Some(
+            instrument.start_subscribe(&DeliveryInfo {
+                attributes: standard.map(|m| &m.attributes),
+                traceparent: message
+                    .and_then(|m| m.traceparent.as_ref())
+                    .map(|value| value.as_str()),
+                message_id: standard.map_or("", |m| m.message_id.as_str()),
+                ack_id: &received.ack_id,
+                body_size: standard.map_or(0, |m| m.data.len()),
+                ordering_key: standard.map_or("", |m| m.ordering_key.as_str()),
+                delivery_attempt: received.delivery_attempt,
+                exactly_once,
+            }),
+        )
     }
 
     /// Records a settle RPC that has answered (see

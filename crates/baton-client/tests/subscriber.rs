@@ -882,3 +882,74 @@ async fn a_missing_subscription_ends_the_session() {
         Err(SubscribeError::Rpc(_))
     ));
 }
+
+/// A message's `googclient_traceparent` reaches the handler as the
+/// attribute it was published as, whatever its form, through StreamingPull
+/// and unary pull alike: the subscriber holds a value of the usual form
+/// apart from the map, and `attributes()` and `message()` put it back.
+#[tokio::test(start_paused = true)]
+async fn a_trace_context_reads_back_as_the_attribute_it_was() {
+    let s = setup(|c| c).await;
+    let canonical = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let forms = [
+        vec![("googclient_traceparent", canonical), ("kind", "a")],
+        vec![("googclient_traceparent", canonical)],
+        // Not the usual 55 characters: it stays in the map.
+        vec![("googclient_traceparent", "00-short"), ("kind", "b")],
+        vec![("kind", "c")],
+    ];
+    let expected: Vec<HashMap<String, String>> = forms
+        .iter()
+        .map(|pairs| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect()
+        })
+        .collect();
+    let messages = expected
+        .iter()
+        .enumerate()
+        .map(|(i, attributes)| {
+            attributes
+                .iter()
+                .fold(Message::new(i.to_string()), |m, (k, v)| {
+                    m.with_attribute(k.clone(), v.clone())
+                })
+        })
+        .collect();
+    publish(&s.client, &s.topic, messages, false).await;
+    let count = expected.len();
+    let expected = Arc::new(expected);
+    let check = move |message: &ReceivedMessage| {
+        let i: usize = String::from_utf8_lossy(message.data()).parse().unwrap();
+        assert_eq!(message.attributes(), &expected[i], "message {i}");
+        assert_eq!(message.message().attributes, expected[i], "message {i}");
+        assert_eq!(message.message().data, i.to_string().into_bytes());
+        assert_eq!(message.message().message_id, message.message_id());
+        assert!(format!("{message:?}").contains("kind") == expected[i].contains_key("kind"));
+    };
+    // StreamingPull, then nack so that unary pull sees them again.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let in_handler = check.clone();
+    let handle = s
+        .client
+        .subscriber(&s.subscription)
+        .subscribe(move |message| {
+            let tx = tx.clone();
+            let check = in_handler.clone();
+            async move {
+                check(&message);
+                message.nack();
+                tx.send(()).unwrap();
+            }
+        });
+    collect(&mut rx, count, Duration::from_secs(20)).await;
+    handle.shutdown().await.unwrap();
+    let pulled = pull_until_quiet(&s.client, &s.subscription, Duration::from_millis(500)).await;
+    assert_eq!(pulled.len(), count);
+    for message in &pulled {
+        check(message);
+    }
+    s.server.shutdown().await;
+}

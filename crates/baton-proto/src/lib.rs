@@ -79,6 +79,8 @@ pub use pbjson_types as wkt;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/baton_descriptor.bin"));
 
+pub mod published;
+
 /// The `googclient_traceparent` attribute as one entry of a message's
 /// attribute map (`PubsubMessage.attributes`, field 2), with a value of the
 /// W3C form's length, written as prost writes a map entry. Baton's

@@ -229,6 +229,7 @@ impl ReceiveTracing {
     pub fn start(&self, received: Received<'_>) -> ReceiveSpan {
         let trace = self.instrument.start_subscribe(&DeliveryInfo {
             attributes: Some(received.attributes),
+            traceparent: None,
             message_id: received.message_id,
             ack_id: received.ack_id,
             body_size: received.body_size,

@@ -168,6 +168,9 @@ impl ContextCarrier for HashMap<String, String> {
 pub struct DeliveryInfo<'a> {
     /// The message's attributes (the trace context travels in them).
     pub attributes: Option<&'a HashMap<String, String>>,
+    /// The message's `googclient_traceparent`, when the client holds it
+    /// apart from `attributes` rather than in them.
+    pub traceparent: Option<&'a str>,
     /// The server-assigned message id.
     pub message_id: &'a str,
     /// The ack id of this delivery.
@@ -354,7 +357,11 @@ impl Instrument {
     /// publisher's `create` span when the message carries its context.
     pub fn start_subscribe(&self, delivery: &DeliveryInfo<'_>) -> SubscribeTrace {
         let parent = match delivery.attributes {
-            Some(attributes) => crate::extract(attributes, &self.propagation),
+            Some(attributes) => crate::propagation::extract_held(
+                attributes,
+                delivery.traceparent,
+                &self.propagation,
+            ),
             None => Context::new(),
         };
         if is_unsampled(&parent) {

@@ -383,10 +383,19 @@ pub fn compact_traceparent(
 /// Whether `attributes` has `key`; a small map is searched by comparing
 /// keys, which costs less than hashing.
 fn has_key(attributes: &HashMap<String, String>, key: &str) -> bool {
+    attribute(attributes, key).is_some()
+}
+
+/// The value of attribute `key`; a small map is searched by comparing keys,
+/// which costs less than hashing.
+fn attribute<'a>(attributes: &'a HashMap<String, String>, key: &str) -> Option<&'a str> {
     if attributes.len() <= SCAN_BELOW {
-        attributes.keys().any(|name| name == key)
+        attributes
+            .iter()
+            .find(|(name, _)| name.as_str() == key)
+            .map(|(_, value)| value.as_str())
     } else {
-        attributes.contains_key(key)
+        attributes.get(key).map(String::as_str)
     }
 }
 
@@ -421,8 +430,46 @@ fn has_key(attributes: &HashMap<String, String>, key: &str) -> bool {
 /// ```
 #[must_use]
 pub fn extract(attributes: &HashMap<String, String>, options: &PropagationOptions) -> Context {
+    remote_context(
+        extract_span_context(attributes, options),
+        attributes,
+        options,
+    )
+}
+
+/// [`extract`] for a message whose `googclient_traceparent` value is held
+/// apart from its attribute map (`traceparent`): the context `extract`
+/// reads from the map with the entry back in it.
+pub(crate) fn extract_held(
+    attributes: &HashMap<String, String>,
+    traceparent: Option<&str>,
+    options: &PropagationOptions,
+) -> Context {
+    let Some(parent) = traceparent else {
+        return extract(attributes, options);
+    };
+    let state = attribute(attributes, TRACESTATE_ATTRIBUTE);
+    match canonical_context(parent, state) {
+        Some(span_context) => remote_context(Some(span_context), attributes, options),
+        // Not the canonical form: the propagator reads it from a map, as
+        // it would have come.
+        None => {
+            let mut whole = attributes.clone();
+            whole.insert(TRACEPARENT_ATTRIBUTE.to_string(), parent.to_string());
+            extract(&whole, options)
+        }
+    }
+}
+
+/// A fresh context with the remote `span_context`, if any, and, with
+/// [`PropagationOptions::baggage`], the baggage of `attributes`.
+fn remote_context(
+    span_context: Option<SpanContext>,
+    attributes: &HashMap<String, String>,
+    options: &PropagationOptions,
+) -> Context {
     let mut cx = Context::new();
-    if let Some(span_context) = extract_span_context(attributes, options) {
+    if let Some(span_context) = span_context {
         cx = cx.with_remote_span_context(span_context);
     }
     if options.baggage {
@@ -1095,6 +1142,59 @@ mod tests {
                     value
                 );
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// A `googclient_traceparent` held apart from the map is read as
+        /// the same value in the map is: the span context and the baggage,
+        /// whatever the value's form and whatever else the map carries.
+        #[test]
+        fn a_held_traceparent_reads_as_the_attribute_would(
+            trace_id: u128,
+            span_id: u64,
+            flags: u8,
+            mutated in mutated_traceparent(),
+            state in proptest::option::of("[a-z]{1,5}=[a-z0-9]{1,5}|bad state|"),
+            plain in proptest::option::of("00-[0-9a-f]{32}-[0-9a-f]{16}-01"),
+            baggage in proptest::option::of("[a-z]{1,5}=[a-z0-9]{1,5}"),
+            options in (proptest::bool::ANY, proptest::bool::ANY),
+        ) {
+            let options = PropagationOptions { standard_keys: options.0, baggage: options.1 };
+            let canonical = format!("00-{trace_id:032x}-{span_id:016x}-{flags:02x}");
+            let mut rest = HashMap::new();
+            for (key, value) in [
+                (TRACESTATE_ATTRIBUTE, state),
+                (STANDARD_TRACEPARENT_ATTRIBUTE, plain),
+                (BAGGAGE_ATTRIBUTE, baggage),
+            ] {
+                if let Some(value) = value {
+                    rest.insert(key.to_string(), value);
+                }
+            }
+            let seen = |cx: &Context| {
+                let span = cx.span();
+                let baggage: Vec<(String, String)> = cx
+                    .baggage()
+                    .iter()
+                    .map(|(k, (v, _))| (k.to_string(), v.to_string()))
+                    .collect();
+                (span.span_context().clone(), baggage)
+            };
+            for value in [&canonical, &mutated] {
+                let mut whole = rest.clone();
+                whole.insert(TRACEPARENT_ATTRIBUTE.to_string(), value.clone());
+                proptest::prop_assert_eq!(
+                    seen(&extract_held(&rest, Some(value), &options)),
+                    seen(&extract(&whole, &options)),
+                    "traceparent {:?}",
+                    value
+                );
+            }
+            proptest::prop_assert_eq!(
+                seen(&extract_held(&rest, None, &options)),
+                seen(&extract(&rest, &options))
+            );
         }
     }
 }

@@ -626,7 +626,8 @@ mod tests {
                     ..Default::default()
                 }),
                 delivery_attempt: 0,
-            },
+            }
+            .into(),
             false,
             core.acker.clone(),
             Some(Arc::downgrade(core) as Weak<dyn SessionBooks>),

@@ -2,15 +2,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use baton_proto::pubsub::{self as proto, PubsubMessage};
+use baton_proto::published::PublishedMessage;
+use baton_proto::pubsub::PubsubMessage;
 use prost::Message as _;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::delivery::{AckerHandle, Delivery, Kind, Reply, SessionBooks, SettleRequest, Traced};
+use super::pulled::PulledMessage;
 use super::shared::Shared;
 use crate::error::AckError;
 use crate::telemetry::{ProcessScope, SubscribeTrace};
@@ -44,7 +46,7 @@ pub(crate) fn settle(delivery: &Arc<Delivery>, kind: Kind, reply: Option<Reply>)
 
 /// A received message before it reaches the user.
 pub(crate) struct Pending {
-    pub message: PubsubMessage,
+    pub message: PublishedMessage,
     pub delivery_attempt: i32,
     pub delivery: Arc<Delivery>,
 }
@@ -53,7 +55,7 @@ impl Pending {
     /// Wraps a received message, starting its subscribe span.
     pub fn new(
         shared: &Shared,
-        received: proto::ReceivedMessage,
+        received: PulledMessage,
         exactly_once: bool,
         acker: AckerHandle,
         session: Option<Weak<dyn SessionBooks>>,
@@ -79,7 +81,7 @@ impl Pending {
         let delivery = Delivery {
             ack_id: received.ack_id,
             size: message.encoded_len(),
-            ordering_key: message.ordering_key.clone(),
+            ordering_key: message.message.ordering_key.clone(),
             received_at: Instant::now(),
             trace,
             unsampled,
@@ -118,7 +120,13 @@ impl Pending {
 /// # Ok(()) }
 /// ```
 pub struct ReceivedMessage {
-    message: PubsubMessage,
+    /// The message, its trace context (if any) held apart from the map.
+    message: PublishedMessage,
+    /// The attributes with the trace context among them, made when first
+    /// asked for: a handler that never reads them never builds the entry.
+    attributes: OnceLock<HashMap<String, String>>,
+    /// The standard message, made when first asked for.
+    standard: OnceLock<Box<PubsubMessage>>,
     delivery_attempt: i32,
     delivery: Arc<Delivery>,
     process: Option<Arc<ProcessScope>>,
@@ -129,11 +137,11 @@ pub struct ReceivedMessage {
 impl std::fmt::Debug for ReceivedMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReceivedMessage")
-            .field("message_id", &self.message.message_id)
+            .field("message_id", &self.message.message.message_id)
             .field("ack_id", &self.delivery.ack_id)
-            .field("data_len", &self.message.data.len())
-            .field("attributes", &self.message.attributes)
-            .field("ordering_key", &self.message.ordering_key)
+            .field("data_len", &self.message.message.data.len())
+            .field("attributes", self.attributes())
+            .field("ordering_key", &self.message.message.ordering_key)
             .field("delivery_attempt", &self.delivery_attempt())
             .finish_non_exhaustive()
     }
@@ -143,6 +151,8 @@ impl ReceivedMessage {
     pub(crate) fn new(pending: Pending, process: Option<Arc<ProcessScope>>) -> Self {
         Self {
             message: pending.message,
+            attributes: OnceLock::new(),
+            standard: OnceLock::new(),
             delivery_attempt: pending.delivery_attempt,
             delivery: pending.delivery,
             process,
@@ -158,7 +168,7 @@ impl ReceivedMessage {
     /// # }
     /// ```
     pub fn data(&self) -> &[u8] {
-        &self.message.data
+        &self.message.message.data
     }
 
     /// The attributes (including `googclient_traceparent` when the publisher
@@ -170,7 +180,11 @@ impl ReceivedMessage {
     /// # }
     /// ```
     pub fn attributes(&self) -> &HashMap<String, String> {
-        &self.message.attributes
+        if self.message.traceparent.is_none() {
+            return &self.message.message.attributes;
+        }
+        self.attributes
+            .get_or_init(|| self.message.attributes().to_map())
     }
 
     /// The server-assigned message id.
@@ -181,7 +195,7 @@ impl ReceivedMessage {
     /// # }
     /// ```
     pub fn message_id(&self) -> &str {
-        &self.message.message_id
+        &self.message.message.message_id
     }
 
     /// When the server received the message.
@@ -193,6 +207,7 @@ impl ReceivedMessage {
     /// ```
     pub fn publish_time(&self) -> SystemTime {
         self.message
+            .message
             .publish_time
             .as_ref()
             .and_then(|t| {
@@ -211,7 +226,7 @@ impl ReceivedMessage {
     /// # }
     /// ```
     pub fn ordering_key(&self) -> &str {
-        &self.message.ordering_key
+        &self.message.message.ordering_key
     }
 
     /// How many times the message was delivered, counting this one; only
@@ -246,7 +261,11 @@ impl ReceivedMessage {
     /// # }
     /// ```
     pub fn message(&self) -> &PubsubMessage {
-        &self.message
+        if self.message.traceparent.is_none() {
+            return &self.message.message;
+        }
+        self.standard
+            .get_or_init(|| Box::new(self.message.to_message()))
     }
 
     /// The `process` span the handler runs in (a disabled span when tracing

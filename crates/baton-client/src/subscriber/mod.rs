@@ -29,6 +29,7 @@ mod delivery;
 mod dispatcher;
 mod lease;
 mod message;
+mod pulled;
 mod scheduler;
 mod session;
 mod shared;
@@ -51,6 +52,7 @@ use crate::retry::{CallFamily, with_retry};
 
 pub use config::{ShutdownBehavior, SubscriberConfig};
 pub use message::ReceivedMessage;
+pub(crate) use pulled::{PulledBatch, PulledMessage};
 
 use delivery::AckerHandle;
 use dispatcher::{Consumer, Handler};
@@ -333,7 +335,8 @@ impl Subscriber {
         Ok(received
             .into_iter()
             .map(|received| {
-                let pending = message::Pending::new(shared, received, false, acker.clone(), None);
+                let pending =
+                    message::Pending::new(shared, received.into(), false, acker.clone(), None);
                 ReceivedMessage::new(pending, None)
             })
             .collect())

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_proto::pubsub::{StreamingPullRequest, StreamingPullResponse};
+use baton_proto::pubsub::StreamingPullRequest;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -15,6 +15,7 @@ use super::acker::{self, MAX_IDS_PER_REQUEST, MAX_REQUEST_BYTES, REQUEST_OVERHEA
 use super::delivery::{Kind, SettleRequest};
 use super::dispatcher::{Core, PAUSE_AT_PERCENT, RESUME_BELOW_PERCENT};
 use super::message::Pending;
+use super::pulled::PulledBatch;
 use crate::retry::{Backoff, RetrySettings, stream_retryable};
 
 /// How often an idle stream sends an empty request.
@@ -118,9 +119,8 @@ async fn serve(
         Ok(request) => request,
         Err(status) => return Ended::Failed(status),
     };
-    let mut stub = shared.client.subscriber_stub();
     let opened = tokio::select! {
-        opened = tokio::time::timeout(STREAM_OPEN_TIMEOUT, stub.streaming_pull(request)) => opened,
+        opened = tokio::time::timeout(STREAM_OPEN_TIMEOUT, shared.client.streaming_pull(request)) => opened,
         () = stopped(stop) => return Ended::Stopped,
     };
     let mut responses = match opened {
@@ -186,7 +186,7 @@ async fn serve(
 /// Leases the messages of a response and queues their receipt modack.
 fn on_response(
     core: &Arc<Core>,
-    response: StreamingPullResponse,
+    response: PulledBatch,
     receipts: &mpsc::UnboundedSender<ReceiptBatch>,
 ) {
     if let Some(properties) = &response.subscription_properties {
