@@ -198,12 +198,13 @@ impl Client {
         .map_err(AdminError::Rpc)
     }
 
-    /// Every item of a paged list call on `resource` (an AdminRead call):
+    /// Every item of a paged list call on `resource` (of `family`):
     /// `request(token)` builds one page's request, `rpc` sends it, and
     /// `page` splits its answer into the items and the next page's token
     /// (empty after the last page).
     pub(crate) async fn list_all<Req, Resp, T, F, Fut>(
         &self,
+        family: CallFamily,
         resource: &str,
         request: impl Fn(String) -> Req,
         rpc: F,
@@ -218,7 +219,7 @@ impl Client {
         let mut token = String::new();
         loop {
             let response = self
-                .unary(CallFamily::AdminRead, resource, request(token), &rpc)
+                .unary(family, resource, request(token), &rpc)
                 .await?;
             let (mut batch, next) = page(response);
             items.append(&mut batch);
@@ -280,6 +281,7 @@ impl Client {
     pub async fn list_topics(&self) -> Result<Vec<Topic>> {
         let project = self.project_name();
         self.list_all(
+            CallFamily::AdminRead,
             &project,
             |page_token| ListTopicsRequest {
                 project: project.clone(),
@@ -296,6 +298,7 @@ impl Client {
     pub async fn list_topic_subscriptions(&self, topic: &str) -> Result<Vec<String>> {
         let name = self.topic_name(topic);
         self.list_all(
+            CallFamily::AdminRead,
             &name,
             |page_token| ListTopicSubscriptionsRequest {
                 topic: name.clone(),
@@ -386,6 +389,7 @@ impl Client {
     pub async fn list_subscriptions(&self) -> Result<Vec<Subscription>> {
         let project = self.project_name();
         self.list_all(
+            CallFamily::AdminRead,
             &project,
             |page_token| ListSubscriptionsRequest {
                 project: project.clone(),

@@ -2,7 +2,10 @@
 //! own: [`ConnectError`] (setting up a client), [`PublishError`],
 //! [`AdminError`], [`SubscribeError`] and [`AckError`] (settling a message).
 //! Those that can come from an RPC give its gRPC status through `status()`
-//! and `code()`. [`Error`] gathers them for `?` in code that does several.
+//! and `code()`: its code, message and details, and its source, the typed
+//! cause when there is one (a [`crate::CredentialsError`] when no token
+//! could be had, a transport error...). Their text names the cause chain.
+//! [`Error`] gathers them for `?` in code that does several.
 
 use std::path::PathBuf;
 
@@ -55,12 +58,30 @@ pub enum ConnectError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// A failed RPC's code and message, with the chain of its causes (a
+/// transport failure says what failed: "transport error: ... invalid peer
+/// certificate: UnknownIssuer", not only that something did). The status
+/// itself keeps its source, for code that looks for a cause's type.
+fn describe(status: &Status) -> String {
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        let words = error.to_string();
+        if !text.contains(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+        cause = error.source();
+    }
+    text
+}
+
 /// A publish did not succeed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishError {
     /// The Publish RPC failed with this status (after any retries).
-    #[error("publish failed: {:?}: {}", .0.code(), .0.message())]
+    #[error("publish failed: {}", describe(.0))]
     Rpc(Status),
     /// Publisher flow control is full and its behaviour is to fail.
     #[error("publisher flow control limit reached (outstanding {0})")]
@@ -108,7 +129,7 @@ impl PublishError {
 #[non_exhaustive]
 pub enum AdminError {
     /// The RPC failed with this status (after any retries).
-    #[error("{:?}: {}", .0.code(), .0.message())]
+    #[error("{}", describe(.0))]
     Rpc(Status),
 }
 
@@ -133,7 +154,7 @@ impl AdminError {
 pub enum SubscribeError {
     /// The RPC failed with this status: a non-retryable code (NOT_FOUND for
     /// a deleted subscription, PERMISSION_DENIED...) or retries ran out.
-    #[error("{:?}: {}", .0.code(), .0.message())]
+    #[error("{}", describe(.0))]
     Rpc(Status),
     /// The session's task ended without an outcome (it panicked).
     #[error("the subscriber stopped unexpectedly")]

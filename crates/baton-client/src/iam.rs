@@ -151,7 +151,7 @@ impl Client {
         };
         let response = self
             .unary(
-                CallFamily::AdminRead,
+                CallFamily::AdminWrite,
                 resource,
                 request,
                 |c, r| async move { c.iam_stub().test_iam_permissions(r).await },

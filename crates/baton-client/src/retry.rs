@@ -6,8 +6,9 @@
 //! `google/pubsub/v1/pubsub_grpc_service_config.json` in googleapis (what
 //! every generated client starts from), with the publish backoff of the
 //! Python client's `publisher_client_config` (multiplier 4, 600 s in
-//! total) and the Pull codes of its `subscriber_client_config` (INTERNAL
-//! added). See [`CallFamily`] for the table.
+//! total), the Pull codes of its `subscriber_client_config` (INTERNAL
+//! added) and the schema service's settings of its generated
+//! `SchemaService` transport. See [`CallFamily`] for the table.
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,26 +18,33 @@ use tonic::Code;
 
 /// The RPCs that share retry settings: each family has its own defaults
 /// ([`RetrySettings::default_for`]) and can be configured with
-/// [`crate::ClientConfig::with_retry`].
+/// [`crate::ClientConfig::with_retry`]. The families are the groups of the
+/// service's published configuration, so each RPC's defaults are the
+/// official ones.
 ///
 /// | family | RPCs | backoff | total | per attempt | retried on |
 /// |---|---|---|---|---|---|
 /// | `Publish` | Publish | 100 ms ×4 up to 60 s | 600 s | 60 s | ABORTED, CANCELLED, INTERNAL, RESOURCE_EXHAUSTED, UNKNOWN, UNAVAILABLE, DEADLINE_EXCEEDED |
-/// | `AdminRead` | GetTopic, ListTopics, ListTopicSubscriptions, ListTopicSnapshots, CreateSubscription, GetSubscription, ListSubscriptions, Seek, GetSnapshot, ListSnapshots, GetSchema, ListSchemas, ListSchemaRevisions, ValidateSchema, ValidateMessage, GetIamPolicy, TestIamPermissions | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNKNOWN, ABORTED, UNAVAILABLE |
-/// | `AdminWrite` | CreateTopic, UpdateTopic, DeleteTopic, UpdateSubscription, DeleteSubscription, ModifyPushConfig, CreateSnapshot, UpdateSnapshot, DeleteSnapshot, CreateSchema, CommitSchema, RollbackSchema, DeleteSchema, DeleteSchemaRevision, SetIamPolicy | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNAVAILABLE |
-/// | `Settle` | Acknowledge, ModifyAckDeadline | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNAVAILABLE, DEADLINE_EXCEEDED |
+/// | `AdminRead` | GetTopic, ListTopics, ListTopicSubscriptions, ListTopicSnapshots, CreateSubscription, GetSubscription, ListSubscriptions, Seek, GetSnapshot, ListSnapshots, GetIamPolicy | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNKNOWN, ABORTED, UNAVAILABLE |
+/// | `AdminWrite` | CreateTopic, UpdateTopic, DeleteTopic, DetachSubscription, UpdateSubscription, DeleteSubscription, ModifyPushConfig, CreateSnapshot, UpdateSnapshot, DeleteSnapshot, SetIamPolicy, TestIamPermissions | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNAVAILABLE |
+/// | `Schema` | every SchemaService RPC: CreateSchema, GetSchema, ListSchemas, ListSchemaRevisions, CommitSchema, RollbackSchema, DeleteSchemaRevision, DeleteSchema, ValidateSchema, ValidateMessage | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNAVAILABLE |
+/// | `Settle` | Acknowledge, ModifyAckDeadline | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNAVAILABLE |
 /// | `Pull` | Pull | 100 ms ×1.3 up to 60 s | 60 s | 60 s | UNKNOWN, ABORTED, UNAVAILABLE, INTERNAL |
+/// | `StreamingPull` | reopening a StreamingPull stream | 100 ms ×1.3 up to 10 s | unlimited | 15 s to open | DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE, UNKNOWN, CANCELLED |
 ///
 /// Sources: googleapis' `pubsub_grpc_service_config.json` (timeouts of
-/// 60 s, backoff 100 ms ×1.3 up to 60 s, and the codes of the admin and
-/// settle groups, where CreateSubscription and Seek sit with the reads);
-/// the Python client's `publisher_client_config` (Publish ×4, 600 s) and
-/// `subscriber_client_config` (Pull adds INTERNAL). Settle calls also retry
-/// DEADLINE_EXCEEDED, so a hung Acknowledge that hits its per-attempt
-/// timeout is sent again (acks are idempotent). StreamingPull is not a
-/// family: its stream is reopened after transient errors with its own
-/// backoff (100 ms ×1.3 up to 10 s) for as long as they last, as the
-/// official subscribers do.
+/// 60 s, backoff 100 ms ×1.3 up to 60 s, and the codes of each group);
+/// the Python client's `publisher_client_config` (Publish ×4, 600 s),
+/// `subscriber_client_config` (Pull adds INTERNAL) and generated
+/// `SchemaService` transport (UNAVAILABLE, 60 s, for every schema RPC).
+/// IAM calls on schemas use the `AdminRead`/`AdminWrite` settings of their
+/// RPC, as on topics and subscriptions.
+///
+/// `StreamingPull` is how a subscriber's stream is reopened after it ends
+/// with a transient error, as the official subscribers do: with backoff,
+/// for as long as the errors last (the total), each attempt given its
+/// per-attempt timeout to open. A total below unlimited ends the session
+/// with the last error once reopening has failed for that long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CallFamily {
@@ -44,13 +52,17 @@ pub enum CallFamily {
     Publish,
     /// Reads (and the idempotent CreateSubscription and Seek).
     AdminRead,
-    /// Creating, updating and deleting topics; updating and deleting
-    /// subscriptions.
+    /// Creating, updating and deleting topics, snapshots and IAM policies;
+    /// updating, detaching and deleting subscriptions; TestIamPermissions.
     AdminWrite,
     /// Acknowledge and ModifyAckDeadline.
     Settle,
     /// Unary Pull.
     Pull,
+    /// Every SchemaService RPC.
+    Schema,
+    /// Reopening a subscriber's StreamingPull stream.
+    StreamingPull,
 }
 
 /// When and how long a call is retried: the per-attempt timeout, the
@@ -108,17 +120,28 @@ impl RetrySettings {
                 retryable_codes: vec![Code::Unknown, Code::Aborted, Code::Unavailable],
                 ..admin
             },
-            CallFamily::AdminWrite => admin,
-            CallFamily::Settle => Self {
-                retryable_codes: vec![Code::Unavailable, Code::DeadlineExceeded],
-                ..admin
-            },
+            CallFamily::AdminWrite | CallFamily::Schema | CallFamily::Settle => admin,
             CallFamily::Pull => Self {
                 retryable_codes: vec![
                     Code::Unknown,
                     Code::Aborted,
                     Code::Unavailable,
                     Code::Internal,
+                ],
+                ..admin
+            },
+            CallFamily::StreamingPull => Self {
+                max_backoff: Duration::from_secs(10),
+                total_timeout: Duration::MAX,
+                attempt_timeout: Duration::from_secs(15),
+                retryable_codes: vec![
+                    Code::DeadlineExceeded,
+                    Code::ResourceExhausted,
+                    Code::Aborted,
+                    Code::Internal,
+                    Code::Unavailable,
+                    Code::Unknown,
+                    Code::Cancelled,
                 ],
                 ..admin
             },
@@ -219,16 +242,6 @@ impl RetrySettings {
     pub fn is_retryable(&self, code: Code) -> bool {
         self.retryable_codes.contains(&code)
     }
-
-    /// Backoff of StreamingPull reconnects: retried for as long as the
-    /// errors are transient.
-    pub(crate) fn stream_reconnect() -> Self {
-        Self {
-            max_backoff: Duration::from_secs(10),
-            total_timeout: Duration::MAX,
-            ..Self::default_for(CallFamily::AdminWrite)
-        }
-    }
 }
 
 /// The retry settings of every call family of one client.
@@ -239,6 +252,8 @@ pub(crate) struct RetryTable {
     admin_write: RetrySettings,
     settle: RetrySettings,
     pull: RetrySettings,
+    schema: RetrySettings,
+    streaming_pull: RetrySettings,
 }
 
 impl Default for RetryTable {
@@ -249,6 +264,8 @@ impl Default for RetryTable {
             admin_write: RetrySettings::default_for(CallFamily::AdminWrite),
             settle: RetrySettings::default_for(CallFamily::Settle),
             pull: RetrySettings::default_for(CallFamily::Pull),
+            schema: RetrySettings::default_for(CallFamily::Schema),
+            streaming_pull: RetrySettings::default_for(CallFamily::StreamingPull),
         }
     }
 }
@@ -261,6 +278,8 @@ impl RetryTable {
             CallFamily::AdminWrite => &self.admin_write,
             CallFamily::Settle => &self.settle,
             CallFamily::Pull => &self.pull,
+            CallFamily::Schema => &self.schema,
+            CallFamily::StreamingPull => &self.streaming_pull,
         }
     }
 
@@ -271,23 +290,11 @@ impl RetryTable {
             CallFamily::AdminWrite => &mut self.admin_write,
             CallFamily::Settle => &mut self.settle,
             CallFamily::Pull => &mut self.pull,
+            CallFamily::Schema => &mut self.schema,
+            CallFamily::StreamingPull => &mut self.streaming_pull,
         };
         *slot = settings;
     }
-}
-
-/// Codes on which a StreamingPull stream is reopened rather than given up.
-pub(crate) fn stream_retryable(code: Code) -> bool {
-    matches!(
-        code,
-        Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Aborted
-            | Code::Internal
-            | Code::Unavailable
-            | Code::Unknown
-            | Code::Cancelled
-    )
 }
 
 /// The exponential backoff sequence with jitter.
@@ -295,17 +302,25 @@ pub(crate) fn stream_retryable(code: Code) -> bool {
 pub(crate) struct Backoff {
     settings: RetrySettings,
     next: Duration,
+    /// When the first delay since the last success was handed out.
+    failing_since: Option<tokio::time::Instant>,
 }
 
 impl Backoff {
     /// Starts a new sequence.
     pub fn new(settings: RetrySettings) -> Self {
         let next = settings.initial_backoff;
-        Self { settings, next }
+        Self {
+            settings,
+            next,
+            failing_since: None,
+        }
     }
 
     /// The next delay (randomised between half and all of the nominal one).
     pub fn next_delay(&mut self) -> Duration {
+        self.failing_since
+            .get_or_insert_with(tokio::time::Instant::now);
         let nominal = self.next;
         self.next = nominal
             .mul_f64(self.settings.multiplier)
@@ -315,9 +330,19 @@ impl Backoff {
         low + spread.mul_f64(rand::rng().random_range(0.0..=1.0))
     }
 
+    /// Whether waiting `delay` more would go past the total timeout,
+    /// counted from the first failure since the last success.
+    pub fn would_exceed_total(&self, delay: Duration) -> bool {
+        let failing = self
+            .failing_since
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        failing.saturating_add(delay) >= self.settings.total_timeout
+    }
+
     /// Back to the initial delay (after a success).
     pub fn reset(&mut self) {
         self.next = self.settings.initial_backoff;
+        self.failing_since = None;
     }
 }
 
@@ -359,40 +384,15 @@ where
             Err(_) => timed_out(),
         };
         if !settings.is_retryable(status.code()) {
-            return Err(with_cause(status));
+            return Err(status);
         }
         let delay = backoff.next_delay();
         if started.elapsed() + delay >= settings.total_timeout {
-            return Err(with_cause(status));
+            return Err(status);
         }
         tracing::debug!(code = ?status.code(), ?delay, "retrying after a transient error");
         tokio::time::sleep(delay).await;
     }
-}
-
-/// The status with the chain of its source errors in its message, so a
-/// transport failure says what failed ("transport error: ... invalid peer
-/// certificate: UnknownIssuer") rather than only that something did.
-pub(crate) fn with_cause(status: tonic::Status) -> tonic::Status {
-    let mut cause = std::error::Error::source(&status);
-    if cause.is_none() {
-        return status;
-    }
-    let mut message = status.message().to_string();
-    while let Some(error) = cause {
-        let text = error.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = error.source();
-    }
-    tonic::Status::with_details_and_metadata(
-        status.code(),
-        message,
-        status.details().to_vec().into(),
-        status.metadata().clone(),
-    )
 }
 
 #[cfg(test)]
@@ -416,18 +416,96 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_service_config() {
-        let publish = RetrySettings::default_for(CallFamily::Publish);
-        assert_eq!(publish.initial_backoff(), Duration::from_millis(100));
-        assert_eq!(publish.multiplier(), 4.0);
-        assert_eq!(publish.max_backoff(), Duration::from_secs(60));
-        assert_eq!(publish.total_timeout(), Duration::from_secs(600));
-        assert_eq!(publish.retryable_codes().len(), 7);
-        let write = RetrySettings::default_for(CallFamily::AdminWrite);
-        assert_eq!(write.multiplier(), 1.3);
-        assert_eq!(write.total_timeout(), Duration::from_secs(60));
-        assert_eq!(write.retryable_codes(), [Code::Unavailable]);
-        assert!(RetrySettings::default_for(CallFamily::Pull).is_retryable(Code::Internal));
-        assert!(!RetrySettings::default_for(CallFamily::AdminRead).is_retryable(Code::Internal));
+        use Code::*;
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        /// (family, initial, multiplier, max backoff, total, attempt, codes)
+        type Row = (CallFamily, Duration, f64, Duration, Duration, Duration, &'static [Code]);
+        let table: [Row; 7] = [
+            (
+                CallFamily::Publish,
+                ms(100),
+                4.0,
+                s(60),
+                s(600),
+                s(60),
+                &[
+                    Aborted,
+                    Cancelled,
+                    Internal,
+                    ResourceExhausted,
+                    Unknown,
+                    Unavailable,
+                    DeadlineExceeded,
+                ],
+            ),
+            (
+                CallFamily::AdminRead,
+                ms(100),
+                1.3,
+                s(60),
+                s(60),
+                s(60),
+                &[Unknown, Aborted, Unavailable],
+            ),
+            (CallFamily::AdminWrite, ms(100), 1.3, s(60), s(60), s(60), &[Unavailable]),
+            (CallFamily::Schema, ms(100), 1.3, s(60), s(60), s(60), &[Unavailable]),
+            (CallFamily::Settle, ms(100), 1.3, s(60), s(60), s(60), &[Unavailable]),
+            (
+                CallFamily::Pull,
+                ms(100),
+                1.3,
+                s(60),
+                s(60),
+                s(60),
+                &[Unknown, Aborted, Unavailable, Internal],
+            ),
+            (
+                CallFamily::StreamingPull,
+                ms(100),
+                1.3,
+                s(10),
+                Duration::MAX,
+                s(15),
+                &[
+                    DeadlineExceeded,
+                    ResourceExhausted,
+                    Aborted,
+                    Internal,
+                    Unavailable,
+                    Unknown,
+                    Cancelled,
+                ],
+            ),
+        ];
+        for (family, initial, multiplier, max, total, attempt, codes) in table {
+            let settings = RetrySettings::default_for(family);
+            assert_eq!(settings.initial_backoff(), initial, "{family:?}");
+            assert_eq!(settings.multiplier(), multiplier, "{family:?}");
+            assert_eq!(settings.max_backoff(), max, "{family:?}");
+            assert_eq!(settings.total_timeout(), total, "{family:?}");
+            assert_eq!(settings.attempt_timeout(), attempt, "{family:?}");
+            assert_eq!(settings.retryable_codes(), codes, "{family:?}");
+        }
+    }
+
+    /// A sequence gives up once its failures, counted from the first since
+    /// the last success, would outlast the total.
+    #[tokio::test(start_paused = true)]
+    async fn backoff_counts_the_total_from_the_first_failure() {
+        let mut backoff = Backoff::new(
+            RetrySettings::default_for(CallFamily::StreamingPull)
+                .with_total_timeout(Duration::from_secs(2)),
+        );
+        assert!(!backoff.would_exceed_total(Duration::from_secs(1)));
+        let _ = backoff.next_delay();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert!(!backoff.would_exceed_total(Duration::from_millis(400)));
+        assert!(backoff.would_exceed_total(Duration::from_millis(500)));
+        backoff.reset();
+        assert!(!backoff.would_exceed_total(Duration::from_millis(1_900)));
+        let unlimited = Backoff::new(RetrySettings::default_for(CallFamily::StreamingPull));
+        assert!(!unlimited.would_exceed_total(Duration::from_secs(3_600)));
     }
 
     #[tokio::test(start_paused = true)]

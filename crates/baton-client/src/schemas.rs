@@ -142,7 +142,7 @@ impl Client {
             schema: Some(definition.to_proto(String::new())),
             schema_id,
         };
-        self.unary(CallFamily::AdminWrite, &name, request, |c, r| async move {
+        self.unary(CallFamily::Schema, &name, request, |c, r| async move {
             c.schema_stub().create_schema(r).await
         })
         .await
@@ -163,7 +163,7 @@ impl Client {
             name: name.clone(),
             view: view.to_proto(),
         };
-        self.unary(CallFamily::AdminRead, &name, request, |c, r| async move {
+        self.unary(CallFamily::Schema, &name, request, |c, r| async move {
             c.schema_stub().get_schema(r).await
         })
         .await
@@ -179,6 +179,7 @@ impl Client {
     pub async fn list_schemas(&self, view: SchemaView) -> Result<Vec<Schema>> {
         let project = self.project_name();
         self.list_all(
+            CallFamily::Schema,
             &project,
             |page_token| ListSchemasRequest {
                 parent: project.clone(),
@@ -207,6 +208,7 @@ impl Client {
     ) -> Result<Vec<Schema>> {
         let name = self.schema_name(schema);
         self.list_all(
+            CallFamily::Schema,
             &name,
             |page_token| ListSchemaRevisionsRequest {
                 name: name.clone(),
@@ -240,7 +242,7 @@ impl Client {
             name: name.clone(),
             schema: Some(definition.to_proto(name.clone())),
         };
-        self.unary(CallFamily::AdminWrite, &name, request, |c, r| async move {
+        self.unary(CallFamily::Schema, &name, request, |c, r| async move {
             c.schema_stub().commit_schema(r).await
         })
         .await
@@ -259,7 +261,7 @@ impl Client {
             name: name.clone(),
             revision_id: revision_id.to_string(),
         };
-        self.unary(CallFamily::AdminWrite, &name, request, |c, r| async move {
+        self.unary(CallFamily::Schema, &name, request, |c, r| async move {
             c.schema_stub().rollback_schema(r).await
         })
         .await
@@ -279,7 +281,7 @@ impl Client {
             name: name.clone(),
             ..Default::default()
         };
-        self.unary(CallFamily::AdminWrite, &base, request, |c, r| async move {
+        self.unary(CallFamily::Schema, &base, request, |c, r| async move {
             c.schema_stub().delete_schema_revision(r).await
         })
         .await
@@ -296,7 +298,7 @@ impl Client {
     pub async fn delete_schema(&self, schema: &str) -> Result<()> {
         let name = self.schema_name(schema);
         let request = DeleteSchemaRequest { name: name.clone() };
-        self.unary(CallFamily::AdminWrite, &name, request, |c, r| async move {
+        self.unary(CallFamily::Schema, &name, request, |c, r| async move {
             c.schema_stub().delete_schema(r).await
         })
         .await?;
@@ -321,7 +323,7 @@ impl Client {
             schema: Some(definition.to_proto(String::new())),
         };
         self.unary(
-            CallFamily::AdminRead,
+            CallFamily::Schema,
             &project,
             request,
             |c, r| async move { c.schema_stub().validate_schema(r).await },
@@ -385,7 +387,7 @@ impl Client {
             schema_spec: Some(spec),
         };
         self.unary(
-            CallFamily::AdminRead,
+            CallFamily::Schema,
             &project,
             request,
             |c, r| async move { c.schema_stub().validate_message(r).await },

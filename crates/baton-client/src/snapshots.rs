@@ -195,6 +195,7 @@ impl Client {
     pub async fn list_snapshots(&self) -> Result<Vec<Snapshot>> {
         let project = self.project_name();
         self.list_all(
+            CallFamily::AdminRead,
             &project,
             |page_token| ListSnapshotsRequest {
                 project: project.clone(),
@@ -217,6 +218,7 @@ impl Client {
     pub async fn list_topic_snapshots(&self, topic: &str) -> Result<Vec<String>> {
         let name = self.topic_name(topic);
         self.list_all(
+            CallFamily::AdminRead,
             &name,
             |page_token| ListTopicSnapshotsRequest {
                 topic: name.clone(),

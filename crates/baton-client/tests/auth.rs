@@ -390,6 +390,12 @@ async fn unusable_credentials_and_roots_say_what_is_wrong() {
         ),
         "{message}"
     );
+    // The status keeps its cause as a typed error, after the retry layer.
+    let cause = error
+        .status()
+        .and_then(std::error::Error::source)
+        .and_then(|source| source.downcast_ref::<baton_client::CredentialsError>());
+    assert!(cause.is_some(), "{error:?}");
 }
 
 /// A key file given explicitly, trusting the CA in code alone: its tokens

@@ -293,6 +293,43 @@ async fn a_stream_that_never_opens_is_tried_again_after_its_open_timeout() {
     message.ack();
 }
 
+/// The StreamingPull family is the stream's retry settings: each attempt
+/// gets its per-attempt timeout to open, and once reopening has failed for
+/// the total, the session ends with the last error. On paused time.
+#[tokio::test(start_paused = true)]
+async fn a_stream_gives_up_after_its_configured_total() {
+    let server = ClientServer::start().await;
+    let (_topic, sub) = server.topic_and_subscription("stalled-for-good", false).await;
+    let proxy = Proxy::start(server.addr).await;
+    proxy.stall_stream_opens(true);
+    let client = Client::connect(
+        ClientConfig::new(PROJECT)
+            .with_endpoint(Endpoint::Emulator(proxy.addr.to_string()))
+            .with_retry(
+                CallFamily::StreamingPull,
+                RetrySettings::default_for(CallFamily::StreamingPull)
+                    .with_attempt_timeout(Duration::from_secs(2))
+                    .with_total_timeout(Duration::from_secs(5)),
+            ),
+    )
+    .await
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let handle = client
+        .subscriber(&sub)
+        .subscribe(|message| async move { message.ack() });
+    let ended = tokio::time::timeout(Duration::from_secs(60), handle.wait())
+        .await
+        .expect("the session ends within the total and one more attempt");
+    let error = ended.unwrap_err();
+    assert_eq!(error.code(), Some(Code::DeadlineExceeded), "{error:?}");
+    // Attempts of 2 s each: the first fails at 2 s, reopening goes on
+    // until 5 s of failures, so 3 or 4 attempts in all, never more.
+    let attempts = proxy.streams();
+    assert!((3..=4).contains(&attempts), "{attempts} attempts");
+    assert!(started.elapsed() <= Duration::from_secs(9), "{:?}", started.elapsed());
+}
+
 /// The server goes away while a message is being published and comes back
 /// on the same port: the publish is retried (UNAVAILABLE) and succeeds. On
 /// paused time: the outage and the retry backoffs take no real time.

@@ -46,7 +46,9 @@ pub enum ShutdownBehavior {
 /// ```
 ///
 /// Acknowledge, ModifyAckDeadline and Pull retry with the client's
-/// settings of [`crate::CallFamily::Settle`] and [`crate::CallFamily::Pull`]
+/// settings of [`crate::CallFamily::Settle`] and [`crate::CallFamily::Pull`],
+/// and the stream is reopened with those of
+/// [`crate::CallFamily::StreamingPull`]
 /// ([`crate::ClientConfig::with_retry`]).
 #[derive(Debug, Clone)]
 #[non_exhaustive]

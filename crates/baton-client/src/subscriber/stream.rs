@@ -16,19 +16,13 @@ use super::delivery::{Kind, SettleRequest};
 use super::dispatcher::{Core, PAUSE_AT_PERCENT, RESUME_BELOW_PERCENT};
 use super::message::Pending;
 use super::pulled::PulledBatch;
-use crate::retry::{Backoff, RetrySettings, stream_retryable};
+use crate::retry::{Backoff, CallFamily};
 
 /// How often an idle stream sends an empty request.
 pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long the server has to answer a keepalive before the stream is
 /// considered dead and reopened.
 pub(crate) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// How long the server has to accept a new stream (answer its headers)
-/// before the attempt is given up and the stream reopened: a server that
-/// takes the call and never answers gets the same 15 s as one that stops
-/// answering an open stream.
-pub(crate) const STREAM_OPEN_TIMEOUT: Duration = KEEPALIVE_TIMEOUT;
 
 /// Messages of one response, waiting for their receipt modack.
 pub(crate) struct ReceiptBatch {
@@ -54,13 +48,22 @@ pub(crate) async fn run(
     receipts: mpsc::UnboundedSender<ReceiptBatch>,
 ) -> Result<(), Status> {
     let client_id = format!("baton-rust-{:016x}", rand::random::<u64>());
-    let mut backoff = Backoff::new(RetrySettings::stream_reconnect());
+    // How the stream is reopened (`CallFamily::StreamingPull`): a server
+    // that takes the call and never answers it gets the attempt timeout
+    // (15 s by default, as one that stops answering an open stream).
+    let settings = core
+        .shared
+        .client
+        .retry_settings(CallFamily::StreamingPull)
+        .clone();
+    let mut backoff = Backoff::new(settings.clone());
     loop {
         let status = match serve(&core, &client_id, &mut stop, &mut backoff, &receipts).await {
             Ended::Stopped => return Ok(()),
             Ended::Failed(status) => status,
         };
-        if !stream_retryable(status.code()) {
+        let delay = backoff.next_delay();
+        if !settings.is_retryable(status.code()) || backoff.would_exceed_total(delay) {
             tracing::warn!(
                 subscription = %core.shared.subscription,
                 code = ?status.code(),
@@ -69,7 +72,6 @@ pub(crate) async fn run(
             );
             return Err(status);
         }
-        let delay = backoff.next_delay();
         tracing::debug!(
             subscription = %core.shared.subscription,
             code = ?status.code(),
@@ -119,8 +121,12 @@ async fn serve(
         Ok(request) => request,
         Err(status) => return Ended::Failed(status),
     };
+    let open_timeout = shared
+        .client
+        .retry_settings(CallFamily::StreamingPull)
+        .attempt_timeout();
     let opened = tokio::select! {
-        opened = tokio::time::timeout(STREAM_OPEN_TIMEOUT, shared.client.streaming_pull(request)) => opened,
+        opened = tokio::time::timeout(open_timeout, shared.client.streaming_pull(request)) => opened,
         () = stopped(stop) => return Ended::Stopped,
     };
     let mut responses = match opened {
@@ -128,8 +134,7 @@ async fn serve(
         Ok(Err(status)) => return Ended::Failed(status),
         Err(_) => {
             return Ended::Failed(Status::deadline_exceeded(format!(
-                "StreamingPull did not open within {} s",
-                STREAM_OPEN_TIMEOUT.as_secs()
+                "StreamingPull did not open within {open_timeout:?}"
             )));
         }
     };
