@@ -125,10 +125,9 @@ pub fn trace_context(data: &[u8]) {
         .zip(text.split('\n'))
         .map(|(key, value)| ((*key).to_string(), value.to_string()))
         .collect();
-    let options = baton_trace_context::PropagationOptions {
-        standard_keys: true,
-        baggage: true,
-    };
+    let options = baton_trace_context::PropagationOptions::default()
+        .with_standard_keys(true)
+        .with_baggage(true);
     let _ = baton_trace_context::extract(&attributes, &options);
 }
 

@@ -268,7 +268,7 @@ impl ClientConfig {
 
     /// Also trusts the CA certificate(s) of the PEM file at `path` on TLS
     /// endpoints; the file is read by [`Client::connect`], which fails with
-    /// [`Error::CaCertificates`] when it cannot. Repeatable.
+    /// [`ConnectError::CaCertificates`](crate::ConnectError::CaCertificates) when it cannot. Repeatable.
     pub fn with_ca_certificate_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_certificates.push(CaCertificates::File(path.into()));
         self

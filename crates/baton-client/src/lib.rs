@@ -48,6 +48,8 @@
 //! `create` span in the `googclient_traceparent` attribute, as the official
 //! clients do, so a publisher and a subscriber in any language form one trace.
 
+#![warn(missing_docs)]
+
 mod admin;
 mod auth;
 mod client;
@@ -87,5 +89,5 @@ pub use subscriber::{
     MessageStream, ReceivedMessage, ShutdownBehavior, Subscriber, SubscriberConfig,
     SubscriptionHandle,
 };
-pub use telemetry::{DEFAULT_MAX_LINKS_PER_SPAN, ProcessScope, PropagationOptions, TracingConfig};
+pub use telemetry::{DEFAULT_MAX_LINKS_PER_SPAN, PropagationOptions, TracingConfig};
 pub use updates::{SubscriptionUpdate, TopicUpdate};

@@ -36,11 +36,11 @@ pub const BAGGAGE_ATTRIBUTE: &str = "googclient_baggage";
 pub const LEGACY_SPAN_CONTEXT_ATTRIBUTE: &str = "googclient_OpenTelemetrySpanContext";
 
 /// The standard, unprefixed W3C key; written and read only when
-/// [`PropagationOptions::standard_keys`] is on.
+/// [`PropagationOptions::with_standard_keys`] is on.
 pub const STANDARD_TRACEPARENT_ATTRIBUTE: &str = "traceparent";
 
 /// The standard, unprefixed W3C key; written and read only when
-/// [`PropagationOptions::standard_keys`] is on.
+/// [`PropagationOptions::with_standard_keys`] is on.
 pub const STANDARD_TRACESTATE_ATTRIBUTE: &str = "tracestate";
 
 /// Unprefixed propagator field name for the tracestate (what the W3C
@@ -55,16 +55,42 @@ const TRACEPARENT_FIELD: &str = "traceparent";
 /// `googclient_traceparent` and, when non-empty, `googclient_tracestate`.
 ///
 /// ```
-/// let options = baton_trace_context::PropagationOptions { standard_keys: true, ..Default::default() };
-/// assert!(!options.baggage);
+/// let options = baton_trace_context::PropagationOptions::default().with_standard_keys(true);
+/// assert!(options.standard_keys() && !options.baggage());
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct PropagationOptions {
-    /// Also write the plain `traceparent`/`tracestate` keys, and fall back to
-    /// reading them when the `googclient_` keys carry no usable context.
-    pub standard_keys: bool,
+    standard_keys: bool,
+    baggage: bool,
+}
+
+impl PropagationOptions {
+    /// Also write the plain `traceparent`/`tracestate` keys, and fall back
+    /// to reading them when the `googclient_` keys carry no usable context.
+    #[must_use]
+    pub fn with_standard_keys(mut self, enabled: bool) -> Self {
+        self.standard_keys = enabled;
+        self
+    }
+
     /// Also write and read W3C baggage as `googclient_baggage`.
-    pub baggage: bool,
+    #[must_use]
+    pub fn with_baggage(mut self, enabled: bool) -> Self {
+        self.baggage = enabled;
+        self
+    }
+
+    /// Whether the plain `traceparent`/`tracestate` keys are written and
+    /// read as a fallback.
+    pub fn standard_keys(&self) -> bool {
+        self.standard_keys
+    }
+
+    /// Whether W3C baggage travels as `googclient_baggage`.
+    pub fn baggage(&self) -> bool {
+        self.baggage
+    }
 }
 
 /// Attribute maps up to this size are searched by comparing keys rather

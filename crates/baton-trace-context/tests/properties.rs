@@ -11,9 +11,10 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, Tra
 use proptest::prelude::*;
 
 fn options() -> impl Strategy<Value = PropagationOptions> {
-    (any::<bool>(), any::<bool>()).prop_map(|(standard_keys, baggage)| PropagationOptions {
-        standard_keys,
-        baggage,
+    (any::<bool>(), any::<bool>()).prop_map(|(standard_keys, baggage)| {
+        PropagationOptions::default()
+            .with_standard_keys(standard_keys)
+            .with_baggage(baggage)
     })
 }
 
