@@ -20,6 +20,7 @@ use baton_testkit::spans::SpanCapture;
 use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde_json::Value;
+use futures::StreamExt;
 use tokio::sync::Mutex;
 
 /// Tests share the global-free setup but run one at a time so each exporter
@@ -257,7 +258,12 @@ fn tracing_config(provider: &SdkTracerProvider) -> TracingConfig {
 
 /// Publishes one message inside a `POST /orders` span of "service-a", then
 /// receives it; `nacks_first` deliveries are nacked before the ack.
-async fn run(scenario: &Scenario, ordering_key: Option<&str>, nacks_first: usize) {
+async fn run(
+    scenario: &Scenario,
+    ordering_key: Option<&str>,
+    nacks_first: usize,
+    through_stream: bool,
+) {
     let publisher = scenario.client.publisher_with(
         &scenario.topic,
         PublisherConfig::default()
@@ -286,6 +292,26 @@ async fn run(scenario: &Scenario, ordering_key: Option<&str>, nacks_first: usize
         &scenario.subscription,
         SubscriberConfig::default().with_tracing(tracing_config(&scenario.provider)),
     );
+    if through_stream {
+        // `Subscriber::stream`: the same leases, flow control and spans.
+        let mut stream = subscriber.stream();
+        for attempt in 0.. {
+            let message = tokio::time::timeout(Duration::from_secs(20), stream.next())
+                .await
+                .expect("the message was not delivered in time")
+                .unwrap()
+                .unwrap();
+            if attempt < nacks_first {
+                message.nack();
+            } else {
+                message.ack_with_result().await.unwrap();
+                break;
+            }
+        }
+        drop(stream);
+        let _ = scenario.provider.force_flush();
+        return;
+    }
     let counter = deliveries.clone();
     let handle = subscriber.subscribe(move |message| {
         let done = done_tx.clone();
@@ -312,7 +338,7 @@ async fn run(scenario: &Scenario, ordering_key: Option<&str>, nacks_first: usize
 async fn ack_matches_the_python_client() {
     let _serial = SERIAL.lock().await;
     let scenario = scenario(false).await;
-    run(&scenario, None, 0).await;
+    run(&scenario, None, 0, false).await;
     let spans = scenario.exporter.get_finished_spans().unwrap();
     assert_same_shape("ack", spans, &scenario.topic, &scenario.subscription);
 }
@@ -321,7 +347,7 @@ async fn ack_matches_the_python_client() {
 async fn nack_then_ack_matches_the_python_client() {
     let _serial = SERIAL.lock().await;
     let scenario = scenario(false).await;
-    run(&scenario, None, 1).await;
+    run(&scenario, None, 1, false).await;
     let spans = scenario.exporter.get_finished_spans().unwrap();
     assert_same_shape("nack", spans, &scenario.topic, &scenario.subscription);
 }
@@ -330,9 +356,22 @@ async fn nack_then_ack_matches_the_python_client() {
 async fn ordering_key_matches_the_python_client() {
     let _serial = SERIAL.lock().await;
     let scenario = scenario(true).await;
-    run(&scenario, Some("customer-1"), 0).await;
+    run(&scenario, Some("customer-1"), 0, false).await;
     let spans = scenario.exporter.get_finished_spans().unwrap();
     assert_same_shape("ordering", spans, &scenario.topic, &scenario.subscription);
+}
+
+/// Messages taken from `Subscriber::stream` get the spans of the callback
+/// API: the same shape as the Python client's, acked and nacked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_api_matches_the_python_client() {
+    let _serial = SERIAL.lock().await;
+    for (reference, nacks) in [("ack", 0), ("nack", 1)] {
+        let scenario = scenario(false).await;
+        run(&scenario, None, nacks, true).await;
+        let spans = scenario.exporter.get_finished_spans().unwrap();
+        assert_same_shape(reference, spans, &scenario.topic, &scenario.subscription);
+    }
 }
 
 /// The handler runs inside the process span: a span started inside it (via
