@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use baton_proto::pubsub::{
-    DeadLetterPolicy, DeleteSubscriptionRequest, DeleteTopicRequest, ExpirationPolicy,
-    GetSubscriptionRequest, GetTopicRequest, ListSubscriptionsRequest,
+    DeadLetterPolicy, DeleteSubscriptionRequest, DeleteTopicRequest, DetachSubscriptionRequest,
+    ExpirationPolicy, GetSubscriptionRequest, GetTopicRequest, ListSubscriptionsRequest,
     ListTopicSubscriptionsRequest, ListTopicsRequest, PushConfig, RetryPolicy, SeekRequest,
     Subscription, Topic, UpdateSubscriptionRequest, UpdateTopicRequest, seek_request,
 };
@@ -410,6 +410,30 @@ impl Client {
         };
         self.unary(CallFamily::AdminWrite, &name, request, |c, r| async move {
             c.subscriber_stub().delete_subscription(r).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Detaches a subscription from its topic (Publisher.DetachSubscription,
+    /// as `gcloud pubsub topics detach-subscription` does): it stops
+    /// receiving the topic's messages, its backlog is dropped, and pulls
+    /// fail with FAILED_PRECONDITION. The subscription itself stays, with
+    /// [`detached`](Subscription::detached) set, until it is deleted.
+    ///
+    /// ```no_run
+    /// # async fn run(client: baton_client::Client) -> Result<(), baton_client::AdminError> {
+    /// client.detach_subscription("worker").await?;
+    /// assert!(client.get_subscription("worker").await?.detached);
+    /// # Ok(()) }
+    /// ```
+    pub async fn detach_subscription(&self, subscription: &str) -> Result<()> {
+        let name = self.subscription_name(subscription);
+        let request = DetachSubscriptionRequest {
+            subscription: name.clone(),
+        };
+        self.unary(CallFamily::AdminWrite, &name, request, |c, r| async move {
+            c.publisher_stub().detach_subscription(r).await
         })
         .await?;
         Ok(())

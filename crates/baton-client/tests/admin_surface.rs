@@ -410,3 +410,65 @@ async fn iam_policies_on_every_kind_of_resource() {
     }
     server.shutdown().await;
 }
+
+/// DetachSubscription: the subscription stays, marked detached, off its
+/// topic's list, and refuses pulls; deleting the topic afterwards moves
+/// only the still-attached subscriptions to `_deleted-topic_`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detach_subscription_keeps_it_detached_and_off_its_topic() {
+    let server = TestServer::start().await;
+    let client = client(&server).await;
+    client.create_topic("jobs").await.unwrap();
+    for id in ["worker", "auditor"] {
+        client
+            .create_subscription(SubscriptionConfig::new(id, "jobs"))
+            .await
+            .unwrap();
+    }
+    server.publish("projects/p/topics/jobs", &["before"]).await;
+    assert_eq!(server.backlog("projects/p/subscriptions/worker"), 1);
+
+    client.detach_subscription("worker").await.unwrap();
+    let detached = client.get_subscription("worker").await.unwrap();
+    assert!(detached.detached, "{detached:?}");
+    assert_eq!(detached.topic, "projects/p/topics/jobs");
+    assert!(!client.get_subscription("auditor").await.unwrap().detached);
+    assert_eq!(
+        client.list_topic_subscriptions("jobs").await.unwrap(),
+        ["projects/p/subscriptions/auditor"]
+    );
+    // Its backlog is gone, nothing new arrives, and pulls are refused.
+    assert_eq!(server.backlog("projects/p/subscriptions/worker"), 0);
+    server.publish("projects/p/topics/jobs", &["after"]).await;
+    assert_eq!(server.backlog("projects/p/subscriptions/worker"), 0);
+    assert_eq!(server.backlog("projects/p/subscriptions/auditor"), 2);
+    let refused = client
+        .subscriber("worker")
+        .pull(1)
+        .await
+        .expect_err("a detached subscription refuses pulls");
+    assert_eq!(refused.code(), Some(Code::FailedPrecondition), "{refused}");
+
+    // Deleting the topic: the attached subscription moves to
+    // `_deleted-topic_`; the detached one was no longer on the topic and
+    // keeps the name it had.
+    client.delete_topic("jobs").await.unwrap();
+    assert_eq!(
+        client.get_subscription("auditor").await.unwrap().topic,
+        "_deleted-topic_"
+    );
+    let after = client.get_subscription("worker").await.unwrap();
+    assert!(after.detached);
+    assert_eq!(after.topic, "projects/p/topics/jobs");
+
+    assert_eq!(
+        code(client.detach_subscription("missing").await),
+        Code::NotFound
+    );
+    client.delete_subscription("worker").await.unwrap();
+    assert_eq!(
+        code(client.get_subscription("worker").await),
+        Code::NotFound
+    );
+    server.shutdown().await;
+}
