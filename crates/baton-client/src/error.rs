@@ -17,6 +17,7 @@ use tonic::{Code, Status};
 pub enum ConnectError {
     /// The endpoint is not a valid URI.
     #[error("invalid endpoint `{endpoint}`: {reason}")]
+    #[non_exhaustive]
     InvalidEndpoint {
         /// The endpoint as given.
         endpoint: String,
@@ -27,6 +28,7 @@ pub enum ConnectError {
     /// Default Credentials), JSON of an unknown `type` or missing a field,
     /// an unusable CA certificate for the IAM Credentials calls...
     #[error("cannot use {credentials} credentials: {source}")]
+    #[non_exhaustive]
     Credentials {
         /// Which credentials.
         credentials: String,
@@ -36,6 +38,7 @@ pub enum ConnectError {
     },
     /// A credentials file could not be read or used.
     #[error("cannot use the credentials file `{}`: {source}", .path.display())]
+    #[non_exhaustive]
     KeyFile {
         /// The file as given.
         path: PathBuf,
@@ -45,6 +48,7 @@ pub enum ConnectError {
     },
     /// A file of trusted CA certificates could not be read.
     #[error("cannot read CA certificates from `{}`: {source}", .path.display())]
+    #[non_exhaustive]
     CaCertificates {
         /// The file (from [`crate::ClientConfig::with_ca_certificate_file`]
         /// or `SSL_CERT_FILE`).
@@ -88,6 +92,7 @@ pub enum PublishError {
     FlowControlLimit(&'static str),
     /// The message alone exceeds a limit (flow control or the API's).
     #[error("message too large: {size} bytes, limit {limit}")]
+    #[non_exhaustive]
     MessageTooLarge {
         /// The message's size.
         size: usize,

@@ -888,7 +888,7 @@ async fn invalid_publishes_fail_without_a_round_trip() {
             .publisher_with("invalid", flow_control(None, Some(100), behavior));
         let handle = publisher.publish(Message::new(vec![b'x'; 101]));
         match tokio::task::unconstrained(handle).now_or_never() {
-            Some(Err(PublishError::MessageTooLarge { size, limit })) => {
+            Some(Err(PublishError::MessageTooLarge { size, limit, .. })) => {
                 assert_eq!((size, limit), (101, 100));
             }
             other => panic!("{behavior:?}: expected MessageTooLarge at once, got {other:?}"),
@@ -919,7 +919,7 @@ async fn invalid_publishes_fail_without_a_round_trip() {
     let at_limit = Message::new(vec![b'm'; 9_999_995]).with_attribute("abc", "de");
     let over_limit = Message::new(vec![b'm'; 9_999_996]).with_attribute("abc", "de");
     match unordered.publish(over_limit).await {
-        Err(PublishError::MessageTooLarge { size, limit }) => {
+        Err(PublishError::MessageTooLarge { size, limit, .. }) => {
             assert_eq!((size, limit), (10_000_001, 10_000_000));
         }
         other => panic!("expected MessageTooLarge, got {other:?}"),
