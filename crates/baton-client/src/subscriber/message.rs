@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use baton_proto::published::PublishedMessage;
+use baton_proto::published::{PublishedMessage, TRACEPARENT_ATTRIBUTE};
 use baton_proto::pubsub::PubsubMessage;
 use prost::Message as _;
 use tokio::sync::oneshot;
@@ -121,9 +121,15 @@ impl Pending {
 /// ```
 pub struct ReceivedMessage {
     /// The message, its trace context (if any) held apart from the map.
+    /// While the context is held, the map is in `held_map`.
     message: PublishedMessage,
-    /// The attributes with the trace context among them, made when first
-    /// asked for: a handler that never reads them never builds the entry.
+    /// The attribute map of a message whose trace context is held apart,
+    /// until [`Self::attributes`] first moves it into `attributes`.
+    held_map: Mutex<HashMap<String, String>>,
+    /// The attributes with the held trace context put back among them,
+    /// made when first asked for: a handler that never reads them never
+    /// builds the entry, and one that does pays what decoding it into the
+    /// map would have cost.
     attributes: OnceLock<HashMap<String, String>>,
     /// The standard message, made when first asked for.
     standard: OnceLock<Box<PubsubMessage>>,
@@ -149,8 +155,15 @@ impl std::fmt::Debug for ReceivedMessage {
 
 impl ReceivedMessage {
     pub(crate) fn new(pending: Pending, process: Option<Arc<ProcessScope>>) -> Self {
+        let mut message = pending.message;
+        let held_map = if message.traceparent.is_some() {
+            std::mem::take(&mut message.message.attributes)
+        } else {
+            HashMap::new()
+        };
         Self {
-            message: pending.message,
+            message,
+            held_map: Mutex::new(held_map),
             attributes: OnceLock::new(),
             standard: OnceLock::new(),
             delivery_attempt: pending.delivery_attempt,
@@ -183,8 +196,17 @@ impl ReceivedMessage {
         if self.message.traceparent.is_none() {
             return &self.message.message.attributes;
         }
-        self.attributes
-            .get_or_init(|| self.message.attributes().to_map())
+        self.attributes.get_or_init(|| {
+            let mut map = std::mem::take(
+                &mut *self
+                    .held_map
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            let value = self.message.traceparent.map(|v| v.as_str().to_string());
+            map.extend(value.map(|v| (TRACEPARENT_ATTRIBUTE.to_string(), v)));
+            map
+        })
     }
 
     /// The server-assigned message id.
@@ -264,8 +286,12 @@ impl ReceivedMessage {
         if self.message.traceparent.is_none() {
             return &self.message.message;
         }
-        self.standard
-            .get_or_init(|| Box::new(self.message.to_message()))
+        self.standard.get_or_init(|| {
+            Box::new(PubsubMessage {
+                attributes: self.attributes().clone(),
+                ..self.message.message.clone()
+            })
+        })
     }
 
     /// The `process` span the handler runs in (a disabled span when tracing
