@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use baton_client::{SchemaDefinition, SchemaType, SchemaView, SnapshotConfig};
+use baton_client::{SchemaDefinition, SchemaType, SchemaView, SnapshotConfig, SnapshotUpdate};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::pubsub_cmds::{
-    ClientArgs, EncodingArg, Format, IamVerb, key_value, print_json, print_resource, print_table,
-    run_iam, to_json,
+    ClientArgs, EncodingArg, Format, IamVerb, LabelArgs, NOTHING_TO_UPDATE, key_value,
+    parse_duration, print_json, print_resource, print_table, run_iam, time_arg, to_json,
 };
 
 /// `baton snapshots ...`
@@ -38,6 +38,22 @@ pub enum SnapshotsCommand {
     /// List the project's snapshots.
     #[command(after_help = "Example:\n  baton snapshots list --format json")]
     List,
+    /// Change a snapshot's labels or expiry; only what is given changes.
+    #[command(
+        after_help = "Examples:\n  baton snapshots update before-deploy --update-labels keep=yes --remove-labels tmp\n  baton snapshots update before-deploy --expire-time 3d --format json\n  baton snapshots update before-deploy --expire-time 2030-01-01T00:00:00Z"
+    )]
+    Update {
+        /// Snapshot id or full name.
+        snapshot: String,
+        #[command(flatten)]
+        labels: LabelArgs,
+        /// When the snapshot expires: an RFC 3339 time
+        /// (`2030-01-01T00:00:00Z`) or a duration from now (`36h`, `3d`).
+        /// Google Cloud keeps a snapshot at most 7 days after its oldest
+        /// unacked message.
+        #[arg(long, value_parser = expiry_arg)]
+        expire_time: Option<std::time::SystemTime>,
+    },
     /// Delete a snapshot.
     #[command(after_help = "Example:\n  baton snapshots delete before-deploy")]
     Delete {
@@ -47,6 +63,21 @@ pub enum SnapshotsCommand {
     /// IAM policy verbs on a snapshot.
     #[command(flatten)]
     Iam(IamVerb),
+}
+
+impl SnapshotsCommand {
+    /// What is wrong with the arguments beyond clap's own rules (an update
+    /// that changes nothing), as a usage error; `None` when nothing is.
+    pub(crate) fn usage_problem(&self) -> Option<&'static str> {
+        match self {
+            Self::Update {
+                labels,
+                expire_time: None,
+                ..
+            } if !labels.any() => Some(NOTHING_TO_UPDATE),
+            _ => None,
+        }
+    }
 }
 
 /// The schema types of `--type`.
@@ -185,7 +216,8 @@ pub enum SchemasCommand {
     )]
     DeleteRevision {
         /// `id@revision`.
-        schema_revision: String,
+        #[arg(value_parser = schema_revision_arg, value_name = "SCHEMA@REVISION")]
+        schema_revision: (String, String),
     },
     /// Check a definition without creating a schema.
     #[command(
@@ -199,6 +231,7 @@ pub enum SchemasCommand {
     /// Check a message against a schema (an existing one, or a definition).
     #[command(
         name = "validate-message",
+        group = clap::ArgGroup::new("schema").required(true).args(["schema_name", "schema_type"]),
         after_help = "Examples:\n  baton schemas validate-message --schema-name order --message '{\"id\":\"42\"}' --message-encoding json\n  baton schemas validate-message --type avro --definition-file order.avsc --message '{\"id\":\"42\"}' --message-encoding json"
     )]
     ValidateMessage {
@@ -224,6 +257,32 @@ pub enum SchemasCommand {
     /// IAM policy verbs on a schema.
     #[command(flatten)]
     Iam(IamVerb),
+}
+
+/// `--expire-time`: a duration from now (`36h`, `3d`), or else an RFC 3339
+/// time.
+fn expiry_arg(text: &str) -> Result<std::time::SystemTime, String> {
+    match parse_duration(text) {
+        Ok(after) => Ok(std::time::SystemTime::now() + after),
+        Err(_) => time_arg(text).map_err(|_| {
+            format!(
+                "expected an RFC 3339 time like 2030-01-01T00:00:00Z or a duration like 3d, got `{text}`"
+            )
+        }),
+    }
+}
+
+/// `SCHEMA@REVISION` of `delete-revision`: a value parser, so a name
+/// without a revision is clap's usage error (exit 2).
+fn schema_revision_arg(text: &str) -> Result<(String, String), String> {
+    match text.rsplit_once('@') {
+        Some((schema, revision)) if !schema.is_empty() && !revision.is_empty() => {
+            Ok((schema.to_string(), revision.to_string()))
+        }
+        _ => Err(format!(
+            "name the revision as SCHEMA@REVISION, got `{text}`"
+        )),
+    }
 }
 
 /// Prints a list of resources: JSON, or a table of `columns` (JSON field
@@ -285,6 +344,24 @@ pub async fn snapshots(args: &ClientArgs, command: SnapshotsCommand) -> anyhow::
             &client.list_snapshots().await?,
             &["name", "topic", "expireTime"],
         ),
+        SnapshotsCommand::Update {
+            snapshot,
+            labels,
+            expire_time,
+        } => {
+            let mut update = SnapshotUpdate::new(snapshot.clone());
+            if labels.any() {
+                let current = client.get_snapshot(&snapshot).await?;
+                update = update.with_labels(labels.apply(&current.labels));
+            }
+            if let Some(time) = expire_time {
+                update = update.with_expire_time(time);
+            }
+            if update.paths().is_empty() {
+                bail!("{NOTHING_TO_UPDATE}");
+            }
+            print_resource(format, &to_json(&client.update_snapshot(update).await?)?)
+        }
         SnapshotsCommand::Delete { snapshot } => {
             client.delete_snapshot(&snapshot).await?;
             eprintln!("Deleted snapshot [{}].", client.snapshot_name(&snapshot));
@@ -342,11 +419,10 @@ pub async fn schemas(args: &ClientArgs, command: SchemasCommand) -> anyhow::Resu
             eprintln!("Deleted schema [{}].", client.schema_name(&schema));
             Ok(())
         }
-        SchemasCommand::DeleteRevision { schema_revision } => {
-            let Some((schema, revision)) = schema_revision.rsplit_once('@') else {
-                bail!("name the revision as SCHEMA@REVISION, got `{schema_revision}`");
-            };
-            let deleted = client.delete_schema_revision(schema, revision).await?;
+        SchemasCommand::DeleteRevision {
+            schema_revision: (schema, revision),
+        } => {
+            let deleted = client.delete_schema_revision(&schema, &revision).await?;
             print_resource(format, &to_json(&deleted)?)
         }
         SchemasCommand::ValidateSchema { definition } => {

@@ -94,6 +94,9 @@ pub enum ApplicationDefaultCommand {
 #[derive(Debug, clap::Subcommand)]
 pub enum ServiceAccountsCommand {
     /// Create a service account `NAME@PROJECT.iam.gserviceaccount.com`.
+    #[command(
+        after_help = "Example:\n  baton iam service-accounts create publisher --project demo --display-name 'Order publisher'"
+    )]
     Create {
         /// The account id (6-30 lowercase letters, digits and hyphens).
         name: String,
@@ -108,12 +111,16 @@ pub enum ServiceAccountsCommand {
         description: String,
     },
     /// List a project's service accounts.
+    #[command(after_help = "Example:\n  baton iam service-accounts list --project demo")]
     List {
         /// The project.
         #[arg(long, env = "PUBSUB_PROJECT_ID")]
         project: String,
     },
     /// Delete a service account (its keys stop working at once).
+    #[command(
+        after_help = "Example:\n  baton iam service-accounts delete publisher@demo.iam.gserviceaccount.com"
+    )]
     Delete {
         /// The account's email.
         email: String,
@@ -128,6 +135,9 @@ pub enum ServiceAccountsCommand {
 pub enum KeysCommand {
     /// Create a key and write its key file (Google's JSON format, whose
     /// `token_uri` points at this server). Baton keeps only the public key.
+    #[command(
+        after_help = "Examples:\n  baton iam service-accounts keys create key.json --iam-account publisher@demo.iam.gserviceaccount.com\n  export GOOGLE_APPLICATION_CREDENTIALS=key.json"
+    )]
     Create {
         /// Where to write the key file.
         output: PathBuf,
@@ -136,12 +146,18 @@ pub enum KeysCommand {
         iam_account: String,
     },
     /// List a service account's keys.
+    #[command(
+        after_help = "Example:\n  baton iam service-accounts keys list --iam-account publisher@demo.iam.gserviceaccount.com"
+    )]
     List {
         /// The service account's email.
         #[arg(long)]
         iam_account: String,
     },
     /// Delete a key (tokens signed with it are refused from then on).
+    #[command(
+        after_help = "Example:\n  baton iam service-accounts keys delete 3f2a9c --iam-account publisher@demo.iam.gserviceaccount.com"
+    )]
     Delete {
         /// The key id (`private_key_id` in the key file).
         key_id: String,
@@ -155,11 +171,15 @@ pub enum KeysCommand {
 #[derive(Debug, clap::Subcommand)]
 pub enum ProjectsCommand {
     /// Print a project's IAM policy.
+    #[command(after_help = "Example:\n  baton projects get-iam-policy demo")]
     GetIamPolicy {
         /// The project id.
         project: String,
     },
     /// Grant a role on the whole project.
+    #[command(
+        after_help = "Example:\n  baton projects add-iam-policy-binding demo --member serviceAccount:publisher@demo.iam.gserviceaccount.com --role roles/pubsub.publisher"
+    )]
     AddIamPolicyBinding {
         /// The project id.
         project: String,
@@ -171,6 +191,9 @@ pub enum ProjectsCommand {
         role: String,
     },
     /// Take a role on the project away.
+    #[command(
+        after_help = "Example:\n  baton projects remove-iam-policy-binding demo --member serviceAccount:publisher@demo.iam.gserviceaccount.com --role roles/pubsub.publisher"
+    )]
     RemoveIamPolicyBinding {
         /// The project id.
         project: String,

@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// Baton: a Pub/Sub-API server, client tools and a trace view that keep
 /// traces whole across asynchronous hops.
@@ -36,6 +36,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the Pub/Sub-API server (gRPC and REST on one port).
+    #[command(
+        after_help = "Examples:\n  baton serve\n  baton serve --in-memory --port 0\n  baton serve --tls --auth --data-dir baton-data"
+    )]
     Serve(ServeArgs),
     /// Manage topics and publish (like `gcloud pubsub topics`).
     Topics {
@@ -66,6 +69,9 @@ enum Command {
         command: admin_cmds::SchemasCommand,
     },
     /// Stream messages from a subscription until Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  baton subscribe worker\n  baton subscribe worker --format json --nack"
+    )]
     Subscribe {
         #[command(flatten)]
         client: pubsub_cmds::ClientArgs,
@@ -74,6 +80,7 @@ enum Command {
     },
     /// Run the demo: the server with its trace view, Service A and Service B
     /// in this process, a few orders, and their traces as waterfalls.
+    #[command(after_help = "Examples:\n  baton demo\n  baton demo --orders 10 --once")]
     Demo(demo::DemoArgs),
     /// Show and search traces on a running server (`baton trace show <id>`,
     /// `baton trace search subscription=orders-sub`).
@@ -288,9 +295,87 @@ fn serve_without_huge_pages() -> std::io::Error {
     }
 }
 
+/// The resource families whose IAM verbs share [`pubsub_cmds::IamVerb`].
+const IAM_FAMILIES: [&str; 4] = ["topics", "subscriptions", "snapshots", "schemas"];
+
+/// The `--help` examples of `baton trace` (its verbs are declared in
+/// `trace_cmd`).
+const TRACE_EXAMPLES: [(&str, &str); 2] = [
+    (
+        "show",
+        "Examples:\n  baton trace show 4bf92f3577b34da6a3ce929d0e0e4736\n  baton trace show --message 1234567890 --resources\n  baton trace show --last --width 120",
+    ),
+    (
+        "search",
+        "Examples:\n  baton trace search subscription=orders-sub\n  baton trace search --service checkout --errors --since 1h\n  baton trace search --topic orders --min-duration 100ms --json",
+    ),
+];
+
+/// The command line as clap sees it: the derived commands, plus the
+/// `--help` examples that depend on where a shared verb sits (the IAM verbs
+/// name their own resource kind).
+fn cli_command() -> clap::Command {
+    let mut command = Cli::command();
+    for family in IAM_FAMILIES {
+        command = command.mut_subcommand(family, |mut resource| {
+            for (verb, example) in pubsub_cmds::iam_examples(family) {
+                resource = resource.mut_subcommand(verb, |c| c.after_help(example));
+            }
+            resource
+        });
+    }
+    command.mut_subcommand("trace", |mut trace| {
+        for (verb, example) in TRACE_EXAMPLES {
+            trace = trace.mut_subcommand(verb, |c| c.after_help(example));
+        }
+        trace
+    })
+}
+
+/// What is wrong with the arguments beyond clap's own rules (an update that
+/// changes nothing), found before anything connects anywhere.
+fn usage_problem(cli: &Cli) -> Option<&'static str> {
+    match &cli.command {
+        Command::Topics { command, .. } => command.usage_problem(),
+        Command::Subscriptions { command, .. } => command.usage_problem(),
+        Command::Snapshots { command, .. } => command.usage_problem(),
+        _ => None,
+    }
+}
+
+/// `message` as clap's usage error of the verb `matches` ran (its usage
+/// line, exit status 2), as for a missing or malformed argument.
+fn usage_error(matches: &clap::ArgMatches, message: &str) -> clap::Error {
+    let mut command = cli_command();
+    command.build();
+    let mut leaf = command;
+    let mut at = matches;
+    while let Some((name, sub)) = at.subcommand() {
+        match leaf.find_subcommand(name) {
+            Some(found) => leaf = found.clone(),
+            None => break,
+        }
+        at = sub;
+    }
+    leaf.error(clap::error::ErrorKind::MissingRequiredArgument, message)
+}
+
+/// Parses the command line; a usage error ends the process with status 2.
+fn parse() -> Cli {
+    let matches = cli_command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.format(&mut cli_command()).exit(),
+    };
+    if let Some(problem) = usage_problem(&cli) {
+        usage_error(&matches, problem).exit();
+    }
+    cli
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let restart_failed = (matches!(cli.command, Command::Serve(_))
         && std::env::var_os(ALLOW_THP_VAR).is_none())
     .then(serve_without_huge_pages);
@@ -625,7 +710,72 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_bytes, parse_workload_identity_provider};
+    #![allow(clippy::unwrap_used)]
+    use super::{IAM_FAMILIES, cli_command, parse_bytes, parse_workload_identity_provider};
+
+    /// Every leaf command under `command` (`path` naming it), with its path.
+    fn leaves(command: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        let mut subcommands = command
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .peekable();
+        if subcommands.peek().is_none() {
+            out.push((path.to_string(), command.clone()));
+        }
+        for sub in subcommands {
+            leaves(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        cli_command().debug_assert();
+    }
+
+    #[test]
+    fn every_verb_shows_an_example_of_itself_in_its_help() {
+        let mut found = Vec::new();
+        let mut command = cli_command();
+        command.build();
+        leaves(&command, "baton", &mut found);
+        assert!(found.len() > 60, "{} leaf commands", found.len());
+        for (path, mut leaf) in found {
+            let help = leaf.render_long_help().to_string();
+            assert!(help.contains("Example"), "`{path} --help` has no example");
+            assert!(
+                help.contains(&format!("\n  {path} ")) || help.contains(&format!("\n  {path}\n")),
+                "`{path} --help` has no example of `{path}`:\n{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn iam_examples_name_their_own_resource_kind() {
+        let command = cli_command();
+        for family in IAM_FAMILIES {
+            let resource = command.find_subcommand(family).unwrap();
+            for verb in [
+                "get-iam-policy",
+                "set-iam-policy",
+                "add-iam-policy-binding",
+                "remove-iam-policy-binding",
+                "test-iam-permissions",
+            ] {
+                let mut leaf = resource.find_subcommand(verb).unwrap().clone();
+                let help = leaf.render_long_help().to_string();
+                assert!(
+                    help.contains(&format!("baton {family} {verb} ")),
+                    "{family} {verb}:\n{help}"
+                );
+                for other in IAM_FAMILIES.iter().filter(|f| **f != family) {
+                    assert!(
+                        !help.contains(&format!("baton {other} ")),
+                        "{family} {verb} shows a `baton {other}` example:\n{help}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn workload_identity_providers_parse_with_and_without_a_key_file() {

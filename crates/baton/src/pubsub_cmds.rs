@@ -107,6 +107,7 @@ impl ClientArgs {
             CallFamily::AdminWrite,
             CallFamily::Settle,
             CallFamily::Pull,
+            CallFamily::Schema,
         ] {
             config = config.with_retry(
                 family,
@@ -126,6 +127,9 @@ impl ClientArgs {
 #[derive(Debug, Subcommand)]
 pub enum TopicsCommand {
     /// Create a topic.
+    #[command(
+        after_help = "Examples:\n  baton topics create orders\n  baton topics create orders --labels env=prod --message-retention-duration 7d --format json"
+    )]
     Create {
         /// Topic id or full name.
         topic: String,
@@ -137,13 +141,18 @@ pub enum TopicsCommand {
         retention: Option<Duration>,
     },
     /// Show a topic.
+    #[command(after_help = "Example:\n  baton topics describe orders --format json")]
     Describe {
         /// Topic id or full name.
         topic: String,
     },
     /// List the project's topics.
+    #[command(
+        after_help = "Examples:\n  baton topics list\n  baton topics list --project my-project --format json"
+    )]
     List,
-    /// Delete a topic.
+    /// Delete a topic (its subscriptions stay, on `_deleted-topic_`).
+    #[command(after_help = "Example:\n  baton topics delete orders")]
     Delete {
         /// Topic id or full name.
         topic: String,
@@ -163,10 +172,33 @@ pub enum TopicsCommand {
         /// Topic id or full name.
         topic: String,
     },
+    /// List the names of the subscriptions attached to a topic.
+    #[command(
+        name = "list-subscriptions",
+        after_help = "Example:\n  baton topics list-subscriptions orders --format json"
+    )]
+    ListSubscriptions {
+        /// Topic id or full name.
+        topic: String,
+    },
+    /// Detach a subscription from its topic: it stops receiving messages,
+    /// its backlog is dropped and pulls fail; it stays, marked detached,
+    /// until deleted.
+    #[command(
+        name = "detach-subscription",
+        after_help = "Example:\n  baton topics detach-subscription worker --format json"
+    )]
+    DetachSubscription {
+        /// Subscription id or full name.
+        subscription: String,
+    },
     /// IAM policy verbs on a topic.
     #[command(flatten)]
     Iam(IamVerb),
     /// Publish one message.
+    #[command(
+        after_help = "Examples:\n  baton topics publish orders --message hello\n  baton topics publish orders --message '{\"id\":42}' --attribute kind=order --ordering-key customer-7 --format json"
+    )]
     Publish {
         /// Topic id or full name.
         topic: String,
@@ -270,6 +302,45 @@ pub struct TopicUpdateArgs {
     clear_schema_settings: bool,
 }
 
+impl TopicUpdateArgs {
+    /// Whether any setting to change was given.
+    fn changes_anything(&self) -> bool {
+        self.labels.any()
+            || self.message_retention_duration.is_some()
+            || self.clear_message_retention_duration
+            || self.schema.is_some()
+            || self.message_encoding.is_some()
+            || self.first_revision_id.is_some()
+            || self.last_revision_id.is_some()
+            || self.clear_schema_settings
+    }
+}
+
+/// What a usage check says when an update names nothing to change.
+pub(crate) const NOTHING_TO_UPDATE: &str = "nothing to update: pass at least one setting to change";
+
+impl TopicsCommand {
+    /// What is wrong with the arguments beyond clap's own rules (an update
+    /// that changes nothing), as a usage error; `None` when nothing is.
+    pub(crate) fn usage_problem(&self) -> Option<&'static str> {
+        match self {
+            Self::Update(update) if !update.changes_anything() => Some(NOTHING_TO_UPDATE),
+            _ => None,
+        }
+    }
+}
+
+impl SubscriptionsCommand {
+    /// What is wrong with the arguments beyond clap's own rules (an update
+    /// that changes nothing), as a usage error; `None` when nothing is.
+    pub(crate) fn usage_problem(&self) -> Option<&'static str> {
+        match self {
+            Self::Update(update) if !update.changes_anything() => Some(NOTHING_TO_UPDATE),
+            _ => None,
+        }
+    }
+}
+
 /// Settings of `baton subscriptions update`.
 #[derive(Debug, Args)]
 pub struct SubscriptionUpdateArgs {
@@ -309,15 +380,30 @@ pub struct SubscriptionUpdateArgs {
     expiration_period: Option<Duration>,
 }
 
+impl SubscriptionUpdateArgs {
+    /// Whether any setting to change was given (`--max-delivery-attempts`
+    /// and `--retain-acked-messages` only qualify the dead-letter topic and
+    /// the retention).
+    fn changes_anything(&self) -> bool {
+        self.ack_deadline.is_some()
+            || self.push_endpoint.is_some()
+            || self.labels.any()
+            || self.message_retention_duration.is_some()
+            || self.dead_letter_topic.is_some()
+            || self.clear_dead_letter_policy
+            || self.min_retry_delay.is_some()
+            || self.max_retry_delay.is_some()
+            || self.expiration_period.is_some()
+    }
+}
+
 /// IAM policy verbs, the same on topics, subscriptions, snapshots and
-/// schemas (gcloud's names).
+/// schemas (gcloud's names). Their `--help` examples name the resource kind
+/// they are under: [`iam_examples`] sets them.
 #[derive(Debug, Subcommand)]
 pub enum IamVerb {
     /// Show the resource's IAM policy.
-    #[command(
-        name = "get-iam-policy",
-        after_help = "Example:\n  baton topics get-iam-policy orders --format json"
-    )]
+    #[command(name = "get-iam-policy")]
     GetIamPolicy {
         /// Id or full name.
         name: String,
@@ -325,10 +411,7 @@ pub enum IamVerb {
     /// Replace the resource's IAM policy with the one in FILE (JSON, as
     /// `get-iam-policy --format json` prints it; keep its etag to refuse
     /// overwriting a concurrent change).
-    #[command(
-        name = "set-iam-policy",
-        after_help = "Example:\n  baton topics get-iam-policy orders --format json > policy.json\n  baton topics set-iam-policy orders policy.json"
-    )]
+    #[command(name = "set-iam-policy")]
     SetIamPolicy {
         /// Id or full name.
         name: String,
@@ -336,10 +419,7 @@ pub enum IamVerb {
         file: std::path::PathBuf,
     },
     /// Grant a role to a member.
-    #[command(
-        name = "add-iam-policy-binding",
-        after_help = "Example:\n  baton topics add-iam-policy-binding orders --member user:ana@example.com --role roles/pubsub.publisher"
-    )]
+    #[command(name = "add-iam-policy-binding")]
     AddIamPolicyBinding {
         /// Id or full name.
         name: String,
@@ -351,10 +431,7 @@ pub enum IamVerb {
         role: String,
     },
     /// Revoke a role from a member.
-    #[command(
-        name = "remove-iam-policy-binding",
-        after_help = "Example:\n  baton topics remove-iam-policy-binding orders --member user:ana@example.com --role roles/pubsub.publisher"
-    )]
+    #[command(name = "remove-iam-policy-binding")]
     RemoveIamPolicyBinding {
         /// Id or full name.
         name: String,
@@ -365,6 +442,71 @@ pub enum IamVerb {
         #[arg(long)]
         role: String,
     },
+    /// Show which of the given permissions the caller has on the resource.
+    #[command(name = "test-iam-permissions")]
+    TestIamPermissions {
+        /// Id or full name.
+        name: String,
+        /// The permissions to test, e.g. `pubsub.topics.publish`
+        /// (repeatable, or comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        permissions: Vec<String>,
+    },
+}
+
+/// The `--help` examples of the IAM verbs under `family` (`topics`,
+/// `subscriptions`, `snapshots`, `schemas`), each naming a resource of that
+/// kind: `(verb, example)`.
+pub(crate) fn iam_examples(family: &str) -> [(&'static str, String); 5] {
+    let (name, role, permissions) = match family {
+        "subscriptions" => (
+            "worker",
+            "roles/pubsub.subscriber",
+            "pubsub.subscriptions.consume,pubsub.subscriptions.get",
+        ),
+        "snapshots" => (
+            "before-deploy",
+            "roles/pubsub.viewer",
+            "pubsub.snapshots.seek,pubsub.snapshots.get",
+        ),
+        "schemas" => (
+            "order",
+            "roles/pubsub.viewer",
+            "pubsub.schemas.get,pubsub.schemas.validate",
+        ),
+        _ => (
+            "orders",
+            "roles/pubsub.publisher",
+            "pubsub.topics.publish,pubsub.topics.get",
+        ),
+    };
+    let binding = format!("{name} --member user:ana@example.com --role {role}");
+    [
+        (
+            "get-iam-policy",
+            format!("Example:\n  baton {family} get-iam-policy {name} --format json"),
+        ),
+        (
+            "set-iam-policy",
+            format!(
+                "Example:\n  baton {family} get-iam-policy {name} --format json > policy.json\n  baton {family} set-iam-policy {name} policy.json"
+            ),
+        ),
+        (
+            "add-iam-policy-binding",
+            format!("Example:\n  baton {family} add-iam-policy-binding {binding}"),
+        ),
+        (
+            "remove-iam-policy-binding",
+            format!("Example:\n  baton {family} remove-iam-policy-binding {binding}"),
+        ),
+        (
+            "test-iam-permissions",
+            format!(
+                "Example:\n  baton {family} test-iam-permissions {name} --permissions {permissions} --format json"
+            ),
+        ),
+    ]
 }
 
 impl IamVerb {
@@ -374,7 +516,8 @@ impl IamVerb {
             Self::GetIamPolicy { name }
             | Self::SetIamPolicy { name, .. }
             | Self::AddIamPolicyBinding { name, .. }
-            | Self::RemoveIamPolicyBinding { name, .. } => name,
+            | Self::RemoveIamPolicyBinding { name, .. }
+            | Self::TestIamPermissions { name, .. } => name,
         }
     }
 }
@@ -387,6 +530,9 @@ pub(crate) async fn run_iam(
     verb: IamVerb,
 ) -> anyhow::Result<()> {
     let policy = match verb {
+        IamVerb::TestIamPermissions { permissions, .. } => {
+            return test_iam_permissions(client, format, resource, &permissions).await;
+        }
         IamVerb::GetIamPolicy { .. } => client.get_iam_policy(resource).await?,
         IamVerb::SetIamPolicy { file, .. } => {
             let text = std::fs::read_to_string(&file)
@@ -417,19 +563,57 @@ pub(crate) async fn run_iam(
     print_resource(format, &to_json(&policy)?)
 }
 
+/// `test-iam-permissions`: JSON as the API answers it (the granted
+/// permissions), or a table of each permission asked for and whether it is
+/// granted.
+async fn test_iam_permissions(
+    client: &Client,
+    format: Format,
+    resource: &str,
+    permissions: &[String],
+) -> anyhow::Result<()> {
+    let asked: Vec<&str> = permissions.iter().map(String::as_str).collect();
+    let granted = client.test_iam_permissions(resource, &asked).await?;
+    match format {
+        Format::Json => print_json(&serde_json::json!({ "permissions": granted })),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = asked
+                .iter()
+                .map(|permission| {
+                    let yes = granted.iter().any(|g| g == permission);
+                    vec![
+                        (*permission).to_string(),
+                        if yes { "yes" } else { "no" }.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["PERMISSION", "GRANTED"], &rows);
+            Ok(())
+        }
+    }
+}
+
 /// `baton subscriptions ...`
 #[derive(Debug, Subcommand)]
 pub enum SubscriptionsCommand {
     /// Create a subscription.
+    #[command(
+        after_help = "Examples:\n  baton subscriptions create worker --topic orders\n  baton subscriptions create worker --topic orders --ack-deadline 60 --enable-message-ordering --format json\n  baton subscriptions create hook --topic orders --push-endpoint https://example.com/push"
+    )]
     Create(CreateSubscriptionArgs),
     /// Show a subscription.
+    #[command(after_help = "Example:\n  baton subscriptions describe worker --format json")]
     Describe {
         /// Subscription id or full name.
         subscription: String,
     },
     /// List the project's subscriptions.
+    #[command(
+        after_help = "Examples:\n  baton subscriptions list\n  baton subscriptions list --project my-project --format json"
+    )]
     List,
     /// Delete a subscription.
+    #[command(after_help = "Example:\n  baton subscriptions delete worker")]
     Delete {
         /// Subscription id or full name.
         subscription: String,
@@ -451,9 +635,10 @@ pub enum SubscriptionsCommand {
         #[arg(
             long,
             conflicts_with = "snapshot",
-            required_unless_present = "snapshot"
+            required_unless_present = "snapshot",
+            value_parser = time_arg
         )]
-        time: Option<String>,
+        time: Option<std::time::SystemTime>,
         /// Snapshot id or full name.
         #[arg(long)]
         snapshot: Option<String>,
@@ -474,6 +659,9 @@ pub enum SubscriptionsCommand {
     #[command(flatten)]
     Iam(IamVerb),
     /// Pull messages once.
+    #[command(
+        after_help = "Examples:\n  baton subscriptions pull worker\n  baton subscriptions pull worker --auto-ack --limit 10 --format json"
+    )]
     Pull {
         /// Subscription id or full name.
         subscription: String,
@@ -689,6 +877,26 @@ pub async fn topics(args: &ClientArgs, command: TopicsCommand) -> anyhow::Result
                 }
             }
         }
+        TopicsCommand::ListSubscriptions { topic } => {
+            let names = client.list_topic_subscriptions(&topic).await?;
+            match args.format {
+                Format::Json => print_json(&to_json(&names)?),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = names.into_iter().map(|n| vec![n]).collect();
+                    print_table(&["NAME"], &rows);
+                    Ok(())
+                }
+            }
+        }
+        TopicsCommand::DetachSubscription { subscription } => {
+            client.detach_subscription(&subscription).await?;
+            eprintln!(
+                "Detached subscription [{}].",
+                client.subscription_name(&subscription)
+            );
+            let detached = client.get_subscription(&subscription).await?;
+            print_resource(args.format, &to_json(&detached)?)
+        }
         TopicsCommand::Iam(verb) => {
             let resource = client.topic_name(verb.name());
             run_iam(&client, args.format, &resource, verb).await
@@ -813,11 +1021,7 @@ pub async fn subscriptions(args: &ClientArgs, command: SubscriptionsCommand) -> 
             snapshot,
         } => {
             match (time, snapshot) {
-                (Some(time), _) => {
-                    client
-                        .seek_to_time(&subscription, parse_time(&time)?)
-                        .await?
-                }
+                (Some(time), _) => client.seek_to_time(&subscription, time).await?,
                 (None, Some(snapshot)) => client.seek_to_snapshot(&subscription, &snapshot).await?,
                 (None, None) => bail!("seek needs --time or --snapshot"),
             }
@@ -857,14 +1061,15 @@ pub async fn subscriptions(args: &ClientArgs, command: SubscriptionsCommand) -> 
 }
 
 /// An RFC 3339 time (`2024-05-01T12:00:00Z`, fractions and offsets
-/// allowed), as gcloud's `--time` takes it.
-pub(crate) fn parse_time(text: &str) -> anyhow::Result<std::time::SystemTime> {
+/// allowed), as gcloud's `--time` takes it: a value parser, so a bad time is
+/// clap's usage error (exit 2).
+pub(crate) fn time_arg(text: &str) -> Result<std::time::SystemTime, String> {
     let timestamp: baton_proto::wkt::Timestamp =
         serde_json::from_value(Value::String(text.to_string())).map_err(|_| {
-            anyhow::anyhow!("expected an RFC 3339 time like 2024-05-01T12:00:00Z, got `{text}`")
+            format!("expected an RFC 3339 time like 2024-05-01T12:00:00Z, got `{text}`")
         })?;
     let seconds =
-        u64::try_from(timestamp.seconds).map_err(|_| anyhow::anyhow!("`{text}` is before 1970"))?;
+        u64::try_from(timestamp.seconds).map_err(|_| format!("`{text}` is before 1970"))?;
     let nanos = u32::try_from(timestamp.nanos).unwrap_or(0);
     Ok(std::time::UNIX_EPOCH + Duration::new(seconds, nanos))
 }

@@ -336,3 +336,150 @@ async fn server_errors_name_the_command_and_have_their_exit_status() {
     assert_eq!(usage.status.code(), Some(2));
     server.shutdown().await;
 }
+
+/// The subcommands `baton <path> --help` lists (`help` left out): the first
+/// word of each entry of its `Commands:` section.
+fn listed_subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|line| *line != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter(|line| line.starts_with("  ") && !line[2..].starts_with(' '))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Walks the command tree as the binary shows it (each `--help` lists the
+/// subcommands below it): every leaf verb's `--help` has an example, and
+/// the example runs that very verb.
+#[test]
+fn every_verb_shows_an_example_of_itself_in_its_help() {
+    let mut pending = vec![Vec::<String>::new()];
+    let mut leaves = Vec::new();
+    while let Some(path) = pending.pop() {
+        let output = baton_command(bin())
+            .args(&path)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8(output.stdout).unwrap();
+        assert!(output.status.success(), "baton {path:?} --help: {help}");
+        let subcommands = listed_subcommands(&help);
+        if subcommands.is_empty() {
+            let verb = format!("baton {}", path.join(" "));
+            assert!(
+                help.contains("\nExample:\n") || help.contains("\nExamples:\n"),
+                "`{verb} --help` shows no example:\n{help}"
+            );
+            assert!(
+                help.lines()
+                    .any(|line| line == format!("  {verb}")
+                        || line.starts_with(&format!("  {verb} "))),
+                "`{verb} --help` has no example of `{verb}`:\n{help}"
+            );
+            leaves.push(verb);
+        }
+        for sub in subcommands {
+            let mut next = path.clone();
+            next.push(sub);
+            pending.push(next);
+        }
+    }
+    // The walk reached the whole tree, the new verbs included.
+    for verb in [
+        "baton serve",
+        "baton subscribe",
+        "baton topics create",
+        "baton topics publish",
+        "baton topics list-subscriptions",
+        "baton topics detach-subscription",
+        "baton topics test-iam-permissions",
+        "baton subscriptions pull",
+        "baton snapshots update",
+        "baton schemas test-iam-permissions",
+        "baton trace search",
+        "baton iam service-accounts keys create",
+    ] {
+        assert!(
+            leaves.iter().any(|l| l == verb),
+            "{verb} not found in {leaves:?}"
+        );
+    }
+    assert!(leaves.len() > 60, "{} verbs: {leaves:?}", leaves.len());
+}
+
+/// Bad flags and arguments are usage errors (exit 2) found before anything
+/// is sent: with no server listening they still exit 2, not 5
+/// (unavailable).
+#[test]
+fn usage_errors_exit_2_before_connecting() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    for (args, says) in [
+        (
+            &["topics", "update", "orders"][..],
+            "error: nothing to update: pass at least one setting to change",
+        ),
+        (
+            &["subscriptions", "update", "worker"][..],
+            "error: nothing to update: pass at least one setting to change",
+        ),
+        (
+            &["snapshots", "update", "before-deploy"][..],
+            "error: nothing to update: pass at least one setting to change",
+        ),
+        (
+            &["subscriptions", "seek", "worker", "--time", "yesterday"][..],
+            "error: invalid value 'yesterday' for '--time <TIME>'",
+        ),
+        (
+            &["snapshots", "update", "s", "--expire-time", "soon"][..],
+            "error: invalid value 'soon' for '--expire-time <EXPIRE_TIME>'",
+        ),
+        (
+            &["topics", "test-iam-permissions", "orders"][..],
+            "error: the following required arguments were not provided:",
+        ),
+        (
+            &["schemas", "delete-revision", "order"][..],
+            "error: invalid value 'order' for '<SCHEMA@REVISION>'",
+        ),
+        (
+            &["topics", "frob"][..],
+            "error: unrecognized subcommand 'frob'",
+        ),
+    ] {
+        let output = baton(&host, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(says), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    // The same verb with something to change does try the server: exit 5.
+    let output = baton(&host, &["topics", "update", "orders", "--clear-labels"]);
+    assert_eq!(output.status.code(), Some(5));
+}
+
+/// With no server, schema verbs (their own retry family) give up within
+/// the CLI's few-second retry budget like the other verbs, not after the
+/// library's minute.
+#[test]
+fn schema_verbs_without_a_server_give_up_within_seconds() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = baton_testkit::process::output_within(
+        command(&format!("127.0.0.1:{port}")).args(["schemas", "list"]),
+        Duration::from_secs(30),
+    );
+    let line = fails_with(&output, 5);
+    assert!(line.contains("the server is unreachable"), "{line}");
+}
