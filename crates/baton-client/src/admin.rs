@@ -218,9 +218,7 @@ impl Client {
         let mut items = Vec::new();
         let mut token = String::new();
         loop {
-            let response = self
-                .unary(family, resource, request(token), &rpc)
-                .await?;
+            let response = self.unary(family, resource, request(token), &rpc).await?;
             let (mut batch, next) = page(response);
             items.append(&mut batch);
             if next.is_empty() {

@@ -420,7 +420,15 @@ mod tests {
         let ms = Duration::from_millis;
         let s = Duration::from_secs;
         /// (family, initial, multiplier, max backoff, total, attempt, codes)
-        type Row = (CallFamily, Duration, f64, Duration, Duration, Duration, &'static [Code]);
+        type Row = (
+            CallFamily,
+            Duration,
+            f64,
+            Duration,
+            Duration,
+            Duration,
+            &'static [Code],
+        );
         let table: [Row; 7] = [
             (
                 CallFamily::Publish,
@@ -448,9 +456,33 @@ mod tests {
                 s(60),
                 &[Unknown, Aborted, Unavailable],
             ),
-            (CallFamily::AdminWrite, ms(100), 1.3, s(60), s(60), s(60), &[Unavailable]),
-            (CallFamily::Schema, ms(100), 1.3, s(60), s(60), s(60), &[Unavailable]),
-            (CallFamily::Settle, ms(100), 1.3, s(60), s(60), s(60), &[Unavailable]),
+            (
+                CallFamily::AdminWrite,
+                ms(100),
+                1.3,
+                s(60),
+                s(60),
+                s(60),
+                &[Unavailable],
+            ),
+            (
+                CallFamily::Schema,
+                ms(100),
+                1.3,
+                s(60),
+                s(60),
+                s(60),
+                &[Unavailable],
+            ),
+            (
+                CallFamily::Settle,
+                ms(100),
+                1.3,
+                s(60),
+                s(60),
+                s(60),
+                &[Unavailable],
+            ),
             (
                 CallFamily::Pull,
                 ms(100),

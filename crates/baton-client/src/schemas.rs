@@ -322,12 +322,9 @@ impl Client {
             parent: project.clone(),
             schema: Some(definition.to_proto(String::new())),
         };
-        self.unary(
-            CallFamily::Schema,
-            &project,
-            request,
-            |c, r| async move { c.schema_stub().validate_schema(r).await },
-        )
+        self.unary(CallFamily::Schema, &project, request, |c, r| async move {
+            c.schema_stub().validate_schema(r).await
+        })
         .await?;
         Ok(())
     }
@@ -386,12 +383,9 @@ impl Client {
             encoding: encoding.to_proto(),
             schema_spec: Some(spec),
         };
-        self.unary(
-            CallFamily::Schema,
-            &project,
-            request,
-            |c, r| async move { c.schema_stub().validate_message(r).await },
-        )
+        self.unary(CallFamily::Schema, &project, request, |c, r| async move {
+            c.schema_stub().validate_message(r).await
+        })
         .await?;
         Ok(())
     }

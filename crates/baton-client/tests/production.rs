@@ -299,7 +299,9 @@ async fn a_stream_that_never_opens_is_tried_again_after_its_open_timeout() {
 #[tokio::test(start_paused = true)]
 async fn a_stream_gives_up_after_its_configured_total() {
     let server = ClientServer::start().await;
-    let (_topic, sub) = server.topic_and_subscription("stalled-for-good", false).await;
+    let (_topic, sub) = server
+        .topic_and_subscription("stalled-for-good", false)
+        .await;
     let proxy = Proxy::start(server.addr).await;
     proxy.stall_stream_opens(true);
     let client = Client::connect(
@@ -327,7 +329,11 @@ async fn a_stream_gives_up_after_its_configured_total() {
     // until 5 s of failures, so 3 or 4 attempts in all, never more.
     let attempts = proxy.streams();
     assert!((3..=4).contains(&attempts), "{attempts} attempts");
-    assert!(started.elapsed() <= Duration::from_secs(9), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// The server goes away while a message is being published and comes back

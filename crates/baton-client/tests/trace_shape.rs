@@ -17,10 +17,10 @@ use baton_client::{
 };
 use baton_testkit::server::TestServer;
 use baton_testkit::spans::SpanCapture;
+use futures::StreamExt;
 use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde_json::Value;
-use futures::StreamExt;
 use tokio::sync::Mutex;
 
 /// Tests share the global-free setup but run one at a time so each exporter
