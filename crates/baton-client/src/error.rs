@@ -182,7 +182,7 @@ impl SubscribeError {
 }
 
 /// Why an exactly-once ack, nack or modack did not take effect.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum AckError {
     /// The ack id is no longer valid (expired lease, already acked, or from
@@ -190,15 +190,53 @@ pub enum AckError {
     #[error("invalid ack id")]
     InvalidAckId,
     /// The server could not settle it now; the client gave up retrying.
+    /// The text is the reason the server gave for this ack id.
     #[error("transient failure: {0}")]
     Transient(String),
     /// The subscriber stopped before the result was known.
     #[error("the subscriber shut down first")]
     Shutdown,
-    /// Any other failure.
+    /// The RPC failed as a whole with this status (after any retries): not
+    /// a result the server gave for this ack id.
+    #[error("{}", describe(.0))]
+    Rpc(Status),
+    /// The server refused this ack id for another reason (the reason it
+    /// gave).
     #[error("{0}")]
     Other(String),
 }
+
+impl AckError {
+    /// The gRPC status when the RPC failed as a whole.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            Self::Rpc(status) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// The gRPC code when the RPC failed as a whole.
+    pub fn code(&self) -> Option<Code> {
+        self.status().map(Status::code)
+    }
+}
+
+/// Equal kinds with equal reasons; statuses are equal when their code,
+/// message and details are.
+impl PartialEq for AckError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::InvalidAckId, Self::InvalidAckId) | (Self::Shutdown, Self::Shutdown) => true,
+            (Self::Transient(a), Self::Transient(b)) | (Self::Other(a), Self::Other(b)) => a == b,
+            (Self::Rpc(a), Self::Rpc(b)) => {
+                a.code() == b.code() && a.message() == b.message() && a.details() == b.details()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for AckError {}
 
 /// Any error of the client, for `?` in code that connects, publishes,
 /// administers and subscribes in one function. Match on the operation's
@@ -239,7 +277,8 @@ impl Error {
             Self::Publish(error) => error.status(),
             Self::Admin(error) => error.status(),
             Self::Subscribe(error) => error.status(),
-            Self::Connect(_) | Self::Ack(_) => None,
+            Self::Ack(error) => error.status(),
+            Self::Connect(_) => None,
         }
     }
 

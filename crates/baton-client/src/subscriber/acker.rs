@@ -241,7 +241,7 @@ where
             work.push(second.to_vec());
             work.push(first.to_vec());
         } else {
-            let error = AckError::Other(format!("{}: {}", status.code(), status.message()));
+            let error = AckError::Rpc(status.clone());
             for &i in &group {
                 results[i] = Some(Err(error.clone()));
             }
@@ -588,13 +588,19 @@ mod tests {
         })
         .await;
         assert_eq!(results[0], Ok(()));
-        assert!(matches!(&results[1], Err(AckError::Other(m)) if m.contains("Invalid ack id")));
+        assert!(
+            matches!(&results[1], Err(AckError::Rpc(s)) if s.code() == Code::InvalidArgument && s.message() == "Invalid ack id")
+        );
         assert_eq!(results[2..], [Ok(()), Ok(())]);
         // Other errors fail the whole batch at once.
         let results = settle_ids(&ids(&["a", "b"]), None, |_| async {
             Err(Status::not_found("Subscription does not exist"))
         })
         .await;
-        assert!(results.iter().all(|r| matches!(r, Err(AckError::Other(_)))));
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().err().and_then(AckError::code) == Some(Code::NotFound))
+        );
     }
 }
