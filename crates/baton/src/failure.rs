@@ -94,9 +94,18 @@ fn is_connect_failure(text: &str) -> bool {
     .any(|needle| text.contains(needle))
 }
 
+/// Arguments that cannot work, found after clap parsed them (a missing
+/// project, say): a usage error, exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub String);
+
 /// The kind of `error` and the most useful words for its cause.
 fn classify(error: &anyhow::Error) -> (FailureKind, String) {
     for cause in error.chain() {
+        if let Some(usage) = cause.downcast_ref::<UsageError>() {
+            return (FailureKind::Usage, usage.0.clone());
+        }
         let connect = cause
             .downcast_ref::<baton_client::ConnectError>()
             .or_else(|| match cause.downcast_ref::<baton_client::Error>() {
@@ -126,7 +135,8 @@ fn classify(error: &anyhow::Error) -> (FailureKind, String) {
                 cause
                     .downcast_ref::<baton_client::SubscribeError>()?
                     .status()
-            });
+            })
+            .or_else(|| cause.downcast_ref::<baton_client::AckError>()?.status());
         if let Some(status) = status {
             return rpc(status);
         }

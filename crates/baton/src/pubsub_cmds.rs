@@ -95,7 +95,12 @@ impl ClientArgs {
             (Some(project), _) => project,
             // A local server accepts any project; this one keeps examples short.
             (None, Endpoint::Emulator(_)) => "baton".to_string(),
-            (None, _) => bail!("no project: pass --project or set GOOGLE_CLOUD_PROJECT"),
+            (None, _) => {
+                return Err(crate::failure::UsageError(
+                    "no project: pass --project or set GOOGLE_CLOUD_PROJECT".into(),
+                )
+                .into());
+            }
         };
         let mut config = ClientConfig::new(project).with_endpoint(endpoint);
         // A person waits on a command: retry what the official clients

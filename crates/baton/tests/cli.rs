@@ -464,6 +464,18 @@ fn usage_errors_exit_2_before_connecting() {
     // The same verb with something to change does try the server: exit 5.
     let output = baton(&host, &["topics", "update", "orders", "--clear-labels"]);
     assert_eq!(output.status.code(), Some(5));
+    // Google's endpoint with no project anywhere: a usage error too.
+    let output = baton_command(bin())
+        .args(["topics", "list", "--endpoint", &format!("https://{host}")])
+        .env_remove("PUBSUB_EMULATOR_HOST")
+        .env_remove("BATON_PROJECT")
+        .env_remove("GOOGLE_CLOUD_PROJECT")
+        .env_remove("CLOUDSDK_CORE_PROJECT")
+        .output()
+        .expect("the baton binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no project: pass --project"), "{stderr}");
 }
 
 /// With no server, schema verbs (their own retry family) give up within
