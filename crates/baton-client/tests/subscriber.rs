@@ -26,6 +26,7 @@ use baton_client::{
 use baton_testkit::server::TestServer;
 use baton_testkit::spans::SpanCapture;
 use client_suite::{Proxy, SettleKind, client_at, ms_since, server_wall, virtual_server};
+use futures::StreamExt;
 use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -326,6 +327,41 @@ async fn lease_extension_keeps_a_slow_message() {
     );
     assert_eq!(s.proxy.delivered().len(), 1);
     handle.shutdown().await.unwrap();
+    assert_eq!(s.server.backlog("projects/p/subscriptions/worker"), 0);
+}
+
+/// A message taken from `Subscriber::stream` and held 25 s has its lease
+/// extended exactly as a handler's is, and is never redelivered meanwhile.
+#[tokio::test(start_paused = true)]
+async fn the_stream_extends_the_lease_of_a_held_message() {
+    let s = setup(|c| c.with_ack_deadline(Duration::from_secs(10))).await;
+    publish(&s.client, &s.topic, vec![Message::new("slow")], false).await;
+    let subscribed = Instant::now();
+    let mut stream = s.client.subscriber(&s.subscription).stream();
+    let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("delivered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ms_since(subscribed, Instant::now()), 0);
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(message.ack_with_result().await, Ok(()));
+    let extend = SettleKind::Modack(10);
+    assert_eq!(
+        settles_since(&s.proxy, subscribed),
+        [
+            (0, extend, 1),
+            (7_600, extend, 1),
+            (15_100, extend, 1),
+            (22_600, extend, 1),
+            (25_100, SettleKind::Ack, 1),
+        ]
+    );
+    // Nothing else arrives on the stream: never redelivered.
+    let more = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
+    assert!(more.is_err(), "redelivered: {more:?}");
+    assert_eq!(s.proxy.delivered().len(), 1);
+    drop(stream);
     assert_eq!(s.server.backlog("projects/p/subscriptions/worker"), 0);
 }
 
