@@ -133,17 +133,30 @@ impl ClientArgs {
 pub enum TopicsCommand {
     /// Create a topic.
     #[command(
-        after_help = "Examples:\n  baton topics create orders\n  baton topics create orders --labels env=prod --message-retention-duration 7d --format json"
+        after_help = "Examples:\n  baton topics create orders\n  baton topics create orders --labels env=prod,team=shop --message-retention-duration 7d --format json\n  baton topics create orders --schema order --message-encoding json\n  baton topics create orders --schema order --message-encoding binary --first-revision-id a1b2 --last-revision-id c3d4"
     )]
     Create {
         /// Topic id or full name.
         topic: String,
-        /// Labels, `key=value`.
-        #[arg(long = "labels", value_parser = key_value)]
+        /// Labels, `key=value` (repeatable, or comma-separated).
+        #[arg(long = "labels", value_parser = key_value, value_delimiter = ',')]
         labels: Vec<(String, String)>,
         /// Message retention, e.g. `600s`, `7d`.
         #[arg(long = "message-retention-duration", value_parser = parse_duration)]
         retention: Option<Duration>,
+        /// Schema id or full name to validate publishes against (needs
+        /// `--message-encoding`).
+        #[arg(long, requires = "message_encoding")]
+        schema: Option<String>,
+        /// Encoding of messages validated against the schema.
+        #[arg(long, value_enum, requires = "schema")]
+        message_encoding: Option<EncodingArg>,
+        /// Oldest schema revision messages may be valid against.
+        #[arg(long, requires = "schema")]
+        first_revision_id: Option<String>,
+        /// Newest schema revision messages may be valid against.
+        #[arg(long, requires = "schema")]
+        last_revision_id: Option<String>,
     },
     /// Show a topic.
     #[command(after_help = "Example:\n  baton topics describe orders --format json")]
@@ -826,12 +839,27 @@ pub async fn topics(args: &ClientArgs, command: TopicsCommand) -> anyhow::Result
             topic,
             labels,
             retention,
+            schema,
+            message_encoding,
+            first_revision_id,
+            last_revision_id,
         } => {
+            let schema_settings = schema.map(|schema| baton_client::proto::SchemaSettings {
+                schema: client.schema_name(&schema),
+                encoding: match message_encoding {
+                    Some(EncodingArg::Json) => baton_client::proto::Encoding::Json,
+                    Some(EncodingArg::Binary) => baton_client::proto::Encoding::Binary,
+                    None => baton_client::proto::Encoding::Unspecified,
+                } as i32,
+                first_revision_id: first_revision_id.unwrap_or_default(),
+                last_revision_id: last_revision_id.unwrap_or_default(),
+            });
             let created = client
                 .create_topic_with(baton_client::proto::Topic {
                     name: topic,
                     labels: labels.into_iter().collect(),
                     message_retention_duration: retention.map(proto_duration),
+                    schema_settings,
                     ..Default::default()
                 })
                 .await?;

@@ -388,6 +388,64 @@ async fn schemas_revisions_and_validation() {
 
 /// The example: `baton topics update T --first-revision-id A
 /// --last-revision-id B` pins the revisions while schema and encoding stay.
+/// `topics create` takes gcloud's schema flags and comma-separated labels,
+/// and the server validates publishes against the schema from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_with_a_schema() {
+    let server = TestServer::start().await;
+    let h = &server.host();
+    let created = json(&baton(
+        h,
+        &[
+            "schemas",
+            "create",
+            "order",
+            "--type",
+            "avro",
+            "--definition",
+            AVRO_V1,
+            "--format",
+            "json",
+        ],
+    ));
+    let revision = created["revisionId"].as_str().unwrap().to_string();
+    let topic = json(&baton(
+        h,
+        &[
+            "topics",
+            "create",
+            "orders",
+            "--labels",
+            "env=prod,team=shop",
+            "--schema",
+            "order",
+            "--message-encoding",
+            "json",
+            "--first-revision-id",
+            &revision,
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(topic["labels"]["env"], "prod");
+    assert_eq!(topic["labels"]["team"], "shop");
+    let settings = &topic["schemaSettings"];
+    assert_eq!(settings["schema"], "projects/baton/schemas/order");
+    assert_eq!(settings["encoding"], "JSON");
+    assert_eq!(settings["firstRevisionId"], revision.as_str());
+    // A publish the schema refuses fails as the server says.
+    let refused = baton(h, &["topics", "publish", "orders", "--message", "not json"]);
+    let line = fails_with(&refused, 2);
+    assert!(line.contains("INVALID_ARGUMENT"), "{line}");
+    // An encoding without a schema is a usage error.
+    let output = baton(
+        h,
+        &["topics", "create", "other", "--message-encoding", "json"],
+    );
+    usage_error(&output, "Usage: baton topics create");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_and_subscription_updates() {
     let server = TestServer::start().await;
