@@ -7,6 +7,7 @@ use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use prost::encoding::{self, DecodeContext, WireType};
 
+use baton_proto::published::in_field;
 pub use baton_proto::published::{
     Attributes, InlineTraceparent, PublishedMessage, TRACEPARENT_ATTRIBUTE,
 };
@@ -62,10 +63,7 @@ impl Message for PublishBatch {
             ),
             _ => return encoding::skip_field(wire_type, tag, buf, ctx),
         };
-        result.map_err(|mut error| {
-            error.push("PublishRequest", field);
-            error
-        })
+        in_field(result, "PublishRequest", field)
     }
 
     fn encoded_len(&self) -> usize {

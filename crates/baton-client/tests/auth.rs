@@ -18,7 +18,6 @@
 //! the command.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use baton_client::{
@@ -27,6 +26,7 @@ use baton_client::{
 };
 use baton_server::{MetadataSettings, ServerConfig};
 use baton_testkit::auth::{OPERATOR_TOKEN, operator_auth};
+use baton_testkit::process::run_test_in_child;
 use baton_testkit::server::{TestServer, loopback};
 use serde_json::{Value, json};
 use tonic::Code;
@@ -126,38 +126,12 @@ impl Baton {
     /// Runs [`child_scenario`] in a child process with `env` set (and the
     /// variables that choose credentials or roots cleared otherwise).
     async fn run_child(&self, spec: Value, env: &[(&str, &Path)]) {
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command
-            .args([
-                "--exact",
-                "child_scenario",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, spec.to_string());
-        for name in [
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            "GCE_METADATA_HOST",
-            "PUBSUB_EMULATOR_HOST",
-            "SSL_CERT_FILE",
-            "SSL_CERT_DIR",
-        ] {
-            command.env_remove(name);
-        }
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .unwrap()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.contains("1 passed"),
-            "child scenario {spec} failed ({}):\n{stdout}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr),
-        );
+        let env: Vec<(&str, &std::ffi::OsStr)> = env
+            .iter()
+            .map(|(name, value)| (*name, value.as_os_str()))
+            .collect();
+        let spec = spec.to_string();
+        run_test_in_child("child_scenario", CHILD_ENV, &spec, &env, &spec).await;
     }
 }
 

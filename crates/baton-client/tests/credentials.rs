@@ -36,7 +36,6 @@
 //! `generateAccessToken` against the wall clock.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -47,6 +46,7 @@ use baton_client::{
 };
 use baton_server::{ServerConfig, WorkloadIdentityProviderSettings};
 use baton_testkit::auth::{OPERATOR_TOKEN, operator_auth};
+use baton_testkit::process::run_test_in_child;
 use baton_testkit::server::{TestServer, loopback, virtual_config};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -152,38 +152,10 @@ impl Baton {
             "label": label,
             "expect": expect,
         });
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command
-            .args([
-                "--exact",
-                "child_scenario",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, spec.to_string());
-        for name in [
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            "GCE_METADATA_HOST",
-            "PUBSUB_EMULATOR_HOST",
-            "SSL_CERT_FILE",
-            "SSL_CERT_DIR",
-        ] {
-            command.env_remove(name);
-        }
-        if trust_token_requests {
-            command.env("SSL_CERT_FILE", &self.ca);
-        }
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .unwrap()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.contains("1 passed"),
-            "child scenario {label} ({expect}) failed ({}):\n{stdout}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr),
-        );
+        let trust = [("SSL_CERT_FILE", self.ca.as_os_str())];
+        let env: &[(&str, &std::ffi::OsStr)] = if trust_token_requests { &trust } else { &[] };
+        let label = format!("{label} ({expect})");
+        run_test_in_child("child_scenario", CHILD_ENV, &spec.to_string(), env, &label).await;
     }
 }
 

@@ -29,6 +29,21 @@ const SCAN_BELOW: usize = 8;
 /// `PubsubMessage.attributes`' field number.
 const ATTRIBUTES: u32 = 2;
 
+/// `result`, its error (if any) naming the field it happened in, as
+/// prost's generated code names it (`PublishRequest.messages: ...`): the
+/// hand-written decoders of this crate's users fail with the same words as
+/// prost's for the same bytes.
+pub fn in_field<T>(
+    result: Result<T, prost::DecodeError>,
+    message: &'static str,
+    field: &'static str,
+) -> Result<T, prost::DecodeError> {
+    result.map_err(|mut error| {
+        error.push(message, field);
+        error
+    })
+}
+
 /// A `googclient_traceparent` value of the W3C form's length, 55 ASCII
 /// bytes, held inline rather than as a map entry. Only its length and
 /// ASCII-ness are checked: the value goes out exactly as it came.

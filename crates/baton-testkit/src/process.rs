@@ -96,6 +96,55 @@ pub fn output_within(command: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// The variables that choose Google credentials or trusted roots: a child
+/// scenario starts without them and gets only what its test sets.
+const CREDENTIAL_VARS: &[&str] = &[
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GCE_METADATA_HOST",
+    "PUBSUB_EMULATOR_HOST",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// Runs the test `test` of the current test binary alone in a child
+/// process, with `spec_var` holding `spec` (what the child is to do) and
+/// `env` set on it, the credential and trust variables cleared otherwise;
+/// panics unless the child passed, showing its output and `label`.
+///
+/// Environment variables are process-wide (and setting them is `unsafe`),
+/// so a scenario that needs some (`SSL_CERT_FILE` trusting a test CA,
+/// `GOOGLE_APPLICATION_CREDENTIALS`...) runs this way.
+pub async fn run_test_in_child(
+    test: &str,
+    spec_var: &str,
+    spec: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+    label: &str,
+) {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("no test binary: {e}"));
+    let mut command = Command::new(exe);
+    command
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(spec_var, spec);
+    for name in CREDENTIAL_VARS {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap_or_else(|e| panic!("the child of {label} did not finish: {e}"))
+        .unwrap_or_else(|e| panic!("cannot run the child of {label}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child scenario {label} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+    );
+}
+
 /// What a program run by [`succeed_within`] printed.
 #[derive(Debug)]
 pub struct Printed {

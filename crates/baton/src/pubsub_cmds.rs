@@ -900,26 +900,10 @@ pub async fn topics(args: &ClientArgs, command: TopicsCommand) -> anyhow::Result
             print_resource(args.format, &to_json(&topic)?)
         }
         TopicsCommand::ListSnapshots { topic } => {
-            let names = client.list_topic_snapshots(&topic).await?;
-            match args.format {
-                Format::Json => print_json(&to_json(&names)?),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = names.into_iter().map(|n| vec![n]).collect();
-                    print_table(&["NAME"], &rows);
-                    Ok(())
-                }
-            }
+            print_names(args.format, client.list_topic_snapshots(&topic).await?)
         }
         TopicsCommand::ListSubscriptions { topic } => {
-            let names = client.list_topic_subscriptions(&topic).await?;
-            match args.format {
-                Format::Json => print_json(&to_json(&names)?),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = names.into_iter().map(|n| vec![n]).collect();
-                    print_table(&["NAME"], &rows);
-                    Ok(())
-                }
-            }
+            print_names(args.format, client.list_topic_subscriptions(&topic).await?)
         }
         TopicsCommand::DetachSubscription { subscription } => {
             client.detach_subscription(&subscription).await?;
@@ -1105,6 +1089,18 @@ pub(crate) fn time_arg(text: &str) -> Result<std::time::SystemTime, String> {
         u64::try_from(timestamp.seconds).map_err(|_| format!("`{text}` is before 1970"))?;
     let nanos = u32::try_from(timestamp.nanos).unwrap_or(0);
     Ok(std::time::UNIX_EPOCH + Duration::new(seconds, nanos))
+}
+
+/// Prints resource names: a JSON array, or a one-column table.
+fn print_names(format: Format, names: Vec<String>) -> anyhow::Result<()> {
+    match format {
+        Format::Json => print_json(&to_json(&names)?),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = names.into_iter().map(|n| vec![n]).collect();
+            print_table(&["NAME"], &rows);
+            Ok(())
+        }
+    }
 }
 
 /// Applies `baton topics update`: labels are merged into the current ones.

@@ -5,7 +5,7 @@
 //! looks at the attributes never pays for one. The bytes are the standard
 //! `StreamingPullResponse`'s; a property test decodes both ways.
 
-use baton_proto::published::PublishedMessage;
+use baton_proto::published::{PublishedMessage, in_field};
 use baton_proto::pubsub::streaming_pull_response::{
     AcknowledgeConfirmation, ModifyAckDeadlineConfirmation, SubscriptionProperties,
 };
@@ -56,19 +56,6 @@ const ACK_ID: u32 = 1;
 const MESSAGE: u32 = 2;
 const DELIVERY_ATTEMPT: u32 = 3;
 
-/// Names where a decoding error happened, as prost's generated code does,
-/// so that a bad answer fails with the same words.
-fn located<T>(
-    result: Result<T, prost::DecodeError>,
-    message: &'static str,
-    field: &'static str,
-) -> Result<T, prost::DecodeError> {
-    result.map_err(|mut error| {
-        error.push(message, field);
-        error
-    })
-}
-
 /// Merges an optional message field, as prost's generated code does.
 fn merge_optional<M: Message + Default>(
     wire_type: WireType,
@@ -108,12 +95,12 @@ impl Message for PulledBatch {
         ctx: DecodeContext,
     ) -> Result<(), prost::DecodeError> {
         match tag {
-            RECEIVED_MESSAGES => located(
+            RECEIVED_MESSAGES => in_field(
                 encoding::message::merge_repeated(wire_type, &mut self.received_messages, buf, ctx),
                 "StreamingPullResponse",
                 "received_messages",
             ),
-            MODIFY_ACK_DEADLINE_CONFIRMATION => located(
+            MODIFY_ACK_DEADLINE_CONFIRMATION => in_field(
                 merge_optional(
                     wire_type,
                     &mut self.modify_ack_deadline_confirmation,
@@ -123,12 +110,12 @@ impl Message for PulledBatch {
                 "StreamingPullResponse",
                 "modify_ack_deadline_confirmation",
             ),
-            SUBSCRIPTION_PROPERTIES => located(
+            SUBSCRIPTION_PROPERTIES => in_field(
                 merge_optional(wire_type, &mut self.subscription_properties, buf, ctx),
                 "StreamingPullResponse",
                 "subscription_properties",
             ),
-            ACKNOWLEDGE_CONFIRMATION => located(
+            ACKNOWLEDGE_CONFIRMATION => in_field(
                 merge_optional(wire_type, &mut self.acknowledge_confirmation, buf, ctx),
                 "StreamingPullResponse",
                 "acknowledge_confirmation",
@@ -173,17 +160,17 @@ impl Message for PulledMessage {
         ctx: DecodeContext,
     ) -> Result<(), prost::DecodeError> {
         match tag {
-            ACK_ID => located(
+            ACK_ID => in_field(
                 encoding::string::merge(wire_type, &mut self.ack_id, buf, ctx),
                 "ReceivedMessage",
                 "ack_id",
             ),
-            MESSAGE => located(
+            MESSAGE => in_field(
                 merge_optional(wire_type, &mut self.message, buf, ctx),
                 "ReceivedMessage",
                 "message",
             ),
-            DELIVERY_ATTEMPT => located(
+            DELIVERY_ATTEMPT => in_field(
                 encoding::int32::merge(wire_type, &mut self.delivery_attempt, buf, ctx),
                 "ReceivedMessage",
                 "delivery_attempt",
