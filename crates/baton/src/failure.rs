@@ -80,7 +80,30 @@ pub(crate) struct Report {
     pub(crate) line: String,
 }
 
-/// Whether `text` looks like a refused or failed TCP connection.
+/// Whether a cause of `error` is an I/O error of a connection that could
+/// not be made (the status keeps the transport's error as its source).
+fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// Whether `text` looks like a refused or failed TCP connection (for
+/// errors whose cause is only text).
 fn is_connect_failure(text: &str) -> bool {
     let text = text.to_ascii_lowercase();
     [
@@ -181,7 +204,7 @@ fn classify(error: &anyhow::Error) -> (FailureKind, String) {
 fn rpc(status: &tonic::Status) -> (FailureKind, String) {
     let kind = FailureKind::of_code(status.code());
     let message = status.message();
-    if kind == FailureKind::Unavailable && is_connect_failure(message) {
+    if kind == FailureKind::Unavailable && (refused(status) || is_connect_failure(message)) {
         return (
             kind,
             "the server is unreachable (connection refused)".into(),
@@ -312,6 +335,38 @@ mod tests {
             "{}",
             report.line
         );
+    }
+
+    /// The cause is found by its type, whatever the status' words say.
+    #[test]
+    fn a_refused_connection_is_found_in_the_status_source() {
+        let mut status = tonic::Status::unavailable("transport error");
+        status.set_source(std::sync::Arc::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        let error = anyhow::Error::new(baton_client::AdminError::Rpc(status)).context(attempt());
+        let report = report(&error);
+        assert_eq!(report.kind.exit_code(), 5);
+        assert!(
+            report
+                .line
+                .contains("the server is unreachable (connection refused)"),
+            "{}",
+            report.line
+        );
+        // Unavailable for another reason keeps the server's words.
+        let error = anyhow::Error::new(baton_client::AdminError::Rpc(tonic::Status::unavailable(
+            "the service is draining",
+        )))
+        .context(attempt());
+        assert!(report_line_contains(
+            &error,
+            "UNAVAILABLE: the service is draining"
+        ));
+    }
+
+    fn report_line_contains(error: &anyhow::Error, words: &str) -> bool {
+        report(error).line.contains(words)
     }
 
     #[test]
