@@ -32,6 +32,10 @@ use crate::published::PublishedMessage;
 /// The schema a topic reports once the schema it was bound to is deleted.
 pub const DELETED_SCHEMA: &str = "_deleted-schema_";
 
+/// What a topic bound to a deleted schema shows for the revisions it was
+/// pinned to (as the emulator shows them).
+pub const DELETED_SCHEMA_REVISION: &str = "_deleted-schema-revision_";
+
 /// Attribute naming the schema a published message was validated against.
 pub const SCHEMA_NAME_ATTRIBUTE: &str = "googclient_schemaname";
 /// Attribute naming the encoding (`JSON` or `BINARY`) of a validated message.

@@ -88,6 +88,21 @@ async fn rest_nested_mask_pins_a_topics_schema_revisions() {
         refused["error"]["message"],
         "Invalid update_mask provided in the UpdateTopicRequest: schema_settings.first_revision is not a known Topic field. Note that field paths must be of the form 'schema_settings' rather than 'schemaSetings'."
     );
+
+    // The schema deleted: the topic keeps its settings, naming the schema
+    // and the revisions it was pinned to as deleted (as the emulator does).
+    let (status, _) = t.rest(Method::DELETE, &format!("/v1/{schema}"), None).await;
+    assert_eq!(status, 200);
+    let (_, got) = t.rest(Method::GET, &topic, None).await;
+    assert_eq!(
+        got["schemaSettings"],
+        json!({
+            "schema": "_deleted-schema_",
+            "encoding": "JSON",
+            "firstRevisionId": "_deleted-schema-revision_",
+            "lastRevisionId": "_deleted-schema-revision_",
+        })
+    );
     t.shutdown().await;
 }
 

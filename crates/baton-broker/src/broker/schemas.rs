@@ -96,7 +96,9 @@ impl Broker {
     }
 
     /// DeleteSchema. Topics bound to it keep their settings but report the
-    /// schema as `_deleted-schema_` and refuse publishes from then on.
+    /// schema as `_deleted-schema_` (and the revisions they were pinned to,
+    /// if any, as `_deleted-schema-revision_`) and refuse publishes from
+    /// then on.
     pub fn delete_schema(&self, name: &str) -> BrokerResult<()> {
         self.change_catalog(CatalogEntry::Schema(name.to_string()), |state| {
             state.schemas.delete(name)?;
@@ -106,6 +108,14 @@ impl Broker {
                     && settings.schema == name
                 {
                     settings.schema = schema::DELETED_SCHEMA.to_owned();
+                    for revision in [
+                        &mut settings.first_revision_id,
+                        &mut settings.last_revision_id,
+                    ] {
+                        if !revision.is_empty() {
+                            schema::DELETED_SCHEMA_REVISION.clone_into(revision);
+                        }
+                    }
                     fx.catalog_changed(CatalogEntry::Topic(topic_name.clone()));
                 }
             }
