@@ -20,8 +20,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use crate::auth::{Authorizer, Credentials};
 use crate::encoded_publish::{EncodedPublish, EncodedPublishCodec, PUBLISH_PATH};
 use crate::error::ConnectError;
+use crate::pulled::PulledBatch;
 use crate::retry::{CallFamily, RetrySettings, RetryTable};
-use crate::subscriber::PulledBatch;
 
 /// The environment variable the official clients read for a local server.
 pub const EMULATOR_HOST_ENV: &str = "PUBSUB_EMULATOR_HOST";

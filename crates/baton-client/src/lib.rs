@@ -57,6 +57,7 @@ mod encoded_publish;
 mod error;
 pub mod iam;
 mod publisher;
+mod pulled;
 mod retry;
 mod schemas;
 mod snapshots;

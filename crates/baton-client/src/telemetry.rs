@@ -5,7 +5,7 @@
 //! adapter for other Rust Pub/Sub crates, so both are made by one piece of
 //! code.
 
-use crate::subscriber::PulledMessage;
+use crate::pulled::PulledMessage;
 use baton_proto::pubsub::PubsubMessage;
 use baton_trace_context as bt;
 use baton_trace_context::Traceparent;

@@ -12,9 +12,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::delivery::{AckerHandle, Delivery, Kind, Reply, SessionBooks, SettleRequest, Traced};
-use super::pulled::PulledMessage;
 use super::shared::Shared;
 use crate::error::AckError;
+use crate::pulled::PulledMessage;
 use crate::telemetry::{ProcessScope, SubscribeTrace};
 
 /// The span of messages that have none (tracing off, unary pulls).

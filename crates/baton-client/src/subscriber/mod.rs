@@ -29,7 +29,6 @@ mod delivery;
 mod dispatcher;
 mod lease;
 mod message;
-mod pulled;
 mod scheduler;
 mod session;
 mod shared;
@@ -52,7 +51,6 @@ use crate::retry::{CallFamily, with_retry};
 
 pub use config::{ShutdownBehavior, SubscriberConfig};
 pub use message::ReceivedMessage;
-pub(crate) use pulled::{PulledBatch, PulledMessage};
 
 use delivery::AckerHandle;
 use dispatcher::{Consumer, Handler};

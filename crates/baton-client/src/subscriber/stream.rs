@@ -15,7 +15,7 @@ use super::acker::{self, MAX_IDS_PER_REQUEST, MAX_REQUEST_BYTES, REQUEST_OVERHEA
 use super::delivery::{Kind, SettleRequest};
 use super::dispatcher::{Core, PAUSE_AT_PERCENT, RESUME_BELOW_PERCENT};
 use super::message::Pending;
-use super::pulled::PulledBatch;
+use crate::pulled::PulledBatch;
 use crate::retry::{Backoff, CallFamily};
 
 /// How often an idle stream sends an empty request.
