@@ -186,7 +186,9 @@ impl RetrySettings {
     }
 
     /// Give up once this long has passed since the first attempt (the
-    /// call's deadline: attempts are cut short to end by then).
+    /// call's deadline: attempts are cut short to end by then). For
+    /// [`CallFamily::StreamingPull`], once reopening the stream has failed
+    /// for this long since it was last open.
     #[must_use]
     pub fn with_total_timeout(mut self, timeout: Duration) -> Self {
         self.total_timeout = timeout;
@@ -337,6 +339,13 @@ impl Backoff {
             .failing_since
             .map_or(Duration::ZERO, |since| since.elapsed());
         failing.saturating_add(delay) >= self.settings.total_timeout
+    }
+
+    /// A success that does not prove the next attempt will go well (a
+    /// stream that opened): the total counts again from the next failure,
+    /// but the delay keeps growing.
+    pub fn mark_healthy(&mut self) {
+        self.failing_since = None;
     }
 
     /// Back to the initial delay (after a success).
@@ -536,6 +545,14 @@ mod tests {
         assert!(backoff.would_exceed_total(Duration::from_millis(500)));
         backoff.reset();
         assert!(!backoff.would_exceed_total(Duration::from_millis(1_900)));
+        // Marked healthy: the count starts again, the delay does not.
+        let _ = backoff.next_delay();
+        let grown = backoff.next_delay();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(backoff.would_exceed_total(Duration::ZERO));
+        backoff.mark_healthy();
+        assert!(!backoff.would_exceed_total(Duration::from_millis(1_900)));
+        assert!(backoff.next_delay() >= grown / 2);
         let unlimited = Backoff::new(RetrySettings::default_for(CallFamily::StreamingPull));
         assert!(!unlimited.would_exceed_total(Duration::from_secs(3_600)));
     }

@@ -356,13 +356,14 @@ impl Instrument {
     /// Starts the `subscribe` span of one delivery, a child of the
     /// publisher's `create` span when the message carries its context.
     pub fn start_subscribe(&self, delivery: &DeliveryInfo<'_>) -> SubscribeTrace {
-        let parent = match delivery.attributes {
-            Some(attributes) => crate::propagation::extract_held(
-                attributes,
-                delivery.traceparent,
+        let no_attributes = HashMap::new();
+        let parent = match (delivery.attributes, delivery.traceparent) {
+            (None, None) => Context::new(),
+            (attributes, traceparent) => crate::propagation::extract_held(
+                attributes.unwrap_or(&no_attributes),
+                traceparent,
                 &self.propagation,
             ),
-            None => Context::new(),
         };
         if is_unsampled(&parent) {
             return SubscribeTrace::Unsampled(parent);

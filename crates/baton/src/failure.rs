@@ -80,26 +80,27 @@ pub(crate) struct Report {
     pub(crate) line: String,
 }
 
-/// Whether a cause of `error` is an I/O error of a connection that could
-/// not be made (the status keeps the transport's error as its source).
-fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Why no connection could be made, when a cause of `error` is the I/O
+/// error of it (the status keeps the transport's error as its source).
+fn unreachable(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     let mut cause = error.source();
     while let Some(error) = cause {
-        if let Some(io) = error.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::AddrNotAvailable
-                    | std::io::ErrorKind::HostUnreachable
-                    | std::io::ErrorKind::NetworkUnreachable
-            )
-        {
-            return true;
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            let why = match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => Some("connection refused"),
+                std::io::ErrorKind::ConnectionReset => Some("connection reset"),
+                std::io::ErrorKind::AddrNotAvailable
+                | std::io::ErrorKind::HostUnreachable
+                | std::io::ErrorKind::NetworkUnreachable => Some("no route to it"),
+                _ => None,
+            };
+            if why.is_some() {
+                return why;
+            }
         }
         cause = error.source();
     }
-    false
+    None
 }
 
 /// Whether `text` looks like a refused or failed TCP connection (for
@@ -200,21 +201,36 @@ fn classify(error: &anyhow::Error) -> (FailureKind, String) {
 }
 
 /// A status's kind and words: the server's message, or what the transport
-/// said when it never reached a server.
+/// said when it never reached a server, with the causes the status keeps
+/// (a TLS failure names the certificate problem).
 fn rpc(status: &tonic::Status) -> (FailureKind, String) {
     let kind = FailureKind::of_code(status.code());
     let message = status.message();
-    if kind == FailureKind::Unavailable && (refused(status) || is_connect_failure(message)) {
-        return (
-            kind,
-            "the server is unreachable (connection refused)".into(),
-        );
+    if kind == FailureKind::Unavailable {
+        if let Some(why) = unreachable(status) {
+            return (kind, format!("the server is unreachable ({why})"));
+        }
+        if is_connect_failure(message) {
+            return (
+                kind,
+                "the server is unreachable (connection refused)".into(),
+            );
+        }
     }
-    let words = if message.is_empty() {
+    let mut words = if message.is_empty() {
         format!("{:?}", status.code())
     } else {
         format!("{}: {message}", code_name(status.code()))
     };
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !words.contains(&text) {
+            words.push_str(": ");
+            words.push_str(&text);
+        }
+        cause = error.source();
+    }
     (kind, words)
 }
 
@@ -354,6 +370,16 @@ mod tests {
             "{}",
             report.line
         );
+        // The status' other causes are named.
+        let mut status = tonic::Status::unavailable("transport error");
+        status.set_source(std::sync::Arc::new(std::io::Error::other(
+            "invalid peer certificate: UnknownIssuer",
+        )));
+        let error = anyhow::Error::new(baton_client::AdminError::Rpc(status)).context(attempt());
+        assert!(report_line_contains(
+            &error,
+            "UNAVAILABLE: transport error: invalid peer certificate: UnknownIssuer"
+        ));
         // Unavailable for another reason keeps the server's words.
         let error = anyhow::Error::new(baton_client::AdminError::Rpc(tonic::Status::unavailable(
             "the service is draining",

@@ -275,7 +275,10 @@ impl ReceivedMessage {
     }
 
     /// The message as received on the wire, e.g. for
-    /// [`baton_trace_context::extract`]-style helpers.
+    /// [`baton_trace_context::extract`]-style helpers. For a message whose
+    /// `googclient_traceparent` the subscriber holds apart, the first call
+    /// builds it, copying the payload: prefer [`Self::data`] and
+    /// [`Self::attributes`] for large messages.
     ///
     /// ```no_run
     /// # fn f(message: baton_client::ReceivedMessage) {

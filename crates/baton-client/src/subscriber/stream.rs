@@ -130,7 +130,12 @@ async fn serve(
         () = stopped(stop) => return Ended::Stopped,
     };
     let mut responses = match opened {
-        Ok(Ok(response)) => response.into_inner(),
+        Ok(Ok(response)) => {
+            // Open: a later failure starts a new count towards the total,
+            // even while flow control keeps the stream from being read.
+            backoff.mark_healthy();
+            response.into_inner()
+        }
         Ok(Err(status)) => return Ended::Failed(status),
         Err(_) => {
             return Ended::Failed(Status::deadline_exceeded(format!(
