@@ -241,20 +241,18 @@ impl Telemetry {
         let instrument = self.instrument.as_ref()?;
         let message = received.message.as_ref();
         let standard = message.map(|m| &m.message);
-        Some(
-            instrument.start_subscribe(&DeliveryInfo {
-                attributes: standard.map(|m| &m.attributes),
-                traceparent: message
-                    .and_then(|m| m.traceparent.as_ref())
-                    .map(|value| value.as_str()),
-                message_id: standard.map_or("", |m| m.message_id.as_str()),
-                ack_id: &received.ack_id,
-                body_size: standard.map_or(0, |m| m.data.len()),
-                ordering_key: standard.map_or("", |m| m.ordering_key.as_str()),
-                delivery_attempt: received.delivery_attempt,
-                exactly_once,
-            }),
-        )
+        let mut info = DeliveryInfo::default();
+        info.attributes = standard.map(|m| &m.attributes);
+        info.traceparent = message
+            .and_then(|m| m.traceparent.as_ref())
+            .map(|value| value.as_str());
+        info.message_id = standard.map_or("", |m| m.message_id.as_str());
+        info.ack_id = &received.ack_id;
+        info.body_size = standard.map_or(0, |m| m.data.len());
+        info.ordering_key = standard.map_or("", |m| m.ordering_key.as_str());
+        info.delivery_attempt = received.delivery_attempt;
+        info.exactly_once = exactly_once;
+        Some(instrument.start_subscribe(&info))
     }
 
     /// Records a settle RPC that has answered (see

@@ -163,8 +163,10 @@ impl ContextCarrier for HashMap<String, String> {
     }
 }
 
-/// What the subscribe span of one delivery records about it.
+/// What the subscribe span of one delivery records about it. It may gain
+/// fields: start from `DeliveryInfo::default()` and set what you know.
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct DeliveryInfo<'a> {
     /// The message's attributes (the trace context travels in them).
     pub attributes: Option<&'a HashMap<String, String>>,
