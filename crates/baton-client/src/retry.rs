@@ -65,6 +65,30 @@ pub enum CallFamily {
     StreamingPull,
 }
 
+impl CallFamily {
+    /// Every family, for settings that apply to all of them (a command-line
+    /// tool's shorter deadlines, say): code that loops over this list
+    /// covers the families added later too.
+    ///
+    /// ```
+    /// use baton_client::{CallFamily, ClientConfig, RetrySettings};
+    /// use std::time::Duration;
+    /// let config = CallFamily::ALL.iter().fold(ClientConfig::new("p"), |config, &family| {
+    ///     config.with_retry(family, RetrySettings::default_for(family).with_attempt_timeout(Duration::from_secs(5)))
+    /// });
+    /// assert_eq!(config.retry(CallFamily::Schema).attempt_timeout(), Duration::from_secs(5));
+    /// ```
+    pub const ALL: [CallFamily; 7] = [
+        CallFamily::Publish,
+        CallFamily::AdminRead,
+        CallFamily::AdminWrite,
+        CallFamily::Settle,
+        CallFamily::Pull,
+        CallFamily::Schema,
+        CallFamily::StreamingPull,
+    ];
+}
+
 /// When and how long a call is retried: the per-attempt timeout, the
 /// backoff between attempts, the total deadline and the retried codes.
 /// Start from [`RetrySettings::default_for`] and change what you need:
@@ -527,6 +551,24 @@ mod tests {
             assert_eq!(settings.total_timeout(), total, "{family:?}");
             assert_eq!(settings.attempt_timeout(), attempt, "{family:?}");
             assert_eq!(settings.retryable_codes(), codes, "{family:?}");
+        }
+    }
+
+    /// `ALL` names every family: the match fails to compile when one is
+    /// added, and its arm's index must then be in the list.
+    #[test]
+    fn all_lists_every_family() {
+        for (index, family) in CallFamily::ALL.iter().enumerate() {
+            let expected = match family {
+                CallFamily::Publish => 0,
+                CallFamily::AdminRead => 1,
+                CallFamily::AdminWrite => 2,
+                CallFamily::Settle => 3,
+                CallFamily::Pull => 4,
+                CallFamily::Schema => 5,
+                CallFamily::StreamingPull => 6,
+            };
+            assert_eq!(index, expected, "{family:?}");
         }
     }
 

@@ -102,23 +102,7 @@ impl ClientArgs {
                 .into());
             }
         };
-        let mut config = ClientConfig::new(project).with_endpoint(endpoint);
-        // A person waits on a command: retry what the official clients
-        // retry, but give up within seconds, not the minute (ten for
-        // Publish) a long-running service can afford.
-        for family in [
-            CallFamily::Publish,
-            CallFamily::AdminRead,
-            CallFamily::AdminWrite,
-            CallFamily::Settle,
-            CallFamily::Pull,
-            CallFamily::Schema,
-        ] {
-            config = config.with_retry(
-                family,
-                RetrySettings::default_for(family).with_total_timeout(COMMAND_RETRY_BUDGET),
-            );
-        }
+        let mut config = with_command_retries(ClientConfig::new(project).with_endpoint(endpoint));
         if let Some(path) = &self.ca_file {
             config = config.with_ca_certificate_file(path);
         }
@@ -1091,6 +1075,22 @@ pub(crate) fn time_arg(text: &str) -> Result<std::time::SystemTime, String> {
     Ok(std::time::UNIX_EPOCH + Duration::new(seconds, nanos))
 }
 
+/// `config` with a command's retry deadlines. A person waits on a command:
+/// retry what the official clients retry, but give up within seconds, not
+/// the minute (ten for Publish) a long-running service can afford. The
+/// stream of `baton subscribe` keeps reopening for as long as it runs.
+fn with_command_retries(config: ClientConfig) -> ClientConfig {
+    CallFamily::ALL
+        .into_iter()
+        .filter(|family| *family != CallFamily::StreamingPull)
+        .fold(config, |config, family| {
+            config.with_retry(
+                family,
+                RetrySettings::default_for(family).with_total_timeout(COMMAND_RETRY_BUDGET),
+            )
+        })
+}
+
 /// Prints resource names: a JSON array, or a one-column table.
 fn print_names(format: Format, names: Vec<String>) -> anyhow::Result<()> {
     match format {
@@ -1321,4 +1321,24 @@ pub async fn subscribe(
         .await
         .context("shutting down the subscriber")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod command_retry_tests {
+    use super::*;
+
+    /// Every family a command waits on gives up within the budget, the
+    /// families added later included; the subscriber's stream does not.
+    #[test]
+    fn every_call_a_command_waits_on_gives_up_within_the_budget() {
+        let config = with_command_retries(ClientConfig::new("p"));
+        for family in CallFamily::ALL {
+            let total = config.retry(family).total_timeout();
+            if family == CallFamily::StreamingPull {
+                assert_eq!(total, Duration::MAX);
+            } else {
+                assert_eq!(total, COMMAND_RETRY_BUDGET, "{family:?}");
+            }
+        }
+    }
 }
